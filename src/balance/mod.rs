@@ -1,0 +1,111 @@
+//! Backend selection: a closed set of algorithms that choose among the candidates they are
+//! given. Pure: no IO, no clock, no allocation per pick. Eligibility is decided elsewhere; the
+//! balancer only skips candidates that say they cannot take a request right now.
+
+mod least_conn;
+mod wrr;
+
+pub use least_conn::LeastConnections;
+pub use wrr::SmoothWeightedRoundRobin;
+
+use crate::config::Algorithm;
+use std::sync::Arc;
+
+/// What a balancer needs to know about a backend.
+pub trait Candidate {
+    /// Relative share of traffic, at least 1.
+    fn weight(&self) -> u32;
+    /// Requests currently in flight.
+    fn in_flight(&self) -> u32;
+    /// Whether it may take a request right now.
+    fn is_selectable(&self) -> bool;
+}
+
+impl<T: Candidate> Candidate for Arc<T> {
+    fn weight(&self) -> u32 {
+        (**self).weight()
+    }
+    fn in_flight(&self) -> u32 {
+        (**self).in_flight()
+    }
+    fn is_selectable(&self) -> bool {
+        (**self).is_selectable()
+    }
+}
+
+/// A pool's balancer, built for a fixed list of candidates.
+#[derive(Debug)]
+pub enum Balancer {
+    /// Smooth weighted round-robin.
+    WeightedRoundRobin(SmoothWeightedRoundRobin),
+    /// Weighted least-connections.
+    LeastConnections(LeastConnections),
+}
+
+impl Balancer {
+    /// Builds the balancer for candidates with these weights (same order as passed to `pick`).
+    pub fn new(algorithm: Algorithm, weights: &[u32]) -> Self {
+        match algorithm {
+            Algorithm::WeightedRoundRobin => {
+                Self::WeightedRoundRobin(SmoothWeightedRoundRobin::new(weights))
+            }
+            Algorithm::LeastConnections => Self::LeastConnections(LeastConnections::new()),
+        }
+    }
+
+    /// Index of the chosen candidate, or `None` when none is selectable.
+    pub fn pick<C: Candidate>(&self, candidates: &[C]) -> Option<usize> {
+        match self {
+            Self::WeightedRoundRobin(wrr) => wrr.pick(candidates),
+            Self::LeastConnections(lc) => lc.pick(candidates),
+        }
+    }
+}
+
+/// First selectable candidate scanning from `start`, wrapping around.
+fn first_selectable_from<C: Candidate>(candidates: &[C], start: usize) -> Option<usize> {
+    let n = candidates.len();
+    (0..n)
+        .map(|k| (start + k) % n)
+        .find(|&i| candidates[i].is_selectable())
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Candidate;
+    use std::cell::Cell;
+
+    /// A candidate whose load and availability a test sets directly.
+    #[derive(Debug, Clone)]
+    pub struct Fake {
+        pub weight: u32,
+        pub in_flight: Cell<u32>,
+        pub selectable: Cell<bool>,
+    }
+
+    impl Fake {
+        pub fn new(weight: u32) -> Self {
+            Self {
+                weight,
+                in_flight: Cell::new(0),
+                selectable: Cell::new(true),
+            }
+        }
+    }
+
+    impl Candidate for Fake {
+        fn weight(&self) -> u32 {
+            self.weight
+        }
+        fn in_flight(&self) -> u32 {
+            self.in_flight.get()
+        }
+        fn is_selectable(&self) -> bool {
+            self.selectable.get()
+        }
+    }
+
+    pub fn fakes(weights: &[u32]) -> Vec<Fake> {
+        weights.iter().map(|&w| Fake::new(w)).collect()
+    }
+}

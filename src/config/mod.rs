@@ -1,0 +1,28 @@
+//! Configuration: the TOML file format, validation that reports every problem, and the typed
+//! runtime `Config` the rest of the proxy uses.
+
+mod file;
+mod model;
+mod validate;
+
+pub use model::{
+    Algorithm, BackendConfig, Config, HostPattern, ListenerConfig, PoolConfig, RouteConfig,
+    Timeouts,
+};
+pub use validate::{ConfigError, Problem};
+
+use std::path::Path;
+
+/// Reads, parses and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and validates config text; `origin` names it in error messages (usually the path).
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    validate::parse_and_validate(text, origin)
+}

@@ -1,0 +1,464 @@
+//! Turns file text into a typed `Config`, collecting every problem with its `line:col` rather
+//! than stopping at the first one.
+
+use super::file::{AlgorithmFile, BackendFile, FileConfig, PoolFile, RouteFile, TimeoutsFile};
+use super::model::{
+    Algorithm, BackendConfig, Config, HostPattern, ListenerConfig, PoolConfig, RouteConfig,
+    Timeouts,
+};
+use http::uri::Authority;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::ops::Range;
+use std::time::Duration;
+use toml::Spanned;
+
+/// One problem found in a config file, located by 1-based line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub col: usize,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid config; every problem is listed.
+    #[error("{}", DisplayProblems { origin, problems })]
+    Invalid {
+        /// The file (or other origin) the text came from.
+        origin: String,
+        /// Every problem found, in file order.
+        problems: Vec<Problem>,
+    },
+}
+
+struct DisplayProblems<'a> {
+    origin: &'a str,
+    problems: &'a [Problem],
+}
+
+impl fmt::Display for DisplayProblems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}:{}: {}", self.origin, p.line, p.col, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses `text` and validates it; `origin` is used in error messages.
+pub(super) fn parse_and_validate(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let invalid = |problems| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        problems,
+    };
+    let file: FileConfig = match toml::from_str(text) {
+        Ok(file) => file,
+        Err(err) => {
+            let at = err.span().map_or(0, |span| span.start);
+            let message = err.message().trim_end().to_owned();
+            return Err(invalid(vec![locate(text, at, message)]));
+        }
+    };
+    let mut checker = Checker::default();
+    let config = checker.config(file);
+    if checker.problems.is_empty() {
+        Ok(config)
+    } else {
+        let mut problems: Vec<Problem> = checker
+            .problems
+            .into_iter()
+            .map(|(at, message)| locate(text, at, message))
+            .collect();
+        problems.sort_by_key(|p| (p.line, p.col));
+        Err(invalid(problems))
+    }
+}
+
+fn locate(text: &str, at: usize, message: String) -> Problem {
+    let at = at.min(text.len());
+    let before = text.get(..at).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Problem {
+        line: before.matches('\n').count() + 1,
+        col: before[line_start..].chars().count() + 1,
+        message,
+    }
+}
+
+/// Collects problems as (byte offset, message) while building the typed config.
+#[derive(Default)]
+struct Checker {
+    problems: Vec<(usize, String)>,
+}
+
+impl Checker {
+    fn report(&mut self, span: Range<usize>, message: String) {
+        self.problems.push((span.start, message));
+    }
+
+    fn config(&mut self, file: FileConfig) -> Config {
+        let listeners = self.listeners(&file.listeners);
+        let timeouts = self.timeouts(&file.timeouts);
+        let pools: Vec<PoolConfig> = file
+            .pools
+            .iter()
+            .enumerate()
+            .filter_map(|(i, pool)| self.pool(i, pool))
+            .collect();
+        self.unique_names(file.pools.iter().map(|p| &p.get_ref().name), "pools", "pool");
+        let pool_names: HashSet<&str> = file.pools.iter().map(|p| p.get_ref().name.get_ref().as_str()).collect();
+        let routes = self.routes(&file.routes, &pool_names);
+        Config {
+            listeners,
+            timeouts,
+            routes,
+            pools,
+        }
+    }
+
+    fn unique_names<'a>(
+        &mut self,
+        names: impl Iterator<Item = &'a Spanned<String>>,
+        field: &str,
+        what: &str,
+    ) {
+        let mut seen = HashSet::new();
+        for name in names {
+            if !seen.insert(name.get_ref().as_str()) {
+                self.report(
+                    name.span(),
+                    format!("{field}.name: duplicate {what} name {:?}", name.get_ref()),
+                );
+            }
+        }
+    }
+
+    fn name(&mut self, name: &Spanned<String>, field: &str) {
+        let value = name.get_ref();
+        let valid = !value.is_empty()
+            && value.len() <= 64
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !valid {
+            self.report(
+                name.span(),
+                format!(
+                    "{field}: {value:?} is not a valid name (1 to 64 of letters, digits, '-', '_', '.')"
+                ),
+            );
+        }
+    }
+
+    fn listeners(&mut self, listeners: &[Spanned<super::file::ListenerFile>]) -> Vec<ListenerConfig> {
+        if listeners.is_empty() {
+            self.report(0..0, "listeners: at least one [[listeners]] table is required".into());
+        }
+        self.unique_names(listeners.iter().map(|l| &l.get_ref().name), "listeners", "listener");
+        let mut binds = HashSet::new();
+        let mut out = Vec::new();
+        for (i, listener) in listeners.iter().enumerate() {
+            let listener = listener.get_ref();
+            self.name(&listener.name, &format!("listeners[{i}].name"));
+            match listener.bind.get_ref().parse::<SocketAddr>() {
+                Ok(bind) => {
+                    if bind.port() != 0 && !binds.insert(bind) {
+                        self.report(
+                            listener.bind.span(),
+                            format!("listeners[{i}].bind: {bind} is bound by another listener"),
+                        );
+                    }
+                    out.push(ListenerConfig {
+                        name: listener.name.get_ref().clone(),
+                        bind,
+                    });
+                }
+                Err(_) => self.report(
+                    listener.bind.span(),
+                    format!(
+                        "listeners[{i}].bind: {:?} is not an IP:port address (e.g. \"0.0.0.0:8080\" or \"[::]:8080\")",
+                        listener.bind.get_ref()
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    fn timeouts(&mut self, file: &TimeoutsFile) -> Timeouts {
+        let defaults = Timeouts::default();
+        Timeouts {
+            connect: self.duration(&file.connect, "timeouts.connect", defaults.connect),
+            response_header: self.duration(
+                &file.response_header,
+                "timeouts.response_header",
+                defaults.response_header,
+            ),
+            request_header: self.duration(
+                &file.request_header,
+                "timeouts.request_header",
+                defaults.request_header,
+            ),
+            idle: self.duration(&file.idle, "timeouts.idle", defaults.idle),
+            upstream_idle: self.duration(
+                &file.upstream_idle,
+                "timeouts.upstream_idle",
+                defaults.upstream_idle,
+            ),
+        }
+    }
+
+    fn duration(&mut self, value: &Option<Spanned<String>>, field: &str, default: Duration) -> Duration {
+        let Some(value) = value else { return default };
+        match humantime::parse_duration(value.get_ref()) {
+            Ok(d) if d.is_zero() => {
+                self.report(value.span(), format!("{field}: must be greater than zero"));
+                default
+            }
+            Ok(d) => d,
+            Err(err) => {
+                self.report(
+                    value.span(),
+                    format!("{field}: {:?} is not a duration like \"500ms\" or \"5s\" ({err})", value.get_ref()),
+                );
+                default
+            }
+        }
+    }
+
+    fn routes(&mut self, routes: &[Spanned<RouteFile>], pools: &HashSet<&str>) -> Vec<RouteConfig> {
+        self.unique_names(routes.iter().map(|r| &r.get_ref().name), "routes", "route");
+        let mut matches = HashSet::new();
+        let mut out = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            let span = route.span();
+            let route = route.get_ref();
+            self.name(&route.name, &format!("routes[{i}].name"));
+            let host = route.host.as_ref().and_then(|h| self.host(h, i));
+            let path_prefix = match &route.path_prefix {
+                None => "/".to_owned(),
+                Some(p) if p.get_ref().starts_with('/') && !p.get_ref().contains(['?', '#']) => {
+                    p.get_ref().clone()
+                }
+                Some(p) => {
+                    self.report(
+                        p.span(),
+                        format!(
+                            "routes[{i}].path_prefix: {:?} must start with '/' and hold no '?' or '#'",
+                            p.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if !pools.contains(route.pool.get_ref().as_str()) {
+                self.report(
+                    route.pool.span(),
+                    format!("routes[{i}].pool: no pool named {:?}", route.pool.get_ref()),
+                );
+            }
+            if !matches.insert((host.clone(), path_prefix.clone())) {
+                self.report(
+                    span.clone(),
+                    format!(
+                        "routes[{i}]: another route already matches the same host and path_prefix {path_prefix:?}"
+                    ),
+                );
+            }
+            out.push(RouteConfig {
+                name: route.name.get_ref().clone(),
+                host,
+                path_prefix,
+                pool: route.pool.get_ref().clone(),
+            });
+        }
+        out
+    }
+
+    fn host(&mut self, host: &Spanned<String>, i: usize) -> Option<HostPattern> {
+        let raw = host.get_ref().trim_end_matches('.').to_ascii_lowercase();
+        let (pattern, name) = match raw.strip_prefix("*.") {
+            Some(suffix) => (HostPattern::Suffix(format!(".{suffix}")), suffix),
+            None => (HostPattern::Exact(raw.clone()), raw.as_str()),
+        };
+        if is_dns_name(name) {
+            Some(pattern)
+        } else {
+            self.report(
+                host.span(),
+                format!(
+                    "routes[{i}].host: {:?} is not a host name or a \"*.suffix\" wildcard",
+                    host.get_ref()
+                ),
+            );
+            None
+        }
+    }
+
+    fn pool(&mut self, i: usize, pool: &Spanned<PoolFile>) -> Option<PoolConfig> {
+        let span = pool.span();
+        let pool = pool.get_ref();
+        self.name(&pool.name, &format!("pools[{i}].name"));
+        if pool.backends.is_empty() {
+            self.report(
+                span,
+                format!(
+                    "pools[{i}].backends: pool {:?} has no backends; add a [[pools.backends]] table",
+                    pool.name.get_ref()
+                ),
+            );
+        }
+        self.unique_names(
+            pool.backends.iter().map(|b| &b.get_ref().name),
+            &format!("pools[{i}].backends"),
+            "backend",
+        );
+        let mut addresses = HashSet::new();
+        let mut backends = Vec::new();
+        for (j, backend) in pool.backends.iter().enumerate() {
+            let backend = backend.get_ref();
+            if let Some(b) = self.backend(i, j, backend) {
+                if !addresses.insert(b.address.clone()) {
+                    self.report(
+                        backend.address.span(),
+                        format!(
+                            "pools[{i}].backends[{j}].address: {} is already a backend of this pool; raise its weight instead",
+                            b.address
+                        ),
+                    );
+                }
+                backends.push(b);
+            }
+        }
+        let algorithm = match pool.algorithm.as_ref().map(|a| *a.get_ref()) {
+            None | Some(AlgorithmFile::WeightedRoundRobin) => Algorithm::WeightedRoundRobin,
+            Some(AlgorithmFile::LeastConnections) => Algorithm::LeastConnections,
+        };
+        Some(PoolConfig {
+            name: pool.name.get_ref().clone(),
+            algorithm,
+            backends,
+        })
+    }
+
+    fn backend(&mut self, i: usize, j: usize, backend: &BackendFile) -> Option<BackendConfig> {
+        let field = format!("pools[{i}].backends[{j}]");
+        self.name(&backend.name, &format!("{field}.name"));
+        let weight = match &backend.weight {
+            None => NonZeroU32::MIN,
+            Some(w) => match u32::try_from(*w.get_ref()).ok().and_then(NonZeroU32::new) {
+                Some(weight) if weight.get() <= BackendConfig::MAX_WEIGHT => weight,
+                _ => {
+                    self.report(
+                        w.span(),
+                        format!(
+                            "{field}.weight: must be between 1 and {}, got {}",
+                            BackendConfig::MAX_WEIGHT,
+                            w.get_ref()
+                        ),
+                    );
+                    NonZeroU32::MIN
+                }
+            },
+        };
+        let max_requests = match &backend.max_requests {
+            None => None,
+            Some(m) => match u32::try_from(*m.get_ref()).ok().and_then(NonZeroU32::new) {
+                Some(max) => Some(max),
+                None => {
+                    self.report(
+                        m.span(),
+                        format!("{field}.max_requests: must be at least 1, got {}", m.get_ref()),
+                    );
+                    None
+                }
+            },
+        };
+        let address = match parse_address(backend.address.get_ref()) {
+            Some(address) => address,
+            None => {
+                self.report(
+                    backend.address.span(),
+                    format!(
+                        "{field}.address: {:?} is not host:port (e.g. \"10.0.0.7:8080\" or \"api.internal:80\")",
+                        backend.address.get_ref()
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(BackendConfig {
+            name: backend.name.get_ref().clone(),
+            address,
+            weight,
+            max_requests,
+        })
+    }
+}
+
+/// Accepts `ip:port`, `[ipv6]:port` and `dns-name:port` with a non-zero port.
+fn parse_address(raw: &str) -> Option<Authority> {
+    if raw.parse::<SocketAddr>().is_ok_and(|a| a.port() != 0) {
+        return raw.parse().ok();
+    }
+    let (host, port) = raw.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    (port != 0 && is_dns_name(host)).then(|| raw.parse().ok()).flatten()
+}
+
+/// Letters, digits and '-' in dot-separated labels of 1 to 63 characters, 253 at most in all.
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locates_offsets_as_one_based_line_and_column() {
+        let text = "a = 1\nbé = 2\n";
+        assert_eq!(locate(text, 0, String::new()).line, 1);
+        let p = locate(text, text.find('=').unwrap(), String::new());
+        assert_eq!((p.line, p.col), (1, 3));
+        let p = locate(text, text.rfind('=').unwrap(), String::new());
+        assert_eq!((p.line, p.col), (2, 4));
+    }
+
+    #[test]
+    fn accepts_ip_and_dns_addresses_with_ports() {
+        assert!(parse_address("127.0.0.1:80").is_some());
+        assert!(parse_address("[::1]:8080").is_some());
+        assert!(parse_address("api.internal:8080").is_some());
+        assert!(parse_address("api.internal").is_none());
+        assert!(parse_address("127.0.0.1:0").is_none());
+        assert!(parse_address("bad host:80").is_none());
+        assert!(parse_address("http://x:80").is_none());
+    }
+}

@@ -1,0 +1,107 @@
+//! The built-in demo: three small upstreams that answer with their own name (one of them slow),
+//! served behind the proxy with `conf/demo.toml`.
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The demo config, compiled in so `switchyard demo` works from any directory.
+pub const CONFIG: &str = include_str!("../conf/demo.toml");
+
+/// One demo upstream: its name, address, and how long it takes to answer.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoUpstream {
+    /// Returned in every response body.
+    pub name: &'static str,
+    /// Must match a backend address in `conf/demo.toml`.
+    pub addr: &'static str,
+    /// Added before each answer.
+    pub delay: Duration,
+}
+
+/// The three demo upstreams named in `conf/demo.toml`.
+pub const UPSTREAMS: [DemoUpstream; 3] = [
+    DemoUpstream {
+        name: "alpha",
+        addr: "127.0.0.1:9101",
+        delay: Duration::ZERO,
+    },
+    DemoUpstream {
+        name: "beta",
+        addr: "127.0.0.1:9102",
+        delay: Duration::ZERO,
+    },
+    DemoUpstream {
+        name: "gamma",
+        addr: "127.0.0.1:9103",
+        delay: Duration::from_millis(300),
+    },
+];
+
+/// Binds and serves the demo upstreams until `shutdown` is cancelled.
+pub async fn start_upstreams(shutdown: CancellationToken) -> std::io::Result<()> {
+    for upstream in UPSTREAMS {
+        let addr: SocketAddr = upstream
+            .addr
+            .parse()
+            .expect("demo upstream addresses are valid socket addresses");
+        let listener = TcpListener::bind(addr).await.map_err(|err| {
+            std::io::Error::new(err.kind(), format!("demo upstream {}: cannot bind {addr}: {err}", upstream.name))
+        })?;
+        tokio::spawn(serve(listener, upstream, shutdown.clone()));
+    }
+    Ok(())
+}
+
+async fn serve(listener: TcpListener, upstream: DemoUpstream, shutdown: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(%err, upstream = upstream.name, "demo upstream accept failed");
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return,
+        };
+        tokio::spawn(async move {
+            let service = service_fn(move |req| answer(req, upstream));
+            if let Err(err) = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%err, upstream = upstream.name, "demo upstream connection error");
+            }
+        });
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    upstream: DemoUpstream,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if !upstream.delay.is_zero() {
+        tokio::time::sleep(upstream.delay).await;
+    }
+    let body = format!("{} answered {} {}\n", upstream.name, req.method(), req.uri().path());
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        "x-upstream",
+        header::HeaderValue::from_static(upstream.name),
+    );
+    Ok(response)
+}

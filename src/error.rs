@@ -1,0 +1,71 @@
+//! Why a request failed, and the one place that maps each reason to an HTTP status.
+
+use http::StatusCode;
+use std::sync::Arc;
+
+/// A request the proxy could not complete, with who is to blame.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No route matches the host and path.
+    #[error("no route for this host and path")]
+    NoRoute,
+    /// The pool has no backend that can take a request.
+    #[error("no backend available in pool {pool}")]
+    NoBackend {
+        /// The pool's name.
+        pool: Arc<str>,
+    },
+    /// The upstream connection could not be established (nothing was sent).
+    #[error("cannot connect to upstream {backend}")]
+    UpstreamConnect {
+        /// The backend's name.
+        backend: Arc<str>,
+        /// What the connector said.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The upstream broke the protocol or closed the connection before a response.
+    #[error("upstream {backend} failed before responding")]
+    UpstreamProtocol {
+        /// The backend's name.
+        backend: Arc<str>,
+        /// What the client said.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The upstream did not connect or send response headers in time.
+    #[error("upstream {backend} timed out")]
+    UpstreamTimeout {
+        /// The backend's name.
+        backend: Arc<str>,
+    },
+    /// The client's request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+}
+
+impl ProxyError {
+    /// The status the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamConnect { .. } | Self::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The short plain-text body sent with the status; never includes upstream details.
+    pub fn client_message(&self) -> &'static str {
+        match self {
+            Self::NoRoute => "no route for this host and path\n",
+            Self::NoBackend { .. } => "no backend available, try again shortly\n",
+            Self::UpstreamConnect { .. } | Self::UpstreamProtocol { .. } => {
+                "upstream connection failed\n"
+            }
+            Self::UpstreamTimeout { .. } => "upstream timed out\n",
+            Self::BadRequest(reason) => reason,
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Switchyard: a load-balancing HTTP reverse proxy.
+//!
+//! The data plane (`server`, `proxy`) reads an immutable [`snapshot::Snapshot`] through
+//! `arc-swap` and per-backend atomics; nothing on the request path takes a lock.
+
+pub mod balance;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod shutdown;
+pub mod snapshot;
+pub mod upstream;

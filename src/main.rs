@@ -1,0 +1,208 @@
+//! The `switchyard` command: run the proxy, check a config, or start the demo.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use switchyard::config::{self, Algorithm, Config, HostPattern};
+use switchyard::server::Gateway;
+use tokio_util::sync::CancellationToken;
+
+/// How long in-flight requests may take to finish after SIGTERM or Ctrl-C.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Exit code for an invalid config.
+const EXIT_INVALID_CONFIG: u8 = 1;
+/// Exit code when the proxy cannot start (bind failure, runtime failure).
+const EXIT_START_FAILED: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Log filter when RUST_LOG is unset: error, warn, info, debug, trace, or a tracing directive.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Run(RunArgs),
+    /// Validate a config and print a summary; exit 1 listing every problem if invalid.
+    Check(ConfigArg),
+    /// Start three demo upstreams and the proxy on 127.0.0.1:8080 (conf/demo.toml).
+    Demo(WorkerArg),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// The config file.
+    #[arg(long, short, default_value = "conf/switchyard.toml")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct WorkerArg {
+    /// Runtime worker threads (default: one per CPU core).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    workers: WorkerArg,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    match cli.command {
+        Some(Command::Check(args)) => check(&args.config),
+        Some(Command::Demo(workers)) => match load_demo_config() {
+            Ok(config) => run(&config, workers.workers, true),
+            Err(err) => invalid(&err),
+        },
+        Some(Command::Run(args)) => run_file(&args),
+        None => run_file(&cli.run),
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+fn invalid(err: &config::ConfigError) -> ExitCode {
+    eprintln!("{err}");
+    ExitCode::from(EXIT_INVALID_CONFIG)
+}
+
+fn run_file(args: &RunArgs) -> ExitCode {
+    match config::load(&args.config.config) {
+        Ok(config) => run(&config, args.workers.workers, false),
+        Err(err) => invalid(&err),
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(config) => {
+            print!("{}", summary(path, &config));
+            ExitCode::SUCCESS
+        }
+        Err(err) => invalid(&err),
+    }
+}
+
+/// The demo reads `conf/demo.toml` when run from the repository (so edits show), else the
+/// compiled-in copy.
+fn load_demo_config() -> Result<Config, config::ConfigError> {
+    let path = Path::new("conf/demo.toml");
+    if path.exists() {
+        config::load(path)
+    } else {
+        config::parse(switchyard::demo::CONFIG, "conf/demo.toml (built in)")
+    }
+}
+
+fn run(config: &Config, workers: Option<usize>, demo: bool) -> ExitCode {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(workers) = workers {
+        runtime.worker_threads(workers.max(1));
+    }
+    let runtime = match runtime.build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::from(EXIT_START_FAILED);
+        }
+    };
+    runtime.block_on(async {
+        let upstreams = CancellationToken::new();
+        if demo {
+            if let Err(err) = switchyard::demo::start_upstreams(upstreams.clone()).await {
+                eprintln!("{err}");
+                return ExitCode::from(EXIT_START_FAILED);
+            }
+        }
+        let gateway = match Gateway::start(config).await {
+            Ok(gateway) => gateway,
+            Err(err) => {
+                eprintln!("{err}");
+                return ExitCode::from(EXIT_START_FAILED);
+            }
+        };
+        if demo {
+            print_demo_help(gateway.first_addr());
+        }
+        switchyard::shutdown::signal().await;
+        tracing::info!(grace = ?SHUTDOWN_GRACE, "shutting down; a second signal exits at once");
+        tokio::select! {
+            _ = gateway.shutdown(SHUTDOWN_GRACE) => {}
+            () = switchyard::shutdown::signal() => tracing::warn!("second signal: exiting now"),
+        }
+        upstreams.cancel();
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_demo_help(addr: std::net::SocketAddr) {
+    println!(
+        "\nSwitchyard demo is running on http://{addr}
+
+  Smooth weighted round-robin (alpha 5, beta 1, gamma 1):
+    for i in $(seq 7); do curl -s http://{addr}/; done
+
+  Least-connections (gamma is slow, so it gets fewer concurrent requests):
+    for i in $(seq 12); do curl -s http://{addr}/api/x & done; wait
+
+  HTTP/2 without TLS (prior knowledge):
+    curl -s --http2-prior-knowledge http://{addr}/
+
+  Any host reaches the default route; a bad request gets 400:
+    curl -s -H 'Host: other.example' http://{addr}/
+    curl -si -H 'Host:' http://{addr}/ | head -1             # 400: HTTP/1.1 without Host
+
+Press Ctrl-C to stop.\n"
+    );
+}
+
+fn summary(path: &Path, config: &Config) -> String {
+    let mut out = String::new();
+    out += &format!("{}: ok\n", path.display());
+    out += "listeners:\n";
+    for l in &config.listeners {
+        out += &format!("  {:<16} {}\n", l.name, l.bind);
+    }
+    out += "routes:\n";
+    for r in &config.routes {
+        let host = match &r.host {
+            None => "*".to_owned(),
+            Some(HostPattern::Exact(h)) => h.clone(),
+            Some(HostPattern::Suffix(s)) => format!("*{s}"),
+        };
+        out += &format!("  {:<16} {host}{} -> {}\n", r.name, r.path_prefix, r.pool);
+    }
+    out += "pools:\n";
+    for p in &config.pools {
+        let algorithm = match p.algorithm {
+            Algorithm::WeightedRoundRobin => "weighted_round_robin",
+            Algorithm::LeastConnections => "least_connections",
+        };
+        out += &format!("  {:<16} {algorithm}, {} backends\n", p.name, p.backends.len());
+        for b in &p.backends {
+            out += &format!("    {:<14} {} weight {}\n", b.name, b.address, b.weight);
+        }
+    }
+    out
+}

@@ -1,0 +1,146 @@
+//! Header rewriting: hop-by-hop headers removed both ways, `X-Forwarded-*` and `Via` added.
+//! Framing headers (`Content-Length`, chunking) are left to hyper.
+
+use super::Downstream;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Version;
+use std::io::Write as _;
+
+/// Headers that describe one connection, never the message (RFC 9110 §7.6.1, plus the
+/// non-standard `Proxy-Connection` and `Keep-Alive`).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Rewrites a client request's headers for the upstream. `host` is what the client asked for
+/// (URI authority or `Host`); it becomes the upstream `Host`, so HTTP/2 clients keep theirs.
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    version: Version,
+    host: Option<HeaderValue>,
+    downstream: Downstream,
+) {
+    strip_hop_by_hop(headers);
+    append_forwarded_for(headers, downstream.peer.ip());
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if downstream.tls { "https" } else { "http" }),
+    );
+    if let Some(host) = host {
+        headers.insert(X_FORWARDED_HOST, host.clone());
+        if headers.get(header::HOST) != Some(&host) {
+            headers.insert(header::HOST, host);
+        }
+    }
+    headers.append(header::VIA, via(version));
+}
+
+/// Rewrites an upstream response's headers for the client.
+pub fn prepare_response(headers: &mut HeaderMap, version: Version) {
+    strip_hop_by_hop(headers);
+    headers.append(header::VIA, via(version));
+}
+
+/// Removes the standard hop-by-hop headers and every header named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Allocates only when `Connection` names a non-standard header, which is rare.
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',').map(str::trim) {
+            if token.is_empty() || HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h.as_str()))
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                named.push(name);
+            }
+        }
+    }
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Appends the client address to `X-Forwarded-For`, joining earlier hops into one line.
+fn append_forwarded_for(headers: &mut HeaderMap, ip: std::net::IpAddr) {
+    let mut value = Vec::with_capacity(64);
+    for earlier in headers.get_all(&X_FORWARDED_FOR) {
+        value.extend_from_slice(earlier.as_bytes());
+        value.extend_from_slice(b", ");
+    }
+    write!(value, "{ip}").expect("writing to a Vec cannot fail");
+    if let Ok(value) = HeaderValue::from_bytes(&value) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+}
+
+fn via(version: Version) -> HeaderValue {
+    HeaderValue::from_static(match version {
+        Version::HTTP_09 => "0.9 switchyard",
+        Version::HTTP_10 => "1.0 switchyard",
+        Version::HTTP_2 => "2 switchyard",
+        Version::HTTP_3 => "3 switchyard",
+        _ => "1.1 switchyard",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn downstream() -> Downstream {
+        Downstream {
+            peer: "192.0.2.7:5000".parse().unwrap(),
+            tls: false,
+        }
+    }
+
+    #[test]
+    fn removes_standard_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, X-Secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert(header::UPGRADE, "websocket".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarded_for_appends_the_client_to_earlier_hops() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "203.0.113.1".parse().unwrap());
+        h.append("x-forwarded-for", "198.51.100.2".parse().unwrap());
+        prepare_request(&mut h, Version::HTTP_11, None, downstream());
+        assert_eq!(h["x-forwarded-for"], "203.0.113.1, 198.51.100.2, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h[header::VIA], "1.1 switchyard");
+    }
+
+    #[test]
+    fn http2_authority_becomes_the_upstream_host() {
+        let mut h = HeaderMap::new();
+        prepare_request(&mut h, Version::HTTP_2, Some("example.com".parse().unwrap()), downstream());
+        assert_eq!(h[header::HOST], "example.com");
+        assert_eq!(h["x-forwarded-host"], "example.com");
+        assert_eq!(h[header::VIA], "2 switchyard");
+    }
+}
