@@ -55,7 +55,10 @@ pub async fn start_upstreams(shutdown: CancellationToken) -> std::io::Result<()>
             .parse()
             .expect("demo upstream addresses are valid socket addresses");
         let listener = TcpListener::bind(addr).await.map_err(|err| {
-            std::io::Error::new(err.kind(), format!("demo upstream {}: cannot bind {addr}: {err}", upstream.name))
+            std::io::Error::new(
+                err.kind(),
+                format!("demo upstream {}: cannot bind {addr}: {err}", upstream.name),
+            )
         })?;
         tokio::spawn(serve(listener, upstream, shutdown.clone()));
     }
@@ -93,7 +96,12 @@ async fn answer(
     if !upstream.delay.is_zero() {
         tokio::time::sleep(upstream.delay).await;
     }
-    let body = format!("{} answered {} {}\n", upstream.name, req.method(), req.uri().path());
+    let body = format!(
+        "{} answered {} {}\n",
+        upstream.name,
+        req.method(),
+        req.uri().path()
+    );
     let mut response = Response::new(Full::new(Bytes::from(body)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -17,7 +17,12 @@ const EXIT_INVALID_CONFIG: u8 = 1;
 const EXIT_START_FAILED: u8 = 3;
 
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "switchyard",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -199,7 +204,11 @@ fn summary(path: &Path, config: &Config) -> String {
             Algorithm::WeightedRoundRobin => "weighted_round_robin",
             Algorithm::LeastConnections => "least_connections",
         };
-        out += &format!("  {:<16} {algorithm}, {} backends\n", p.name, p.backends.len());
+        out += &format!(
+            "  {:<16} {algorithm}, {} backends\n",
+            p.name,
+            p.backends.len()
+        );
         for b in &p.backends {
             out += &format!("    {:<14} {} weight {}\n", b.name, b.address, b.weight);
         }

@@ -55,12 +55,15 @@ impl Router {
             group.push(route);
         }
         let by_longest_prefix = |routes: &mut Vec<Route>| {
-            routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+            routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         };
         router.exact.values_mut().for_each(by_longest_prefix);
-        router.suffix.iter_mut().for_each(|(_, r)| by_longest_prefix(r));
+        router
+            .suffix
+            .iter_mut()
+            .for_each(|(_, r)| by_longest_prefix(r));
         by_longest_prefix(&mut router.any_host);
-        router.suffix.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        router.suffix.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         router
     }
 
@@ -138,15 +141,27 @@ mod tests {
     #[test]
     fn exact_host_beats_wildcard_and_longest_prefix_wins() {
         let r = router();
-        assert_eq!(name(&r, Some("api.example.com"), "/v2/users").as_deref(), Some("api-v2"));
-        assert_eq!(name(&r, Some("API.Example.com:8443"), "/v1").as_deref(), Some("api"));
-        assert_eq!(name(&r, Some("www.example.com"), "/x").as_deref(), Some("wild"));
+        assert_eq!(
+            name(&r, Some("api.example.com"), "/v2/users").as_deref(),
+            Some("api-v2")
+        );
+        assert_eq!(
+            name(&r, Some("API.Example.com:8443"), "/v1").as_deref(),
+            Some("api")
+        );
+        assert_eq!(
+            name(&r, Some("www.example.com"), "/x").as_deref(),
+            Some("wild")
+        );
     }
 
     #[test]
     fn longest_wildcard_suffix_wins_and_does_not_fall_back() {
         let r = router();
-        assert_eq!(name(&r, Some("a.eu.example.com"), "/only/x").as_deref(), Some("deep-wild"));
+        assert_eq!(
+            name(&r, Some("a.eu.example.com"), "/only/x").as_deref(),
+            Some("deep-wild")
+        );
         // The host picked its virtual host; no path there matches, so no route (as in Envoy).
         assert_eq!(name(&r, Some("a.eu.example.com"), "/other"), None);
     }
@@ -154,20 +169,31 @@ mod tests {
     #[test]
     fn wildcard_needs_a_label_before_the_suffix() {
         let r = router();
-        assert_eq!(name(&r, Some("example.com"), "/static/a").as_deref(), Some("default-static"));
+        assert_eq!(
+            name(&r, Some("example.com"), "/static/a").as_deref(),
+            Some("default-static")
+        );
     }
 
     #[test]
     fn unknown_or_missing_host_uses_the_default_virtual_host() {
         let r = router();
         assert_eq!(name(&r, Some("other.org"), "/").as_deref(), Some("default"));
-        assert_eq!(name(&r, None, "/static/x").as_deref(), Some("default-static"));
-        assert_eq!(name(&r, Some("[::1]:8080"), "/").as_deref(), Some("default"));
+        assert_eq!(
+            name(&r, None, "/static/x").as_deref(),
+            Some("default-static")
+        );
+        assert_eq!(
+            name(&r, Some("[::1]:8080"), "/").as_deref(),
+            Some("default")
+        );
     }
 
     #[test]
     fn no_default_route_means_no_match() {
-        let r = Router::new(&[route("api", Some("api.example.com"), "/api")], |_| Some(0));
+        let r = Router::new(&[route("api", Some("api.example.com"), "/api")], |_| {
+            Some(0)
+        });
         assert_eq!(name(&r, Some("other.org"), "/api"), None);
         assert_eq!(name(&r, Some("api.example.com"), "/"), None);
     }

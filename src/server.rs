@@ -104,7 +104,10 @@ impl Gateway {
         self.tasks.close();
         let drained = tokio::time::timeout(grace, self.tasks.wait()).await.is_ok();
         if !drained {
-            tracing::warn!(?grace, "connections still open after the shutdown grace period; closing them");
+            tracing::warn!(
+                ?grace,
+                "connections still open after the shutdown grace period; closing them"
+            );
         }
         drained
     }

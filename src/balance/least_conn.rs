@@ -32,7 +32,11 @@ impl LeastConnections {
             // A second, distinct index: offset by 1..n so it never equals `a`.
             let b = (a + 1 + fastrand::usize(..n - 1)) % n;
             return match (candidates[a].is_selectable(), candidates[b].is_selectable()) {
-                (true, true) => Some(if lighter(&candidates[b], &candidates[a]) { b } else { a }),
+                (true, true) => Some(if lighter(&candidates[b], &candidates[a]) {
+                    b
+                } else {
+                    a
+                }),
                 (true, false) => Some(a),
                 (false, true) => Some(b),
                 (false, false) => self.scan(candidates),

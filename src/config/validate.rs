@@ -75,7 +75,10 @@ pub(super) fn parse_and_validate(text: &str, origin: &str) -> Result<Config, Con
         Ok(file) => file,
         Err(err) => {
             let at = err.span().map_or(0, |span| span.start);
-            let message = err.message().trim_end().to_owned();
+            let message = match field_at(text, at) {
+                Some(field) => format!("{field}: {}", err.message().trim_end()),
+                None => err.message().trim_end().to_owned(),
+            };
             return Err(invalid(vec![locate(text, at, message)]));
         }
     };
@@ -105,6 +108,30 @@ fn locate(text: &str, at: usize, message: String) -> Problem {
     }
 }
 
+/// The dotted name of the value at `at` (`pools.backends.weight`), when `at` is inside a
+/// `key = value` line: TOML's own type errors point at the value but do not name its key.
+fn field_at(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = before[line_start..].split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    let table = before[..line_start].lines().rev().find_map(|line| {
+        let line = line.trim();
+        let header = line
+            .strip_prefix("[[")
+            .and_then(|l| l.split_once("]]"))
+            .or_else(|| line.strip_prefix('[').and_then(|l| l.split_once(']')))?;
+        Some(header.0.trim())
+    });
+    Some(match table {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_owned(),
+    })
+}
+
 /// Collects problems as (byte offset, message) while building the typed config.
 #[derive(Default)]
 struct Checker {
@@ -125,8 +152,16 @@ impl Checker {
             .enumerate()
             .filter_map(|(i, pool)| self.pool(i, pool))
             .collect();
-        self.unique_names(file.pools.iter().map(|p| &p.get_ref().name), "pools", "pool");
-        let pool_names: HashSet<&str> = file.pools.iter().map(|p| p.get_ref().name.get_ref().as_str()).collect();
+        self.unique_names(
+            file.pools.iter().map(|p| &p.get_ref().name),
+            "pools",
+            "pool",
+        );
+        let pool_names: HashSet<&str> = file
+            .pools
+            .iter()
+            .map(|p| p.get_ref().name.get_ref().as_str())
+            .collect();
         let routes = self.routes(&file.routes, &pool_names);
         Config {
             listeners,
@@ -170,11 +205,21 @@ impl Checker {
         }
     }
 
-    fn listeners(&mut self, listeners: &[Spanned<super::file::ListenerFile>]) -> Vec<ListenerConfig> {
+    fn listeners(
+        &mut self,
+        listeners: &[Spanned<super::file::ListenerFile>],
+    ) -> Vec<ListenerConfig> {
         if listeners.is_empty() {
-            self.report(0..0, "listeners: at least one [[listeners]] table is required".into());
+            self.report(
+                0..0,
+                "listeners: at least one [[listeners]] table is required".into(),
+            );
         }
-        self.unique_names(listeners.iter().map(|l| &l.get_ref().name), "listeners", "listener");
+        self.unique_names(
+            listeners.iter().map(|l| &l.get_ref().name),
+            "listeners",
+            "listener",
+        );
         let mut binds = HashSet::new();
         let mut out = Vec::new();
         for (i, listener) in listeners.iter().enumerate() {
@@ -228,7 +273,12 @@ impl Checker {
         }
     }
 
-    fn duration(&mut self, value: &Option<Spanned<String>>, field: &str, default: Duration) -> Duration {
+    fn duration(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        field: &str,
+        default: Duration,
+    ) -> Duration {
         let Some(value) = value else { return default };
         match humantime::parse_duration(value.get_ref()) {
             Ok(d) if d.is_zero() => {
@@ -239,7 +289,10 @@ impl Checker {
             Err(err) => {
                 self.report(
                     value.span(),
-                    format!("{field}: {:?} is not a duration like \"500ms\" or \"5s\" ({err})", value.get_ref()),
+                    format!(
+                        "{field}: {:?} is not a duration like \"500ms\" or \"5s\" ({err})",
+                        value.get_ref()
+                    ),
                 );
                 default
             }
@@ -388,7 +441,10 @@ impl Checker {
                 None => {
                     self.report(
                         m.span(),
-                        format!("{field}.max_requests: must be at least 1, got {}", m.get_ref()),
+                        format!(
+                            "{field}.max_requests: must be at least 1, got {}",
+                            m.get_ref()
+                        ),
                     );
                     None
                 }
@@ -423,7 +479,9 @@ fn parse_address(raw: &str) -> Option<Authority> {
     }
     let (host, port) = raw.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
-    (port != 0 && is_dns_name(host)).then(|| raw.parse().ok()).flatten()
+    (port != 0 && is_dns_name(host))
+        .then(|| raw.parse().ok())
+        .flatten()
 }
 
 /// Letters, digits and '-' in dot-separated labels of 1 to 63 characters, 253 at most in all.
@@ -433,7 +491,9 @@ fn is_dns_name(name: &str) -> bool {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -449,6 +509,18 @@ mod tests {
         assert_eq!((p.line, p.col), (1, 3));
         let p = locate(text, text.rfind('=').unwrap(), String::new());
         assert_eq!((p.line, p.col), (2, 4));
+    }
+
+    #[test]
+    fn names_the_field_of_a_value_from_its_table_and_key() {
+        let text = "[[pools]]\nname = \"p\"\n[[pools.backends]]\nweight = \"x\"\n";
+        assert_eq!(
+            field_at(text, text.find("\"x").unwrap()).as_deref(),
+            Some("pools.backends.weight")
+        );
+        assert_eq!(field_at(text, 0), None);
+        let top = "colour = 1\n";
+        assert_eq!(field_at(top, 9).as_deref(), Some("colour"));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! Framing headers (`Content-Length`, chunking) are left to hyper.
 
 use super::Downstream;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::io::Write as _;
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1, plus the
@@ -60,7 +60,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
         for token in value.split(',').map(str::trim) {
-            if token.is_empty() || HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h.as_str()))
+            if token.is_empty()
+                || HOP_BY_HOP
+                    .iter()
+                    .any(|h| token.eq_ignore_ascii_case(h.as_str()))
             {
                 continue;
             }
@@ -138,7 +141,12 @@ mod tests {
     #[test]
     fn http2_authority_becomes_the_upstream_host() {
         let mut h = HeaderMap::new();
-        prepare_request(&mut h, Version::HTTP_2, Some("example.com".parse().unwrap()), downstream());
+        prepare_request(
+            &mut h,
+            Version::HTTP_2,
+            Some("example.com".parse().unwrap()),
+            downstream(),
+        );
         assert_eq!(h[header::HOST], "example.com");
         assert_eq!(h["x-forwarded-host"], "example.com");
         assert_eq!(h[header::VIA], "2 switchyard");

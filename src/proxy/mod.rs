@@ -39,7 +39,12 @@ impl Proxy {
     }
 
     /// Answers one request: the upstream's response, or a short error response.
-    pub async fn handle(&self, req: Request<Incoming>, downstream: Downstream) -> Response<ProxyBody> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        downstream: Downstream,
+    ) -> Response<ProxyBody> {
+        let version = req.version();
         match self.forward(req, downstream).await {
             Ok(response) => response,
             Err(err) => {
@@ -50,7 +55,14 @@ impl Proxy {
                     }
                     _ => tracing::debug!(error = %err, "request failed"),
                 }
-                error_response(&err)
+                let mut response = error_response(&err);
+                if matches!(err, ProxyError::BadRequest(_)) && version < Version::HTTP_2 {
+                    // After a malformed request the stream cannot be trusted to be in sync.
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
             }
         }
     }
@@ -66,7 +78,10 @@ impl Proxy {
             let snapshot = self.snapshot.load();
             let route = snapshot
                 .router
-                .find(host.as_ref().and_then(|h| h.to_str().ok()), req.uri().path())
+                .find(
+                    host.as_ref().and_then(|h| h.to_str().ok()),
+                    req.uri().path(),
+                )
                 .ok_or(ProxyError::NoRoute)?;
             let pool = &snapshot.pools[route.pool];
             let backend = pool.pick().ok_or_else(|| ProxyError::NoBackend {
@@ -82,7 +97,10 @@ impl Proxy {
         let response = forward::send(&self.client, req, timeout, &backend).await?;
         let (mut parts, body) = response.into_parts();
         headers::prepare_response(&mut parts.headers, parts.version);
-        Ok(Response::from_parts(parts, ProxyBody::upstream(body, in_flight)))
+        Ok(Response::from_parts(
+            parts,
+            ProxyBody::upstream(body, in_flight),
+        ))
     }
 }
 
@@ -116,7 +134,10 @@ pub fn error_response(err: &ProxyError) -> Response<ProxyBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     if status == http::StatusCode::SERVICE_UNAVAILABLE {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
     }
     response
 }

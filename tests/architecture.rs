@@ -1,0 +1,65 @@
+//! Guards the layering in DESIGN.md: the data plane never takes a lock, and never reaches up
+//! into the control plane or the config file format.
+
+use std::path::Path;
+
+const DATA_PLANE: &[&str] = &[
+    "src/server.rs",
+    "src/proxy",
+    "src/snapshot.rs",
+    "src/upstream",
+    "src/balance",
+    "src/route.rs",
+];
+
+fn rust_files(path: &Path, out: &mut Vec<(String, String)>) {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).expect("read source dir") {
+            rust_files(&entry.expect("dir entry").path(), out);
+        }
+    } else if path.extension().is_some_and(|e| e == "rs") {
+        let text = std::fs::read_to_string(path).expect("read source file");
+        out.push((path.display().to_string(), text));
+    }
+}
+
+fn data_plane_sources() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for part in DATA_PLANE {
+        rust_files(&root.join(part), &mut files);
+    }
+    assert!(files.len() >= 8, "data-plane sources not found: {files:?}");
+    files
+}
+
+#[test]
+fn data_plane_takes_no_mutex_or_rwlock() {
+    for (path, text) in data_plane_sources() {
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for lock in ["Mutex", "RwLock", "parking_lot", "std::sync::Condvar"] {
+                assert!(
+                    !code.contains(lock),
+                    "{path}:{}: {lock} on the data plane: {line}",
+                    n + 1
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn data_plane_does_not_import_the_control_plane_or_the_file_format() {
+    for (path, text) in data_plane_sources() {
+        for forbidden in [
+            "crate::control",
+            "crate::reload",
+            "crate::health",
+            "crate::admin",
+            "config::file",
+        ] {
+            assert!(!text.contains(forbidden), "{path} imports {forbidden}");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Every shipped config validates, and each kind of mistake is reported at its line and column
+//! with a message naming the field; all problems in a file are reported together.
+
+use std::path::Path;
+use switchyard::config::{self, ConfigError};
+
+#[test]
+fn every_toml_file_in_conf_parses_and_validates() {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&conf).expect("conf/ exists") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            config::load(&path).unwrap_or_else(|err| panic!("{err}"));
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "expected conf/switchyard.toml and conf/demo.toml"
+    );
+}
+
+#[test]
+fn built_in_demo_config_is_the_shipped_file() {
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/demo.toml"))
+            .unwrap();
+    assert_eq!(switchyard::demo::CONFIG, shipped);
+}
+
+const VALID_TAIL: &str = r#"
+[[routes]]
+name = "r"
+pool = "p"
+
+[[pools]]
+name = "p"
+[[pools.backends]]
+name = "b"
+address = "127.0.0.1:9000"
+"#;
+
+const LISTENER: &str = "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n";
+
+/// Problems as `line:col: message`.
+fn problems(text: &str) -> Vec<String> {
+    match config::parse(text, "x.toml") {
+        Ok(_) => panic!("config unexpectedly valid:\n{text}"),
+        Err(ConfigError::Invalid { origin, problems }) => {
+            assert_eq!(origin, "x.toml");
+            problems
+                .iter()
+                .map(|p| format!("{}:{}: {}", p.line, p.col, p.message))
+                .collect()
+        }
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+fn assert_one(text: &str, at: &str, needle: &str) {
+    let found = problems(text);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with(at) && p.contains(needle)),
+        "expected a problem at {at} containing {needle:?}, got {found:#?}\n---\n{text}"
+    );
+}
+
+#[test]
+fn toml_syntax_error_is_located() {
+    assert_one(
+        &format!("{LISTENER}[timeouts\nconnect = \"1s\"\n"),
+        "4:10:",
+        "",
+    );
+}
+
+#[test]
+fn unknown_key_is_an_error_naming_it() {
+    assert_one(
+        &format!("{LISTENER}colour = \"blue\"\n{VALID_TAIL}"),
+        "4:1:",
+        "unknown field `colour`",
+    );
+    assert_one(
+        &format!("{LISTENER}{VALID_TAIL}weigth = 3\n"),
+        "14:1:",
+        "unknown field `weigth`",
+    );
+}
+
+#[test]
+fn wrong_type_is_an_error_naming_the_expectation() {
+    assert_one(
+        &format!("{LISTENER}{VALID_TAIL}weight = \"heavy\"\n"),
+        "14:10:",
+        "pools.backends.weight: invalid type: string \"heavy\", expected i64",
+    );
+}
+
+#[test]
+fn bad_listener_address_is_located() {
+    assert_one(
+        &format!("[[listeners]]\nname = \"l\"\nbind = \"localhost\"\n{VALID_TAIL}"),
+        "3:8:",
+        "listeners[0].bind",
+    );
+}
+
+#[test]
+fn missing_listener_is_reported() {
+    assert_one(VALID_TAIL, "1:1:", "listeners");
+}
+
+#[test]
+fn zero_and_oversized_weights_are_rejected() {
+    assert_one(
+        &format!("{LISTENER}{VALID_TAIL}weight = 0\n"),
+        "14:10:",
+        "pools[0].backends[0].weight: must be between 1 and 256, got 0",
+    );
+    assert_one(
+        &format!("{LISTENER}{VALID_TAIL}weight = 1000\n"),
+        "14:10:",
+        "got 1000",
+    );
+}
+
+#[test]
+fn bad_backend_address_is_rejected() {
+    let text = format!("{LISTENER}{VALID_TAIL}").replace("127.0.0.1:9000", "127.0.0.1");
+    assert_one(&text, "13:11:", "pools[0].backends[0].address");
+}
+
+#[test]
+fn bad_duration_is_rejected() {
+    assert_one(
+        &format!("{LISTENER}[timeouts]\nconnect = \"soon\"\n{VALID_TAIL}"),
+        "5:11:",
+        "timeouts.connect",
+    );
+    assert_one(
+        &format!("{LISTENER}[timeouts]\nidle = \"0s\"\n{VALID_TAIL}"),
+        "5:8:",
+        "timeouts.idle: must be greater than zero",
+    );
+}
+
+#[test]
+fn route_to_missing_pool_is_rejected() {
+    let text = format!("{LISTENER}{VALID_TAIL}").replace("pool = \"p\"", "pool = \"nope\"");
+    assert_one(&text, "7:8:", "routes[0].pool: no pool named \"nope\"");
+}
+
+#[test]
+fn bad_route_host_and_prefix_are_rejected() {
+    let text = format!("{LISTENER}{VALID_TAIL}").replace(
+        "pool = \"p\"\n",
+        "pool = \"p\"\nhost = \"bad host\"\npath_prefix = \"api\"\n",
+    );
+    assert_one(&text, "8:8:", "routes[0].host");
+    assert_one(&text, "9:15:", "routes[0].path_prefix");
+}
+
+#[test]
+fn empty_pool_is_rejected() {
+    let text = format!("{LISTENER}{VALID_TAIL}\n[[pools]]\nname = \"empty\"\n");
+    assert_one(
+        &text,
+        "15:1:",
+        "pools[1].backends: pool \"empty\" has no backends",
+    );
+}
+
+#[test]
+fn unknown_algorithm_is_rejected() {
+    let text = format!("{LISTENER}{VALID_TAIL}")
+        .replace("name = \"p\"\n", "name = \"p\"\nalgorithm = \"random\"\n");
+    assert_one(&text, "11:13:", "unknown variant `random`");
+}
+
+#[test]
+fn duplicate_names_are_rejected() {
+    let dup_backend = format!(
+        "{LISTENER}{VALID_TAIL}[[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:9001\"\n"
+    );
+    assert_one(
+        &dup_backend,
+        "15:8:",
+        "pools[0].backends.name: duplicate backend name \"b\"",
+    );
+    let dup_pool = format!(
+        "{LISTENER}{VALID_TAIL}\n[[pools]]\nname = \"p\"\n[[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:9001\"\n"
+    );
+    assert_one(&dup_pool, "16:8:", "pools.name: duplicate pool name \"p\"");
+    let dup_listener = format!("{LISTENER}{LISTENER}{VALID_TAIL}");
+    assert_one(
+        &dup_listener,
+        "5:8:",
+        "listeners.name: duplicate listener name \"l\"",
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = format!("{LISTENER}{VALID_TAIL}weight = 0\n")
+        .replace("pool = \"p\"", "pool = \"nope\"")
+        .replace("bind = \"127.0.0.1:0\"", "bind = \"nowhere\"");
+    let found = problems(&text);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(
+        found[0].starts_with("3:8:")
+            && found[1].starts_with("7:8:")
+            && found[2].starts_with("14:10:"),
+        "{found:#?}"
+    );
+}

@@ -1,0 +1,135 @@
+//! Test fixtures: in-process upstream servers and the real proxy, all on 127.0.0.1 ephemeral
+//! ports, plus a keep-alive client and polling helpers.
+#![allow(dead_code)] // each test binary uses a different subset
+
+pub mod upstream;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::time::Duration;
+use switchyard::server::Gateway;
+
+pub use upstream::Upstream;
+
+/// A running proxy built from TOML text.
+pub struct TestProxy {
+    pub gateway: Gateway,
+    pub addr: SocketAddr,
+}
+
+impl TestProxy {
+    /// Starts the proxy; the TOML should bind its listener to `127.0.0.1:0`.
+    pub async fn start(toml: &str) -> Self {
+        let config = switchyard::config::parse(toml, "test.toml")
+            .unwrap_or_else(|err| panic!("test config is invalid:\n{err}\n---\n{toml}"));
+        let gateway = Gateway::start(&config).await.expect("proxy starts");
+        let addr = gateway.first_addr();
+        Self { gateway, addr }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// A `[[listeners]]` table on an ephemeral port, plus optional extra top-level TOML.
+pub fn listener_toml() -> &'static str {
+    "[[listeners]]\nname = \"test\"\nbind = \"127.0.0.1:0\"\n"
+}
+
+/// A `[[pools]]` table with `(name, address, weight)` backends.
+pub fn pool_toml(name: &str, algorithm: &str, backends: &[(&str, SocketAddr, u32)]) -> String {
+    let mut out = format!("\n[[pools]]\nname = \"{name}\"\nalgorithm = \"{algorithm}\"\n");
+    for (backend, addr, weight) in backends {
+        out += &format!(
+            "[[pools.backends]]\nname = \"{backend}\"\naddress = \"{addr}\"\nweight = {weight}\n"
+        );
+    }
+    out
+}
+
+/// A `[[routes]]` table; `host` may be empty for the default virtual host.
+pub fn route_toml(name: &str, host: &str, prefix: &str, pool: &str) -> String {
+    let host = if host.is_empty() {
+        String::new()
+    } else {
+        format!("host = \"{host}\"\n")
+    };
+    format!(
+        "\n[[routes]]\nname = \"{name}\"\n{host}path_prefix = \"{prefix}\"\npool = \"{pool}\"\n"
+    )
+}
+
+/// A keep-alive HTTP/1.1 client.
+pub type TestClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A new keep-alive client.
+pub fn client() -> TestClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A fully read response.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    /// The `x-upstream` header: which fixture upstream answered.
+    pub fn upstream(&self) -> &str {
+        self.headers
+            .get("x-upstream")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// Sends `req` and reads the whole response (tests only use small bodies here).
+pub async fn send(client: &TestClient, req: Request<Full<Bytes>>) -> Answer {
+    let response = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .expect("response within 30s")
+        .expect("request succeeds at the HTTP level");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body reads").to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// GET `url` with an optional `Host`.
+pub async fn get(client: &TestClient, url: &str, host: Option<&str>) -> Answer {
+    let mut req = Request::get(url);
+    if let Some(host) = host {
+        req = req.header(http::header::HOST, host);
+    }
+    send(client, req.body(Full::default()).expect("valid request")).await
+}
+
+/// Polls `check` every 10ms until it returns true or `deadline` passes.
+pub async fn eventually(deadline: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An address on 127.0.0.1 where nothing listens (bound, then released).
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
+    listener.local_addr().expect("local addr")
+}

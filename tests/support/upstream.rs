@@ -1,0 +1,231 @@
+//! Fixture upstreams. `Upstream::start(name)` answers with its name in `x-upstream` and serves a
+//! few test paths:
+//! - `/headers`: the request headers, one `name: value` per line;
+//! - `/hold`: waits until `release_held()` is called;
+//! - `/sink`: reads the request body as a stream and answers with its length;
+//! - `/big?bytes=N`: streams N bytes back;
+//! - `/hop`: answers with hop-by-hop headers that a proxy must remove.
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// A running fixture upstream.
+pub struct Upstream {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    state: Arc<State>,
+}
+
+struct State {
+    name: &'static str,
+    requests: AtomicUsize,
+    held: AtomicUsize,
+    release: watch::Sender<bool>,
+}
+
+impl Upstream {
+    /// Starts a fixture upstream on an ephemeral port.
+    pub async fn start(name: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let state = Arc::new(State {
+            name,
+            requests: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            release: watch::channel(false).0,
+        });
+        let serving = Arc::clone(&state);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = Arc::clone(&serving);
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| answer(req, Arc::clone(&state)));
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { name, addr, state }
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests currently waiting in `/hold`.
+    pub fn held(&self) -> usize {
+        self.state.held.load(Ordering::SeqCst)
+    }
+
+    /// Lets every current and future `/hold` request answer.
+    pub fn release_held(&self) {
+        self.state.release.send_replace(true);
+    }
+}
+
+async fn answer(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Body>, Infallible> {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let mut response = match req.uri().path() {
+        "/headers" => {
+            let mut text = String::new();
+            for (name, value) in req.headers() {
+                text += &format!("{name}: {}\n", value.to_str().unwrap_or("<binary>"));
+            }
+            full(text)
+        }
+        "/hold" => {
+            let mut release = state.release.subscribe();
+            state.held.fetch_add(1, Ordering::SeqCst);
+            let _ = release.wait_for(|released| *released).await;
+            state.held.fetch_sub(1, Ordering::SeqCst);
+            full("released")
+        }
+        "/sink" => {
+            let mut body = req.into_body();
+            let mut total = 0usize;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(frame) => total += frame.data_ref().map_or(0, |d| d.len()),
+                    Err(_) => return Ok(status(StatusCode::BAD_REQUEST)),
+                }
+            }
+            full(total.to_string())
+        }
+        "/big" => {
+            let bytes: usize = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("bytes="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            Response::new(repeat_body(bytes))
+        }
+        "/hop" => {
+            let mut response = full("hop");
+            let h = response.headers_mut();
+            h.insert("connection", "x-private".parse().unwrap());
+            h.insert("x-private", "secret".parse().unwrap());
+            h.insert("keep-alive", "timeout=5".parse().unwrap());
+            h.insert("proxy-connection", "keep-alive".parse().unwrap());
+            h.insert("x-kept", "yes".parse().unwrap());
+            response
+        }
+        _ => full(state.name),
+    };
+    response
+        .headers_mut()
+        .insert("x-upstream", state.name.parse().unwrap());
+    Ok(response)
+}
+
+fn full(text: impl Into<String>) -> Response<Body> {
+    Response::new(Full::new(Bytes::from(text.into())).boxed())
+}
+
+fn status(code: StatusCode) -> Response<Body> {
+    let mut response = full(code.as_str());
+    *response.status_mut() = code;
+    response
+}
+
+const CHUNK: usize = 64 * 1024;
+static ZEROES: [u8; CHUNK] = [0; CHUNK];
+
+/// `bytes` zero bytes in 64 KiB chunks that share one static buffer: nothing is buffered.
+pub fn repeat_body(bytes: usize) -> Body {
+    RepeatBody { remaining: bytes }.boxed()
+}
+
+/// Yields `remaining` zero bytes, one static 64 KiB slice at a time.
+pub struct RepeatBody {
+    pub remaining: usize,
+}
+
+impl hyper::body::Body for RepeatBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.remaining == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let len = CHUNK.min(self.remaining);
+        self.remaining -= len;
+        std::task::Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&ZEROES[..len])))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining as u64)
+    }
+}
+
+/// A TCP server that accepts connections and never answers (reads and discards).
+pub async fn start_hung() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind hung upstream");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+/// A TCP server that answers every connection with `reply` bytes and closes.
+pub async fn start_raw(reply: &'static [u8]) -> SocketAddr {
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind raw upstream");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(reply).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
