@@ -63,7 +63,9 @@ impl Router {
             .iter_mut()
             .for_each(|(_, r)| by_longest_prefix(r));
         by_longest_prefix(&mut router.any_host);
-        router.suffix.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
+        router
+            .suffix
+            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         router
     }
 
