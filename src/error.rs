@@ -34,11 +34,16 @@ pub enum ProxyError {
         source: hyper_util::client::legacy::Error,
     },
     /// The upstream did not connect or send response headers in time.
-    #[error("upstream {backend} timed out")]
+    #[error("upstream {backend} timed out {}", if *.connecting { "connecting" } else { "before responding" })]
     UpstreamTimeout {
         /// The backend's name.
         backend: Arc<str>,
+        /// Whether the connection was never established (so nothing was sent).
+        connecting: bool,
     },
+    /// The client went away or broke its request body before it was read.
+    #[error("incomplete request body")]
+    IncompleteBody(#[source] hyper::Error),
     /// The client's request is malformed.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -52,7 +57,7 @@ impl ProxyError {
             Self::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect { .. } | Self::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::IncompleteBody(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -65,6 +70,7 @@ impl ProxyError {
                 "upstream connection failed\n"
             }
             Self::UpstreamTimeout { .. } => "upstream timed out\n",
+            Self::IncompleteBody(_) => "incomplete request body\n",
             Self::BadRequest(reason) => reason,
         }
     }

@@ -5,8 +5,11 @@
 
 pub mod balance;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod error;
+pub mod gateway;
+pub mod health;
 pub mod proxy;
 pub mod route;
 pub mod server;

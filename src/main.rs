@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use switchyard::config::{self, Algorithm, Config, HostPattern};
-use switchyard::server::Gateway;
+use switchyard::gateway::Gateway;
 use tokio_util::sync::CancellationToken;
 
 /// How long in-flight requests may take to finish after SIGTERM or Ctrl-C.

@@ -1,10 +1,8 @@
 //! Listeners and client connections: accept, `TCP_NODELAY`, serve HTTP/1.1 and h2c through
 //! hyper-util's auto builder with timeouts, close idle connections, drain on shutdown.
 
-use crate::config::{Config, ListenerConfig, Timeouts};
-use crate::proxy::{Downstream, Proxy, forward};
-use crate::snapshot::Snapshot;
-use arc_swap::ArcSwap;
+use crate::config::{ListenerConfig, Timeouts};
+use crate::proxy::{Downstream, Proxy};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -34,86 +32,8 @@ pub enum StartError {
     },
 }
 
-/// A running proxy: its bound addresses and the handles to stop it.
-#[derive(Debug)]
-pub struct Gateway {
-    local_addrs: Vec<(String, SocketAddr)>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-}
-
-impl Gateway {
-    /// Binds every listener and starts serving `config`.
-    pub async fn start(config: &Config) -> Result<Self, StartError> {
-        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config)));
-        let proxy = Arc::new(Proxy::new(
-            Arc::clone(&snapshot),
-            forward::client(&config.timeouts),
-        ));
-        let shutdown = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let mut local_addrs = Vec::new();
-        for listener in &config.listeners {
-            let bound = bind(listener).await?;
-            let addr = bound.local_addr().map_err(|source| StartError::Bind {
-                name: listener.name.clone(),
-                bind: listener.bind,
-                source,
-            })?;
-            tracing::info!(listener = %listener.name, %addr, "listening");
-            local_addrs.push((listener.name.clone(), addr));
-            tasks.spawn(accept_loop(
-                bound,
-                Arc::clone(&proxy),
-                config.timeouts,
-                shutdown.clone(),
-                tasks.clone(),
-            ));
-        }
-        Ok(Self {
-            local_addrs,
-            snapshot,
-            shutdown,
-            tasks,
-        })
-    }
-
-    /// The address each listener is bound to, by listener name (useful with port 0).
-    pub fn local_addrs(&self) -> &[(String, SocketAddr)] {
-        &self.local_addrs
-    }
-
-    /// The bound address of the first listener.
-    pub fn first_addr(&self) -> SocketAddr {
-        self.local_addrs
-            .first()
-            .map(|(_, addr)| *addr)
-            .expect("validation requires at least one listener")
-    }
-
-    /// The snapshot the data plane reads.
-    pub fn snapshot(&self) -> &Arc<ArcSwap<Snapshot>> {
-        &self.snapshot
-    }
-
-    /// Stops accepting, lets in-flight requests finish for up to `grace`, then closes the rest.
-    /// Returns whether everything finished within `grace`.
-    pub async fn shutdown(self, grace: Duration) -> bool {
-        self.shutdown.cancel();
-        self.tasks.close();
-        let drained = tokio::time::timeout(grace, self.tasks.wait()).await.is_ok();
-        if !drained {
-            tracing::warn!(
-                ?grace,
-                "connections still open after the shutdown grace period; closing them"
-            );
-        }
-        drained
-    }
-}
-
-async fn bind(listener: &ListenerConfig) -> Result<TcpListener, StartError> {
+/// Binds a listener's socket.
+pub async fn bind(listener: &ListenerConfig) -> Result<TcpListener, StartError> {
     TcpListener::bind(listener.bind)
         .await
         .map_err(|source| StartError::Bind {
@@ -121,6 +41,24 @@ async fn bind(listener: &ListenerConfig) -> Result<TcpListener, StartError> {
             bind: listener.bind,
             source,
         })
+}
+
+/// Accepts and serves client connections on `listener` until `shutdown`; every connection task
+/// joins `tasks` so shutdown can wait for in-flight requests.
+pub fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    timeouts: Timeouts,
+    shutdown: CancellationToken,
+    tasks: &TaskTracker,
+) {
+    tasks.spawn(accept_loop(
+        listener,
+        proxy,
+        timeouts,
+        shutdown,
+        tasks.clone(),
+    ));
 }
 
 async fn accept_loop(

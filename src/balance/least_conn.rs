@@ -22,7 +22,11 @@ impl LeastConnections {
     }
 
     /// The least-loaded selectable candidate.
-    pub fn pick<C: Candidate>(&self, candidates: &[C]) -> Option<usize> {
+    pub fn pick<C: Candidate>(
+        &self,
+        candidates: &[C],
+        selectable: impl Fn(&C) -> bool,
+    ) -> Option<usize> {
         let n = candidates.len();
         if n == 0 {
             return None;
@@ -31,7 +35,7 @@ impl LeastConnections {
             let a = fastrand::usize(..n);
             // A second, distinct index: offset by 1..n so it never equals `a`.
             let b = (a + 1 + fastrand::usize(..n - 1)) % n;
-            return match (candidates[a].is_selectable(), candidates[b].is_selectable()) {
+            return match (selectable(&candidates[a]), selectable(&candidates[b])) {
                 (true, true) => Some(if lighter(&candidates[b], &candidates[a]) {
                     b
                 } else {
@@ -39,17 +43,21 @@ impl LeastConnections {
                 }),
                 (true, false) => Some(a),
                 (false, true) => Some(b),
-                (false, false) => self.scan(candidates),
+                (false, false) => self.scan(candidates, selectable),
             };
         }
-        self.scan(candidates)
+        self.scan(candidates, selectable)
     }
 
-    fn scan<C: Candidate>(&self, candidates: &[C]) -> Option<usize> {
+    fn scan<C: Candidate>(
+        &self,
+        candidates: &[C],
+        selectable: impl Fn(&C) -> bool,
+    ) -> Option<usize> {
         let n = candidates.len();
         // Relaxed: the cursor only rotates the tie-break; no other memory is ordered by it.
         let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
-        let mut best = first_selectable_from(candidates, start)?;
+        let mut best = first_selectable_from(candidates, start, &selectable)?;
         let mut i = best;
         for _ in 1..n {
             i += 1;
@@ -59,7 +67,7 @@ impl LeastConnections {
             if i == start {
                 break;
             }
-            if candidates[i].is_selectable() && lighter(&candidates[i], &candidates[best]) {
+            if selectable(&candidates[i]) && lighter(&candidates[i], &candidates[best]) {
                 best = i;
             }
         }
@@ -78,7 +86,7 @@ fn lighter<C: Candidate>(a: &C, b: &C) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::testing::fakes;
+    use crate::balance::testing::{fakes, open};
 
     #[test]
     fn picks_the_backend_with_fewest_requests_in_flight() {
@@ -88,7 +96,7 @@ mod tests {
         c[2].in_flight.set(2);
         let lc = LeastConnections::new();
         for _ in 0..10 {
-            assert_eq!(lc.pick(&c), Some(1));
+            assert_eq!(lc.pick(&c, open), Some(1));
         }
     }
 
@@ -98,7 +106,7 @@ mod tests {
         let lc = LeastConnections::new();
         let mut counts = [0; 3];
         for _ in 0..300 {
-            counts[lc.pick(&c).unwrap()] += 1;
+            counts[lc.pick(&c, open).unwrap()] += 1;
         }
         assert_eq!(counts, [100, 100, 100]);
     }
@@ -108,7 +116,7 @@ mod tests {
         let c = fakes(&[4, 1]);
         c[0].in_flight.set(3); // (3+1)/4 = 1 per weight
         c[1].in_flight.set(1); // (1+1)/1 = 2 per weight
-        assert_eq!(LeastConnections::new().pick(&c), Some(0));
+        assert_eq!(LeastConnections::new().pick(&c, open), Some(0));
     }
 
     #[test]
@@ -120,12 +128,12 @@ mod tests {
         }
         let lc = LeastConnections::new();
         for _ in 0..1000 {
-            let i = lc.pick(&c).unwrap();
+            let i = lc.pick(&c, open).unwrap();
             assert!(c[i].selectable.get());
         }
         for f in &c {
             f.selectable.set(false);
         }
-        assert_eq!(lc.pick(&c), None);
+        assert_eq!(lc.pick(&c, open), None);
     }
 }

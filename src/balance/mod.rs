@@ -1,8 +1,9 @@
 //! Backend selection: a closed set of algorithms that choose among the candidates they are
 //! given. Pure: no IO, no clock, no allocation per pick. Eligibility is decided elsewhere; the
-//! balancer only skips candidates that say they cannot take a request right now.
+//! caller passes a `selectable` test, and the balancer only skips candidates failing it.
 
 mod least_conn;
+pub mod slow_start;
 mod wrr;
 
 pub use least_conn::LeastConnections;
@@ -17,8 +18,6 @@ pub trait Candidate {
     fn weight(&self) -> u32;
     /// Requests currently in flight.
     fn in_flight(&self) -> u32;
-    /// Whether it may take a request right now.
-    fn is_selectable(&self) -> bool;
 }
 
 impl<T: Candidate> Candidate for Arc<T> {
@@ -27,9 +26,6 @@ impl<T: Candidate> Candidate for Arc<T> {
     }
     fn in_flight(&self) -> u32 {
         (**self).in_flight()
-    }
-    fn is_selectable(&self) -> bool {
-        (**self).is_selectable()
     }
 }
 
@@ -54,20 +50,28 @@ impl Balancer {
     }
 
     /// Index of the chosen candidate, or `None` when none is selectable.
-    pub fn pick<C: Candidate>(&self, candidates: &[C]) -> Option<usize> {
+    pub fn pick<C: Candidate>(
+        &self,
+        candidates: &[C],
+        selectable: impl Fn(&C) -> bool,
+    ) -> Option<usize> {
         match self {
-            Self::WeightedRoundRobin(wrr) => wrr.pick(candidates),
-            Self::LeastConnections(lc) => lc.pick(candidates),
+            Self::WeightedRoundRobin(wrr) => wrr.pick(candidates, selectable),
+            Self::LeastConnections(lc) => lc.pick(candidates, selectable),
         }
     }
 }
 
 /// First selectable candidate scanning from `start`, wrapping around.
-fn first_selectable_from<C: Candidate>(candidates: &[C], start: usize) -> Option<usize> {
+fn first_selectable_from<C>(
+    candidates: &[C],
+    start: usize,
+    selectable: impl Fn(&C) -> bool,
+) -> Option<usize> {
     let n = candidates.len();
     (0..n)
         .map(|k| (start + k) % n)
-        .find(|&i| candidates[i].is_selectable())
+        .find(|&i| selectable(&candidates[i]))
 }
 
 #[cfg(test)]
@@ -100,9 +104,11 @@ pub(crate) mod testing {
         fn in_flight(&self) -> u32 {
             self.in_flight.get()
         }
-        fn is_selectable(&self) -> bool {
-            self.selectable.get()
-        }
+    }
+
+    /// The `selectable` test for fakes.
+    pub fn open(f: &Fake) -> bool {
+        f.selectable.get()
     }
 
     pub fn fakes(weights: &[u32]) -> Vec<Fake> {

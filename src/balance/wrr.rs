@@ -23,7 +23,11 @@ impl SmoothWeightedRoundRobin {
     }
 
     /// Next candidate in the schedule; if it cannot take a request, the next selectable one.
-    pub fn pick<C: Candidate>(&self, candidates: &[C]) -> Option<usize> {
+    pub fn pick<C: Candidate>(
+        &self,
+        candidates: &[C],
+        selectable: impl Fn(&C) -> bool,
+    ) -> Option<usize> {
         if self.schedule.is_empty() || candidates.is_empty() {
             return None;
         }
@@ -31,8 +35,8 @@ impl SmoothWeightedRoundRobin {
         let turn = self.cursor.fetch_add(1, Ordering::Relaxed);
         let i = self.schedule[turn % self.schedule.len()] as usize;
         match candidates.get(i) {
-            Some(c) if c.is_selectable() => Some(i),
-            _ => first_selectable_from(candidates, i + 1),
+            Some(c) if selectable(c) => Some(i),
+            _ => first_selectable_from(candidates, i + 1, selectable),
         }
     }
 
@@ -74,7 +78,7 @@ fn smooth_schedule(weights: &[u32]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::testing::fakes;
+    use crate::balance::testing::{fakes, open};
     use proptest::prelude::*;
 
     #[test]
@@ -93,11 +97,11 @@ mod tests {
         c[1].selectable.set(false);
         let wrr = SmoothWeightedRoundRobin::new(&[1, 1, 1]);
         for _ in 0..30 {
-            assert_ne!(wrr.pick(&c), Some(1));
+            assert_ne!(wrr.pick(&c, open), Some(1));
         }
         c[0].selectable.set(false);
         c[2].selectable.set(false);
-        assert_eq!(wrr.pick(&c), None);
+        assert_eq!(wrr.pick(&c, open), None);
     }
 
     proptest! {

@@ -56,6 +56,58 @@ pub struct PoolFile {
     pub algorithm: Option<Spanned<AlgorithmFile>>,
     #[serde(default)]
     pub backends: Vec<Spanned<BackendFile>>,
+    pub retries: Option<Spanned<i64>>,
+    pub retry_budget_percent: Option<Spanned<i64>>,
+    pub retry_budget_min_per_second: Option<Spanned<i64>>,
+    pub panic_threshold: Option<Spanned<i64>>,
+    pub slow_start: Option<Spanned<String>>,
+    pub health_check: Option<Spanned<HealthCheckFile>>,
+    #[serde(default)]
+    pub outlier_detection: OutlierFile,
+}
+
+/// A pool's `[pools.health_check]` table: active probes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<ProbeKindFile>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub healthy_threshold: Option<Spanned<i64>>,
+    pub unhealthy_threshold: Option<Spanned<i64>>,
+    pub initial_state: Option<Spanned<InitialStateFile>>,
+    pub method: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub expected_status: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+}
+
+/// Probe kinds accepted in the file.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKindFile {
+    Http,
+    Tcp,
+}
+
+/// Initial health states accepted in the file.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialStateFile {
+    Healthy,
+    Unhealthy,
+}
+
+/// A pool's `[pools.outlier_detection]` table: passive ejection from real traffic.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierFile {
+    pub consecutive_failures: Option<Spanned<i64>>,
+    pub consecutive_5xx: Option<Spanned<i64>>,
+    pub base_ejection_time: Option<Spanned<String>>,
+    pub max_ejection_time: Option<Spanned<String>>,
+    pub max_ejection_percent: Option<Spanned<i64>>,
 }
 
 /// The balancing algorithm names accepted in the file.

@@ -4,10 +4,11 @@
 mod file;
 mod model;
 mod validate;
+mod validate_pool;
 
 pub use model::{
-    Algorithm, BackendConfig, Config, HostPattern, ListenerConfig, PoolConfig, RouteConfig,
-    Timeouts,
+    Algorithm, BackendConfig, Config, HealthCheckConfig, HostPattern, InitialState, ListenerConfig,
+    OutlierConfig, PoolConfig, Probe, RetryBudgetConfig, RouteConfig, Timeouts,
 };
 pub use validate::{ConfigError, Problem};
 

@@ -94,6 +94,112 @@ pub struct PoolConfig {
     pub algorithm: Algorithm,
     /// At least one backend.
     pub backends: Vec<BackendConfig>,
+    /// Further attempts on other backends after a retryable failure.
+    pub retries: u32,
+    /// Retries allowed in one second, as a share of that second's requests, plus a floor.
+    pub retry_budget: RetryBudgetConfig,
+    /// Below this percentage of eligible backends the pool ignores health (0: never).
+    pub panic_threshold: u8,
+    /// Window over which a new or recovered backend's weight ramps up to its full weight.
+    pub slow_start: Option<Duration>,
+    /// Active probes, if configured.
+    pub health_check: Option<HealthCheckConfig>,
+    /// Passive ejection from real traffic.
+    pub outlier: OutlierConfig,
+}
+
+/// How many retries a pool may spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBudgetConfig {
+    /// Retries per second as a percentage of the previous second's requests.
+    pub percent: u32,
+    /// Retries per second always allowed, however few requests there were.
+    pub min_per_second: u32,
+}
+
+impl Default for RetryBudgetConfig {
+    fn default() -> Self {
+        Self {
+            percent: 20,
+            min_per_second: 3,
+        }
+    }
+}
+
+/// Active health checking of a pool's backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    /// What a probe does.
+    pub probe: Probe,
+    /// Time between probes of one backend (each wait is jittered by up to 10%).
+    pub interval: Duration,
+    /// A probe not finished in this time has failed.
+    pub timeout: Duration,
+    /// Consecutive passes that bring an unhealthy backend back (rise).
+    pub healthy_threshold: NonZeroU32,
+    /// Consecutive failures that take a healthy backend out (fall).
+    pub unhealthy_threshold: NonZeroU32,
+    /// State of a backend before its first probe.
+    pub initial_state: InitialState,
+}
+
+/// A probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A TCP connect succeeds.
+    Tcp,
+    /// An HTTP request answers with an expected status.
+    Http {
+        /// Request method.
+        method: http::Method,
+        /// Path and query.
+        path: String,
+        /// Statuses that pass, as inclusive ranges.
+        expected_status: Vec<(u16, u16)>,
+        /// `Host` header; the backend's address when unset.
+        host: Option<String>,
+    },
+}
+
+/// A backend's state before any probe has run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialState {
+    /// Serve traffic; the first failed probe takes it out (HAProxy's default).
+    Healthy,
+    /// Wait for the first passing probe.
+    Unhealthy,
+}
+
+/// Passive ejection settings (Envoy's outlier detection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierConfig {
+    /// Consecutive connect failures, resets and timeouts that eject (0: off).
+    pub consecutive_failures: u32,
+    /// Consecutive 5xx responses that eject (0: off).
+    pub consecutive_5xx: u32,
+    /// First ejection lasts this long; each repeat doubles it.
+    pub base_ejection_time: Duration,
+    /// Ceiling of the doubling.
+    pub max_ejection_time: Duration,
+    /// At most this percentage of a pool is ejected at once (rounded down).
+    pub max_ejection_percent: u8,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            consecutive_5xx: 0,
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+            max_ejection_percent: 50,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// Retries when the file says nothing.
+    pub const DEFAULT_RETRIES: u32 = 2;
 }
 
 /// One upstream server.

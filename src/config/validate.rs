@@ -134,12 +134,12 @@ fn field_at(text: &str, at: usize) -> Option<String> {
 
 /// Collects problems as (byte offset, message) while building the typed config.
 #[derive(Default)]
-struct Checker {
+pub(super) struct Checker {
     problems: Vec<(usize, String)>,
 }
 
 impl Checker {
-    fn report(&mut self, span: Range<usize>, message: String) {
+    pub(super) fn report(&mut self, span: Range<usize>, message: String) {
         self.problems.push((span.start, message));
     }
 
@@ -273,7 +273,7 @@ impl Checker {
         }
     }
 
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         value: &Option<Spanned<String>>,
         field: &str,
@@ -407,10 +407,38 @@ impl Checker {
             None | Some(AlgorithmFile::WeightedRoundRobin) => Algorithm::WeightedRoundRobin,
             Some(AlgorithmFile::LeastConnections) => Algorithm::LeastConnections,
         };
+        let field = format!("pools[{i}]");
         Some(PoolConfig {
             name: pool.name.get_ref().clone(),
             algorithm,
             backends,
+            retries: self.int(
+                &pool.retries,
+                &format!("{field}.retries"),
+                0..=10,
+                PoolConfig::DEFAULT_RETRIES,
+            ),
+            retry_budget: self.retry_budget(pool, &field),
+            panic_threshold: self.int(
+                &pool.panic_threshold,
+                &format!("{field}.panic_threshold"),
+                0..=100,
+                0,
+            ),
+            slow_start: Some(self.duration(
+                &pool.slow_start,
+                &format!("{field}.slow_start"),
+                Duration::ZERO,
+            ))
+            .filter(|d| !d.is_zero()),
+            health_check: pool
+                .health_check
+                .as_ref()
+                .and_then(|h| self.health_check(h.get_ref(), &format!("{field}.health_check"))),
+            outlier: self.outlier(
+                &pool.outlier_detection,
+                &format!("{field}.outlier_detection"),
+            ),
         })
     }
 

@@ -80,3 +80,97 @@ impl Body for ProxyBody {
         }
     }
 }
+
+/// Request bodies up to this size (by `Content-Length`) are read whole before forwarding so the
+/// request can be replayed on another backend; larger or chunked ones stream and are not retried.
+pub const REPLAY_LIMIT: u64 = 64 * 1024;
+
+/// A client request body, read whole when small enough to replay.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Empty or small: can be sent any number of times.
+    Buffered(Bytes),
+    /// Large or of unknown length: can be sent once.
+    Streaming(Option<Incoming>),
+}
+
+impl RequestBody {
+    /// Reads a small body whole; leaves a large or chunked one to stream.
+    pub async fn read(
+        body: Incoming,
+        headers: &http::HeaderMap,
+    ) -> Result<Self, crate::error::ProxyError> {
+        use http_body_util::BodyExt;
+        if body.is_end_stream() {
+            return Ok(Self::Buffered(Bytes::new()));
+        }
+        let small = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|len| len <= REPLAY_LIMIT);
+        if !small {
+            return Ok(Self::Streaming(Some(body)));
+        }
+        let bytes = body
+            .collect()
+            .await
+            .map_err(crate::error::ProxyError::IncompleteBody)?
+            .to_bytes();
+        Ok(Self::Buffered(bytes))
+    }
+
+    /// Whether another attempt could send this body again.
+    pub fn is_replayable(&self) -> bool {
+        matches!(self, Self::Buffered(_))
+    }
+
+    /// The body for the next attempt; `None` if a streamed body was already sent.
+    pub fn next_attempt(&mut self) -> Option<UpstreamBody> {
+        match self {
+            Self::Buffered(bytes) if bytes.is_empty() => Some(UpstreamBody::Bytes(None)),
+            Self::Buffered(bytes) => Some(UpstreamBody::Bytes(Some(bytes.clone()))),
+            Self::Streaming(body) => body.take().map(UpstreamBody::Stream),
+        }
+    }
+}
+
+/// The body sent to an upstream.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// A buffered body (`None` once sent, or when empty).
+    Bytes(Option<Bytes>),
+    /// The client's body, streamed through.
+    Stream(Incoming),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Bytes(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Stream(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Bytes(bytes) => bytes.is_none(),
+            Self::Stream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Bytes(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Self::Stream(body) => body.size_hint(),
+        }
+    }
+}

@@ -1,10 +1,13 @@
-//! Sending a request to a backend through the shared pooled client, under timeouts.
+//! Sending a request to a backend through the shared pooled client, under timeouts, and
+//! classifying what went wrong: whether anything was sent, and whose fault it was.
 
+use super::body::UpstreamBody;
 use crate::config::Timeouts;
 use crate::error::ProxyError;
-use crate::upstream::BackendState;
+use crate::upstream::{BackendState, Failure};
+use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
-use http::{Request, Response, Version};
+use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -13,7 +16,7 @@ use std::error::Error as _;
 use std::time::Duration;
 
 /// The one pooled HTTP client shared by every request to every backend.
-pub type UpstreamClient = Client<HttpConnector, Incoming>;
+pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 
 /// Builds the shared client: keep-alive pool with an idle timeout, `TCP_NODELAY`, connect
 /// timeout.
@@ -28,50 +31,106 @@ pub fn client(timeouts: &Timeouts) -> UpstreamClient {
         .build(connector)
 }
 
-/// Points the request at `authority` over HTTP/1.1, keeping path and query.
-pub fn set_upstream_target(
-    req: &mut Request<Incoming>,
+/// The request for one attempt: the client's method, path and (rewritten) headers, sent over
+/// HTTP/1.1 to `authority`.
+pub fn upstream_request(
+    parts: &Parts,
+    body: UpstreamBody,
     authority: &Authority,
-) -> Result<(), ProxyError> {
-    let path_and_query = req
-        .uri()
+) -> Result<Request<UpstreamBody>, ProxyError> {
+    let path_and_query = parts
+        .uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(authority.clone());
-    parts.path_and_query = Some(path_and_query);
-    *req.uri_mut() =
-        Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid request target\n"))?;
-    *req.version_mut() = Version::HTTP_11;
-    Ok(())
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(authority.clone());
+    uri.path_and_query = Some(path_and_query);
+    let uri =
+        Uri::from_parts(uri).map_err(|_| ProxyError::BadRequest("invalid request target\n"))?;
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = parts.headers.clone();
+    Ok(request)
 }
 
-/// Sends the request; maps failures to connect (502), protocol (502) or timeout (504).
+/// Sends one attempt; maps failures to connect (502), protocol (502) or timeout (504).
 pub async fn send(
     client: &UpstreamClient,
-    req: Request<Incoming>,
+    req: Request<UpstreamBody>,
     response_timeout: Duration,
     backend: &BackendState,
 ) -> Result<Response<Incoming>, ProxyError> {
+    let backend = || backend.name.clone();
     match tokio::time::timeout(response_timeout, client.request(req)).await {
         Ok(Ok(response)) => Ok(response),
-        Ok(Err(source)) if is_timeout(&source) => Err(ProxyError::UpstreamTimeout {
-            backend: backend.name.clone(),
-        }),
+        Ok(Err(source)) if source.is_connect() && is_timeout(&source) => {
+            Err(ProxyError::UpstreamTimeout {
+                backend: backend(),
+                connecting: true,
+            })
+        }
         Ok(Err(source)) if source.is_connect() => Err(ProxyError::UpstreamConnect {
-            backend: backend.name.clone(),
+            backend: backend(),
             source,
         }),
         Ok(Err(source)) => Err(ProxyError::UpstreamProtocol {
-            backend: backend.name.clone(),
+            backend: backend(),
             source,
         }),
         Err(_elapsed) => Err(ProxyError::UpstreamTimeout {
-            backend: backend.name.clone(),
+            backend: backend(),
+            connecting: false,
         }),
     }
+}
+
+/// The passive-health failure an upstream error counts as, if it is the backend's fault.
+pub fn failure_of(err: &ProxyError) -> Option<Failure> {
+    match err {
+        ProxyError::UpstreamConnect { .. } => Some(Failure::Connect),
+        ProxyError::UpstreamTimeout {
+            connecting: true, ..
+        } => Some(Failure::Connect),
+        ProxyError::UpstreamTimeout {
+            connecting: false, ..
+        } => Some(Failure::Timeout),
+        ProxyError::UpstreamProtocol { .. } => Some(Failure::Reset),
+        ProxyError::NoRoute
+        | ProxyError::NoBackend { .. }
+        | ProxyError::IncompleteBody(_)
+        | ProxyError::BadRequest(_) => None,
+    }
+}
+
+/// Whether another backend may be tried after `err`. A connection never established sent
+/// nothing, so any request may go elsewhere; a reset before the response only for idempotent
+/// methods (RFC 9110 §9.2.2); a response timeout never, since the backend may still be working.
+pub fn may_retry(err: &ProxyError, method: &Method) -> bool {
+    match err {
+        ProxyError::UpstreamConnect { .. }
+        | ProxyError::UpstreamTimeout {
+            connecting: true, ..
+        } => true,
+        ProxyError::UpstreamProtocol { .. } => is_idempotent(method),
+        ProxyError::UpstreamTimeout {
+            connecting: false, ..
+        }
+        | ProxyError::NoRoute
+        | ProxyError::NoBackend { .. }
+        | ProxyError::IncompleteBody(_)
+        | ProxyError::BadRequest(_) => false,
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 /// Whether the connector gave up on its connect timeout (an `io::ErrorKind::TimedOut` inside).

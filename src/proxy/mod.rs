@@ -4,17 +4,19 @@ pub mod body;
 pub mod forward;
 pub mod headers;
 
-pub use body::ProxyBody;
+pub use body::{ProxyBody, RequestBody, UpstreamBody};
 pub use forward::UpstreamClient;
 
 use crate::error::ProxyError;
 use crate::snapshot::Snapshot;
+use crate::upstream::{BackendState, OutlierReport};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Version, header};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
 
 /// How the client reached us, for `X-Forwarded-*`.
 #[derive(Debug, Clone, Copy)]
@@ -30,12 +32,22 @@ pub struct Downstream {
 pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
     client: UpstreamClient,
+    outliers: UnboundedSender<OutlierReport>,
 }
 
 impl Proxy {
-    /// A proxy reading routes and pools from `snapshot` and sending through `client`.
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, client: UpstreamClient) -> Self {
-        Self { snapshot, client }
+    /// A proxy reading routes and pools from `snapshot`, sending through `client`, and
+    /// reporting passive failures past their threshold to `outliers`.
+    pub fn new(
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        client: UpstreamClient,
+        outliers: UnboundedSender<OutlierReport>,
+    ) -> Self {
+        Self {
+            snapshot,
+            client,
+            outliers,
+        }
     }
 
     /// Answers one request: the upstream's response, or a short error response.
@@ -53,10 +65,17 @@ impl Proxy {
                     | ProxyError::UpstreamProtocol { source, .. } => {
                         tracing::warn!(error = %err, cause = %source, "upstream request failed");
                     }
+                    ProxyError::UpstreamTimeout { .. } => {
+                        tracing::warn!(error = %err, "upstream request failed")
+                    }
                     _ => tracing::debug!(error = %err, "request failed"),
                 }
                 let mut response = error_response(&err);
-                if matches!(err, ProxyError::BadRequest(_)) && version < Version::HTTP_2 {
+                if matches!(
+                    err,
+                    ProxyError::BadRequest(_) | ProxyError::IncompleteBody(_)
+                ) && version < Version::HTTP_2
+                {
                     // After a malformed request the stream cannot be trusted to be in sync.
                     response
                         .headers_mut()
@@ -69,11 +88,11 @@ impl Proxy {
 
     async fn forward(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         downstream: Downstream,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let host = request_host(&req)?;
-        let (backend, timeout) = {
+        let (pool, mut backend, timeout) = {
             // One snapshot load per request; the guard is dropped before any await.
             let snapshot = self.snapshot.load();
             let route = snapshot
@@ -83,24 +102,73 @@ impl Proxy {
                     req.uri().path(),
                 )
                 .ok_or(ProxyError::NoRoute)?;
-            let pool = &snapshot.pools[route.pool];
-            let backend = pool.pick().ok_or_else(|| ProxyError::NoBackend {
-                pool: Arc::clone(&pool.name),
-            })?;
-            (Arc::clone(backend), snapshot.timeouts.response_header)
+            let pool = Arc::clone(&snapshot.pools[route.pool]);
+            let backend = match pool.pick() {
+                Some(backend) => Arc::clone(backend),
+                None => {
+                    return Err(ProxyError::NoBackend {
+                        pool: Arc::clone(&pool.name),
+                    });
+                }
+            };
+            (pool, backend, snapshot.timeouts.response_header)
         };
-        let in_flight = backend.begin_request();
+        let policy = &pool.policy;
+        policy.retry_budget.record_request();
 
-        let version = req.version();
-        headers::prepare_request(req.headers_mut(), version, host, downstream);
-        forward::set_upstream_target(&mut req, &backend.authority)?;
-        let response = forward::send(&self.client, req, timeout, &backend).await?;
-        let (mut parts, body) = response.into_parts();
-        headers::prepare_response(&mut parts.headers, parts.version);
-        Ok(Response::from_parts(
-            parts,
-            ProxyBody::upstream(body, in_flight),
-        ))
+        let (mut parts, body) = req.into_parts();
+        headers::prepare_request(&mut parts.headers, parts.version, host, downstream);
+        let mut body = RequestBody::read(body, &parts.headers).await?;
+        let mut tried: Vec<Arc<BackendState>> = Vec::new();
+        loop {
+            let in_flight = backend.begin_request();
+            let attempt_body = body
+                .next_attempt()
+                .expect("a streamed body is never retried, so it is always still there");
+            let request = forward::upstream_request(&parts, attempt_body, &backend.authority)?;
+            let err = match forward::send(&self.client, request, timeout, &backend).await {
+                Ok(response) => {
+                    self.report(
+                        backend.record_response(response.status(), policy.outlier.consecutive_5xx),
+                    );
+                    let (mut parts, body) = response.into_parts();
+                    headers::prepare_response(&mut parts.headers, parts.version);
+                    return Ok(Response::from_parts(
+                        parts,
+                        ProxyBody::upstream(body, in_flight),
+                    ));
+                }
+                Err(err) => err,
+            };
+            drop(in_flight);
+            if let Some(failure) = forward::failure_of(&err) {
+                self.report(backend.record_failure(failure, policy.outlier.consecutive_failures));
+            }
+            let retry = tried.len() < policy.retries as usize
+                && body.is_replayable()
+                && forward::may_retry(&err, &parts.method);
+            if !retry {
+                return Err(err);
+            }
+            tried.push(backend);
+            let Some(next) = pool.pick_other(&tried) else {
+                return Err(err);
+            };
+            if !policy.retry_budget.try_spend() {
+                tracing::warn!(pool = %pool.name, error = %err, "retry budget exhausted; not retrying");
+                return Err(err);
+            }
+            tracing::debug!(pool = %pool.name, from = %tried[tried.len() - 1].name, to = %next.name, error = %err, "retrying on another backend");
+            backend = Arc::clone(next);
+        }
+    }
+
+    fn report(&self, report: Option<OutlierReport>) {
+        if let Some(report) = report {
+            if self.outliers.send(report).is_err() {
+                tracing::debug!("control plane stopped; passive failure report dropped");
+            }
+        }
     }
 }
 

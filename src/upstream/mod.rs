@@ -1,5 +1,9 @@
 //! Upstream backends: who they are and the live state the data plane reads through atomics.
 
+mod retry_budget;
 mod state;
+mod status;
 
-pub use state::{BackendState, InFlightGuard};
+pub use retry_budget::RetryBudget;
+pub use state::{BackendState, Exclusion, Failure, InFlightGuard, OutlierReport};
+pub use status::{BackendStatus, Condition};

@@ -1,10 +1,69 @@
-//! `BackendState`: one backend's identity plus the counters every request touches.
+//! `BackendState`: one backend's identity plus the atomics every request touches: in-flight
+//! count, exclusion flags, effective weight and passive failure counters.
 
+use super::status::{BackendStatus, Condition};
 use crate::balance::Candidate;
+use crate::balance::slow_start::SCALE;
 use crate::config::BackendConfig;
+use arc_swap::ArcSwap;
 use http::uri::Authority;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+
+/// Reasons a backend takes no new requests; each is one bit of `BackendState::exclusions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exclusion {
+    /// Failed active probes.
+    Unhealthy = 1,
+    /// Ejected by passive outlier detection.
+    Ejected = 2,
+    /// Drained by an operator.
+    Draining = 4,
+}
+
+impl Exclusion {
+    /// Every exclusion: what a pool normally honours.
+    pub const ALL: u8 = 1 | 2 | 4;
+    /// What a pool in panic mode still honours: operators' drains, not health.
+    pub const PANIC: u8 = Exclusion::Draining as u8;
+}
+
+/// A failure seen on real traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Connection refused or connect timeout.
+    Connect,
+    /// No response headers within the timeout.
+    Timeout,
+    /// Connection reset or broken response.
+    Reset,
+    /// A 5xx response.
+    Status5xx,
+}
+
+impl Failure {
+    /// Lower-case name used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect failure",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+            Self::Status5xx => "5xx response",
+        }
+    }
+}
+
+/// Sent to the control plane when a backend crosses a passive failure threshold.
+#[derive(Debug)]
+pub struct OutlierReport {
+    /// The backend.
+    pub backend: Arc<BackendState>,
+    /// The failure that crossed the threshold.
+    pub failure: Failure,
+    /// How many in a row.
+    pub consecutive: u32,
+}
 
 /// A backend as the data plane sees it; shared by `Arc` between snapshots and in-flight requests.
 #[derive(Debug)]
@@ -20,11 +79,22 @@ pub struct BackendState {
     /// Circuit breaker: at this many requests in flight the backend is skipped.
     max_requests: u32,
     in_flight: AtomicU32,
+    exclusions: AtomicU8,
+    /// Balancer weight in `1 / slow_start::SCALE` units; lower than configured while ramping.
+    effective_weight: AtomicU32,
+    consecutive_failures: AtomicU32,
+    consecutive_5xx: AtomicU32,
+    status: ArcSwap<BackendStatus>,
 }
 
 impl BackendState {
-    /// Creates the state of a backend of pool `pool`.
-    pub fn new(pool: Arc<str>, config: &BackendConfig) -> Self {
+    /// Creates the state of a backend of pool `pool`, healthy or not yet proven so.
+    pub fn new(pool: Arc<str>, config: &BackendConfig, healthy: bool) -> Self {
+        let condition = if healthy {
+            Condition::Healthy
+        } else {
+            Condition::Unhealthy
+        };
         Self {
             pool,
             name: config.name.as_str().into(),
@@ -32,6 +102,15 @@ impl BackendState {
             weight: config.weight.get(),
             max_requests: config.max_requests.map_or(u32::MAX, |m| m.get()),
             in_flight: AtomicU32::new(0),
+            exclusions: AtomicU8::new(if healthy {
+                0
+            } else {
+                Exclusion::Unhealthy as u8
+            }),
+            effective_weight: AtomicU32::new(config.weight.get() * SCALE),
+            consecutive_failures: AtomicU32::new(0),
+            consecutive_5xx: AtomicU32::new(0),
+            status: ArcSwap::from_pointee(BackendStatus::initial(condition)),
         }
     }
 
@@ -48,19 +127,115 @@ impl BackendState {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlightGuard(Arc::clone(self))
     }
+
+    /// The set `Exclusion` bits.
+    pub fn exclusions(&self) -> u8 {
+        // Relaxed: the flags carry no other data; the snapshot swap that follows every change
+        // is what publishes a consistent view.
+        self.exclusions.load(Ordering::Relaxed)
+    }
+
+    /// Whether `exclusion` is set.
+    pub fn is(&self, exclusion: Exclusion) -> bool {
+        self.exclusions() & exclusion as u8 != 0
+    }
+
+    /// Sets or clears one exclusion. Control plane only.
+    pub fn set(&self, exclusion: Exclusion, on: bool) {
+        if on {
+            self.exclusions.fetch_or(exclusion as u8, Ordering::Relaxed);
+        } else {
+            self.exclusions
+                .fetch_and(!(exclusion as u8), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a new request may go here, honouring the exclusions in `mask`.
+    pub fn accepts(&self, mask: u8) -> bool {
+        self.exclusions() & mask == 0 && self.in_flight() < self.max_requests
+    }
+
+    /// Balancer weight in `1 / slow_start::SCALE` units.
+    pub fn effective_weight(&self) -> u32 {
+        // Relaxed: see `exclusions`.
+        self.effective_weight.load(Ordering::Relaxed)
+    }
+
+    /// Sets the balancer weight. Control plane only.
+    pub fn set_effective_weight(&self, weight: u32) {
+        self.effective_weight
+            .store(weight.max(1), Ordering::Relaxed);
+    }
+
+    /// Counts a response: it resets the connection-failure count, and a 5xx counts towards
+    /// `threshold_5xx` (0: off) while anything else resets that count. Returns a report exactly
+    /// when the 5xx count reaches the threshold.
+    pub fn record_response(
+        self: &Arc<Self>,
+        status: http::StatusCode,
+        threshold_5xx: u32,
+    ) -> Option<OutlierReport> {
+        reset(&self.consecutive_failures);
+        if status.is_server_error() {
+            self.record_failure(Failure::Status5xx, threshold_5xx)
+        } else {
+            reset(&self.consecutive_5xx);
+            None
+        }
+    }
+
+    /// Counts a failure; returns a report exactly when the count reaches `threshold` (0: off).
+    pub fn record_failure(
+        self: &Arc<Self>,
+        failure: Failure,
+        threshold: u32,
+    ) -> Option<OutlierReport> {
+        let counter = match failure {
+            Failure::Status5xx => &self.consecutive_5xx,
+            Failure::Connect | Failure::Timeout | Failure::Reset => &self.consecutive_failures,
+        };
+        // Relaxed: counters only; equality with the threshold makes exactly one caller report.
+        let consecutive = counter.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        (threshold != 0 && consecutive == threshold).then(|| OutlierReport {
+            backend: Arc::clone(self),
+            failure,
+            consecutive,
+        })
+    }
+
+    /// Restarts the passive counters after an ejection decision. Control plane only.
+    pub fn reset_failure_counts(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.consecutive_5xx.store(0, Ordering::Relaxed);
+    }
+
+    /// The control plane's last decision about this backend.
+    pub fn status(&self) -> Arc<BackendStatus> {
+        self.status.load_full()
+    }
+
+    /// Records a new decision. Control plane only.
+    pub fn set_status(&self, status: BackendStatus) {
+        self.status.store(Arc::new(status));
+    }
+}
+
+/// Zeroes a counter, reading first so the common case (already zero) does not write a shared
+/// cache line on every request.
+fn reset(counter: &AtomicU32) {
+    // Relaxed: counters only.
+    if counter.load(Ordering::Relaxed) != 0 {
+        counter.store(0, Ordering::Relaxed);
+    }
 }
 
 impl Candidate for BackendState {
     fn weight(&self) -> u32 {
-        self.weight
+        self.effective_weight()
     }
 
     fn in_flight(&self) -> u32 {
         BackendState::in_flight(self)
-    }
-
-    fn is_selectable(&self) -> bool {
-        self.in_flight() < self.max_requests
     }
 }
 

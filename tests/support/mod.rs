@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::net::SocketAddr;
 use std::time::Duration;
-use switchyard::server::Gateway;
+use switchyard::gateway::Gateway;
 
 pub use upstream::Upstream;
 

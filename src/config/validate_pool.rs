@@ -1,0 +1,246 @@
+//! Validation of a pool's failure-handling settings: retries, health checks, outlier detection.
+
+use super::file::{HealthCheckFile, InitialStateFile, OutlierFile, PoolFile, ProbeKindFile};
+use super::model::{HealthCheckConfig, InitialState, OutlierConfig, Probe, RetryBudgetConfig};
+use super::validate::Checker;
+use std::num::NonZeroU32;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+use toml::Spanned;
+
+impl Checker {
+    /// An optional integer within `range`, or `default`.
+    pub(super) fn int<T: TryFrom<i64> + Copy>(
+        &mut self,
+        value: &Option<Spanned<i64>>,
+        field: &str,
+        range: RangeInclusive<i64>,
+        default: T,
+    ) -> T {
+        let Some(value) = value else { return default };
+        let n = *value.get_ref();
+        match T::try_from(n) {
+            Ok(v) if range.contains(&n) => v,
+            _ => {
+                self.report(
+                    value.span(),
+                    format!(
+                        "{field}: must be between {} and {}, got {n}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn threshold(&mut self, value: &Option<Spanned<i64>>, field: &str, default: u32) -> NonZeroU32 {
+        let n: u32 = self.int(value, field, 1..=100, default);
+        NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+    }
+
+    pub(super) fn retry_budget(&mut self, pool: &PoolFile, field: &str) -> RetryBudgetConfig {
+        let defaults = RetryBudgetConfig::default();
+        RetryBudgetConfig {
+            percent: self.int(
+                &pool.retry_budget_percent,
+                &format!("{field}.retry_budget_percent"),
+                0..=100,
+                defaults.percent,
+            ),
+            min_per_second: self.int(
+                &pool.retry_budget_min_per_second,
+                &format!("{field}.retry_budget_min_per_second"),
+                0..=1_000_000,
+                defaults.min_per_second,
+            ),
+        }
+    }
+
+    pub(super) fn health_check(
+        &mut self,
+        file: &HealthCheckFile,
+        field: &str,
+    ) -> Option<HealthCheckConfig> {
+        let interval = self.duration(
+            &file.interval,
+            &format!("{field}.interval"),
+            Duration::from_secs(2),
+        );
+        let timeout = self.duration(
+            &file.timeout,
+            &format!("{field}.timeout"),
+            Duration::from_secs(1),
+        );
+        if let Some(t) = &file.timeout {
+            if timeout > interval {
+                self.report(
+                    t.span(),
+                    format!("{field}.timeout: must not exceed the interval ({interval:?})"),
+                );
+            }
+        }
+        let kind = file
+            .kind
+            .as_ref()
+            .map_or(ProbeKindFile::Http, |k| *k.get_ref());
+        let probe = match kind {
+            ProbeKindFile::Tcp => {
+                for (name, value) in [
+                    ("method", &file.method),
+                    ("path", &file.path),
+                    ("expected_status", &file.expected_status),
+                    ("host", &file.host),
+                ] {
+                    if let Some(v) = value {
+                        self.report(
+                            v.span(),
+                            format!("{field}.{name}: only applies to type = \"http\""),
+                        );
+                    }
+                }
+                Probe::Tcp
+            }
+            ProbeKindFile::Http => Probe::Http {
+                method: self.method(&file.method, &format!("{field}.method")),
+                path: self.probe_path(&file.path, &format!("{field}.path")),
+                expected_status: self
+                    .status_ranges(&file.expected_status, &format!("{field}.expected_status")),
+                host: file.host.as_ref().map(|h| h.get_ref().clone()),
+            },
+        };
+        Some(HealthCheckConfig {
+            probe,
+            interval,
+            timeout,
+            healthy_threshold: self.threshold(
+                &file.healthy_threshold,
+                &format!("{field}.healthy_threshold"),
+                2,
+            ),
+            unhealthy_threshold: self.threshold(
+                &file.unhealthy_threshold,
+                &format!("{field}.unhealthy_threshold"),
+                3,
+            ),
+            initial_state: match file.initial_state.as_ref().map(|s| *s.get_ref()) {
+                None | Some(InitialStateFile::Healthy) => InitialState::Healthy,
+                Some(InitialStateFile::Unhealthy) => InitialState::Unhealthy,
+            },
+        })
+    }
+
+    fn method(&mut self, value: &Option<Spanned<String>>, field: &str) -> http::Method {
+        let Some(value) = value else {
+            return http::Method::GET;
+        };
+        match value.get_ref().parse::<http::Method>() {
+            Ok(m) if matches!(m.as_str(), "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT") => m,
+            _ => {
+                self.report(
+                    value.span(),
+                    format!(
+                        "{field}: {:?} is not one of GET, HEAD, OPTIONS, POST, PUT",
+                        value.get_ref()
+                    ),
+                );
+                http::Method::GET
+            }
+        }
+    }
+
+    fn probe_path(&mut self, value: &Option<Spanned<String>>, field: &str) -> String {
+        let Some(value) = value else {
+            return "/".to_owned();
+        };
+        let path = value.get_ref();
+        if path.starts_with('/') && path.parse::<http::uri::PathAndQuery>().is_ok() {
+            path.clone()
+        } else {
+            self.report(
+                value.span(),
+                format!("{field}: {path:?} must be a path starting with '/'"),
+            );
+            "/".to_owned()
+        }
+    }
+
+    /// `"200-399"`, `"200,204"` or `"200-299,301"`.
+    fn status_ranges(&mut self, value: &Option<Spanned<String>>, field: &str) -> Vec<(u16, u16)> {
+        let default = vec![(200, 399)];
+        let Some(value) = value else { return default };
+        let parsed: Option<Vec<(u16, u16)>> = value
+            .get_ref()
+            .split(',')
+            .map(|part| {
+                let part = part.trim();
+                let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+                let (lo, hi) = (
+                    lo.trim().parse::<u16>().ok()?,
+                    hi.trim().parse::<u16>().ok()?,
+                );
+                ((100..=599).contains(&lo) && (lo..=599).contains(&hi)).then_some((lo, hi))
+            })
+            .collect();
+        match parsed {
+            Some(ranges) if !ranges.is_empty() => ranges,
+            _ => {
+                self.report(
+                    value.span(),
+                    format!(
+                        "{field}: {:?} is not a status list like \"200-399\" or \"200,204\"",
+                        value.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    pub(super) fn outlier(&mut self, file: &OutlierFile, field: &str) -> OutlierConfig {
+        let d = OutlierConfig::default();
+        let base = self.duration(
+            &file.base_ejection_time,
+            &format!("{field}.base_ejection_time"),
+            d.base_ejection_time,
+        );
+        let max = self.duration(
+            &file.max_ejection_time,
+            &format!("{field}.max_ejection_time"),
+            d.max_ejection_time.max(base),
+        );
+        if let Some(m) = &file.max_ejection_time {
+            if max < base {
+                self.report(
+                    m.span(),
+                    format!(
+                        "{field}.max_ejection_time: must be at least base_ejection_time ({base:?})"
+                    ),
+                );
+            }
+        }
+        OutlierConfig {
+            consecutive_failures: self.int(
+                &file.consecutive_failures,
+                &format!("{field}.consecutive_failures"),
+                0..=1000,
+                d.consecutive_failures,
+            ),
+            consecutive_5xx: self.int(
+                &file.consecutive_5xx,
+                &format!("{field}.consecutive_5xx"),
+                0..=1000,
+                d.consecutive_5xx,
+            ),
+            base_ejection_time: base,
+            max_ejection_time: max,
+            max_ejection_percent: self.int(
+                &file.max_ejection_percent,
+                &format!("{field}.max_ejection_percent"),
+                0..=100,
+                d.max_ejection_percent,
+            ),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Active health checking: a pure rise/fall tracker, probes as IO under a timeout, and one
+//! task per backend that reports verdicts to the control plane.
+
+mod probe;
+mod tracker;
+
+pub use probe::{ProbeClient, probe_client, run_probe};
+pub use tracker::{Tracker, Verdict};
+
+use crate::config::HealthCheckConfig;
+use crate::control::ControlEvent;
+use crate::upstream::{BackendState, Exclusion};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+/// Probes one backend until `stop` is cancelled, sending transitions to the control plane.
+pub async fn probe_loop(
+    backend: Arc<BackendState>,
+    check: HealthCheckConfig,
+    client: ProbeClient,
+    events: UnboundedSender<ControlEvent>,
+    stop: CancellationToken,
+) {
+    let mut tracker = Tracker::new(&check);
+    // The first probe comes after a short random delay so a pool's probes do not align.
+    let mut wait = jittered(check.interval / 10, 1.0);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
+        }
+        wait = jittered(check.interval, 0.1);
+        let result = run_probe(&client, &backend.authority, &check).await;
+        let event = match tracker.observe(result.is_ok()) {
+            Some(verdict) => Some(ControlEvent::HealthVerdict {
+                backend: Arc::clone(&backend),
+                verdict,
+                detail: match &result {
+                    Ok(()) => format!("{} consecutive probes passed", tracker.streak()),
+                    Err(err) => format!("probe failed: {err}"),
+                },
+            }),
+            None if result.is_ok() && backend.is(Exclusion::Ejected) => {
+                Some(ControlEvent::ProbePassed {
+                    backend: Arc::clone(&backend),
+                })
+            }
+            None => None,
+        };
+        if let Some(event) = event {
+            if events.send(event).is_err() {
+                return; // the control plane has stopped: so do we
+            }
+        }
+    }
+}
+
+/// `base` plus or minus up to `spread` of itself (`spread = 1.0`: anywhere in `0..2*base`).
+fn jittered(base: Duration, spread: f64) -> Duration {
+    let factor = 1.0 + spread * (fastrand::f64() * 2.0 - 1.0);
+    base.mul_f64(factor.max(0.0))
+}
