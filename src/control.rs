@@ -262,11 +262,12 @@ impl Control {
             .min(outlier.max_ejection_time);
         runtime.ejected_until = Some(now + duration);
         backend.set(Exclusion::Ejected, true);
-        let mut status = (*backend.status()).clone();
-        status.ejections = ejections;
-        status.last_ejection = Some(duration);
-        backend.set_status(status);
-        self.set_condition(p, b, format!("{reason}; ejected for {duration:?}"));
+        self.record_condition(
+            p,
+            b,
+            format!("{reason}; ejected for {duration:?}"),
+            Some((ejections, duration)),
+        );
         self.rebuild(p);
     }
 
@@ -343,6 +344,17 @@ impl Control {
 
     /// Recomputes a backend's condition from its exclusions and logs the change, once.
     fn set_condition(&mut self, p: usize, b: usize, reason: String) {
+        self.record_condition(p, b, reason, None);
+    }
+
+    /// `set_condition`, also recording a new ejection (count, length) in the same status.
+    fn record_condition(
+        &mut self,
+        p: usize,
+        b: usize,
+        reason: String,
+        ejection: Option<(u32, Duration)>,
+    ) {
         let state = &self.pools[p].backends[b].state;
         let condition = if state.is(Exclusion::Unhealthy) {
             Condition::Unhealthy
@@ -352,7 +364,7 @@ impl Control {
             Condition::Healthy
         };
         let old = state.status();
-        if old.condition == condition {
+        if old.condition == condition && ejection.is_none() {
             return;
         }
         match condition {
@@ -369,8 +381,8 @@ impl Control {
             condition,
             reason,
             since: SystemTime::now(),
-            ejections: old.ejections,
-            last_ejection: old.last_ejection,
+            ejections: ejection.map_or(old.ejections, |(count, _)| count),
+            last_ejection: ejection.map(|(_, length)| length).or(old.last_ejection),
         });
     }
 

@@ -75,3 +75,15 @@ impl ProxyError {
         }
     }
 }
+
+/// An error and its chain of causes on one line (`a: b: c`): hyper's errors say little alone.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}

@@ -135,7 +135,7 @@ async fn closed_upstream_port_gives_502() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_speaking_garbage_gives_502() {
-    let garbage = start_raw(b"THIS IS NOT HTTP\r\n\r\n").await;
+    let (garbage, _) = start_raw(b"THIS IS NOT HTTP\r\n\r\n").await;
     let proxy = proxy_to(&[garbage], "").await;
     assert_eq!(get(&client(), &proxy.url("/"), None).await.status, 502);
 }

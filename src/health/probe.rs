@@ -56,7 +56,7 @@ pub async fn run_probe(
                 let response = client
                     .request(request)
                     .await
-                    .map_err(|err| format!("{err}"))?;
+                    .map_err(|err| crate::error::chain(&err))?;
                 let status = response.status().as_u16();
                 if expected_status
                     .iter()

@@ -63,7 +63,7 @@ impl Proxy {
                 match &err {
                     ProxyError::UpstreamConnect { source, .. }
                     | ProxyError::UpstreamProtocol { source, .. } => {
-                        tracing::warn!(error = %err, cause = %source, "upstream request failed");
+                        tracing::warn!(error = %err, cause = %crate::error::chain(source), "upstream request failed");
                     }
                     ProxyError::UpstreamTimeout { .. } => {
                         tracing::warn!(error = %err, "upstream request failed")

@@ -1,17 +1,21 @@
-//! A pool's retry budget: retries per second limited to a share of the previous second's
-//! requests plus a floor, so a failing pool cannot multiply its own load (Finagle's and
-//! Linkerd's retry budgets). The data plane counts and spends through atomics; the control plane
-//! refills once a second.
+//! A pool's retry budget: in each second, retries may add up to a share of that second's
+//! requests plus a small floor, so a failing pool cannot multiply its own load (the retry
+//! budgets of Finagle and Linkerd). Every request deposits its share at once, so the budget is
+//! there from the first second; the control plane resets it to the floor once a second so
+//! unused retries do not pile up. Counting and spending are atomics on the request path.
 
 use crate::config::RetryBudgetConfig;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// One retry, in the budget's units; a request deposits `percent` units.
+const RETRY_COST: i64 = 100;
 
 /// Shared by every snapshot of one pool.
 #[derive(Debug)]
 pub struct RetryBudget {
     config: RetryBudgetConfig,
-    requests: AtomicU64,
-    tokens: AtomicI64,
+    /// In hundredths of a retry.
+    balance: AtomicI64,
 }
 
 impl RetryBudget {
@@ -19,32 +23,36 @@ impl RetryBudget {
     pub fn new(config: RetryBudgetConfig) -> Self {
         Self {
             config,
-            requests: AtomicU64::new(0),
-            tokens: AtomicI64::new(i64::from(config.min_per_second)),
+            balance: AtomicI64::new(floor(config)),
         }
     }
 
-    /// Counts one client request towards the next refill.
+    /// Deposits one request's share of a retry.
     pub fn record_request(&self) {
-        // Relaxed: an approximate rate; nothing else is published through it.
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        // Relaxed: an approximate budget; nothing else is published through it.
+        self.balance
+            .fetch_add(i64::from(self.config.percent), Ordering::Relaxed);
     }
 
     /// Takes one retry from the budget; `false` when it is spent.
     pub fn try_spend(&self) -> bool {
-        // Relaxed: see `record_request`. Going below zero is harmless; `refill` resets.
-        self.tokens.fetch_sub(1, Ordering::Relaxed) > 0
+        // Relaxed: see `record_request`.
+        if self.balance.fetch_sub(RETRY_COST, Ordering::Relaxed) >= RETRY_COST {
+            true
+        } else {
+            self.balance.fetch_add(RETRY_COST, Ordering::Relaxed);
+            false
+        }
     }
 
-    /// Starts a new second: the budget becomes the percentage of the last second's requests,
-    /// or the floor if that is larger. Unused retries do not carry over.
+    /// Starts a new second with only the floor.
     pub fn refill(&self) {
-        let requests = self.requests.swap(0, Ordering::Relaxed);
-        let share = requests.saturating_mul(u64::from(self.config.percent)) / 100;
-        let tokens = share.max(u64::from(self.config.min_per_second));
-        self.tokens
-            .store(i64::try_from(tokens).unwrap_or(i64::MAX), Ordering::Relaxed);
+        self.balance.store(floor(self.config), Ordering::Relaxed);
     }
+}
+
+fn floor(config: RetryBudgetConfig) -> i64 {
+    i64::from(config.min_per_second) * RETRY_COST
 }
 
 #[cfg(test)]
@@ -52,7 +60,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retries_are_limited_to_a_share_of_requests_with_a_floor() {
+    fn retries_are_limited_to_a_share_of_requests_plus_a_floor() {
         let budget = RetryBudget::new(RetryBudgetConfig {
             percent: 20,
             min_per_second: 3,
@@ -61,13 +69,12 @@ mod tests {
         for _ in 0..100 {
             budget.record_request();
         }
-        budget.refill();
         assert_eq!((0..50).filter(|_| budget.try_spend()).count(), 20);
         budget.refill();
         assert_eq!(
             (0..50).filter(|_| budget.try_spend()).count(),
             3,
-            "quiet second: the floor"
+            "a new second starts with the floor only"
         );
     }
 }

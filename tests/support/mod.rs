@@ -25,6 +25,14 @@ pub struct TestProxy {
 impl TestProxy {
     /// Starts the proxy; the TOML should bind its listener to `127.0.0.1:0`.
     pub async fn start(toml: &str) -> Self {
+        // Logs go to the test's captured output (shown for failing tests, or with --nocapture).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_test_writer()
+            .try_init();
         let config = switchyard::config::parse(toml, "test.toml")
             .unwrap_or_else(|err| panic!("test config is invalid:\n{err}\n---\n{toml}"));
         let gateway = Gateway::start(&config).await.expect("proxy starts");
@@ -126,6 +134,26 @@ pub async fn eventually(deadline: Duration, what: &str, mut check: impl FnMut() 
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The live state of backend `name` in pool `pool`, from the proxy's current snapshot.
+pub fn backend(
+    proxy: &TestProxy,
+    pool: &str,
+    name: &str,
+) -> std::sync::Arc<switchyard::upstream::BackendState> {
+    let snapshot = proxy.gateway.snapshot().load();
+    let pool = snapshot
+        .pools
+        .iter()
+        .find(|p| &*p.name == pool)
+        .expect("pool exists");
+    let backend = pool
+        .backends
+        .iter()
+        .find(|b| &*b.name == name)
+        .expect("backend exists");
+    std::sync::Arc::clone(backend)
 }
 
 /// An address on 127.0.0.1 where nothing listens (bound, then released).

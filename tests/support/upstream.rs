@@ -4,7 +4,12 @@
 //! - `/hold`: waits until `release_held()` is called;
 //! - `/sink`: reads the request body as a stream and answers with its length;
 //! - `/big?bytes=N`: streams N bytes back;
-//! - `/hop`: answers with hop-by-hop headers that a proxy must remove.
+//! - `/hop`: answers with hop-by-hop headers that a proxy must remove;
+//! - `/health`: answers with the status set by `set_health_status` (200 at first);
+//! - anything else: answers with the status set by `set_status` (200 at first).
+//!
+//! `stop()` closes the listener and every open connection; `restart()` listens again on the
+//! same port.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -16,10 +21,12 @@ use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -28,13 +35,17 @@ pub struct Upstream {
     pub name: &'static str,
     pub addr: SocketAddr,
     state: Arc<State>,
+    running: Mutex<CancellationToken>,
 }
 
 struct State {
     name: &'static str,
     requests: AtomicUsize,
+    health_probes: AtomicUsize,
     held: AtomicUsize,
     release: watch::Sender<bool>,
+    status: AtomicU16,
+    health_status: AtomicU16,
 }
 
 impl Upstream {
@@ -47,28 +58,51 @@ impl Upstream {
         let state = Arc::new(State {
             name,
             requests: AtomicUsize::new(0),
+            health_probes: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
             release: watch::channel(false).0,
+            status: AtomicU16::new(200),
+            health_status: AtomicU16::new(200),
         });
-        let serving = Arc::clone(&state);
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = Arc::clone(&serving);
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| answer(req, Arc::clone(&state)));
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self { name, addr, state }
+        let running = CancellationToken::new();
+        serve(listener, Arc::clone(&state), running.clone());
+        Self {
+            name,
+            addr,
+            state,
+            running: Mutex::new(running),
+        }
     }
 
-    /// Requests received so far.
+    /// Closes the listener and every open connection, as a crashed process would.
+    pub fn stop(&self) {
+        self.running.lock().unwrap().cancel();
+    }
+
+    /// Listens again on the same address.
+    pub async fn restart(&self) {
+        let listener = TcpListener::bind(self.addr).await.expect("rebind upstream");
+        let running = CancellationToken::new();
+        serve(listener, Arc::clone(&self.state), running.clone());
+        *self.running.lock().unwrap() = running;
+    }
+
+    /// The status of every ordinary answer from now on.
+    pub fn set_status(&self, status: u16) {
+        self.state.status.store(status, Ordering::SeqCst);
+    }
+
+    /// The status of `/health` answers from now on.
+    pub fn set_health_status(&self, status: u16) {
+        self.state.health_status.store(status, Ordering::SeqCst);
+    }
+
+    /// `/health` requests received so far.
+    pub fn health_probes(&self) -> usize {
+        self.state.health_probes.load(Ordering::SeqCst)
+    }
+
+    /// Requests received so far, health probes excluded.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
     }
@@ -84,7 +118,37 @@ impl Upstream {
     }
 }
 
+fn serve(listener: TcpListener, state: Arc<State>, running: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
+                () = running.cancelled() => return,
+            };
+            let state = Arc::clone(&state);
+            let running = running.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| answer(req, Arc::clone(&state)));
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = connection => {}
+                    () = running.cancelled() => {} // dropping the connection closes the socket
+                }
+            });
+        }
+    });
+}
+
 async fn answer(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Body>, Infallible> {
+    if req.uri().path() == "/health" {
+        state.health_probes.fetch_add(1, Ordering::SeqCst);
+        let code = StatusCode::from_u16(state.health_status.load(Ordering::SeqCst)).unwrap();
+        return Ok(status(code));
+    }
     state.requests.fetch_add(1, Ordering::SeqCst);
     let mut response = match req.uri().path() {
         "/headers" => {
@@ -131,7 +195,12 @@ async fn answer(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Bo
             h.insert("x-kept", "yes".parse().unwrap());
             response
         }
-        _ => full(state.name),
+        _ => {
+            let code = StatusCode::from_u16(state.status.load(Ordering::SeqCst)).unwrap();
+            let mut response = full(state.name);
+            *response.status_mut() = code;
+            response
+        }
     };
     response
         .headers_mut()
@@ -207,18 +276,22 @@ pub async fn start_hung() -> SocketAddr {
     addr
 }
 
-/// A TCP server that answers every connection with `reply` bytes and closes.
-pub async fn start_raw(reply: &'static [u8]) -> SocketAddr {
+/// A TCP server that reads once, answers every connection with `reply` bytes and closes;
+/// returns its address and a count of connections it accepted.
+pub async fn start_raw(reply: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
     use tokio::io::AsyncWriteExt;
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind raw upstream");
     let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
     tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
                 continue;
             };
+            counted.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = stream.read(&mut buf).await;
@@ -227,5 +300,5 @@ pub async fn start_raw(reply: &'static [u8]) -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, connections)
 }
