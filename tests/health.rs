@@ -384,3 +384,36 @@ async fn reset_post_is_never_replayed_but_reset_get_is() {
         gets.fetch_add(1, Ordering::SeqCst);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovered_backend_ramps_up_over_the_slow_start_window() {
+    let upstreams = [Upstream::start("u0").await, Upstream::start("u1").await];
+    let mut pool = pool_with(
+        "pool",
+        &[("u0", upstreams[0].addr), ("u1", upstreams[1].addr)],
+        "retries = 0\nslow_start = \"3s\"\n",
+    );
+    let at = pool.find("[[pools.backends]]").unwrap();
+    pool.insert_str(
+        at,
+        "[pools.outlier_detection]\nconsecutive_5xx = 1\nbase_ejection_time = \"100ms\"\n\n",
+    );
+    let proxy = proxy(pool).await;
+    let u0 = backend(&proxy, "pool", "u0");
+    let full = u0.effective_weight();
+
+    upstreams[0].set_status(500);
+    let client = client();
+    while !u0.is(Exclusion::Ejected) {
+        get(&client, &proxy.url("/"), None).await;
+    }
+    upstreams[0].set_status(200);
+    eventually(DEADLINE, "ejection over", || !u0.is(Exclusion::Ejected)).await;
+    let start = u0.effective_weight();
+    assert!(
+        start < full / 4,
+        "recovered at weight {start} of {full}, not ramping"
+    );
+    eventually(DEADLINE, "weight rising", || u0.effective_weight() > start).await;
+    eventually(DEADLINE, "full weight", || u0.effective_weight() == full).await;
+}
