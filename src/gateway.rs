@@ -1,30 +1,77 @@
-//! Assembles a running proxy: the control plane, the data plane and its listeners, and the
-//! shutdown that drains them.
+//! Assembles a running proxy: control plane, data plane, listeners, admin API and reloads, and
+//! the shutdown that drains them.
 
+use crate::admin::{self, AdminState, TokenError};
 use crate::config::Config;
-use crate::control::Control;
+use crate::control::{Control, ControlHandle};
+use crate::listeners::Listeners;
 use crate::proxy::{Proxy, forward};
-use crate::server::{self, StartError};
+use crate::reload::{ReloadRequest, Reloader};
+use crate::server::{self, BindError};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The admin token could not be read.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The admin API would be reachable from the network without a token.
+    #[error(
+        "admin.bind {0} is not a loopback address and no admin token is set: set the token's environment variable or admin.token_file, or bind the admin API to 127.0.0.1"
+    )]
+    AdminWithoutToken(SocketAddr),
+}
+
+/// Where the running config came from, so reloads can read it again.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The file.
+    pub path: PathBuf,
+    /// Its text when it was loaded.
+    pub text: String,
+}
 
 /// A running proxy: its bound addresses and the handles to stop it.
 #[derive(Debug)]
 pub struct Gateway {
     local_addrs: Vec<(String, SocketAddr)>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
+    admin_addr: Option<SocketAddr>,
+    control: ControlHandle,
+    reload: mpsc::Sender<ReloadRequest>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl Gateway {
-    /// Starts the control plane, binds every listener and starts serving `config`.
+    /// Starts serving `config`, which did not come from a file (reloads are not possible).
     pub async fn start(config: &Config) -> Result<Self, StartError> {
+        Self::start_with(config, None).await
+    }
+
+    /// Starts the control plane, binds every listener and the admin API, and starts serving.
+    pub async fn start_with(config: &Config, source: Option<ConfigSource>) -> Result<Self, StartError> {
+        let token = match &config.admin {
+            Some(admin) => {
+                let token = admin::load_token(&admin.token)?;
+                if token.is_none() && !admin.bind.ip().is_loopback() {
+                    return Err(StartError::AdminWithoutToken(admin.bind));
+                }
+                token
+            }
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (control, handle) = Control::new(config, tasks.clone(), shutdown.clone());
@@ -33,39 +80,60 @@ impl Gateway {
             forward::client(&config.timeouts),
             handle.outliers.clone(),
         ));
-        let mut local_addrs = Vec::new();
-        let mut listeners = Vec::new();
-        for listener in &config.listeners {
-            let bound = server::bind(listener).await?;
-            let addr = bound.local_addr().map_err(|source| StartError::Bind {
-                name: listener.name.clone(),
-                bind: listener.bind,
-                source,
-            })?;
-            local_addrs.push((listener.name.clone(), addr));
-            listeners.push(bound);
-        }
-        // Serve only once every listener is bound, so a failed start leaves nothing running.
+        let mut listeners = Listeners::new(proxy, shutdown.clone(), tasks.clone());
+        let prepared = listeners.prepare(&config.listeners).await?;
+        let admin_listener = match &config.admin {
+            Some(admin) => {
+                let listener = server::bind(&crate::config::ListenerConfig {
+                    name: "admin".to_owned(),
+                    bind: admin.bind,
+                })
+                .await?;
+                Some(listener)
+            }
+            None => None,
+        };
+        let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+        // Serve only once everything is bound, so a failed start leaves nothing running.
         tasks.spawn(control.run());
-        for (bound, (name, addr)) in listeners.into_iter().zip(&local_addrs) {
-            tracing::info!(listener = %name, %addr, "listening");
-            server::serve(
-                bound,
-                Arc::clone(&proxy),
-                config.timeouts,
-                shutdown.clone(),
+        listeners.commit(prepared);
+        let local_addrs = listeners.addrs();
+        let (path, text) = source.map(|s| (s.path, s.text)).unzip();
+        let (reloader, reload, running) = Reloader::new(
+            path,
+            config,
+            text,
+            handle.clone(),
+            listeners,
+            shutdown.clone(),
+        );
+        tasks.spawn(reloader.run());
+        if let (Some(listener), Some(addr)) = (admin_listener, admin_addr) {
+            tracing::info!(%addr, auth = token.is_some(), "admin API listening");
+            admin::serve(
+                listener,
+                AdminState {
+                    control: handle.clone(),
+                    reload: reload.clone(),
+                    running,
+                    token,
+                    shutdown: shutdown.clone(),
+                },
                 &tasks,
             );
         }
         Ok(Self {
             local_addrs,
-            snapshot: handle.snapshot,
+            admin_addr,
+            control: handle,
+            reload,
             shutdown,
             tasks,
         })
     }
 
-    /// The address each listener is bound to, by listener name (useful with port 0).
+    /// The address each listener was bound to at start, by name (useful with port 0).
     pub fn local_addrs(&self) -> &[(String, SocketAddr)] {
         &self.local_addrs
     }
@@ -78,9 +146,29 @@ impl Gateway {
             .expect("validation requires at least one listener")
     }
 
+    /// The admin API's bound address, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     /// The snapshot the data plane reads.
     pub fn snapshot(&self) -> &Arc<ArcSwap<Snapshot>> {
-        &self.snapshot
+        &self.control.snapshot
+    }
+
+    /// The control plane's command and event channels.
+    pub fn control(&self) -> &ControlHandle {
+        &self.control
+    }
+
+    /// Where reload requests go.
+    pub fn reloads(&self) -> &mpsc::Sender<ReloadRequest> {
+        &self.reload
+    }
+
+    /// The shutdown grace period of the config in force.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.control.snapshot.load().timeouts.shutdown
     }
 
     /// Stops accepting, lets in-flight requests finish for up to `grace`, then closes the rest.
@@ -90,10 +178,7 @@ impl Gateway {
         self.tasks.close();
         let drained = tokio::time::timeout(grace, self.tasks.wait()).await.is_ok();
         if !drained {
-            tracing::warn!(
-                ?grace,
-                "connections still open after the shutdown grace period; closing them"
-            );
+            tracing::warn!(?grace, "connections still open after the shutdown grace period; closing them");
         }
         drained
     }

@@ -3,6 +3,7 @@
 //! The data plane (`server`, `proxy`) reads an immutable [`snapshot::Snapshot`] through
 //! `arc-swap` and per-backend atomics; nothing on the request path takes a lock.
 
+pub mod admin;
 pub mod balance;
 pub mod config;
 pub mod control;
@@ -10,7 +11,9 @@ pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod health;
+pub mod listeners;
 pub mod proxy;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod shutdown;

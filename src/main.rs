@@ -3,13 +3,9 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 use switchyard::config::{self, Algorithm, Config, HostPattern};
-use switchyard::gateway::Gateway;
+use switchyard::gateway::{ConfigSource, Gateway};
 use tokio_util::sync::CancellationToken;
-
-/// How long in-flight requests may take to finish after SIGTERM or Ctrl-C.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Exit code for an invalid config.
 const EXIT_INVALID_CONFIG: u8 = 1;
@@ -71,7 +67,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check(args)) => check(&args.config),
         Some(Command::Demo(workers)) => match load_demo_config() {
-            Ok(config) => run(&config, workers.workers, true),
+            Ok((config, source)) => run(&config, source, workers.workers, true),
             Err(err) => invalid(&err),
         },
         Some(Command::Run(args)) => run_file(&args),
@@ -83,7 +79,11 @@ fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
 }
 
 fn invalid(err: &config::ConfigError) -> ExitCode {
@@ -92,10 +92,24 @@ fn invalid(err: &config::ConfigError) -> ExitCode {
 }
 
 fn run_file(args: &RunArgs) -> ExitCode {
-    match config::load(&args.config.config) {
-        Ok(config) => run(&config, args.workers.workers, false),
+    match load_with_source(&args.config.config) {
+        Ok((config, source)) => run(&config, Some(source), args.workers.workers, false),
         Err(err) => invalid(&err),
     }
+}
+
+/// Loads a config file, keeping its text so reloads can tell whether it changed.
+fn load_with_source(path: &Path) -> Result<(Config, ConfigSource), config::ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| config::ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let config = config::parse(&text, &path.display().to_string())?;
+    let source = ConfigSource {
+        path: path.to_owned(),
+        text,
+    };
+    Ok((config, source))
 }
 
 fn check(path: &Path) -> ExitCode {
@@ -110,16 +124,16 @@ fn check(path: &Path) -> ExitCode {
 
 /// The demo reads `conf/demo.toml` when run from the repository (so edits show), else the
 /// compiled-in copy.
-fn load_demo_config() -> Result<Config, config::ConfigError> {
+fn load_demo_config() -> Result<(Config, Option<ConfigSource>), config::ConfigError> {
     let path = Path::new("conf/demo.toml");
     if path.exists() {
-        config::load(path)
+        load_with_source(path).map(|(config, source)| (config, Some(source)))
     } else {
-        config::parse(switchyard::demo::CONFIG, "conf/demo.toml (built in)")
+        Ok((config::parse(switchyard::demo::CONFIG, "conf/demo.toml (built in)")?, None))
     }
 }
 
-fn run(config: &Config, workers: Option<usize>, demo: bool) -> ExitCode {
+fn run(config: &Config, source: Option<ConfigSource>, workers: Option<usize>, demo: bool) -> ExitCode {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Some(workers) = workers {
@@ -140,7 +154,7 @@ fn run(config: &Config, workers: Option<usize>, demo: bool) -> ExitCode {
                 return ExitCode::from(EXIT_START_FAILED);
             }
         }
-        let gateway = match Gateway::start(config).await {
+        let gateway = match Gateway::start_with(config, source).await {
             Ok(gateway) => gateway,
             Err(err) => {
                 eprintln!("{err}");
@@ -151,9 +165,10 @@ fn run(config: &Config, workers: Option<usize>, demo: bool) -> ExitCode {
             print_demo_help(gateway.first_addr());
         }
         switchyard::shutdown::signal().await;
-        tracing::info!(grace = ?SHUTDOWN_GRACE, "shutting down; a second signal exits at once");
+        let grace = gateway.shutdown_timeout();
+        tracing::info!(?grace, "shutting down: no new connections; a second signal exits at once");
         tokio::select! {
-            _ = gateway.shutdown(SHUTDOWN_GRACE) => {}
+            _ = gateway.shutdown(grace) => tracing::info!("shut down"),
             () = switchyard::shutdown::signal() => tracing::warn!("second signal: exiting now"),
         }
         upstreams.cancel();

@@ -16,9 +16,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Why the proxy could not start.
+/// A listener that could not be bound.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub enum BindError {
     /// A listener's address could not be bound.
     #[error("listener {name}: cannot bind {bind}: {source}")]
     Bind {
@@ -33,48 +33,29 @@ pub enum StartError {
 }
 
 /// Binds a listener's socket.
-pub async fn bind(listener: &ListenerConfig) -> Result<TcpListener, StartError> {
+pub async fn bind(listener: &ListenerConfig) -> Result<TcpListener, BindError> {
     TcpListener::bind(listener.bind)
         .await
-        .map_err(|source| StartError::Bind {
+        .map_err(|source| BindError::Bind {
             name: listener.name.clone(),
             bind: listener.bind,
             source,
         })
 }
 
-/// Accepts and serves client connections on `listener` until `shutdown`; every connection task
-/// joins `tasks` so shutdown can wait for in-flight requests.
-pub fn serve(
-    listener: TcpListener,
-    proxy: Arc<Proxy>,
-    timeouts: Timeouts,
-    shutdown: CancellationToken,
-    tasks: &TaskTracker,
-) {
-    tasks.spawn(accept_loop(
-        listener,
-        proxy,
-        timeouts,
-        shutdown,
-        tasks.clone(),
-    ));
+/// Accepts and serves client connections on `listener` until `stop`, which also drains its
+/// open connections; every connection task joins `tasks` so shutdown can wait for in-flight
+/// requests.
+pub fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationToken, tasks: &TaskTracker) {
+    tasks.spawn(accept_loop(listener, proxy, stop, tasks.clone()));
 }
 
 async fn accept_loop(
     listener: TcpListener,
     proxy: Arc<Proxy>,
-    timeouts: Timeouts,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.request_header);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -82,11 +63,13 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Timeouts as of this connection's start, so a reload applies to new connections.
+                let timeouts = proxy.timeouts();
                 tasks.spawn(serve_connection(
                     stream,
                     peer,
                     Arc::clone(&proxy),
-                    Arc::clone(&builder),
+                    connection_builder(&timeouts),
                     timeouts.idle,
                     shutdown.clone(),
                 ));
@@ -101,6 +84,16 @@ async fn accept_loop(
     }
 }
 
+fn connection_builder(timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.request_header);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
 /// Requests started on one connection and how many are still running, so the idle timer can
 /// tell a quiet connection from a slow response.
 #[derive(Debug, Default)]
@@ -113,7 +106,7 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     proxy: Arc<Proxy>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: auto::Builder<TokioExecutor>,
     idle: Duration,
     shutdown: CancellationToken,
 ) {

@@ -16,6 +16,27 @@ pub struct FileConfig {
     pub routes: Vec<Spanned<RouteFile>>,
     #[serde(default)]
     pub pools: Vec<Spanned<PoolFile>>,
+    pub admin: Option<AdminFile>,
+    #[serde(default)]
+    pub reload: ReloadFile,
+}
+
+/// The `[admin]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    pub enabled: Option<bool>,
+    pub bind: Option<Spanned<String>>,
+    pub token_env: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+}
+
+/// The `[reload]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadFile {
+    pub watch: Option<bool>,
+    pub debounce: Option<Spanned<String>>,
 }
 
 /// One `[[listeners]]` table.
@@ -35,6 +56,7 @@ pub struct TimeoutsFile {
     pub request_header: Option<Spanned<String>>,
     pub idle: Option<Spanned<String>>,
     pub upstream_idle: Option<Spanned<String>>,
+    pub shutdown: Option<Spanned<String>>,
 }
 
 /// One `[[routes]]` table.

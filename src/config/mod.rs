@@ -7,8 +7,9 @@ mod validate;
 mod validate_pool;
 
 pub use model::{
-    Algorithm, BackendConfig, Config, HealthCheckConfig, HostPattern, InitialState, ListenerConfig,
-    OutlierConfig, PoolConfig, Probe, RetryBudgetConfig, RouteConfig, Timeouts,
+    AdminConfig, Algorithm, BackendConfig, Config, HealthCheckConfig, HostPattern, InitialState,
+    ListenerConfig, OutlierConfig, PoolConfig, Probe, ReloadConfig, RetryBudgetConfig,
+    RouteConfig, Timeouts, TokenSource,
 };
 pub use validate::{ConfigError, Problem};
 

@@ -16,6 +16,53 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Upstream pools in file order.
     pub pools: Vec<PoolConfig>,
+    /// The admin API listener, if enabled.
+    pub admin: Option<AdminConfig>,
+    /// Config file watching.
+    pub reload: ReloadConfig,
+}
+
+/// The admin API: its own listener and how it authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Address of the admin listener.
+    pub bind: SocketAddr,
+    /// Where the bearer token comes from.
+    pub token: TokenSource,
+}
+
+impl AdminConfig {
+    /// The admin listener's address when the file does not say.
+    pub const DEFAULT_BIND: &str = "127.0.0.1:9901";
+    /// The environment variable read for the token when the file does not name one.
+    pub const DEFAULT_TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
+}
+
+/// Where the admin bearer token is read from (the token itself is never in the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// An environment variable; unset or empty means no token.
+    Env(String),
+    /// A file holding the token (surrounding white space ignored).
+    File(std::path::PathBuf),
+}
+
+/// When the config file is reloaded on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadConfig {
+    /// Reload when the file changes.
+    pub watch: bool,
+    /// Wait this long after a change for more changes before reloading.
+    pub debounce: Duration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            debounce: Duration::from_millis(500),
+        }
+    }
 }
 
 /// A listening socket.
@@ -40,6 +87,8 @@ pub struct Timeouts {
     pub idle: Duration,
     /// A pooled upstream connection unused for this long is closed.
     pub upstream_idle: Duration,
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
+    pub shutdown: Duration,
 }
 
 impl Default for Timeouts {
@@ -50,6 +99,7 @@ impl Default for Timeouts {
             request_header: Duration::from_secs(10),
             idle: Duration::from_secs(60),
             upstream_idle: Duration::from_secs(90),
+            shutdown: Duration::from_secs(30),
         }
     }
 }

@@ -1,10 +1,12 @@
 //! Turns file text into a typed `Config`, collecting every problem with its `line:col` rather
 //! than stopping at the first one.
 
-use super::file::{AlgorithmFile, BackendFile, FileConfig, PoolFile, RouteFile, TimeoutsFile};
+use super::file::{
+    AdminFile, AlgorithmFile, BackendFile, FileConfig, PoolFile, RouteFile, TimeoutsFile,
+};
 use super::model::{
-    Algorithm, BackendConfig, Config, HostPattern, ListenerConfig, PoolConfig, RouteConfig,
-    Timeouts,
+    AdminConfig, Algorithm, BackendConfig, Config, HostPattern, ListenerConfig, PoolConfig,
+    ReloadConfig, RouteConfig, Timeouts, TokenSource,
 };
 use http::uri::Authority;
 use std::collections::HashSet;
@@ -163,11 +165,22 @@ impl Checker {
             .map(|p| p.get_ref().name.get_ref().as_str())
             .collect();
         let routes = self.routes(&file.routes, &pool_names);
+        let admin = self.admin(file.admin.unwrap_or_default());
+        let reload = ReloadConfig {
+            watch: file.reload.watch.unwrap_or(true),
+            debounce: self.duration(
+                &file.reload.debounce,
+                "reload.debounce",
+                ReloadConfig::default().debounce,
+            ),
+        };
         Config {
             listeners,
             timeouts,
             routes,
             pools,
+            admin,
+            reload,
         }
     }
 
@@ -250,6 +263,35 @@ impl Checker {
         out
     }
 
+    fn admin(&mut self, file: AdminFile) -> Option<AdminConfig> {
+        if file.enabled == Some(false) {
+            return None;
+        }
+        let bind = match &file.bind {
+            None => AdminConfig::DEFAULT_BIND.parse().expect("default admin address is valid"),
+            Some(bind) => match bind.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => addr,
+                Err(_) => {
+                    self.report(
+                        bind.span(),
+                        format!("admin.bind: {:?} is not an IP:port address", bind.get_ref()),
+                    );
+                    return None;
+                }
+            },
+        };
+        let token = match (&file.token_env, &file.token_file) {
+            (Some(env), Some(_)) => {
+                self.report(env.span(), "admin.token_env: set token_env or token_file, not both".into());
+                return None;
+            }
+            (Some(env), None) => TokenSource::Env(env.get_ref().clone()),
+            (None, Some(path)) => TokenSource::File(path.get_ref().into()),
+            (None, None) => TokenSource::Env(AdminConfig::DEFAULT_TOKEN_ENV.to_owned()),
+        };
+        Some(AdminConfig { bind, token })
+    }
+
     fn timeouts(&mut self, file: &TimeoutsFile) -> Timeouts {
         let defaults = Timeouts::default();
         Timeouts {
@@ -270,6 +312,7 @@ impl Checker {
                 "timeouts.upstream_idle",
                 defaults.upstream_idle,
             ),
+            shutdown: self.duration(&file.shutdown, "timeouts.shutdown", defaults.shutdown),
         }
     }
 

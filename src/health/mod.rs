@@ -8,7 +8,8 @@ pub use probe::{ProbeClient, probe_client, run_probe};
 pub use tracker::{Tracker, Verdict};
 
 use crate::config::HealthCheckConfig;
-use crate::control::ControlEvent;
+use crate::control::{ControlEvent, ProbeRecord, timestamp};
+use arc_swap::ArcSwapOption;
 use crate::upstream::{BackendState, Exclusion};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +21,12 @@ pub async fn probe_loop(
     backend: Arc<BackendState>,
     check: HealthCheckConfig,
     client: ProbeClient,
+    last_probe: Arc<ArcSwapOption<ProbeRecord>>,
     events: UnboundedSender<ControlEvent>,
     stop: CancellationToken,
 ) {
-    let mut tracker = Tracker::new(&check);
+    // Continue from the backend's current health: a restarted prober must not flip it.
+    let mut tracker = Tracker::new(&check, !backend.is(Exclusion::Unhealthy));
     // The first probe comes after a short random delay so a pool's probes do not align.
     let mut wait = jittered(check.interval / 10, 1.0);
     loop {
@@ -33,6 +36,11 @@ pub async fn probe_loop(
         }
         wait = jittered(check.interval, 0.1);
         let result = run_probe(&client, &backend.authority, &check).await;
+        last_probe.store(Some(Arc::new(ProbeRecord {
+            ok: result.is_ok(),
+            detail: result.as_ref().err().map_or_else(|| "ok".to_owned(), Clone::clone),
+            time: timestamp(std::time::SystemTime::now()),
+        })));
         let event = match tracker.observe(result.is_ok()) {
             Some(verdict) => Some(ControlEvent::HealthVerdict {
                 backend: Arc::clone(&backend),

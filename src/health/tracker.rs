@@ -1,7 +1,7 @@
 //! The rise/fall decision: pure, no IO, no clock. It sees pass/fail results one at a time and
 //! says when the backend changes state.
 
-use crate::config::{HealthCheckConfig, InitialState};
+use crate::config::HealthCheckConfig;
 
 /// A change of health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,13 +35,11 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// A tracker in the configured initial state.
-    pub fn new(check: &HealthCheckConfig) -> Self {
+    /// A tracker for a backend that is healthy or not right now (for a new backend, that is
+    /// its configured initial state).
+    pub fn new(check: &HealthCheckConfig, healthy: bool) -> Self {
         Self {
-            state: match check.initial_state {
-                InitialState::Healthy => State::Assumed,
-                InitialState::Unhealthy => State::Pending,
-            },
+            state: if healthy { State::Assumed } else { State::Pending },
             rise: check.healthy_threshold.get(),
             fall: check.unhealthy_threshold.get(),
             last: None,
@@ -95,19 +93,20 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Probe;
+    use crate::config::{InitialState, Probe};
     use std::num::NonZeroU32;
     use std::time::Duration;
 
     fn tracker(rise: u32, fall: u32, initial: InitialState) -> Tracker {
-        Tracker::new(&HealthCheckConfig {
+        let check = HealthCheckConfig {
             probe: Probe::Tcp,
             interval: Duration::from_secs(2),
             timeout: Duration::from_secs(1),
             healthy_threshold: NonZeroU32::new(rise).unwrap(),
             unhealthy_threshold: NonZeroU32::new(fall).unwrap(),
             initial_state: initial,
-        })
+        };
+        Tracker::new(&check, initial == InitialState::Healthy)
     }
 
     fn run(t: &mut Tracker, results: &str) -> Vec<Option<Verdict>> {

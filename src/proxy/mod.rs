@@ -50,6 +50,11 @@ impl Proxy {
         }
     }
 
+    /// The timeouts of the current snapshot.
+    pub fn timeouts(&self) -> crate::config::Timeouts {
+        self.snapshot.load().timeouts
+    }
+
     /// Answers one request: the upstream's response, or a short error response.
     pub async fn handle(
         &self,

@@ -74,10 +74,8 @@ pub struct BackendState {
     pub name: Arc<str>,
     /// Where requests are sent (`host:port`).
     pub authority: Authority,
-    /// Configured share of traffic.
-    pub weight: u32,
     /// Circuit breaker: at this many requests in flight the backend is skipped.
-    max_requests: u32,
+    max_requests: AtomicU32,
     in_flight: AtomicU32,
     exclusions: AtomicU8,
     /// Balancer weight in `1 / slow_start::SCALE` units; lower than configured while ramping.
@@ -99,8 +97,7 @@ impl BackendState {
             pool,
             name: config.name.as_str().into(),
             authority: config.address.clone(),
-            weight: config.weight.get(),
-            max_requests: config.max_requests.map_or(u32::MAX, |m| m.get()),
+            max_requests: AtomicU32::new(max_requests(config)),
             in_flight: AtomicU32::new(0),
             exclusions: AtomicU8::new(if healthy {
                 0
@@ -152,7 +149,15 @@ impl BackendState {
 
     /// Whether a new request may go here, honouring the exclusions in `mask`.
     pub fn accepts(&self, mask: u8) -> bool {
-        self.exclusions() & mask == 0 && self.in_flight() < self.max_requests
+        // Relaxed: see `exclusions`.
+        self.exclusions() & mask == 0
+            && self.in_flight() < self.max_requests.load(Ordering::Relaxed)
+    }
+
+    /// Applies a reloaded config of the same backend. Control plane only.
+    pub fn update_limits(&self, config: &BackendConfig) {
+        self.max_requests
+            .store(max_requests(config), Ordering::Relaxed);
     }
 
     /// Balancer weight in `1 / slow_start::SCALE` units.
@@ -218,6 +223,10 @@ impl BackendState {
     pub fn set_status(&self, status: BackendStatus) {
         self.status.store(Arc::new(status));
     }
+}
+
+fn max_requests(config: &BackendConfig) -> u32 {
+    config.max_requests.map_or(u32::MAX, |m| m.get())
 }
 
 /// Zeroes a counter, reading first so the common case (already zero) does not write a shared

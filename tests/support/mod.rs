@@ -46,9 +46,9 @@ impl TestProxy {
     }
 }
 
-/// A `[[listeners]]` table on an ephemeral port, plus optional extra top-level TOML.
+/// A `[[listeners]]` table and the admin API, both on ephemeral ports.
 pub fn listener_toml() -> &'static str {
-    "[[listeners]]\nname = \"test\"\nbind = \"127.0.0.1:0\"\n"
+    "[[listeners]]\nname = \"test\"\nbind = \"127.0.0.1:0\"\n\n[admin]\nbind = \"127.0.0.1:0\"\n"
 }
 
 /// A `[[pools]]` table with `(name, address, weight)` backends.

@@ -1,0 +1,255 @@
+//! Admin routes and handlers. Errors answer JSON `{"error": "..."}`: unknown routes 404, wrong
+//! methods 405 (with `Allow`), bad JSON 400, missing or wrong token 401.
+
+use super::AdminState;
+use super::body::AdminBody;
+use crate::control::{Command, LookupError};
+use crate::reload::{ReloadOutcome, ReloadRequest};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Largest request body the admin API reads.
+const MAX_BODY: usize = 64 * 1024;
+
+type Reply = Response<AdminBody>;
+
+/// Answers one admin request.
+pub async fn handle(req: Request<Incoming>, state: &AdminState) -> Reply {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["healthz"] => match allow(&req, &[Method::GET, Method::HEAD]) {
+            Ok(()) => text(StatusCode::OK, "ok\n"),
+            Err(reply) => reply,
+        },
+        ["api", rest @ ..] => {
+            if let Some(token) = &state.token {
+                if !token.authorizes(req.headers()) {
+                    let mut reply = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+                    reply
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    return reply;
+                }
+            }
+            api(req, rest, state).await.unwrap_or_else(|reply| reply)
+        }
+        _ => error(StatusCode::NOT_FOUND, "no such route"),
+    }
+}
+
+async fn api(req: Request<Incoming>, rest: &[&str], state: &AdminState) -> Result<Reply, Reply> {
+    let owned = |s: &str| s.to_owned();
+    match rest {
+        ["pools"] => {
+            allow(&req, &[Method::GET])?;
+            let pools = ask(state, |reply| Command::Describe { pool: None, reply }).await?;
+            Ok(json_reply(StatusCode::OK, &pools))
+        }
+        ["pools", pool] => {
+            allow(&req, &[Method::GET])?;
+            let pool = Some(owned(pool));
+            let mut pools = ask(state, |reply| Command::Describe { pool, reply }).await?;
+            Ok(json_reply(StatusCode::OK, &pools.pop()))
+        }
+        ["pools", pool, "backends", backend] => {
+            allow(&req, &[Method::GET])?;
+            let (pool, backend) = (owned(pool), owned(backend));
+            let view = ask(state, |reply| Command::DescribeBackend { pool, backend, reply }).await?;
+            Ok(json_reply(StatusCode::OK, &view))
+        }
+        ["pools", pool, "backends", backend, action @ ("drain" | "undrain")] => {
+            allow(&req, &[Method::POST])?;
+            let (pool, backend, drain) = (owned(pool), owned(backend), *action == "drain");
+            let view = ask(state, |reply| Command::Drain { pool, backend, drain, reply }).await?;
+            Ok(json_reply(StatusCode::OK, &view))
+        }
+        ["pools", pool, "backends", backend, "weight"] => {
+            allow(&req, &[Method::PUT])?;
+            let (pool, backend) = (owned(pool), owned(backend));
+            let weight = weight_from(read_json(req).await?)?;
+            let view = ask(state, |reply| Command::Weight { pool, backend, weight, reply }).await?;
+            Ok(json_reply(StatusCode::OK, &view))
+        }
+        ["reload"] if req.method() == Method::GET => {
+            Ok(json_reply(StatusCode::OK, &state.running.load().last_reload))
+        }
+        ["reload"] => {
+            allow(&req, &[Method::GET, Method::POST])?;
+            let (reply, outcome) = oneshot::channel();
+            let request = ReloadRequest { trigger: "api", reply: Some(reply) };
+            let stopped = || error(StatusCode::SERVICE_UNAVAILABLE, "the proxy is shutting down");
+            state.reload.send(request).await.map_err(|_| stopped())?;
+            Ok(match outcome.await.map_err(|_| stopped())? {
+                outcome @ ReloadOutcome::Applied { .. } => json_reply(StatusCode::OK, &outcome),
+                outcome @ ReloadOutcome::Rejected { .. } => json_reply(StatusCode::BAD_REQUEST, &outcome),
+            })
+        }
+        ["config"] => {
+            allow(&req, &[Method::GET])?;
+            let running = state.running.load();
+            let config = running
+                .text
+                .as_deref()
+                .and_then(|text| toml::from_str::<toml::Value>(text).ok())
+                .and_then(|value| serde_json::to_value(value).ok())
+                .map(redact);
+            Ok(json_reply(
+                StatusCode::OK,
+                &json!({ "path": running.path, "generation": running.generation, "config": config }),
+            ))
+        }
+        ["events"] => {
+            allow(&req, &[Method::GET])?;
+            Ok(event_stream(state))
+        }
+        _ => Err(error(StatusCode::NOT_FOUND, "no such route")),
+    }
+}
+
+/// Asks the control plane; maps a missing pool or backend to 404.
+async fn ask<T>(
+    state: &AdminState,
+    command: impl FnOnce(oneshot::Sender<Result<T, LookupError>>) -> Command,
+) -> Result<T, Reply> {
+    match state.control.ask(command).await {
+        Some(Ok(answer)) => Ok(answer),
+        Some(Err(err)) => Err(error(StatusCode::NOT_FOUND, &err.to_string())),
+        None => Err(error(StatusCode::SERVICE_UNAVAILABLE, "the proxy is shutting down")),
+    }
+}
+
+fn allow(req: &Request<Incoming>, methods: &[Method]) -> Result<(), Reply> {
+    if methods.contains(req.method()) {
+        return Ok(());
+    }
+    let mut reply = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
+    let allowed: Vec<&str> = methods.iter().map(Method::as_str).collect();
+    if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+        reply.headers_mut().insert(header::ALLOW, value);
+    }
+    Err(reply)
+}
+
+async fn read_json(req: Request<Incoming>) -> Result<Value, Reply> {
+    let body = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "body too large or incomplete"))?
+        .to_bytes();
+    serde_json::from_slice(&body)
+        .map_err(|err| error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {err}")))
+}
+
+/// `{"weight": N}` with N in 1..=256, or `{"weight": null}` to return to the file's weight.
+fn weight_from(body: Value) -> Result<Option<u32>, Reply> {
+    let bad = || {
+        error(
+            StatusCode::BAD_REQUEST,
+            "expected {\"weight\": N} with N from 1 to 256, or {\"weight\": null} to use the file's weight",
+        )
+    };
+    match body.get("weight") {
+        Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(w @ 1..=256) => Ok(Some(w as u32)),
+            _ => Err(bad()),
+        },
+        _ => Err(bad()),
+    }
+}
+
+/// Replaces the values of keys that may hold secrets.
+fn redact(mut value: Value) -> Value {
+    match &mut value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                let key = key.to_ascii_lowercase();
+                if ["token", "secret", "password", "key"].iter().any(|s| key.contains(s)) {
+                    *v = Value::String("<redacted>".to_owned());
+                } else {
+                    *v = redact(v.take());
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                *item = redact(item.take());
+            }
+        }
+        _ => {}
+    }
+    value
+}
+
+/// Server-Sent Events: one `data:` line of JSON per event, and a comment every 15 s so
+/// intermediaries keep the connection open.
+fn event_stream(state: &AdminState) -> Reply {
+    let mut events = state.control.events.subscribe();
+    let shutdown = state.shutdown.clone();
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let mut keepalive = tokio::time::interval(Duration::from_secs(15));
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let chunk = tokio::select! {
+                event = events.recv() => match event {
+                    Ok(event) => match serde_json::to_string(&event) {
+                        Ok(json) => format!("data: {json}\n\n"),
+                        Err(err) => {
+                            tracing::error!(%err, "cannot serialize an event");
+                            continue;
+                        }
+                    },
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        format!("data: {{\"type\":\"lagged\",\"missed\":{missed}}}\n\n")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = keepalive.tick() => ": keep-alive\n\n".to_owned(),
+                () = shutdown.cancelled() => return,
+                () = tx.closed() => return,
+            };
+            if tx.send(Bytes::from(chunk)).await.is_err() {
+                return; // the subscriber went away
+            }
+        }
+    });
+    let mut reply = Response::new(AdminBody::Events(rx));
+    let headers = reply.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    reply
+}
+
+fn json_reply<T: Serialize>(status: StatusCode, value: &T) -> Reply {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_else(|err| {
+        tracing::error!(%err, "cannot serialize an admin answer");
+        b"{}".to_vec()
+    });
+    let mut reply = Response::new(AdminBody::Full(Some(Bytes::from(body))));
+    *reply.status_mut() = status;
+    reply
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    reply
+}
+
+fn error(status: StatusCode, message: &str) -> Reply {
+    json_reply(status, &json!({ "error": message }))
+}
+
+fn text(status: StatusCode, body: &'static str) -> Reply {
+    let mut reply = Response::new(AdminBody::Full(Some(Bytes::from_static(body.as_bytes()))));
+    *reply.status_mut() = status;
+    reply
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    reply
+}

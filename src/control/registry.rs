@@ -1,0 +1,136 @@
+//! The control plane's own bookkeeping per pool and backend: configs, runtime overrides,
+//! ejection and ramp timers, probe tasks. Only the control task touches it.
+
+use super::views::ProbeRecord;
+use crate::balance::slow_start;
+use crate::config::{BackendConfig, InitialState, PoolConfig};
+use crate::snapshot::{Pool, PoolPolicy};
+use crate::upstream::{BackendState, RetryBudget};
+use arc_swap::ArcSwapOption;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// One backend's state plus what only the control plane needs.
+#[derive(Debug)]
+pub(super) struct BackendRuntime {
+    pub state: Arc<BackendState>,
+    pub config: BackendConfig,
+    /// Set through the admin API; cleared when the file changes this backend.
+    pub weight_override: Option<u32>,
+    pub ejected_until: Option<Instant>,
+    /// When the last ejection ended; the doubling restarts after a quiet `max_ejection_time`.
+    pub last_ejection_end: Option<Instant>,
+    pub ramp_started: Option<Instant>,
+    pub prober: Option<CancellationToken>,
+    /// Written by the probe task, read by the admin API.
+    pub last_probe: Arc<ArcSwapOption<ProbeRecord>>,
+}
+
+impl BackendRuntime {
+    pub fn new(pool: &Arc<str>, config: &BackendConfig, healthy: bool) -> Self {
+        Self {
+            state: Arc::new(BackendState::new(Arc::clone(pool), config, healthy)),
+            config: config.clone(),
+            weight_override: None,
+            ejected_until: None,
+            last_ejection_end: None,
+            ramp_started: None,
+            prober: None,
+            last_probe: Arc::new(ArcSwapOption::empty()),
+        }
+    }
+
+    /// The weight in force: the operator's override, else the file's.
+    pub fn base_weight(&self) -> u32 {
+        self.weight_override.unwrap_or(self.config.weight.get())
+    }
+
+    /// Whether `config` names this same backend (the registry key: name and address).
+    pub fn is_same_backend(&self, config: &BackendConfig) -> bool {
+        self.config.name == config.name && self.config.address == config.address
+    }
+
+    /// Recomputes the balancer weight from the weight in force and any slow-start ramp.
+    /// Returns whether it changed.
+    pub fn refresh_weight(&self, now: Instant, window: Option<Duration>) -> bool {
+        let weight = match (self.ramp_started, window) {
+            (Some(started), Some(window)) => {
+                slow_start::ramped_weight(self.base_weight(), now.duration_since(started), window)
+            }
+            _ => self.base_weight() * slow_start::SCALE,
+        };
+        let changed = weight != self.state.effective_weight();
+        self.state.set_effective_weight(weight);
+        changed
+    }
+
+    pub fn stop_prober(&mut self) {
+        if let Some(stop) = self.prober.take() {
+            stop.cancel();
+        }
+    }
+}
+
+/// One pool's config, policy and backends.
+#[derive(Debug)]
+pub(super) struct PoolRuntime {
+    pub config: PoolConfig,
+    pub name: Arc<str>,
+    pub policy: PoolPolicy,
+    pub backends: Vec<BackendRuntime>,
+    pub panic: bool,
+}
+
+impl PoolRuntime {
+    pub fn new(config: &PoolConfig) -> Self {
+        let name: Arc<str> = config.name.as_str().into();
+        let healthy = config
+            .health_check
+            .as_ref()
+            .is_none_or(|check| check.initial_state == InitialState::Healthy);
+        Self {
+            backends: config
+                .backends
+                .iter()
+                .map(|b| BackendRuntime::new(&name, b, healthy))
+                .collect(),
+            policy: policy(config, None),
+            config: config.clone(),
+            name,
+            panic: false,
+        }
+    }
+
+    /// Takes a reloaded config of the same pool; the retry budget carries over when unchanged.
+    pub fn update_config(&mut self, config: &PoolConfig) {
+        let budget = (self.config.retry_budget == config.retry_budget)
+            .then(|| Arc::clone(&self.policy.retry_budget));
+        self.policy = policy(config, budget);
+        self.config = config.clone();
+    }
+
+    /// The immutable pool for the next snapshot.
+    pub fn build(&self) -> Pool {
+        Pool::build(
+            Arc::clone(&self.name),
+            self.backends.iter().map(|b| Arc::clone(&b.state)).collect(),
+            self.policy.clone(),
+        )
+    }
+
+    pub fn find(&self, backend: &str) -> Option<usize> {
+        self.backends.iter().position(|b| b.config.name == backend)
+    }
+}
+
+fn policy(config: &PoolConfig, budget: Option<Arc<RetryBudget>>) -> PoolPolicy {
+    PoolPolicy {
+        algorithm: config.algorithm,
+        retries: config.retries,
+        outlier: config.outlier,
+        panic_threshold: config.panic_threshold,
+        retry_budget: budget.unwrap_or_else(|| Arc::new(RetryBudget::new(config.retry_budget))),
+    }
+}

@@ -1,0 +1,275 @@
+//! Config reloads: triggered by SIGHUP, a change to the config file (watched, debounced) or the
+//! admin API. Parsing and validation run here, off the request path; a bad config changes
+//! nothing and every problem is reported with `file:line:col`.
+
+use crate::config::{self, Config};
+use crate::control::{Command, ControlHandle, Event, ReloadSummary, timestamp};
+use crate::listeners::Listeners;
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// The config in force, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunningConfig {
+    /// The file it came from, if any.
+    pub path: Option<PathBuf>,
+    /// Its text.
+    #[serde(skip)]
+    pub text: Option<String>,
+    /// Generation in force (1 at start).
+    pub generation: u64,
+    /// The last reload attempt, if any.
+    pub last_reload: Option<ReloadRecord>,
+}
+
+/// One reload attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadRecord {
+    /// What asked for it: `signal`, `file`, or `api`.
+    pub trigger: &'static str,
+    /// When (RFC 3339).
+    pub time: String,
+    /// The outcome.
+    #[serde(flatten)]
+    pub outcome: ReloadOutcome,
+}
+
+/// How a reload ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ReloadOutcome {
+    /// The new config is in force.
+    Applied {
+        /// What changed.
+        changes: ReloadSummary,
+    },
+    /// The old config is still in force.
+    Rejected {
+        /// Every problem, as `file:line:col: message` where the file was readable.
+        problems: Vec<String>,
+    },
+}
+
+/// A request to reload, with where to send the outcome.
+#[derive(Debug)]
+pub struct ReloadRequest {
+    /// `signal`, `file`, or `api`.
+    pub trigger: &'static str,
+    /// Gets the outcome, if the asker waits for it.
+    pub reply: Option<oneshot::Sender<ReloadOutcome>>,
+}
+
+/// Runs reloads one at a time.
+#[derive(Debug)]
+pub struct Reloader {
+    path: Option<PathBuf>,
+    watch: Option<Duration>,
+    control: ControlHandle,
+    listeners: Listeners,
+    running: Arc<ArcSwap<RunningConfig>>,
+    requests: mpsc::Receiver<ReloadRequest>,
+    shutdown: CancellationToken,
+}
+
+impl Reloader {
+    /// A reloader for the config at `path` (none: the API can only report that it cannot).
+    pub fn new(
+        path: Option<PathBuf>,
+        config: &Config,
+        text: Option<String>,
+        control: ControlHandle,
+        listeners: Listeners,
+        shutdown: CancellationToken,
+    ) -> (Self, mpsc::Sender<ReloadRequest>, Arc<ArcSwap<RunningConfig>>) {
+        let (tx, requests) = mpsc::channel(16);
+        let running = Arc::new(ArcSwap::from_pointee(RunningConfig {
+            path: path.clone(),
+            text,
+            generation: 1,
+            last_reload: None,
+        }));
+        let watch = config.reload.watch.then_some(config.reload.debounce);
+        let reloader = Self {
+            path,
+            watch,
+            control,
+            listeners,
+            running: Arc::clone(&running),
+            requests,
+            shutdown,
+        };
+        (reloader, tx, running)
+    }
+
+    /// The listeners, for their bound addresses.
+    pub fn listeners(&self) -> &Listeners {
+        &self.listeners
+    }
+
+    /// Serves reload requests, SIGHUP and file changes until shutdown.
+    pub async fn run(mut self) {
+        let mut hangups = hangup_signals();
+        let (file_tx, mut file_changes) = mpsc::channel::<()>(1);
+        let _watcher = match (&self.path, self.watch) {
+            (Some(path), Some(_)) => watch_file(path, file_tx),
+            _ => None,
+        };
+        loop {
+            let request = tokio::select! {
+                Some(request) = self.requests.recv() => request,
+                Some(()) = recv_signal(&mut hangups) => ReloadRequest { trigger: "signal", reply: None },
+                Some(()) = file_changes.recv() => {
+                    // Editors write in several steps: wait until the file has been quiet.
+                    let debounce = self.watch.unwrap_or_default();
+                    while tokio::time::timeout(debounce, file_changes.recv()).await.is_ok_and(|e| e.is_some()) {}
+                    if !self.file_differs().await {
+                        continue;
+                    }
+                    ReloadRequest { trigger: "file", reply: None }
+                }
+                () = self.shutdown.cancelled() => return,
+            };
+            let outcome = self.reload(request.trigger).await;
+            if let Some(reply) = request.reply {
+                if reply.send(outcome).is_err() {
+                    tracing::debug!("reload finished after its asker went away");
+                }
+            }
+        }
+    }
+
+    async fn file_differs(&self) -> bool {
+        let Some(path) = &self.path else { return false };
+        let current = tokio::fs::read_to_string(path).await.ok();
+        current != self.running.load().text
+    }
+
+    async fn reload(&mut self, trigger: &'static str) -> ReloadOutcome {
+        let outcome = match self.try_reload().await {
+            Ok((changes, text)) => {
+                tracing::info!(
+                    trigger,
+                    generation = changes.generation,
+                    changes = %serde_json::to_string(&changes).unwrap_or_default(),
+                    "config reloaded"
+                );
+                self.running.rcu(|running| RunningConfig {
+                    text: Some(text.clone()),
+                    generation: changes.generation,
+                    ..(**running).clone()
+                });
+                ReloadOutcome::Applied { changes }
+            }
+            Err(problems) => {
+                for problem in &problems {
+                    tracing::error!(trigger, "config reload rejected: {problem}");
+                }
+                ReloadOutcome::Rejected { problems }
+            }
+        };
+        let time = timestamp(SystemTime::now());
+        self.control.publish(match &outcome {
+            ReloadOutcome::Applied { changes } => Event::Reload {
+                result: "ok",
+                changes: Some(changes.clone()),
+                problems: Vec::new(),
+                time: time.clone(),
+            },
+            ReloadOutcome::Rejected { problems } => Event::Reload {
+                result: "failed",
+                changes: None,
+                problems: problems.clone(),
+                time: time.clone(),
+            },
+        });
+        self.running.rcu(|running| RunningConfig {
+            last_reload: Some(ReloadRecord {
+                trigger,
+                time: time.clone(),
+                outcome: outcome.clone(),
+            }),
+            ..(**running).clone()
+        });
+        outcome
+    }
+
+    async fn try_reload(&mut self) -> Result<(ReloadSummary, String), Vec<String>> {
+        let Some(path) = self.path.clone() else {
+            return Err(vec!["the proxy was not started from a config file".to_owned()]);
+        };
+        let text = tokio::fs::read_to_string(&path)
+            .await
+            .map_err(|err| vec![format!("{}: cannot read config: {err}", path.display())])?;
+        let config = config::parse(&text, &path.display().to_string()).map_err(|err| {
+            err.to_string().lines().map(str::to_owned).collect::<Vec<_>>()
+        })?;
+        let prepared = self
+            .listeners
+            .prepare(&config.listeners)
+            .await
+            .map_err(|err| vec![err.to_string()])?;
+        let Some(mut changes) = self
+            .control
+            .ask(|reply| Command::Apply { config: Box::new(config), reply })
+            .await
+        else {
+            return Err(vec!["the control plane has stopped".to_owned()]);
+        };
+        let (added, removed) = self.listeners.commit(prepared);
+        changes.listeners_added = added;
+        changes.listeners_removed = removed;
+        Ok((changes, text))
+    }
+}
+
+type Hangups = Option<tokio::signal::unix::Signal>;
+
+fn hangup_signals() -> Hangups {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(signals) => Some(signals),
+        Err(err) => {
+            tracing::error!(%err, "cannot listen for SIGHUP; reload through the file or the API");
+            None
+        }
+    }
+}
+
+async fn recv_signal(signals: &mut Hangups) -> Option<()> {
+    match signals {
+        Some(signals) => signals.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Watches the file's directory (editors often replace the file) and signals changes to it.
+fn watch_file(path: &Path, changes: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name()?.to_owned();
+    let handler = move |event: notify::Result<notify::Event>| {
+        let touches_file = event.is_ok_and(|e| e.paths.iter().any(|p| p.file_name() == Some(&name)));
+        if touches_file {
+            // A full channel already holds a pending change: dropping this one loses nothing.
+            changes.try_send(()).ok();
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(watcher) => watcher,
+        Err(err) => {
+            tracing::error!(%err, "cannot watch the config file; reload with SIGHUP or the API");
+            return None;
+        }
+    };
+    if let Err(err) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+        tracing::error!(%err, dir = %dir.display(), "cannot watch the config directory");
+        return None;
+    }
+    tracing::info!(path = %path.display(), "watching the config file for changes");
+    Some(watcher)
+}
