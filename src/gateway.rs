@@ -61,7 +61,10 @@ impl Gateway {
     }
 
     /// Starts the control plane, binds every listener and the admin API, and starts serving.
-    pub async fn start_with(config: &Config, source: Option<ConfigSource>) -> Result<Self, StartError> {
+    pub async fn start_with(
+        config: &Config,
+        source: Option<ConfigSource>,
+    ) -> Result<Self, StartError> {
         let token = match &config.admin {
             Some(admin) => {
                 let token = admin::load_token(&admin.token)?;
@@ -178,7 +181,10 @@ impl Gateway {
         self.tasks.close();
         let drained = tokio::time::timeout(grace, self.tasks.wait()).await.is_ok();
         if !drained {
-            tracing::warn!(?grace, "connections still open after the shutdown grace period; closing them");
+            tracing::warn!(
+                ?grace,
+                "connections still open after the shutdown grace period; closing them"
+            );
         }
         drained
     }

@@ -129,11 +129,19 @@ fn load_demo_config() -> Result<(Config, Option<ConfigSource>), config::ConfigEr
     if path.exists() {
         load_with_source(path).map(|(config, source)| (config, Some(source)))
     } else {
-        Ok((config::parse(switchyard::demo::CONFIG, "conf/demo.toml (built in)")?, None))
+        Ok((
+            config::parse(switchyard::demo::CONFIG, "conf/demo.toml (built in)")?,
+            None,
+        ))
     }
 }
 
-fn run(config: &Config, source: Option<ConfigSource>, workers: Option<usize>, demo: bool) -> ExitCode {
+fn run(
+    config: &Config,
+    source: Option<ConfigSource>,
+    workers: Option<usize>,
+    demo: bool,
+) -> ExitCode {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Some(workers) = workers {
@@ -166,7 +174,10 @@ fn run(config: &Config, source: Option<ConfigSource>, workers: Option<usize>, de
         }
         switchyard::shutdown::signal().await;
         let grace = gateway.shutdown_timeout();
-        tracing::info!(?grace, "shutting down: no new connections; a second signal exits at once");
+        tracing::info!(
+            ?grace,
+            "shutting down: no new connections; a second signal exits at once"
+        );
         tokio::select! {
             _ = gateway.shutdown(grace) => tracing::info!("shut down"),
             () = switchyard::shutdown::signal() => tracing::warn!("second signal: exiting now"),

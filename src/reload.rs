@@ -85,7 +85,11 @@ impl Reloader {
         control: ControlHandle,
         listeners: Listeners,
         shutdown: CancellationToken,
-    ) -> (Self, mpsc::Sender<ReloadRequest>, Arc<ArcSwap<RunningConfig>>) {
+    ) -> (
+        Self,
+        mpsc::Sender<ReloadRequest>,
+        Arc<ArcSwap<RunningConfig>>,
+    ) {
         let (tx, requests) = mpsc::channel(16);
         let running = Arc::new(ArcSwap::from_pointee(RunningConfig {
             path: path.clone(),
@@ -200,13 +204,18 @@ impl Reloader {
 
     async fn try_reload(&mut self) -> Result<(ReloadSummary, String), Vec<String>> {
         let Some(path) = self.path.clone() else {
-            return Err(vec!["the proxy was not started from a config file".to_owned()]);
+            return Err(vec![
+                "the proxy was not started from a config file".to_owned(),
+            ]);
         };
         let text = tokio::fs::read_to_string(&path)
             .await
             .map_err(|err| vec![format!("{}: cannot read config: {err}", path.display())])?;
         let config = config::parse(&text, &path.display().to_string()).map_err(|err| {
-            err.to_string().lines().map(str::to_owned).collect::<Vec<_>>()
+            err.to_string()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
         })?;
         let prepared = self
             .listeners
@@ -215,7 +224,10 @@ impl Reloader {
             .map_err(|err| vec![err.to_string()])?;
         let Some(mut changes) = self
             .control
-            .ask(|reply| Command::Apply { config: Box::new(config), reply })
+            .ask(|reply| Command::Apply {
+                config: Box::new(config),
+                reply,
+            })
             .await
         else {
             return Err(vec!["the control plane has stopped".to_owned()]);
@@ -250,10 +262,14 @@ async fn recv_signal(signals: &mut Hangups) -> Option<()> {
 /// Watches the file's directory (editors often replace the file) and signals changes to it.
 fn watch_file(path: &Path, changes: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name()?.to_owned();
     let handler = move |event: notify::Result<notify::Event>| {
-        let touches_file = event.is_ok_and(|e| e.paths.iter().any(|p| p.file_name() == Some(&name)));
+        let touches_file =
+            event.is_ok_and(|e| e.paths.iter().any(|p| p.file_name() == Some(&name)));
         if touches_file {
             // A full channel already holds a pending change: dropping this one loses nothing.
             changes.try_send(()).ok();

@@ -46,7 +46,12 @@ pub async fn bind(listener: &ListenerConfig) -> Result<TcpListener, BindError> {
 /// Accepts and serves client connections on `listener` until `stop`, which also drains its
 /// open connections; every connection task joins `tasks` so shutdown can wait for in-flight
 /// requests.
-pub fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationToken, tasks: &TaskTracker) {
+pub fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+) {
     tasks.spawn(accept_loop(listener, proxy, stop, tasks.clone()));
 }
 

@@ -19,6 +19,32 @@ const MAX_BODY: usize = 64 * 1024;
 
 type Reply = Response<AdminBody>;
 
+/// A refused admin request, turned into a JSON error reply at the top.
+#[derive(Debug)]
+struct Rejection {
+    status: StatusCode,
+    message: String,
+    allow: Option<String>,
+}
+
+impl Rejection {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            allow: None,
+        }
+    }
+
+    fn into_reply(self) -> Reply {
+        let mut reply = error(self.status, &self.message);
+        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            reply.headers_mut().insert(header::ALLOW, allow);
+        }
+        reply
+    }
+}
+
 /// Answers one admin request.
 pub async fn handle(req: Request<Incoming>, state: &AdminState) -> Reply {
     let path = req.uri().path().to_owned();
@@ -26,25 +52,32 @@ pub async fn handle(req: Request<Incoming>, state: &AdminState) -> Reply {
     match segments.as_slice() {
         ["healthz"] => match allow(&req, &[Method::GET, Method::HEAD]) {
             Ok(()) => text(StatusCode::OK, "ok\n"),
-            Err(reply) => reply,
+            Err(rejection) => rejection.into_reply(),
         },
         ["api", rest @ ..] => {
             if let Some(token) = &state.token {
                 if !token.authorizes(req.headers()) {
-                    let mut reply = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+                    let mut reply =
+                        error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
                     reply
                         .headers_mut()
                         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                     return reply;
                 }
             }
-            api(req, rest, state).await.unwrap_or_else(|reply| reply)
+            api(req, rest, state)
+                .await
+                .unwrap_or_else(Rejection::into_reply)
         }
         _ => error(StatusCode::NOT_FOUND, "no such route"),
     }
 }
 
-async fn api(req: Request<Incoming>, rest: &[&str], state: &AdminState) -> Result<Reply, Reply> {
+async fn api(
+    req: Request<Incoming>,
+    rest: &[&str],
+    state: &AdminState,
+) -> Result<Reply, Rejection> {
     let owned = |s: &str| s.to_owned();
     match rest {
         ["pools"] => {
@@ -61,34 +94,68 @@ async fn api(req: Request<Incoming>, rest: &[&str], state: &AdminState) -> Resul
         ["pools", pool, "backends", backend] => {
             allow(&req, &[Method::GET])?;
             let (pool, backend) = (owned(pool), owned(backend));
-            let view = ask(state, |reply| Command::DescribeBackend { pool, backend, reply }).await?;
+            let view = ask(state, |reply| Command::DescribeBackend {
+                pool,
+                backend,
+                reply,
+            })
+            .await?;
             Ok(json_reply(StatusCode::OK, &view))
         }
-        ["pools", pool, "backends", backend, action @ ("drain" | "undrain")] => {
+        [
+            "pools",
+            pool,
+            "backends",
+            backend,
+            action @ ("drain" | "undrain"),
+        ] => {
             allow(&req, &[Method::POST])?;
             let (pool, backend, drain) = (owned(pool), owned(backend), *action == "drain");
-            let view = ask(state, |reply| Command::Drain { pool, backend, drain, reply }).await?;
+            let view = ask(state, |reply| Command::Drain {
+                pool,
+                backend,
+                drain,
+                reply,
+            })
+            .await?;
             Ok(json_reply(StatusCode::OK, &view))
         }
         ["pools", pool, "backends", backend, "weight"] => {
             allow(&req, &[Method::PUT])?;
             let (pool, backend) = (owned(pool), owned(backend));
             let weight = weight_from(read_json(req).await?)?;
-            let view = ask(state, |reply| Command::Weight { pool, backend, weight, reply }).await?;
+            let view = ask(state, |reply| Command::Weight {
+                pool,
+                backend,
+                weight,
+                reply,
+            })
+            .await?;
             Ok(json_reply(StatusCode::OK, &view))
         }
-        ["reload"] if req.method() == Method::GET => {
-            Ok(json_reply(StatusCode::OK, &state.running.load().last_reload))
-        }
+        ["reload"] if req.method() == Method::GET => Ok(json_reply(
+            StatusCode::OK,
+            &state.running.load().last_reload,
+        )),
         ["reload"] => {
             allow(&req, &[Method::GET, Method::POST])?;
             let (reply, outcome) = oneshot::channel();
-            let request = ReloadRequest { trigger: "api", reply: Some(reply) };
-            let stopped = || error(StatusCode::SERVICE_UNAVAILABLE, "the proxy is shutting down");
+            let request = ReloadRequest {
+                trigger: "api",
+                reply: Some(reply),
+            };
+            let stopped = || {
+                Rejection::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the proxy is shutting down",
+                )
+            };
             state.reload.send(request).await.map_err(|_| stopped())?;
             Ok(match outcome.await.map_err(|_| stopped())? {
                 outcome @ ReloadOutcome::Applied { .. } => json_reply(StatusCode::OK, &outcome),
-                outcome @ ReloadOutcome::Rejected { .. } => json_reply(StatusCode::BAD_REQUEST, &outcome),
+                outcome @ ReloadOutcome::Rejected { .. } => {
+                    json_reply(StatusCode::BAD_REQUEST, &outcome)
+                }
             })
         }
         ["config"] => {
@@ -109,7 +176,7 @@ async fn api(req: Request<Incoming>, rest: &[&str], state: &AdminState) -> Resul
             allow(&req, &[Method::GET])?;
             Ok(event_stream(state))
         }
-        _ => Err(error(StatusCode::NOT_FOUND, "no such route")),
+        _ => Err(Rejection::new(StatusCode::NOT_FOUND, "no such route")),
     }
 }
 
@@ -117,40 +184,47 @@ async fn api(req: Request<Incoming>, rest: &[&str], state: &AdminState) -> Resul
 async fn ask<T>(
     state: &AdminState,
     command: impl FnOnce(oneshot::Sender<Result<T, LookupError>>) -> Command,
-) -> Result<T, Reply> {
+) -> Result<T, Rejection> {
     match state.control.ask(command).await {
         Some(Ok(answer)) => Ok(answer),
-        Some(Err(err)) => Err(error(StatusCode::NOT_FOUND, &err.to_string())),
-        None => Err(error(StatusCode::SERVICE_UNAVAILABLE, "the proxy is shutting down")),
+        Some(Err(err)) => Err(Rejection::new(StatusCode::NOT_FOUND, err.to_string())),
+        None => Err(Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the proxy is shutting down",
+        )),
     }
 }
 
-fn allow(req: &Request<Incoming>, methods: &[Method]) -> Result<(), Reply> {
+fn allow(req: &Request<Incoming>, methods: &[Method]) -> Result<(), Rejection> {
     if methods.contains(req.method()) {
         return Ok(());
     }
-    let mut reply = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
     let allowed: Vec<&str> = methods.iter().map(Method::as_str).collect();
-    if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
-        reply.headers_mut().insert(header::ALLOW, value);
-    }
-    Err(reply)
+    Err(Rejection {
+        allow: Some(allowed.join(", ")),
+        ..Rejection::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
+    })
 }
 
-async fn read_json(req: Request<Incoming>) -> Result<Value, Reply> {
+async fn read_json(req: Request<Incoming>) -> Result<Value, Rejection> {
     let body = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "body too large or incomplete"))?
+        .map_err(|_| {
+            Rejection::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body too large or incomplete",
+            )
+        })?
         .to_bytes();
     serde_json::from_slice(&body)
-        .map_err(|err| error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {err}")))
+        .map_err(|err| Rejection::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {err}")))
 }
 
 /// `{"weight": N}` with N in 1..=256, or `{"weight": null}` to return to the file's weight.
-fn weight_from(body: Value) -> Result<Option<u32>, Reply> {
+fn weight_from(body: Value) -> Result<Option<u32>, Rejection> {
     let bad = || {
-        error(
+        Rejection::new(
             StatusCode::BAD_REQUEST,
             "expected {\"weight\": N} with N from 1 to 256, or {\"weight\": null} to use the file's weight",
         )
@@ -171,7 +245,10 @@ fn redact(mut value: Value) -> Value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
                 let key = key.to_ascii_lowercase();
-                if ["token", "secret", "password", "key"].iter().any(|s| key.contains(s)) {
+                if ["token", "secret", "password", "key"]
+                    .iter()
+                    .any(|s| key.contains(s))
+                {
                     *v = Value::String("<redacted>".to_owned());
                 } else {
                     *v = redact(v.take());
@@ -223,7 +300,10 @@ fn event_stream(state: &AdminState) -> Reply {
     });
     let mut reply = Response::new(AdminBody::Events(rx));
     let headers = reply.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     reply
 }
@@ -235,9 +315,10 @@ fn json_reply<T: Serialize>(status: StatusCode, value: &T) -> Reply {
     });
     let mut reply = Response::new(AdminBody::Full(Some(Bytes::from(body))));
     *reply.status_mut() = status;
-    reply
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     reply
 }
 
@@ -248,8 +329,9 @@ fn error(status: StatusCode, message: &str) -> Reply {
 fn text(status: StatusCode, body: &'static str) -> Reply {
     let mut reply = Response::new(AdminBody::Full(Some(Bytes::from_static(body.as_bytes()))));
     *reply.status_mut() = status;
-    reply
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     reply
 }

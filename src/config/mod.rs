@@ -8,8 +8,8 @@ mod validate_pool;
 
 pub use model::{
     AdminConfig, Algorithm, BackendConfig, Config, HealthCheckConfig, HostPattern, InitialState,
-    ListenerConfig, OutlierConfig, PoolConfig, Probe, ReloadConfig, RetryBudgetConfig,
-    RouteConfig, Timeouts, TokenSource,
+    ListenerConfig, OutlierConfig, PoolConfig, Probe, ReloadConfig, RetryBudgetConfig, RouteConfig,
+    Timeouts, TokenSource,
 };
 pub use validate::{ConfigError, Problem};
 

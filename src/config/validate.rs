@@ -268,7 +268,9 @@ impl Checker {
             return None;
         }
         let bind = match &file.bind {
-            None => AdminConfig::DEFAULT_BIND.parse().expect("default admin address is valid"),
+            None => AdminConfig::DEFAULT_BIND
+                .parse()
+                .expect("default admin address is valid"),
             Some(bind) => match bind.get_ref().parse::<SocketAddr>() {
                 Ok(addr) => addr,
                 Err(_) => {
@@ -282,7 +284,10 @@ impl Checker {
         };
         let token = match (&file.token_env, &file.token_file) {
             (Some(env), Some(_)) => {
-                self.report(env.span(), "admin.token_env: set token_env or token_file, not both".into());
+                self.report(
+                    env.span(),
+                    "admin.token_env: set token_env or token_file, not both".into(),
+                );
                 return None;
             }
             (Some(env), None) => TokenSource::Env(env.get_ref().clone()),

@@ -10,12 +10,12 @@ pub use views::{
     BackendView, Event, PoolView, ProbeRecord, ReloadSummary, WeightView, state_name, timestamp,
 };
 
+use crate::balance::slow_start;
 use crate::config::{Algorithm, BackendConfig, Config};
 use crate::health::{self, ProbeClient, Verdict};
 use crate::route::Router;
 use crate::snapshot::Snapshot;
 use crate::upstream::{BackendStatus, Condition, Exclusion, OutlierReport};
-use crate::balance::slow_start;
 use arc_swap::ArcSwap;
 use registry::{BackendRuntime, PoolRuntime};
 use std::collections::HashMap;
@@ -156,7 +156,11 @@ pub struct Control {
 
 impl Control {
     /// Builds backend state and the first snapshot from `config`.
-    pub fn new(config: &Config, tasks: TaskTracker, shutdown: CancellationToken) -> (Self, ControlHandle) {
+    pub fn new(
+        config: &Config,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> (Self, ControlHandle) {
         let pools: Vec<PoolRuntime> = config.pools.iter().map(PoolRuntime::new).collect();
         let router = router(config, &pools);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot {
@@ -222,7 +226,9 @@ impl Control {
     }
 
     fn start_prober(&mut self, pool: usize, backend: usize) {
-        let Some(check) = self.pools[pool].config.health_check.clone() else { return };
+        let Some(check) = self.pools[pool].config.health_check.clone() else {
+            return;
+        };
         let stop = self.shutdown.child_token();
         let runtime = &mut self.pools[pool].backends[backend];
         runtime.stop_prober();
@@ -260,8 +266,14 @@ impl Control {
 
     fn apply_event(&mut self, event: ControlEvent) {
         match event {
-            ControlEvent::HealthVerdict { backend, verdict, detail } => {
-                let Some((p, b)) = self.find_state(&backend) else { return };
+            ControlEvent::HealthVerdict {
+                backend,
+                verdict,
+                detail,
+            } => {
+                let Some((p, b)) = self.find_state(&backend) else {
+                    return;
+                };
                 let unhealthy = verdict == Verdict::Unhealthy;
                 backend.set(Exclusion::Unhealthy, unhealthy);
                 if !unhealthy {
@@ -273,11 +285,18 @@ impl Control {
                 self.rebuild(p);
             }
             ControlEvent::ProbePassed { backend } => {
-                let Some((p, b)) = self.find_state(&backend) else { return };
+                let Some((p, b)) = self.find_state(&backend) else {
+                    return;
+                };
                 if backend.is(Exclusion::Ejected) {
                     self.end_ejection(p, b);
                     self.start_ramp(p, b);
-                    self.set_condition(p, b, "active probe passed during ejection".to_owned(), None);
+                    self.set_condition(
+                        p,
+                        b,
+                        "active probe passed during ejection".to_owned(),
+                        None,
+                    );
                     self.rebuild(p);
                 }
             }
@@ -298,18 +317,34 @@ impl Control {
                 };
                 respond(reply, views);
             }
-            Command::DescribeBackend { pool, backend, reply } => {
-                let view = self.find(&pool, &backend).map(|(p, b)| backend_view(&self.pools[p].backends[b]));
+            Command::DescribeBackend {
+                pool,
+                backend,
+                reply,
+            } => {
+                let view = self
+                    .find(&pool, &backend)
+                    .map(|(p, b)| backend_view(&self.pools[p].backends[b]));
                 respond(reply, view);
             }
-            Command::Drain { pool, backend, drain, reply } => {
+            Command::Drain {
+                pool,
+                backend,
+                drain,
+                reply,
+            } => {
                 let result = self.find(&pool, &backend).map(|(p, b)| {
                     self.set_drain(p, b, drain);
                     backend_view(&self.pools[p].backends[b])
                 });
                 respond(reply, result);
             }
-            Command::Weight { pool, backend, weight, reply } => {
+            Command::Weight {
+                pool,
+                backend,
+                weight,
+                reply,
+            } => {
                 let result = self.find(&pool, &backend).map(|(p, b)| {
                     self.set_weight(p, b, weight);
                     backend_view(&self.pools[p].backends[b])
@@ -332,7 +367,11 @@ impl Control {
         state.set(Exclusion::Draining, drain);
         self.rebuild(p);
         let to = state_name(&state);
-        let reason = if drain { "drained through the admin API" } else { "undrained through the admin API" };
+        let reason = if drain {
+            "drained through the admin API"
+        } else {
+            "undrained through the admin API"
+        };
         tracing::info!(pool = %state.pool, backend = %state.name, from, to, reason, "backend state changed");
         self.handle.publish(Event::Backend {
             pool: state.pool.to_string(),
@@ -349,10 +388,18 @@ impl Control {
         let runtime = &mut self.pools[p].backends[b];
         runtime.weight_override = weight;
         runtime.refresh_weight(Instant::now(), window);
-        let (pool, backend) = (runtime.state.pool.to_string(), runtime.state.name.to_string());
+        let (pool, backend) = (
+            runtime.state.pool.to_string(),
+            runtime.state.name.to_string(),
+        );
         tracing::info!(%pool, %backend, weight = ?weight, configured = runtime.config.weight.get(), "backend weight override changed");
         self.rebuild(p);
-        self.handle.publish(Event::Weight { pool, backend, weight, time: timestamp(SystemTime::now()) });
+        self.handle.publish(Event::Weight {
+            pool,
+            backend,
+            weight,
+            time: timestamp(SystemTime::now()),
+        });
     }
 
     /// Reconciles the registry with a new config. Backends keep their state when pool, name and
@@ -360,8 +407,11 @@ impl Control {
     fn apply_config(&mut self, config: Config) -> ReloadSummary {
         let now = Instant::now();
         let mut summary = ReloadSummary::default();
-        let mut old: HashMap<String, PoolRuntime> =
-            self.pools.drain(..).map(|p| (p.config.name.clone(), p)).collect();
+        let mut old: HashMap<String, PoolRuntime> = self
+            .pools
+            .drain(..)
+            .map(|p| (p.config.name.clone(), p))
+            .collect();
         let mut needs_prober: Vec<(usize, usize)> = Vec::new();
         let mut pools = Vec::new();
         for pool_config in &config.pools {
@@ -378,11 +428,19 @@ impl Control {
             for backend_config in &pool_config.backends {
                 let label = format!("{}/{}", pool_config.name, backend_config.name);
                 let b = runtime.backends.len();
-                match previous.iter().position(|r| r.is_same_backend(backend_config)) {
+                match previous
+                    .iter()
+                    .position(|r| r.is_same_backend(backend_config))
+                {
                     Some(i) => {
                         let mut kept = previous.swap_remove(i);
                         if kept.config != *backend_config {
-                            self.file_changed_backend(&mut kept, backend_config, &label, &mut summary);
+                            self.file_changed_backend(
+                                &mut kept,
+                                backend_config,
+                                &label,
+                                &mut summary,
+                            );
                         }
                         if probes_changed {
                             needs_prober.push((p, b));
@@ -391,7 +449,13 @@ impl Control {
                     }
                     None => {
                         summary.backends_added.push(label);
-                        let mut added = BackendRuntime::new(&runtime.name, backend_config, pool_config.health_check.as_ref().is_none_or(|c| c.initial_state == crate::config::InitialState::Healthy));
+                        let mut added = BackendRuntime::new(
+                            &runtime.name,
+                            backend_config,
+                            pool_config.health_check.as_ref().is_none_or(|c| {
+                                c.initial_state == crate::config::InitialState::Healthy
+                            }),
+                        );
                         if pool_config.slow_start.is_some() {
                             added.ramp_started = Some(now);
                         }
@@ -402,7 +466,9 @@ impl Control {
             }
             for mut removed in previous {
                 removed.stop_prober();
-                summary.backends_removed.push(format!("{}/{}", pool_config.name, removed.config.name));
+                summary
+                    .backends_removed
+                    .push(format!("{}/{}", pool_config.name, removed.config.name));
             }
             runtime.update_config(pool_config);
             if pool_config.health_check.is_none() {
@@ -426,7 +492,9 @@ impl Control {
         if self.config.timeouts.connect != config.timeouts.connect
             || self.config.timeouts.upstream_idle != config.timeouts.upstream_idle
         {
-            tracing::warn!("timeouts.connect and timeouts.upstream_idle take effect at the next restart");
+            tracing::warn!(
+                "timeouts.connect and timeouts.upstream_idle take effect at the next restart"
+            );
         }
         self.pools = pools;
         self.router = router(&config, &self.pools);
@@ -463,7 +531,9 @@ impl Control {
     }
 
     fn apply_outlier(&mut self, report: OutlierReport) {
-        let Some((p, b)) = self.find_state(&report.backend) else { return };
+        let Some((p, b)) = self.find_state(&report.backend) else {
+            return;
+        };
         let backend = &report.backend;
         backend.reset_failure_counts();
         if backend.is(Exclusion::Ejected) {
@@ -471,9 +541,17 @@ impl Control {
         }
         let pool = &self.pools[p];
         let outlier = pool.config.outlier;
-        let ejected = pool.backends.iter().filter(|b| b.state.is(Exclusion::Ejected)).count();
+        let ejected = pool
+            .backends
+            .iter()
+            .filter(|b| b.state.is(Exclusion::Ejected))
+            .count();
         let allowed = pool.backends.len() * usize::from(outlier.max_ejection_percent) / 100;
-        let reason = format!("{} consecutive {}s", report.consecutive, report.failure.as_str());
+        let reason = format!(
+            "{} consecutive {}s",
+            report.consecutive,
+            report.failure.as_str()
+        );
         if ejected + 1 > allowed {
             tracing::warn!(
                 pool = %pool.name, backend = %backend.name, %reason, ejected, allowed,
@@ -497,7 +575,12 @@ impl Control {
             .min(outlier.max_ejection_time);
         runtime.ejected_until = Some(now + duration);
         backend.set(Exclusion::Ejected, true);
-        self.set_condition(p, b, format!("{reason}; ejected for {duration:?}"), Some((ejections, duration)));
+        self.set_condition(
+            p,
+            b,
+            format!("{reason}; ejected for {duration:?}"),
+            Some((ejections, duration)),
+        );
         self.rebuild(p);
     }
 
@@ -540,7 +623,10 @@ impl Control {
         for p in 0..self.pools.len() {
             let mut changed = false;
             for b in 0..self.pools[p].backends.len() {
-                if self.pools[p].backends[b].ejected_until.is_some_and(|until| until <= now) {
+                if self.pools[p].backends[b]
+                    .ejected_until
+                    .is_some_and(|until| until <= now)
+                {
                     self.end_ejection(p, b);
                     self.start_ramp(p, b);
                     self.set_condition(p, b, "ejection time over".to_owned(), None);
@@ -563,7 +649,13 @@ impl Control {
 
     /// Recomputes a backend's condition from its exclusions; logs and publishes a change once.
     /// `ejection` records a new ejection (count, length) in the same status.
-    fn set_condition(&mut self, p: usize, b: usize, reason: String, ejection: Option<(u32, Duration)>) {
+    fn set_condition(
+        &mut self,
+        p: usize,
+        b: usize,
+        reason: String,
+        ejection: Option<(u32, Duration)>,
+    ) {
         let state = &self.pools[p].backends[b].state;
         let condition = if state.is(Exclusion::Unhealthy) {
             Condition::Unhealthy
@@ -578,8 +670,12 @@ impl Control {
         }
         let (from, to) = (old.condition.as_str(), condition.as_str());
         match condition {
-            Condition::Healthy => tracing::info!(pool = %state.pool, backend = %state.name, from, to, %reason, "backend state changed"),
-            Condition::Unhealthy | Condition::Ejected => tracing::warn!(pool = %state.pool, backend = %state.name, from, to, %reason, "backend state changed"),
+            Condition::Healthy => {
+                tracing::info!(pool = %state.pool, backend = %state.name, from, to, %reason, "backend state changed")
+            }
+            Condition::Unhealthy | Condition::Ejected => {
+                tracing::warn!(pool = %state.pool, backend = %state.name, from, to, %reason, "backend state changed")
+            }
         }
         let since = SystemTime::now();
         self.handle.publish(Event::Backend {
@@ -677,7 +773,11 @@ fn backend_view(runtime: &BackendRuntime) -> BackendView {
         weight: WeightView {
             configured: runtime.config.weight.get(),
             override_weight: runtime.weight_override,
-            in_force: if runtime.weight_override.is_some() { "override" } else { "file" },
+            in_force: if runtime.weight_override.is_some() {
+                "override"
+            } else {
+                "file"
+            },
             effective: f64::from(state.effective_weight()) / f64::from(slow_start::SCALE),
         },
         in_flight: state.in_flight(),
@@ -694,7 +794,11 @@ fn respond<T>(reply: oneshot::Sender<T>, value: T) {
 }
 
 fn router(config: &Config, pools: &[PoolRuntime]) -> Arc<Router> {
-    let index: HashMap<&str, usize> = pools.iter().enumerate().map(|(i, p)| (&*p.name, i)).collect();
+    let index: HashMap<&str, usize> = pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (&*p.name, i))
+        .collect();
     Arc::new(Router::new(&config.routes, |name| index.get(name).copied()))
 }
 

@@ -140,7 +140,11 @@ pub fn timestamp(time: SystemTime) -> String {
 /// A backend's state name: drains first, then health.
 pub fn state_name(state: &BackendState) -> &'static str {
     if state.is(Exclusion::Draining) {
-        if state.in_flight() == 0 { "drained" } else { "draining" }
+        if state.in_flight() == 0 {
+            "drained"
+        } else {
+            "draining"
+        }
     } else {
         match state.status().condition {
             Condition::Healthy if state.is(Exclusion::Unhealthy) => "unhealthy",

@@ -9,8 +9,8 @@ pub use tracker::{Tracker, Verdict};
 
 use crate::config::HealthCheckConfig;
 use crate::control::{ControlEvent, ProbeRecord, timestamp};
-use arc_swap::ArcSwapOption;
 use crate::upstream::{BackendState, Exclusion};
+use arc_swap::ArcSwapOption;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
@@ -38,7 +38,10 @@ pub async fn probe_loop(
         let result = run_probe(&client, &backend.authority, &check).await;
         last_probe.store(Some(Arc::new(ProbeRecord {
             ok: result.is_ok(),
-            detail: result.as_ref().err().map_or_else(|| "ok".to_owned(), Clone::clone),
+            detail: result
+                .as_ref()
+                .err()
+                .map_or_else(|| "ok".to_owned(), Clone::clone),
             time: timestamp(std::time::SystemTime::now()),
         })));
         let event = match tracker.observe(result.is_ok()) {

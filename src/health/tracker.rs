@@ -39,7 +39,11 @@ impl Tracker {
     /// its configured initial state).
     pub fn new(check: &HealthCheckConfig, healthy: bool) -> Self {
         Self {
-            state: if healthy { State::Assumed } else { State::Pending },
+            state: if healthy {
+                State::Assumed
+            } else {
+                State::Pending
+            },
             rise: check.healthy_threshold.get(),
             fall: check.unhealthy_threshold.get(),
             last: None,
