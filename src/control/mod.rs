@@ -768,7 +768,11 @@ fn backend_view(runtime: &BackendRuntime) -> BackendView {
         name: runtime.config.name.clone(),
         address: runtime.config.address.to_string(),
         state: state_name(state),
-        reason: status.reason.clone(),
+        reason: if state.is(Exclusion::Draining) {
+            "drained through the admin API".to_owned()
+        } else {
+            status.reason.clone()
+        },
         since: timestamp(status.since),
         weight: WeightView {
             configured: runtime.config.weight.get(),

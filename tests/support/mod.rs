@@ -40,6 +40,43 @@ impl TestProxy {
         Self { gateway, addr }
     }
 
+    /// Starts the proxy from a config file, so it can be reloaded.
+    pub async fn start_file(path: &std::path::Path) -> Self {
+        let text = std::fs::read_to_string(path).expect("read test config");
+        let config = switchyard::config::parse(&text, &path.display().to_string())
+            .unwrap_or_else(|err| panic!("test config is invalid:\n{err}"));
+        let source = switchyard::gateway::ConfigSource {
+            path: path.to_owned(),
+            text,
+        };
+        let gateway = Gateway::start_with(&config, Some(source))
+            .await
+            .expect("proxy starts");
+        let addr = gateway.first_addr();
+        Self { gateway, addr }
+    }
+
+    /// Sends an admin API request; returns the status and the JSON body (`Null` if not JSON).
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> (StatusCode, serde_json::Value) {
+        let addr = self.gateway.admin_addr().expect("admin API enabled");
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let body = Full::new(Bytes::from(body.unwrap_or("").to_owned()));
+        let answer = send(&client(), req.body(body).expect("valid admin request")).await;
+        let json = serde_json::from_str(&answer.body).unwrap_or(serde_json::Value::Null);
+        (answer.status, json)
+    }
+
     /// `http://127.0.0.1:PORT` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
@@ -154,6 +191,21 @@ pub fn backend(
         .find(|b| &*b.name == name)
         .expect("backend exists");
     std::sync::Arc::clone(backend)
+}
+
+/// Writes `text` to a new file in a fresh temporary directory and returns its path.
+pub fn temp_config(text: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    let path = dir.join("switchyard.toml");
+    std::fs::write(&path, text).expect("write temp config");
+    path
 }
 
 /// An address on 127.0.0.1 where nothing listens (bound, then released).
