@@ -302,7 +302,7 @@ async fn weight_override_applies_live_and_survives_a_reload_that_does_not_touch_
     // A reload that changes only b keeps a's override; b's file weight wins for b.
     std::fs::write(
         &path,
-        text.replacen("weight = 1", "weight = 1", 1).replace(
+        text.replace(
             &format!("address = \"{}\"\nweight = 1", b.addr),
             &format!("address = \"{}\"\nweight = 2", b.addr),
         ),
