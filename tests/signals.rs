@@ -1,0 +1,208 @@
+//! The real binary under signals: SIGTERM drains in-flight requests and refuses new
+//! connections, a second signal exits at once, SIGHUP reloads (and rejects a bad config).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use support::*;
+use tokio::time::Instant;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The proxy binary running on a config file, with the addresses it logged.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Running {
+    fn start(path: &std::path::Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["run", "--config"])
+            .arg(path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the switchyard binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("proxy: {line}");
+                // Keep draining after the addresses are found, so the proxy never sees EPIPE.
+                lines_tx.send(line).ok();
+            }
+        });
+        let addr_after = |line: &str, marker: &str| {
+            let rest = &line[line.find(marker)? + marker.len()..];
+            let addr = rest.split("addr=").nth(1)?.split_whitespace().next()?;
+            addr.parse::<SocketAddr>().ok()
+        };
+        let (mut addr, mut admin) = (None, None);
+        while addr.is_none() || admin.is_none() {
+            let line = lines
+                .recv_timeout(DEADLINE)
+                .expect("the proxy logs its addresses");
+            addr = addr.or_else(|| addr_after(&line, "listening listener=test"));
+            admin = admin.or_else(|| addr_after(&line, "admin API listening"));
+        }
+        Self {
+            child,
+            addr: addr.unwrap(),
+            admin: admin.unwrap(),
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns whether it exited successfully.
+    async fn exit(&mut self) -> bool {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "proxy did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn last_reload(&self) -> serde_json::Value {
+        let answer = get(
+            &client(),
+            &format!("http://{}/api/reload", self.admin),
+            None,
+        )
+        .await;
+        serde_json::from_str(&answer.body).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config_for(up: &Upstream) -> String {
+    format!(
+        "{}[reload]\nwatch = false\n{}{}",
+        listener_toml(),
+        route_toml("all", "", "/", "pool"),
+        pool_toml("pool", "weighted_round_robin", &[("up", up.addr, 1)])
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_finish_and_refuses_new_connections() {
+    let up = Upstream::start("up").await;
+    let mut proxy = Running::start(&temp_config(&config_for(&up)));
+    let url = format!("http://{}/hold", proxy.addr);
+    let in_flight = tokio::spawn(async move { get(&client(), &url, None).await });
+    eventually(DEADLINE, "the held request", || up.held() == 1).await;
+
+    proxy.signal("TERM");
+    let deadline = Instant::now() + DEADLINE;
+    while tokio::net::TcpStream::connect(proxy.addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    up.release_held();
+    let answer = in_flight.await.unwrap();
+    assert_eq!(
+        (answer.status.as_u16(), answer.body.as_str()),
+        (200, "released")
+    );
+    assert!(proxy.exit().await, "exit status after a graceful shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_without_waiting_for_requests_in_flight() {
+    let up = Upstream::start("up").await;
+    let mut proxy = Running::start(&temp_config(&config_for(&up)));
+    let url = format!("http://{}/hold", proxy.addr);
+    let _in_flight = tokio::spawn(async move { get(&client(), &url, None).await });
+    eventually(DEADLINE, "the held request", || up.held() == 1).await;
+    proxy.signal("TERM");
+    let deadline = Instant::now() + DEADLINE;
+    while tokio::net::TcpStream::connect(proxy.addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.signal("INT");
+    proxy.exit().await; // within the deadline, though the held request never finished
+    assert_eq!(up.held(), 1);
+    up.release_held();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_rejects_a_bad_config_with_its_location() {
+    let (up, second) = (Upstream::start("up").await, Upstream::start("second").await);
+    let good = config_for(&up);
+    let path = temp_config(&good);
+    let proxy = Running::start(&path);
+    let client = client();
+    let url = format!("http://{}/", proxy.addr);
+
+    std::fs::write(&path, good.replace("weight = 1", "weight = -1")).unwrap();
+    proxy.signal("HUP");
+    let deadline = Instant::now() + DEADLINE;
+    let last = loop {
+        let last = proxy.last_reload().await;
+        if !last.is_null() {
+            break last;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (last["trigger"].as_str(), last["result"].as_str()),
+        (Some("signal"), Some("rejected"))
+    );
+    let problem = last["problems"][0].as_str().unwrap();
+    assert!(
+        problem.starts_with(&format!("{}:", path.display()))
+            && problem.contains(":10: pools[0].backends[0].weight"),
+        "{problem}"
+    );
+    assert_eq!(
+        get(&client, &url, None).await.upstream(),
+        "up",
+        "old config stopped serving"
+    );
+
+    let with_second = good.replace(
+        &format!("address = \"{}\"\nweight = 1\n", up.addr),
+        &format!("address = \"{}\"\nweight = 1\n[[pools.backends]]\nname = \"second\"\naddress = \"{}\"\n", up.addr, second.addr),
+    );
+    std::fs::write(&path, with_second).unwrap();
+    proxy.signal("HUP");
+    let deadline = Instant::now() + DEADLINE;
+    while proxy.last_reload().await["result"] != "applied" {
+        assert!(
+            Instant::now() < deadline,
+            "valid config not applied on SIGHUP"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..4 {
+        get(&client, &url, None).await;
+    }
+    assert!(
+        second.requests() >= 1,
+        "the backend added by the reload gets traffic"
+    );
+}
