@@ -1,10 +1,12 @@
 //! Assembles a running proxy: control plane, data plane, listeners, admin API and reloads, and
 //! the shutdown that drains them.
 
+use crate::access_log::AccessLog;
 use crate::admin::{self, AdminState, TokenError};
 use crate::config::Config;
 use crate::control::{Control, ControlHandle};
 use crate::listeners::Listeners;
+use crate::metrics::Metrics;
 use crate::proxy::{Proxy, forward};
 use crate::reload::{ReloadRequest, Reloader};
 use crate::server::{self, BindError};
@@ -27,6 +29,9 @@ pub enum StartError {
     /// The admin token could not be read.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// The access log file could not be opened.
+    #[error("access_log.path: cannot open the access log: {0}")]
+    AccessLog(#[source] std::io::Error),
     /// The admin API would be reachable from the network without a token.
     #[error(
         "admin.bind {0} is not a loopback address and no admin token is set: set the token's environment variable or admin.token_file, or bind the admin API to 127.0.0.1"
@@ -77,11 +82,24 @@ impl Gateway {
         };
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let (control, handle) = Control::new(config, tasks.clone(), shutdown.clone());
+        let metrics = Metrics::new();
+        let access_log = match &config.access_log {
+            Some(log) => {
+                let dropped = metrics.counter(crate::metrics::ACCESS_LOG_DROPPED, &[]);
+                let (access_log, writer) =
+                    AccessLog::start(log, dropped).map_err(StartError::AccessLog)?;
+                tasks.spawn_blocking(writer);
+                access_log
+            }
+            None => AccessLog::disabled(),
+        };
+        let (control, handle) = Control::new(config, &metrics, tasks.clone(), shutdown.clone());
         let proxy = Arc::new(Proxy::new(
             Arc::clone(&handle.snapshot),
             forward::client(&config.timeouts),
             handle.outliers.clone(),
+            access_log,
+            &metrics,
         ));
         let mut listeners = Listeners::new(proxy, shutdown.clone(), tasks.clone());
         let prepared = listeners.prepare(&config.listeners).await?;
@@ -100,6 +118,7 @@ impl Gateway {
 
         // Serve only once everything is bound, so a failed start leaves nothing running.
         tasks.spawn(control.run());
+        tasks.spawn(upkeep(metrics.clone(), shutdown.clone()));
         listeners.commit(prepared);
         let local_addrs = listeners.addrs();
         let (path, text) = source.map(|s| (s.path, s.text)).unzip();
@@ -109,6 +128,7 @@ impl Gateway {
             text,
             handle.clone(),
             listeners,
+            &metrics,
             shutdown.clone(),
         );
         tasks.spawn(reloader.run());
@@ -122,6 +142,7 @@ impl Gateway {
                     running,
                     token,
                     shutdown: shutdown.clone(),
+                    metrics: metrics.clone(),
                 },
                 &tasks,
             );
@@ -187,5 +208,17 @@ impl Gateway {
             );
         }
         drained
+    }
+}
+
+/// Folds histogram samples into buckets every few seconds, so memory stays flat between scrapes.
+async fn upkeep(metrics: Metrics, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => metrics.run_upkeep(),
+            () = shutdown.cancelled() => return,
+        }
     }
 }

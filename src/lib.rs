@@ -3,6 +3,7 @@
 //! The data plane (`server`, `proxy`) reads an immutable [`snapshot::Snapshot`] through
 //! `arc-swap` and per-backend atomics; nothing on the request path takes a lock.
 
+pub mod access_log;
 pub mod admin;
 pub mod balance;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod gateway;
 pub mod health;
 pub mod listeners;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod route;

@@ -5,6 +5,7 @@
 use crate::config::{self, Config};
 use crate::control::{Command, ControlHandle, Event, ReloadSummary, timestamp};
 use crate::listeners::Listeners;
+use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -73,7 +74,38 @@ pub struct Reloader {
     listeners: Listeners,
     running: Arc<ArcSwap<RunningConfig>>,
     requests: mpsc::Receiver<ReloadRequest>,
+    counters: ReloadMetrics,
     shutdown: CancellationToken,
+}
+
+/// The reload metrics.
+#[derive(Debug)]
+struct ReloadMetrics {
+    applied: metrics::Counter,
+    rejected: metrics::Counter,
+    generation: metrics::Gauge,
+    last_success: metrics::Gauge,
+}
+
+impl ReloadMetrics {
+    fn new(metrics: &Metrics) -> Self {
+        let this = Self {
+            applied: metrics.counter(crate::metrics::RELOADS, &[("result", "success")]),
+            rejected: metrics.counter(crate::metrics::RELOADS, &[("result", "failure")]),
+            generation: metrics.gauge(crate::metrics::CONFIG_GENERATION, &[]),
+            last_success: metrics.gauge(crate::metrics::LAST_RELOAD_SUCCESS, &[]),
+        };
+        this.succeeded(1);
+        this
+    }
+
+    fn succeeded(&self, generation: u64) {
+        self.generation.set(generation as f64);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last_success.set(now.as_secs_f64());
+    }
 }
 
 impl Reloader {
@@ -84,6 +116,7 @@ impl Reloader {
         text: Option<String>,
         control: ControlHandle,
         listeners: Listeners,
+        metrics: &Metrics,
         shutdown: CancellationToken,
     ) -> (
         Self,
@@ -105,6 +138,7 @@ impl Reloader {
             listeners,
             running: Arc::clone(&running),
             requests,
+            counters: ReloadMetrics::new(metrics),
             shutdown,
         };
         (reloader, tx, running)
@@ -156,6 +190,8 @@ impl Reloader {
     async fn reload(&mut self, trigger: &'static str) -> ReloadOutcome {
         let outcome = match self.try_reload().await {
             Ok((changes, text)) => {
+                self.counters.applied.increment(1);
+                self.counters.succeeded(changes.generation);
                 tracing::info!(
                     trigger,
                     generation = changes.generation,
@@ -170,6 +206,7 @@ impl Reloader {
                 ReloadOutcome::Applied { changes }
             }
             Err(problems) => {
+                self.counters.rejected.increment(1);
                 for problem in &problems {
                     tracing::error!(trigger, "config reload rejected: {problem}");
                 }

@@ -12,6 +12,8 @@ pub struct Route {
     pub name: Arc<str>,
     /// Index of the pool in the snapshot.
     pub pool: usize,
+    /// Index of this route among the routes to the same pool, in config order.
+    pub slot: usize,
     prefix: Box<str>,
 }
 
@@ -28,15 +30,19 @@ impl Router {
     /// Builds the router; `pool_index` maps a pool name to its index in the snapshot.
     pub fn new(routes: &[RouteConfig], pool_index: impl Fn(&str) -> Option<usize>) -> Self {
         let mut router = Router::default();
+        let mut slots: HashMap<usize, usize> = HashMap::new();
         for config in routes {
             let Some(pool) = pool_index(&config.pool) else {
                 continue; // validation guarantees the pool exists
             };
+            let slot = slots.entry(pool).or_default();
             let route = Route {
                 name: config.name.as_str().into(),
                 pool,
+                slot: *slot,
                 prefix: config.path_prefix.as_str().into(),
             };
+            *slot += 1;
             let group = match &config.host {
                 None => &mut router.any_host,
                 Some(HostPattern::Exact(host)) => {

@@ -3,6 +3,7 @@
 
 use crate::balance::Balancer;
 use crate::config::{Algorithm, OutlierConfig, Timeouts};
+use crate::metrics::PoolTraffic;
 use crate::route::Router;
 use crate::upstream::{BackendState, Exclusion, RetryBudget};
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct PoolPolicy {
     pub panic_threshold: u8,
     /// Shared by every snapshot of this pool.
     pub retry_budget: Arc<RetryBudget>,
+    /// Request metrics per route and backend, shared by every snapshot of this pool.
+    pub traffic: Arc<PoolTraffic>,
 }
 
 /// A pool of backends and the balancer built for its eligible ones.
@@ -42,6 +45,8 @@ pub struct Pool {
     pub backends: Vec<Arc<BackendState>>,
     /// The backends the balancer chooses among.
     eligible: Vec<Arc<BackendState>>,
+    /// For each eligible backend, its index in `backends`.
+    eligible_index: Vec<usize>,
     balancer: Balancer,
     /// The exclusions a pick honours: all of them, or only drains in panic mode.
     mask: u8,
@@ -63,10 +68,12 @@ impl Pool {
         } else {
             Exclusion::ALL
         };
-        let eligible: Vec<Arc<BackendState>> = backends
+        let eligible_index: Vec<usize> = (0..backends.len())
+            .filter(|&i| backends[i].exclusions() & mask == 0)
+            .collect();
+        let eligible: Vec<Arc<BackendState>> = eligible_index
             .iter()
-            .filter(|b| b.exclusions() & mask == 0)
-            .cloned()
+            .map(|&i| Arc::clone(&backends[i]))
             .collect();
         let weights: Vec<u32> = eligible.iter().map(|b| b.effective_weight()).collect();
         Self {
@@ -74,6 +81,7 @@ impl Pool {
             balancer: Balancer::new(policy.algorithm, &weights),
             backends,
             eligible,
+            eligible_index,
             mask,
             panic,
             policy,
@@ -85,19 +93,24 @@ impl Pool {
         self.eligible.len()
     }
 
-    /// The backend for the next request, if any can take it.
-    pub fn pick(&self) -> Option<&Arc<BackendState>> {
+    /// Whether backend `index` (into `backends`) is among those the balancer chooses from.
+    pub fn is_eligible(&self, index: usize) -> bool {
+        self.eligible_index.contains(&index)
+    }
+
+    /// The backend for the next request, if any can take it, with its index in `backends`.
+    pub fn pick(&self) -> Option<(usize, &Arc<BackendState>)> {
         self.balancer
             .pick(&self.eligible, |b| b.accepts(self.mask))
-            .map(|i| &self.eligible[i])
+            .map(|i| (self.eligible_index[i], &self.eligible[i]))
     }
 
     /// A backend for a retry: never one already tried.
-    pub fn pick_other(&self, tried: &[Arc<BackendState>]) -> Option<&Arc<BackendState>> {
+    pub fn pick_other(&self, tried: &[Arc<BackendState>]) -> Option<(usize, &Arc<BackendState>)> {
         self.balancer
             .pick(&self.eligible, |b| {
                 b.accepts(self.mask) && !tried.iter().any(|t| Arc::ptr_eq(t, b))
             })
-            .map(|i| &self.eligible[i])
+            .map(|i| (self.eligible_index[i], &self.eligible[i]))
     }
 }

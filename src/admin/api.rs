@@ -25,6 +25,7 @@ struct Rejection {
     status: StatusCode,
     message: String,
     allow: Option<String>,
+    www_authenticate: bool,
 }
 
 impl Rejection {
@@ -33,6 +34,7 @@ impl Rejection {
             status,
             message: message.into(),
             allow: None,
+            www_authenticate: false,
         }
     }
 
@@ -40,6 +42,11 @@ impl Rejection {
         let mut reply = error(self.status, &self.message);
         if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
             reply.headers_mut().insert(header::ALLOW, allow);
+        }
+        if self.www_authenticate {
+            reply
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         reply
     }
@@ -54,22 +61,38 @@ pub async fn handle(req: Request<Incoming>, state: &AdminState) -> Reply {
             Ok(()) => text(StatusCode::OK, "ok\n"),
             Err(rejection) => rejection.into_reply(),
         },
-        ["api", rest @ ..] => {
-            if let Some(token) = &state.token {
-                if !token.authorizes(req.headers()) {
-                    let mut reply =
-                        error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-                    reply
-                        .headers_mut()
-                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                    return reply;
-                }
+        ["metrics"] => {
+            if let Err(rejection) =
+                authorize(&req, state).and_then(|()| allow(&req, &[Method::GET]))
+            {
+                return rejection.into_reply();
             }
-            api(req, rest, state)
-                .await
-                .unwrap_or_else(Rejection::into_reply)
+            let text = super::exposition::render(&state.metrics, &state.control.snapshot.load());
+            let mut reply = Response::new(AdminBody::Full(Some(Bytes::from(text))));
+            reply.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            reply
         }
+        ["api", rest @ ..] => match authorize(&req, state) {
+            Ok(()) => api(req, rest, state)
+                .await
+                .unwrap_or_else(Rejection::into_reply),
+            Err(rejection) => rejection.into_reply(),
+        },
         _ => error(StatusCode::NOT_FOUND, "no such route"),
+    }
+}
+
+/// Checks the bearer token, when one is configured.
+fn authorize(req: &Request<Incoming>, state: &AdminState) -> Result<(), Rejection> {
+    match &state.token {
+        Some(token) if !token.authorizes(req.headers()) => Err(Rejection {
+            www_authenticate: true,
+            ..Rejection::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod body;
+mod exposition;
 
 pub use auth::{Token, TokenError, load_token};
 
@@ -35,6 +36,8 @@ pub struct AdminState {
     pub token: Option<Token>,
     /// Ends event streams at shutdown.
     pub shutdown: CancellationToken,
+    /// The proxy's metrics, served at `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Serves the admin API on `listener` until shutdown.

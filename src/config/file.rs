@@ -19,6 +19,26 @@ pub struct FileConfig {
     pub admin: Option<AdminFile>,
     #[serde(default)]
     pub reload: ReloadFile,
+    #[serde(default)]
+    pub access_log: AccessLogFile,
+}
+
+/// The `[access_log]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogFile {
+    pub enabled: Option<bool>,
+    pub format: Option<Spanned<AccessLogFormatFile>>,
+    pub path: Option<Spanned<String>>,
+    pub buffer: Option<Spanned<i64>>,
+}
+
+/// Access log formats accepted in the file.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFormatFile {
+    Json,
+    Combined,
 }
 
 /// The `[admin]` table.

@@ -7,9 +7,9 @@ mod validate;
 mod validate_pool;
 
 pub use model::{
-    AdminConfig, Algorithm, BackendConfig, Config, HealthCheckConfig, HostPattern, InitialState,
-    ListenerConfig, OutlierConfig, PoolConfig, Probe, ReloadConfig, RetryBudgetConfig, RouteConfig,
-    Timeouts, TokenSource,
+    AccessLogConfig, AccessLogFormat, AdminConfig, Algorithm, BackendConfig, Config,
+    HealthCheckConfig, HostPattern, InitialState, ListenerConfig, OutlierConfig, PoolConfig, Probe,
+    ReloadConfig, RetryBudgetConfig, RouteConfig, Timeouts, TokenSource,
 };
 pub use validate::{ConfigError, Problem};
 

@@ -20,6 +20,28 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Config file watching.
     pub reload: ReloadConfig,
+    /// The access log, if enabled.
+    pub access_log: Option<AccessLogConfig>,
+}
+
+/// Where and how requests are logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    /// Line format.
+    pub format: AccessLogFormat,
+    /// A file to append to; `None` for standard output.
+    pub path: Option<std::path::PathBuf>,
+    /// Lines queued for the writer before new ones are dropped.
+    pub buffer: usize,
+}
+
+/// Access log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// One JSON object per line.
+    Json,
+    /// NGINX's combined format followed by `key=value` fields.
+    Combined,
 }
 
 /// The admin API: its own listener and how it authenticates.

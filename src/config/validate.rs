@@ -2,11 +2,12 @@
 //! than stopping at the first one.
 
 use super::file::{
-    AdminFile, AlgorithmFile, BackendFile, FileConfig, PoolFile, RouteFile, TimeoutsFile,
+    AccessLogFile, AccessLogFormatFile, AdminFile, AlgorithmFile, BackendFile, FileConfig,
+    PoolFile, RouteFile, TimeoutsFile,
 };
 use super::model::{
-    AdminConfig, Algorithm, BackendConfig, Config, HostPattern, ListenerConfig, PoolConfig,
-    ReloadConfig, RouteConfig, Timeouts, TokenSource,
+    AccessLogConfig, AccessLogFormat, AdminConfig, Algorithm, BackendConfig, Config, HostPattern,
+    ListenerConfig, PoolConfig, ReloadConfig, RouteConfig, Timeouts, TokenSource,
 };
 use http::uri::Authority;
 use std::collections::HashSet;
@@ -174,6 +175,7 @@ impl Checker {
                 ReloadConfig::default().debounce,
             ),
         };
+        let access_log = self.access_log(&file.access_log);
         Config {
             listeners,
             timeouts,
@@ -181,6 +183,7 @@ impl Checker {
             pools,
             admin,
             reload,
+            access_log,
         }
     }
 
@@ -261,6 +264,34 @@ impl Checker {
             }
         }
         out
+    }
+
+    fn access_log(&mut self, file: &AccessLogFile) -> Option<AccessLogConfig> {
+        if file.enabled == Some(false) {
+            return None;
+        }
+        let format = match file.format.as_ref().map(|f| *f.get_ref()) {
+            None | Some(AccessLogFormatFile::Json) => AccessLogFormat::Json,
+            Some(AccessLogFormatFile::Combined) => AccessLogFormat::Combined,
+        };
+        let path = match &file.path {
+            None => None,
+            Some(p) if p.get_ref() == "stdout" => None,
+            Some(p) if p.get_ref().is_empty() => {
+                self.report(
+                    p.span(),
+                    "access_log.path: must be \"stdout\" or a file path".into(),
+                );
+                None
+            }
+            Some(p) => Some(p.get_ref().into()),
+        };
+        let buffer: usize = self.int(&file.buffer, "access_log.buffer", 1..=1_048_576, 8192);
+        Some(AccessLogConfig {
+            format,
+            path,
+            buffer,
+        })
     }
 
     fn admin(&mut self, file: AdminFile) -> Option<AdminConfig> {

@@ -13,6 +13,7 @@ pub use views::{
 use crate::balance::slow_start;
 use crate::config::{Algorithm, BackendConfig, Config};
 use crate::health::{self, ProbeClient, Verdict};
+use crate::metrics::{self, Metrics};
 use crate::route::Router;
 use crate::snapshot::Snapshot;
 use crate::upstream::{BackendStatus, Condition, Exclusion, OutlierReport};
@@ -150,6 +151,7 @@ pub struct Control {
     outliers: UnboundedReceiver<OutlierReport>,
     commands: mpsc::Receiver<Command>,
     probe_client: ProbeClient,
+    metrics: Metrics,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -158,10 +160,15 @@ impl Control {
     /// Builds backend state and the first snapshot from `config`.
     pub fn new(
         config: &Config,
+        metrics: &Metrics,
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) -> (Self, ControlHandle) {
-        let pools: Vec<PoolRuntime> = config.pools.iter().map(PoolRuntime::new).collect();
+        let pools: Vec<PoolRuntime> = config
+            .pools
+            .iter()
+            .map(|p| PoolRuntime::new(p, config, metrics))
+            .collect();
         let router = router(config, &pools);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot {
             router: Arc::clone(&router),
@@ -188,6 +195,7 @@ impl Control {
             outliers,
             commands,
             probe_client: health::probe_client(),
+            metrics: metrics.clone(),
             tasks,
             shutdown,
         };
@@ -233,11 +241,27 @@ impl Control {
         let runtime = &mut self.pools[pool].backends[backend];
         runtime.stop_prober();
         runtime.prober = Some(stop.clone());
+        let labels = |result| {
+            [
+                ("pool", &*runtime.state.pool),
+                ("backend", &*runtime.state.name),
+                ("result", result),
+            ]
+        };
+        let counters = health::ProbeCounters {
+            passed: self
+                .metrics
+                .counter(metrics::HEALTH_CHECKS, &labels("pass")),
+            failed: self
+                .metrics
+                .counter(metrics::HEALTH_CHECKS, &labels("fail")),
+        };
         self.tasks.spawn(health::probe_loop(
             Arc::clone(&runtime.state),
             check,
             self.probe_client.clone(),
             Arc::clone(&runtime.last_probe),
+            counters,
             self.probe_events_tx.clone(),
             stop,
         ));
@@ -418,7 +442,7 @@ impl Control {
             let p = pools.len();
             let Some(mut runtime) = old.remove(&pool_config.name) else {
                 summary.pools_added.push(pool_config.name.clone());
-                let runtime = PoolRuntime::new(pool_config);
+                let runtime = PoolRuntime::new(pool_config, &config, &self.metrics);
                 needs_prober.extend((0..runtime.backends.len()).map(|b| (p, b)));
                 pools.push(runtime);
                 continue;
@@ -449,12 +473,12 @@ impl Control {
                     }
                     None => {
                         summary.backends_added.push(label);
+                        let healthy = registry::starts_healthy(pool_config);
                         let mut added = BackendRuntime::new(
                             &runtime.name,
                             backend_config,
-                            pool_config.health_check.as_ref().is_none_or(|c| {
-                                c.initial_state == crate::config::InitialState::Healthy
-                            }),
+                            healthy,
+                            &self.metrics,
                         );
                         if pool_config.slow_start.is_some() {
                             added.ramp_started = Some(now);
@@ -470,7 +494,7 @@ impl Control {
                     .backends_removed
                     .push(format!("{}/{}", pool_config.name, removed.config.name));
             }
-            runtime.update_config(pool_config);
+            runtime.update_config(pool_config, &config, &self.metrics);
             if pool_config.health_check.is_none() {
                 for backend in &mut runtime.backends {
                     // Nothing would ever bring an unhealthy backend back without probes.
@@ -575,6 +599,22 @@ impl Control {
             .min(outlier.max_ejection_time);
         runtime.ejected_until = Some(now + duration);
         backend.set(Exclusion::Ejected, true);
+        let reason_label = match report.failure {
+            crate::upstream::Failure::Connect => "connect_failure",
+            crate::upstream::Failure::Timeout => "timeout",
+            crate::upstream::Failure::Reset => "reset",
+            crate::upstream::Failure::Status5xx => "5xx",
+        };
+        self.metrics
+            .counter(
+                metrics::EJECTIONS,
+                &[
+                    ("pool", &backend.pool),
+                    ("backend", &backend.name),
+                    ("reason", reason_label),
+                ],
+            )
+            .increment(1);
         self.set_condition(
             p,
             b,

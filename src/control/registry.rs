@@ -3,7 +3,8 @@
 
 use super::views::ProbeRecord;
 use crate::balance::slow_start;
-use crate::config::{BackendConfig, InitialState, PoolConfig};
+use crate::config::{BackendConfig, Config, InitialState, PoolConfig};
+use crate::metrics::{BackendMetrics, Metrics, PoolTraffic};
 use crate::snapshot::{Pool, PoolPolicy};
 use crate::upstream::{BackendState, RetryBudget};
 use arc_swap::ArcSwapOption;
@@ -29,9 +30,15 @@ pub(super) struct BackendRuntime {
 }
 
 impl BackendRuntime {
-    pub fn new(pool: &Arc<str>, config: &BackendConfig, healthy: bool) -> Self {
+    pub fn new(pool: &Arc<str>, config: &BackendConfig, healthy: bool, metrics: &Metrics) -> Self {
+        let counters = BackendMetrics::new(metrics, pool, &config.name);
         Self {
-            state: Arc::new(BackendState::new(Arc::clone(pool), config, healthy)),
+            state: Arc::new(BackendState::new(
+                Arc::clone(pool),
+                config,
+                healthy,
+                counters,
+            )),
             config: config.clone(),
             weight_override: None,
             ejected_until: None,
@@ -84,30 +91,30 @@ pub(super) struct PoolRuntime {
 }
 
 impl PoolRuntime {
-    pub fn new(config: &PoolConfig) -> Self {
+    pub fn new(config: &PoolConfig, all: &Config, metrics: &Metrics) -> Self {
         let name: Arc<str> = config.name.as_str().into();
-        let healthy = config
-            .health_check
-            .as_ref()
-            .is_none_or(|check| check.initial_state == InitialState::Healthy);
+        let healthy = starts_healthy(config);
+        let backends: Vec<BackendRuntime> = config
+            .backends
+            .iter()
+            .map(|b| BackendRuntime::new(&name, b, healthy, metrics))
+            .collect();
+        let traffic = traffic(config, all, metrics);
         Self {
-            backends: config
-                .backends
-                .iter()
-                .map(|b| BackendRuntime::new(&name, b, healthy))
-                .collect(),
-            policy: policy(config, None),
+            backends,
+            policy: policy(config, None, traffic),
             config: config.clone(),
             name,
             panic: false,
         }
     }
 
-    /// Takes a reloaded config of the same pool; the retry budget carries over when unchanged.
-    pub fn update_config(&mut self, config: &PoolConfig) {
+    /// Takes a reloaded config of the same pool (its backends already reconciled); the retry
+    /// budget carries over when unchanged.
+    pub fn update_config(&mut self, config: &PoolConfig, all: &Config, metrics: &Metrics) {
         let budget = (self.config.retry_budget == config.retry_budget)
             .then(|| Arc::clone(&self.policy.retry_budget));
-        self.policy = policy(config, budget);
+        self.policy = policy(config, budget, traffic(config, all, metrics));
         self.config = config.clone();
     }
 
@@ -125,8 +132,34 @@ impl PoolRuntime {
     }
 }
 
-fn policy(config: &PoolConfig, budget: Option<Arc<RetryBudget>>) -> PoolPolicy {
+/// Whether a new backend of this pool starts in service.
+pub(super) fn starts_healthy(config: &PoolConfig) -> bool {
+    config
+        .health_check
+        .as_ref()
+        .is_none_or(|check| check.initial_state == InitialState::Healthy)
+}
+
+/// Request metrics for the pool: one cell per route reaching it (in config order, as the
+/// router numbers them) and backend.
+fn traffic(config: &PoolConfig, all: &Config, metrics: &Metrics) -> Arc<PoolTraffic> {
+    let routes: Vec<&str> = all
+        .routes
+        .iter()
+        .filter(|r| r.pool == config.name)
+        .map(|r| r.name.as_str())
+        .collect();
+    let backends: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
+    Arc::new(PoolTraffic::new(metrics, &config.name, &routes, &backends))
+}
+
+fn policy(
+    config: &PoolConfig,
+    budget: Option<Arc<RetryBudget>>,
+    traffic: Arc<PoolTraffic>,
+) -> PoolPolicy {
     PoolPolicy {
+        traffic,
         algorithm: config.algorithm,
         retries: config.retries,
         outlier: config.outlier,

@@ -16,12 +16,22 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+/// `switchyard_health_checks_total` for one backend.
+#[derive(Debug)]
+pub struct ProbeCounters {
+    /// `result="pass"`.
+    pub passed: metrics::Counter,
+    /// `result="fail"`.
+    pub failed: metrics::Counter,
+}
+
 /// Probes one backend until `stop` is cancelled, sending transitions to the control plane.
 pub async fn probe_loop(
     backend: Arc<BackendState>,
     check: HealthCheckConfig,
     client: ProbeClient,
     last_probe: Arc<ArcSwapOption<ProbeRecord>>,
+    counters: ProbeCounters,
     events: UnboundedSender<ControlEvent>,
     stop: CancellationToken,
 ) {
@@ -36,6 +46,10 @@ pub async fn probe_loop(
         }
         wait = jittered(check.interval, 0.1);
         let result = run_probe(&client, &backend.authority, &check).await;
+        match &result {
+            Ok(()) => counters.passed.increment(1),
+            Err(_) => counters.failed.increment(1),
+        }
         last_probe.store(Some(Arc::new(ProbeRecord {
             ok: result.is_ok(),
             detail: result

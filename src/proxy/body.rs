@@ -1,16 +1,30 @@
-//! The response body type: an upstream body streamed through untouched (holding the backend's
-//! in-flight count until it ends), or a short local body for errors.
+//! Body types: the response body sent to the client (an upstream body streamed through, or a
+//! short local body), which finishes the request's record when it ends; and the request body
+//! sent upstream, read whole when small enough to replay.
 
+use super::exchange::Exchange;
+use crate::access_log::AccessLog;
 use crate::upstream::InFlightGuard;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 /// A body sent to the client.
 #[derive(Debug)]
 pub struct ProxyBody {
     kind: Kind,
+    finish: Option<Finish>,
+}
+
+/// What to do when the response is over: measure, log.
+#[derive(Debug)]
+struct Finish {
+    exchange: Exchange,
+    log: AccessLog,
+    bytes_out: u64,
 }
 
 #[derive(Debug)]
@@ -32,6 +46,7 @@ impl ProxyBody {
                 body,
                 in_flight: Some(in_flight),
             },
+            finish: None,
         }
     }
 
@@ -39,7 +54,31 @@ impl ProxyBody {
     pub fn local(bytes: Bytes) -> Self {
         Self {
             kind: Kind::Local(Some(bytes)),
+            finish: None,
         }
+    }
+
+    /// Finishes `exchange` (duration, access log) when this body ends or is dropped.
+    pub fn finishing(mut self, exchange: Exchange, log: &AccessLog) -> Self {
+        self.finish = Some(Finish {
+            exchange,
+            log: log.clone(),
+            bytes_out: 0,
+        });
+        self
+    }
+
+    fn complete(&mut self) {
+        if let Some(finish) = self.finish.take() {
+            finish.exchange.finish(finish.bytes_out, &finish.log);
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // A client that goes away mid-body still gets its line, with the bytes actually sent.
+        self.complete();
     }
 }
 
@@ -51,7 +90,8 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        let frame = match &mut this.kind {
             Kind::Upstream { body, in_flight } => {
                 let frame = Pin::new(body).poll_frame(cx);
                 if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
@@ -62,7 +102,17 @@ impl Body for ProxyBody {
                 frame
             }
             Kind::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        };
+        match &frame {
+            Poll::Ready(Some(Ok(data))) => {
+                if let (Some(finish), Some(data)) = (&mut this.finish, data.data_ref()) {
+                    finish.bytes_out += data.len() as u64;
+                }
+            }
+            Poll::Ready(None | Some(Err(_))) => this.complete(),
+            Poll::Pending => {}
         }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -90,8 +140,8 @@ pub const REPLAY_LIMIT: u64 = 64 * 1024;
 pub enum RequestBody {
     /// Empty or small: can be sent any number of times.
     Buffered(Bytes),
-    /// Large or of unknown length: can be sent once.
-    Streaming(Option<Incoming>),
+    /// Large or of unknown length: can be sent once; counts the bytes it forwards.
+    Streaming(Option<Incoming>, Arc<AtomicU64>),
 }
 
 impl RequestBody {
@@ -110,7 +160,7 @@ impl RequestBody {
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|len| len <= REPLAY_LIMIT);
         if !small {
-            return Ok(Self::Streaming(Some(body)));
+            return Ok(Self::Streaming(Some(body), Arc::default()));
         }
         let bytes = body
             .collect()
@@ -130,7 +180,18 @@ impl RequestBody {
         match self {
             Self::Buffered(bytes) if bytes.is_empty() => Some(UpstreamBody::Bytes(None)),
             Self::Buffered(bytes) => Some(UpstreamBody::Bytes(Some(bytes.clone()))),
-            Self::Streaming(body) => body.take().map(UpstreamBody::Stream),
+            Self::Streaming(body, sent) => body
+                .take()
+                .map(|body| UpstreamBody::Stream(body, Arc::clone(sent))),
+        }
+    }
+
+    /// Bytes of the body read or forwarded so far.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Self::Buffered(bytes) => bytes.len() as u64,
+            // Relaxed: read after the exchange, only for the log.
+            Self::Streaming(_, sent) => sent.load(Ordering::Relaxed),
         }
     }
 }
@@ -140,8 +201,8 @@ impl RequestBody {
 pub enum UpstreamBody {
     /// A buffered body (`None` once sent, or when empty).
     Bytes(Option<Bytes>),
-    /// The client's body, streamed through.
-    Stream(Incoming),
+    /// The client's body, streamed through, counting its bytes.
+    Stream(Incoming, Arc<AtomicU64>),
 }
 
 impl Body for UpstreamBody {
@@ -154,14 +215,23 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             Self::Bytes(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Stream(body) => Pin::new(body).poll_frame(cx),
+            Self::Stream(body, sent) => {
+                let frame = Pin::new(body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(data))) = &frame {
+                    if let Some(data) = data.data_ref() {
+                        // Relaxed: a byte count for the log.
+                        sent.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                frame
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Bytes(bytes) => bytes.is_none(),
-            Self::Stream(body) => body.is_end_stream(),
+            Self::Stream(body, _) => body.is_end_stream(),
         }
     }
 
@@ -170,7 +240,7 @@ impl Body for UpstreamBody {
             Self::Bytes(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
-            Self::Stream(body) => body.size_hint(),
+            Self::Stream(body, _) => body.size_hint(),
         }
     }
 }

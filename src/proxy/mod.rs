@@ -1,22 +1,28 @@
 //! The request path: route, pick a backend, rewrite headers, forward, stream the answer back.
 
 pub mod body;
+pub mod exchange;
 pub mod forward;
 pub mod headers;
 
 pub use body::{ProxyBody, RequestBody, UpstreamBody};
 pub use forward::UpstreamClient;
 
+use crate::access_log::AccessLog;
 use crate::error::ProxyError;
+use crate::metrics::{Metrics, RequestMetrics};
 use crate::snapshot::Snapshot;
-use crate::upstream::{BackendState, OutlierReport};
+use crate::upstream::{BackendState, InFlightGuard, OutlierReport};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use exchange::{Exchange, X_REQUEST_ID};
 use http::{HeaderValue, Request, Response, Version, header};
 use hyper::body::Incoming;
+use metrics::{Counter, Gauge};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
 
 /// How the client reached us, for `X-Forwarded-*`.
 #[derive(Debug, Clone, Copy)]
@@ -33,20 +39,33 @@ pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
     client: UpstreamClient,
     outliers: UnboundedSender<OutlierReport>,
+    access_log: AccessLog,
+    /// Request metrics of requests that match no route.
+    unrouted: Arc<RequestMetrics>,
+    /// `switchyard_downstream_connections`.
+    pub connections_open: Gauge,
+    /// `switchyard_downstream_connections_total`.
+    pub connections_total: Counter,
 }
 
 impl Proxy {
-    /// A proxy reading routes and pools from `snapshot`, sending through `client`, and
-    /// reporting passive failures past their threshold to `outliers`.
+    /// A proxy reading routes and pools from `snapshot`, sending through `client`, reporting
+    /// passive failures past their threshold to `outliers`, logging to `access_log`.
     pub fn new(
         snapshot: Arc<ArcSwap<Snapshot>>,
         client: UpstreamClient,
         outliers: UnboundedSender<OutlierReport>,
+        access_log: AccessLog,
+        metrics: &Metrics,
     ) -> Self {
         Self {
             snapshot,
             client,
             outliers,
+            access_log,
+            unrouted: Arc::new(RequestMetrics::new(metrics, "", "", "")),
+            connections_open: metrics.gauge(crate::metrics::DOWNSTREAM_CONNECTIONS, &[]),
+            connections_total: metrics.counter(crate::metrics::DOWNSTREAM_CONNECTIONS_TOTAL, &[]),
         }
     }
 
@@ -58,23 +77,19 @@ impl Proxy {
     /// Answers one request: the upstream's response, or a short error response.
     pub async fn handle(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         downstream: Downstream,
     ) -> Response<ProxyBody> {
+        let mut exchange = Exchange::begin(&mut req, downstream, &self.unrouted);
         let version = req.version();
-        match self.forward(req, downstream).await {
-            Ok(response) => response,
+        let mut response = match self.forward(req, downstream, &mut exchange).await {
+            Ok((response, in_flight)) => {
+                let (mut parts, body) = response.into_parts();
+                headers::prepare_response(&mut parts.headers, parts.version);
+                Response::from_parts(parts, ProxyBody::upstream(body, in_flight))
+            }
             Err(err) => {
-                match &err {
-                    ProxyError::UpstreamConnect { source, .. }
-                    | ProxyError::UpstreamProtocol { source, .. } => {
-                        tracing::warn!(error = %err, cause = %crate::error::chain(source), "upstream request failed");
-                    }
-                    ProxyError::UpstreamTimeout { .. } => {
-                        tracing::warn!(error = %err, "upstream request failed")
-                    }
-                    _ => tracing::debug!(error = %err, "request failed"),
-                }
+                log_failure(&err);
                 let mut response = error_response(&err);
                 if matches!(
                     err,
@@ -88,14 +103,20 @@ impl Proxy {
                 }
                 response
             }
+        };
+        if let Some(id) = &exchange.record.request_id {
+            response.headers_mut().insert(X_REQUEST_ID, id.clone());
         }
+        exchange.respond(response.status());
+        response.map(|body| body.finishing(exchange, &self.access_log))
     }
 
     async fn forward(
         &self,
         req: Request<Incoming>,
         downstream: Downstream,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
+        exchange: &mut Exchange,
+    ) -> Result<(Response<Incoming>, InFlightGuard), ProxyError> {
         let host = request_host(&req)?;
         let (pool, mut backend, timeout) = {
             // One snapshot load per request; the guard is dropped before any await.
@@ -108,15 +129,19 @@ impl Proxy {
                 )
                 .ok_or(ProxyError::NoRoute)?;
             let pool = Arc::clone(&snapshot.pools[route.pool]);
-            let backend = match pool.pick() {
-                Some(backend) => Arc::clone(backend),
-                None => {
-                    return Err(ProxyError::NoBackend {
-                        pool: Arc::clone(&pool.name),
-                    });
-                }
+            exchange.routed(&route.name, route.slot, &pool.name, &pool.policy.traffic);
+            let Some((index, backend)) = pool.pick() else {
+                pool.policy.traffic.no_backend.increment(1);
+                return Err(ProxyError::NoBackend {
+                    pool: Arc::clone(&pool.name),
+                });
             };
-            (pool, backend, snapshot.timeouts.response_header)
+            exchange.chose(index, &backend.name);
+            (
+                Arc::clone(&pool),
+                Arc::clone(backend),
+                snapshot.timeouts.response_header,
+            )
         };
         let policy = &pool.policy;
         policy.retry_budget.record_request();
@@ -131,21 +156,32 @@ impl Proxy {
                 .next_attempt()
                 .expect("a streamed body is never retried, so it is always still there");
             let request = forward::upstream_request(&parts, attempt_body, &backend.authority)?;
-            let err = match forward::send(&self.client, request, timeout, &backend).await {
+            let sent = Instant::now();
+            let result = forward::send(&self.client, request, timeout, &backend).await;
+            exchange.record.upstream = Some(sent.elapsed());
+            exchange.record.bytes_in = body.bytes();
+            let err = match result {
                 Ok(response) => {
                     self.report(
                         backend.record_response(response.status(), policy.outlier.consecutive_5xx),
                     );
-                    let (mut parts, body) = response.into_parts();
-                    headers::prepare_response(&mut parts.headers, parts.version);
-                    return Ok(Response::from_parts(
-                        parts,
-                        ProxyBody::upstream(body, in_flight),
-                    ));
+                    return Ok((response, in_flight));
                 }
                 Err(err) => err,
             };
             drop(in_flight);
+            match &err {
+                ProxyError::UpstreamConnect { .. }
+                | ProxyError::UpstreamTimeout {
+                    connecting: true, ..
+                } => {
+                    backend.metrics.connect_errors.increment(1);
+                }
+                ProxyError::UpstreamTimeout {
+                    connecting: false, ..
+                } => backend.metrics.timeouts.increment(1),
+                _ => {}
+            }
             if let Some(failure) = forward::failure_of(&err) {
                 self.report(backend.record_failure(failure, policy.outlier.consecutive_failures));
             }
@@ -155,15 +191,19 @@ impl Proxy {
             if !retry {
                 return Err(err);
             }
-            tried.push(backend);
-            let Some(next) = pool.pick_other(&tried) else {
+            tried.push(Arc::clone(&backend));
+            let Some((index, next)) = pool.pick_other(&tried) else {
                 return Err(err);
             };
             if !policy.retry_budget.try_spend() {
+                backend.metrics.budget_exhausted.increment(1);
                 tracing::warn!(pool = %pool.name, error = %err, "retry budget exhausted; not retrying");
                 return Err(err);
             }
-            tracing::debug!(pool = %pool.name, from = %tried[tried.len() - 1].name, to = %next.name, error = %err, "retrying on another backend");
+            backend.metrics.retries.increment(1);
+            tracing::debug!(pool = %pool.name, from = %backend.name, to = %next.name, error = %err, "retrying on another backend");
+            exchange.chose(index, &next.name);
+            exchange.record.retries += 1;
             backend = Arc::clone(next);
         }
     }
@@ -174,6 +214,22 @@ impl Proxy {
                 tracing::debug!("control plane stopped; passive failure report dropped");
             }
         }
+    }
+}
+
+fn log_failure(err: &ProxyError) {
+    match err {
+        ProxyError::UpstreamConnect { source, .. }
+        | ProxyError::UpstreamProtocol { source, .. } => {
+            tracing::warn!(error = %err, cause = %crate::error::chain(source), "upstream request failed");
+        }
+        ProxyError::UpstreamTimeout { .. } => {
+            tracing::warn!(error = %err, "upstream request failed")
+        }
+        ProxyError::NoRoute
+        | ProxyError::NoBackend { .. }
+        | ProxyError::IncompleteBody(_)
+        | ProxyError::BadRequest(_) => tracing::debug!(error = %err, "request failed"),
     }
 }
 

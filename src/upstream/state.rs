@@ -5,6 +5,7 @@ use super::status::{BackendStatus, Condition};
 use crate::balance::Candidate;
 use crate::balance::slow_start::SCALE;
 use crate::config::BackendConfig;
+use crate::metrics::BackendMetrics;
 use arc_swap::ArcSwap;
 use http::uri::Authority;
 use std::sync::Arc;
@@ -83,11 +84,18 @@ pub struct BackendState {
     consecutive_failures: AtomicU32,
     consecutive_5xx: AtomicU32,
     status: ArcSwap<BackendStatus>,
+    /// Failure counters, registered when the backend was created.
+    pub metrics: BackendMetrics,
 }
 
 impl BackendState {
     /// Creates the state of a backend of pool `pool`, healthy or not yet proven so.
-    pub fn new(pool: Arc<str>, config: &BackendConfig, healthy: bool) -> Self {
+    pub fn new(
+        pool: Arc<str>,
+        config: &BackendConfig,
+        healthy: bool,
+        metrics: BackendMetrics,
+    ) -> Self {
         let condition = if healthy {
             Condition::Healthy
         } else {
@@ -108,6 +116,7 @@ impl BackendState {
             consecutive_failures: AtomicU32::new(0),
             consecutive_5xx: AtomicU32::new(0),
             status: ArcSwap::from_pointee(BackendStatus::initial(condition)),
+            metrics,
         }
     }
 

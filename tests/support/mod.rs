@@ -83,9 +83,10 @@ impl TestProxy {
     }
 }
 
-/// A `[[listeners]]` table and the admin API, both on ephemeral ports.
+/// A `[[listeners]]` table and the admin API, both on ephemeral ports, and no access log
+/// (tests that check it turn it on).
 pub fn listener_toml() -> &'static str {
-    "[[listeners]]\nname = \"test\"\nbind = \"127.0.0.1:0\"\n\n[admin]\nbind = \"127.0.0.1:0\"\n"
+    "[[listeners]]\nname = \"test\"\nbind = \"127.0.0.1:0\"\n\n[admin]\nbind = \"127.0.0.1:0\"\n\n[access_log]\nenabled = false\n"
 }
 
 /// A `[[pools]]` table with `(name, address, weight)` backends.

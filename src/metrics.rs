@@ -1,0 +1,347 @@
+//! Every metric the proxy exports: names and descriptions in one place, and the per-backend and
+//! per-route handles that are registered once, when state is built, so the request path records
+//! without formatting labels or looking anything up.
+//!
+//! Each running proxy owns its own Prometheus recorder (no global), so several proxies in one
+//! process (tests) keep separate numbers.
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use std::sync::{Arc, OnceLock};
+
+/// Requests answered, by route, pool, backend and status code.
+pub const REQUESTS: &str = "switchyard_requests_total";
+/// Time from receiving a request to the end of its response body.
+pub const REQUEST_DURATION: &str = "switchyard_request_duration_seconds";
+/// Connections to a backend that could not be established.
+pub const CONNECT_ERRORS: &str = "switchyard_upstream_connect_errors_total";
+/// Requests whose upstream did not connect or answer in time.
+pub const TIMEOUTS: &str = "switchyard_upstream_timeouts_total";
+/// Retries after a failure on this backend.
+pub const RETRIES: &str = "switchyard_retries_total";
+/// Retries not made because the pool's retry budget was spent.
+pub const BUDGET_EXHAUSTED: &str = "switchyard_retry_budget_exhausted_total";
+/// 1 when the backend is eligible for new requests.
+pub const BACKEND_UP: &str = "switchyard_backend_up";
+/// 1 for the backend's current state, 0 for the others.
+pub const BACKEND_STATE: &str = "switchyard_backend_state";
+/// Requests in flight to the backend.
+pub const BACKEND_IN_FLIGHT: &str = "switchyard_backend_in_flight";
+/// The weight the balancer uses (lower while slow-starting).
+pub const BACKEND_WEIGHT: &str = "switchyard_backend_weight";
+/// Active probes run, by result.
+pub const HEALTH_CHECKS: &str = "switchyard_health_checks_total";
+/// Passive ejections, by reason.
+pub const EJECTIONS: &str = "switchyard_ejections_total";
+/// Requests answered 503 because no backend of the pool could take them.
+pub const NO_BACKEND: &str = "switchyard_pool_no_backend_total";
+/// 1 while the pool is in panic mode (ignoring health).
+pub const POOL_PANIC: &str = "switchyard_pool_panic";
+/// Reload attempts, by result.
+pub const RELOADS: &str = "switchyard_config_reloads_total";
+/// Unix time of the last successful reload (or of the start).
+pub const LAST_RELOAD_SUCCESS: &str = "switchyard_config_last_reload_success_timestamp_seconds";
+/// Config generation in force: 1 at start, +1 per successful reload.
+pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
+/// Client connections open now.
+pub const DOWNSTREAM_CONNECTIONS: &str = "switchyard_downstream_connections";
+/// Client connections accepted.
+pub const DOWNSTREAM_CONNECTIONS_TOTAL: &str = "switchyard_downstream_connections_total";
+/// Access log lines dropped because the log buffer was full.
+pub const ACCESS_LOG_DROPPED: &str = "switchyard_access_log_dropped_total";
+/// Always 1, labelled with the version.
+pub const BUILD_INFO: &str = "switchyard_build_info";
+
+/// Histogram buckets from 100 µs to 30 s.
+pub const DURATION_BUCKETS: [f64; 17] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Backend states, as exported in `switchyard_backend_state{state}`.
+pub const STATES: [&str; 5] = ["healthy", "unhealthy", "ejected", "draining", "drained"];
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// One proxy's metrics registry.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric described.
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&DURATION_BUCKETS)
+            .expect("the duration buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        let metrics = Self {
+            recorder: Arc::new(recorder),
+            handle,
+        };
+        metrics.describe();
+        metrics
+            .gauge(BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))])
+            .set(1.0);
+        metrics
+    }
+
+    fn describe(&self) {
+        let r = &self.recorder;
+        let counters = [
+            (
+                REQUESTS,
+                "Requests answered, by route, pool, backend and status code.",
+            ),
+            (
+                CONNECT_ERRORS,
+                "Connections to a backend that could not be established.",
+            ),
+            (
+                TIMEOUTS,
+                "Requests whose backend did not connect or answer in time.",
+            ),
+            (
+                RETRIES,
+                "Retries on another backend after a failure on this one.",
+            ),
+            (
+                BUDGET_EXHAUSTED,
+                "Retries not made because the pool's retry budget was spent.",
+            ),
+            (HEALTH_CHECKS, "Active health probes run, by result."),
+            (EJECTIONS, "Passive ejections of a backend, by reason."),
+            (
+                NO_BACKEND,
+                "Requests answered 503 because no backend of the pool could take them.",
+            ),
+            (RELOADS, "Config reload attempts, by result."),
+            (DOWNSTREAM_CONNECTIONS_TOTAL, "Client connections accepted."),
+            (
+                ACCESS_LOG_DROPPED,
+                "Access log lines dropped because the log buffer was full.",
+            ),
+        ];
+        for (name, text) in counters {
+            r.describe_counter(name.into(), None, text.into());
+        }
+        let gauges = [
+            (
+                BACKEND_UP,
+                "1 when the backend is eligible for new requests.",
+            ),
+            (
+                BACKEND_STATE,
+                "1 for the backend's current state, 0 for the others.",
+            ),
+            (BACKEND_IN_FLIGHT, "Requests in flight to the backend."),
+            (
+                BACKEND_WEIGHT,
+                "Weight the balancer uses for the backend (lower while slow-starting).",
+            ),
+            (
+                POOL_PANIC,
+                "1 while the pool ignores health because too few backends are usable.",
+            ),
+            (
+                LAST_RELOAD_SUCCESS,
+                "Unix time of the last successful config load.",
+            ),
+            (
+                CONFIG_GENERATION,
+                "Config generation in force: 1 at start, +1 per successful reload.",
+            ),
+            (DOWNSTREAM_CONNECTIONS, "Client connections open now."),
+            (BUILD_INFO, "Always 1, labelled with the version."),
+        ];
+        for (name, text) in gauges {
+            r.describe_gauge(name.into(), None, text.into());
+        }
+        r.describe_histogram(
+            REQUEST_DURATION.into(),
+            Some(Unit::Seconds),
+            "Time from receiving a request to the end of its response body.".into(),
+        );
+    }
+
+    /// The counter `name` with these labels (registered on first use).
+    pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        self.recorder
+            .register_counter(&key(name, labels), &METADATA)
+    }
+
+    /// The gauge `name` with these labels.
+    pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
+        self.recorder.register_gauge(&key(name, labels), &METADATA)
+    }
+
+    /// The histogram `name` with these labels.
+    pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
+        self.recorder
+            .register_histogram(&key(name, labels), &METADATA)
+    }
+
+    /// The Prometheus text exposition of everything recorded.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Folds recorded histogram samples into their buckets; run periodically so samples do not
+    /// pile up between scrapes.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+    let labels: Vec<Label> = labels
+        .iter()
+        .map(|(k, v)| Label::new(*k, (*v).to_owned()))
+        .collect();
+    Key::from_parts(name, labels)
+}
+
+/// A backend's failure counters, registered when the backend is created.
+#[derive(Debug, Clone)]
+pub struct BackendMetrics {
+    /// `switchyard_upstream_connect_errors_total`.
+    pub connect_errors: Counter,
+    /// `switchyard_upstream_timeouts_total`.
+    pub timeouts: Counter,
+    /// `switchyard_retries_total`.
+    pub retries: Counter,
+    /// `switchyard_retry_budget_exhausted_total`.
+    pub budget_exhausted: Counter,
+}
+
+impl BackendMetrics {
+    /// Registers the counters of backend `backend` of pool `pool`.
+    pub fn new(metrics: &Metrics, pool: &str, backend: &str) -> Self {
+        let labels = [("pool", pool), ("backend", backend)];
+        Self {
+            connect_errors: metrics.counter(CONNECT_ERRORS, &labels),
+            timeouts: metrics.counter(TIMEOUTS, &labels),
+            retries: metrics.counter(RETRIES, &labels),
+            budget_exhausted: metrics.counter(BUDGET_EXHAUSTED, &labels),
+        }
+    }
+
+    /// Counters registered nowhere, for state built outside a running proxy.
+    pub fn noop() -> Self {
+        Self {
+            connect_errors: Counter::noop(),
+            timeouts: Counter::noop(),
+            retries: Counter::noop(),
+            budget_exhausted: Counter::noop(),
+        }
+    }
+}
+
+/// Status codes with a counter slot of their own; others count under their class (`5xx`).
+const CODES: [u16; 25] = [
+    200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409, 413,
+    429, 500, 501, 502, 503, 504,
+];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The request metrics of one (route, pool, backend) combination. Counters per status code
+/// are registered on first use and then cached, so each costs one registry lookup in the
+/// proxy's lifetime.
+#[derive(Debug)]
+pub struct RequestMetrics {
+    metrics: Metrics,
+    labels: [(&'static str, Arc<str>); 3],
+    codes: [OnceLock<Counter>; CODES.len() + CLASSES.len()],
+    /// `switchyard_request_duration_seconds`.
+    pub duration: Histogram,
+}
+
+impl RequestMetrics {
+    /// Registers the histogram for this combination (`backend` empty: no backend was chosen).
+    pub fn new(metrics: &Metrics, route: &str, pool: &str, backend: &str) -> Self {
+        let labels = [("route", route), ("pool", pool), ("backend", backend)];
+        Self {
+            duration: metrics.histogram(REQUEST_DURATION, &labels),
+            metrics: metrics.clone(),
+            labels: labels.map(|(k, v)| (k, Arc::from(v))),
+            codes: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// Counts one answer with `status`.
+    pub fn count(&self, status: http::StatusCode) {
+        let code = status.as_u16();
+        let slot = match CODES.iter().position(|&c| c == code) {
+            Some(slot) => slot,
+            None => CODES.len() + usize::from(code / 100).clamp(1, 5) - 1,
+        };
+        self.codes[slot]
+            .get_or_init(|| {
+                let label = match CODES.get(slot) {
+                    Some(code) => code.to_string(),
+                    None => CLASSES[slot - CODES.len()].to_owned(),
+                };
+                let [(k1, v1), (k2, v2), (k3, v3)] = &self.labels;
+                self.metrics.counter(
+                    REQUESTS,
+                    &[(*k1, &**v1), (*k2, &**v2), (*k3, &**v3), ("code", &label)],
+                )
+            })
+            .increment(1);
+    }
+}
+
+/// A pool's request metrics: one `RequestMetrics` per (route, backend), plus one per route for
+/// requests that found no backend. Rebuilt on reload, shared by the snapshots in between.
+#[derive(Debug)]
+pub struct PoolTraffic {
+    stride: usize,
+    cells: Box<[RequestMetrics]>,
+    /// `switchyard_pool_no_backend_total`.
+    pub no_backend: Counter,
+}
+
+impl PoolTraffic {
+    /// Registers the metrics of pool `pool` reached through `routes`, over `backends`.
+    pub fn new(metrics: &Metrics, pool: &str, routes: &[&str], backends: &[&str]) -> Self {
+        let stride = backends.len() + 1;
+        let cells = routes
+            .iter()
+            .flat_map(|route| {
+                backends
+                    .iter()
+                    .copied()
+                    .chain([""])
+                    .map(move |backend| RequestMetrics::new(metrics, route, pool, backend))
+            })
+            .collect();
+        Self {
+            stride,
+            cells,
+            no_backend: metrics.counter(NO_BACKEND, &[("pool", pool)]),
+        }
+    }
+
+    /// The metrics of requests through route `slot` answered by backend `backend` (an index
+    /// into the pool's backends), or by no backend.
+    pub fn cell(&self, slot: usize, backend: Option<usize>) -> Option<&RequestMetrics> {
+        let column = backend.unwrap_or(self.stride - 1).min(self.stride - 1);
+        self.cells.get(slot * self.stride + column)
+    }
+}

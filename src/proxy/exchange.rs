@@ -1,0 +1,126 @@
+//! One request's record as it goes through the proxy: what the access log line and the request
+//! metrics need, filled in along the way and finished when the response body ends.
+
+use super::Downstream;
+use crate::access_log::{AccessLog, Record};
+use crate::metrics::{PoolTraffic, RequestMetrics};
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::time::Instant;
+
+/// The request id header, reused when the client sends one.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Which request metrics a request counts under.
+#[derive(Debug)]
+enum Target {
+    /// A routed request: pool traffic, route slot, backend index (none: no backend chosen).
+    Pool(Arc<PoolTraffic>, usize, Option<usize>),
+    /// A request that matched no route.
+    Unrouted(Arc<RequestMetrics>),
+}
+
+/// One request in progress.
+#[derive(Debug)]
+pub struct Exchange {
+    start: Instant,
+    /// The access log record being filled in.
+    pub record: Record,
+    target: Target,
+}
+
+impl Exchange {
+    /// Starts the record of `req`; gives it an `X-Request-Id` if it has none.
+    pub fn begin<B>(
+        req: &mut Request<B>,
+        downstream: Downstream,
+        unrouted: &Arc<RequestMetrics>,
+    ) -> Self {
+        let request_id = match req.headers().get(&X_REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = new_request_id();
+                req.headers_mut().insert(X_REQUEST_ID, id.clone());
+                id
+            }
+        };
+        Self {
+            start: Instant::now(),
+            record: Record {
+                time: SystemTime::now(),
+                client: downstream.peer.ip(),
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                status: StatusCode::OK,
+                bytes_in: 0,
+                bytes_out: 0,
+                total: std::time::Duration::ZERO,
+                upstream: None,
+                route: None,
+                pool: None,
+                backend: None,
+                retries: 0,
+                request_id: Some(request_id),
+            },
+            target: Target::Unrouted(Arc::clone(unrouted)),
+        }
+    }
+
+    /// The request matched a route to a pool.
+    pub fn routed(
+        &mut self,
+        route: &Arc<str>,
+        slot: usize,
+        pool: &Arc<str>,
+        traffic: &Arc<PoolTraffic>,
+    ) {
+        self.record.route = Some(Arc::clone(route));
+        self.record.pool = Some(Arc::clone(pool));
+        self.target = Target::Pool(Arc::clone(traffic), slot, None);
+    }
+
+    /// The request is going to backend `index` of the pool.
+    pub fn chose(&mut self, index: usize, name: &Arc<str>) {
+        self.record.backend = Some(Arc::clone(name));
+        if let Target::Pool(_, _, backend) = &mut self.target {
+            *backend = Some(index);
+        }
+    }
+
+    fn metrics(&self) -> Option<&RequestMetrics> {
+        match &self.target {
+            Target::Pool(traffic, slot, backend) => traffic.cell(*slot, *backend),
+            Target::Unrouted(metrics) => Some(metrics),
+        }
+    }
+
+    /// Records the response status (counted now, when the headers go out).
+    pub fn respond(&mut self, status: StatusCode) {
+        self.record.status = status;
+        if let Some(metrics) = self.metrics() {
+            metrics.count(status);
+        }
+    }
+
+    /// The response body has ended (or was dropped): records the duration and logs the line.
+    pub fn finish(mut self, bytes_out: u64, log: &AccessLog) {
+        self.record.total = self.start.elapsed();
+        self.record.bytes_out = bytes_out;
+        if let Some(metrics) = self.metrics() {
+            metrics.duration.record(self.record.total.as_secs_f64());
+        }
+        log.log(self.record);
+    }
+}
+
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    let mut bits = fastrand::u128(..);
+    for byte in &mut id {
+        *byte = HEX[(bits & 0xf) as usize];
+        bits >>= 4;
+    }
+    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
+}
