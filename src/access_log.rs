@@ -10,7 +10,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Everything logged about one request.
 #[derive(Debug)]
@@ -75,13 +75,14 @@ impl AccessLog {
         }
     }
 
-    /// Opens the log for `config` and returns the writer to run on a blocking thread (writes
-    /// to a file or a pipe may block); it ends, after writing what is queued, once every handle
-    /// is dropped (the last request finished).
+    /// Opens the log for `config` and starts its writer on a thread of its own (a write to a
+    /// file or pipe may block, and must hold up neither requests nor the runtime's shutdown).
+    /// The writer ends, after writing what is queued, once every handle is dropped; the
+    /// returned receiver then resolves.
     pub fn start(
         config: &AccessLogConfig,
         dropped: Counter,
-    ) -> std::io::Result<(Self, impl FnOnce() + Send + 'static)> {
+    ) -> std::io::Result<(Self, oneshot::Receiver<()>)> {
         let out: Box<dyn Write + Send> = match &config.path {
             None => Box::new(std::io::stdout()),
             Some(path) => Box::new(
@@ -93,13 +94,19 @@ impl AccessLog {
         };
         let (tx, rx) = mpsc::channel(config.buffer);
         let format = config.format;
-        let writer = move || write_lines(rx, std::io::BufWriter::new(out), format);
+        let (done_tx, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("access-log".to_owned())
+            .spawn(move || {
+                write_lines(rx, std::io::BufWriter::new(out), format);
+                done_tx.send(()).ok(); // nobody waiting is fine
+            })?;
         Ok((
             Self {
                 lines: Some(tx),
                 dropped,
             },
-            writer,
+            done,
         ))
     }
 }

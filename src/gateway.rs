@@ -55,6 +55,7 @@ pub struct Gateway {
     admin_addr: Option<SocketAddr>,
     control: ControlHandle,
     reload: mpsc::Sender<ReloadRequest>,
+    access_log_done: Option<tokio::sync::oneshot::Receiver<()>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -83,15 +84,14 @@ impl Gateway {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let metrics = Metrics::new();
-        let access_log = match &config.access_log {
+        let (access_log, access_log_done) = match &config.access_log {
             Some(log) => {
                 let dropped = metrics.counter(crate::metrics::ACCESS_LOG_DROPPED, &[]);
-                let (access_log, writer) =
+                let (access_log, done) =
                     AccessLog::start(log, dropped).map_err(StartError::AccessLog)?;
-                tasks.spawn_blocking(writer);
-                access_log
+                (access_log, Some(done))
             }
-            None => AccessLog::disabled(),
+            None => (AccessLog::disabled(), None),
         };
         let (control, handle) = Control::new(config, &metrics, tasks.clone(), shutdown.clone());
         let proxy = Arc::new(Proxy::new(
@@ -152,6 +152,7 @@ impl Gateway {
             admin_addr,
             control: handle,
             reload,
+            access_log_done,
             shutdown,
             tasks,
         })
@@ -198,14 +199,25 @@ impl Gateway {
     /// Stops accepting, lets in-flight requests finish for up to `grace`, then closes the rest.
     /// Returns whether everything finished within `grace`.
     pub async fn shutdown(self, grace: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + grace;
         self.shutdown.cancel();
         self.tasks.close();
-        let drained = tokio::time::timeout(grace, self.tasks.wait()).await.is_ok();
+        let drained = tokio::time::timeout_at(deadline, self.tasks.wait())
+            .await
+            .is_ok();
         if !drained {
             tracing::warn!(
                 ?grace,
                 "connections still open after the shutdown grace period; closing them"
             );
+        }
+        if let Some(done) = self.access_log_done {
+            // The writer flushes once the last request's handle is gone; give it what is left
+            // of the grace period, and at least a moment.
+            let flush_by = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
+            if tokio::time::timeout_at(flush_by, done).await.is_err() {
+                tracing::warn!("access log writer did not finish in time; lines may be lost");
+            }
         }
         drained
     }

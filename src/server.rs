@@ -99,6 +99,22 @@ fn connection_builder(timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// Counts a client connection as open until dropped.
+struct OpenConnection(metrics::Gauge);
+
+impl OpenConnection {
+    fn count(gauge: &metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 /// Requests started on one connection and how many are still running, so the idle timer can
 /// tell a quiet connection from a slow response.
 #[derive(Debug, Default)]
@@ -118,6 +134,8 @@ async fn serve_connection(
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(%err, %peer, "cannot set TCP_NODELAY");
     }
+    proxy.connections_total.increment(1);
+    let _open = OpenConnection::count(&proxy.connections_open);
     let downstream = Downstream { peer, tls: false };
     let activity = Arc::new(ConnActivity::default());
     let service = {

@@ -1,0 +1,429 @@
+//! Metrics and access logs through the real proxy: exposition values after scripted traffic
+//! (parsed with an independent parser), state gauges following health and drains, series of
+//! removed backends gone after reload, access log lines with every field, and a full log buffer
+//! that drops lines instead of blocking requests.
+
+mod support;
+
+use prometheus_parse::{Sample, Scrape, Value};
+use std::time::Duration;
+use support::*;
+use tokio::time::Instant;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn scrape(proxy: &TestProxy) -> Vec<Sample> {
+    let addr = proxy.gateway.admin_addr().unwrap();
+    let answer = get(&client(), &format!("http://{addr}/metrics"), None).await;
+    assert_eq!(answer.status, 200);
+    let lines = answer.body.lines().map(|l| Ok(l.to_owned()));
+    Scrape::parse(lines).expect("exposition parses").samples
+}
+
+/// Sum of the samples of `metric` whose labels include every pair of `labels`.
+fn sum(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(buckets) => buckets
+                .iter()
+                .find(|b| b.less_than.is_infinite())
+                .map_or(0.0, |b| b.count),
+            Value::Summary(_) => 0.0,
+        })
+        .sum()
+}
+
+async fn eventually_metric(
+    proxy: &TestProxy,
+    what: &str,
+    check: impl Fn(&[Sample]) -> bool,
+) -> Vec<Sample> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let samples = scrape(proxy).await;
+        if check(&samples) {
+            return samples;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_histograms_and_gauges_match_scripted_traffic() {
+    let (ok1, ok2, down) = (
+        Upstream::start("ok1").await,
+        Upstream::start("ok2").await,
+        Upstream::start("down").await,
+    );
+    down.set_health_status(503);
+    let mut toml = listener_toml().to_owned();
+    toml += &route_toml("web", "", "/", "web");
+    toml += &route_toml("broken", "", "/broken", "broken");
+    toml += &route_toml("down", "", "/down", "down");
+    toml += &route_toml("retry", "", "/retry", "retry");
+    toml += &pool_toml(
+        "web",
+        "weighted_round_robin",
+        &[("ok1", ok1.addr, 1), ("ok2", ok2.addr, 1)],
+    );
+    toml += &pool_toml(
+        "broken",
+        "weighted_round_robin",
+        &[("dead", closed_port(), 1)],
+    );
+    toml += &pool_toml("down", "weighted_round_robin", &[("down", down.addr, 1)]).replacen(
+        "[[pools.backends]]",
+        "[pools.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\n[[pools.backends]]",
+        1,
+    );
+    toml += &pool_toml(
+        "retry",
+        "weighted_round_robin",
+        &[("dead", closed_port(), 1), ("ok1", ok1.addr, 1)],
+    )
+    .replacen(
+        "[[pools.backends]]",
+        "[pools.outlier_detection]\nconsecutive_failures = 0\n[[pools.backends]]",
+        1,
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let client = client();
+    let down_state = backend(&proxy, "down", "down");
+    eventually(DEADLINE, "down unhealthy", || down_state.exclusions() != 0).await;
+
+    for _ in 0..10 {
+        assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
+    }
+    assert_eq!(get(&client, &proxy.url("/broken"), None).await.status, 502);
+    assert_eq!(get(&client, &proxy.url("/down"), None).await.status, 503);
+    for _ in 0..2 {
+        assert_eq!(get(&client, &proxy.url("/retry"), None).await.status, 200);
+    }
+
+    // Durations are recorded when each response body ends, just after the client has it.
+    let samples = eventually_metric(&proxy, "10 durations", |s| {
+        sum(
+            s,
+            "switchyard_request_duration_seconds",
+            &[("route", "web")],
+        ) == 10.0
+    })
+    .await;
+    let requests = "switchyard_requests_total";
+    assert_eq!(
+        sum(&samples, requests, &[("route", "web"), ("code", "200")]),
+        10.0
+    );
+    assert_eq!(
+        sum(&samples, requests, &[("route", "web"), ("backend", "ok1")]),
+        5.0
+    );
+    assert_eq!(
+        sum(
+            &samples,
+            requests,
+            &[("route", "broken"), ("backend", "dead"), ("code", "502")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(
+            &samples,
+            requests,
+            &[("route", "down"), ("backend", ""), ("code", "503")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(
+            &samples,
+            "switchyard_pool_no_backend_total",
+            &[("pool", "down")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(
+            &samples,
+            "switchyard_upstream_connect_errors_total",
+            &[("pool", "broken")]
+        ),
+        1.0
+    );
+    // Round-robin over [dead, ok1]: one of the two retry requests meets the dead backend first.
+    assert_eq!(
+        sum(
+            &samples,
+            "switchyard_retries_total",
+            &[("pool", "retry"), ("backend", "dead")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(
+            &samples,
+            requests,
+            &[("route", "retry"), ("backend", "ok1"), ("code", "200")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        sum(&samples, "switchyard_backend_up", &[("pool", "web")]),
+        2.0
+    );
+    assert_eq!(
+        sum(&samples, "switchyard_backend_up", &[("pool", "down")]),
+        0.0
+    );
+    assert_eq!(sum(&samples, "switchyard_backend_in_flight", &[]), 0.0);
+    assert_eq!(
+        sum(
+            &samples,
+            "switchyard_backend_weight",
+            &[("pool", "web"), ("backend", "ok1")]
+        ),
+        1.0
+    );
+    assert!(
+        sum(
+            &samples,
+            "switchyard_health_checks_total",
+            &[("pool", "down"), ("result", "fail")]
+        ) >= 1.0
+    );
+    assert!(sum(&samples, "switchyard_downstream_connections_total", &[]) >= 1.0);
+    assert_eq!(
+        sum(
+            &samples,
+            "switchyard_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+    assert_eq!(sum(&samples, "switchyard_config_generation", &[]), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_gauges_follow_a_health_transition_and_a_drain() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let toml = format!(
+        "{}{}{}",
+        listener_toml(),
+        route_toml("all", "", "/", "pool"),
+        pool_toml("pool", "weighted_round_robin", &[("a", a.addr, 1), ("b", b.addr, 1)]).replacen(
+            "[[pools.backends]]",
+            "[pools.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\nhealthy_threshold = 1\n[[pools.backends]]",
+            1,
+        )
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let state = |s: &[Sample], backend: &str, state: &str| {
+        sum(
+            s,
+            "switchyard_backend_state",
+            &[("backend", backend), ("state", state)],
+        )
+    };
+
+    b.set_health_status(500);
+    let samples =
+        eventually_metric(&proxy, "b unhealthy", |s| state(s, "b", "unhealthy") == 1.0).await;
+    assert_eq!(state(&samples, "b", "healthy"), 0.0);
+    assert_eq!(
+        sum(&samples, "switchyard_backend_up", &[("backend", "b")]),
+        0.0
+    );
+    b.set_health_status(200);
+    eventually_metric(&proxy, "b healthy", |s| state(s, "b", "healthy") == 1.0).await;
+
+    proxy
+        .admin("POST", "/api/pools/pool/backends/a/drain", None, None)
+        .await;
+    let samples = scrape(&proxy).await;
+    assert_eq!(state(&samples, "a", "drained"), 1.0);
+    assert_eq!(state(&samples, "a", "healthy"), 0.0);
+    assert_eq!(
+        sum(&samples, "switchyard_backend_up", &[("backend", "a")]),
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_of_a_removed_backend_are_gone_after_reload() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let text = |backends: &[(&str, std::net::SocketAddr, u32)]| {
+        format!(
+            "{}[reload]\nwatch = false\n{}{}",
+            listener_toml(),
+            route_toml("all", "", "/", "pool"),
+            pool_toml("pool", "weighted_round_robin", backends)
+        )
+    };
+    let path = temp_config(&text(&[("a", a.addr, 1), ("b", b.addr, 1)]));
+    let proxy = TestProxy::start_file(&path).await;
+    let client = client();
+    for _ in 0..4 {
+        get(&client, &proxy.url("/"), None).await;
+    }
+    let samples = scrape(&proxy).await;
+    assert!(samples.iter().any(|s| s.labels.get("backend") == Some("b")));
+
+    std::fs::write(&path, text(&[("a", a.addr, 1)])).unwrap();
+    assert_eq!(proxy.admin("POST", "/api/reload", None, None).await.0, 200);
+    let samples = scrape(&proxy).await;
+    let left: Vec<_> = samples
+        .iter()
+        .filter(|s| s.labels.get("backend") == Some("b"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "series of the removed backend remain: {left:?}"
+    );
+    assert!(sum(&samples, "switchyard_requests_total", &[("backend", "a")]) >= 2.0);
+    assert_eq!(
+        sum(
+            &samples,
+            "switchyard_config_reloads_total",
+            &[("result", "success")]
+        ),
+        1.0
+    );
+    assert_eq!(sum(&samples, "switchyard_config_generation", &[]), 2.0);
+}
+
+fn access_log_toml(up: &Upstream, path: &std::path::Path, extra: &str) -> String {
+    format!(
+        "{}{}{}",
+        listener_toml().replace(
+            "[access_log]\nenabled = false\n",
+            &format!("[access_log]\npath = \"{}\"\n{extra}", path.display()),
+        ),
+        route_toml("all", "", "/", "pool"),
+        pool_toml("pool", "weighted_round_robin", &[("up", up.addr, 1)])
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_line_has_every_field() {
+    let up = Upstream::start("up").await;
+    let log = temp_config("").with_file_name("access.log");
+    let proxy = TestProxy::start(&access_log_toml(&up, &log, "")).await;
+    let request = http::Request::post(proxy.url("/sink?secret=1"))
+        .header("x-request-id", "req-42")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"hello",
+        )))
+        .unwrap();
+    let answer = send(&client(), request).await;
+    assert_eq!(
+        (
+            answer.status.as_u16(),
+            answer.headers["x-request-id"].to_str().unwrap()
+        ),
+        (200, "req-42")
+    );
+
+    let deadline = Instant::now() + DEADLINE;
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            break line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no access log line");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let entry: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    for field in [
+        "time",
+        "client",
+        "method",
+        "path",
+        "status",
+        "bytes_in",
+        "bytes_out",
+        "duration_ms",
+        "upstream_ms",
+        "route",
+        "pool",
+        "backend",
+        "retries",
+        "request_id",
+    ] {
+        assert!(
+            entry.get(field).is_some_and(|v| !v.is_null()),
+            "{field} missing in {line}"
+        );
+    }
+    assert_eq!(entry["method"], "POST");
+    assert_eq!(entry["path"], "/sink", "the query is not logged");
+    assert_eq!(entry["status"], 200);
+    assert_eq!(entry["bytes_in"], 5);
+    assert_eq!(
+        entry["bytes_out"], 1,
+        "the upstream answers the byte count \"5\""
+    );
+    assert_eq!(
+        (
+            entry["route"].as_str(),
+            entry["pool"].as_str(),
+            entry["backend"].as_str()
+        ),
+        (Some("all"), Some("pool"), Some("up"))
+    );
+    assert_eq!(entry["request_id"], "req-42");
+    assert_eq!(entry["client"], "127.0.0.1");
+
+    // Without an incoming id, one is generated, forwarded upstream and returned.
+    let seen = get(&client(), &proxy.url("/headers"), None).await;
+    let id = seen.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    assert!(
+        seen.body.contains(&format!("x-request-id: {id}")),
+        "{}",
+        seen.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_access_log_buffer_drops_lines_instead_of_blocking_requests() {
+    let up = Upstream::start("up").await;
+    // A FIFO that is opened for reading but never read: once the pipe buffer fills, the writer
+    // blocks, and the one-line buffer in front of it fills at once.
+    let fifo = temp_config("").with_file_name("access.fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success());
+    let reader_path = fifo.clone();
+    let (opened_tx, opened) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let reader = std::fs::File::open(reader_path).expect("open the FIFO for reading");
+        opened_tx.send(()).ok();
+        std::thread::sleep(Duration::from_secs(60)); // hold it open, never read
+        drop(reader);
+    });
+    let proxy = TestProxy::start(&access_log_toml(&up, &fifo, "buffer = 1\n")).await;
+    opened
+        .recv_timeout(DEADLINE)
+        .expect("the proxy opened the FIFO");
+
+    let client = client();
+    for i in 0..1500 {
+        let answer = tokio::time::timeout(DEADLINE, get(&client, &proxy.url("/"), None))
+            .await
+            .unwrap_or_else(|_| panic!("request {i} stalled behind the access log"));
+        assert_eq!(answer.status, 200);
+    }
+    let samples = scrape(&proxy).await;
+    let dropped = sum(&samples, "switchyard_access_log_dropped_total", &[]);
+    assert!(
+        dropped > 0.0,
+        "nothing was dropped, so the buffer never filled"
+    );
+    println!("{dropped} access log lines dropped of 1500");
+}
