@@ -1,0 +1,53 @@
+//! Routing lookup over 10 and 1,000 routes: exact hosts, wildcards and path prefixes.
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use switchyard::config::{HostPattern, RouteConfig};
+use switchyard::route::Router;
+
+fn routes(n: usize) -> Vec<RouteConfig> {
+    (0..n)
+        .map(|i| RouteConfig {
+            name: format!("r{i}"),
+            host: match i % 3 {
+                0 => Some(HostPattern::Exact(format!("svc{i}.example.com"))),
+                1 => Some(HostPattern::Suffix(format!(".tenant{i}.example.com"))),
+                _ => None,
+            },
+            path_prefix: format!("/api/v{}/{}", i % 7, i),
+            pool: "p".into(),
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("route_find");
+    for n in [10, 1000] {
+        let router = Router::new(&routes(n), |_| Some(0));
+        let exact_host = format!("svc{}.example.com", (n / 3) * 3 - 3);
+        group.bench_with_input(BenchmarkId::new("exact_host", n), &n, |b, _| {
+            b.iter(|| router.find(black_box(Some(exact_host.as_str())), black_box("/api/v0/x")))
+        });
+        group.bench_with_input(BenchmarkId::new("wildcard_host", n), &n, |b, _| {
+            b.iter(|| {
+                router.find(
+                    black_box(Some("a.tenant1.example.com")),
+                    black_box("/api/v1/1/x"),
+                )
+            })
+        });
+        let path = format!("/api/v{}/{}/users", (n - 1) % 7, n - 1);
+        group.bench_with_input(BenchmarkId::new("default_host_prefix", n), &n, |b, _| {
+            b.iter(|| {
+                router.find(
+                    black_box(Some("unknown.org:8080")),
+                    black_box(path.as_str()),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
