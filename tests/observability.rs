@@ -154,14 +154,18 @@ async fn counters_histograms_and_gauges_match_scripted_traffic() {
         ),
         1.0
     );
-    // Round-robin over [dead, ok1]: one of the two retry requests meets the dead backend first.
+    // Round-robin over [dead, ok1] (retries move the cursor too): every meeting with the dead
+    // backend is one connect error and one retry, and at least one of the two requests met it.
+    let retry_labels = [("pool", "retry"), ("backend", "dead")];
+    let retries = sum(&samples, "switchyard_retries_total", &retry_labels);
+    assert!(retries >= 1.0);
     assert_eq!(
+        retries,
         sum(
             &samples,
-            "switchyard_retries_total",
-            &[("pool", "retry"), ("backend", "dead")]
-        ),
-        1.0
+            "switchyard_upstream_connect_errors_total",
+            &retry_labels
+        )
     );
     assert_eq!(
         sum(

@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# Side-by-side comparison of Switchyard, NGINX and HAProxy as load-balancing proxies.
+#
+# Method
+# - Two fixed upstreams: one NGINX (1 worker) serving `return 200` on two ports, pinned to core 0
+#   together with the load generator.
+# - Each proxy in turn, pinned to core 1, balancing round-robin over the same two upstreams with
+#   upstream keep-alive: NGINX (1 worker, `keepalive 64`), HAProxy (`nbthread 1`,
+#   `http-reuse always`), Switchyard (`--workers 1`, metrics on, JSON access log to a file).
+#   NGINX and HAProxy run without access logs.
+# - Load: `wrk -t1 -c64` (HTTP/1.1 keep-alive, small GET) for $DURATION seconds after a 2 s warm-up,
+#   then `h2load -c64 -m10` over h2c (prior knowledge) for $H2_REQUESTS requests.
+# - Reported per proxy: requests/s, p50/p99 latency (wrk), errors (non-2xx + socket errors),
+#   proxy CPU time per request from /proc/<pid>/stat (user and system, divided by the requests
+#   completed in the run), and system calls per request from a separate short run under
+#   `strace -c -f` (attached to every thread of the proxy).
+# - Ratios are against NGINX. Everything runs on loopback, bounded in time, and stops by itself.
+#
+# Usage: benches/compare.sh            (DURATION=10 H2_REQUESTS=200000 STRACE_SECONDS=3 to tune)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+H2_REQUESTS=${H2_REQUESTS:-200000}
+STRACE_SECONDS=${STRACE_SECONDS:-3}
+CONNS=${CONNS:-64}
+LOAD_CORE=0
+PROXY_CORE=1
+
+missing=()
+for tool in nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client strace:strace; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+fi
+cargo build --release --quiet
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+ulimit -n 65536 2>/dev/null || true
+hz=$(getconf CLK_TCK)
+
+cat >"$work/upstreams.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/upstreams.pid;
+error_log $work/upstreams-error.log;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  server { listen 127.0.0.1:18081; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:18082; location / { return 200 "ok\n"; } }
+}
+CONF
+
+cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  upstream pool {
+    server 127.0.0.1:18081;
+    server 127.0.0.1:18082;
+    keepalive 64;
+    keepalive_requests 10000000;
+  }
+  server {
+    listen 127.0.0.1:18090;
+    location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+  server {
+    listen 127.0.0.1:18190 http2;
+    location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+
+cat >"$work/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 20000
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+  timeout http-keep-alive 300s
+frontend fe
+  bind 127.0.0.1:18091
+  bind 127.0.0.1:18191 proto h2
+  default_backend pool
+backend pool
+  balance roundrobin
+  http-reuse always
+  server a 127.0.0.1:18081
+  server b 127.0.0.1:18082
+CONF
+
+switchyard_conf() { # $1: access log table contents
+  cat <<CONF
+[[listeners]]
+name = "bench"
+bind = "127.0.0.1:18092"
+
+[timeouts]
+request_header = "300s"
+idle = "300s"
+
+[admin]
+bind = "127.0.0.1:18093"
+
+[access_log]
+$1
+
+[reload]
+watch = false
+
+[[routes]]
+name = "all"
+pool = "pool"
+
+[[pools]]
+name = "pool"
+
+[[pools.backends]]
+name = "a"
+address = "127.0.0.1:18081"
+
+[[pools.backends]]
+name = "b"
+address = "127.0.0.1:18082"
+CONF
+}
+switchyard_conf "path = \"$work/switchyard-access.log\"" >"$work/switchyard.toml"
+switchyard_conf "enabled = false" >"$work/switchyard-nolog.toml"
+
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "port $1 never opened" >&2
+  return 1
+}
+
+taskset -c $LOAD_CORE nginx -p "$work" -c "$work/upstreams.conf" &
+pids+=($!)
+wait_port 18081
+
+cpu() { # user and system ticks of every thread of $1
+  awk '{print $14, $15}' "/proc/$1/stat"
+}
+
+declare -A result
+measure() { # name pid h1_port h2_port
+  local name=$1 pid=$2 h1=$3 h2=$4
+  taskset -c $LOAD_CORE wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$h1/" >/dev/null
+  read -r u0 s0 < <(cpu "$pid")
+  local out
+  out=$(taskset -c $LOAD_CORE wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$h1/")
+  read -r u1 s1 < <(cpu "$pid")
+  echo "$out" >"$work/$name-wrk.txt"
+  local requests rps p50 p99 non2xx sockerr
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  sockerr=$(awk -F'[ ,]+' '/Socket errors/ {print $4+$6+$8+$10}' <<<"$out")
+  result[$name,rps]=$rps
+  result[$name,p50]=$p50
+  result[$name,p99]=$p99
+  result[$name,errors]=$(( ${non2xx:-0} + ${sockerr:-0} ))
+  result[$name,user]=$(awk -v t=$((u1 - u0)) -v r="$requests" -v hz="$hz" 'BEGIN {printf "%.2f", t * 1e6 / hz / r}')
+  result[$name,sys]=$(awk -v t=$((s1 - s0)) -v r="$requests" -v hz="$hz" 'BEGIN {printf "%.2f", t * 1e6 / hz / r}')
+  result[$name,cpu]=$(awk -v t=$((u1 - u0 + s1 - s0)) -v r="$requests" -v hz="$hz" 'BEGIN {printf "%.2f", t * 1e6 / hz / r}')
+
+  # System calls per request: a short run with strace attached to every thread.
+  local tids
+  tids=$(ls "/proc/$pid/task" | paste -sd, -)
+  strace -c -f -p "$tids" -o "$work/$name-strace.txt" 2>/dev/null &
+  local strace_pid=$!
+  sleep 1
+  out=$(taskset -c $LOAD_CORE wrk -t1 -c"$CONNS" -d"${STRACE_SECONDS}s" "http://127.0.0.1:$h1/")
+  kill -INT $strace_pid
+  wait $strace_pid 2>/dev/null || true
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  local calls
+  calls=$(awk '/^[ -]*[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+ +[0-9]* *total$/ {print $4} $NF == "total" {c = $4} END {if (c) print c}' "$work/$name-strace.txt" | tail -1)
+  result[$name,syscalls]=$(awk -v c="${calls:-0}" -v r="$requests" 'BEGIN {printf "%.2f", c / r}')
+
+  # h2c
+  read -r u0 s0 < <(cpu "$pid")
+  out=$(taskset -c $LOAD_CORE h2load -n "$H2_REQUESTS" -c "$CONNS" -m 10 -t 1 "http://127.0.0.1:$h2/" 2>&1)
+  read -r u1 s1 < <(cpu "$pid")
+  echo "$out" >"$work/$name-h2load.txt"
+  result[$name,h2rps]=$(awk '/^finished in/ {print $4}' <<<"$out")
+  local done
+  done=$(awk '/^requests:/ {print $8}' <<<"$out")
+  result[$name,h2fail]=$(awk '/^requests:/ {print $10 + $12}' <<<"$out")
+  result[$name,h2cpu]=$(awk -v t=$((u1 - u0 + s1 - s0)) -v r="${done:-1}" -v hz="$hz" 'BEGIN {printf "%.2f", t * 1e6 / hz / r}')
+  result[$name,h2mean]=$(awk '/^time for request:/ {print $6}' <<<"$out")
+}
+
+run_proxy() { # name h1 h2 command...
+  local name=$1 h1=$2 h2=$3
+  shift 3
+  taskset -c $PROXY_CORE "$@" >"$work/$name.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  wait_port "$h1"
+  # NGINX serves from its worker process, not the master.
+  local serving=$pid
+  if [ "$name" = nginx ]; then
+    for _ in $(seq 50); do serving=$(pgrep -P "$pid" | head -1) && [ -n "$serving" ] && break; sleep 0.1; done
+  fi
+  measure "$name" "$serving" "$h1" "$h2"
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+}
+
+run_proxy nginx 18090 18190 nginx -p "$work" -c "$work/nginx.conf"
+run_proxy haproxy 18091 18191 haproxy -f "$work/haproxy.cfg"
+run_proxy switchyard 18092 18092 target/release/switchyard run --workers 1 --config "$work/switchyard.toml" --log-level warn
+run_proxy switchyard-nolog 18092 18092 target/release/switchyard run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0 == 0) print "-"; else printf "%.2f", a / b}'; }
+echo
+echo "## $(date -u +%Y-%m-%d) — $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+echo
+echo "wrk -t1 -c$CONNS, ${DURATION}s, small GET over HTTP/1.1 keep-alive; h2load -c$CONNS -m10 over h2c."
+echo
+echo "| proxy | req/s | p50 | p99 | errors | CPU µs/req (user + sys) | syscalls/req | h2c req/s | h2c CPU µs/req | h2c failed |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for name in nginx haproxy switchyard switchyard-nolog; do
+  echo "| $name | ${result[$name,rps]} | ${result[$name,p50]} | ${result[$name,p99]} | ${result[$name,errors]} | ${result[$name,cpu]} (${result[$name,user]} + ${result[$name,sys]}) | ${result[$name,syscalls]} | ${result[$name,h2rps]} | ${result[$name,h2cpu]} | ${result[$name,h2fail]} |"
+done
+echo
+echo "Against NGINX: switchyard req/s ×$(ratio "${result[switchyard,rps]}" "${result[nginx,rps]}"), CPU/req ×$(ratio "${result[switchyard,cpu]}" "${result[nginx,cpu]}"), user CPU/req ×$(ratio "${result[switchyard,user]}" "${result[nginx,user]}"); HAProxy CPU/req ×$(ratio "${result[haproxy,cpu]}" "${result[nginx,cpu]}")."
+echo "(switchyard-nolog: the same with the access log off. Raw outputs: $work)"
+trap - EXIT
+cleanup
