@@ -92,7 +92,7 @@ CONF
 cat >"$work/haproxy.cfg" <<CONF
 global
   nbthread 1
-  maxconn 20000
+  maxconn 5000
 defaults
   mode http
   option http-keep-alive
