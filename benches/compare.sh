@@ -16,7 +16,8 @@
 #   `strace -c -f` (attached to every thread of the proxy).
 # - Ratios are against NGINX. Everything runs on loopback, bounded in time, and stops by itself.
 #
-# Usage: benches/compare.sh            (DURATION=10 H2_REQUESTS=200000 STRACE_SECONDS=3 to tune)
+# Usage: benches/compare.sh   (tune with DURATION=10 H2_REQUESTS=200000 STRACE_SECONDS=3 CONNS=64,
+#        and PROXIES="nginx haproxy switchyard switchyard-nolog" to pick which to run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -234,10 +235,15 @@ run_proxy() { # name h1 h2 command...
   wait "$pid" 2>/dev/null || true
 }
 
-run_proxy nginx 18090 18190 nginx -p "$work" -c "$work/nginx.conf"
-run_proxy haproxy 18091 18191 haproxy -f "$work/haproxy.cfg"
-run_proxy switchyard 18092 18092 target/release/switchyard run --workers 1 --config "$work/switchyard.toml" --log-level warn
-run_proxy switchyard-nolog 18092 18092 target/release/switchyard run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn
+PROXIES=${PROXIES:-nginx haproxy switchyard switchyard-nolog}
+for name in $PROXIES; do
+  case $name in
+    nginx) run_proxy nginx 18090 18190 nginx -p "$work" -c "$work/nginx.conf" ;;
+    haproxy) run_proxy haproxy 18091 18191 haproxy -f "$work/haproxy.cfg" ;;
+    switchyard) run_proxy switchyard 18092 18092 target/release/switchyard run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
+    switchyard-nolog) run_proxy switchyard-nolog 18092 18092 target/release/switchyard run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
+  esac
+done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0 == 0) print "-"; else printf "%.2f", a / b}'; }
 echo
@@ -247,11 +253,11 @@ echo "wrk -t1 -c$CONNS, ${DURATION}s, small GET over HTTP/1.1 keep-alive; h2load
 echo
 echo "| proxy | req/s | p50 | p99 | errors | CPU µs/req (user + sys) | syscalls/req | h2c req/s | h2c CPU µs/req | h2c failed |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-for name in nginx haproxy switchyard switchyard-nolog; do
+for name in $PROXIES; do
   echo "| $name | ${result[$name,rps]} | ${result[$name,p50]} | ${result[$name,p99]} | ${result[$name,errors]} | ${result[$name,cpu]} (${result[$name,user]} + ${result[$name,sys]}) | ${result[$name,syscalls]} | ${result[$name,h2rps]} | ${result[$name,h2cpu]} | ${result[$name,h2fail]} |"
 done
 echo
-echo "Against NGINX: switchyard req/s ×$(ratio "${result[switchyard,rps]}" "${result[nginx,rps]}"), CPU/req ×$(ratio "${result[switchyard,cpu]}" "${result[nginx,cpu]}"), user CPU/req ×$(ratio "${result[switchyard,user]}" "${result[nginx,user]}"); HAProxy CPU/req ×$(ratio "${result[haproxy,cpu]}" "${result[nginx,cpu]}")."
+[ -n "${result[nginx,cpu]:-}" ] && [ -n "${result[switchyard,cpu]:-}" ] && echo "Against NGINX: switchyard req/s ×$(ratio "${result[switchyard,rps]}" "${result[nginx,rps]}"), CPU/req ×$(ratio "${result[switchyard,cpu]}" "${result[nginx,cpu]}"), user CPU/req ×$(ratio "${result[switchyard,user]}" "${result[nginx,user]}"); HAProxy CPU/req ×$(ratio "${result[haproxy,cpu]:-0}" "${result[nginx,cpu]}")."
 echo "(switchyard-nolog: the same with the access log off. Raw outputs: $work)"
 trap - EXIT
 cleanup
