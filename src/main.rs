@@ -142,11 +142,17 @@ fn run(
     workers: Option<usize>,
     demo: bool,
 ) -> ExitCode {
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // One worker: a current-thread runtime, with no work-stealing machinery to pay for.
+    let mut runtime = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(workers) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(workers.max(1));
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     runtime.enable_all();
-    if let Some(workers) = workers {
-        runtime.worker_threads(workers.max(1));
-    }
     let runtime = match runtime.build() {
         Ok(runtime) => runtime,
         Err(err) => {
