@@ -106,20 +106,28 @@ fn config_for(up: &Upstream) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_the_request_in_flight_finish_and_refuses_new_connections() {
-    let up = Upstream::start("up").await;
-    let mut proxy = Running::start(&temp_config(&config_for(&up)));
+/// Starts the binary, holds one request in flight on `up`, sends SIGTERM and waits until new
+/// connections are refused; returns the proxy and the request in flight.
+async fn terminate_with_a_request_in_flight(
+    up: &Upstream,
+) -> (Running, tokio::task::JoinHandle<Answer>) {
+    let proxy = Running::start(&temp_config(&config_for(up)));
     let url = format!("http://{}/hold", proxy.addr);
     let in_flight = tokio::spawn(async move { get(&client(), &url, None).await });
     eventually(DEADLINE, "the held request", || up.held() == 1).await;
-
     proxy.signal("TERM");
     let deadline = Instant::now() + DEADLINE;
     while tokio::net::TcpStream::connect(proxy.addr).await.is_ok() {
         assert!(Instant::now() < deadline, "still accepting after SIGTERM");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (proxy, in_flight)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_finish_and_refuses_new_connections() {
+    let up = Upstream::start("up").await;
+    let (mut proxy, in_flight) = terminate_with_a_request_in_flight(&up).await;
     up.release_held();
     let answer = in_flight.await.unwrap();
     assert_eq!(
@@ -132,16 +140,7 @@ async fn sigterm_lets_the_request_in_flight_finish_and_refuses_new_connections()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_without_waiting_for_requests_in_flight() {
     let up = Upstream::start("up").await;
-    let mut proxy = Running::start(&temp_config(&config_for(&up)));
-    let url = format!("http://{}/hold", proxy.addr);
-    let _in_flight = tokio::spawn(async move { get(&client(), &url, None).await });
-    eventually(DEADLINE, "the held request", || up.held() == 1).await;
-    proxy.signal("TERM");
-    let deadline = Instant::now() + DEADLINE;
-    while tokio::net::TcpStream::connect(proxy.addr).await.is_ok() {
-        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (mut proxy, _in_flight) = terminate_with_a_request_in_flight(&up).await;
     proxy.signal("INT");
     proxy.exit().await; // within the deadline, though the held request never finished
     assert_eq!(up.held(), 1);
