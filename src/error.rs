@@ -3,6 +3,9 @@
 use http::StatusCode;
 use std::sync::Arc;
 
+/// Any error, boxed, as a cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A request the proxy could not complete, with who is to blame.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -20,18 +23,18 @@ pub enum ProxyError {
     UpstreamConnect {
         /// The backend's name.
         backend: Arc<str>,
-        /// What the connector said.
+        /// What the connection attempt said.
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
     /// The upstream broke the protocol or closed the connection before a response.
     #[error("upstream {backend} failed before responding")]
     UpstreamProtocol {
         /// The backend's name.
         backend: Arc<str>,
-        /// What the client said.
+        /// What the connection said.
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
     /// The upstream did not connect or send response headers in time.
     #[error("upstream {backend} timed out {}", if *.connecting { "connecting" } else { "before responding" })]

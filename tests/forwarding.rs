@@ -253,3 +253,20 @@ async fn idle_http2_connections_are_closed() {
     let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
     assert!(ended.is_ok(), "idle h2 connection still open after 10s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_closed_by_the_backend_are_replaced_without_failing_a_request() {
+    let upstream = Upstream::start("up").await;
+    let proxy = proxy_to(&[upstream.addr], "").await;
+    let client = client();
+    assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
+    // The backend restarts: every idle connection in the proxy's pool is now closed.
+    upstream.stop();
+    upstream.restart().await;
+    let post = Request::post(proxy.url("/sink"))
+        .body(Full::new(Bytes::from_static(b"payload")))
+        .unwrap();
+    let answer = send(&client, post).await;
+    assert_eq!((answer.status.as_u16(), answer.body.as_str()), (200, "7"));
+    assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
+}

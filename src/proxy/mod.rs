@@ -5,14 +5,14 @@ pub mod exchange;
 pub mod forward;
 pub mod headers;
 
-pub use body::{ProxyBody, RequestBody, UpstreamBody};
-pub use forward::UpstreamClient;
+pub use body::ProxyBody;
 
 use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::snapshot::Snapshot;
-use crate::upstream::{BackendState, InFlightGuard, OutlierReport};
+use crate::upstream::pool::Connection;
+use crate::upstream::{BackendState, InFlightGuard, OutlierReport, RequestBody};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use exchange::{Exchange, X_REQUEST_ID};
@@ -37,7 +37,6 @@ pub struct Downstream {
 #[derive(Debug)]
 pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
-    client: UpstreamClient,
     outliers: UnboundedSender<OutlierReport>,
     access_log: AccessLog,
     /// Request metrics of requests that match no route.
@@ -49,18 +48,16 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A proxy reading routes and pools from `snapshot`, sending through `client`, reporting
-    /// passive failures past their threshold to `outliers`, logging to `access_log`.
+    /// A proxy reading routes and pools from `snapshot`, reporting passive failures past their
+    /// threshold to `outliers`, logging to `access_log`.
     pub fn new(
         snapshot: Arc<ArcSwap<Snapshot>>,
-        client: UpstreamClient,
         outliers: UnboundedSender<OutlierReport>,
         access_log: AccessLog,
         metrics: &Metrics,
     ) -> Self {
         Self {
             snapshot,
-            client,
             outliers,
             access_log,
             unrouted: Arc::new(RequestMetrics::new(metrics, "", "", "")),
@@ -83,10 +80,10 @@ impl Proxy {
         let mut exchange = Exchange::begin(&mut req, downstream, &self.unrouted);
         let version = req.version();
         let mut response = match self.forward(req, downstream, &mut exchange).await {
-            Ok((response, in_flight)) => {
+            Ok((response, in_flight, connection)) => {
                 let (mut parts, body) = response.into_parts();
                 headers::prepare_response(&mut parts.headers, parts.version);
-                Response::from_parts(parts, ProxyBody::upstream(body, in_flight))
+                Response::from_parts(parts, ProxyBody::upstream(body, in_flight, connection))
             }
             Err(err) => {
                 log_failure(&err);
@@ -116,7 +113,7 @@ impl Proxy {
         req: Request<Incoming>,
         downstream: Downstream,
         exchange: &mut Exchange,
-    ) -> Result<(Response<Incoming>, InFlightGuard), ProxyError> {
+    ) -> Result<(Response<Incoming>, InFlightGuard, Connection), ProxyError> {
         let host = request_host(&req)?;
         let (pool, mut backend, timeout) = {
             // One snapshot load per request; the guard is dropped before any await.
@@ -137,11 +134,7 @@ impl Proxy {
                 });
             };
             exchange.chose(index, &backend.name);
-            (
-                Arc::clone(&pool),
-                Arc::clone(backend),
-                snapshot.timeouts.response_header,
-            )
+            (Arc::clone(&pool), Arc::clone(backend), snapshot.timeouts)
         };
         let policy = &pool.policy;
         policy.retry_budget.record_request();
@@ -155,17 +148,18 @@ impl Proxy {
             let attempt_body = body
                 .next_attempt()
                 .expect("a streamed body is never retried, so it is always still there");
-            let request = forward::upstream_request(&parts, attempt_body, &backend.authority)?;
+            let request = forward::upstream_request(&parts, attempt_body, &backend)?;
             let sent = Instant::now();
-            let result = forward::send(&self.client, request, timeout, &backend).await;
+            let result =
+                forward::send(request, &backend, timeout.connect, timeout.response_header).await;
             exchange.record.upstream = Some(sent.elapsed());
             exchange.record.bytes_in = body.bytes();
             let err = match result {
-                Ok(response) => {
+                Ok((response, connection)) => {
                     self.report(
                         backend.record_response(response.status(), policy.outlier.consecutive_5xx),
                     );
-                    return Ok((response, in_flight));
+                    return Ok((response, in_flight, connection));
                 }
                 Err(err) => err,
             };
@@ -221,7 +215,7 @@ fn log_failure(err: &ProxyError) {
     match err {
         ProxyError::UpstreamConnect { source, .. }
         | ProxyError::UpstreamProtocol { source, .. } => {
-            tracing::warn!(error = %err, cause = %crate::error::chain(source), "upstream request failed");
+            tracing::warn!(error = %err, cause = %crate::error::chain(source.as_ref()), "upstream request failed");
         }
         ProxyError::UpstreamTimeout { .. } => {
             tracing::warn!(error = %err, "upstream request failed")

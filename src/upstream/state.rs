@@ -86,6 +86,8 @@ pub struct BackendState {
     status: ArcSwap<BackendStatus>,
     /// Failure counters, registered when the backend was created.
     pub metrics: BackendMetrics,
+    /// Idle keep-alive connections to this backend.
+    pub connections: super::ConnectionPool,
 }
 
 impl BackendState {
@@ -117,6 +119,7 @@ impl BackendState {
             consecutive_5xx: AtomicU32::new(0),
             status: ArcSwap::from_pointee(BackendStatus::initial(condition)),
             metrics,
+            connections: super::ConnectionPool::default(),
         }
     }
 

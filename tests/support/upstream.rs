@@ -81,7 +81,17 @@ impl Upstream {
 
     /// Listens again on the same address.
     pub async fn restart(&self) {
-        let listener = TcpListener::bind(self.addr).await.expect("rebind upstream");
+        // The stopped accept loop drops its listener asynchronously: retry until it has.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(listener) => break listener,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(err) => panic!("rebind upstream: {err}"),
+            }
+        };
         let running = CancellationToken::new();
         serve(listener, Arc::clone(&self.state), running.clone());
         *self.running.lock().unwrap() = running;

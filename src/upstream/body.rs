@@ -1,0 +1,123 @@
+//! Request bodies on their way to a backend: read whole when small enough to be replayed on
+//! another backend, otherwise streamed once.
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+/// Request bodies up to this size (by `Content-Length`) are read whole before forwarding so the
+/// request can be replayed on another backend; larger or chunked ones stream and are not retried.
+pub const REPLAY_LIMIT: u64 = 64 * 1024;
+
+/// A client request body, read whole when small enough to replay.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Empty or small: can be sent any number of times.
+    Buffered(Bytes),
+    /// Large or of unknown length: can be sent once; counts the bytes it forwards.
+    Streaming(Option<Incoming>, Arc<AtomicU64>),
+}
+
+impl RequestBody {
+    /// Reads a small body whole; leaves a large or chunked one to stream.
+    pub async fn read(
+        body: Incoming,
+        headers: &http::HeaderMap,
+    ) -> Result<Self, crate::error::ProxyError> {
+        use http_body_util::BodyExt;
+        if body.is_end_stream() {
+            return Ok(Self::Buffered(Bytes::new()));
+        }
+        let small = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|len| len <= REPLAY_LIMIT);
+        if !small {
+            return Ok(Self::Streaming(Some(body), Arc::default()));
+        }
+        let bytes = body
+            .collect()
+            .await
+            .map_err(crate::error::ProxyError::IncompleteBody)?
+            .to_bytes();
+        Ok(Self::Buffered(bytes))
+    }
+
+    /// Whether another attempt could send this body again.
+    pub fn is_replayable(&self) -> bool {
+        matches!(self, Self::Buffered(_))
+    }
+
+    /// The body for the next attempt; `None` if a streamed body was already sent.
+    pub fn next_attempt(&mut self) -> Option<UpstreamBody> {
+        match self {
+            Self::Buffered(bytes) if bytes.is_empty() => Some(UpstreamBody::Bytes(None)),
+            Self::Buffered(bytes) => Some(UpstreamBody::Bytes(Some(bytes.clone()))),
+            Self::Streaming(body, sent) => body
+                .take()
+                .map(|body| UpstreamBody::Stream(body, Arc::clone(sent))),
+        }
+    }
+
+    /// Bytes of the body read or forwarded so far.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Self::Buffered(bytes) => bytes.len() as u64,
+            // Relaxed: read after the exchange, only for the log.
+            Self::Streaming(_, sent) => sent.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The body sent to an upstream.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// A buffered body (`None` once sent, or when empty).
+    Bytes(Option<Bytes>),
+    /// The client's body, streamed through, counting its bytes.
+    Stream(Incoming, Arc<AtomicU64>),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Bytes(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Stream(body, sent) => {
+                let frame = Pin::new(body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(data))) = &frame {
+                    if let Some(data) = data.data_ref() {
+                        // Relaxed: a byte count for the log.
+                        sent.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                frame
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Bytes(bytes) => bytes.is_none(),
+            Self::Stream(body, _) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Bytes(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Self::Stream(body, _) => body.size_hint(),
+        }
+    }
+}
