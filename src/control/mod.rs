@@ -574,12 +574,19 @@ impl Control {
             report.failure.as_str()
         );
         if ejected + 1 > allowed {
-            tracing::warn!(
-                pool = %pool.name, backend = %backend.name, %reason, ejected, allowed,
-                "not ejecting: max_ejection_percent reached"
-            );
+            // Said once per backend until an ejection goes through, not at every threshold.
+            let runtime = &mut self.pools[p].backends[b];
+            if !runtime.ejection_capped {
+                runtime.ejection_capped = true;
+                let pool = &self.pools[p];
+                tracing::warn!(
+                    pool = %pool.name, backend = %backend.name, %reason, ejected, allowed,
+                    "not ejecting: max_ejection_percent reached"
+                );
+            }
             return;
         }
+        self.pools[p].backends[b].ejection_capped = false;
         let now = Instant::now();
         let runtime = &mut self.pools[p].backends[b];
         let mut ejections = backend.status().ejections;

@@ -24,6 +24,8 @@ pub(super) struct BackendRuntime {
     /// When the last ejection ended; the doubling restarts after a quiet `max_ejection_time`.
     pub last_ejection_end: Option<Instant>,
     pub ramp_started: Option<Instant>,
+    /// Whether "max_ejection_percent reached" was logged since the last ejection.
+    pub ejection_capped: bool,
     pub prober: Option<CancellationToken>,
     /// Written by the probe task, read by the admin API.
     pub last_probe: Arc<ArcSwapOption<ProbeRecord>>,
@@ -44,6 +46,7 @@ impl BackendRuntime {
             ejected_until: None,
             last_ejection_end: None,
             ramp_started: None,
+            ejection_capped: false,
             prober: None,
             last_probe: Arc::new(ArcSwapOption::empty()),
         }

@@ -191,7 +191,7 @@ impl Proxy {
             };
             if !policy.retry_budget.try_spend() {
                 backend.metrics.budget_exhausted.increment(1);
-                tracing::warn!(pool = %pool.name, error = %err, "retry budget exhausted; not retrying");
+                tracing::debug!(pool = %pool.name, error = %err, "retry budget exhausted; not retrying");
                 return Err(err);
             }
             backend.metrics.retries.increment(1);
@@ -211,14 +211,17 @@ impl Proxy {
     }
 }
 
+/// Per-request failures are logged at debug level only: under a failing backend a line per
+/// request would flood the log, and the access log, the metrics and the control plane's state
+/// changes (logged once) already tell the story.
 fn log_failure(err: &ProxyError) {
     match err {
         ProxyError::UpstreamConnect { source, .. }
         | ProxyError::UpstreamProtocol { source, .. } => {
-            tracing::warn!(error = %err, cause = %crate::error::chain(source.as_ref()), "upstream request failed");
+            tracing::debug!(error = %err, cause = %crate::error::chain(source.as_ref()), "upstream request failed");
         }
         ProxyError::UpstreamTimeout { .. } => {
-            tracing::warn!(error = %err, "upstream request failed")
+            tracing::debug!(error = %err, "upstream request failed")
         }
         ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
