@@ -6,9 +6,11 @@ use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::io::Write as _;
 
+const HOP_BY_HOP_COUNT: usize = 9;
+
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1, plus the
 /// non-standard `Proxy-Connection` and `Keep-Alive`).
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -55,6 +57,17 @@ pub fn prepare_response(headers: &mut HeaderMap, version: Version) {
 
 /// Removes the standard hop-by-hop headers and every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names (no hashing) finds which hop-by-hop headers are present, so only
+    // those are removed.
+    let mut present = [false; HOP_BY_HOP_COUNT];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
+        return;
+    }
     // Allocates only when `Connection` names a non-standard header, which is rare.
     let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
@@ -75,7 +88,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
+    for (name, _) in HOP_BY_HOP
+        .iter()
+        .zip(present)
+        .filter(|(_, present)| *present)
+    {
         headers.remove(name);
     }
 }
