@@ -20,6 +20,7 @@
 #        and PROXIES="nginx haproxy switchyard switchyard-nolog" to pick which to run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 
 DURATION=${DURATION:-10}
 H2_REQUESTS=${H2_REQUESTS:-200000}
@@ -112,52 +113,9 @@ backend pool
   server b 127.0.0.1:18082
 CONF
 
-switchyard_conf() { # $1: access log table contents
-  cat <<CONF
-[[listeners]]
-name = "bench"
-bind = "127.0.0.1:18092"
+switchyard_config 18092 "path = \"$work/switchyard-access.log\"" 18081 18082 >"$work/switchyard.toml"
+switchyard_config 18092 "enabled = false" 18081 18082 >"$work/switchyard-nolog.toml"
 
-[timeouts]
-request_header = "300s"
-idle = "300s"
-
-[admin]
-bind = "127.0.0.1:18093"
-
-[access_log]
-$1
-
-[reload]
-watch = false
-
-[[routes]]
-name = "all"
-pool = "pool"
-
-[[pools]]
-name = "pool"
-
-[[pools.backends]]
-name = "a"
-address = "127.0.0.1:18081"
-
-[[pools.backends]]
-name = "b"
-address = "127.0.0.1:18082"
-CONF
-}
-switchyard_conf "path = \"$work/switchyard-access.log\"" >"$work/switchyard.toml"
-switchyard_conf "enabled = false" >"$work/switchyard-nolog.toml"
-
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "port $1 never opened" >&2
-  return 1
-}
 
 taskset -c $LOAD_CORE nginx -p "$work" -c "$work/upstreams.conf" &
 pids+=($!)

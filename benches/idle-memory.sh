@@ -8,6 +8,7 @@
 # growth per connection. Loopback only; the client closes everything and exits by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 
 CONNECTIONS=${CONNECTIONS:-10000}
 command -v nginx >/dev/null 2>&1 || { apt-get update; DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light; }
@@ -33,28 +34,7 @@ http {
   server { listen 127.0.0.1:18282; location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; } }
 }
 CONF
-cat >"$work/switchyard.toml" <<CONF
-[[listeners]]
-name = "idle"
-bind = "127.0.0.1:18283"
-[timeouts]
-request_header = "300s"
-idle = "300s"
-[admin]
-enabled = false
-[access_log]
-enabled = false
-[reload]
-watch = false
-[[routes]]
-name = "all"
-pool = "pool"
-[[pools]]
-name = "pool"
-[[pools.backends]]
-name = "up"
-address = "127.0.0.1:18281"
-CONF
+switchyard_config 18283 "enabled = false" 18281 >"$work/switchyard.toml"
 
 cat >"$work/client.py" <<'PY'
 import asyncio, sys
@@ -79,7 +59,6 @@ asyncio.run(main())
 PY
 
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 nginx -p "$work" -c "$work/upstream.conf" & pids+=($!)
 wait_port 18281
