@@ -3,9 +3,6 @@
 use http::StatusCode;
 use std::sync::Arc;
 
-/// Any error, boxed, as a cause.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// A request the proxy could not complete, with who is to blame.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -23,18 +20,18 @@ pub enum ProxyError {
     UpstreamConnect {
         /// The backend's name.
         backend: Arc<str>,
-        /// What the connection attempt said.
+        /// What the connector said.
         #[source]
-        source: BoxError,
+        source: hyper_util::client::legacy::Error,
     },
     /// The upstream broke the protocol or closed the connection before a response.
     #[error("upstream {backend} failed before responding")]
     UpstreamProtocol {
         /// The backend's name.
         backend: Arc<str>,
-        /// What the connection said.
+        /// What the client said.
         #[source]
-        source: BoxError,
+        source: hyper_util::client::legacy::Error,
     },
     /// The upstream did not connect or send response headers in time.
     #[error("upstream {backend} timed out {}", if *.connecting { "connecting" } else { "before responding" })]

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::control::{Control, ControlHandle};
 use crate::listeners::Listeners;
 use crate::metrics::Metrics;
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, forward};
 use crate::reload::{ReloadRequest, Reloader};
 use crate::server::{self, BindError};
 use crate::snapshot::Snapshot;
@@ -96,6 +96,7 @@ impl Gateway {
         let (control, handle) = Control::new(config, &metrics, tasks.clone(), shutdown.clone());
         let proxy = Arc::new(Proxy::new(
             Arc::clone(&handle.snapshot),
+            forward::client(&config.timeouts),
             handle.outliers.clone(),
             access_log,
             &metrics,

@@ -219,12 +219,8 @@ impl Control {
                 Some(command) = self.commands.recv() => self.apply_command(command),
                 () = sleep_until(deadline) => self.apply_timers(Instant::now()),
                 _ = refill.tick() => {
-                    let max_idle = self.config.timeouts.upstream_idle;
                     for pool in &self.pools {
                         pool.policy.retry_budget.refill();
-                        for backend in &pool.backends {
-                            backend.state.connections.close_idle(max_idle);
-                        }
                     }
                 }
                 () = self.shutdown.cancelled() => break,
@@ -516,6 +512,13 @@ impl Control {
                 backend.stop_prober();
             }
             summary.pools_removed.push(name);
+        }
+        if self.config.timeouts.connect != config.timeouts.connect
+            || self.config.timeouts.upstream_idle != config.timeouts.upstream_idle
+        {
+            tracing::warn!(
+                "timeouts.connect and timeouts.upstream_idle take effect at the next restart"
+            );
         }
         self.pools = pools;
         self.router = router(&config, &self.pools);

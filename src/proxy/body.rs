@@ -1,14 +1,15 @@
-//! The response body sent to the client: an upstream body streamed through, or a short local
-//! body. It finishes the request's record when it ends, and hands the upstream connection back
-//! to its pool once the body has been read to the end.
+//! Body types: the response body sent to the client (an upstream body streamed through, or a
+//! short local body), which finishes the request's record when it ends; and the request body
+//! sent upstream, read whole when small enough to replay.
 
 use super::exchange::Exchange;
 use crate::access_log::AccessLog;
 use crate::upstream::InFlightGuard;
-use crate::upstream::pool::Connection;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 /// A body sent to the client.
@@ -28,26 +29,22 @@ struct Finish {
 
 #[derive(Debug)]
 enum Kind {
-    /// Streamed from the upstream; the guard is released at the end of the stream or on drop,
-    /// and the connection goes back to the pool only at the end of the stream.
+    /// Streamed from the upstream; the guard is released at the end of the stream or on drop.
     Upstream {
         body: Incoming,
         in_flight: Option<InFlightGuard>,
-        connection: Option<Connection>,
     },
     /// Generated here; `None` once sent.
     Local(Option<Bytes>),
 }
 
 impl ProxyBody {
-    /// Streams an upstream body, keeping the request in flight until the body ends; then the
-    /// connection it came on can carry another request.
-    pub fn upstream(body: Incoming, in_flight: InFlightGuard, connection: Connection) -> Self {
+    /// Streams an upstream body, keeping the request in flight until the body ends.
+    pub fn upstream(body: Incoming, in_flight: InFlightGuard) -> Self {
         Self {
             kind: Kind::Upstream {
                 body,
                 in_flight: Some(in_flight),
-                connection: Some(connection),
             },
             finish: None,
         }
@@ -80,33 +77,8 @@ impl ProxyBody {
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
-        if let Kind::Upstream {
-            body,
-            in_flight,
-            connection,
-        } = &mut self.kind
-        {
-            // Dropped after its end (an empty body is never polled): the connection is clean.
-            let clean = body.is_end_stream();
-            release(in_flight, connection, clean);
-        }
         // A client that goes away mid-body still gets its line, with the bytes actually sent.
         self.complete();
-    }
-}
-
-/// Ends the request on its backend. A connection whose response was read to the end goes back
-/// to the pool; one abandoned mid-body is dropped, which closes it.
-fn release(
-    in_flight: &mut Option<InFlightGuard>,
-    connection: &mut Option<Connection>,
-    clean: bool,
-) {
-    let (Some(guard), Some(connection)) = (in_flight.take(), connection.take()) else {
-        return;
-    };
-    if clean {
-        guard.backend().connections.check_in(connection);
     }
 }
 
@@ -120,21 +92,12 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         let frame = match &mut this.kind {
-            Kind::Upstream {
-                body,
-                in_flight,
-                connection,
-            } => {
-                let frame = Pin::new(&mut *body).poll_frame(cx);
-                match &frame {
-                    // hyper stops polling once the body says it has ended, so the last data
-                    // frame is where a clean end is usually seen.
-                    Poll::Ready(None) => release(in_flight, connection, true),
-                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
-                        release(in_flight, connection, true);
-                    }
-                    Poll::Ready(Some(Err(_))) => release(in_flight, connection, false),
-                    Poll::Ready(Some(Ok(_))) | Poll::Pending => {}
+            Kind::Upstream { body, in_flight } => {
+                let frame = Pin::new(body).poll_frame(cx);
+                if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
+                    // The response is over: the backend is free as of now, not when hyper
+                    // gets around to dropping the body.
+                    in_flight.take();
                 }
                 frame
             }
@@ -164,6 +127,120 @@ impl Body for ProxyBody {
             Kind::Upstream { body, .. } => body.size_hint(),
             Kind::Local(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Local(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// Request bodies up to this size (by `Content-Length`) are read whole before forwarding so the
+/// request can be replayed on another backend; larger or chunked ones stream and are not retried.
+pub const REPLAY_LIMIT: u64 = 64 * 1024;
+
+/// A client request body, read whole when small enough to replay.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Empty or small: can be sent any number of times.
+    Buffered(Bytes),
+    /// Large or of unknown length: can be sent once; counts the bytes it forwards.
+    Streaming(Option<Incoming>, Arc<AtomicU64>),
+}
+
+impl RequestBody {
+    /// Reads a small body whole; leaves a large or chunked one to stream.
+    pub async fn read(
+        body: Incoming,
+        headers: &http::HeaderMap,
+    ) -> Result<Self, crate::error::ProxyError> {
+        use http_body_util::BodyExt;
+        if body.is_end_stream() {
+            return Ok(Self::Buffered(Bytes::new()));
+        }
+        let small = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|len| len <= REPLAY_LIMIT);
+        if !small {
+            return Ok(Self::Streaming(Some(body), Arc::default()));
+        }
+        let bytes = body
+            .collect()
+            .await
+            .map_err(crate::error::ProxyError::IncompleteBody)?
+            .to_bytes();
+        Ok(Self::Buffered(bytes))
+    }
+
+    /// Whether another attempt could send this body again.
+    pub fn is_replayable(&self) -> bool {
+        matches!(self, Self::Buffered(_))
+    }
+
+    /// The body for the next attempt; `None` if a streamed body was already sent.
+    pub fn next_attempt(&mut self) -> Option<UpstreamBody> {
+        match self {
+            Self::Buffered(bytes) if bytes.is_empty() => Some(UpstreamBody::Bytes(None)),
+            Self::Buffered(bytes) => Some(UpstreamBody::Bytes(Some(bytes.clone()))),
+            Self::Streaming(body, sent) => body
+                .take()
+                .map(|body| UpstreamBody::Stream(body, Arc::clone(sent))),
+        }
+    }
+
+    /// Bytes of the body read or forwarded so far.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Self::Buffered(bytes) => bytes.len() as u64,
+            // Relaxed: read after the exchange, only for the log.
+            Self::Streaming(_, sent) => sent.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The body sent to an upstream.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// A buffered body (`None` once sent, or when empty).
+    Bytes(Option<Bytes>),
+    /// The client's body, streamed through, counting its bytes.
+    Stream(Incoming, Arc<AtomicU64>),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Bytes(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Stream(body, sent) => {
+                let frame = Pin::new(body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(data))) = &frame {
+                    if let Some(data) = data.data_ref() {
+                        // Relaxed: a byte count for the log.
+                        sent.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                frame
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Bytes(bytes) => bytes.is_none(),
+            Self::Stream(body, _) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Bytes(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Self::Stream(body, _) => body.size_hint(),
         }
     }
 }

@@ -1,129 +1,91 @@
-//! Sending one attempt to a backend over one of its pooled HTTP/1.1 connections (or a new one),
-//! under timeouts, and classifying what went wrong: whether anything was sent, whose fault.
+//! Sending a request to a backend through the shared pooled client, under timeouts, and
+//! classifying what went wrong: whether anything was sent, and whose fault it was.
 
+use super::body::UpstreamBody;
+use crate::config::Timeouts;
 use crate::error::ProxyError;
-use crate::upstream::pool::Connection;
-use crate::upstream::{BackendState, Failure, UpstreamBody};
-use http::header::HOST;
+use crate::upstream::{BackendState, Failure};
 use http::request::Parts;
-use http::uri::{PathAndQuery, Uri};
-use http::{HeaderValue, Method, Request, Response, Version};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::error::Error as _;
 use std::time::Duration;
-use tokio::net::TcpStream;
+
+/// The one pooled HTTP client shared by every request to every backend.
+pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
+
+/// Builds the shared client: keep-alive pool with an idle timeout, `TCP_NODELAY`, connect
+/// timeout.
+pub fn client(timeouts: &Timeouts) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(timeouts.connect));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(timeouts.upstream_idle)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector)
+}
 
 /// The request for one attempt: the client's method, path and (rewritten) headers, sent over
-/// HTTP/1.1 in origin form; `Host` is the backend's address if the client sent none.
+/// HTTP/1.1 to `authority`.
 pub fn upstream_request(
     parts: &Parts,
     body: UpstreamBody,
-    backend: &BackendState,
+    authority: &Authority,
 ) -> Result<Request<UpstreamBody>, ProxyError> {
     let path_and_query = parts
         .uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(authority.clone());
+    uri.path_and_query = Some(path_and_query);
+    let uri =
+        Uri::from_parts(uri).map_err(|_| ProxyError::BadRequest("invalid request target\n"))?;
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = Uri::from(path_and_query);
+    *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = parts.headers.clone();
-    if !request.headers().contains_key(HOST) {
-        let host = HeaderValue::from_str(backend.authority.as_str())
-            .map_err(|_| ProxyError::BadRequest("invalid request target\n"))?;
-        request.headers_mut().insert(HOST, host);
-    }
     Ok(request)
 }
 
-/// Sends one attempt to `backend`: on an idle pooled connection if there is one that still
-/// works, else on a new one. Returns the response and the connection, which goes back to the
-/// pool once the response body has been read.
+/// Sends one attempt; maps failures to connect (502), protocol (502) or timeout (504).
 pub async fn send(
-    mut request: Request<UpstreamBody>,
-    backend: &BackendState,
-    connect_timeout: Duration,
+    client: &UpstreamClient,
+    req: Request<UpstreamBody>,
     response_timeout: Duration,
-) -> Result<(Response<Incoming>, Connection), ProxyError> {
-    loop {
-        let (mut connection, reused) = match backend.connections.check_out() {
-            Some(connection) => (connection, true),
-            None => (connect(backend, connect_timeout).await?, false),
-        };
-        if let Err(err) = connection.ready().await {
-            if reused {
-                continue; // closed while idle: try the next one
-            }
-            return Err(protocol_error(backend, err));
-        }
-        let sent = connection.try_send_request(request);
-        match tokio::time::timeout(response_timeout, sent).await {
-            Ok(Ok(response)) => return Ok((response, connection)),
-            Ok(Err(mut err)) => match err.take_message() {
-                // The request never left: an idle connection the backend had closed means
-                // trying again; a new connection that died at once is a failure to connect.
-                Some(unsent) if reused => request = unsent,
-                Some(_) => {
-                    return Err(ProxyError::UpstreamConnect {
-                        backend: backend.name.clone(),
-                        source: err.into_error().into(),
-                    });
-                }
-                None => return Err(protocol_error(backend, err.into_error())),
-            },
-            Err(_elapsed) => {
-                return Err(ProxyError::UpstreamTimeout {
-                    backend: backend.name.clone(),
-                    connecting: false,
-                });
-            }
-        }
-    }
-}
-
-fn protocol_error(backend: &BackendState, err: hyper::Error) -> ProxyError {
-    ProxyError::UpstreamProtocol {
-        backend: backend.name.clone(),
-        source: err.into(),
-    }
-}
-
-/// Opens a new connection to `backend` and starts the task that drives it.
-async fn connect(backend: &BackendState, timeout: Duration) -> Result<Connection, ProxyError> {
-    let connect = TcpStream::connect(backend.authority.as_str());
-    let stream = match tokio::time::timeout(timeout, connect).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(err)) => {
-            return Err(ProxyError::UpstreamConnect {
-                backend: backend.name.clone(),
-                source: err.into(),
-            });
-        }
-        Err(_elapsed) => {
-            return Err(ProxyError::UpstreamTimeout {
-                backend: backend.name.clone(),
+    backend: &BackendState,
+) -> Result<Response<Incoming>, ProxyError> {
+    let backend = || backend.name.clone();
+    match tokio::time::timeout(response_timeout, client.request(req)).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(source)) if source.is_connect() && is_timeout(&source) => {
+            Err(ProxyError::UpstreamTimeout {
+                backend: backend(),
                 connecting: true,
-            });
+            })
         }
-    };
-    if let Err(err) = stream.set_nodelay(true) {
-        tracing::debug!(%err, backend = %backend.name, "cannot set TCP_NODELAY");
+        Ok(Err(source)) if source.is_connect() => Err(ProxyError::UpstreamConnect {
+            backend: backend(),
+            source,
+        }),
+        Ok(Err(source)) => Err(ProxyError::UpstreamProtocol {
+            backend: backend(),
+            source,
+        }),
+        Err(_elapsed) => Err(ProxyError::UpstreamTimeout {
+            backend: backend(),
+            connecting: false,
+        }),
     }
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|err| ProxyError::UpstreamConnect {
-            backend: backend.name.clone(),
-            source: err.into(),
-        })?;
-    let name = backend.name.clone();
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::debug!(backend = %name, error = %err, "upstream connection ended with an error");
-        }
-    });
-    Ok(sender)
 }
 
 /// The passive-health failure an upstream error counts as, if it is the backend's fault.
@@ -169,4 +131,19 @@ fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
+}
+
+/// Whether the connector gave up on its connect timeout (an `io::ErrorKind::TimedOut` inside).
+fn is_timeout(err: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }

@@ -5,14 +5,14 @@ pub mod exchange;
 pub mod forward;
 pub mod headers;
 
-pub use body::ProxyBody;
+pub use body::{ProxyBody, RequestBody, UpstreamBody};
+pub use forward::UpstreamClient;
 
 use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::snapshot::Snapshot;
-use crate::upstream::pool::Connection;
-use crate::upstream::{BackendState, InFlightGuard, OutlierReport, RequestBody};
+use crate::upstream::{BackendState, InFlightGuard, OutlierReport};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use exchange::{Exchange, X_REQUEST_ID};
@@ -37,6 +37,7 @@ pub struct Downstream {
 #[derive(Debug)]
 pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
+    client: UpstreamClient,
     outliers: UnboundedSender<OutlierReport>,
     access_log: AccessLog,
     /// Request metrics of requests that match no route.
@@ -48,16 +49,18 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A proxy reading routes and pools from `snapshot`, reporting passive failures past their
-    /// threshold to `outliers`, logging to `access_log`.
+    /// A proxy reading routes and pools from `snapshot`, sending through `client`, reporting
+    /// passive failures past their threshold to `outliers`, logging to `access_log`.
     pub fn new(
         snapshot: Arc<ArcSwap<Snapshot>>,
+        client: UpstreamClient,
         outliers: UnboundedSender<OutlierReport>,
         access_log: AccessLog,
         metrics: &Metrics,
     ) -> Self {
         Self {
             snapshot,
+            client,
             outliers,
             access_log,
             unrouted: Arc::new(RequestMetrics::new(metrics, "", "", "")),
@@ -80,10 +83,10 @@ impl Proxy {
         let mut exchange = Exchange::begin(&mut req, downstream, &self.unrouted);
         let version = req.version();
         let mut response = match self.forward(req, downstream, &mut exchange).await {
-            Ok((response, in_flight, connection)) => {
+            Ok((response, in_flight)) => {
                 let (mut parts, body) = response.into_parts();
                 headers::prepare_response(&mut parts.headers, parts.version);
-                Response::from_parts(parts, ProxyBody::upstream(body, in_flight, connection))
+                Response::from_parts(parts, ProxyBody::upstream(body, in_flight))
             }
             Err(err) => {
                 log_failure(&err);
@@ -113,7 +116,7 @@ impl Proxy {
         req: Request<Incoming>,
         downstream: Downstream,
         exchange: &mut Exchange,
-    ) -> Result<(Response<Incoming>, InFlightGuard, Connection), ProxyError> {
+    ) -> Result<(Response<Incoming>, InFlightGuard), ProxyError> {
         let host = request_host(&req)?;
         let (pool, mut backend, timeout) = {
             // One snapshot load per request; the guard is dropped before any await.
@@ -134,7 +137,11 @@ impl Proxy {
                 });
             };
             exchange.chose(index, &backend.name);
-            (Arc::clone(&pool), Arc::clone(backend), snapshot.timeouts)
+            (
+                Arc::clone(&pool),
+                Arc::clone(backend),
+                snapshot.timeouts.response_header,
+            )
         };
         let policy = &pool.policy;
         policy.retry_budget.record_request();
@@ -148,18 +155,17 @@ impl Proxy {
             let attempt_body = body
                 .next_attempt()
                 .expect("a streamed body is never retried, so it is always still there");
-            let request = forward::upstream_request(&parts, attempt_body, &backend)?;
+            let request = forward::upstream_request(&parts, attempt_body, &backend.authority)?;
             let sent = Instant::now();
-            let result =
-                forward::send(request, &backend, timeout.connect, timeout.response_header).await;
+            let result = forward::send(&self.client, request, timeout, &backend).await;
             exchange.record.upstream = Some(sent.elapsed());
             exchange.record.bytes_in = body.bytes();
             let err = match result {
-                Ok((response, connection)) => {
+                Ok(response) => {
                     self.report(
                         backend.record_response(response.status(), policy.outlier.consecutive_5xx),
                     );
-                    return Ok((response, in_flight, connection));
+                    return Ok((response, in_flight));
                 }
                 Err(err) => err,
             };
@@ -218,7 +224,7 @@ fn log_failure(err: &ProxyError) {
     match err {
         ProxyError::UpstreamConnect { source, .. }
         | ProxyError::UpstreamProtocol { source, .. } => {
-            tracing::debug!(error = %err, cause = %crate::error::chain(source.as_ref()), "upstream request failed");
+            tracing::debug!(error = %err, cause = %crate::error::chain(source), "upstream request failed");
         }
         ProxyError::UpstreamTimeout { .. } => {
             tracing::debug!(error = %err, "upstream request failed")

@@ -1,13 +1,9 @@
 //! Upstream backends: who they are and the live state the data plane reads through atomics.
 
-pub mod body;
-pub mod pool;
 mod retry_budget;
 mod state;
 mod status;
 
-pub use body::{RequestBody, UpstreamBody};
-pub use pool::ConnectionPool;
 pub use retry_budget::RetryBudget;
 pub use state::{BackendState, Exclusion, Failure, InFlightGuard, OutlierReport};
 pub use status::{BackendStatus, Condition};

@@ -86,8 +86,6 @@ pub struct BackendState {
     status: ArcSwap<BackendStatus>,
     /// Failure counters, registered when the backend was created.
     pub metrics: BackendMetrics,
-    /// Idle keep-alive connections to this backend.
-    pub connections: super::ConnectionPool,
 }
 
 impl BackendState {
@@ -119,7 +117,6 @@ impl BackendState {
             consecutive_5xx: AtomicU32::new(0),
             status: ArcSwap::from_pointee(BackendStatus::initial(condition)),
             metrics,
-            connections: super::ConnectionPool::default(),
         }
     }
 
