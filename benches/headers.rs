@@ -45,16 +45,13 @@ fn response_headers() -> HeaderMap {
 }
 
 fn bench(c: &mut Criterion) {
-    let downstream = Downstream {
-        peer: "192.0.2.7:51000".parse().unwrap(),
-        tls: false,
-    };
+    let downstream = Downstream::new("192.0.2.7:51000".parse().unwrap(), false);
     let host = HeaderValue::from_static("shop.example.com");
     c.bench_function("prepare_request", |b| {
         b.iter_batched(
             request_headers,
             |mut h| {
-                prepare_request(&mut h, Version::HTTP_11, Some(host.clone()), downstream);
+                prepare_request(&mut h, Version::HTTP_11, Some(host.clone()), &downstream);
                 black_box(h)
             },
             BatchSize::SmallInput,

@@ -115,6 +115,14 @@ impl Drop for OpenConnection {
     }
 }
 
+/// What the requests of one client connection share.
+#[derive(Debug)]
+struct ConnShared {
+    proxy: Arc<Proxy>,
+    downstream: Downstream,
+    activity: ConnActivity,
+}
+
 /// Requests started on one connection and how many are still running, so the idle timer can
 /// tell a quiet connection from a slow response.
 #[derive(Debug, Default)]
@@ -136,18 +144,21 @@ async fn serve_connection(
     }
     proxy.connections_total.increment(1);
     let _open = OpenConnection::count(&proxy.connections_open);
-    let downstream = Downstream { peer, tls: false };
-    let activity = Arc::new(ConnActivity::default());
+    // Everything a request of this connection needs, behind one `Arc`: one clone per request.
+    let shared = Arc::new(ConnShared {
+        proxy,
+        downstream: Downstream::new(peer, false),
+        activity: ConnActivity::default(),
+    });
     let service = {
-        let activity = Arc::clone(&activity);
+        let shared = Arc::clone(&shared);
         service_fn(move |req| {
-            let proxy = Arc::clone(&proxy);
-            let activity = Arc::clone(&activity);
+            let shared = Arc::clone(&shared);
             // Relaxed: these counters are only compared by this connection's idle timer.
-            activity.started.fetch_add(1, Ordering::Relaxed);
+            shared.activity.started.fetch_add(1, Ordering::Relaxed);
             async move {
-                let response = proxy.handle(req, downstream).await;
-                activity.finished.fetch_add(1, Ordering::Relaxed);
+                let response = shared.proxy.handle(req, &shared.downstream).await;
+                shared.activity.finished.fetch_add(1, Ordering::Relaxed);
                 Ok::<_, Infallible>(response)
             }
         })
@@ -176,8 +187,8 @@ async fn serve_connection(
             }
             now = tick.tick(), if !closing => {
                 let seen = (
-                    activity.started.load(Ordering::Relaxed),
-                    activity.finished.load(Ordering::Relaxed),
+                    shared.activity.started.load(Ordering::Relaxed),
+                    shared.activity.finished.load(Ordering::Relaxed),
                 );
                 if seen != last_seen || seen.0 != seen.1 {
                     last_seen = seen;

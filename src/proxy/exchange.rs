@@ -34,7 +34,7 @@ impl Exchange {
     /// Starts the record of `req`; gives it an `X-Request-Id` if it has none.
     pub fn begin<B>(
         req: &mut Request<B>,
-        downstream: Downstream,
+        downstream: &Downstream,
         unrouted: &Arc<RequestMetrics>,
     ) -> Self {
         let request_id = match req.headers().get(&X_REQUEST_ID) {

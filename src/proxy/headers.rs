@@ -4,7 +4,6 @@
 use super::Downstream;
 use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::io::Write as _;
 
 const HOP_BY_HOP_COUNT: usize = 9;
 
@@ -32,10 +31,10 @@ pub fn prepare_request(
     headers: &mut HeaderMap,
     version: Version,
     host: Option<HeaderValue>,
-    downstream: Downstream,
+    downstream: &Downstream,
 ) {
     strip_hop_by_hop(headers);
-    append_forwarded_for(headers, downstream.peer.ip());
+    append_forwarded_for(headers, &downstream.forwarded_for);
     headers.insert(
         X_FORWARDED_PROTO,
         HeaderValue::from_static(if downstream.tls { "https" } else { "http" }),
@@ -98,13 +97,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Appends the client address to `X-Forwarded-For`, joining earlier hops into one line.
-fn append_forwarded_for(headers: &mut HeaderMap, ip: std::net::IpAddr) {
+fn append_forwarded_for(headers: &mut HeaderMap, client: &HeaderValue) {
+    if !headers.contains_key(&X_FORWARDED_FOR) {
+        // The usual case: the connection's preformatted value, shared, no allocation.
+        headers.insert(X_FORWARDED_FOR, client.clone());
+        return;
+    }
     let mut value = Vec::with_capacity(64);
     for earlier in headers.get_all(&X_FORWARDED_FOR) {
         value.extend_from_slice(earlier.as_bytes());
         value.extend_from_slice(b", ");
     }
-    write!(value, "{ip}").expect("writing to a Vec cannot fail");
+    value.extend_from_slice(client.as_bytes());
     if let Ok(value) = HeaderValue::from_bytes(&value) {
         headers.insert(X_FORWARDED_FOR, value);
     }
@@ -125,10 +129,7 @@ mod tests {
     use super::*;
 
     fn downstream() -> Downstream {
-        Downstream {
-            peer: "192.0.2.7:5000".parse().unwrap(),
-            tls: false,
-        }
+        Downstream::new("192.0.2.7:5000".parse().unwrap(), false)
     }
 
     #[test]
@@ -149,7 +150,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", "203.0.113.1".parse().unwrap());
         h.append("x-forwarded-for", "198.51.100.2".parse().unwrap());
-        prepare_request(&mut h, Version::HTTP_11, None, downstream());
+        prepare_request(&mut h, Version::HTTP_11, None, &downstream());
         assert_eq!(h["x-forwarded-for"], "203.0.113.1, 198.51.100.2, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h[header::VIA], "1.1 switchyard");
@@ -162,7 +163,7 @@ mod tests {
             &mut h,
             Version::HTTP_2,
             Some("example.com".parse().unwrap()),
-            downstream(),
+            &downstream(),
         );
         assert_eq!(h[header::HOST], "example.com");
         assert_eq!(h["x-forwarded-host"], "example.com");

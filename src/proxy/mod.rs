@@ -24,13 +24,28 @@ use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
-/// How the client reached us, for `X-Forwarded-*`.
-#[derive(Debug, Clone, Copy)]
+/// How the client reached us, for `X-Forwarded-*`; built once per connection.
+#[derive(Debug, Clone)]
 pub struct Downstream {
     /// The client's address.
     pub peer: SocketAddr,
     /// Whether the client connection is TLS.
     pub tls: bool,
+    /// The client's IP as a header value, formatted once per connection rather than per request.
+    pub forwarded_for: HeaderValue,
+}
+
+impl Downstream {
+    /// The downstream of a connection from `peer`.
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        let forwarded_for = HeaderValue::from_str(&peer.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Self {
+            peer,
+            tls,
+            forwarded_for,
+        }
+    }
 }
 
 /// The data plane's entry point: shared by every connection of every listener.
@@ -78,7 +93,7 @@ impl Proxy {
     pub async fn handle(
         &self,
         mut req: Request<Incoming>,
-        downstream: Downstream,
+        downstream: &Downstream,
     ) -> Response<ProxyBody> {
         let mut exchange = Exchange::begin(&mut req, downstream, &self.unrouted);
         let version = req.version();
@@ -114,7 +129,7 @@ impl Proxy {
     async fn forward(
         &self,
         req: Request<Incoming>,
-        downstream: Downstream,
+        downstream: &Downstream,
         exchange: &mut Exchange,
     ) -> Result<(Response<Incoming>, InFlightGuard), ProxyError> {
         let host = request_host(&req)?;
