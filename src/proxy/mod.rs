@@ -151,12 +151,9 @@ impl Proxy {
                     pool: Arc::clone(&pool.name),
                 });
             };
+            let backend = Arc::clone(backend);
             exchange.chose(index, &backend.name);
-            (
-                Arc::clone(&pool),
-                Arc::clone(backend),
-                snapshot.timeouts.response_header,
-            )
+            (pool, backend, snapshot.timeouts.response_header)
         };
         let policy = &pool.policy;
         policy.retry_budget.record_request();
