@@ -270,3 +270,53 @@ async fn pooled_connections_closed_by_the_backend_are_replaced_without_failing_a
     assert_eq!((answer.status.as_u16(), answer.body.as_str()), (200, "7"));
     assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_bytes_never_take_the_proxy_down() {
+    // A panic in a connection task would not stop the process (tokio contains it), so count
+    // panics directly.
+    static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        default_hook(info);
+    }));
+    let upstream = Upstream::start("up").await;
+    let proxy = proxy_to(&[upstream.addr], "[timeouts]\nrequest_header = \"200ms\"\n").await;
+    let mut rng = fastrand::Rng::with_seed(0x5157_7c4a);
+    let fragments: [&[u8]; 8] = [
+        b"GET / HTTP/1.1\r\n",
+        b"Host: a\r\n",
+        b"Content-Length: 5\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"\r\n",
+        b"0\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"\xff\x00",
+    ];
+    for _ in 0..150 {
+        // Mixtures of valid fragments and random bytes, in random order and length.
+        let mut input = Vec::new();
+        for _ in 0..rng.usize(1..8) {
+            if rng.bool() {
+                input.extend_from_slice(fragments[rng.usize(..fragments.len())]);
+            } else {
+                input.extend((0..rng.usize(1..64)).map(|_| rng.u8(..)));
+            }
+        }
+        let mut stream = TcpStream::connect(proxy.addr).await.expect("proxy accepts");
+        let _ = stream.write_all(&input).await;
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut sink)).await;
+    }
+    assert_eq!(
+        get(&client(), &proxy.url("/"), None).await.status,
+        200,
+        "the proxy stopped serving"
+    );
+    assert_eq!(
+        PANICS.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a task panicked"
+    );
+}
