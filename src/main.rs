@@ -206,6 +206,11 @@ fn print_demo_help(addr: std::net::SocketAddr) {
   HTTP/2 without TLS (prior knowledge):
     curl -s --http2-prior-knowledge http://{addr}/
 
+  Admin API and metrics (drain a backend and watch the rotation change):
+    curl -s http://127.0.0.1:9901/api/pools/web
+    curl -s -X POST http://127.0.0.1:9901/api/pools/web/backends/alpha/drain
+    curl -s http://127.0.0.1:9901/metrics | grep switchyard_requests_total
+
   Any host reaches the default route; a bad request gets 400:
     curl -s -H 'Host: other.example' http://{addr}/
     curl -si -H 'Host:' http://{addr}/ | head -1             # 400: HTTP/1.1 without Host
