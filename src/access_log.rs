@@ -61,11 +61,6 @@ impl AccessLog {
         }
     }
 
-    /// Whether records are written anywhere.
-    pub fn is_enabled(&self) -> bool {
-        self.lines.is_some()
-    }
-
     /// Queues a record; never waits.
     pub fn log(&self, record: Record) {
         if let Some(lines) = &self.lines {

@@ -8,7 +8,7 @@ use crate::control::{Control, ControlHandle};
 use crate::listeners::Listeners;
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, forward};
-use crate::reload::{ReloadRequest, Reloader};
+use crate::reload::Reloader;
 use crate::server::{self, BindError};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -54,7 +53,6 @@ pub struct Gateway {
     local_addrs: Vec<(String, SocketAddr)>,
     admin_addr: Option<SocketAddr>,
     control: ControlHandle,
-    reload: mpsc::Sender<ReloadRequest>,
     access_log_done: Option<tokio::sync::oneshot::Receiver<()>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -151,16 +149,10 @@ impl Gateway {
             local_addrs,
             admin_addr,
             control: handle,
-            reload,
             access_log_done,
             shutdown,
             tasks,
         })
-    }
-
-    /// The address each listener was bound to at start, by name (useful with port 0).
-    pub fn local_addrs(&self) -> &[(String, SocketAddr)] {
-        &self.local_addrs
     }
 
     /// The bound address of the first listener.
@@ -179,16 +171,6 @@ impl Gateway {
     /// The snapshot the data plane reads.
     pub fn snapshot(&self) -> &Arc<ArcSwap<Snapshot>> {
         &self.control.snapshot
-    }
-
-    /// The control plane's command and event channels.
-    pub fn control(&self) -> &ControlHandle {
-        &self.control
-    }
-
-    /// Where reload requests go.
-    pub fn reloads(&self) -> &mpsc::Sender<ReloadRequest> {
-        &self.reload
     }
 
     /// The shutdown grace period of the config in force.

@@ -182,18 +182,6 @@ impl Proxy {
                 Err(err) => err,
             };
             drop(in_flight);
-            match &err {
-                ProxyError::UpstreamConnect { .. }
-                | ProxyError::UpstreamTimeout {
-                    connecting: true, ..
-                } => {
-                    backend.metrics.connect_errors.increment(1);
-                }
-                ProxyError::UpstreamTimeout {
-                    connecting: false, ..
-                } => backend.metrics.timeouts.increment(1),
-                _ => {}
-            }
             if let Some(failure) = forward::failure_of(&err) {
                 self.report(backend.record_failure(failure, policy.outlier.consecutive_failures));
             }

@@ -198,7 +198,8 @@ impl BackendState {
         }
     }
 
-    /// Counts a failure; returns a report exactly when the count reaches `threshold` (0: off).
+    /// Counts a failure (and its metric); returns a report exactly when the count reaches
+    /// `threshold` (0: off).
     pub fn record_failure(
         self: &Arc<Self>,
         failure: Failure,
@@ -206,7 +207,15 @@ impl BackendState {
     ) -> Option<OutlierReport> {
         let counter = match failure {
             Failure::Status5xx => &self.consecutive_5xx,
-            Failure::Connect | Failure::Timeout | Failure::Reset => &self.consecutive_failures,
+            Failure::Connect => {
+                self.metrics.connect_errors.increment(1);
+                &self.consecutive_failures
+            }
+            Failure::Timeout => {
+                self.metrics.timeouts.increment(1);
+                &self.consecutive_failures
+            }
+            Failure::Reset => &self.consecutive_failures,
         };
         // Relaxed: counters only; equality with the threshold makes exactly one caller report.
         let consecutive = counter.fetch_add(1, Ordering::Relaxed).saturating_add(1);
@@ -260,13 +269,6 @@ impl Candidate for BackendState {
 /// Holds one in-flight request against a backend; dropping it ends the request.
 #[derive(Debug)]
 pub struct InFlightGuard(Arc<BackendState>);
-
-impl InFlightGuard {
-    /// The backend this request went to.
-    pub fn backend(&self) -> &Arc<BackendState> {
-        &self.0
-    }
-}
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
