@@ -32,11 +32,13 @@ pub fn client(timeouts: &Timeouts) -> UpstreamClient {
 }
 
 /// The request for one attempt: the client's method, path and (rewritten) headers, sent over
-/// HTTP/1.1 to `authority`.
+/// HTTP/1.1 to `authority`. On the last possible attempt the headers are moved out of `parts`
+/// rather than copied: only a retry needs them again.
 pub fn upstream_request(
-    parts: &Parts,
+    parts: &mut Parts,
     body: UpstreamBody,
     authority: &Authority,
+    last_attempt: bool,
 ) -> Result<Request<UpstreamBody>, ProxyError> {
     let path_and_query = parts
         .uri
@@ -53,7 +55,11 @@ pub fn upstream_request(
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = parts.headers.clone();
+    *request.headers_mut() = if last_attempt {
+        std::mem::take(&mut parts.headers)
+    } else {
+        parts.headers.clone()
+    };
     Ok(request)
 }
 

@@ -167,7 +167,13 @@ impl Proxy {
             let attempt_body = body
                 .next_attempt()
                 .expect("a streamed body is never retried, so it is always still there");
-            let request = forward::upstream_request(&parts, attempt_body, &backend.authority)?;
+            let last_attempt = tried.len() >= policy.retries as usize || !body.is_replayable();
+            let request = forward::upstream_request(
+                &mut parts,
+                attempt_body,
+                &backend.authority,
+                last_attempt,
+            )?;
             let sent = Instant::now();
             let result = forward::send(&self.client, request, timeout, &backend).await;
             exchange.record.upstream = Some(sent.elapsed());
