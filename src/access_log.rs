@@ -42,7 +42,7 @@ pub struct Record {
     /// Retries made.
     pub retries: u32,
     /// `X-Request-Id`, as received or generated.
-    pub request_id: Option<HeaderValue>,
+    pub request_id: HeaderValue,
 }
 
 /// The request path's handle on the access log.
@@ -163,7 +163,7 @@ struct JsonLine<'a> {
 /// Appends one line for `record` to `out`.
 pub fn format_record(record: &Record, format: AccessLogFormat, out: &mut Vec<u8>) {
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-    let request_id = record.request_id.as_ref().and_then(|v| v.to_str().ok());
+    let request_id = record.request_id.to_str().ok();
     match format {
         AccessLogFormat::Json => {
             let line = JsonLine {

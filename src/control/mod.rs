@@ -345,41 +345,42 @@ impl Control {
                 pool,
                 backend,
                 reply,
-            } => {
-                let view = self
-                    .find(&pool, &backend)
-                    .map(|(p, b)| backend_view(&self.pools[p].backends[b]));
-                respond(reply, view);
-            }
+            } => respond(reply, self.change_backend(&pool, &backend, |_, _, _| {})),
             Command::Drain {
                 pool,
                 backend,
                 drain,
                 reply,
-            } => {
-                let result = self.find(&pool, &backend).map(|(p, b)| {
-                    self.set_drain(p, b, drain);
-                    backend_view(&self.pools[p].backends[b])
-                });
-                respond(reply, result);
-            }
+            } => respond(
+                reply,
+                self.change_backend(&pool, &backend, |this, p, b| this.set_drain(p, b, drain)),
+            ),
             Command::Weight {
                 pool,
                 backend,
                 weight,
                 reply,
-            } => {
-                let result = self.find(&pool, &backend).map(|(p, b)| {
-                    self.set_weight(p, b, weight);
-                    backend_view(&self.pools[p].backends[b])
-                });
-                respond(reply, result);
-            }
+            } => respond(
+                reply,
+                self.change_backend(&pool, &backend, |this, p, b| this.set_weight(p, b, weight)),
+            ),
             Command::Apply { config, reply } => {
                 let summary = self.apply_config(*config);
                 respond(reply, summary);
             }
         }
+    }
+
+    /// Finds a backend, applies `change` to it, and returns its view afterwards.
+    fn change_backend(
+        &mut self,
+        pool: &str,
+        backend: &str,
+        change: impl FnOnce(&mut Self, usize, usize),
+    ) -> Result<BackendView, LookupError> {
+        let (p, b) = self.find(pool, backend)?;
+        change(self, p, b);
+        Ok(backend_view(&self.pools[p].backends[b]))
     }
 
     fn set_drain(&mut self, p: usize, b: usize, drain: bool) {

@@ -61,7 +61,7 @@ impl Exchange {
                 pool: None,
                 backend: None,
                 retries: 0,
-                request_id: Some(request_id),
+                request_id,
             },
             target: Target::Unrouted(Arc::clone(unrouted)),
         }

@@ -119,9 +119,9 @@ impl Proxy {
                 response
             }
         };
-        if let Some(id) = &exchange.record.request_id {
-            response.headers_mut().insert(X_REQUEST_ID, id.clone());
-        }
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID, exchange.record.request_id.clone());
         exchange.respond(response.status());
         response.map(|body| body.finishing(exchange, &self.access_log))
     }
