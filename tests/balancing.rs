@@ -9,13 +9,7 @@ use support::*;
 
 async fn wrr_proxy(backends: &[(&Upstream, u32)], algorithm: &str) -> TestProxy {
     let list: Vec<_> = backends.iter().map(|(u, w)| (u.name, u.addr, *w)).collect();
-    let toml = format!(
-        "{}{}{}",
-        listener_toml(),
-        route_toml("all", "", "/", "pool"),
-        pool_toml("pool", algorithm, &list)
-    );
-    TestProxy::start(&toml).await
+    TestProxy::start(&single_pool_toml(algorithm, &list, "", "")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

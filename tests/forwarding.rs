@@ -21,13 +21,7 @@ async fn proxy_to(backends: &[SocketAddr], extra: &str) -> TestProxy {
         .enumerate()
         .map(|(i, a)| (["b0", "b1", "b2"][i], *a, 1))
         .collect();
-    let toml = format!(
-        "{}{extra}\n{}{}",
-        listener_toml(),
-        route_toml("all", "", "/", "pool"),
-        pool_toml("pool", "weighted_round_robin", &list)
-    );
-    TestProxy::start(&toml).await
+    TestProxy::start(&single_pool_toml("weighted_round_robin", &list, extra, "")).await
 }
 
 /// Writes raw bytes and reads until the proxy closes or 10s pass.

@@ -7,6 +7,7 @@ mod support;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,20 +18,15 @@ use tokio::time::Instant;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn pool_with(name: &str, backends: &[(&str, std::net::SocketAddr)], extra: &str) -> String {
+/// A proxy over one pool of weight-1 `backends`; `settings` are the pool's keys, then its
+/// sub-tables; `top` is top-level TOML such as `[timeouts]`.
+async fn proxy(backends: &[(&str, SocketAddr)], settings: &str, top: &str) -> TestProxy {
     let list: Vec<_> = backends.iter().map(|(n, a)| (*n, *a, 1)).collect();
-    let mut pool = pool_toml(name, "weighted_round_robin", &list);
-    // Pool-level keys must come before the [[pools.backends]] tables: put them after the name.
-    let at = pool.find("algorithm").expect("algorithm line");
-    pool.insert_str(at, extra);
-    pool
-}
-
-async fn proxy(pool: String) -> TestProxy {
-    TestProxy::start(&format!(
-        "{}{}{pool}",
-        listener_toml(),
-        route_toml("all", "", "/", "pool")
+    TestProxy::start(&single_pool_toml(
+        "weighted_round_robin",
+        &list,
+        top,
+        settings,
     ))
     .await
 }
@@ -82,11 +78,7 @@ async fn kill_and_revive(pool_settings: &str) -> (Duration, Duration) {
     let extra = format!(
         "{pool_settings}\n[pools.health_check]\ntype = \"http\"\npath = \"/health\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nunhealthy_threshold = 2\nhealthy_threshold = 2\n\n"
     );
-    let mut pool = pool_with("pool", &[("a", a.addr), ("b", b.addr)], "");
-    // Health check and outlier tables are sub-tables of the pool: they go after its keys.
-    let at = pool.find("[[pools.backends]]").unwrap();
-    pool.insert_str(at, &extra);
-    let proxy = proxy(pool).await;
+    let proxy = proxy(&[("a", a.addr), ("b", b.addr)], &extra, "").await;
     let state = backend(&proxy, "pool", "b");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -161,15 +153,9 @@ async fn probes_alone_mark_a_killed_backend_unhealthy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_answering_500s_is_ejected_with_doubling_backoff() {
     let upstreams = [Upstream::start("u0").await, Upstream::start("u1").await];
-    let extra = "retries = 0\n";
-    let mut pool = pool_with(
-        "pool",
-        &[("u0", upstreams[0].addr), ("u1", upstreams[1].addr)],
-        extra,
-    );
-    let at = pool.find("[[pools.backends]]").unwrap();
-    pool.insert_str(at, "[pools.outlier_detection]\nconsecutive_5xx = 3\nbase_ejection_time = \"300ms\"\nmax_ejection_time = \"10s\"\nmax_ejection_percent = 50\n\n");
-    let proxy = proxy(pool).await;
+    let settings = "retries = 0\n[pools.outlier_detection]\nconsecutive_5xx = 3\nbase_ejection_time = \"300ms\"\nmax_ejection_time = \"10s\"\nmax_ejection_percent = 50\n\n";
+    let backends = [("u0", upstreams[0].addr), ("u1", upstreams[1].addr)];
+    let proxy = proxy(&backends, settings, "").await;
     let client = client();
     let u0 = backend(&proxy, "pool", "u0");
 
@@ -223,10 +209,8 @@ async fn max_ejection_percent_keeps_part_of_a_failing_pool_in_service() {
         upstreams.push(Upstream::start(name).await);
     }
     let list: Vec<_> = upstreams.iter().map(|u| (u.name, u.addr)).collect();
-    let mut pool = pool_with("pool", &list, "retries = 0\n");
-    let at = pool.find("[[pools.backends]]").unwrap();
-    pool.insert_str(at, "[pools.outlier_detection]\nconsecutive_5xx = 2\nbase_ejection_time = \"30s\"\nmax_ejection_percent = 50\n\n");
-    let proxy = proxy(pool).await;
+    let settings = "retries = 0\n[pools.outlier_detection]\nconsecutive_5xx = 2\nbase_ejection_time = \"30s\"\nmax_ejection_percent = 50\n\n";
+    let proxy = proxy(&list, settings, "").await;
     let states: Vec<_> = upstreams
         .iter()
         .map(|u| backend(&proxy, "pool", u.name))
@@ -247,18 +231,12 @@ async fn max_ejection_percent_keeps_part_of_a_failing_pool_in_service() {
 async fn hung_backend_gives_504_then_is_ejected_and_avoided() {
     let hung = start_hung().await;
     let good = Upstream::start("good").await;
-    let mut pool = pool_with("pool", &[("hung", hung), ("good", good.addr)], "");
-    let at = pool.find("[[pools.backends]]").unwrap();
-    pool.insert_str(
-        at,
+    let proxy = proxy(
+        &[("hung", hung), ("good", good.addr)],
         "[pools.outlier_detection]\nconsecutive_failures = 1\n\n",
-    );
-    let toml = format!(
-        "{}[timeouts]\nresponse_header = \"300ms\"\n{}{pool}",
-        listener_toml(),
-        route_toml("all", "", "/", "pool")
-    );
-    let proxy = TestProxy::start(&toml).await;
+        "[timeouts]\nresponse_header = \"300ms\"\n",
+    )
+    .await;
     let client = client();
 
     let mut statuses = Vec::new();
@@ -292,15 +270,11 @@ async fn failing_probes_pool(panic_threshold: u8) -> (TestProxy, [Upstream; 2]) 
     for u in &upstreams {
         u.set_health_status(503);
     }
-    let extra = format!("panic_threshold = {panic_threshold}\n");
-    let mut pool = pool_with(
-        "pool",
-        &[("u0", upstreams[0].addr), ("u1", upstreams[1].addr)],
-        &extra,
+    let settings = format!(
+        "panic_threshold = {panic_threshold}\n[pools.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\n\n"
     );
-    let at = pool.find("[[pools.backends]]").unwrap();
-    pool.insert_str(at, "[pools.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\n\n");
-    let proxy = proxy(pool).await;
+    let backends = [("u0", upstreams[0].addr), ("u1", upstreams[1].addr)];
+    let proxy = proxy(&backends, &settings, "").await;
     let states = [backend(&proxy, "pool", "u0"), backend(&proxy, "pool", "u1")];
     eventually(DEADLINE, "both unhealthy", || {
         states.iter().all(|s| s.is(Exclusion::Unhealthy))
@@ -337,17 +311,12 @@ async fn reset_post_is_never_replayed_but_reset_get_is() {
     let (resetter, connections) = start_raw(b"").await;
     let good = Upstream::start("good").await;
     // Half the GETs meet the resetting backend: give the budget room for a retry each.
-    let mut pool = pool_with(
-        "pool",
+    let proxy = proxy(
         &[("resetter", resetter), ("good", good.addr)],
-        "retries = 2\nretry_budget_percent = 100\n",
-    );
-    let at = pool.find("[[pools.backends]]").unwrap();
-    pool.insert_str(
-        at,
-        "[pools.outlier_detection]\nconsecutive_failures = 0\n\n",
-    );
-    let proxy = proxy(pool).await;
+        "retries = 2\nretry_budget_percent = 100\n[pools.outlier_detection]\nconsecutive_failures = 0\n\n",
+        "",
+    )
+    .await;
     let client = client();
 
     let mut reset_posts = 0;
@@ -386,17 +355,12 @@ async fn reset_post_is_never_replayed_but_reset_get_is() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovered_backend_ramps_up_over_the_slow_start_window() {
     let upstreams = [Upstream::start("u0").await, Upstream::start("u1").await];
-    let mut pool = pool_with(
-        "pool",
+    let proxy = proxy(
         &[("u0", upstreams[0].addr), ("u1", upstreams[1].addr)],
-        "retries = 0\nslow_start = \"3s\"\n",
-    );
-    let at = pool.find("[[pools.backends]]").unwrap();
-    pool.insert_str(
-        at,
-        "[pools.outlier_detection]\nconsecutive_5xx = 1\nbase_ejection_time = \"100ms\"\n\n",
-    );
-    let proxy = proxy(pool).await;
+        "retries = 0\nslow_start = \"3s\"\n[pools.outlier_detection]\nconsecutive_5xx = 1\nbase_ejection_time = \"100ms\"\n\n",
+        "",
+    )
+    .await;
     let u0 = backend(&proxy, "pool", "u0");
     let full = u0.effective_weight();
 

@@ -15,17 +15,10 @@ use tokio::time::Instant;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A config with one pool over `backends` (name, address, weight); `extra` is top-level TOML
-/// placed before the routes, `pool_extra` goes into the pool table.
+/// A config with one round-robin pool over `backends` (name, address, weight); `extra` is
+/// top-level TOML, `pool_extra` goes into the pool table.
 fn config(backends: &[(&str, SocketAddr, u32)], extra: &str, pool_extra: &str) -> String {
-    let mut pool = pool_toml("pool", "weighted_round_robin", backends);
-    let at = pool.find("[[pools.backends]]").expect("backends");
-    pool.insert_str(at, pool_extra);
-    format!(
-        "{}{extra}\n{}{pool}",
-        listener_toml(),
-        route_toml("all", "", "/", "pool")
-    )
+    single_pool_toml("weighted_round_robin", backends, extra, pool_extra)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -214,15 +214,11 @@ async fn counters_histograms_and_gauges_match_scripted_traffic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_gauges_follow_a_health_transition_and_a_drain() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
-    let toml = format!(
-        "{}{}{}",
-        listener_toml(),
-        route_toml("all", "", "/", "pool"),
-        pool_toml("pool", "weighted_round_robin", &[("a", a.addr, 1), ("b", b.addr, 1)]).replacen(
-            "[[pools.backends]]",
-            "[pools.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\nhealthy_threshold = 1\n[[pools.backends]]",
-            1,
-        )
+    let toml = single_pool_toml(
+        "weighted_round_robin",
+        &[("a", a.addr, 1), ("b", b.addr, 1)],
+        "",
+        "[pools.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\nhealthy_threshold = 1\n",
     );
     let proxy = TestProxy::start(&toml).await;
     let state = |s: &[Sample], backend: &str, state: &str| {
@@ -260,11 +256,11 @@ async fn state_gauges_follow_a_health_transition_and_a_drain() {
 async fn series_of_a_removed_backend_are_gone_after_reload() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
     let text = |backends: &[(&str, std::net::SocketAddr, u32)]| {
-        format!(
-            "{}[reload]\nwatch = false\n{}{}",
-            listener_toml(),
-            route_toml("all", "", "/", "pool"),
-            pool_toml("pool", "weighted_round_robin", backends)
+        single_pool_toml(
+            "weighted_round_robin",
+            backends,
+            "[reload]\nwatch = false\n",
+            "",
         )
     };
     let path = temp_config(&text(&[("a", a.addr, 1), ("b", b.addr, 1)]));
@@ -300,14 +296,9 @@ async fn series_of_a_removed_backend_are_gone_after_reload() {
 }
 
 fn access_log_toml(up: &Upstream, path: &std::path::Path, extra: &str) -> String {
-    format!(
-        "{}{}{}",
-        listener_toml().replace(
-            "[access_log]\nenabled = false\n",
-            &format!("[access_log]\npath = \"{}\"\n{extra}", path.display()),
-        ),
-        route_toml("all", "", "/", "pool"),
-        pool_toml("pool", "weighted_round_robin", &[("up", up.addr, 1)])
+    single_pool_toml("weighted_round_robin", &[("up", up.addr, 1)], "", "").replace(
+        "[access_log]\nenabled = false\n",
+        &format!("[access_log]\npath = \"{}\"\n{extra}", path.display()),
     )
 }
 

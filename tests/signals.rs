@@ -98,11 +98,11 @@ impl Drop for Running {
 }
 
 fn config_for(up: &Upstream) -> String {
-    format!(
-        "{}[reload]\nwatch = false\n{}{}",
-        listener_toml(),
-        route_toml("all", "", "/", "pool"),
-        pool_toml("pool", "weighted_round_robin", &[("up", up.addr, 1)])
+    single_pool_toml(
+        "weighted_round_robin",
+        &[("up", up.addr, 1)],
+        "[reload]\nwatch = false\n",
+        "",
     )
 }
 

@@ -50,12 +50,7 @@ async fn count_body(response: hyper::Response<hyper::body::Incoming>) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_stream_both_ways_with_bounded_memory() {
     let upstream = Upstream::start("up").await;
-    let toml = format!(
-        "{}{}{}",
-        listener_toml(),
-        route_toml("all", "", "/", "pool"),
-        pool_toml("pool", "weighted_round_robin", &[("up", upstream.addr, 1)])
-    );
+    let toml = single_pool_toml("weighted_round_robin", &[("up", upstream.addr, 1)], "", "");
     let proxy = TestProxy::start(&toml).await;
 
     // Warm up allocator arenas and connection pools, then reset the peak-RSS mark ("5" clears

@@ -100,6 +100,25 @@ pub fn pool_toml(name: &str, algorithm: &str, backends: &[(&str, SocketAddr, u32
     out
 }
 
+/// A whole config: the test listener, `top` (e.g. `[timeouts]`), one catch-all route `all`, and
+/// one pool `pool` over `backends`, with `pool_settings` (its keys, then any sub-tables such as
+/// `[pools.health_check]`) before the backends.
+pub fn single_pool_toml(
+    algorithm: &str,
+    backends: &[(&str, SocketAddr, u32)],
+    top: &str,
+    pool_settings: &str,
+) -> String {
+    let mut pool = pool_toml("pool", algorithm, backends);
+    let at = pool.find("[[pools.backends]]").unwrap_or(pool.len());
+    pool.insert_str(at, pool_settings);
+    format!(
+        "{}{top}\n{}{pool}",
+        listener_toml(),
+        route_toml("all", "", "/", "pool")
+    )
+}
+
 /// A `[[routes]]` table; `host` may be empty for the default virtual host.
 pub fn route_toml(name: &str, host: &str, prefix: &str, pool: &str) -> String {
     let host = if host.is_empty() {
