@@ -49,7 +49,7 @@ impl Exchange {
             start: Instant::now(),
             record: Record {
                 time: SystemTime::now(),
-                client: downstream.peer.ip(),
+                client: downstream.forwarded_for.clone(),
                 method: req.method().clone(),
                 uri: req.uri().clone(),
                 status: StatusCode::OK,
