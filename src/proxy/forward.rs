@@ -2,6 +2,7 @@
 //! classifying what went wrong: whether anything was sent, and whose fault it was.
 
 use super::body::UpstreamBody;
+use super::connector::Connector;
 use crate::config::Timeouts;
 use crate::error::ProxyError;
 use crate::upstream::{BackendState, Failure};
@@ -16,7 +17,7 @@ use std::error::Error as _;
 use std::time::Duration;
 
 /// The one pooled HTTP client shared by every request to every backend.
-pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
+pub type UpstreamClient = Client<Connector, UpstreamBody>;
 
 /// Builds the shared client: keep-alive pool with an idle timeout, `TCP_NODELAY`, connect
 /// timeout.
@@ -28,7 +29,7 @@ pub fn client(timeouts: &Timeouts) -> UpstreamClient {
         .pool_idle_timeout(timeouts.upstream_idle)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
-        .build(connector)
+        .build(Connector(connector))
 }
 
 /// The request for one attempt: the client's method, path and (rewritten) headers, sent over

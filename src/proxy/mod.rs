@@ -1,6 +1,7 @@
 //! The request path: route, pick a backend, rewrite headers, forward, stream the answer back.
 
 pub mod body;
+pub mod connector;
 pub mod exchange;
 pub mod forward;
 pub mod headers;
