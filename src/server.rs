@@ -7,9 +7,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -165,40 +168,176 @@ async fn serve_connection(
     };
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
+    // The closing conditions are polled only when one of them wakes, not on each of the several
+    // wake-ups every request causes.
+    let closing = Dormant::new(until_closing(&shared.activity, idle, &shutdown, peer));
+    tokio::select! {
+        biased;
+        result = connection.as_mut() => return log_end(result, peer),
+        () = closing => connection.as_mut().graceful_shutdown(),
+    }
+    log_end(connection.await, peer);
+}
 
-    // HTTP/1 connections are also bounded by hyper's header-read timeout, which starts as soon
-    // as a connection waits for its next request. This timer covers HTTP/2 and longer waits.
+fn log_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>, peer: SocketAddr) {
+    if let Err(err) = result {
+        tracing::debug!(%peer, error = %err, "client connection ended with an error");
+    }
+}
+
+/// Resolves when the connection should close: on shutdown, or once it has been idle for `idle`.
+/// HTTP/1 connections are also bounded by hyper's header-read timeout, which starts as soon as a
+/// connection waits for its next request; this covers HTTP/2 and longer waits.
+async fn until_closing(
+    activity: &ConnActivity,
+    idle: Duration,
+    shutdown: &CancellationToken,
+    peer: SocketAddr,
+) {
     let mut tick = tokio::time::interval(idle / 4);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut last_seen = (0, 0);
     let mut quiet_since = Instant::now();
-    let mut closing = false;
     loop {
         tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(err) = result {
-                    tracing::debug!(%peer, error = %err, "client connection ended with an error");
-                }
-                return;
-            }
-            () = shutdown.cancelled(), if !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            now = tick.tick(), if !closing => {
+            () = shutdown.cancelled() => return,
+            now = tick.tick() => {
                 let seen = (
-                    shared.activity.started.load(Ordering::Relaxed),
-                    shared.activity.finished.load(Ordering::Relaxed),
+                    activity.started.load(Ordering::Relaxed),
+                    activity.finished.load(Ordering::Relaxed),
                 );
                 if seen != last_seen || seen.0 != seen.1 {
                     last_seen = seen;
                     quiet_since = now;
                 } else if now.duration_since(quiet_since) >= idle {
                     tracing::debug!(%peer, "closing idle client connection");
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
+                    return;
                 }
             }
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled only after it asked to be woken: raced against a busy future, a rarely
+    /// ready one (a timer, a shutdown signal) then costs nothing on the busy one's wake-ups.
+    struct Dormant<F> {
+        #[pin]
+        inner: F,
+        signal: Option<Arc<Signal>>,
+    }
+}
+
+impl<F> Dormant<F> {
+    fn new(inner: F) -> Self {
+        Self {
+            inner,
+            signal: None,
+        }
+    }
+}
+
+/// The waker handed to a dormant future: notes that it woke, then wakes the task.
+struct Signal {
+    woken: AtomicBool,
+    task: Waker,
+}
+
+impl Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Release, paired with the Acquire in `poll`: the event that woke us is visible there.
+        self.woken.store(true, Ordering::Release);
+        self.task.wake_by_ref();
+    }
+}
+
+impl<F: Future> Future for Dormant<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let signal = match this.signal {
+            Some(signal) if signal.task.will_wake(cx.waker()) => signal,
+            // First poll, or polled by another task: a new signal, and poll now so the inner
+            // future registers it.
+            slot => slot.insert(Arc::new(Signal {
+                woken: AtomicBool::new(true),
+                task: cx.waker().clone(),
+            })),
+        };
+        if !signal.woken.swap(false, Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        let waker = Waker::from(Arc::clone(signal));
+        this.inner.poll(&mut Context::from_waker(&waker))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Counts its polls; ready once `ready` is set, having registered the waker.
+    struct Probe<'a> {
+        polls: &'a AtomicUsize,
+        ready: &'a AtomicBool,
+        waker: &'a std::sync::OnceLock<Waker>,
+    }
+
+    impl Future for Probe<'_> {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            self.polls.fetch_add(1, Ordering::Relaxed);
+            if self.ready.load(Ordering::Relaxed) {
+                return Poll::Ready(());
+            }
+            self.waker.get_or_init(|| cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    struct TaskWakes(AtomicUsize);
+
+    impl Wake for TaskWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_dormant_future_is_polled_only_after_it_wakes() {
+        let (polls, ready, waker) = (
+            AtomicUsize::new(0),
+            AtomicBool::new(false),
+            std::sync::OnceLock::new(),
+        );
+        let mut dormant = std::pin::pin!(Dormant::new(Probe {
+            polls: &polls,
+            ready: &ready,
+            waker: &waker,
+        }));
+        let task = Arc::new(TaskWakes(AtomicUsize::new(0)));
+        let task_waker = Waker::from(Arc::clone(&task));
+        let mut cx = Context::from_waker(&task_waker);
+        assert!(dormant.as_mut().poll(&mut cx).is_pending());
+        for _ in 0..10 {
+            assert!(dormant.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(polls.load(Ordering::Relaxed), 1, "polled without a wake");
+
+        ready.store(true, Ordering::Relaxed);
+        waker
+            .get()
+            .expect("the inner future registered")
+            .wake_by_ref();
+        assert_eq!(task.0.load(Ordering::Relaxed), 1, "the task was woken");
+        assert!(dormant.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(polls.load(Ordering::Relaxed), 2);
     }
 }
