@@ -97,7 +97,11 @@ fn connection_builder(timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.request_header);
+        .header_read_timeout(timeouts.request_header)
+        // Copy bodies into the header buffer and write once, instead of queueing buffers for a
+        // vectored write: cheaper for the small responses that dominate gateway traffic, and
+        // still one system call.
+        .writev(false);
     builder.http2().timer(TokioTimer::new());
     builder
 }
