@@ -49,70 +49,9 @@ trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || true
 hz=$(getconf CLK_TCK)
 
-cat >"$work/upstreams.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/upstreams.pid;
-error_log $work/upstreams-error.log;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  keepalive_timeout 300s;
-  server { listen 127.0.0.1:18081; location / { return 200 "ok\n"; } }
-  server { listen 127.0.0.1:18082; location / { return 200 "ok\n"; } }
-}
-CONF
-
-cat >"$work/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  keepalive_timeout 300s;
-  upstream pool {
-    server 127.0.0.1:18081;
-    server 127.0.0.1:18082;
-    keepalive 64;
-    keepalive_requests 10000000;
-  }
-  server {
-    listen 127.0.0.1:18090;
-    location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-  server {
-    listen 127.0.0.1:18190 http2;
-    location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-CONF
-
-cat >"$work/haproxy.cfg" <<CONF
-global
-  nbthread 1
-  maxconn 5000
-defaults
-  mode http
-  option http-keep-alive
-  timeout connect 5s
-  timeout client 300s
-  timeout server 300s
-  timeout http-keep-alive 300s
-frontend fe
-  bind 127.0.0.1:18091
-  bind 127.0.0.1:18191 proto h2
-  default_backend pool
-backend pool
-  balance roundrobin
-  http-reuse always
-  server a 127.0.0.1:18081
-  server b 127.0.0.1:18082
-CONF
-
+upstreams_conf "$work" 18081 18082 >"$work/upstreams.conf"
+nginx_proxy_conf "$work" 18090 18081 18082 18190 >"$work/nginx.conf"
+haproxy_conf 18091 18081 18082 18191 >"$work/haproxy.cfg"
 switchyard_config 18092 "path = \"$work/switchyard-access.log\"" 18081 18082 >"$work/switchyard.toml"
 switchyard_config 18092 "enabled = false" 18081 18082 >"$work/switchyard-nolog.toml"
 

@@ -47,3 +47,82 @@ CONF
     i=$((i + 1))
   done
 }
+
+# NGINX serving `return 200 "ok\n"` on 127.0.0.1 at each port given after the work dir $1:
+# the fixed upstreams every proxy is measured in front of.
+upstreams_conf() {
+  local work=$1
+  shift
+  echo "worker_processes 1; daemon off; pid $work/upstreams.pid; error_log $work/upstreams-error.log;"
+  echo "events { worker_connections 8192; }"
+  echo "http {"
+  echo "  access_log off; keepalive_requests 10000000; keepalive_timeout 300s;"
+  for port in "$@"; do
+    echo "  server { listen 127.0.0.1:$port; location / { return 200 \"ok\\n\"; } }"
+  done
+  echo "}"
+}
+
+# NGINX as the proxy: 1 worker, upstream keep-alive, round-robin over upstreams $3 and $4,
+# HTTP/1.1 on port $2 and h2c on port $5 when given. Extra main-context directives in $EXTRA.
+nginx_proxy_conf() {
+  local work=$1 port=$2 up1=$3 up2=$4 h2=${5:-}
+  cat <<CONF
+worker_processes 1;
+daemon off;
+${EXTRA:-}
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  upstream pool {
+    server 127.0.0.1:$up1;
+    server 127.0.0.1:$up2;
+    keepalive 64;
+    keepalive_requests 10000000;
+  }
+  server {
+    listen 127.0.0.1:$port;
+    location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+CONF
+  [ -n "$h2" ] && cat <<CONF
+  server {
+    listen 127.0.0.1:$h2 http2;
+    location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+CONF
+  echo "}"
+}
+
+# HAProxy as the proxy: 1 thread, `http-reuse always`, round-robin over upstreams $2 and $3,
+# HTTP/1.1 on port $1 and h2c on port $4 when given.
+haproxy_conf() {
+  local port=$1 up1=$2 up2=$3 h2=${4:-}
+  cat <<CONF
+global
+  nbthread 1
+  maxconn 5000
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+  timeout http-keep-alive 300s
+frontend fe
+  bind 127.0.0.1:$port
+CONF
+  [ -n "$h2" ] && echo "  bind 127.0.0.1:$h2 proto h2"
+  cat <<CONF
+  default_backend pool
+backend pool
+  balance roundrobin
+  http-reuse always
+  server a 127.0.0.1:$up1
+  server b 127.0.0.1:$up2
+CONF
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied request, counted exactly by valgrind's callgrind: NGINX,
+# HAProxy, the hyper floor (benches/hyper_floor.rs) and Switchyard. Unlike CPU time this count
+# does not move with the machine's noise, so it shows small changes and where the time goes.
+#
+# Method
+# - Two fixed upstreams (NGINX `return 200`, not under valgrind).
+# - Each proxy in turn under `valgrind --tool=callgrind`, balancing round-robin over them with
+#   upstream keep-alive, configured as in benches/compare.sh (NGINX with `master_process off` so
+#   the serving process is the one valgrind runs).
+# - `wrk -t1 -c16` for 3 s of warm-up, counters zeroed (`callgrind_control -z`), `wrk` for
+#   $DURATION s, counters dumped: instructions of every thread of the proxy (kernel work, the
+#   system calls, is not counted) divided by the requests wrk completed.
+# - Under valgrind each proxy runs ~50x slower, so request rates here mean nothing.
+#
+# Usage: benches/instructions.sh   (DURATION=8, PROXIES="nginx haproxy hyper-floor switchyard
+#        switchyard-nolog"; a dump for callgrind_annotate stays in the printed directory)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source benches/lib.sh
+
+DURATION=${DURATION:-8}
+PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog}
+PORT=18392
+
+missing=()
+for tool in nginx:nginx-light haproxy:haproxy wrk:wrk valgrind:valgrind; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+fi
+cargo build --release --quiet
+floor=$(cargo build --release --bench hyper_floor --message-format=json 2>/dev/null |
+  sed -n 's/.*"executable":"\([^"]*hyper_floor[^"]*\)".*/\1/p' | tail -1)
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+upstreams_conf "$work" 18381 18382 >"$work/upstreams.conf"
+EXTRA="master_process off;" nginx_proxy_conf "$work" $PORT 18381 18382 >"$work/nginx.conf"
+haproxy_conf $PORT 18381 18382 >"$work/haproxy.cfg"
+switchyard_config $PORT "path = \"$work/switchyard-access.log\"" 18381 18382 >"$work/switchyard.toml"
+switchyard_config $PORT "enabled = false" 18381 18382 >"$work/switchyard-nolog.toml"
+
+nginx -p "$work" -c "$work/upstreams.conf" &
+pids+=($!)
+wait_port 18381
+
+declare -A requests instructions
+measure() { # name command...
+  local name=$1
+  shift
+  valgrind --tool=callgrind --callgrind-out-file="$work/$name.callgrind" "$@" >"$work/$name.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+  wrk -t1 -c16 -d3s "http://127.0.0.1:$PORT/" >/dev/null
+  callgrind_control -z "$pid" >/dev/null
+  local out
+  out=$(wrk -t1 -c16 -d"${DURATION}s" "http://127.0.0.1:$PORT/")
+  callgrind_control -d "$pid" >/dev/null
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  requests[$name]=$(awk '/requests in/ {print $1}' <<<"$out")
+  instructions[$name]=$(awk '/^summary:/ {print $2}' "$work/$name.callgrind.1")
+}
+
+for name in $PROXIES; do
+  case $name in
+    nginx) measure nginx nginx -p "$work" -c "$work/nginx.conf" ;;
+    haproxy) measure haproxy haproxy -db -f "$work/haproxy.cfg" ;;
+    hyper-floor) measure hyper-floor "$floor" 127.0.0.1:$PORT 127.0.0.1:18381 127.0.0.1:18382 ;;
+    switchyard) measure switchyard target/release/switchyard run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
+    switchyard-nolog) measure switchyard-nolog target/release/switchyard run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
+  esac
+done
+
+echo
+echo "## $(date -u +%Y-%m-%d) — user-space instructions per request (callgrind)"
+echo
+echo "wrk -t1 -c16, ${DURATION}s, small GET over HTTP/1.1 keep-alive, each proxy under valgrind."
+echo
+echo "| proxy | requests | instructions/request | × NGINX |"
+echo "| --- | ---: | ---: | ---: |"
+base=${instructions[nginx]:-}
+for name in $PROXIES; do
+  per=$(( ${instructions[$name]} / ${requests[$name]} ))
+  ratio=-
+  [ -n "$base" ] && ratio=$(awk -v a="$per" -v b="$(( base / ${requests[nginx]} ))" 'BEGIN {printf "%.2f", a / b}')
+  echo "| $name | ${requests[$name]} | $per | $ratio |"
+done
+echo
+echo "(callgrind dumps: $work/*.callgrind.1)"
+trap - EXIT
+cleanup
