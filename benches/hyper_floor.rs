@@ -23,9 +23,10 @@ fn main() {
         .skip(1)
         .filter(|arg| !arg.starts_with("--"))
         .collect();
-    let Some((listen, upstreams)) = addresses.split_first().filter(|(_, up)| !up.is_empty())
-    else {
-        println!("hyper_floor: run by benches/instructions.sh with LISTEN UPSTREAM...; nothing to do");
+    let Some((listen, upstreams)) = addresses.split_first().filter(|(_, up)| !up.is_empty()) else {
+        println!(
+            "hyper_floor: run by benches/instructions.sh with LISTEN UPSTREAM...; nothing to do"
+        );
         return;
     };
     let upstreams: Arc<Vec<http::uri::Authority>> = Arc::new(

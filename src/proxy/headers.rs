@@ -3,7 +3,7 @@
 
 use super::Downstream;
 use http::Version;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 const HOP_BY_HOP_COUNT: usize = 9;
 
@@ -118,19 +118,22 @@ fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
 
 /// Appends the client address to `X-Forwarded-For`, joining earlier hops into one line.
 fn append_forwarded_for(headers: &mut HeaderMap, client: &HeaderValue) {
-    if !headers.contains_key(&X_FORWARDED_FOR) {
+    let mut earlier = match headers.entry(X_FORWARDED_FOR) {
         // The usual case: the connection's preformatted value, shared, no allocation.
-        headers.insert(X_FORWARDED_FOR, client.clone());
-        return;
-    }
+        Entry::Vacant(entry) => {
+            entry.insert(client.clone());
+            return;
+        }
+        Entry::Occupied(entry) => entry,
+    };
     let mut value = Vec::with_capacity(64);
-    for earlier in headers.get_all(&X_FORWARDED_FOR) {
-        value.extend_from_slice(earlier.as_bytes());
+    for hop in earlier.iter() {
+        value.extend_from_slice(hop.as_bytes());
         value.extend_from_slice(b", ");
     }
     value.extend_from_slice(client.as_bytes());
     if let Ok(value) = HeaderValue::from_bytes(&value) {
-        headers.insert(X_FORWARDED_FOR, value);
+        earlier.insert(value);
     }
 }
 
