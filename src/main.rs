@@ -9,9 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 /// mimalloc rather than the system allocator: a proxied request makes a dozen short-lived
 /// allocations (hyper's messages, timers, the pooled client's bookkeeping), and glibc's malloc
-/// spends several times more instructions on each. Built with `no_thp`: with transparent huge
-/// pages mimalloc's eagerly committed arenas grew each idle client connection from ~21 KiB to
-/// ~33 KiB of resident memory.
+/// spends several times more instructions on each. Built as mimalloc v2 (its v3 took a slower
+/// path for the over-aligned allocations tokio makes per task) and with `no_thp`: with
+/// transparent huge pages its eagerly committed arenas grew each idle client connection from
+/// ~21 KiB to ~33 KiB of resident memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
