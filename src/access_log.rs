@@ -114,9 +114,11 @@ fn write_lines(
     loop {
         // Drain what is queued, then sleep: the writer never registers a waker, so queueing a
         // record never costs the request path a thread wake-up (a futex call per request).
+        let mut written = false;
         let closed = loop {
             match records.try_recv() {
                 Ok(record) => {
+                    written = true;
                     line.clear();
                     formatter.write(&record, &mut line);
                     if let Err(err) = out.write_all(&line) {
@@ -133,12 +135,22 @@ fn write_lines(
         if closed {
             return;
         }
-        std::thread::sleep(FLUSH_INTERVAL);
+        std::thread::sleep(if written {
+            BUSY_INTERVAL
+        } else {
+            IDLE_INTERVAL
+        });
     }
 }
 
-/// How often the writer wakes to write what was queued: lines reach the log within this.
-const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+/// How soon the writer looks again after writing lines. Short, so each batch is small: the
+/// writer often shares a core with the request path, and a long batch shows in its tail latency
+/// (at ~70k requests/s on one core, 20 ms batches took p99 from ~1.3 ms to ~1.7 ms).
+const BUSY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// How soon the writer looks again after finding nothing: an idle proxy wakes it 50 times a
+/// second, and lines reach the log within this.
+const IDLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Formats lines. JSON is written directly rather than through a serializer: the fields are
 /// fixed, most strings need no escaping, and formatting is most of the access log's cost.
