@@ -26,6 +26,8 @@ pub fn client(timeouts: &Timeouts) -> UpstreamClient {
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(timeouts.connect));
     Client::builder(TokioExecutor::new())
+        // One flattened write per request, as on client connections (`server::connection_builder`).
+        .http1_writev(false)
         .pool_idle_timeout(timeouts.upstream_idle)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
