@@ -6,6 +6,7 @@ use super::exchange::Exchange;
 use crate::access_log::AccessLog;
 use crate::upstream::InFlightGuard;
 use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,8 +35,8 @@ enum Kind {
         body: Incoming,
         in_flight: Option<InFlightGuard>,
     },
-    /// Generated here; `None` once sent.
-    Local(Option<Bytes>),
+    /// Generated here.
+    Local(Full<Bytes>),
 }
 
 impl ProxyBody {
@@ -53,7 +54,7 @@ impl ProxyBody {
     /// A complete body made by the proxy.
     pub fn local(bytes: Bytes) -> Self {
         Self {
-            kind: Kind::Local(Some(bytes)),
+            kind: Kind::Local(Full::new(bytes)),
             finish: None,
         }
     }
@@ -101,7 +102,7 @@ impl Body for ProxyBody {
                 }
                 frame
             }
-            Kind::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Local(body) => poll_full(body, cx),
         };
         match &frame {
             Poll::Ready(Some(Ok(data))) => {
@@ -118,15 +119,14 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Upstream { body, .. } => body.is_end_stream(),
-            Kind::Local(bytes) => bytes.is_none(),
+            Kind::Local(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Upstream { body, .. } => body.size_hint(),
-            Kind::Local(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
-            Kind::Local(None) => SizeHint::with_exact(0),
+            Kind::Local(body) => body.size_hint(),
         }
     }
 }
@@ -178,8 +178,7 @@ impl RequestBody {
     /// The body for the next attempt; `None` if a streamed body was already sent.
     pub fn next_attempt(&mut self) -> Option<UpstreamBody> {
         match self {
-            Self::Buffered(bytes) if bytes.is_empty() => Some(UpstreamBody::Bytes(None)),
-            Self::Buffered(bytes) => Some(UpstreamBody::Bytes(Some(bytes.clone()))),
+            Self::Buffered(bytes) => Some(UpstreamBody::Bytes(Full::new(bytes.clone()))),
             Self::Streaming(body, sent) => body
                 .take()
                 .map(|body| UpstreamBody::Stream(body, Arc::clone(sent))),
@@ -199,8 +198,8 @@ impl RequestBody {
 /// The body sent to an upstream.
 #[derive(Debug)]
 pub enum UpstreamBody {
-    /// A buffered body (`None` once sent, or when empty).
-    Bytes(Option<Bytes>),
+    /// A buffered body.
+    Bytes(Full<Bytes>),
     /// The client's body, streamed through, counting its bytes.
     Stream(Incoming, Arc<AtomicU64>),
 }
@@ -214,7 +213,7 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            Self::Bytes(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Bytes(body) => poll_full(body, cx),
             Self::Stream(body, sent) => {
                 let frame = Pin::new(body).poll_frame(cx);
                 if let Poll::Ready(Some(Ok(data))) = &frame {
@@ -230,17 +229,25 @@ impl Body for UpstreamBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Bytes(bytes) => bytes.is_none(),
+            Self::Bytes(body) => body.is_end_stream(),
             Self::Stream(body, _) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Bytes(bytes) => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
+            Self::Bytes(body) => body.size_hint(),
             Self::Stream(body, _) => body.size_hint(),
         }
     }
+}
+
+/// Polls a body that cannot fail, in the error type of the bodies it stands beside.
+fn poll_full(
+    body: &mut Full<Bytes>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    Pin::new(body)
+        .poll_frame(cx)
+        .map(|frame| frame.map(|frame| frame.map_err(|never| match never {})))
 }
