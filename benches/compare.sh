@@ -29,23 +29,10 @@ CONNS=${CONNS:-64}
 LOAD_CORE=0
 PROXY_CORE=1
 
-missing=()
-for tool in nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client strace:strace; do
-  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
-fi
+require nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client strace:strace
 cargo build --release --quiet
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+start_work
 ulimit -n 65536 2>/dev/null || true
 hz=$(getconf CLK_TCK)
 
@@ -142,7 +129,7 @@ for name in $PROXIES; do
   esac
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0 == 0) print "-"; else printf "%.2f", a / b}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b + 0 == 0) print "-"; else printf "%.2f", a / b}'; }
 echo
 echo "## $(date -u +%Y-%m-%d) — $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
 echo
@@ -154,7 +141,5 @@ for name in $PROXIES; do
   echo "| $name | ${result[$name,rps]} | ${result[$name,p50]} | ${result[$name,p99]} | ${result[$name,errors]} | ${result[$name,cpu]} (${result[$name,user]} + ${result[$name,sys]}) | ${result[$name,syscalls]} | ${result[$name,h2rps]} | ${result[$name,h2cpu]} | ${result[$name,h2fail]} |"
 done
 echo
-[ -n "${result[nginx,cpu]:-}" ] && [ -n "${result[switchyard,cpu]:-}" ] && echo "Against NGINX: switchyard req/s ×$(ratio "${result[switchyard,rps]}" "${result[nginx,rps]}"), CPU/req ×$(ratio "${result[switchyard,cpu]}" "${result[nginx,cpu]}"), user CPU/req ×$(ratio "${result[switchyard,user]}" "${result[nginx,user]}"); HAProxy CPU/req ×$(ratio "${result[haproxy,cpu]:-0}" "${result[nginx,cpu]}")."
+[ -n "${result[nginx,cpu]:-}" ] && [ -n "${result[switchyard,cpu]:-}" ] && echo "Against NGINX: switchyard req/s ×$(ratio "${result[switchyard,rps]}" "${result[nginx,rps]}"), CPU/req ×$(ratio "${result[switchyard,cpu]}" "${result[nginx,cpu]}"), user CPU/req ×$(ratio "${result[switchyard,user]}" "${result[nginx,user]}"); HAProxy CPU/req ×$(ratio "${result[haproxy,cpu]:-}" "${result[nginx,cpu]}")."
 echo "(switchyard-nolog: the same with the access log off. Raw outputs: $work)"
-trap - EXIT
-cleanup

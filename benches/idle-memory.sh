@@ -11,13 +11,11 @@ cd "$(dirname "$0")/.."
 source benches/lib.sh
 
 CONNECTIONS=${CONNECTIONS:-10000}
-command -v nginx >/dev/null 2>&1 || { apt-get update; DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light; }
+require nginx:nginx-light
 cargo build --release --quiet
 ulimit -n $((CONNECTIONS * 2 + 1000)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-work=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+start_work
 
 cat >"$work/upstream.conf" <<CONF
 worker_processes 1; daemon off; pid $work/upstream.pid; error_log $work/upstream-error.log;

@@ -23,25 +23,12 @@ DURATION=${DURATION:-8}
 PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog}
 PORT=18392
 
-missing=()
-for tool in nginx:nginx-light haproxy:haproxy wrk:wrk valgrind:valgrind; do
-  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
-fi
+require nginx:nginx-light haproxy:haproxy wrk:wrk valgrind:valgrind
 cargo build --release --quiet
 floor=$(cargo build --release --bench hyper_floor --message-format=json 2>/dev/null |
   sed -n 's/.*"executable":"\([^"]*hyper_floor[^"]*\)".*/\1/p' | tail -1)
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+start_work
 
 upstreams_conf "$work" 18381 18382 >"$work/upstreams.conf"
 EXTRA="master_process off;" nginx_proxy_conf "$work" $PORT 18381 18382 >"$work/nginx.conf"
@@ -98,5 +85,3 @@ for name in $PROXIES; do
 done
 echo
 echo "(callgrind dumps: $work/*.callgrind.1)"
-trap - EXIT
-cleanup

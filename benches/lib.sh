@@ -1,5 +1,31 @@
 # Shared by the benchmark scripts (sourced, not run).
 
+# Installs, from Debian, the packages of the commands that are missing; arguments are
+# `command:package` pairs.
+require() {
+  local missing=() tool
+  for tool in "$@"; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+  fi
+}
+
+# A fresh directory in $work for configs and raw outputs (kept); every process added to $pids is
+# stopped when the script exits.
+start_work() {
+  work=$(mktemp -d)
+  pids=()
+  trap stop_all EXIT
+}
+
+stop_all() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+
 # Waits up to 10 s for something to listen on 127.0.0.1:$1.
 wait_port() {
   for _ in $(seq 100); do
