@@ -16,8 +16,6 @@ use support::*;
 use switchyard::upstream::{Condition, Exclusion};
 use tokio::time::Instant;
 
-const DEADLINE: Duration = Duration::from_secs(20);
-
 /// A proxy over one pool of weight-1 `backends`; `settings` are the pool's keys, then its
 /// sub-tables; `top` is top-level TOML such as `[timeouts]`.
 async fn proxy(backends: &[(&str, SocketAddr)], settings: &str, top: &str) -> TestProxy {

@@ -9,11 +9,8 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 use support::*;
 use tokio::time::Instant;
-
-const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A config with one round-robin pool over `backends` (name, address, weight); `extra` is
 /// top-level TOML, `pool_extra` goes into the pool table.
@@ -166,23 +163,20 @@ async fn invalid_configs_are_rejected_with_line_and_column_and_the_old_one_keeps
         let (status, _) = proxy.admin("POST", "/api/reload", None, None).await;
         assert_eq!(status, 200);
         std::fs::write(&path, bad).unwrap();
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let (_, last) = proxy.admin("GET", "/api/reload", None, None).await;
-            if last["trigger"] == "file" {
-                assert_eq!(last["result"], "rejected");
-                assert!(
-                    last["problems"][0].as_str().unwrap().contains(needle),
-                    "{last}"
-                );
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "file change did not trigger a reload"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let last = poll_until(
+            DEADLINE,
+            "a reload triggered by the file change",
+            || async {
+                let (_, last) = proxy.admin("GET", "/api/reload", None, None).await;
+                (last["trigger"] == "file").then_some(last)
+            },
+        )
+        .await;
+        assert_eq!(last["result"], "rejected");
+        assert!(
+            last["problems"][0].as_str().unwrap().contains(needle),
+            "{last}"
+        );
         assert_eq!(
             get(&client, &proxy.url("/"), None).await.status,
             200,
@@ -237,16 +231,12 @@ async fn drained_backend_finishes_its_slow_request_and_takes_no_new_ones() {
         200,
         "the in-flight request on the drained backend failed"
     );
-    let deadline = Instant::now() + DEADLINE;
-    loop {
+    let view = poll_until(DEADLINE, "the backend drained", || async {
         let (_, view) = proxy.admin("GET", &backend_path, None, None).await;
-        if view["state"] == "drained" {
-            assert_eq!(view["in_flight"], 0);
-            break;
-        }
-        assert!(Instant::now() < deadline, "never drained: {view}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        (view["state"] == "drained").then_some(view)
+    })
+    .await;
+    assert_eq!(view["in_flight"], 0);
 
     let (status, view) = proxy
         .admin("POST", &format!("{backend_path}/undrain"), None, None)

@@ -8,9 +8,6 @@ mod support;
 use prometheus_parse::{Sample, Scrape, Value};
 use std::time::Duration;
 use support::*;
-use tokio::time::Instant;
-
-const DEADLINE: Duration = Duration::from_secs(20);
 
 async fn scrape(proxy: &TestProxy) -> Vec<Sample> {
     let addr = proxy.gateway.admin_addr().unwrap();
@@ -41,15 +38,11 @@ async fn eventually_metric(
     what: &str,
     check: impl Fn(&[Sample]) -> bool,
 ) -> Vec<Sample> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
+    poll_until(DEADLINE, what, || async {
         let samples = scrape(proxy).await;
-        if check(&samples) {
-            return samples;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        check(&samples).then_some(samples)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,15 +315,11 @@ async fn access_log_line_has_every_field() {
         (200, "req-42")
     );
 
-    let deadline = Instant::now() + DEADLINE;
-    let line = loop {
+    let line = poll_until(DEADLINE, "an access log line", || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(line) = text.lines().next() {
-            break line.to_owned();
-        }
-        assert!(Instant::now() < deadline, "no access log line");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        std::future::ready(text.lines().next().map(str::to_owned))
+    })
+    .await;
     let entry: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
     for field in [
         "time",

@@ -7,11 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
 use support::*;
-use tokio::time::Instant;
-
-const DEADLINE: Duration = Duration::from_secs(20);
 
 /// The proxy binary running on a config file, with the addresses it logged.
 struct Running {
@@ -69,14 +65,12 @@ impl Running {
 
     /// Waits for the process to exit; returns whether it exited successfully.
     async fn exit(&mut self) -> bool {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.success();
-            }
-            assert!(Instant::now() < deadline, "proxy did not exit");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let child = &mut self.child;
+        poll_until(DEADLINE, "the proxy to exit", || {
+            std::future::ready(child.try_wait().expect("wait"))
+        })
+        .await
+        .success()
     }
 
     async fn last_reload(&self) -> serde_json::Value {
@@ -116,11 +110,10 @@ async fn terminate_with_a_request_in_flight(
     let in_flight = tokio::spawn(async move { get(&client(), &url, None).await });
     eventually(DEADLINE, "the held request", || up.held() == 1).await;
     proxy.signal("TERM");
-    let deadline = Instant::now() + DEADLINE;
-    while tokio::net::TcpStream::connect(proxy.addr).await.is_ok() {
-        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_until(DEADLINE, "connections refused after SIGTERM", || async {
+        tokio::net::TcpStream::connect(proxy.addr).await.err()
+    })
+    .await;
     (proxy, in_flight)
 }
 
@@ -158,15 +151,11 @@ async fn sighup_reloads_and_rejects_a_bad_config_with_its_location() {
 
     std::fs::write(&path, good.replace("weight = 1", "weight = -1")).unwrap();
     proxy.signal("HUP");
-    let deadline = Instant::now() + DEADLINE;
-    let last = loop {
+    let last = poll_until(DEADLINE, "a reload on SIGHUP", || async {
         let last = proxy.last_reload().await;
-        if !last.is_null() {
-            break last;
-        }
-        assert!(Instant::now() < deadline, "SIGHUP did not reload");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        (!last.is_null()).then_some(last)
+    })
+    .await;
     assert_eq!(
         (last["trigger"].as_str(), last["result"].as_str()),
         (Some("signal"), Some("rejected"))
@@ -189,14 +178,10 @@ async fn sighup_reloads_and_rejects_a_bad_config_with_its_location() {
     );
     std::fs::write(&path, with_second).unwrap();
     proxy.signal("HUP");
-    let deadline = Instant::now() + DEADLINE;
-    while proxy.last_reload().await["result"] != "applied" {
-        assert!(
-            Instant::now() < deadline,
-            "valid config not applied on SIGHUP"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_until(DEADLINE, "the valid config applied on SIGHUP", || async {
+        (proxy.last_reload().await["result"] == "applied").then_some(())
+    })
+    .await;
     for _ in 0..4 {
         get(&client, &url, None).await;
     }

@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use switchyard::gateway::Gateway;
@@ -181,16 +182,32 @@ pub async fn get(client: &TestClient, url: &str, host: Option<&str>) -> Answer {
     send(client, req.body(Full::default()).expect("valid request")).await
 }
 
-/// Polls `check` every 10ms until it returns true or `deadline` passes.
-pub async fn eventually(deadline: Duration, what: &str, mut check: impl FnMut() -> bool) {
+/// How long a test waits for something to happen: generous, for a noisy 2-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Runs `attempt` every 10ms until it yields a value, which it returns; fails the test if
+/// `deadline` passes first.
+pub async fn poll_until<T, F: Future<Output = Option<T>>>(
+    deadline: Duration,
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> T {
     let start = tokio::time::Instant::now();
-    while !check() {
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
         assert!(
             start.elapsed() < deadline,
             "timed out after {deadline:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Polls `check` every 10ms until it returns true; fails the test if `deadline` passes first.
+pub async fn eventually(deadline: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    poll_until(deadline, what, || std::future::ready(check().then_some(()))).await;
 }
 
 /// The live state of backend `name` in pool `pool`, from the proxy's current snapshot.

@@ -82,16 +82,12 @@ impl Upstream {
     /// Listens again on the same address.
     pub async fn restart(&self) {
         // The stopped accept loop drops its listener asynchronously: retry until it has.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(listener) => break listener,
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-                Err(err) => panic!("rebind upstream: {err}"),
-            }
-        };
+        let listener = super::poll_until(
+            super::DEADLINE,
+            "the upstream's address free again",
+            || async { TcpListener::bind(self.addr).await.ok() },
+        )
+        .await;
         let running = CancellationToken::new();
         serve(listener, Arc::clone(&self.state), running.clone());
         *self.running.lock().unwrap() = running;
