@@ -6,7 +6,6 @@
 mod support;
 
 use prometheus_parse::{Sample, Scrape, Value};
-use std::time::Duration;
 use support::*;
 
 async fn scrape(proxy: &TestProxy) -> Vec<Sample> {
@@ -384,15 +383,15 @@ async fn a_full_access_log_buffer_drops_lines_instead_of_blocking_requests() {
         .expect("run mkfifo");
     assert!(status.success());
     let reader_path = fifo.clone();
+    // Opening for reading blocks until the proxy opens it for writing, so on a thread of its own;
+    // the test then holds the reader, unread, until it ends.
     let (opened_tx, opened) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let reader = std::fs::File::open(reader_path).expect("open the FIFO for reading");
-        opened_tx.send(()).ok();
-        std::thread::sleep(Duration::from_secs(60)); // hold it open, never read
-        drop(reader);
+        opened_tx.send(reader).ok();
     });
     let proxy = TestProxy::start(&access_log_toml(&up, &fifo, "buffer = 1\n")).await;
-    opened
+    let _reader = opened
         .recv_timeout(DEADLINE)
         .expect("the proxy opened the FIFO");
 
