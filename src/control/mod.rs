@@ -391,20 +391,33 @@ impl Control {
         let from = state_name(&state);
         state.set(Exclusion::Draining, drain);
         self.rebuild(p);
+        let reason = if drain { DRAINED } else { UNDRAINED };
         let to = state_name(&state);
-        let reason = if drain {
-            "drained through the admin API"
+        self.announce(&state, (from, to), reason, false, SystemTime::now());
+    }
+
+    /// Logs a backend's state change (as a warning when `failure` took it out of service) and
+    /// publishes it on the event stream.
+    fn announce(
+        &self,
+        state: &crate::upstream::BackendState,
+        (from, to): (&'static str, &'static str),
+        reason: &str,
+        failure: bool,
+        time: SystemTime,
+    ) {
+        if failure {
+            tracing::warn!(pool = %state.pool, backend = %state.name, from, to, %reason, "backend state changed");
         } else {
-            "undrained through the admin API"
-        };
-        tracing::info!(pool = %state.pool, backend = %state.name, from, to, reason, "backend state changed");
+            tracing::info!(pool = %state.pool, backend = %state.name, from, to, %reason, "backend state changed");
+        }
         self.handle.publish(Event::Backend {
             pool: state.pool.to_string(),
             backend: state.name.to_string(),
             from,
             to,
             reason: reason.to_owned(),
-            time: timestamp(SystemTime::now()),
+            time: timestamp(time),
         });
     }
 
@@ -716,24 +729,14 @@ impl Control {
         if old.condition == condition && ejection.is_none() {
             return;
         }
-        let (from, to) = (old.condition.as_str(), condition.as_str());
-        match condition {
-            Condition::Healthy => {
-                tracing::info!(pool = %state.pool, backend = %state.name, from, to, %reason, "backend state changed")
-            }
-            Condition::Unhealthy | Condition::Ejected => {
-                tracing::warn!(pool = %state.pool, backend = %state.name, from, to, %reason, "backend state changed")
-            }
-        }
         let since = SystemTime::now();
-        self.handle.publish(Event::Backend {
-            pool: state.pool.to_string(),
-            backend: state.name.to_string(),
-            from,
-            to,
-            reason: reason.clone(),
-            time: timestamp(since),
-        });
+        self.announce(
+            state,
+            (old.condition.as_str(), condition.as_str()),
+            &reason,
+            condition != Condition::Healthy,
+            since,
+        );
         state.set_status(BackendStatus {
             condition,
             reason,
@@ -745,27 +748,25 @@ impl Control {
 
     /// Rebuilds pool `p` and swaps in a snapshot that shares everything else.
     fn rebuild(&mut self, p: usize) {
-        let pool = Arc::new(self.pools[p].build());
-        self.note_pool(p, &pool);
-        let current = self.handle.snapshot.load();
-        let mut pools = current.pools.clone();
-        pools[p] = pool;
-        self.handle.snapshot.store(Arc::new(Snapshot {
-            router: Arc::clone(&self.router),
-            pools,
-            timeouts: self.config.timeouts,
-        }));
+        let mut pools = self.handle.snapshot.load().pools.clone();
+        pools[p] = self.build_pool(p);
+        self.store(pools);
     }
 
     /// Rebuilds every pool and the router (after a reload).
     fn swap_all(&mut self) {
-        let pools: Vec<_> = (0..self.pools.len())
-            .map(|p| {
-                let pool = Arc::new(self.pools[p].build());
-                self.note_pool(p, &pool);
-                pool
-            })
-            .collect();
+        let pools = (0..self.pools.len()).map(|p| self.build_pool(p)).collect();
+        self.store(pools);
+    }
+
+    fn build_pool(&mut self, p: usize) -> Arc<crate::snapshot::Pool> {
+        let pool = Arc::new(self.pools[p].build());
+        self.note_pool(p, &pool);
+        pool
+    }
+
+    /// Swaps in the snapshot of `pools` with the current router and timeouts.
+    fn store(&self, pools: Vec<Arc<crate::snapshot::Pool>>) {
         self.handle.snapshot.store(Arc::new(Snapshot {
             router: Arc::clone(&self.router),
             pools,
@@ -817,7 +818,7 @@ fn backend_view(runtime: &BackendRuntime) -> BackendView {
         address: runtime.config.address.to_string(),
         state: state_name(state),
         reason: if state.is(Exclusion::Draining) {
-            "drained through the admin API".to_owned()
+            DRAINED.to_owned()
         } else {
             status.reason.clone()
         },
@@ -837,6 +838,10 @@ fn backend_view(runtime: &BackendRuntime) -> BackendView {
         last_probe: runtime.last_probe.load_full().map(|p| (*p).clone()),
     }
 }
+
+/// The reason given for an operator's drain, and for its end.
+const DRAINED: &str = "drained through the admin API";
+const UNDRAINED: &str = "undrained through the admin API";
 
 /// Answers a command; an asker that has gone away (a closed admin connection) is not an error.
 fn respond<T>(reply: oneshot::Sender<T>, value: T) {
