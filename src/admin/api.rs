@@ -3,7 +3,7 @@
 
 use super::AdminState;
 use super::body::AdminBody;
-use crate::control::{Command, LookupError};
+use crate::control::{BackendChange, Command, LookupError};
 use crate::reload::{ReloadOutcome, ReloadRequest};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -101,7 +101,6 @@ async fn api(
     rest: &[&str],
     state: &AdminState,
 ) -> Result<Reply, Rejection> {
-    let owned = |s: &str| s.to_owned();
     match rest {
         ["pools"] => {
             allow(&req, &[Method::GET])?;
@@ -110,20 +109,13 @@ async fn api(
         }
         ["pools", pool] => {
             allow(&req, &[Method::GET])?;
-            let pool = Some(owned(pool));
+            let pool = Some((*pool).to_owned());
             let mut pools = ask(state, |reply| Command::Describe { pool, reply }).await?;
             Ok(json_reply(StatusCode::OK, &pools.pop()))
         }
         ["pools", pool, "backends", backend] => {
             allow(&req, &[Method::GET])?;
-            let (pool, backend) = (owned(pool), owned(backend));
-            let view = ask(state, |reply| Command::DescribeBackend {
-                pool,
-                backend,
-                reply,
-            })
-            .await?;
-            Ok(json_reply(StatusCode::OK, &view))
+            change_backend(state, pool, backend, BackendChange::Nothing).await
         }
         [
             "pools",
@@ -133,28 +125,13 @@ async fn api(
             action @ ("drain" | "undrain"),
         ] => {
             allow(&req, &[Method::POST])?;
-            let (pool, backend, drain) = (owned(pool), owned(backend), *action == "drain");
-            let view = ask(state, |reply| Command::Drain {
-                pool,
-                backend,
-                drain,
-                reply,
-            })
-            .await?;
-            Ok(json_reply(StatusCode::OK, &view))
+            let change = BackendChange::Drain(*action == "drain");
+            change_backend(state, pool, backend, change).await
         }
         ["pools", pool, "backends", backend, "weight"] => {
             allow(&req, &[Method::PUT])?;
-            let (pool, backend) = (owned(pool), owned(backend));
-            let weight = weight_from(read_json(req).await?)?;
-            let view = ask(state, |reply| Command::Weight {
-                pool,
-                backend,
-                weight,
-                reply,
-            })
-            .await?;
-            Ok(json_reply(StatusCode::OK, &view))
+            let change = BackendChange::Weight(weight_from(read_json(req).await?)?);
+            change_backend(state, pool, backend, change).await
         }
         ["reload"] if req.method() == Method::GET => Ok(json_reply(
             StatusCode::OK,
@@ -167,14 +144,12 @@ async fn api(
                 trigger: "api",
                 reply: Some(reply),
             };
-            let stopped = || {
-                Rejection::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the proxy is shutting down",
-                )
-            };
-            state.reload.send(request).await.map_err(|_| stopped())?;
-            Ok(match outcome.await.map_err(|_| stopped())? {
+            state
+                .reload
+                .send(request)
+                .await
+                .map_err(|_| shutting_down())?;
+            Ok(match outcome.await.map_err(|_| shutting_down())? {
                 outcome @ ReloadOutcome::Applied { .. } => json_reply(StatusCode::OK, &outcome),
                 outcome @ ReloadOutcome::Rejected { .. } => {
                     json_reply(StatusCode::BAD_REQUEST, &outcome)
@@ -204,6 +179,24 @@ async fn api(
 }
 
 /// Asks the control plane; maps a missing pool or backend to 404.
+/// Applies `change` to a backend and answers with its view afterwards.
+async fn change_backend(
+    state: &AdminState,
+    pool: &str,
+    backend: &str,
+    change: BackendChange,
+) -> Result<Reply, Rejection> {
+    let (pool, backend) = (pool.to_owned(), backend.to_owned());
+    let view = ask(state, |reply| Command::Backend {
+        pool,
+        backend,
+        change,
+        reply,
+    })
+    .await?;
+    Ok(json_reply(StatusCode::OK, &view))
+}
+
 async fn ask<T>(
     state: &AdminState,
     command: impl FnOnce(oneshot::Sender<Result<T, LookupError>>) -> Command,
@@ -211,11 +204,16 @@ async fn ask<T>(
     match state.control.ask(command).await {
         Some(Ok(answer)) => Ok(answer),
         Some(Err(err)) => Err(Rejection::new(StatusCode::NOT_FOUND, err.to_string())),
-        None => Err(Rejection::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the proxy is shutting down",
-        )),
+        None => Err(shutting_down()),
     }
+}
+
+/// The answer when the part of the proxy a request needs has already stopped.
+fn shutting_down() -> Rejection {
+    Rejection::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the proxy is shutting down",
+    )
 }
 
 fn allow(req: &Request<Incoming>, methods: &[Method]) -> Result<(), Rejection> {

@@ -70,34 +70,14 @@ pub enum Command {
         /// The answer.
         reply: Reply<Vec<PoolView>>,
     },
-    /// One backend's view.
-    DescribeBackend {
+    /// Change one backend, or only look at it.
+    Backend {
         /// Pool name.
         pool: String,
         /// Backend name.
         backend: String,
-        /// The answer.
-        reply: Reply<BackendView>,
-    },
-    /// Stop (`true`) or resume (`false`) sending new requests to a backend.
-    Drain {
-        /// Pool name.
-        pool: String,
-        /// Backend name.
-        backend: String,
-        /// Drain or undrain.
-        drain: bool,
-        /// The backend afterwards.
-        reply: Reply<BackendView>,
-    },
-    /// Override a backend's weight (`None`: back to the file's).
-    Weight {
-        /// Pool name.
-        pool: String,
-        /// Backend name.
-        backend: String,
-        /// The new weight.
-        weight: Option<u32>,
+        /// What to change.
+        change: BackendChange,
         /// The backend afterwards.
         reply: Reply<BackendView>,
     },
@@ -108,6 +88,17 @@ pub enum Command {
         /// What changed.
         reply: oneshot::Sender<ReloadSummary>,
     },
+}
+
+/// What an operator changes about one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChange {
+    /// Nothing: only its view.
+    Nothing,
+    /// Stop (`true`) or resume (`false`) sending it new requests.
+    Drain(bool),
+    /// Override its weight (`None`: back to the file's).
+    Weight(Option<u32>),
 }
 
 /// Handles the rest of the proxy needs from the control plane.
@@ -341,29 +332,12 @@ impl Control {
                 };
                 respond(reply, views);
             }
-            Command::DescribeBackend {
+            Command::Backend {
                 pool,
                 backend,
+                change,
                 reply,
-            } => respond(reply, self.change_backend(&pool, &backend, |_, _, _| {})),
-            Command::Drain {
-                pool,
-                backend,
-                drain,
-                reply,
-            } => respond(
-                reply,
-                self.change_backend(&pool, &backend, |this, p, b| this.set_drain(p, b, drain)),
-            ),
-            Command::Weight {
-                pool,
-                backend,
-                weight,
-                reply,
-            } => respond(
-                reply,
-                self.change_backend(&pool, &backend, |this, p, b| this.set_weight(p, b, weight)),
-            ),
+            } => respond(reply, self.change_backend(&pool, &backend, change)),
             Command::Apply { config, reply } => {
                 let summary = self.apply_config(*config);
                 respond(reply, summary);
@@ -376,10 +350,14 @@ impl Control {
         &mut self,
         pool: &str,
         backend: &str,
-        change: impl FnOnce(&mut Self, usize, usize),
+        change: BackendChange,
     ) -> Result<BackendView, LookupError> {
         let (p, b) = self.find(pool, backend)?;
-        change(self, p, b);
+        match change {
+            BackendChange::Nothing => {}
+            BackendChange::Drain(drain) => self.set_drain(p, b, drain),
+            BackendChange::Weight(weight) => self.set_weight(p, b, weight),
+        }
         Ok(backend_view(&self.pools[p].backends[b]))
     }
 
