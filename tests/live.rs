@@ -383,26 +383,19 @@ async fn admin_api_requires_the_token_and_answers_unknown_routes_and_methods() {
         config(&[("up", up.addr, 1)], "", "").replace("[admin]\n", &format!("[admin]\n{admin}"));
     let proxy = TestProxy::start(&toml).await;
 
-    assert_eq!(proxy.admin("GET", "/api/pools", None, None).await.0, 401);
-    assert_eq!(
-        proxy
-            .admin("GET", "/api/pools", None, Some("wrong"))
-            .await
-            .0,
-        401
-    );
-    assert_eq!(
-        proxy
-            .admin(
-                "POST",
-                "/api/pools/pool/backends/up/drain",
-                None,
-                Some("s3cret-tok")
-            )
-            .await
-            .0,
-        401
-    );
+    for (method, path, token, expected) in [
+        ("GET", "/api/pools", None, 401),
+        ("GET", "/api/pools", Some("wrong"), 401),
+        (
+            "POST",
+            "/api/pools/pool/backends/up/drain",
+            Some("s3cret-tok"),
+            401,
+        ),
+    ] {
+        let status = proxy.admin(method, path, None, token).await.0;
+        assert_eq!(status, expected, "{method} {path} with {token:?}");
+    }
     let (status, pools) = proxy
         .admin("GET", "/api/pools", None, Some("s3cret-token"))
         .await;
@@ -415,51 +408,19 @@ async fn admin_api_requires_the_token_and_answers_unknown_routes_and_methods() {
         200,
         "health check needs no token"
     );
-    assert_eq!(
-        proxy
-            .admin("GET", "/api/nothing", None, Some("s3cret-token"))
+    for (method, path, expected) in [
+        ("GET", "/api/nothing", 404),
+        ("GET", "/api/pools/none", 404),
+        ("GET", "/api/pools/pool/backends/none", 404),
+        ("DELETE", "/api/pools", 405),
+        ("GET", "/api/pools/pool/backends/up/drain", 405),
+    ] {
+        let status = proxy
+            .admin(method, path, None, Some("s3cret-token"))
             .await
-            .0,
-        404
-    );
-    assert_eq!(
-        proxy
-            .admin("GET", "/api/pools/none", None, Some("s3cret-token"))
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        proxy
-            .admin(
-                "GET",
-                "/api/pools/pool/backends/none",
-                None,
-                Some("s3cret-token")
-            )
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        proxy
-            .admin("DELETE", "/api/pools", None, Some("s3cret-token"))
-            .await
-            .0,
-        405
-    );
-    assert_eq!(
-        proxy
-            .admin(
-                "GET",
-                "/api/pools/pool/backends/up/drain",
-                None,
-                Some("s3cret-token")
-            )
-            .await
-            .0,
-        405
-    );
+            .0;
+        assert_eq!(status, expected, "{method} {path}");
+    }
     let (status, config) = proxy
         .admin("GET", "/api/config", None, Some("s3cret-token"))
         .await;
