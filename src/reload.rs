@@ -188,7 +188,7 @@ impl Reloader {
     }
 
     async fn reload(&mut self, trigger: &'static str) -> ReloadOutcome {
-        let outcome = match self.try_reload().await {
+        let (outcome, applied_text) = match self.try_reload().await {
             Ok((changes, text)) => {
                 self.counters.applied.increment(1);
                 self.counters.succeeded(changes.generation);
@@ -198,43 +198,39 @@ impl Reloader {
                     changes = %serde_json::to_string(&changes).unwrap_or_default(),
                     "config reloaded"
                 );
-                self.running.rcu(|running| RunningConfig {
-                    text: Some(text.clone()),
-                    generation: changes.generation,
-                    ..(**running).clone()
-                });
-                ReloadOutcome::Applied { changes }
+                (ReloadOutcome::Applied { changes }, Some(text))
             }
             Err(problems) => {
                 self.counters.rejected.increment(1);
                 for problem in &problems {
                     tracing::error!(trigger, "config reload rejected: {problem}");
                 }
-                ReloadOutcome::Rejected { problems }
+                (ReloadOutcome::Rejected { problems }, None)
             }
         };
         let time = timestamp(SystemTime::now());
-        self.control.publish(match &outcome {
-            ReloadOutcome::Applied { changes } => Event::Reload {
-                result: "ok",
-                changes: Some(changes.clone()),
-                problems: Vec::new(),
-                time: time.clone(),
-            },
-            ReloadOutcome::Rejected { problems } => Event::Reload {
-                result: "failed",
-                changes: None,
-                problems: problems.clone(),
-                time: time.clone(),
-            },
+        let (result, changes, problems) = match &outcome {
+            ReloadOutcome::Applied { changes } => ("ok", Some(changes.clone()), Vec::new()),
+            ReloadOutcome::Rejected { problems } => ("failed", None, problems.clone()),
+        };
+        self.control.publish(Event::Reload {
+            result,
+            problems,
+            time: time.clone(),
+            changes: changes.clone(),
         });
-        self.running.rcu(|running| RunningConfig {
-            last_reload: Some(ReloadRecord {
+        self.running.rcu(|running| {
+            let mut next = (**running).clone();
+            if let (Some(changes), Some(text)) = (&changes, &applied_text) {
+                next.generation = changes.generation;
+                next.text = Some(text.clone());
+            }
+            next.last_reload = Some(ReloadRecord {
                 trigger,
                 time: time.clone(),
                 outcome: outcome.clone(),
-            }),
-            ..(**running).clone()
+            });
+            next
         });
         outcome
     }
