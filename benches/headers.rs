@@ -45,7 +45,7 @@ fn response_headers() -> HeaderMap {
 }
 
 fn bench(c: &mut Criterion) {
-    let downstream = Downstream::new("192.0.2.7:51000".parse().unwrap(), false);
+    let downstream = Downstream::new("192.0.2.7:51000".parse().unwrap(), None);
     let host = HeaderValue::from_static("shop.example.com");
     c.bench_function("prepare_request", |b| {
         b.iter_batched(

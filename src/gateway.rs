@@ -99,14 +99,13 @@ impl Gateway {
             access_log,
             &metrics,
         ));
-        let mut listeners = Listeners::new(proxy, shutdown.clone(), tasks.clone());
+        let mut listeners = Listeners::new(proxy, metrics.clone(), shutdown.clone(), tasks.clone());
         let prepared = listeners.prepare(&config.listeners).await?;
         let admin_listener = match &config.admin {
             Some(admin) => {
-                let listener = server::bind(&crate::config::ListenerConfig {
-                    name: "admin".to_owned(),
-                    bind: admin.bind,
-                })
+                let listener = server::bind(&crate::config::ListenerConfig::plain(
+                    "admin", admin.bind,
+                ))
                 .await?;
                 Some(listener)
             }

@@ -20,4 +20,5 @@ pub mod route;
 pub mod server;
 pub mod shutdown;
 pub mod snapshot;
+pub mod tls;
 pub mod upstream;

@@ -1,9 +1,14 @@
-//! The set of client listeners, reconciled on reload: new ones are bound, removed ones stop
-//! accepting and drain their connections, unchanged ones are never touched.
+//! The set of client listeners, reconciled on reload. A listener is identified by its name: one
+//! whose name and address stay keeps its socket and open connections, and only its settings
+//! (TLS, certificates, redirect) are swapped for new connections; new ones are bound, removed
+//! ones stop accepting and drain their connections.
 
 use crate::config::ListenerConfig;
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::server::{self, BindError};
+use crate::server::{self, BindError, ListenerSettings};
+use crate::tls::{Resumption, Terminator};
+use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -15,13 +20,24 @@ struct Active {
     config: ListenerConfig,
     addr: SocketAddr,
     stop: CancellationToken,
+    settings: Arc<ArcSwap<ListenerSettings>>,
+    /// Session tickets and cache, kept while the listener lives.
+    resumption: Option<Resumption>,
 }
 
-/// Listeners bound by `prepare`, not yet serving.
+/// What a listener will serve with once the reload is committed.
+#[derive(Debug)]
+struct Staged {
+    config: ListenerConfig,
+    settings: ListenerSettings,
+    resumption: Option<Resumption>,
+}
+
+/// Listeners bound and set up by `prepare`, not yet serving.
 #[derive(Debug)]
 pub struct Prepared {
-    keep: Vec<ListenerConfig>,
-    bound: Vec<(ListenerConfig, TcpListener, SocketAddr)>,
+    keep: Vec<Staged>,
+    bound: Vec<(Staged, TcpListener, SocketAddr)>,
 }
 
 /// The running listeners.
@@ -29,31 +45,43 @@ pub struct Prepared {
 pub struct Listeners {
     active: Vec<Active>,
     proxy: Arc<Proxy>,
+    metrics: Metrics,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl Listeners {
     /// No listeners yet; `shutdown` stops them all.
-    pub fn new(proxy: Arc<Proxy>, shutdown: CancellationToken, tasks: TaskTracker) -> Self {
+    pub fn new(
+        proxy: Arc<Proxy>,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
         Self {
             active: Vec::new(),
             proxy,
+            metrics,
             shutdown,
             tasks,
         }
     }
 
-    /// Binds the listeners `wanted` adds, so a bind failure can reject a reload before anything
-    /// changes.
+    /// Binds the listeners `wanted` adds and builds every listener's settings, so a bind or TLS
+    /// failure can reject a reload before anything changes.
     pub async fn prepare(&self, wanted: &[ListenerConfig]) -> Result<Prepared, BindError> {
         let mut prepared = Prepared {
             keep: Vec::new(),
             bound: Vec::new(),
         };
         for config in wanted {
-            if self.active.iter().any(|a| a.config == *config) {
-                prepared.keep.push(config.clone());
+            let running = self
+                .active
+                .iter()
+                .find(|a| a.config.name == config.name && a.config.bind == config.bind);
+            let staged = self.stage(config, running.and_then(|a| a.resumption.clone()))?;
+            if running.is_some() {
+                prepared.keep.push(staged);
                 continue;
             }
             let listener = server::bind(config).await?;
@@ -62,31 +90,81 @@ impl Listeners {
                 bind: config.bind,
                 source,
             })?;
-            prepared.bound.push((config.clone(), listener, addr));
+            prepared.bound.push((staged, listener, addr));
         }
         Ok(prepared)
     }
 
-    /// Starts serving the newly bound listeners and drains the ones no longer wanted; returns
-    /// the names added and removed.
+    fn stage(
+        &self,
+        config: &ListenerConfig,
+        resumption: Option<Resumption>,
+    ) -> Result<Staged, BindError> {
+        let tls_error = |source| BindError::Tls {
+            name: config.name.clone(),
+            source,
+        };
+        let (tls, resumption) = match &config.tls {
+            Some(tls) => {
+                let resumption = match resumption {
+                    Some(resumption) => resumption,
+                    None => Resumption::new().map_err(tls_error)?,
+                };
+                let terminator = Terminator::new(&config.name, tls, &resumption, &self.metrics)
+                    .map_err(tls_error)?;
+                (Some(terminator), Some(resumption))
+            }
+            None => (None, None),
+        };
+        Ok(Staged {
+            config: config.clone(),
+            settings: ListenerSettings {
+                tls,
+                redirect_to_https: config.redirect_to_https,
+            },
+            resumption,
+        })
+    }
+
+    /// Starts serving the newly bound listeners, gives the kept ones their new settings and
+    /// drains the ones no longer wanted; returns the names added and removed.
     pub fn commit(&mut self, prepared: Prepared) -> (Vec<String>, Vec<String>) {
         let mut removed = Vec::new();
-        self.active.retain(|a| {
-            let keep = prepared.keep.contains(&a.config);
-            if !keep {
+        let mut keep = prepared.keep;
+        self.active.retain_mut(|a| {
+            let Some(at) = keep.iter().position(|s| s.config.name == a.config.name) else {
                 tracing::info!(listener = %a.config.name, addr = %a.addr, "listener removed: draining");
                 a.stop.cancel();
                 removed.push(a.config.name.clone());
-            }
-            keep
+                return false;
+            };
+            let staged = keep.swap_remove(at);
+            a.settings.store(Arc::new(staged.settings));
+            a.config = staged.config;
+            a.resumption = staged.resumption;
+            true
         });
         let mut added = Vec::new();
-        for (config, listener, addr) in prepared.bound {
-            tracing::info!(listener = %config.name, %addr, "listening");
+        for (staged, listener, addr) in prepared.bound {
+            let name = staged.config.name.clone();
+            tracing::info!(listener = %name, %addr, tls = staged.config.tls.is_some(), "listening");
             let stop = self.shutdown.child_token();
-            server::serve(listener, Arc::clone(&self.proxy), stop.clone(), &self.tasks);
-            added.push(config.name.clone());
-            self.active.push(Active { config, addr, stop });
+            let settings = Arc::new(ArcSwap::from_pointee(staged.settings));
+            server::serve(
+                listener,
+                Arc::clone(&settings),
+                Arc::clone(&self.proxy),
+                stop.clone(),
+                &self.tasks,
+            );
+            added.push(name);
+            self.active.push(Active {
+                config: staged.config,
+                addr,
+                stop,
+                settings,
+                resumption: staged.resumption,
+            });
         }
         (added, removed)
     }
@@ -96,6 +174,16 @@ impl Listeners {
         self.active
             .iter()
             .map(|a| (a.config.name.clone(), a.addr))
+            .collect()
+    }
+
+    /// Every certificate and key file the listeners serve from, to watch for changes.
+    pub fn certificate_files(&self) -> Vec<std::path::PathBuf> {
+        self.active
+            .iter()
+            .filter_map(|a| a.config.tls.as_ref())
+            .flat_map(|tls| &tls.certificates)
+            .flat_map(|c| [c.cert_path.clone(), c.key_path.clone()])
             .collect()
     }
 }

@@ -49,6 +49,12 @@ pub const DOWNSTREAM_CONNECTIONS: &str = "switchyard_downstream_connections";
 pub const DOWNSTREAM_CONNECTIONS_TOTAL: &str = "switchyard_downstream_connections_total";
 /// Access log lines dropped because the log buffer was full.
 pub const ACCESS_LOG_DROPPED: &str = "switchyard_access_log_dropped_total";
+/// TLS handshakes completed, by listener, version and ALPN protocol.
+pub const TLS_HANDSHAKES: &str = "switchyard_tls_handshakes_total";
+/// TLS handshakes that failed, by listener and reason.
+pub const TLS_HANDSHAKE_FAILURES: &str = "switchyard_tls_handshake_failures_total";
+/// When each served certificate expires, by listener and name.
+pub const TLS_CERTIFICATE_EXPIRY: &str = "switchyard_tls_certificate_expiry_timestamp_seconds";
 /// Always 1, labelled with the version.
 pub const BUILD_INFO: &str = "switchyard_build_info";
 
@@ -132,6 +138,14 @@ impl Metrics {
                 "Requests answered 503 because no backend of the pool could take them.",
             ),
             (RELOADS, "Config reload attempts, by result."),
+            (
+                TLS_HANDSHAKES,
+                "TLS handshakes completed, by listener, version and ALPN protocol.",
+            ),
+            (
+                TLS_HANDSHAKE_FAILURES,
+                "TLS handshakes that failed, by listener and reason.",
+            ),
             (DOWNSTREAM_CONNECTIONS_TOTAL, "Client connections accepted."),
             (
                 ACCESS_LOG_DROPPED,
@@ -169,6 +183,10 @@ impl Metrics {
             ),
             (DOWNSTREAM_CONNECTIONS, "Client connections open now."),
             (BUILD_INFO, "Always 1, labelled with the version."),
+            (
+                TLS_CERTIFICATE_EXPIRY,
+                "Unix time at which a served certificate expires, by listener and name.",
+            ),
         ];
         for (name, text) in gauges {
             r.describe_gauge(name.into(), None, text.into());

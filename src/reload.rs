@@ -1,5 +1,5 @@
-//! Config reloads: triggered by SIGHUP, a change to the config file (watched, debounced) or the
-//! admin API. Parsing and validation run here, off the request path; a bad config changes
+//! Config reloads: triggered by SIGHUP, a change to the config file or to a certificate or key
+//! file it names (watched, debounced) or the admin API. Parsing and validation run here, off the request path; a bad config changes
 //! nothing and every problem is reported with `file:line:col`.
 
 use crate::config::{self, Config};
@@ -31,7 +31,7 @@ pub struct RunningConfig {
 /// One reload attempt.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReloadRecord {
-    /// What asked for it: `signal`, `file`, or `api`.
+    /// What asked for it: `signal`, `file`, `certificate`, or `api`.
     pub trigger: &'static str,
     /// When (RFC 3339).
     pub time: String,
@@ -59,7 +59,7 @@ pub enum ReloadOutcome {
 /// A request to reload, with where to send the outcome.
 #[derive(Debug)]
 pub struct ReloadRequest {
-    /// `signal`, `file`, or `api`.
+    /// `signal`, `file`, `certificate`, or `api`.
     pub trigger: &'static str,
     /// Gets the outcome, if the asker waits for it.
     pub reply: Option<oneshot::Sender<ReloadOutcome>>,
@@ -75,6 +75,8 @@ pub struct Reloader {
     running: Arc<ArcSwap<RunningConfig>>,
     requests: mpsc::Receiver<ReloadRequest>,
     counters: ReloadMetrics,
+    /// The certificate and key files as last read, so a change is told from a mere touch.
+    certificates: Vec<(PathBuf, Option<Vec<u8>>)>,
     shutdown: CancellationToken,
 }
 
@@ -139,6 +141,7 @@ impl Reloader {
             running: Arc::clone(&running),
             requests,
             counters: ReloadMetrics::new(metrics),
+            certificates: Vec::new(),
             shutdown,
         };
         (reloader, tx, running)
@@ -153,10 +156,7 @@ impl Reloader {
     pub async fn run(mut self) {
         let mut hangups = hangup_signals();
         let (file_tx, mut file_changes) = mpsc::channel::<()>(1);
-        let _watcher = match (&self.path, self.watch) {
-            (Some(path), Some(_)) => watch_file(path, file_tx),
-            _ => None,
-        };
+        let mut _watcher = self.watch_files(&file_tx);
         loop {
             let request = tokio::select! {
                 Some(request) = self.requests.recv() => request,
@@ -165,20 +165,50 @@ impl Reloader {
                     // Editors write in several steps: wait until the file has been quiet.
                     let debounce = self.watch.unwrap_or_default();
                     while tokio::time::timeout(debounce, file_changes.recv()).await.is_ok_and(|e| e.is_some()) {}
-                    if !self.file_differs().await {
+                    let trigger = if self.file_differs().await {
+                        "file"
+                    } else if self.certificates_differ() {
+                        "certificate"
+                    } else {
                         continue;
-                    }
-                    ReloadRequest { trigger: "file", reply: None }
+                    };
+                    ReloadRequest { trigger, reply: None }
                 }
                 () = self.shutdown.cancelled() => return,
             };
             let outcome = self.reload(request.trigger).await;
+            if matches!(outcome, ReloadOutcome::Applied { .. }) {
+                // The files named may have changed.
+                _watcher = self.watch_files(&file_tx);
+            }
             if let Some(reply) = request.reply {
                 if reply.send(outcome).is_err() {
                     tracing::debug!("reload finished after its asker went away");
                 }
             }
         }
+    }
+
+    /// Watches the config file and every certificate and key file of the listeners, and notes
+    /// what the certificate files hold now.
+    fn watch_files(&mut self, changes: &mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+        let (Some(path), Some(_)) = (&self.path, self.watch) else {
+            return None;
+        };
+        let mut files = vec![path.clone()];
+        files.extend(self.listeners.certificate_files());
+        self.certificates = read_all(&files[1..]);
+        watch_files(files, changes.clone())
+    }
+
+    /// Whether a certificate or key file now holds something else than when last read; the
+    /// new contents become the ones compared next time, so a broken file is reported once.
+    fn certificates_differ(&mut self) -> bool {
+        let paths: Vec<PathBuf> = self.certificates.iter().map(|(p, _)| p.clone()).collect();
+        let now = read_all(&paths);
+        let differ = now != self.certificates;
+        self.certificates = now;
+        differ
     }
 
     async fn file_differs(&self) -> bool {
@@ -292,17 +322,37 @@ async fn recv_signal(signals: &mut Hangups) -> Option<()> {
     }
 }
 
-/// Watches the file's directory (editors often replace the file) and signals changes to it.
-fn watch_file(path: &Path, changes: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+fn read_all(paths: &[PathBuf]) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    paths
+        .iter()
+        .map(|p| (p.clone(), std::fs::read(p).ok()))
+        .collect()
+}
+
+/// Watches the directories of `files` (editors and certificate tools often replace a file rather
+/// than write it) and signals changes to any of them.
+fn watch_files(files: Vec<PathBuf>, changes: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name()?.to_owned();
+    let dir_of = |path: &Path| {
+        path.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned()
+    };
+    // Event paths are the watched directory joined with a file name: compare them so.
+    let watched: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|f| Some(dir_of(f).join(f.file_name()?)))
+        .collect();
+    let mut dirs: Vec<PathBuf> = files.iter().map(|f| dir_of(f)).collect();
+    dirs.sort();
+    dirs.dedup();
     let handler = move |event: notify::Result<notify::Event>| {
-        let touches_file =
-            event.is_ok_and(|e| e.paths.iter().any(|p| p.file_name() == Some(&name)));
+        // Reading a file (as a reload does) must not look like a change.
+        let touches_file = event.is_ok_and(|e| {
+            !matches!(e.kind, notify::EventKind::Access(_))
+                && e.paths.iter().any(|p| watched.contains(p))
+        });
         if touches_file {
             // A full channel already holds a pending change: dropping this one loses nothing.
             changes.try_send(()).ok();
@@ -315,10 +365,11 @@ fn watch_file(path: &Path, changes: mpsc::Sender<()>) -> Option<notify::Recommen
             return None;
         }
     };
-    if let Err(err) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
-        tracing::error!(%err, dir = %dir.display(), "cannot watch the config directory");
-        return None;
+    for dir in &dirs {
+        if let Err(err) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+            tracing::error!(%err, dir = %dir.display(), "cannot watch a config directory");
+        }
     }
-    tracing::info!(path = %path.display(), "watching the config file for changes");
+    tracing::info!(files = files.len(), "watching the config and certificate files for changes");
     Some(watcher)
 }

@@ -1,8 +1,11 @@
-//! Listeners and client connections: accept, `TCP_NODELAY`, serve HTTP/1.1 and h2c through
-//! hyper-util's auto builder with timeouts, close idle connections, drain on shutdown.
+//! Listeners and client connections: accept, `TCP_NODELAY`, terminate TLS where the listener has
+//! it, serve HTTP/1.1 and HTTP/2 through hyper-util's auto builder with timeouts, close idle
+//! connections, drain on shutdown.
 
 use crate::config::{ListenerConfig, Timeouts};
-use crate::proxy::{Downstream, Proxy};
+use crate::proxy::{Downstream, Proxy, redirect};
+use crate::tls::{Terminator, TlsInfo};
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -19,7 +22,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// A listener that could not be bound.
+/// A listener that could not be bound or set up.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     /// A listener's address could not be bound.
@@ -32,6 +35,15 @@ pub enum BindError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// A listener's TLS settings could not be turned into a rustls config.
+    #[error("listener {name}: cannot set up TLS: {source}")]
+    Tls {
+        /// The listener's name.
+        name: String,
+        /// What rustls said.
+        #[source]
+        source: rustls::Error,
     },
 }
 
@@ -46,20 +58,32 @@ pub async fn bind(listener: &ListenerConfig) -> Result<TcpListener, BindError> {
         })
 }
 
+/// What a reload may change on a listener without touching its socket; read once per accepted
+/// connection, so established connections keep the settings they started with.
+#[derive(Debug)]
+pub struct ListenerSettings {
+    /// TLS termination, if the listener speaks HTTPS.
+    pub tls: Option<Terminator>,
+    /// Answer every request with a 308 to HTTPS on this port.
+    pub redirect_to_https: Option<u16>,
+}
+
 /// Accepts and serves client connections on `listener` until `stop`, which also drains its
 /// open connections; every connection task joins `tasks` so shutdown can wait for in-flight
 /// requests.
 pub fn serve(
     listener: TcpListener,
+    settings: Arc<ArcSwap<ListenerSettings>>,
     proxy: Arc<Proxy>,
     stop: CancellationToken,
     tasks: &TaskTracker,
 ) {
-    tasks.spawn(accept_loop(listener, proxy, stop, tasks.clone()));
+    tasks.spawn(accept_loop(listener, settings, proxy, stop, tasks.clone()));
 }
 
 async fn accept_loop(
     listener: TcpListener,
+    settings: Arc<ArcSwap<ListenerSettings>>,
     proxy: Arc<Proxy>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -71,14 +95,11 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                // Timeouts as of this connection's start, so a reload applies to new connections.
-                let timeouts = proxy.timeouts();
-                tasks.spawn(serve_connection(
+                tasks.spawn(connection(
                     stream,
                     peer,
+                    settings.load_full(),
                     Arc::clone(&proxy),
-                    connection_builder(&timeouts),
-                    timeouts.idle,
                     shutdown.clone(),
                 ));
             }
@@ -92,7 +113,37 @@ async fn accept_loop(
     }
 }
 
-fn connection_builder(timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
+/// One client connection: the TLS handshake if the listener has TLS, then HTTP.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    settings: Arc<ListenerSettings>,
+    proxy: Arc<Proxy>,
+    shutdown: CancellationToken,
+) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%err, %peer, "cannot set TCP_NODELAY");
+    }
+    proxy.connections_total.increment(1);
+    let _open = OpenConnection::count(&proxy.connections_open);
+    let Some(tls) = &settings.tls else {
+        let downstream = Downstream::new(peer, None);
+        return serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
+    };
+    let handshake = tokio::select! {
+        handshake = tls.accept(stream) => handshake,
+        () = shutdown.cancelled() => return,
+    };
+    match handshake {
+        Ok((stream, info)) => {
+            let downstream = Downstream::new(peer, Some(Arc::new(info)));
+            serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
+        }
+        Err(failure) => tracing::debug!(%peer, %failure, "TLS handshake failed"),
+    }
+}
+
+fn connection_builder(timeouts: &Timeouts, tls: Option<&TlsInfo>) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -103,7 +154,12 @@ fn connection_builder(timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
         // still one system call.
         .writev(false);
     builder.http2().timer(TokioTimer::new());
-    builder
+    // Over TLS, ALPN has already chosen the protocol; without it, the preface tells.
+    match tls.map(|tls| tls.alpn) {
+        Some(Some("h2")) => builder.http2_only(),
+        Some(Some(_)) => builder.http1_only(),
+        _ => builder,
+    }
 }
 
 /// Counts a client connection as open until dropped.
@@ -127,6 +183,7 @@ impl Drop for OpenConnection {
 struct ConnShared {
     proxy: Arc<Proxy>,
     downstream: Downstream,
+    redirect_to_https: Option<u16>,
     activity: ConnActivity,
 }
 
@@ -138,23 +195,25 @@ struct ConnActivity {
     finished: AtomicU64,
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
+/// Serves HTTP on one client connection, plain or TLS: the one serving path of every listener.
+async fn serve_http<S>(
+    io: TokioIo<S>,
+    downstream: Downstream,
+    settings: &ListenerSettings,
     proxy: Arc<Proxy>,
-    builder: auto::Builder<TokioExecutor>,
-    idle: Duration,
     shutdown: CancellationToken,
-) {
-    if let Err(err) = stream.set_nodelay(true) {
-        tracing::debug!(%err, %peer, "cannot set TCP_NODELAY");
-    }
-    proxy.connections_total.increment(1);
-    let _open = OpenConnection::count(&proxy.connections_open);
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // Timeouts as of this connection's start, so a reload applies to new connections.
+    let timeouts = proxy.timeouts();
+    let builder = connection_builder(&timeouts, downstream.tls.as_deref());
+    let peer = downstream.peer;
     // Everything a request of this connection needs, behind one `Arc`: one clone per request.
     let shared = Arc::new(ConnShared {
         proxy,
-        downstream: Downstream::new(peer, false),
+        downstream,
+        redirect_to_https: settings.redirect_to_https,
         activity: ConnActivity::default(),
     });
     let service = {
@@ -164,17 +223,20 @@ async fn serve_connection(
             // Relaxed: these counters are only compared by this connection's idle timer.
             shared.activity.started.fetch_add(1, Ordering::Relaxed);
             async move {
-                let response = shared.proxy.handle(req, &shared.downstream).await;
+                let response = match shared.redirect_to_https {
+                    Some(port) => redirect::to_https(&req, port),
+                    None => shared.proxy.handle(req, &shared.downstream).await,
+                };
                 shared.activity.finished.fetch_add(1, Ordering::Relaxed);
                 Ok::<_, Infallible>(response)
             }
         })
     };
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     // The closing conditions are polled only when one of them wakes, not on each of the several
     // wake-ups every request causes.
-    let closing = Dormant::new(until_closing(&shared.activity, idle, &shutdown, peer));
+    let closing = Dormant::new(until_closing(&shared.activity, timeouts.idle, &shutdown, peer));
     tokio::select! {
         biased;
         result = connection.as_mut() => return log_end(result, peer),

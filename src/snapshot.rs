@@ -2,7 +2,7 @@
 //! by the control plane. Unchanged parts (the router, untouched pools) are shared by `Arc`.
 
 use crate::balance::Balancer;
-use crate::config::{Algorithm, OutlierConfig, Timeouts};
+use crate::config::{Algorithm, Config, OutlierConfig, Timeouts};
 use crate::metrics::PoolTraffic;
 use crate::route::Router;
 use crate::upstream::{BackendState, Exclusion, RetryBudget};
@@ -17,6 +17,38 @@ pub struct Snapshot {
     pub pools: Vec<Arc<Pool>>,
     /// Timeouts in force.
     pub timeouts: Timeouts,
+    /// The certificates the listeners serve, for their expiry metric.
+    pub certificates: Arc<[CertificateExpiry]>,
+}
+
+/// When one served certificate expires.
+#[derive(Debug)]
+pub struct CertificateExpiry {
+    /// The listener serving it.
+    pub listener: String,
+    /// Its first host name.
+    pub name: String,
+    /// Unix time of its `notAfter`.
+    pub expires: f64,
+}
+
+impl CertificateExpiry {
+    /// Every certificate of every TLS listener in `config`.
+    pub fn of(config: &Config) -> Arc<[Self]> {
+        config
+            .listeners
+            .iter()
+            .flat_map(|l| l.tls.iter().flat_map(move |tls| tls.certificates.iter().map(move |c| (l, c))))
+            .map(|(listener, certificate)| Self {
+                listener: listener.name.clone(),
+                name: certificate.label().to_owned(),
+                expires: certificate
+                    .not_after
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64()),
+            })
+            .collect()
+    }
 }
 
 /// A pool's failure-handling settings, as the data plane needs them.

@@ -5,6 +5,7 @@ use std::path::Path;
 
 const DATA_PLANE: &[&str] = &[
     "src/server.rs",
+    "src/tls.rs",
     "src/proxy",
     "src/snapshot.rs",
     "src/upstream",

@@ -40,10 +40,22 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot) -> String {
             }
         }
     }
+    for certificate in snapshot.certificates.iter() {
+        metrics
+            .gauge(
+                metrics::TLS_CERTIFICATE_EXPIRY,
+                &[("listener", &certificate.listener), ("name", &certificate.name)],
+            )
+            .set(certificate.expires);
+    }
     let text = metrics.render();
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
-        if line.starts_with('#') || is_live(line, &pools, &backends) {
+        let stale_certificate = line.starts_with(metrics::TLS_CERTIFICATE_EXPIRY)
+            && !snapshot.certificates.iter().any(|c| {
+                label(line, "listener") == Some(&c.listener) && label(line, "name") == Some(&c.name)
+            });
+        if !stale_certificate && (line.starts_with('#') || is_live(line, &pools, &backends)) {
             out.push_str(line);
             out.push('\n');
         }

@@ -65,6 +65,30 @@ pub struct ReloadFile {
 pub struct ListenerFile {
     pub name: Spanned<String>,
     pub bind: Spanned<String>,
+    pub tls: Option<Spanned<ListenerTlsFile>>,
+    pub redirect_to_https: Option<Spanned<bool>>,
+    pub https_port: Option<Spanned<i64>>,
+}
+
+/// A listener's `[listeners.tls]` table: terminate TLS on it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsFile {
+    #[serde(default)]
+    pub certificates: Vec<Spanned<CertificateFile>>,
+    pub min_version: Option<Spanned<String>>,
+    pub strict_sni: Option<bool>,
+    pub alpn: Option<Vec<Spanned<String>>>,
+    pub handshake_timeout: Option<Spanned<String>>,
+}
+
+/// One `[[listeners.tls.certificates]]` table: a chain and its key, PEM files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFile {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+    pub names: Option<Vec<Spanned<String>>>,
 }
 
 /// The `[timeouts]` table; every entry is a human duration such as `"500ms"` or `"5s"`.

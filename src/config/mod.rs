@@ -1,15 +1,17 @@
 //! Configuration: the TOML file format, validation that reports every problem, and the typed
 //! runtime `Config` the rest of the proxy uses.
 
+mod certificate;
 mod file;
 mod model;
 mod validate;
 mod validate_pool;
 
+pub use certificate::crypto_provider;
 pub use model::{
-    AccessLogConfig, AccessLogFormat, AdminConfig, Algorithm, BackendConfig, Config,
-    HealthCheckConfig, HostPattern, InitialState, ListenerConfig, OutlierConfig, PoolConfig, Probe,
-    ReloadConfig, RetryBudgetConfig, RouteConfig, Timeouts, TokenSource,
+    AccessLogConfig, AccessLogFormat, AdminConfig, Algorithm, BackendConfig, Certificate, Config,
+    HealthCheckConfig, HostPattern, InitialState, ListenerConfig, ListenerTls, OutlierConfig, PoolConfig, Probe,
+    ReloadConfig, RetryBudgetConfig, RouteConfig, Timeouts, TlsVersion, TokenSource,
 };
 pub use validate::{ConfigError, Problem};
 

@@ -1,8 +1,10 @@
 //! The typed runtime configuration: durations, socket addresses and non-zero weights, no serde.
 
+pub use super::certificate::{Certificate, ListenerTls, TlsVersion};
 use http::uri::Authority;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A validated configuration, ready to build a snapshot from.
@@ -87,13 +89,30 @@ impl Default for ReloadConfig {
     }
 }
 
-/// A listening socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A listening socket, identified by its name: a reload that keeps the name and the address
+/// keeps the socket, whatever else changes.
+#[derive(Debug, Clone)]
 pub struct ListenerConfig {
-    /// Unique name, used in logs.
+    /// Unique name, used in logs and metrics.
     pub name: String,
     /// Address to bind.
     pub bind: SocketAddr,
+    /// TLS termination, if the listener speaks HTTPS.
+    pub tls: Option<Arc<ListenerTls>>,
+    /// Answer every request with a 308 to the same host and path over HTTPS on this port.
+    pub redirect_to_https: Option<u16>,
+}
+
+impl ListenerConfig {
+    /// A plain-HTTP listener with no options.
+    pub fn plain(name: &str, bind: SocketAddr) -> Self {
+        Self {
+            name: name.to_owned(),
+            bind,
+            tls: None,
+            redirect_to_https: None,
+        }
+    }
 }
 
 /// Timeouts, with defaults modelled on HAProxy's and NGINX's usual production settings.

@@ -85,7 +85,13 @@ pub(super) fn parse_and_validate(text: &str, origin: &str) -> Result<Config, Con
             return Err(invalid(vec![locate(text, at, message)]));
         }
     };
-    let mut checker = Checker::default();
+    let mut checker = Checker {
+        base: std::path::Path::new(origin)
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
+        ..Checker::default()
+    };
     let config = checker.config(file);
     if checker.problems.is_empty() {
         Ok(config)
@@ -139,6 +145,8 @@ fn field_at(text: &str, at: usize) -> Option<String> {
 #[derive(Default)]
 pub(super) struct Checker {
     problems: Vec<(usize, String)>,
+    /// The config file's directory: relative paths in the file are relative to it.
+    pub(super) base: std::path::PathBuf,
 }
 
 impl Checker {
@@ -249,9 +257,18 @@ impl Checker {
                             format!("listeners[{i}].bind: {bind} is bound by another listener"),
                         );
                     }
+                    let field = format!("listeners[{i}]");
+                    let tls = listener
+                        .tls
+                        .as_ref()
+                        .and_then(|tls| self.listener_tls(tls, &format!("{field}.tls")))
+                        .map(std::sync::Arc::new);
+                    let redirect_to_https = self.redirect(listener, &field);
                     out.push(ListenerConfig {
                         name: listener.name.get_ref().clone(),
                         bind,
+                        tls,
+                        redirect_to_https,
                     });
                 }
                 Err(_) => self.report(
@@ -264,6 +281,36 @@ impl Checker {
             }
         }
         out
+    }
+
+    /// The HTTPS port a plain listener redirects to, if it does.
+    fn redirect(&mut self, listener: &super::file::ListenerFile, field: &str) -> Option<u16> {
+        let https_port = listener.https_port.as_ref().map(|p| {
+            u16::try_from(*p.get_ref())
+                .ok()
+                .filter(|&port| port != 0)
+                .unwrap_or_else(|| {
+                    self.report(
+                        p.span(),
+                        format!("{field}.https_port: must be a port from 1 to 65535"),
+                    );
+                    443
+                })
+        });
+        match &listener.redirect_to_https {
+            Some(on) if *on.get_ref() => {
+                if listener.tls.is_some() {
+                    self.report(
+                        on.span(),
+                        format!(
+                            "{field}.redirect_to_https: a TLS listener cannot redirect to HTTPS"
+                        ),
+                    );
+                }
+                Some(https_port.unwrap_or(443))
+            }
+            _ => None,
+        }
     }
 
     fn access_log(&mut self, file: &AccessLogFile) -> Option<AccessLogConfig> {
@@ -592,7 +639,7 @@ fn parse_address(raw: &str) -> Option<Authority> {
 }
 
 /// Letters, digits and '-' in dot-separated labels of 1 to 63 characters, 253 at most in all.
-fn is_dns_name(name: &str) -> bool {
+pub(super) fn is_dns_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {

@@ -15,7 +15,7 @@ use crate::config::{Algorithm, BackendConfig, Config};
 use crate::health::{self, ProbeClient, Verdict};
 use crate::metrics::{self, Metrics};
 use crate::route::Router;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{CertificateExpiry, Snapshot};
 use crate::upstream::{BackendStatus, Condition, Exclusion, OutlierReport};
 use arc_swap::ArcSwap;
 use registry::{BackendRuntime, PoolRuntime};
@@ -165,6 +165,7 @@ impl Control {
             router: Arc::clone(&router),
             pools: pools.iter().map(|p| Arc::new(p.build())).collect(),
             timeouts: config.timeouts,
+            certificates: CertificateExpiry::of(config),
         }));
         let (probe_events_tx, probe_events) = mpsc::unbounded_channel();
         let (outliers_tx, outliers) = mpsc::unbounded_channel();
@@ -749,6 +750,7 @@ impl Control {
             router: Arc::clone(&self.router),
             pools,
             timeouts: self.config.timeouts,
+            certificates: CertificateExpiry::of(&self.config),
         }));
     }
 

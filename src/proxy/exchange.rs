@@ -62,6 +62,7 @@ impl Exchange {
                 backend: None,
                 retries: 0,
                 request_id,
+                tls: downstream.tls.clone(),
             },
             target: Target::Unrouted(Arc::clone(unrouted)),
         }

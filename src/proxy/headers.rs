@@ -38,7 +38,7 @@ pub fn prepare_request(
     append_forwarded_for(headers, &downstream.forwarded_for);
     headers.insert(
         X_FORWARDED_PROTO,
-        HeaderValue::from_static(if downstream.tls { "https" } else { "http" }),
+        HeaderValue::from_static(if downstream.tls.is_some() { "https" } else { "http" }),
     );
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST, host.clone());
@@ -152,7 +152,7 @@ mod tests {
     use super::*;
 
     fn downstream() -> Downstream {
-        Downstream::new("192.0.2.7:5000".parse().unwrap(), false)
+        Downstream::new("192.0.2.7:5000".parse().unwrap(), None)
     }
 
     #[test]

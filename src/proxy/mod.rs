@@ -5,6 +5,7 @@ pub mod connector;
 pub mod exchange;
 pub mod forward;
 pub mod headers;
+pub mod redirect;
 
 pub use body::{ProxyBody, RequestBody, UpstreamBody};
 pub use forward::UpstreamClient;
@@ -13,6 +14,7 @@ use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::snapshot::Snapshot;
+use crate::tls::TlsInfo;
 use crate::upstream::{BackendState, InFlightGuard, OutlierReport};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -30,15 +32,15 @@ use tokio::time::Instant;
 pub struct Downstream {
     /// The client's address.
     pub peer: SocketAddr,
-    /// Whether the client connection is TLS.
-    pub tls: bool,
+    /// What the TLS handshake negotiated, if the client connection is TLS.
+    pub tls: Option<Arc<TlsInfo>>,
     /// The client's IP as a header value, formatted once per connection rather than per request.
     pub forwarded_for: HeaderValue,
 }
 
 impl Downstream {
     /// The downstream of a connection from `peer`.
-    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+    pub fn new(peer: SocketAddr, tls: Option<Arc<TlsInfo>>) -> Self {
         let forwarded_for = HeaderValue::from_str(&peer.ip().to_string())
             .expect("an IP address is a valid header value");
         Self {

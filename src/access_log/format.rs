@@ -1,166 +1,13 @@
-//! The access log: one line per request, JSON or combined text, written by its own task. The
-//! request path only hands a record to a bounded channel; when the channel is full the line is
-//! dropped and counted, so a slow disk never stalls requests.
+//! Access log line formats: JSON written directly, and NGINX's combined format followed by the
+//! proxy's own fields as `key=value` pairs.
 
-use crate::config::{AccessLogConfig, AccessLogFormat};
-use http::{HeaderValue, Method, StatusCode, Uri};
-use metrics::Counter;
-use std::io::Write;
-use std::sync::Arc;
+use super::Record;
+use crate::config::AccessLogFormat;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
-
-/// Everything logged about one request.
-#[derive(Debug)]
-pub struct Record {
-    /// When the request arrived.
-    pub time: SystemTime,
-    /// Client address, as text (formatted once per connection).
-    pub client: HeaderValue,
-    /// Request method.
-    pub method: Method,
-    /// Request target (only the path is logged).
-    pub uri: Uri,
-    /// Response status.
-    pub status: StatusCode,
-    /// Request body bytes.
-    pub bytes_in: u64,
-    /// Response body bytes sent.
-    pub bytes_out: u64,
-    /// Arrival to the end of the response body.
-    pub total: Duration,
-    /// Sending to the backend until its response headers, for the last attempt.
-    pub upstream: Option<Duration>,
-    /// Matched route.
-    pub route: Option<Arc<str>>,
-    /// Pool of the route.
-    pub pool: Option<Arc<str>>,
-    /// Backend that answered (or failed last).
-    pub backend: Option<Arc<str>>,
-    /// Retries made.
-    pub retries: u32,
-    /// `X-Request-Id`, as received or generated.
-    pub request_id: HeaderValue,
-}
-
-/// The request path's handle on the access log.
-#[derive(Debug, Clone)]
-pub struct AccessLog {
-    lines: Option<mpsc::Sender<Record>>,
-    dropped: Counter,
-}
-
-impl AccessLog {
-    /// An access log that writes nothing.
-    pub fn disabled() -> Self {
-        Self {
-            lines: None,
-            dropped: Counter::noop(),
-        }
-    }
-
-    /// Queues a record; never waits.
-    pub fn log(&self, record: Record) {
-        if let Some(lines) = &self.lines {
-            if lines.try_send(record).is_err() {
-                self.dropped.increment(1);
-            }
-        }
-    }
-
-    /// Opens the log for `config` and starts its writer on a thread of its own (a write to a
-    /// file or pipe may block, and must hold up neither requests nor the runtime's shutdown).
-    /// The writer ends, after writing what is queued, once every handle is dropped; the
-    /// returned receiver then resolves.
-    pub fn start(
-        config: &AccessLogConfig,
-        dropped: Counter,
-    ) -> std::io::Result<(Self, oneshot::Receiver<()>)> {
-        let out: Box<dyn Write + Send> = match &config.path {
-            None => Box::new(std::io::stdout()),
-            Some(path) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
-        };
-        let (tx, rx) = mpsc::channel(config.buffer);
-        let format = config.format;
-        let (done_tx, done) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("access-log".to_owned())
-            .spawn(move || {
-                // Room for a busy batch, so a batch is usually one write.
-                write_lines(
-                    rx,
-                    std::io::BufWriter::with_capacity(64 * 1024, out),
-                    format,
-                );
-                done_tx.send(()).ok(); // nobody waiting is fine
-            })?;
-        Ok((
-            Self {
-                lines: Some(tx),
-                dropped,
-            },
-            done,
-        ))
-    }
-}
-
-fn write_lines(
-    mut records: mpsc::Receiver<Record>,
-    mut out: std::io::BufWriter<Box<dyn Write + Send>>,
-    format: AccessLogFormat,
-) {
-    let mut line = Vec::with_capacity(512);
-    let mut formatter = LineFormat::new(format);
-    loop {
-        // Drain what is queued, then sleep: the writer never registers a waker, so queueing a
-        // record never costs the request path a thread wake-up (a futex call per request).
-        let mut written = false;
-        let closed = loop {
-            match records.try_recv() {
-                Ok(record) => {
-                    written = true;
-                    line.clear();
-                    formatter.write(&record, &mut line);
-                    if let Err(err) = out.write_all(&line) {
-                        tracing::error!(%err, "cannot write the access log");
-                    }
-                }
-                Err(mpsc::error::TryRecvError::Empty) => break false,
-                Err(mpsc::error::TryRecvError::Disconnected) => break true,
-            }
-        };
-        if let Err(err) = out.flush() {
-            tracing::error!(%err, "cannot flush the access log");
-        }
-        if closed {
-            return;
-        }
-        std::thread::sleep(if written {
-            BUSY_INTERVAL
-        } else {
-            IDLE_INTERVAL
-        });
-    }
-}
-
-/// How soon the writer looks again after writing lines. Short, so each batch is small: the
-/// writer often shares a core with the request path, and a long batch shows in its tail latency
-/// (at ~70k requests/s on one core, 20 ms batches took p99 from ~1.3 ms to ~1.7 ms); not
-/// shorter, since each look costs two system calls (the sleep and the write).
-const BUSY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
-
-/// How soon the writer looks again after finding nothing: an idle proxy wakes it 50 times a
-/// second, and lines reach the log within this.
-const IDLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Formats lines. JSON is written directly rather than through a serializer: the fields are
 /// fixed, most strings need no escaping, and formatting is most of the access log's cost.
-struct LineFormat {
+pub(super) struct LineFormat {
     format: AccessLogFormat,
     /// The second whose date was formatted last, and that date without its `Z`: most lines
     /// share their second with the previous one.
@@ -169,7 +16,7 @@ struct LineFormat {
 }
 
 impl LineFormat {
-    fn new(format: AccessLogFormat) -> Self {
+    pub(super) fn new(format: AccessLogFormat) -> Self {
         Self {
             format,
             second: u64::MAX,
@@ -178,7 +25,7 @@ impl LineFormat {
     }
 
     /// Appends one line for `record` to `out`.
-    fn write(&mut self, record: &Record, out: &mut Vec<u8>) {
+    pub(super) fn write(&mut self, record: &Record, out: &mut Vec<u8>) {
         match self.format {
             AccessLogFormat::Json => self.json(record, out),
             AccessLogFormat::Combined => self.combined(record, out),
@@ -226,6 +73,24 @@ impl LineFormat {
             Ok(id) => json_str(out, id),
             Err(_) => out.extend_from_slice(b"null"),
         }
+        out.extend_from_slice(b",\"tls\":");
+        match &record.tls {
+            Some(tls) => {
+                out.extend_from_slice(b"{\"version\":");
+                json_str(out, tls.version);
+                out.extend_from_slice(b",\"cipher\":");
+                json_str(out, tls.cipher);
+                for (key, value) in [(&b",\"sni\":"[..], tls.sni.as_deref()), (b",\"alpn\":", tls.alpn)] {
+                    out.extend_from_slice(key);
+                    match value {
+                        Some(value) => json_str(out, value),
+                        None => out.extend_from_slice(b"null"),
+                    }
+                }
+                out.push(b'}');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
         out.push(b'}');
     }
 
@@ -264,6 +129,15 @@ impl LineFormat {
         integer(out, record.retries);
         out.extend_from_slice(b" request_id=");
         text(out, record.request_id.to_str().ok());
+        let tls = record.tls.as_deref();
+        out.extend_from_slice(b" tls=");
+        text(out, tls.map(|t| t.version));
+        out.extend_from_slice(b" cipher=");
+        text(out, tls.map(|t| t.cipher));
+        out.extend_from_slice(b" sni=");
+        text(out, tls.and_then(|t| t.sni.as_deref()));
+        out.extend_from_slice(b" alpn=");
+        text(out, tls.and_then(|t| t.alpn));
     }
 
     /// RFC 3339 in UTC with milliseconds: `2026-11-21T22:11:26.925Z`.
@@ -317,6 +191,7 @@ fn three_digits(out: &mut Vec<u8>, value: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{HeaderValue, Method, StatusCode};
 
     fn record() -> Record {
         Record {
@@ -334,6 +209,7 @@ mod tests {
             backend: None,
             retries: 1,
             request_id: HeaderValue::from_static("req-\"1\\"),
+            tls: None,
         }
     }
 
@@ -355,8 +231,36 @@ mod tests {
                 "time": "2026-11-21T22:11:26.925Z", "client": "127.0.0.1", "method": "GET",
                 "path": "/a/b", "status": 200, "bytes_in": 0, "bytes_out": 21,
                 "duration_ms": 1.219, "upstream_ms": 0.05, "route": "web", "pool": "web",
-                "backend": null, "retries": 1, "request_id": "req-\"1\\"
+                "backend": null, "retries": 1, "request_id": "req-\"1\\", "tls": null
             })
+        );
+    }
+
+    #[test]
+    fn tls_details_are_logged_in_both_formats() {
+        let mut tls_record = record();
+        tls_record.tls = Some(std::sync::Arc::new(crate::tls::TlsInfo {
+            version: "TLSv1.3",
+            cipher: "TLS13_AES_128_GCM_SHA256",
+            sni: Some("a.test".into()),
+            alpn: None,
+        }));
+        let mut formatter = LineFormat::new(AccessLogFormat::Json);
+        let mut out = Vec::new();
+        formatter.write(&tls_record, &mut out);
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            value["tls"],
+            serde_json::json!({"version": "TLSv1.3", "cipher": "TLS13_AES_128_GCM_SHA256",
+                               "sni": "a.test", "alpn": null})
+        );
+        let mut formatter = LineFormat::new(AccessLogFormat::Combined);
+        out.clear();
+        formatter.write(&tls_record, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(" tls=TLSv1.3 cipher=TLS13_AES_128_GCM_SHA256 sni=a.test alpn=-\n"),
+            "{text}"
         );
     }
 
@@ -380,7 +284,7 @@ mod tests {
             line(AccessLogFormat::Combined),
             "127.0.0.1 - - [2026-11-21T22:11:26.925Z] \"GET /a/b\" 200 21 bytes_in=0 \
              duration_ms=1.219 upstream_ms=0.050 route=web pool=web backend=- retries=1 \
-             request_id=req-\"1\\\n"
+             request_id=req-\"1\\ tls=- cipher=- sni=- alpn=-\n"
         );
     }
 }

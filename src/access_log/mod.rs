@@ -1,0 +1,166 @@
+//! The access log: one line per request, JSON or combined text, written by its own task. The
+//! request path only hands a record to a bounded channel; when the channel is full the line is
+//! dropped and counted, so a slow disk never stalls requests.
+
+use crate::config::{AccessLogConfig, AccessLogFormat};
+use crate::tls::TlsInfo;
+use format::LineFormat;
+use http::{HeaderValue, Method, StatusCode, Uri};
+use metrics::Counter;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+
+mod format;
+
+/// Everything logged about one request.
+#[derive(Debug)]
+pub struct Record {
+    /// When the request arrived.
+    pub time: SystemTime,
+    /// Client address, as text (formatted once per connection).
+    pub client: HeaderValue,
+    /// Request method.
+    pub method: Method,
+    /// Request target (only the path is logged).
+    pub uri: Uri,
+    /// Response status.
+    pub status: StatusCode,
+    /// Request body bytes.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+    /// Arrival to the end of the response body.
+    pub total: Duration,
+    /// Sending to the backend until its response headers, for the last attempt.
+    pub upstream: Option<Duration>,
+    /// Matched route.
+    pub route: Option<Arc<str>>,
+    /// Pool of the route.
+    pub pool: Option<Arc<str>>,
+    /// Backend that answered (or failed last).
+    pub backend: Option<Arc<str>>,
+    /// Retries made.
+    pub retries: u32,
+    /// `X-Request-Id`, as received or generated.
+    pub request_id: HeaderValue,
+    /// The client connection's TLS parameters, if it is TLS.
+    pub tls: Option<Arc<TlsInfo>>,
+}
+
+/// The request path's handle on the access log.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    lines: Option<mpsc::Sender<Record>>,
+    dropped: Counter,
+}
+
+impl AccessLog {
+    /// An access log that writes nothing.
+    pub fn disabled() -> Self {
+        Self {
+            lines: None,
+            dropped: Counter::noop(),
+        }
+    }
+
+    /// Queues a record; never waits.
+    pub fn log(&self, record: Record) {
+        if let Some(lines) = &self.lines {
+            if lines.try_send(record).is_err() {
+                self.dropped.increment(1);
+            }
+        }
+    }
+
+    /// Opens the log for `config` and starts its writer on a thread of its own (a write to a
+    /// file or pipe may block, and must hold up neither requests nor the runtime's shutdown).
+    /// The writer ends, after writing what is queued, once every handle is dropped; the
+    /// returned receiver then resolves.
+    pub fn start(
+        config: &AccessLogConfig,
+        dropped: Counter,
+    ) -> std::io::Result<(Self, oneshot::Receiver<()>)> {
+        let out: Box<dyn Write + Send> = match &config.path {
+            None => Box::new(std::io::stdout()),
+            Some(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+        };
+        let (tx, rx) = mpsc::channel(config.buffer);
+        let format = config.format;
+        let (done_tx, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("access-log".to_owned())
+            .spawn(move || {
+                // Room for a busy batch, so a batch is usually one write.
+                write_lines(
+                    rx,
+                    std::io::BufWriter::with_capacity(64 * 1024, out),
+                    format,
+                );
+                done_tx.send(()).ok(); // nobody waiting is fine
+            })?;
+        Ok((
+            Self {
+                lines: Some(tx),
+                dropped,
+            },
+            done,
+        ))
+    }
+}
+
+fn write_lines(
+    mut records: mpsc::Receiver<Record>,
+    mut out: std::io::BufWriter<Box<dyn Write + Send>>,
+    format: AccessLogFormat,
+) {
+    let mut line = Vec::with_capacity(512);
+    let mut formatter = LineFormat::new(format);
+    loop {
+        // Drain what is queued, then sleep: the writer never registers a waker, so queueing a
+        // record never costs the request path a thread wake-up (a futex call per request).
+        let mut written = false;
+        let closed = loop {
+            match records.try_recv() {
+                Ok(record) => {
+                    written = true;
+                    line.clear();
+                    formatter.write(&record, &mut line);
+                    if let Err(err) = out.write_all(&line) {
+                        tracing::error!(%err, "cannot write the access log");
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break false,
+                Err(mpsc::error::TryRecvError::Disconnected) => break true,
+            }
+        };
+        if let Err(err) = out.flush() {
+            tracing::error!(%err, "cannot flush the access log");
+        }
+        if closed {
+            return;
+        }
+        std::thread::sleep(if written {
+            BUSY_INTERVAL
+        } else {
+            IDLE_INTERVAL
+        });
+    }
+}
+
+/// How soon the writer looks again after writing lines. Short, so each batch is small: the
+/// writer often shares a core with the request path, and a long batch shows in its tail latency
+/// (at ~70k requests/s on one core, 20 ms batches took p99 from ~1.3 ms to ~1.7 ms); not
+/// shorter, since each look costs two system calls (the sleep and the write).
+const BUSY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// How soon the writer looks again after finding nothing: an idle proxy wakes it 50 times a
+/// second, and lines reach the log within this.
+const IDLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+

@@ -1,0 +1,301 @@
+//! TLS termination: a listener's rustls `ServerConfig` with its SNI resolver, the handshake
+//! under a timeout, and what a finished or failed handshake tells the access log and metrics.
+
+use crate::config::{ListenerTls, TlsVersion, crypto_provider};
+use crate::metrics::{self, Metrics};
+use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, StoresServerSessions};
+use rustls::sign::CertifiedKey;
+use rustls::{ProtocolVersion, ServerConfig};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// Session resumption state of one listener, kept across reloads so that a certificate change
+/// does not force every returning client into a full handshake.
+#[derive(Debug, Clone)]
+pub struct Resumption {
+    tickets: Arc<dyn ProducesTickets>,
+    cache: Arc<dyn StoresServerSessions>,
+}
+
+impl Resumption {
+    /// Sessions resumed by ticket (stateless, keys rotated every 6 hours) or, for TLS 1.2
+    /// clients without tickets, by session id from a cache of this many entries.
+    const CACHE_ENTRIES: usize = 10_240;
+
+    /// Fresh ticket keys and an empty session cache.
+    pub fn new() -> Result<Self, rustls::Error> {
+        Ok(Self {
+            tickets: rustls::crypto::aws_lc_rs::Ticketer::new()?,
+            cache: rustls::server::ServerSessionMemoryCache::new(Self::CACHE_ENTRIES),
+        })
+    }
+}
+
+/// What the accept loop needs to terminate TLS on one listener.
+#[derive(Clone)]
+pub struct Terminator {
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+    metrics: Arc<HandshakeMetrics>,
+}
+
+impl Terminator {
+    /// Builds the rustls config for `tls` on listener `listener`.
+    pub fn new(
+        listener: &str,
+        tls: &ListenerTls,
+        resumption: &Resumption,
+        metrics: &Metrics,
+    ) -> Result<Self, rustls::Error> {
+        let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version {
+            TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            TlsVersion::Tls13 => &[&rustls::version::TLS13],
+        };
+        let mut config = ServerConfig::builder_with_provider(crypto_provider())
+            .with_protocol_versions(versions)?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(SniResolver::new(tls)));
+        config.alpn_protocols = tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        config.ticketer = Arc::clone(&resumption.tickets);
+        config.session_storage = Arc::clone(&resumption.cache);
+        Ok(Self {
+            acceptor: Arc::new(config).into(),
+            handshake_timeout: tls.handshake_timeout,
+            metrics: Arc::new(HandshakeMetrics::new(metrics, listener)),
+        })
+    }
+
+    /// Completes the handshake within the timeout; a failure is counted by reason.
+    pub async fn accept(&self, stream: TcpStream) -> Result<(TlsStream<TcpStream>, TlsInfo), HandshakeFailure> {
+        let outcome = tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream)).await;
+        let failure = match outcome {
+            Ok(Ok(stream)) => {
+                let info = TlsInfo::of(stream.get_ref().1);
+                self.metrics.handshake(&info).increment(1);
+                return Ok((stream, info));
+            }
+            Ok(Err(err)) => HandshakeFailure::of(&err),
+            Err(_) => HandshakeFailure::Timeout,
+        };
+        self.metrics.failures[failure as usize].increment(1);
+        Err(failure)
+    }
+}
+
+impl std::fmt::Debug for Terminator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Terminator")
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the handshake negotiated, for the access log.
+#[derive(Debug)]
+pub struct TlsInfo {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: &'static str,
+    /// The cipher suite's IANA name.
+    pub cipher: &'static str,
+    /// The server name the client asked for.
+    pub sni: Option<Box<str>>,
+    /// The negotiated application protocol.
+    pub alpn: Option<&'static str>,
+}
+
+impl TlsInfo {
+    fn of(conn: &rustls::ServerConnection) -> Self {
+        Self {
+            version: match conn.protocol_version() {
+                Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                _ => "-",
+            },
+            cipher: conn
+                .negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or("-"),
+            sni: conn.server_name().map(Box::from),
+            alpn: match conn.alpn_protocol() {
+                Some(b"h2") => Some("h2"),
+                Some(b"http/1.1") => Some("http/1.1"),
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether the client chose HTTP/2 by ALPN.
+    pub fn is_h2(&self) -> bool {
+        self.alpn == Some("h2")
+    }
+}
+
+/// Why a handshake failed, as counted in `switchyard_tls_handshake_failures_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// Not finished within the handshake timeout.
+    Timeout,
+    /// The client closed or reset the connection mid-handshake.
+    ClientClosed,
+    /// The client offered no TLS version the listener accepts.
+    ProtocolVersion,
+    /// No cipher suite, group or signature scheme in common.
+    NoSharedParameters,
+    /// The client asked only for application protocols the listener does not offer.
+    NoApplicationProtocol,
+    /// Strict SNI: the client asked for a name no certificate has.
+    UnknownServerName,
+    /// The client sent an alert (often: it does not trust the certificate).
+    ClientAlert,
+    /// The client sent something that is not TLS, or broken TLS.
+    BadMessage,
+}
+
+impl HandshakeFailure {
+    const ALL: [Self; 8] = [
+        Self::Timeout,
+        Self::ClientClosed,
+        Self::ProtocolVersion,
+        Self::NoSharedParameters,
+        Self::NoApplicationProtocol,
+        Self::UnknownServerName,
+        Self::ClientAlert,
+        Self::BadMessage,
+    ];
+
+    /// The metric label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::ClientClosed => "client_closed",
+            Self::ProtocolVersion => "protocol_version",
+            Self::NoSharedParameters => "no_shared_parameters",
+            Self::NoApplicationProtocol => "no_application_protocol",
+            Self::UnknownServerName => "unknown_server_name",
+            Self::ClientAlert => "client_alert",
+            Self::BadMessage => "bad_message",
+        }
+    }
+
+    fn of(err: &std::io::Error) -> Self {
+        use rustls::PeerIncompatible as P;
+        let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) else {
+            return Self::ClientClosed;
+        };
+        match tls {
+            rustls::Error::PeerIncompatible(
+                P::Tls12NotOffered | P::Tls12NotOfferedOrEnabled | P::SupportedVersionsExtensionRequired,
+            ) => Self::ProtocolVersion,
+            rustls::Error::PeerIncompatible(_) => Self::NoSharedParameters,
+            rustls::Error::NoApplicationProtocol => Self::NoApplicationProtocol,
+            rustls::Error::AlertReceived(_) => Self::ClientAlert,
+            // Only the resolver's refusal (strict SNI) ends a handshake with a general error.
+            rustls::Error::General(_) => Self::UnknownServerName,
+            _ => Self::BadMessage,
+        }
+    }
+}
+
+impl std::fmt::Display for HandshakeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+/// Handshake counters of one listener, registered when its TLS settings are built.
+#[derive(Debug)]
+struct HandshakeMetrics {
+    /// By version (1.2, 1.3) and ALPN (`h2`, `http/1.1`, none).
+    done: [[::metrics::Counter; 3]; 2],
+    failures: [::metrics::Counter; HandshakeFailure::ALL.len()],
+}
+
+impl HandshakeMetrics {
+    fn new(metrics: &Metrics, listener: &str) -> Self {
+        let done = |version| {
+            ["h2", "http/1.1", "none"].map(|alpn| {
+                metrics.counter(
+                    metrics::TLS_HANDSHAKES,
+                    &[("listener", listener), ("version", version), ("alpn", alpn)],
+                )
+            })
+        };
+        Self {
+            done: [done("TLSv1.2"), done("TLSv1.3")],
+            failures: HandshakeFailure::ALL.map(|f| {
+                metrics.counter(
+                    metrics::TLS_HANDSHAKE_FAILURES,
+                    &[("listener", listener), ("reason", f.reason())],
+                )
+            }),
+        }
+    }
+
+    fn handshake(&self, info: &TlsInfo) -> &::metrics::Counter {
+        let version = usize::from(info.version == "TLSv1.3");
+        let alpn = match info.alpn {
+            Some("h2") => 0,
+            Some(_) => 1,
+            None => 2,
+        };
+        &self.done[version][alpn]
+    }
+}
+
+/// Chooses a certificate by SNI: an exact name, then a `*.` wildcard for the first label, then
+/// the default (the listener's first certificate) unless SNI is strict. Names are compared
+/// without regard to case.
+#[derive(Debug)]
+struct SniResolver {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+impl SniResolver {
+    fn new(tls: &ListenerTls) -> Self {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        // The first certificate to claim a name keeps it, as the first one listed is preferred.
+        for certificate in &tls.certificates {
+            for name in &certificate.names {
+                let map = match name.strip_prefix("*.") {
+                    Some(suffix) => wildcard.entry(suffix.to_owned()),
+                    None => exact.entry(name.clone()),
+                };
+                map.or_insert_with(|| Arc::clone(&certificate.key));
+            }
+        }
+        Self {
+            exact,
+            wildcard,
+            default: (!tls.strict_sni)
+                .then(|| tls.certificates.first().map(|c| Arc::clone(&c.key)))
+                .flatten(),
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<&Arc<CertifiedKey>> {
+        self.exact.get(name).or_else(|| {
+            let (_, parent) = name.split_once('.')?;
+            self.wildcard.get(parent)
+        })
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let found = hello.server_name().and_then(|name| {
+            let name = name.trim_end_matches('.');
+            if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                self.find(&name.to_ascii_lowercase())
+            } else {
+                self.find(name)
+            }
+        });
+        found.or(self.default.as_ref()).cloned()
+    }
+}
