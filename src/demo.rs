@@ -17,6 +17,34 @@ use tokio_util::sync::CancellationToken;
 /// The demo config, compiled in so `switchyard demo` works from any directory.
 pub const CONFIG: &str = include_str!("../conf/demo.toml");
 
+/// The development certificates the demo config names, compiled in with it.
+const CERTIFICATES: [(&str, &str); 8] = [
+    ("localhost.pem", include_str!("../certs/localhost.pem")),
+    ("localhost-key.pem", include_str!("../certs/localhost-key.pem")),
+    ("a.test.pem", include_str!("../certs/a.test.pem")),
+    ("a.test-key.pem", include_str!("../certs/a.test-key.pem")),
+    ("b.test.pem", include_str!("../certs/b.test.pem")),
+    ("b.test-key.pem", include_str!("../certs/b.test-key.pem")),
+    ("wildcard.example.test.pem", include_str!("../certs/wildcard.example.test.pem")),
+    (
+        "wildcard.example.test-key.pem",
+        include_str!("../certs/wildcard.example.test-key.pem"),
+    ),
+];
+
+/// Writes the compiled-in demo config and its certificates under `dir` (as `conf/demo.toml`
+/// and `certs/`, the layout the config's relative paths expect); returns the config's path.
+pub fn write_built_in(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir.join("conf"))?;
+    std::fs::create_dir_all(dir.join("certs"))?;
+    for (name, pem) in CERTIFICATES {
+        std::fs::write(dir.join("certs").join(name), pem)?;
+    }
+    let config = dir.join("conf/demo.toml");
+    std::fs::write(&config, CONFIG)?;
+    Ok(config)
+}
+
 /// One demo upstream: its name, address, and how long it takes to answer.
 #[derive(Debug, Clone, Copy)]
 pub struct DemoUpstream {

@@ -162,6 +162,14 @@ impl Gateway {
             .expect("validation requires at least one listener")
     }
 
+    /// The bound address of the listener named `name`.
+    pub fn addr_of(&self, name: &str) -> Option<SocketAddr> {
+        self.local_addrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, addr)| *addr)
+    }
+
     /// The admin API's bound address, if enabled.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr

@@ -132,17 +132,19 @@ fn check(path: &Path) -> ExitCode {
 }
 
 /// The demo reads `conf/demo.toml` when run from the repository (so edits show), else the
-/// compiled-in copy.
+/// compiled-in copy, written with its certificates to a temporary directory.
 fn load_demo_config() -> Result<(Config, Option<ConfigSource>), config::ConfigError> {
-    let path = Path::new("conf/demo.toml");
-    if path.exists() {
-        load_with_source(path).map(|(config, source)| (config, Some(source)))
-    } else {
-        Ok((
-            config::parse(switchyard::demo::CONFIG, "conf/demo.toml (built in)")?,
-            None,
-        ))
+    let mut path = PathBuf::from("conf/demo.toml");
+    if !path.exists() {
+        let dir = std::env::temp_dir().join(format!("switchyard-demo-{}", std::process::id()));
+        path = switchyard::demo::write_built_in(&dir).map_err(|source| {
+            config::ConfigError::Read {
+                path: dir.display().to_string(),
+                source,
+            }
+        })?;
     }
+    load_with_source(&path).map(|(config, source)| (config, Some(source)))
 }
 
 fn run(
@@ -185,7 +187,7 @@ fn run(
             }
         };
         if demo {
-            print_demo_help(gateway.first_addr());
+            print_demo_help(gateway.first_addr(), gateway.addr_of("demo-tls"));
         }
         switchyard::shutdown::signal().await;
         let grace = gateway.shutdown_timeout();
@@ -202,9 +204,10 @@ fn run(
     })
 }
 
-fn print_demo_help(addr: std::net::SocketAddr) {
+fn print_demo_help(addr: std::net::SocketAddr, tls: Option<std::net::SocketAddr>) {
+    let port = tls.map_or(8443, |a| a.port());
     println!(
-        "\nSwitchyard demo is running on http://{addr}
+        "\nSwitchyard demo is running on http://{addr} and https://localhost:{port}
 
   Smooth weighted round-robin (alpha 5, beta 1, gamma 1):
     for i in $(seq 7); do curl -s http://{addr}/; done
@@ -214,6 +217,11 @@ fn print_demo_help(addr: std::net::SocketAddr) {
 
   HTTP/2 without TLS (prior knowledge):
     curl -s --http2-prior-knowledge http://{addr}/
+
+  HTTPS with the development CA (run from the repository), HTTP/2 by ALPN; SNI picks a.test's
+  certificate:
+    curl -s --cacert certs/ca.pem https://localhost:{port}/
+    curl -sv --cacert certs/ca.pem --resolve a.test:{port}:127.0.0.1 https://a.test:{port}/ 2>&1 | grep -E 'subject:|HTTP/2 200'
 
   Admin API and metrics (drain a backend and watch the rotation change):
     curl -s http://127.0.0.1:9901/api/pools/web
