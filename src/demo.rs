@@ -20,12 +20,18 @@ pub const CONFIG: &str = include_str!("../conf/demo.toml");
 /// The development certificates the demo config names, compiled in with it.
 const CERTIFICATES: [(&str, &str); 8] = [
     ("localhost.pem", include_str!("../certs/localhost.pem")),
-    ("localhost-key.pem", include_str!("../certs/localhost-key.pem")),
+    (
+        "localhost-key.pem",
+        include_str!("../certs/localhost-key.pem"),
+    ),
     ("a.test.pem", include_str!("../certs/a.test.pem")),
     ("a.test-key.pem", include_str!("../certs/a.test-key.pem")),
     ("b.test.pem", include_str!("../certs/b.test.pem")),
     ("b.test-key.pem", include_str!("../certs/b.test-key.pem")),
-    ("wildcard.example.test.pem", include_str!("../certs/wildcard.example.test.pem")),
+    (
+        "wildcard.example.test.pem",
+        include_str!("../certs/wildcard.example.test.pem"),
+    ),
     (
         "wildcard.example.test-key.pem",
         include_str!("../certs/wildcard.example.test-key.pem"),

@@ -103,10 +103,9 @@ impl Gateway {
         let prepared = listeners.prepare(&config.listeners).await?;
         let admin_listener = match &config.admin {
             Some(admin) => {
-                let listener = server::bind(&crate::config::ListenerConfig::plain(
-                    "admin", admin.bind,
-                ))
-                .await?;
+                let listener =
+                    server::bind(&crate::config::ListenerConfig::plain("admin", admin.bind))
+                        .await?;
                 Some(listener)
             }
             None => None,

@@ -137,12 +137,11 @@ fn load_demo_config() -> Result<(Config, Option<ConfigSource>), config::ConfigEr
     let mut path = PathBuf::from("conf/demo.toml");
     if !path.exists() {
         let dir = std::env::temp_dir().join(format!("switchyard-demo-{}", std::process::id()));
-        path = switchyard::demo::write_built_in(&dir).map_err(|source| {
-            config::ConfigError::Read {
+        path =
+            switchyard::demo::write_built_in(&dir).map_err(|source| config::ConfigError::Read {
                 path: dir.display().to_string(),
                 source,
-            }
-        })?;
+            })?;
     }
     load_with_source(&path).map(|(config, source)| (config, Some(source)))
 }

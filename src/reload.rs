@@ -331,7 +331,10 @@ fn read_all(paths: &[PathBuf]) -> Vec<(PathBuf, Option<Vec<u8>>)> {
 
 /// Watches the directories of `files` (editors and certificate tools often replace a file rather
 /// than write it) and signals changes to any of them.
-fn watch_files(files: Vec<PathBuf>, changes: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+fn watch_files(
+    files: Vec<PathBuf>,
+    changes: mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let dir_of = |path: &Path| {
         path.parent()
@@ -370,6 +373,9 @@ fn watch_files(files: Vec<PathBuf>, changes: mpsc::Sender<()>) -> Option<notify:
             tracing::error!(%err, dir = %dir.display(), "cannot watch a config directory");
         }
     }
-    tracing::info!(files = files.len(), "watching the config and certificate files for changes");
+    tracing::info!(
+        files = files.len(),
+        "watching the config and certificate files for changes"
+    );
     Some(watcher)
 }

@@ -236,7 +236,12 @@ async fn serve_http<S>(
     tokio::pin!(connection);
     // The closing conditions are polled only when one of them wakes, not on each of the several
     // wake-ups every request causes.
-    let closing = Dormant::new(until_closing(&shared.activity, timeouts.idle, &shutdown, peer));
+    let closing = Dormant::new(until_closing(
+        &shared.activity,
+        timeouts.idle,
+        &shutdown,
+        peer,
+    ));
     tokio::select! {
         biased;
         result = connection.as_mut() => return log_end(result, peer),

@@ -38,7 +38,11 @@ impl CertificateExpiry {
         config
             .listeners
             .iter()
-            .flat_map(|l| l.tls.iter().flat_map(move |tls| tls.certificates.iter().map(move |c| (l, c))))
+            .flat_map(|l| {
+                l.tls
+                    .iter()
+                    .flat_map(move |tls| tls.certificates.iter().map(move |c| (l, c)))
+            })
             .map(|(listener, certificate)| Self {
                 listener: listener.name.clone(),
                 name: certificate.label().to_owned(),

@@ -69,8 +69,12 @@ impl Terminator {
     }
 
     /// Completes the handshake within the timeout; a failure is counted by reason.
-    pub async fn accept(&self, stream: TcpStream) -> Result<(TlsStream<TcpStream>, TlsInfo), HandshakeFailure> {
-        let outcome = tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream)).await;
+    pub async fn accept(
+        &self,
+        stream: TcpStream,
+    ) -> Result<(TlsStream<TcpStream>, TlsInfo), HandshakeFailure> {
+        let outcome =
+            tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream)).await;
         let failure = match outcome {
             Ok(Ok(stream)) => {
                 let info = TlsInfo::of(stream.get_ref().1);
@@ -182,12 +186,20 @@ impl HandshakeFailure {
 
     fn of(err: &std::io::Error) -> Self {
         use rustls::PeerIncompatible as P;
-        let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) else {
+        let Some(tls) = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        else {
             return Self::ClientClosed;
         };
         match tls {
+            // Clients that do not offer TLS 1.2 also send no signature_algorithms extension (it
+            // came with 1.2), and rustls refuses them for that before it looks at the version.
             rustls::Error::PeerIncompatible(
-                P::Tls12NotOffered | P::Tls12NotOfferedOrEnabled | P::SupportedVersionsExtensionRequired,
+                P::Tls12NotOffered
+                | P::Tls12NotOfferedOrEnabled
+                | P::SupportedVersionsExtensionRequired
+                | P::SignatureAlgorithmsExtensionRequired,
             ) => Self::ProtocolVersion,
             rustls::Error::PeerIncompatible(_) => Self::NoSharedParameters,
             rustls::Error::NoApplicationProtocol => Self::NoApplicationProtocol,

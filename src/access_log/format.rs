@@ -80,7 +80,10 @@ impl LineFormat {
                 json_str(out, tls.version);
                 out.extend_from_slice(b",\"cipher\":");
                 json_str(out, tls.cipher);
-                for (key, value) in [(&b",\"sni\":"[..], tls.sni.as_deref()), (b",\"alpn\":", tls.alpn)] {
+                for (key, value) in [
+                    (&b",\"sni\":"[..], tls.sni.as_deref()),
+                    (b",\"alpn\":", tls.alpn),
+                ] {
                     out.extend_from_slice(key);
                     match value {
                         Some(value) => json_str(out, value),

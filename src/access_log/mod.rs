@@ -163,4 +163,3 @@ const BUSY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 /// How soon the writer looks again after finding nothing: an idle proxy wakes it 50 times a
 /// second, and lines reach the log within this.
 const IDLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
-

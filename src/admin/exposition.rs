@@ -44,7 +44,10 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot) -> String {
         metrics
             .gauge(
                 metrics::TLS_CERTIFICATE_EXPIRY,
-                &[("listener", &certificate.listener), ("name", &certificate.name)],
+                &[
+                    ("listener", &certificate.listener),
+                    ("name", &certificate.name),
+                ],
             )
             .set(certificate.expires);
     }

@@ -95,7 +95,9 @@ impl Checker {
             .certificates
             .iter()
             .enumerate()
-            .filter_map(|(j, c)| self.certificate(c.get_ref(), &format!("{field}.certificates[{j}]")))
+            .filter_map(|(j, c)| {
+                self.certificate(c.get_ref(), &format!("{field}.certificates[{j}]"))
+            })
             .collect();
         let min_version = match tls.min_version.as_ref().map(|v| (v, v.get_ref().as_str())) {
             None | Some((_, "1.2")) => TlsVersion::Tls12,
@@ -156,29 +158,50 @@ impl Checker {
             Err(reason) => return self.bad(&file.key, field, "key", &reason),
         };
         let Ok((_, leaf)) = x509_parser::parse_x509_certificate(&chain[0]) else {
-            return self.bad(&file.cert, field, "cert", "the first certificate is not valid X.509");
+            return self.bad(
+                &file.cert,
+                field,
+                "cert",
+                "the first certificate is not valid X.509",
+            );
         };
         let not_after = UNIX_EPOCH
             + Duration::from_secs(leaf.validity().not_after.timestamp().max(0).unsigned_abs());
         let mut names: Vec<String> = match &file.names {
-            Some(names) => names.iter().map(|n| n.get_ref().to_ascii_lowercase()).collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| n.get_ref().to_ascii_lowercase())
+                .collect(),
             None => certificate_names(&leaf),
         };
         names.dedup();
         if names.is_empty() && file.names.is_none() {
             tracing::info!(cert = %cert_path.display(), "certificate names no host; it serves only as a default");
         }
-        if let Some(bad) = file.names.iter().flatten().find(|n| !is_sni_name(n.get_ref())) {
+        if let Some(bad) = file
+            .names
+            .iter()
+            .flatten()
+            .find(|n| !is_sni_name(n.get_ref()))
+        {
             self.report(
                 bad.span(),
-                format!("{field}.names: {:?} is not a host name or \"*.\" wildcard", bad.get_ref()),
+                format!(
+                    "{field}.names: {:?} is not a host name or \"*.\" wildcard",
+                    bad.get_ref()
+                ),
             );
             return None;
         }
         let key = match CertifiedKey::from_der(chain, key, &crypto_provider()) {
             Ok(key) => key,
             Err(rustls::Error::InconsistentKeys(_)) => {
-                return self.bad(&file.key, field, "key", "the key does not belong to the certificate");
+                return self.bad(
+                    &file.key,
+                    field,
+                    "key",
+                    "the key does not belong to the certificate",
+                );
             }
             Err(err) => return self.bad(&file.key, field, "key", &format!("unusable key: {err}")),
         };
@@ -219,7 +242,9 @@ fn read_pem<T>(
 ) -> Result<T, String> {
     let bytes = std::fs::read(path).map_err(|err| format!("cannot read: {err}"))?;
     parse(&bytes).map_err(|err| match err {
-        rustls_pki_types::pem::Error::NoItemsFound => "no PEM block of the expected kind".to_owned(),
+        rustls_pki_types::pem::Error::NoItemsFound => {
+            "no PEM block of the expected kind".to_owned()
+        }
         other => format!("malformed PEM: {other}"),
     })
 }

@@ -38,7 +38,11 @@ pub fn prepare_request(
     append_forwarded_for(headers, &downstream.forwarded_for);
     headers.insert(
         X_FORWARDED_PROTO,
-        HeaderValue::from_static(if downstream.tls.is_some() { "https" } else { "http" }),
+        HeaderValue::from_static(if downstream.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }),
     );
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST, host.clone());

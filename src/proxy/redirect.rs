@@ -20,7 +20,13 @@ pub fn to_https<B>(req: &Request<B>, port: u16) -> Response<ProxyBody> {
 fn location<B>(req: &Request<B>, port: u16) -> Option<HeaderValue> {
     let authority = match req.uri().authority() {
         Some(authority) => authority.clone(),
-        None => req.headers().get(header::HOST)?.to_str().ok()?.parse().ok()?,
+        None => req
+            .headers()
+            .get(header::HOST)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()?,
     };
     let host = authority.host();
     if host.is_empty() {

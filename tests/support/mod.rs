@@ -2,6 +2,7 @@
 //! ports, plus a keep-alive client and polling helpers.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod tls;
 pub mod upstream;
 
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use switchyard::gateway::Gateway;
 
+#[allow(unused_imports)] // not every test binary starts an upstream
 pub use upstream::Upstream;
 
 /// A running proxy built from TOML text.
@@ -230,8 +232,8 @@ pub fn backend(
     std::sync::Arc::clone(backend)
 }
 
-/// Writes `text` to a new file in a fresh temporary directory and returns its path.
-pub fn temp_config(text: &str) -> std::path::PathBuf {
+/// A fresh, empty temporary directory.
+pub fn temp_dir() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
@@ -240,7 +242,12 @@ pub fn temp_config(text: &str) -> std::path::PathBuf {
         NEXT.fetch_add(1, Ordering::SeqCst)
     ));
     std::fs::create_dir_all(&dir).expect("create temp dir");
-    let path = dir.join("switchyard.toml");
+    dir
+}
+
+/// Writes `text` to a new file in a fresh temporary directory and returns its path.
+pub fn temp_config(text: &str) -> std::path::PathBuf {
+    let path = temp_dir().join("switchyard.toml");
     std::fs::write(&path, text).expect("write temp config");
     path
 }
