@@ -4,7 +4,7 @@
 use std::path::Path;
 
 const DATA_PLANE: &[&str] = &[
-    "src/server.rs",
+    "src/server",
     "src/tls.rs",
     "src/proxy",
     "src/snapshot.rs",

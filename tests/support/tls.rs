@@ -202,7 +202,7 @@ pub async fn connect(
 }
 
 /// The leaf certificate the server presented.
-pub fn presented(stream: &TlsStream<TcpStream>) -> Vec<u8> {
+pub fn presented_by(stream: &TlsStream<TcpStream>) -> Vec<u8> {
     stream
         .get_ref()
         .1
@@ -259,6 +259,33 @@ impl Http {
             String::from_utf8_lossy(&body).into_owned(),
         )
     }
+}
+
+/// A config whose first listener terminates TLS with `certificates` (the first is the
+/// default) and `tls_settings`, in front of one pool over `upstream`.
+pub fn tls_config(
+    upstream: SocketAddr,
+    certificates: &[&Leaf],
+    tls_settings: &str,
+    top: &str,
+) -> String {
+    let mut out = format!(
+        "[[listeners]]\nname = \"https\"\nbind = \"127.0.0.1:0\"\n[listeners.tls]\n{tls_settings}\n"
+    );
+    for leaf in certificates {
+        out += &certificate_toml(leaf);
+    }
+    out += "\n[admin]\nbind = \"127.0.0.1:0\"\n\n[access_log]\nenabled = false\n";
+    out += top;
+    out += &super::route_toml("all", "", "/", "pool");
+    out += &super::pool_toml("pool", "weighted_round_robin", &[("a", upstream, 1)]);
+    out
+}
+
+/// The leaf certificate presented to a client asking for `sni`, or the handshake error.
+pub async fn presented(addr: SocketAddr, sni: Option<&str>) -> std::io::Result<Vec<u8>> {
+    let stream = connect(addr, sni, &default_client()).await?;
+    Ok(presented_by(&stream))
 }
 
 #[derive(Debug)]
