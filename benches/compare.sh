@@ -14,10 +14,18 @@
 #   proxy CPU time per request from /proc/<pid>/stat (user and system, divided by the requests
 #   completed in the run), and system calls per request from a separate short run under
 #   `strace -c -f` (attached to every thread of the proxy).
+# - TLS, for NGINX and Switchyard (access log on) with the same ECDSA P-256 certificate (certs/),
+#   each on its own HTTPS port: full TLS 1.3 handshakes (`openssl s_time -new -tls1_3 -www /`:
+#   a new connection, a full handshake and one proxied request each, for $TLS_SECONDS s), resumed
+#   TLS 1.3 handshakes (`s_time -reuse`, the same with the session resumed), each reported per
+#   CPU-second of the proxy; and HTTPS keep-alive (`wrk -t1 -c64` over TLS, $DURATION s): CPU
+#   per request. s_time runs one connection at a time, so its rates are the client's; the
+#   proxy's CPU per handshake is the figure that counts.
 # - Ratios are against NGINX. Everything runs on loopback, bounded in time, and stops by itself.
 #
-# Usage: benches/compare.sh   (tune with DURATION=10 H2_REQUESTS=200000 STRACE_SECONDS=3 CONNS=64,
-#        and PROXIES="nginx haproxy switchyard switchyard-nolog" to pick which to run)
+# Usage: benches/compare.sh   (tune with DURATION=10 H2_REQUESTS=200000 STRACE_SECONDS=3 CONNS=64
+#        TLS_SECONDS=10, PROXIES="nginx haproxy switchyard switchyard-nolog" to pick which to
+#        run, and TLS_PROXIES="nginx switchyard" for the TLS runs; TLS_PROXIES= skips them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
@@ -25,11 +33,13 @@ source benches/lib.sh
 DURATION=${DURATION:-10}
 H2_REQUESTS=${H2_REQUESTS:-200000}
 STRACE_SECONDS=${STRACE_SECONDS:-3}
+TLS_SECONDS=${TLS_SECONDS:-10}
+TLS_PROXIES=${TLS_PROXIES-nginx switchyard}
 CONNS=${CONNS:-64}
 LOAD_CORE=0
 PROXY_CORE=1
 
-require nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client strace:strace
+require nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client strace:strace openssl:openssl
 cargo build --release --quiet
 
 start_work
@@ -37,9 +47,9 @@ ulimit -n 65536 2>/dev/null || true
 hz=$(getconf CLK_TCK)
 
 upstreams_conf "$work" 18081 18082 >"$work/upstreams.conf"
-nginx_proxy_conf "$work" 18090 18081 18082 18190 >"$work/nginx.conf"
+TLS_PORT=18290 nginx_proxy_conf "$work" 18090 18081 18082 18190 >"$work/nginx.conf"
 haproxy_conf 18091 18081 18082 18191 >"$work/haproxy.cfg"
-switchyard_config 18092 "path = \"$work/switchyard-access.log\"" 18081 18082 >"$work/switchyard.toml"
+TLS_PORT=18292 switchyard_config 18092 "path = \"$work/switchyard-access.log\"" 18081 18082 >"$work/switchyard.toml"
 switchyard_config 18092 "enabled = false" 18081 18082 >"$work/switchyard-nolog.toml"
 
 
@@ -102,6 +112,36 @@ measure() { # name pid h1_port h2_port
   result[$name,h2mean]=$(awk '/^time for request:/ {print $6}' <<<"$out")
 }
 
+per_cpu_second() { # count ticks: count per CPU-second
+  awk -v c="${1:-0}" -v t="$2" -v hz="$hz" 'BEGIN {if (t <= 0) print "-"; else printf "%.0f", c * hz / t}'
+}
+
+tls_measure() { # name pid port
+  local name=$1 pid=$2 port=$3 mode out u0 s0 u1 s1 conns requests
+  for mode in new reuse; do
+    read -r u0 s0 < <(cpu "$pid")
+    out=$(taskset -c $LOAD_CORE openssl s_time -connect "127.0.0.1:$port" -$mode -tls1_3 \
+      -time "$TLS_SECONDS" -www / 2>&1 </dev/null)
+    read -r u1 s1 < <(cpu "$pid")
+    echo "$out" >"$work/$name-s_time-$mode.txt"
+    conns=$(awk '/connections in [0-9]+ real seconds/ {c = $1} END {print c}' <<<"$out")
+    result[$name,tls_$mode]=$(per_cpu_second "$conns" $((u1 - u0 + s1 - s0)))
+    result[$name,tls_${mode}_count]=$conns
+  done
+  # s_time prints `r` for each resumed connection and `*` for each full one.
+  result[$name,tls_resumed]=$(grep -E '^[r*]+$' "$work/$name-s_time-reuse.txt" | tr -cd 'r' | wc -c)
+
+  taskset -c $LOAD_CORE wrk -t1 -c"$CONNS" -d2s "https://127.0.0.1:$port/" >/dev/null
+  read -r u0 s0 < <(cpu "$pid")
+  out=$(taskset -c $LOAD_CORE wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "https://127.0.0.1:$port/")
+  read -r u1 s1 < <(cpu "$pid")
+  echo "$out" >"$work/$name-wrk-https.txt"
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  result[$name,tls_rps]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  result[$name,tls_p99]=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  result[$name,tls_cpu]=$(awk -v t=$((u1 - u0 + s1 - s0)) -v r="$requests" -v hz="$hz" 'BEGIN {printf "%.2f", t * 1e6 / hz / r}')
+}
+
 run_proxy() { # name h1 h2 command...
   local name=$1 h1=$2 h2=$3
   shift 3
@@ -115,10 +155,14 @@ run_proxy() { # name h1 h2 command...
     for _ in $(seq 50); do serving=$(pgrep -P "$pid" | head -1) && [ -n "$serving" ] && break; sleep 0.1; done
   fi
   measure "$name" "$serving" "$h1" "$h2"
+  if [[ " $TLS_PROXIES " == *" $name "* ]]; then
+    tls_measure "$name" "$serving" "${tls_port[$name]}"
+  fi
   kill "$pid"
   wait "$pid" 2>/dev/null || true
 }
 
+declare -A tls_port=([nginx]=18290 [switchyard]=18292)
 PROXIES=${PROXIES:-nginx haproxy switchyard switchyard-nolog}
 for name in $PROXIES; do
   case $name in
@@ -143,3 +187,17 @@ done
 echo
 [ -n "${result[nginx,cpu]:-}" ] && [ -n "${result[switchyard,cpu]:-}" ] && echo "Against NGINX: switchyard req/s ×$(ratio "${result[switchyard,rps]}" "${result[nginx,rps]}"), CPU/req ×$(ratio "${result[switchyard,cpu]}" "${result[nginx,cpu]}"), user CPU/req ×$(ratio "${result[switchyard,user]}" "${result[nginx,user]}"); HAProxy CPU/req ×$(ratio "${result[haproxy,cpu]:-}" "${result[nginx,cpu]}")."
 echo "(switchyard-nolog: the same with the access log off. Raw outputs: $work)"
+if [ -n "$TLS_PROXIES" ]; then
+  echo
+  echo "TLS (ECDSA P-256 certificate, TLS 1.3 handshakes by openssl s_time -www /, one at a time; HTTPS keep-alive by wrk -t1 -c$CONNS, ${DURATION}s):"
+  echo
+  echo "| proxy | full handshakes per CPU-second | resumed handshakes per CPU-second (resumed of all) | HTTPS req/s | HTTPS p99 | HTTPS CPU µs/req | HTTPS / HTTP CPU per request |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+  for name in $TLS_PROXIES; do
+    echo "| $name | ${result[$name,tls_new]} | ${result[$name,tls_reuse]} (${result[$name,tls_resumed]} of ${result[$name,tls_reuse_count]}) | ${result[$name,tls_rps]} | ${result[$name,tls_p99]} | ${result[$name,tls_cpu]} | ×$(ratio "${result[$name,tls_cpu]}" "${result[$name,cpu]}") |"
+  done
+  if [ -n "${result[nginx,tls_cpu]:-}" ] && [ -n "${result[switchyard,tls_cpu]:-}" ]; then
+    echo
+    echo "Against NGINX: full handshakes per CPU-second ×$(ratio "${result[switchyard,tls_new]}" "${result[nginx,tls_new]}"), resumed ×$(ratio "${result[switchyard,tls_reuse]}" "${result[nginx,tls_reuse]}"); HTTPS keep-alive CPU/req ×$(ratio "${result[switchyard,tls_cpu]}" "${result[nginx,tls_cpu]}") (plain HTTP ×$(ratio "${result[switchyard,cpu]}" "${result[nginx,cpu]}"))."
+  fi
+fi

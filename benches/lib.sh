@@ -38,7 +38,8 @@ wait_port() {
 
 # A Switchyard config listening on 127.0.0.1:$1, with the access log table contents $2, balancing
 # round-robin over upstreams on 127.0.0.1 at the remaining ports. Client timeouts are long so
-# idle benchmark connections stay open.
+# idle benchmark connections stay open. With TLS_PORT set, a second listener there terminates TLS
+# with the development certificate (ECDSA P-256) of certs/.
 switchyard_config() {
   local port=$1 access_log=$2
   shift 2
@@ -46,6 +47,17 @@ switchyard_config() {
 [[listeners]]
 name = "bench"
 bind = "127.0.0.1:$port"
+CONF
+  [ -n "${TLS_PORT:-}" ] && cat <<CONF
+
+[[listeners]]
+name = "bench-tls"
+bind = "127.0.0.1:$TLS_PORT"
+[[listeners.tls.certificates]]
+cert = "$PWD/certs/localhost.pem"
+key = "$PWD/certs/localhost-key.pem"
+CONF
+  cat <<CONF
 
 [timeouts]
 request_header = "300s"
@@ -90,7 +102,9 @@ upstreams_conf() {
 }
 
 # NGINX as the proxy: 1 worker, upstream keep-alive, round-robin over upstreams $3 and $4,
-# HTTP/1.1 on port $2 and h2c on port $5 when given. Extra main-context directives in $EXTRA.
+# HTTP/1.1 on port $2 and h2c on port $5 when given, and HTTPS (HTTP/1.1 and h2 by ALPN, the
+# certs/ development certificate, session cache and tickets) on $TLS_PORT when set. Extra
+# main-context directives in $EXTRA.
 nginx_proxy_conf() {
   local work=$1 port=$2 up1=$3 up2=$4 h2=${5:-}
   cat <<CONF
@@ -118,6 +132,16 @@ CONF
   [ -n "$h2" ] && cat <<CONF
   server {
     listen 127.0.0.1:$h2 http2;
+    location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+CONF
+  [ -n "${TLS_PORT:-}" ] && cat <<CONF
+  server {
+    listen 127.0.0.1:$TLS_PORT ssl http2;
+    ssl_certificate $PWD/certs/localhost.pem;
+    ssl_certificate_key $PWD/certs/localhost-key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
     location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
 CONF
