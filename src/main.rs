@@ -240,7 +240,18 @@ fn summary(path: &Path, config: &Config) -> String {
     out += &format!("{}: ok\n", path.display());
     out += "listeners:\n";
     for l in &config.listeners {
-        out += &format!("  {:<16} {}\n", l.name, l.bind);
+        out += &format!("  {:<16} {}", l.name, l.bind);
+        if let Some(port) = l.redirect_to_https {
+            out += &format!(" redirects to https port {port}");
+        }
+        out += "\n";
+        for c in l.tls.iter().flat_map(|tls| &tls.certificates) {
+            out += &format!(
+                "    tls {:<12} expires {}\n",
+                c.label(),
+                humantime::format_rfc3339_seconds(c.not_after)
+            );
+        }
     }
     out += "routes:\n";
     for r in &config.routes {
