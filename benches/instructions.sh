@@ -25,8 +25,10 @@ PORT=18392
 
 require nginx:nginx-light haproxy:haproxy wrk:wrk valgrind:valgrind
 cargo build --release --quiet
-floor=$(cargo build --release --bench hyper_floor --message-format=json 2>/dev/null |
-  sed -n 's/.*"executable":"\([^"]*hyper_floor[^"]*\)".*/\1/p' | tail -1)
+if [[ " $PROXIES " == *" hyper-floor "* ]]; then
+  floor=$(cargo build --release --bench hyper_floor --message-format=json 2>/dev/null |
+    sed -n 's/.*"executable":"\([^"]*hyper_floor[^"]*\)".*/\1/p' | tail -1)
+fi
 
 start_work
 
