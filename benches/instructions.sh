@@ -12,16 +12,20 @@
 #   $DURATION s, counters dumped: instructions of every thread of the proxy (kernel work, the
 #   system calls, is not counted) divided by the requests wrk completed.
 # - Under valgrind each proxy runs ~50x slower, so request rates here mean nothing.
+# - `nginx-https` and `switchyard-https` (access log on) are the same over HTTPS keep-alive with
+#   the certs/ ECDSA P-256 certificate (TLS 1.3, AES-256-GCM as both choose for wrk's OpenSSL).
 #
 # Usage: benches/instructions.sh   (DURATION=8, PROXIES="nginx haproxy hyper-floor switchyard
-#        switchyard-nolog"; a dump for callgrind_annotate stays in the printed directory)
+#        switchyard-nolog nginx-https switchyard-https"; a dump for callgrind_annotate stays in
+#        the printed directory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
 
 DURATION=${DURATION:-8}
-PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog}
+PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog nginx-https switchyard-https}
 PORT=18392
+TLS_PORT=18393
 
 require nginx:nginx-light haproxy:haproxy wrk:wrk valgrind:valgrind
 cargo build --release --quiet
@@ -33,9 +37,9 @@ fi
 start_work
 
 upstreams_conf "$work" 18381 18382 >"$work/upstreams.conf"
-EXTRA="master_process off;" nginx_proxy_conf "$work" $PORT 18381 18382 >"$work/nginx.conf"
+EXTRA="master_process off;" TLS_PORT=$TLS_PORT nginx_proxy_conf "$work" $PORT 18381 18382 >"$work/nginx.conf"
 haproxy_conf $PORT 18381 18382 >"$work/haproxy.cfg"
-switchyard_config $PORT "path = \"$work/switchyard-access.log\"" 18381 18382 >"$work/switchyard.toml"
+TLS_PORT=$TLS_PORT switchyard_config $PORT "path = \"$work/switchyard-access.log\"" 18381 18382 >"$work/switchyard.toml"
 switchyard_config $PORT "enabled = false" 18381 18382 >"$work/switchyard-nolog.toml"
 
 nginx -p "$work" -c "$work/upstreams.conf" &
@@ -43,17 +47,19 @@ pids+=($!)
 wait_port 18381
 
 declare -A requests instructions
-measure() { # name command...
-  local name=$1
-  shift
+measure() { # name url command...
+  local name=$1 url=$2
+  shift 2
   valgrind --tool=callgrind --callgrind-out-file="$work/$name.callgrind" "$@" >"$work/$name.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
-  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
-  wrk -t1 -c16 -d3s "http://127.0.0.1:$PORT/" >/dev/null
+  local port=${url##*:}
+  port=${port%/}
+  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  wrk -t1 -c16 -d3s "$url" >/dev/null
   callgrind_control -z "$pid" >/dev/null
   local out
-  out=$(wrk -t1 -c16 -d"${DURATION}s" "http://127.0.0.1:$PORT/")
+  out=$(wrk -t1 -c16 -d"${DURATION}s" "$url")
   callgrind_control -d "$pid" >/dev/null
   kill "$pid"
   wait "$pid" 2>/dev/null || true
@@ -61,13 +67,17 @@ measure() { # name command...
   instructions[$name]=$(awk '/^summary:/ {print $2}' "$work/$name.callgrind.1")
 }
 
+http=http://127.0.0.1:$PORT/
+https=https://127.0.0.1:$TLS_PORT/
 for name in $PROXIES; do
   case $name in
-    nginx) measure nginx nginx -p "$work" -c "$work/nginx.conf" ;;
-    haproxy) measure haproxy haproxy -db -f "$work/haproxy.cfg" ;;
-    hyper-floor) measure hyper-floor "$floor" 127.0.0.1:$PORT 127.0.0.1:18381 127.0.0.1:18382 ;;
-    switchyard) measure switchyard target/release/switchyard run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
-    switchyard-nolog) measure switchyard-nolog target/release/switchyard run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
+    nginx) measure nginx $http nginx -p "$work" -c "$work/nginx.conf" ;;
+    haproxy) measure haproxy $http haproxy -db -f "$work/haproxy.cfg" ;;
+    hyper-floor) measure hyper-floor $http "$floor" 127.0.0.1:$PORT 127.0.0.1:18381 127.0.0.1:18382 ;;
+    switchyard) measure switchyard $http target/release/switchyard run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
+    switchyard-nolog) measure switchyard-nolog $http target/release/switchyard run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
+    nginx-https) measure nginx-https $https nginx -p "$work" -c "$work/nginx.conf" ;;
+    switchyard-https) measure switchyard-https $https target/release/switchyard run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
   esac
 done
 
