@@ -23,6 +23,23 @@ async fn sni_proxy(pki: &Pki, upstream: SocketAddr, tls_settings: &str) -> (Test
     (proxy, leaves)
 }
 
+/// An upstream and a proxy terminating TLS with one `localhost` certificate and `tls_settings`.
+async fn localhost_proxy(tls_settings: &str) -> (Upstream, Leaf, TestProxy) {
+    let upstream = Upstream::start("u").await;
+    let leaf = Pki::new().leaf("localhost", &["localhost"]);
+    let proxy = TestProxy::start(&tls_config(upstream.addr, &[&leaf], tls_settings, "")).await;
+    (upstream, leaf, proxy)
+}
+
+/// Asserts the proxy counted `count` handshake failures for `reason`.
+async fn assert_failures(proxy: &TestProxy, reason: &str, count: u32) {
+    let metrics = metrics(proxy).await;
+    let line = format!(
+        "switchyard_tls_handshake_failures_total{{listener=\"https\",reason=\"{reason}\"}} {count}"
+    );
+    assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
+}
+
 #[tokio::test]
 async fn sni_chooses_the_certificate_and_unknown_or_missing_names_get_the_default() {
     let upstream = Upstream::start("u").await;
@@ -62,21 +79,12 @@ async fn strict_sni_refuses_unknown_names_and_serves_known_ones() {
     );
     assert!(presented(proxy.addr, Some("unknown.test")).await.is_err());
     assert!(presented(proxy.addr, None).await.is_err());
-    let metrics = metrics(&proxy).await;
-    assert!(
-        metrics.contains(
-            "switchyard_tls_handshake_failures_total{listener=\"https\",reason=\"unknown_server_name\"} 2"
-        ),
-        "{metrics}"
-    );
+    assert_failures(&proxy, "unknown_server_name", 2).await;
 }
 
 #[tokio::test]
 async fn tls_1_2_and_1_3_work_and_a_client_offering_only_tls_1_1_is_refused() {
-    let upstream = Upstream::start("u").await;
-    let pki = Pki::new();
-    let leaf = pki.leaf("localhost", &["localhost"]);
-    let proxy = TestProxy::start(&tls_config(upstream.addr, &[&leaf], "", "")).await;
+    let (_upstream, _leaf, proxy) = localhost_proxy("").await;
     for (version, name) in [
         (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
         (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
@@ -108,9 +116,9 @@ async fn tls_1_2_and_1_3_work_and_a_client_offering_only_tls_1_1_is_refused() {
         assert_eq!(answer.first(), Some(&21), "{answer:?}");
         assert_eq!(answer.get(5..), Some(&[2, alert][..]), "{answer:?}");
     }
+    assert_failures(&proxy, "protocol_version", 2).await;
     let metrics = metrics(&proxy).await;
     for line in [
-        "switchyard_tls_handshake_failures_total{listener=\"https\",reason=\"protocol_version\"} 2",
         "switchyard_tls_handshakes_total{listener=\"https\",version=\"TLSv1.2\",alpn=\"http/1.1\"} 1",
         "switchyard_tls_handshakes_total{listener=\"https\",version=\"TLSv1.3\",alpn=\"http/1.1\"} 1",
     ] {
@@ -120,16 +128,7 @@ async fn tls_1_2_and_1_3_work_and_a_client_offering_only_tls_1_1_is_refused() {
 
 #[tokio::test]
 async fn min_version_1_3_refuses_tls_1_2() {
-    let upstream = Upstream::start("u").await;
-    let pki = Pki::new();
-    let leaf = pki.leaf("localhost", &["localhost"]);
-    let proxy = TestProxy::start(&tls_config(
-        upstream.addr,
-        &[&leaf],
-        "min_version = \"1.3\"",
-        "",
-    ))
-    .await;
+    let (_upstream, _leaf, proxy) = localhost_proxy("min_version = \"1.3\"").await;
     let tls12 = tls::client_config(&[&rustls::version::TLS12], &[]);
     assert!(tls::connect(proxy.addr, None, &tls12).await.is_err());
     let tls13 = tls::client_config(&[&rustls::version::TLS13], &[]);
@@ -138,10 +137,7 @@ async fn min_version_1_3_refuses_tls_1_2() {
 
 #[tokio::test]
 async fn http2_by_alpn_reaches_the_upstream_and_http1_works_on_the_same_port() {
-    let upstream = Upstream::start("u").await;
-    let pki = Pki::new();
-    let leaf = pki.leaf("localhost", &["localhost"]);
-    let proxy = TestProxy::start(&tls_config(upstream.addr, &[&leaf], "", "")).await;
+    let (_upstream, _leaf, proxy) = localhost_proxy("").await;
     for (alpn, version) in [
         ("h2", http::Version::HTTP_2),
         ("http/1.1", http::Version::HTTP_11),
@@ -173,16 +169,7 @@ async fn http2_by_alpn_reaches_the_upstream_and_http1_works_on_the_same_port() {
 
 #[tokio::test]
 async fn silent_and_stalled_clients_are_closed_after_the_handshake_timeout() {
-    let upstream = Upstream::start("u").await;
-    let pki = Pki::new();
-    let leaf = pki.leaf("localhost", &["localhost"]);
-    let proxy = TestProxy::start(&tls_config(
-        upstream.addr,
-        &[&leaf],
-        "handshake_timeout = \"300ms\"",
-        "",
-    ))
-    .await;
+    let (_upstream, _leaf, proxy) = localhost_proxy("handshake_timeout = \"300ms\"").await;
     let hello = tls11_client_hello(&[]);
     for (sent, what) in [
         (&[][..], "sends nothing"),
@@ -195,13 +182,7 @@ async fn silent_and_stalled_clients_are_closed_after_the_handshake_timeout() {
         assert!(closed.is_ok(), "a client that {what} is still connected");
         assert!(rest.is_empty(), "{what}: got {rest:?}");
     }
-    let metrics = metrics(&proxy).await;
-    assert!(
-        metrics.contains(
-            "switchyard_tls_handshake_failures_total{listener=\"https\",reason=\"timeout\"} 2"
-        ),
-        "{metrics}"
-    );
+    assert_failures(&proxy, "timeout", 2).await;
 }
 
 #[tokio::test]
