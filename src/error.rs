@@ -1,5 +1,6 @@
 //! Why a request failed, and the one place that maps each reason to an HTTP status.
 
+use crate::proxy::client_body::ClientFault;
 use http::StatusCode;
 use std::sync::Arc;
 
@@ -41,9 +42,10 @@ pub enum ProxyError {
         /// Whether the connection was never established (so nothing was sent).
         connecting: bool,
     },
-    /// The client went away or broke its request body before it was read.
-    #[error("incomplete request body")]
-    IncompleteBody(#[source] hyper::Error),
+    /// The client broke its request body: malformed, abandoned or too slow. Never the
+    /// backend's fault.
+    #[error("client request body: {0:?}")]
+    ClientBody(ClientFault),
     /// The client's request is malformed.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -57,7 +59,11 @@ impl ProxyError {
             Self::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect { .. } | Self::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::BadRequest(_) | Self::IncompleteBody(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::ClientBody(ClientFault::Malformed) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::ClientBody(ClientFault::Timeout) => StatusCode::REQUEST_TIMEOUT,
+            Self::ClientBody(ClientFault::Abandoned) => CLIENT_CLOSED_REQUEST,
         }
     }
 
@@ -70,11 +76,19 @@ impl ProxyError {
                 "upstream connection failed\n"
             }
             Self::UpstreamTimeout { .. } => "upstream timed out\n",
-            Self::IncompleteBody(_) => "incomplete request body\n",
+            Self::ClientBody(ClientFault::Malformed) => "malformed request body\n",
+            Self::ClientBody(ClientFault::Timeout) => "request body timed out\n",
+            Self::ClientBody(ClientFault::Abandoned) => "client closed the request\n",
             Self::BadRequest(reason) => reason,
         }
     }
 }
+
+/// NGINX's 499: the client closed the connection before the response; logged, never sent.
+pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => panic!("499 is a valid status code"),
+};
 
 /// An error and its chain of causes on one line (`a: b: c`): hyper's errors say little alone.
 pub fn chain(err: &dyn std::error::Error) -> String {

@@ -98,6 +98,7 @@ pub struct TimeoutsFile {
     pub connect: Option<Spanned<String>>,
     pub response_header: Option<Spanned<String>>,
     pub request_header: Option<Spanned<String>>,
+    pub request_body: Option<Spanned<String>>,
     pub idle: Option<Spanned<String>>,
     pub upstream_idle: Option<Spanned<String>>,
     pub shutdown: Option<Spanned<String>>,

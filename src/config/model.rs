@@ -124,6 +124,8 @@ pub struct Timeouts {
     pub response_header: Duration,
     /// For a client to send complete request headers.
     pub request_header: Duration,
+    /// Longest wait for the next piece of a request body (NGINX's `client_body_timeout`).
+    pub request_body: Duration,
     /// A client connection with no request in progress is closed after this long.
     pub idle: Duration,
     /// A pooled upstream connection unused for this long is closed.
@@ -138,6 +140,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(5),
             response_header: Duration::from_secs(60),
             request_header: Duration::from_secs(10),
+            request_body: Duration::from_secs(60),
             idle: Duration::from_secs(60),
             upstream_idle: Duration::from_secs(90),
             shutdown: Duration::from_secs(30),

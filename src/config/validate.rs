@@ -389,6 +389,11 @@ impl Checker {
                 "timeouts.request_header",
                 defaults.request_header,
             ),
+            request_body: self.duration(
+                &file.request_body,
+                "timeouts.request_body",
+                defaults.request_body,
+            ),
             idle: self.duration(&file.idle, "timeouts.idle", defaults.idle),
             upstream_idle: self.duration(
                 &file.upstream_idle,

@@ -2,6 +2,7 @@
 //! short local body), which finishes the request's record when it ends; and the request body
 //! sent upstream, read whole when small enough to replay.
 
+use super::client_body::{BodyError, ClientBody, ClientFault, FaultCell};
 use super::exchange::Exchange;
 use crate::access_log::AccessLog;
 use crate::upstream::InFlightGuard;
@@ -140,15 +141,18 @@ pub const REPLAY_LIMIT: u64 = 64 * 1024;
 pub enum RequestBody {
     /// Empty or small: can be sent any number of times.
     Buffered(Bytes),
-    /// Large or of unknown length: can be sent once; counts the bytes it forwards.
-    Streaming(Option<Incoming>, Arc<AtomicU64>),
+    /// Large or of unknown length: can be sent once; counts the bytes it forwards, and notes
+    /// whether the client broke it.
+    Streaming(Option<ClientBody>, Arc<AtomicU64>, FaultCell),
 }
 
 impl RequestBody {
-    /// Reads a small body whole; leaves a large or chunked one to stream.
+    /// Reads a small body whole; leaves a large or chunked one to stream. Either way a client
+    /// that sends nothing for `idle` is cut off.
     pub async fn read(
         body: Incoming,
         headers: &http::HeaderMap,
+        idle: std::time::Duration,
     ) -> Result<Self, crate::error::ProxyError> {
         use http_body_util::BodyExt;
         if body.is_end_stream() {
@@ -159,15 +163,25 @@ impl RequestBody {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|len| len <= REPLAY_LIMIT);
+        let fault = FaultCell::default();
+        let body = ClientBody::new(body, idle, fault.clone());
         if !small {
-            return Ok(Self::Streaming(Some(body), Arc::default()));
+            return Ok(Self::Streaming(Some(body), Arc::default(), fault));
         }
-        let bytes = body
-            .collect()
-            .await
-            .map_err(crate::error::ProxyError::IncompleteBody)?
-            .to_bytes();
-        Ok(Self::Buffered(bytes))
+        match body.collect().await {
+            Ok(collected) => Ok(Self::Buffered(collected.to_bytes())),
+            Err(_) => Err(crate::error::ProxyError::ClientBody(
+                fault.get().unwrap_or(ClientFault::Malformed),
+            )),
+        }
+    }
+
+    /// How the client broke its body, if it did.
+    pub fn fault(&self) -> Option<ClientFault> {
+        match self {
+            Self::Buffered(_) => None,
+            Self::Streaming(_, _, fault) => fault.get(),
+        }
     }
 
     /// Whether another attempt could send this body again.
@@ -179,7 +193,7 @@ impl RequestBody {
     pub fn next_attempt(&mut self) -> Option<UpstreamBody> {
         match self {
             Self::Buffered(bytes) => Some(UpstreamBody::Bytes(Full::new(bytes.clone()))),
-            Self::Streaming(body, sent) => body
+            Self::Streaming(body, sent, _) => body
                 .take()
                 .map(|body| UpstreamBody::Stream(body, Arc::clone(sent))),
         }
@@ -190,7 +204,7 @@ impl RequestBody {
         match self {
             Self::Buffered(bytes) => bytes.len() as u64,
             // Relaxed: read after the exchange, only for the log.
-            Self::Streaming(_, sent) => sent.load(Ordering::Relaxed),
+            Self::Streaming(_, sent, _) => sent.load(Ordering::Relaxed),
         }
     }
 }
@@ -201,17 +215,17 @@ pub enum UpstreamBody {
     /// A buffered body.
     Bytes(Full<Bytes>),
     /// The client's body, streamed through, counting its bytes.
-    Stream(Incoming, Arc<AtomicU64>),
+    Stream(ClientBody, Arc<AtomicU64>),
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             Self::Bytes(body) => poll_full(body, cx),
             Self::Stream(body, sent) => {
@@ -243,10 +257,10 @@ impl Body for UpstreamBody {
 }
 
 /// Polls a body that cannot fail, in the error type of the bodies it stands beside.
-fn poll_full(
+fn poll_full<E>(
     body: &mut Full<Bytes>,
     cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+) -> Poll<Option<Result<Frame<Bytes>, E>>> {
     Pin::new(body)
         .poll_frame(cx)
         .map(|frame| frame.map(|frame| frame.map_err(|never| match never {})))

@@ -110,7 +110,7 @@ pub fn failure_of(err: &ProxyError) -> Option<Failure> {
         ProxyError::UpstreamProtocol { .. } => Some(Failure::Reset),
         ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
-        | ProxyError::IncompleteBody(_)
+        | ProxyError::ClientBody(_)
         | ProxyError::BadRequest(_) => None,
     }
 }
@@ -130,7 +130,7 @@ pub fn may_retry(err: &ProxyError, method: &Method) -> bool {
         }
         | ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
-        | ProxyError::IncompleteBody(_)
+        | ProxyError::ClientBody(_)
         | ProxyError::BadRequest(_) => false,
     }
 }

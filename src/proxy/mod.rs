@@ -1,6 +1,7 @@
 //! The request path: route, pick a backend, rewrite headers, forward, stream the answer back.
 
 pub mod body;
+pub mod client_body;
 pub mod connector;
 pub mod exchange;
 pub mod forward;
@@ -109,10 +110,8 @@ impl Proxy {
             Err(err) => {
                 log_failure(&err);
                 let mut response = error_response(&err);
-                if matches!(
-                    err,
-                    ProxyError::BadRequest(_) | ProxyError::IncompleteBody(_)
-                ) && version < Version::HTTP_2
+                if matches!(err, ProxyError::BadRequest(_) | ProxyError::ClientBody(_))
+                    && version < Version::HTTP_2
                 {
                     // After a malformed request the stream cannot be trusted to be in sync.
                     response
@@ -136,7 +135,7 @@ impl Proxy {
         exchange: &mut Exchange,
     ) -> Result<(Response<Incoming>, InFlightGuard), ProxyError> {
         let host = request_host(&req)?;
-        let (pool, mut backend, timeout) = {
+        let (pool, mut backend, timeouts) = {
             // One snapshot load per request; the guard is dropped before any await.
             let snapshot = self.snapshot.load();
             let route = snapshot
@@ -156,14 +155,14 @@ impl Proxy {
             };
             let backend = Arc::clone(backend);
             exchange.chose(index, &backend.name);
-            (pool, backend, snapshot.timeouts.response_header)
+            (pool, backend, snapshot.timeouts)
         };
         let policy = &pool.policy;
         policy.retry_budget.record_request();
 
         let (mut parts, body) = req.into_parts();
         headers::prepare_request(&mut parts.headers, parts.version, host, downstream);
-        let mut body = RequestBody::read(body, &parts.headers).await?;
+        let mut body = RequestBody::read(body, &parts.headers, timeouts.request_body).await?;
         let mut tried: Vec<Arc<BackendState>> = Vec::new();
         loop {
             let in_flight = backend.begin_request();
@@ -178,7 +177,8 @@ impl Proxy {
                 last_attempt,
             )?;
             let sent = Instant::now();
-            let result = forward::send(&self.client, request, timeout, &backend).await;
+            let result =
+                forward::send(&self.client, request, timeouts.response_header, &backend).await;
             exchange.record.upstream = Some(sent.elapsed());
             exchange.record.bytes_in = body.bytes();
             let err = match result {
@@ -191,6 +191,10 @@ impl Proxy {
                 Err(err) => err,
             };
             drop(in_flight);
+            if let Some(fault) = body.fault() {
+                // The client broke its own body: nothing the backend did, nothing to retry.
+                return Err(ProxyError::ClientBody(fault));
+            }
             if let Some(failure) = forward::failure_of(&err) {
                 self.report(backend.record_failure(failure, policy.outlier.consecutive_failures));
             }
@@ -240,7 +244,7 @@ fn log_failure(err: &ProxyError) {
         }
         ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
-        | ProxyError::IncompleteBody(_)
+        | ProxyError::ClientBody(_)
         | ProxyError::BadRequest(_) => tracing::debug!(error = %err, "request failed"),
     }
 }

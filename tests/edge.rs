@@ -1,0 +1,109 @@
+//! Edge safety through the real proxy with raw-bytes clients: a client's broken or abandoned
+//! request body is the client's fault (never a backend's), and a stalled body is cut off.
+
+mod support;
+
+use std::net::SocketAddr;
+use support::raw;
+use support::{DEADLINE, TestProxy, Upstream, poll_until};
+use tokio::io::AsyncWriteExt;
+
+/// Two backends with the default passive ejection (5 consecutive failures), `top` added.
+async fn two_backends(top: &str) -> (Upstream, Upstream, TestProxy) {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let config = support::single_pool_toml(
+        "weighted_round_robin",
+        &[("a", a.addr, 1), ("b", b.addr, 1)],
+        top,
+        "",
+    );
+    let proxy = TestProxy::start(&config).await;
+    (a, b, proxy)
+}
+
+fn assert_no_backend_failure(proxy: &TestProxy) {
+    for name in ["a", "b"] {
+        let backend = support::backend(proxy, "pool", name);
+        assert_eq!(backend.exclusions(), 0, "backend {name} was taken out");
+    }
+}
+
+#[tokio::test]
+async fn malformed_chunked_bodies_get_400_and_never_count_against_a_backend() {
+    let (_a, _b, proxy) = two_backends("").await;
+    // Small (replayable) and streamed bodies both: a bad chunk size, then a bad chunk end.
+    for i in 0..12 {
+        let body = if i % 2 == 0 {
+            "zz\r\nhello\r\n0\r\n\r\n"
+        } else {
+            "5\r\nhelloXX0\r\n\r\n"
+        };
+        let request =
+            format!("POST /sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+        let answer = raw::exchange(proxy.addr, request.as_bytes()).await;
+        assert_eq!(raw::status(&answer), 400, "request {i}: {answer}");
+    }
+    assert_no_backend_failure(&proxy);
+    let ok = raw::exchange(
+        proxy.addr,
+        b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!(raw::status(&ok), 200, "{ok}");
+}
+
+#[tokio::test]
+async fn abandoned_uploads_are_logged_499_and_never_count_against_a_backend() {
+    let log = support::temp_dir().join("access.log");
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let config = support::single_pool_toml(
+        "weighted_round_robin",
+        &[("a", a.addr, 1), ("b", b.addr, 1)],
+        "",
+        "",
+    )
+    .replace(
+        "[access_log]\nenabled = false\n",
+        &format!("[access_log]\npath = \"{}\"\n", log.display()),
+    );
+    let proxy = TestProxy::start(&config).await;
+    for declared in [100, 1_000_000] {
+        for _ in 0..12 {
+            let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+            let head = format!(
+                "POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n0123456789"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            drop(stream);
+        }
+    }
+    let lines = poll_until(DEADLINE, "24 access log lines", || async {
+        let text = std::fs::read_to_string(&log).ok()?;
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        (lines.len() >= 24).then_some(lines)
+    })
+    .await;
+    for line in &lines {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(entry["status"], 499, "{line}");
+    }
+    assert_no_backend_failure(&proxy);
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
+    let (_a, _b, proxy) = two_backends("[timeouts]\nrequest_body = \"300ms\"\n").await;
+    let addr: SocketAddr = proxy.addr;
+    for declared in [100, 1_000_000] {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n0123456789"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let answer = raw::read_to_close(&mut stream).await;
+        assert_eq!(raw::status(&answer), 408, "declared {declared}: {answer}");
+    }
+    assert_no_backend_failure(&proxy);
+}
