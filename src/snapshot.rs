@@ -135,18 +135,54 @@ impl Pool {
     }
 
     /// The backend for the next request, if any can take it, with its index in `backends`.
+    /// Backends whose connections just failed are passed over while another can take it.
     pub fn pick(&self) -> Option<(usize, &Arc<BackendState>)> {
         self.balancer
-            .pick(&self.eligible, |b| b.accepts(self.mask))
+            .pick(&self.eligible, |b| b.accepts(self.mask) && !b.backing_off())
+            .or_else(|| self.balancer.pick(&self.eligible, |b| b.accepts(self.mask)))
             .map(|i| (self.eligible_index[i], &self.eligible[i]))
     }
 
-    /// A backend for a retry: never one already tried.
+    /// A backend for a retry: never one already tried, and chosen without moving the
+    /// balancer, so retries do not shift the rotation of first attempts. Round-robin pools draw
+    /// one at random by weight (retries spread like first attempts, not all onto the backend
+    /// after the failed one); least-connections pools take the least loaded one. Backends
+    /// backing off after a failed connect come last.
     pub fn pick_other(&self, tried: &[Arc<BackendState>]) -> Option<(usize, &Arc<BackendState>)> {
-        self.balancer
-            .pick(&self.eligible, |b| {
-                b.accepts(self.mask) && !tried.iter().any(|t| Arc::ptr_eq(t, b))
-            })
+        let untried = |b: &Arc<BackendState>| {
+            b.accepts(self.mask) && !tried.iter().any(|t| Arc::ptr_eq(t, b))
+        };
+        let choose = |usable: &dyn Fn(&Arc<BackendState>) -> bool| match self.policy.algorithm {
+            Algorithm::WeightedRoundRobin => {
+                let weight = |b: &Arc<BackendState>| u64::from(b.effective_weight());
+                let total: u64 = self.eligible.iter().filter(|b| usable(b)).map(weight).sum();
+                if total == 0 {
+                    return None;
+                }
+                let mut draw = fastrand::u64(..total);
+                self.eligible.iter().position(|b| {
+                    if !usable(b) {
+                        return false;
+                    }
+                    let w = weight(b);
+                    if draw < w {
+                        return true;
+                    }
+                    draw -= w;
+                    false
+                })
+            }
+            // Compare in_flight / weight without dividing: a * wb < b * wa.
+            Algorithm::LeastConnections => (0..self.eligible.len())
+                .filter(|&i| usable(&self.eligible[i]))
+                .min_by_key(|&i| {
+                    let b = &self.eligible[i];
+                    (u64::from(b.in_flight()) + 1) * 1_000_000
+                        / u64::from(b.effective_weight().max(1))
+                }),
+        };
+        choose(&|b| untried(b) && !b.backing_off())
+            .or_else(|| choose(&untried))
             .map(|i| (self.eligible_index[i], &self.eligible[i]))
     }
 }

@@ -135,6 +135,18 @@ pub fn may_retry(err: &ProxyError, method: &Method) -> bool {
     }
 }
 
+/// Whether the failed attempt never reached the backend (no connection was made).
+pub fn nothing_sent(err: &ProxyError) -> bool {
+    matches!(
+        err,
+        ProxyError::UpstreamConnect { .. }
+            | ProxyError::UpstreamTimeout {
+                connecting: true,
+                ..
+            }
+    )
+}
+
 fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,

@@ -208,7 +208,10 @@ impl Proxy {
             let Some((index, next)) = pool.pick_other(&tried) else {
                 return Err(err);
             };
-            if !policy.retry_budget.try_spend() {
+            // A connection that was never made sent nothing and cost the backend nothing: its
+            // retry does not spend the budget, which guards against retry storms on backends
+            // that do receive the requests.
+            if !forward::nothing_sent(&err) && !policy.retry_budget.try_spend() {
                 backend.metrics.budget_exhausted.increment(1);
                 tracing::debug!(pool = %pool.name, error = %err, "retry budget exhausted; not retrying");
                 return Err(err);

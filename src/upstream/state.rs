@@ -9,7 +9,9 @@ use crate::metrics::BackendMetrics;
 use arc_swap::ArcSwap;
 use http::uri::Authority;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Reasons a backend takes no new requests; each is one bit of `BackendState::exclusions`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +85,9 @@ pub struct BackendState {
     effective_weight: AtomicU32,
     consecutive_failures: AtomicU32,
     consecutive_5xx: AtomicU32,
+    /// Until when (`millis_now` units) new requests avoid this backend after a refused
+    /// connection; 0 when they need not.
+    connect_backoff_until: AtomicU64,
     status: ArcSwap<BackendStatus>,
     /// Failure counters, registered when the backend was created.
     pub metrics: BackendMetrics,
@@ -115,6 +120,7 @@ impl BackendState {
             effective_weight: AtomicU32::new(config.weight.get() * SCALE),
             consecutive_failures: AtomicU32::new(0),
             consecutive_5xx: AtomicU32::new(0),
+            connect_backoff_until: AtomicU64::new(0),
             status: ArcSwap::from_pointee(BackendStatus::initial(condition)),
             metrics,
         }
@@ -163,6 +169,15 @@ impl BackendState {
             && self.in_flight() < self.max_requests.load(Ordering::Relaxed)
     }
 
+    /// Whether a connection to this backend failed moments ago: requests then go to others
+    /// while there are any, whatever the ejection cap allows, so a dead backend costs a few
+    /// refused connects per second rather than one per request.
+    pub fn backing_off(&self) -> bool {
+        // Relaxed: a hint for picking; a stale value only costs one more refused connect.
+        let until = self.connect_backoff_until.load(Ordering::Relaxed);
+        until != 0 && millis_now() < until
+    }
+
     /// Applies a reloaded config of the same backend. Control plane only.
     pub fn update_limits(&self, config: &BackendConfig) {
         self.max_requests
@@ -190,6 +205,9 @@ impl BackendState {
         threshold_5xx: u32,
     ) -> Option<OutlierReport> {
         reset(&self.consecutive_failures);
+        if self.connect_backoff_until.load(Ordering::Relaxed) != 0 {
+            self.connect_backoff_until.store(0, Ordering::Relaxed);
+        }
         if status.is_server_error() {
             self.record_failure(Failure::Status5xx, threshold_5xx)
         } else {
@@ -209,6 +227,8 @@ impl BackendState {
             Failure::Status5xx => &self.consecutive_5xx,
             Failure::Connect => {
                 self.metrics.connect_errors.increment(1);
+                let until = millis_now() + CONNECT_BACKOFF.as_millis() as u64;
+                self.connect_backoff_until.store(until, Ordering::Relaxed);
                 &self.consecutive_failures
             }
             Failure::Timeout => {
@@ -275,4 +295,14 @@ impl Drop for InFlightGuard {
         // Relaxed: see `BackendState::in_flight`.
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// How long new requests avoid a backend after a connection to it failed.
+pub const CONNECT_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Milliseconds since the first call: a clock that fits in an atomic (never 0 once read).
+fn millis_now() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(|| Instant::now() - Duration::from_millis(1));
+    start.elapsed().as_millis() as u64
 }

@@ -1,0 +1,157 @@
+//! Backends dying under load cost clients nothing, and retries leave the balance alone: two of
+//! three backends killed under steady GET load fail no request, a dead backend is tried only a
+//! few times per second, and a failing backend still gets only its share of first attempts.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+use support::upstream::start_raw;
+use support::*;
+
+/// `clients` keep-alive clients, each sending a GET every `1 / rate` seconds until `stop`;
+/// returns (answered, failed).
+fn paced_load(
+    url: String,
+    clients: usize,
+    rate: u32,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(usize, usize)> {
+    tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (url, stop) = (url.clone(), Arc::clone(&stop));
+            tasks.push(tokio::spawn(async move {
+                let client = client();
+                let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let (mut ok, mut failed) = (0, 0);
+                while !stop.load(Ordering::SeqCst) {
+                    tick.tick().await;
+                    let answer = get(&client, &url, None).await;
+                    if answer.status == 200 {
+                        ok += 1;
+                    } else {
+                        failed += 1;
+                        println!("failed: {} {:?}", answer.status, answer.body);
+                    }
+                }
+                (ok, failed)
+            }));
+        }
+        let mut totals = (0, 0);
+        for task in tasks {
+            let (ok, failed) = task.await.expect("client task");
+            totals = (totals.0 + ok, totals.1 + failed);
+        }
+        totals
+    })
+}
+
+fn connect_errors(metrics: &str, backend: &str) -> f64 {
+    let prefix =
+        format!("switchyard_upstream_connect_errors_total{{pool=\"pool\",backend=\"{backend}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0.0, |v| v.parse().unwrap_or(0.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_three_backends_killed_under_load_fail_no_get() {
+    let backends = [
+        Upstream::start("a").await,
+        Upstream::start("b").await,
+        Upstream::start("c").await,
+    ];
+    let list: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .zip(&backends)
+        .map(|(name, u)| (*name, u.addr, 1))
+        .collect();
+    let probes = "[pools.health_check]\ntype = \"http\"\npath = \"/health\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nunhealthy_threshold = 2\n\n";
+    let proxy =
+        TestProxy::start(&single_pool_toml("weighted_round_robin", &list, "", probes)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = paced_load(proxy.url("/"), 4, 100, Arc::clone(&stop));
+    eventually(DEADLINE, "traffic on every backend", || {
+        backends.iter().all(|b| b.requests() > 20)
+    })
+    .await;
+
+    backends[1].stop();
+    backends[2].stop();
+    let killed = tokio::time::Instant::now();
+    // Past the probes' verdict (2 failed probes at 1 s) and a while beyond.
+    let served = backends[0].requests();
+    eventually(DEADLINE, "3 s of traffic after the kill", || {
+        killed.elapsed() > Duration::from_secs(3) && backends[0].requests() > served + 500
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let elapsed = killed.elapsed().as_secs_f64();
+    let (ok, failed) = load.await.unwrap();
+    let metrics = get(
+        &client(),
+        &format!("http://{}/metrics", proxy.gateway.admin_addr().unwrap()),
+        None,
+    )
+    .await
+    .body;
+    let refused = connect_errors(&metrics, "b") + connect_errors(&metrics, "c");
+    println!(
+        "{ok} GETs answered, {failed} failed; {refused} refused connects to the dead backends in {elapsed:.1} s"
+    );
+    assert_eq!(failed, 0, "GETs failed while two of three backends died");
+    // Without the back-off each dead backend would meet about a third of ~400 requests/s.
+    assert!(
+        refused / elapsed < 20.0,
+        "dead backends were tried {:.1} times per second",
+        refused / elapsed
+    );
+}
+
+#[tokio::test]
+async fn retries_do_not_shift_the_rotation_of_first_attempts() {
+    let a = Upstream::start("a").await;
+    let c = Upstream::start("c").await;
+    // b closes every connection without answering: each attempt on it fails and is retried.
+    let (b, b_attempts) = start_raw(b"").await;
+    let settings =
+        "retry_budget_percent = 100\n[pools.outlier_detection]\nconsecutive_failures = 0\n\n";
+    let proxy = TestProxy::start(&single_pool_toml(
+        "weighted_round_robin",
+        &[("a", a.addr, 1), ("b", b, 1), ("c", c.addr, 1)],
+        "",
+        settings,
+    ))
+    .await;
+    let client = client();
+    let failed = AtomicUsize::new(0);
+    for _ in 0..300 {
+        if get(&client, &proxy.url("/"), None).await.status != 200 {
+            failed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    let first_attempts_on_b = b_attempts.load(Ordering::SeqCst);
+    println!(
+        "first attempts on the failing backend: {first_attempts_on_b} of 300; a served {}, c served {}",
+        a.requests(),
+        c.requests()
+    );
+    assert!(
+        (95..=105).contains(&first_attempts_on_b),
+        "b got {first_attempts_on_b} of 300 first attempts, not its third"
+    );
+    // b's 100 retries spread over a and c (by weight, at random), not all onto one of them.
+    for served in [a.requests(), c.requests()] {
+        assert!(
+            (110..=190).contains(&served),
+            "a {} / c {}",
+            a.requests(),
+            c.requests()
+        );
+    }
+}
