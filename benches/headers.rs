@@ -3,6 +3,7 @@
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Version};
 use std::hint::black_box;
+use switchyard::config::UnderscoreHeaders;
 use switchyard::proxy::Downstream;
 use switchyard::proxy::headers::{prepare_request, prepare_response};
 
@@ -51,7 +52,14 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             request_headers,
             |mut h| {
-                prepare_request(&mut h, Version::HTTP_11, Some(host.clone()), &downstream);
+                prepare_request(
+                    &mut h,
+                    Version::HTTP_11,
+                    Some(host.clone()),
+                    &downstream,
+                    UnderscoreHeaders::Drop,
+                )
+                .expect("no underscore names");
                 black_box(h)
             },
             BatchSize::SmallInput,

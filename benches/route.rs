@@ -8,6 +8,7 @@ use switchyard::route::Router;
 fn routes(n: usize) -> Vec<RouteConfig> {
     (0..n)
         .map(|i| RouteConfig {
+            max_body_bytes: None,
             name: format!("r{i}"),
             host: match i % 3 {
                 0 => Some(HostPattern::Exact(format!("svc{i}.example.com"))),

@@ -34,6 +34,15 @@ pub enum ProxyError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    /// The upstream answered something the proxy will not pass on (an unsolicited `101`, a
+    /// `Transfer-Encoding` other than `chunked`).
+    #[error("upstream {backend} sent an invalid response: {reason}")]
+    UpstreamInvalid {
+        /// The backend's name.
+        backend: Arc<str>,
+        /// What was wrong.
+        reason: &'static str,
+    },
     /// The upstream did not connect or send response headers in time.
     #[error("upstream {backend} timed out {}", if *.connecting { "connecting" } else { "before responding" })]
     UpstreamTimeout {
@@ -46,22 +55,30 @@ pub enum ProxyError {
     /// backend's fault.
     #[error("client request body: {0:?}")]
     ClientBody(ClientFault),
-    /// The client's request is malformed.
-    #[error("bad request: {0}")]
-    BadRequest(&'static str),
+    /// The client's request is refused before anything is sent: malformed (400) or beyond
+    /// what the proxy accepts (405, 413, 414, 431, 501).
+    #[error("request refused with {0}: {1}")]
+    Refused(StatusCode, &'static str),
 }
 
 impl ProxyError {
+    /// A malformed request: 400 with `reason` as the body.
+    pub const fn bad_request(reason: &'static str) -> Self {
+        Self::Refused(StatusCode::BAD_REQUEST, reason)
+    }
+
     /// The status the client receives.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UpstreamConnect { .. } | Self::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamConnect { .. }
+            | Self::UpstreamProtocol { .. }
+            | Self::UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::BadRequest(_) | Self::ClientBody(ClientFault::Malformed) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::Refused(status, _) => *status,
+            Self::ClientBody(ClientFault::Malformed) => StatusCode::BAD_REQUEST,
+            Self::ClientBody(ClientFault::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ClientBody(ClientFault::Timeout) => StatusCode::REQUEST_TIMEOUT,
             Self::ClientBody(ClientFault::Abandoned) => CLIENT_CLOSED_REQUEST,
         }
@@ -72,14 +89,15 @@ impl ProxyError {
         match self {
             Self::NoRoute => "no route for this host and path\n",
             Self::NoBackend { .. } => "no backend available, try again shortly\n",
-            Self::UpstreamConnect { .. } | Self::UpstreamProtocol { .. } => {
-                "upstream connection failed\n"
-            }
+            Self::UpstreamConnect { .. }
+            | Self::UpstreamProtocol { .. }
+            | Self::UpstreamInvalid { .. } => "upstream connection failed\n",
             Self::UpstreamTimeout { .. } => "upstream timed out\n",
             Self::ClientBody(ClientFault::Malformed) => "malformed request body\n",
             Self::ClientBody(ClientFault::Timeout) => "request body timed out\n",
             Self::ClientBody(ClientFault::Abandoned) => "client closed the request\n",
-            Self::BadRequest(reason) => reason,
+            Self::ClientBody(ClientFault::TooLarge) => "request body too large\n",
+            Self::Refused(_, reason) => reason,
         }
     }
 }

@@ -14,6 +14,8 @@ pub struct Route {
     pub pool: usize,
     /// Index of this route among the routes to the same pool, in config order.
     pub slot: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: Option<u64>,
     prefix: Box<str>,
 }
 
@@ -40,6 +42,7 @@ impl Router {
                 name: config.name.as_str().into(),
                 pool,
                 slot: *slot,
+                max_body_bytes: config.max_body_bytes,
                 prefix: config.path_prefix.as_str().into(),
             };
             *slot += 1;
@@ -118,6 +121,7 @@ mod tests {
 
     fn route(name: &str, host: Option<&str>, prefix: &str) -> RouteConfig {
         RouteConfig {
+            max_body_bytes: None,
             name: name.into(),
             host: host.map(|h| match h.strip_prefix('*') {
                 Some(suffix) => HostPattern::Suffix(suffix.into()),

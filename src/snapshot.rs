@@ -2,7 +2,7 @@
 //! by the control plane. Unchanged parts (the router, untouched pools) are shared by `Arc`.
 
 use crate::balance::Balancer;
-use crate::config::{Algorithm, Config, OutlierConfig, Timeouts};
+use crate::config::{Algorithm, Config, Limits, OutlierConfig, Timeouts};
 use crate::metrics::PoolTraffic;
 use crate::route::Router;
 use crate::upstream::{BackendState, Exclusion, RetryBudget};
@@ -17,6 +17,8 @@ pub struct Snapshot {
     pub pools: Vec<Arc<Pool>>,
     /// Timeouts in force.
     pub timeouts: Timeouts,
+    /// Request limits in force.
+    pub limits: Limits,
     /// The certificates the listeners serve, for their expiry metric.
     pub certificates: Arc<[CertificateExpiry]>,
 }

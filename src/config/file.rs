@@ -13,6 +13,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub timeouts: TimeoutsFile,
     #[serde(default)]
+    pub limits: LimitsFile,
+    #[serde(default)]
     pub routes: Vec<Spanned<RouteFile>>,
     #[serde(default)]
     pub pools: Vec<Spanned<PoolFile>>,
@@ -104,6 +106,24 @@ pub struct TimeoutsFile {
     pub shutdown: Option<Spanned<String>>,
 }
 
+/// The `[limits]` table: what a client request may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_header_bytes: Option<Spanned<i64>>,
+    pub max_headers: Option<Spanned<i64>>,
+    pub max_uri_bytes: Option<Spanned<i64>>,
+    pub underscore_headers: Option<Spanned<UnderscoreHeadersFile>>,
+}
+
+/// What to do with header names holding `_` that read as framing or hop-by-hop names.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnderscoreHeadersFile {
+    Drop,
+    Reject,
+}
+
 /// One `[[routes]]` table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +132,7 @@ pub struct RouteFile {
     pub host: Option<Spanned<String>>,
     pub path_prefix: Option<Spanned<String>>,
     pub pool: Spanned<String>,
+    pub max_body_bytes: Option<Spanned<i64>>,
 }
 
 /// One `[[pools]]` table.

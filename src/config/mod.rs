@@ -10,9 +10,9 @@ mod validate_pool;
 pub use certificate::crypto_provider;
 pub use model::{
     AccessLogConfig, AccessLogFormat, AdminConfig, Algorithm, BackendConfig, Certificate, Config,
-    HealthCheckConfig, HostPattern, InitialState, ListenerConfig, ListenerTls, OutlierConfig,
-    PoolConfig, Probe, ReloadConfig, RetryBudgetConfig, RouteConfig, Timeouts, TlsVersion,
-    TokenSource,
+    HealthCheckConfig, HostPattern, InitialState, Limits, ListenerConfig, ListenerTls,
+    OutlierConfig, PoolConfig, Probe, ReloadConfig, RetryBudgetConfig, RouteConfig, Timeouts,
+    TlsVersion, TokenSource, UnderscoreHeaders,
 };
 pub use validate::{ConfigError, Problem};
 

@@ -14,6 +14,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// Timeouts applied to every listener and pool.
     pub timeouts: Timeouts,
+    /// What a client request may hold.
+    pub limits: Limits,
     /// Routes in file order; precedence is decided by the router, not by order.
     pub routes: Vec<RouteConfig>,
     /// Upstream pools in file order.
@@ -148,6 +150,40 @@ impl Default for Timeouts {
     }
 }
 
+/// Limits on client requests, with NGINX's and Envoy's usual values as defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The request line and headers together, in bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// Header fields in one request (431 beyond).
+    pub max_headers: usize,
+    /// The request target, in bytes (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Header names such as `Transfer_Encoding` that would read as framing or hop-by-hop
+    /// names to a server that treats `_` as `-`.
+    pub underscore_headers: UnderscoreHeaders,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            underscore_headers: UnderscoreHeaders::Drop,
+        }
+    }
+}
+
+/// What to do with a header name holding `_` that reads as a framing or hop-by-hop name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderscoreHeaders {
+    /// Remove the header before forwarding (Envoy's `DROP_HEADER`).
+    Drop,
+    /// Answer 400.
+    Reject,
+}
+
 /// Which hosts a route answers for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostPattern {
@@ -168,6 +204,8 @@ pub struct RouteConfig {
     pub path_prefix: String,
     /// Name of an existing pool.
     pub pool: String,
+    /// Largest request body accepted, in bytes (413 beyond); `None`: no limit.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// The balancing algorithm of a pool.

@@ -157,6 +157,7 @@ impl Checker {
     fn config(&mut self, file: FileConfig) -> Config {
         let listeners = self.listeners(&file.listeners);
         let timeouts = self.timeouts(&file.timeouts);
+        let limits = self.limits(&file.limits);
         let pools: Vec<PoolConfig> = file
             .pools
             .iter()
@@ -187,6 +188,7 @@ impl Checker {
         Config {
             listeners,
             timeouts,
+            limits,
             routes,
             pools,
             admin,
@@ -404,6 +406,38 @@ impl Checker {
         }
     }
 
+    fn limits(&mut self, file: &super::file::LimitsFile) -> super::model::Limits {
+        let defaults = super::model::Limits::default();
+        super::model::Limits {
+            max_header_bytes: self.int(
+                &file.max_header_bytes,
+                "limits.max_header_bytes",
+                8192..=1024 * 1024,
+                defaults.max_header_bytes,
+            ),
+            max_headers: self.int(
+                &file.max_headers,
+                "limits.max_headers",
+                1..=1000,
+                defaults.max_headers,
+            ),
+            max_uri_bytes: self.int(
+                &file.max_uri_bytes,
+                "limits.max_uri_bytes",
+                64..=1024 * 1024,
+                defaults.max_uri_bytes,
+            ),
+            underscore_headers: match file.underscore_headers.as_ref().map(|u| *u.get_ref()) {
+                None | Some(super::file::UnderscoreHeadersFile::Drop) => {
+                    super::model::UnderscoreHeaders::Drop
+                }
+                Some(super::file::UnderscoreHeadersFile::Reject) => {
+                    super::model::UnderscoreHeaders::Reject
+                }
+            },
+        }
+    }
+
     pub(super) fn duration(
         &mut self,
         value: &Option<Spanned<String>>,
@@ -469,11 +503,20 @@ impl Checker {
                     ),
                 );
             }
+            let max_body_bytes = route.max_body_bytes.as_ref().map(|_| {
+                self.int(
+                    &route.max_body_bytes,
+                    &format!("routes[{i}].max_body_bytes"),
+                    0..=i64::MAX,
+                    0,
+                )
+            });
             out.push(RouteConfig {
                 name: route.name.get_ref().clone(),
                 host,
                 path_prefix,
                 pool: route.pool.get_ref().clone(),
+                max_body_bytes,
             });
         }
         out

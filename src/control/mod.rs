@@ -165,6 +165,7 @@ impl Control {
             router: Arc::clone(&router),
             pools: pools.iter().map(|p| Arc::new(p.build())).collect(),
             timeouts: config.timeouts,
+            limits: config.limits,
             certificates: CertificateExpiry::of(config),
         }));
         let (probe_events_tx, probe_events) = mpsc::unbounded_channel();
@@ -750,6 +751,7 @@ impl Control {
             router: Arc::clone(&self.router),
             pools,
             timeouts: self.config.timeouts,
+            limits: self.config.limits,
             certificates: CertificateExpiry::of(&self.config),
         }));
     }

@@ -143,30 +143,36 @@ pub enum RequestBody {
     Buffered(Bytes),
     /// Large or of unknown length: can be sent once; counts the bytes it forwards, and notes
     /// whether the client broke it.
-    Streaming(Option<ClientBody>, Arc<AtomicU64>, FaultCell),
+    Streaming(Option<Box<ClientBody>>, Arc<AtomicU64>, FaultCell),
 }
 
 impl RequestBody {
     /// Reads a small body whole; leaves a large or chunked one to stream. Either way a client
-    /// that sends nothing for `idle` is cut off.
+    /// that sends nothing for `idle` is cut off, and a body over `limit` bytes is refused (by
+    /// its declared length before any of it is read, so no `100 Continue` goes out).
     pub async fn read(
         body: Incoming,
-        headers: &http::HeaderMap,
         idle: std::time::Duration,
+        limit: Option<u64>,
     ) -> Result<Self, crate::error::ProxyError> {
         use http_body_util::BodyExt;
         if body.is_end_stream() {
             return Ok(Self::Buffered(Bytes::new()));
         }
-        let small = headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|len| len <= REPLAY_LIMIT);
+        // hyper has parsed and checked `Content-Length`: the exact size hint is its value.
+        let declared = body.size_hint().exact();
+        if let (Some(declared), Some(limit)) = (declared, limit) {
+            if declared > limit {
+                return Err(crate::error::ProxyError::ClientBody(ClientFault::TooLarge));
+            }
+        }
+        let small = declared.is_some_and(|len| len <= REPLAY_LIMIT);
         let fault = FaultCell::default();
-        let body = ClientBody::new(body, idle, fault.clone());
+        let body = ClientBody::new(body, idle, limit, fault.clone());
         if !small {
-            return Ok(Self::Streaming(Some(body), Arc::default(), fault));
+            // Boxed: the body travels inside the request future and hyper's request, both moved
+            // several times per request; a pointer keeps them small.
+            return Ok(Self::Streaming(Some(Box::new(body)), Arc::default(), fault));
         }
         match body.collect().await {
             Ok(collected) => Ok(Self::Buffered(collected.to_bytes())),
@@ -215,7 +221,7 @@ pub enum UpstreamBody {
     /// A buffered body.
     Bytes(Full<Bytes>),
     /// The client's body, streamed through, counting its bytes.
-    Stream(ClientBody, Arc<AtomicU64>),
+    Stream(Box<ClientBody>, Arc<AtomicU64>),
 }
 
 impl Body for UpstreamBody {

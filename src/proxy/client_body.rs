@@ -20,6 +20,8 @@ pub enum ClientFault {
     Abandoned,
     /// The client stopped sending for longer than `timeouts.request_body`.
     Timeout,
+    /// The body grew past the route's `max_body_bytes`.
+    TooLarge,
 }
 
 impl ClientFault {
@@ -28,6 +30,7 @@ impl ClientFault {
             1 => Some(Self::Malformed),
             2 => Some(Self::Abandoned),
             3 => Some(Self::Timeout),
+            4 => Some(Self::TooLarge),
             _ => None,
         }
     }
@@ -37,6 +40,7 @@ impl ClientFault {
             Self::Malformed => 1,
             Self::Abandoned => 2,
             Self::Timeout => 3,
+            Self::TooLarge => 4,
         }
     }
 
@@ -72,6 +76,9 @@ pub enum BodyError {
     /// The client sent nothing for the request-body timeout.
     #[error("client request body: no data for {0:?}")]
     Timeout(Duration),
+    /// The body grew past the route's limit.
+    #[error("client request body: more than {0} bytes")]
+    TooLarge(u64),
 }
 
 /// Where a body's fault is recorded, shared with the request that forwards it.
@@ -96,16 +103,20 @@ pub struct ClientBody {
     inner: Incoming,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
+    /// The route's limit, and the bytes still allowed under it.
+    limit: Option<(u64, u64)>,
     fault: FaultCell,
 }
 
 impl ClientBody {
-    /// Wraps `inner`; a wait of `idle` for the next piece fails the body.
-    pub fn new(inner: Incoming, idle: Duration, fault: FaultCell) -> Self {
+    /// Wraps `inner`; a wait of `idle` for the next piece, or more than `limit` bytes, fails
+    /// the body.
+    pub fn new(inner: Incoming, idle: Duration, limit: Option<u64>, fault: FaultCell) -> Self {
         Self {
             inner,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
+            limit: limit.map(|l| (l, l)),
             fault,
         }
     }
@@ -126,6 +137,14 @@ impl Body for ClientBody {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                if let (Some((limit, left)), Some(data)) = (&mut this.limit, frame.data_ref()) {
+                    let Some(rest) = left.checked_sub(data.len() as u64) else {
+                        let limit = *limit;
+                        this.fail(ClientFault::TooLarge);
+                        return Poll::Ready(Some(Err(BodyError::TooLarge(limit))));
+                    };
+                    *left = rest;
+                }
                 let idle = this.idle;
                 this.timer.as_mut().reset(Instant::now() + idle);
                 Poll::Ready(Some(Ok(frame)))

@@ -9,6 +9,7 @@ use crate::upstream::{BackendState, Failure};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Method, Request, Response, Version};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -53,7 +54,8 @@ pub fn upstream_request(
     uri.authority = Some(authority.clone());
     uri.path_and_query = Some(path_and_query);
     let uri =
-        Uri::from_parts(uri).map_err(|_| ProxyError::BadRequest("invalid request target\n"))?;
+        Uri::from_parts(uri).map_err(|_| ProxyError::bad_request("invalid request target\n"))?;
+    let framing = body.size_hint().exact();
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = uri;
@@ -63,7 +65,27 @@ pub fn upstream_request(
     } else {
         parts.headers.clone()
     };
+    canonical_framing(request.headers_mut(), framing);
     Ok(request)
+}
+
+/// Frames the upstream request from the body itself: a known length as a canonical
+/// `Content-Length` (never the client's spelling, such as `010`), an unknown one as chunked,
+/// whatever the method (hyper would send a GET's body without framing, that is, drop it).
+fn canonical_framing(headers: &mut http::HeaderMap, length: Option<u64>) {
+    use http::header::{CONTENT_LENGTH, HeaderValue, TRANSFER_ENCODING};
+    match length {
+        // No body: nothing to frame (a declared `Content-Length: 0` passes as written; any
+        // spelling of zero means no body to every reader).
+        Some(0) => {}
+        Some(length) => {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        None => {
+            headers.remove(CONTENT_LENGTH);
+            headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        }
+    }
 }
 
 /// Sends one attempt; maps failures to connect (502), protocol (502) or timeout (504).
@@ -97,6 +119,43 @@ pub async fn send(
     }
 }
 
+/// Refuses a response the client must not get as is, and fixes its framing: a `101` (the
+/// proxy forwards no `Upgrade`, so any is unsolicited) or a `Transfer-Encoding` other than one
+/// `chunked` is invalid (its body is dropped unread, so hyper does not pool the connection);
+/// with `chunked`, the upstream's `Content-Length` is wrong by definition and removed.
+pub fn checked_response(
+    mut response: Response<Incoming>,
+    backend: &BackendState,
+) -> Result<Response<Incoming>, ProxyError> {
+    use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    let invalid = |reason| ProxyError::UpstreamInvalid {
+        backend: backend.name.clone(),
+        reason,
+    };
+    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        return Err(invalid("unsolicited 101 Switching Protocols"));
+    }
+    // Only a body of no known length can have come with a Transfer-Encoding: with a valid
+    // Content-Length (the usual case) there is nothing to look up.
+    let body = response.body();
+    if body.is_end_stream() || body.size_hint().exact().is_some() {
+        return Ok(response);
+    }
+    let headers = response.headers_mut();
+    let mut encodings = headers.get_all(TRANSFER_ENCODING).iter();
+    if let Some(first) = encodings.next() {
+        let chunked = first
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked");
+        if !chunked || encodings.next().is_some() {
+            return Err(invalid("Transfer-Encoding other than chunked"));
+        }
+        headers.remove(CONTENT_LENGTH);
+    }
+    Ok(response)
+}
+
 /// The passive-health failure an upstream error counts as, if it is the backend's fault.
 pub fn failure_of(err: &ProxyError) -> Option<Failure> {
     match err {
@@ -107,11 +166,13 @@ pub fn failure_of(err: &ProxyError) -> Option<Failure> {
         ProxyError::UpstreamTimeout {
             connecting: false, ..
         } => Some(Failure::Timeout),
-        ProxyError::UpstreamProtocol { .. } => Some(Failure::Reset),
+        ProxyError::UpstreamProtocol { .. } | ProxyError::UpstreamInvalid { .. } => {
+            Some(Failure::Reset)
+        }
         ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
         | ProxyError::ClientBody(_)
-        | ProxyError::BadRequest(_) => None,
+        | ProxyError::Refused(..) => None,
     }
 }
 
@@ -124,14 +185,16 @@ pub fn may_retry(err: &ProxyError, method: &Method) -> bool {
         | ProxyError::UpstreamTimeout {
             connecting: true, ..
         } => true,
-        ProxyError::UpstreamProtocol { .. } => is_idempotent(method),
+        ProxyError::UpstreamProtocol { .. } | ProxyError::UpstreamInvalid { .. } => {
+            is_idempotent(method)
+        }
         ProxyError::UpstreamTimeout {
             connecting: false, ..
         }
         | ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
         | ProxyError::ClientBody(_)
-        | ProxyError::BadRequest(_) => false,
+        | ProxyError::Refused(..) => false,
     }
 }
 

@@ -2,6 +2,8 @@
 //! Framing headers (`Content-Length`, chunking) are left to hyper.
 
 use super::Downstream;
+use crate::config::UnderscoreHeaders;
+use crate::error::ProxyError;
 use http::Version;
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
@@ -33,8 +35,18 @@ pub fn prepare_request(
     version: Version,
     host: Option<HeaderValue>,
     downstream: &Downstream,
-) {
-    strip_hop_by_hop(headers);
+    underscores: UnderscoreHeaders,
+) -> Result<(), ProxyError> {
+    if strip_hop_by_hop(headers) {
+        match underscores {
+            UnderscoreHeaders::Reject => {
+                return Err(ProxyError::bad_request(
+                    "header name with '_' in place of '-'\n",
+                ));
+            }
+            UnderscoreHeaders::Drop => drop_underscore_aliases(headers),
+        }
+    }
     append_forwarded_for(headers, &downstream.forwarded_for);
     headers.insert(
         X_FORWARDED_PROTO,
@@ -51,6 +63,33 @@ pub fn prepare_request(
         }
     }
     headers.append(header::VIA, via(version));
+    Ok(())
+}
+
+/// Removes the headers `underscore_alias` finds; allocates, but only for such rare requests.
+fn drop_underscore_aliases(headers: &mut HeaderMap) {
+    let aliases: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| underscore_alias(name))
+        .cloned()
+        .collect();
+    for name in aliases {
+        headers.remove(name);
+    }
+}
+
+/// Whether `name` reads as a framing or hop-by-hop name once `_` is taken for `-`, as some
+/// servers (and CGI-style environments) do: `Transfer_Encoding` must not reach them.
+fn underscore_alias(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "content_length"
+            | "transfer_encoding"
+            | "keep_alive"
+            | "proxy_connection"
+            | "proxy_authenticate"
+            | "proxy_authorization"
+    )
 }
 
 /// Rewrites an upstream response's headers for the client.
@@ -59,18 +98,22 @@ pub fn prepare_response(headers: &mut HeaderMap, version: Version) {
     headers.append(header::VIA, via(version));
 }
 
-/// Removes the standard hop-by-hop headers and every header named in `Connection`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes the standard hop-by-hop headers and every header named in `Connection`; returns
+/// whether a name reads as a framing or hop-by-hop one with `_` for `-` (`underscore_alias`).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
     // One pass over the names (no hashing) finds which hop-by-hop headers are present, so only
     // those are removed.
     let mut present = [false; HOP_BY_HOP_COUNT];
+    let mut aliased = false;
     for name in headers.keys() {
         if let Some(i) = hop_by_hop_index(name) {
             present[i] = true;
+        } else {
+            aliased |= underscore_alias(name);
         }
     }
     if !present.contains(&true) {
-        return;
+        return aliased;
     }
     // Allocates only when `Connection` names a non-standard header, which is rare.
     let mut named: Vec<HeaderName> = Vec::new();
@@ -99,6 +142,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     {
         headers.remove(name);
     }
+    aliased
 }
 
 /// The position of `name` in `HOP_BY_HOP`: a match on the text, which compiles to a switch on
@@ -185,7 +229,14 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", "203.0.113.1".parse().unwrap());
         h.append("x-forwarded-for", "198.51.100.2".parse().unwrap());
-        prepare_request(&mut h, Version::HTTP_11, None, &downstream());
+        prepare_request(
+            &mut h,
+            Version::HTTP_11,
+            None,
+            &downstream(),
+            UnderscoreHeaders::Drop,
+        )
+        .unwrap();
         assert_eq!(h["x-forwarded-for"], "203.0.113.1, 198.51.100.2, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h[header::VIA], "1.1 switchyard");
@@ -199,7 +250,9 @@ mod tests {
             Version::HTTP_2,
             Some("example.com".parse().unwrap()),
             &downstream(),
-        );
+            UnderscoreHeaders::Drop,
+        )
+        .unwrap();
         assert_eq!(h[header::HOST], "example.com");
         assert_eq!(h["x-forwarded-host"], "example.com");
         assert_eq!(h[header::VIA], "2 switchyard");

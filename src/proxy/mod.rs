@@ -7,6 +7,7 @@ pub mod exchange;
 pub mod forward;
 pub mod headers;
 pub mod redirect;
+pub mod request_check;
 
 pub use body::{ProxyBody, RequestBody, UpstreamBody};
 pub use forward::UpstreamClient;
@@ -88,9 +89,10 @@ impl Proxy {
         }
     }
 
-    /// The timeouts of the current snapshot.
-    pub fn timeouts(&self) -> crate::config::Timeouts {
-        self.snapshot.load().timeouts
+    /// The timeouts and request limits of the current snapshot.
+    pub fn connection_settings(&self) -> (crate::config::Timeouts, crate::config::Limits) {
+        let snapshot = self.snapshot.load();
+        (snapshot.timeouts, snapshot.limits)
     }
 
     /// Answers one request: the upstream's response, or a short error response.
@@ -110,7 +112,7 @@ impl Proxy {
             Err(err) => {
                 log_failure(&err);
                 let mut response = error_response(&err);
-                if matches!(err, ProxyError::BadRequest(_) | ProxyError::ClientBody(_))
+                if matches!(err, ProxyError::Refused(..) | ProxyError::ClientBody(_))
                     && version < Version::HTTP_2
                 {
                     // After a malformed request the stream cannot be trusted to be in sync.
@@ -134,10 +136,12 @@ impl Proxy {
         downstream: &Downstream,
         exchange: &mut Exchange,
     ) -> Result<(Response<Incoming>, InFlightGuard), ProxyError> {
-        let host = request_host(&req)?;
-        let (pool, mut backend, timeouts) = {
+        // Only the settings this request uses are kept: everything bound here lives in the
+        // request's future, which is moved several times per request.
+        let (host, pool, mut backend, settings) = {
             // One snapshot load per request; the guard is dropped before any await.
             let snapshot = self.snapshot.load();
+            let host = request_check::check(&req, &snapshot.limits)?;
             let route = snapshot
                 .router
                 .find(
@@ -155,14 +159,27 @@ impl Proxy {
             };
             let backend = Arc::clone(backend);
             exchange.chose(index, &backend.name);
-            (pool, backend, snapshot.timeouts)
+            let settings = RequestSettings {
+                response_header: snapshot.timeouts.response_header,
+                request_body: snapshot.timeouts.request_body,
+                max_body_bytes: route.max_body_bytes,
+                underscores: snapshot.limits.underscore_headers,
+            };
+            (host, pool, backend, settings)
         };
         let policy = &pool.policy;
         policy.retry_budget.record_request();
 
         let (mut parts, body) = req.into_parts();
-        headers::prepare_request(&mut parts.headers, parts.version, host, downstream);
-        let mut body = RequestBody::read(body, &parts.headers, timeouts.request_body).await?;
+        headers::prepare_request(
+            &mut parts.headers,
+            parts.version,
+            host,
+            downstream,
+            settings.underscores,
+        )?;
+        let mut body =
+            RequestBody::read(body, settings.request_body, settings.max_body_bytes).await?;
         let mut tried: Vec<Arc<BackendState>> = Vec::new();
         loop {
             let in_flight = backend.begin_request();
@@ -177,8 +194,9 @@ impl Proxy {
                 last_attempt,
             )?;
             let sent = Instant::now();
-            let result =
-                forward::send(&self.client, request, timeouts.response_header, &backend).await;
+            let result = forward::send(&self.client, request, settings.response_header, &backend)
+                .await
+                .and_then(|response| forward::checked_response(response, &backend));
             exchange.record.upstream = Some(sent.elapsed());
             exchange.record.bytes_in = body.bytes();
             let err = match result {
@@ -233,6 +251,14 @@ impl Proxy {
     }
 }
 
+/// What one request needs of the snapshot's settings, copied out so the guard can go.
+struct RequestSettings {
+    response_header: std::time::Duration,
+    request_body: std::time::Duration,
+    max_body_bytes: Option<u64>,
+    underscores: crate::config::UnderscoreHeaders,
+}
+
 /// Per-request failures are logged at debug level only: under a failing backend a line per
 /// request would flood the log, and the access log, the metrics and the control plane's state
 /// changes (logged once) already tell the story.
@@ -242,30 +268,13 @@ fn log_failure(err: &ProxyError) {
         | ProxyError::UpstreamProtocol { source, .. } => {
             tracing::debug!(error = %err, cause = %crate::error::chain(source), "upstream request failed");
         }
-        ProxyError::UpstreamTimeout { .. } => {
+        ProxyError::UpstreamTimeout { .. } | ProxyError::UpstreamInvalid { .. } => {
             tracing::debug!(error = %err, "upstream request failed")
         }
         ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
         | ProxyError::ClientBody(_)
-        | ProxyError::BadRequest(_) => tracing::debug!(error = %err, "request failed"),
-    }
-}
-
-/// The host the client asked for: the URI authority (HTTP/2, absolute-form) or `Host`.
-/// HTTP/1.1 requires one (RFC 9112 §3.2); HTTP/1.0 may omit it.
-fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
-    if let Some(authority) = req.uri().authority() {
-        return HeaderValue::from_str(authority.as_str())
-            .map(Some)
-            .map_err(|_| ProxyError::BadRequest("invalid authority\n"));
-    }
-    match req.headers().get(header::HOST) {
-        Some(host) => Ok(Some(host.clone())),
-        None if req.version() == Version::HTTP_11 => {
-            Err(ProxyError::BadRequest("missing Host header\n"))
-        }
-        None => Ok(None),
+        | ProxyError::Refused(..) => tracing::debug!(error = %err, "request failed"),
     }
 }
 

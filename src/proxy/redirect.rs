@@ -9,7 +9,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 /// The 308 that sends `req` to `https://host[:port]/path?query`; 400 without a usable host.
 pub fn to_https<B>(req: &Request<B>, port: u16) -> Response<ProxyBody> {
     let Some(location) = location(req, port) else {
-        return super::error_response(&ProxyError::BadRequest("missing or invalid Host\n"));
+        return super::error_response(&ProxyError::bad_request("missing or invalid Host\n"));
     };
     let mut response = Response::new(ProxyBody::local(Bytes::from_static(b"")));
     *response.status_mut() = StatusCode::PERMANENT_REDIRECT;

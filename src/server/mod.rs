@@ -2,7 +2,7 @@
 //! it, serve HTTP/1.1 and HTTP/2 through hyper-util's auto builder with timeouts, close idle
 //! connections, drain on shutdown.
 
-use crate::config::{ListenerConfig, Timeouts};
+use crate::config::{Limits, ListenerConfig, Timeouts};
 use crate::proxy::{Downstream, Proxy, redirect};
 use crate::tls::{Terminator, TlsInfo};
 use arc_swap::ArcSwap;
@@ -143,17 +143,34 @@ async fn connection(
     }
 }
 
-fn connection_builder(timeouts: &Timeouts, tls: Option<&TlsInfo>) -> auto::Builder<TokioExecutor> {
+/// hyper's own limit on HTTP/1 header fields.
+const DEFAULT_MAX_HEADERS: usize = 100;
+
+fn connection_builder(
+    timeouts: &Timeouts,
+    limits: &Limits,
+    tls: Option<&TlsInfo>,
+) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = builder.http1();
+    // A head that does not fit, or has too many fields, is answered 431 by hyper. Its own
+    // field limit is 100; setting one, even 100, makes it size its parse arrays at run time
+    // (~2.5k instructions per request), so only another value is set.
+    if limits.max_headers != DEFAULT_MAX_HEADERS {
+        http1.max_headers(limits.max_headers);
+    }
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(timeouts.request_header)
+        .max_buf_size(limits.max_header_bytes)
         // Copy bodies into the header buffer and write once, instead of queueing buffers for a
         // vectored write: cheaper for the small responses that dominate gateway traffic, and
         // still one system call.
         .writev(false);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     // Over TLS, ALPN has already chosen the protocol; without it, the preface tells.
     match tls.map(|tls| tls.alpn) {
         Some(Some("h2")) => builder.http2_only(),
@@ -205,9 +222,9 @@ async fn serve_http<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    // Timeouts as of this connection's start, so a reload applies to new connections.
-    let timeouts = proxy.timeouts();
-    let builder = connection_builder(&timeouts, downstream.tls.as_deref());
+    // Timeouts and limits as of this connection's start, so a reload applies to new connections.
+    let (timeouts, limits) = proxy.connection_settings();
+    let builder = connection_builder(&timeouts, &limits, downstream.tls.as_deref());
     let peer = downstream.peer;
     // Everything a request of this connection needs, behind one `Arc`: one clone per request.
     let shared = Arc::new(ConnShared {
