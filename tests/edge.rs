@@ -107,3 +107,46 @@ async fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
     }
     assert_no_backend_failure(&proxy);
 }
+
+#[tokio::test]
+async fn connections_that_never_start_a_request_are_closed_after_the_header_timeout() {
+    let (_a, _b, proxy) =
+        two_backends("[timeouts]\nrequest_header = \"300ms\"\nidle = \"60s\"\n").await;
+    for (sent, what) in [
+        (&b""[..], "sends nothing"),
+        (
+            &b"PRI * HTTP/2.0\r\n"[..],
+            "stops inside the HTTP/2 preface",
+        ),
+        (
+            &b"GET / HTTP/1.1\r\nHost: a\r\n"[..],
+            "stops inside its headers",
+        ),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        stream.write_all(sent).await.unwrap();
+        // read_to_close fails the test if the proxy keeps the connection for DEADLINE.
+        let answer = raw::read_to_close(&mut stream).await;
+        assert!(!answer.contains("200 OK"), "a client that {what}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_whose_peer_never_answers_is_closed() {
+    let (_a, _b, proxy) = two_backends(
+        "[timeouts]\nrequest_header = \"300ms\"\nidle = \"400ms\"\nhttp2_ping_interval = \"200ms\"\nhttp2_ping_timeout = \"200ms\"\n",
+    )
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    // The client preface and an empty SETTINGS frame, then silence: no ACK, no PING answer.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    stream
+        .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    let answer = raw::read_to_close(&mut stream).await;
+    assert!(!answer.is_empty(), "the proxy sent no frame at all");
+}

@@ -101,6 +101,8 @@ pub struct TimeoutsFile {
     pub response_header: Option<Spanned<String>>,
     pub request_header: Option<Spanned<String>>,
     pub request_body: Option<Spanned<String>>,
+    pub http2_ping_interval: Option<Spanned<String>>,
+    pub http2_ping_timeout: Option<Spanned<String>>,
     pub idle: Option<Spanned<String>>,
     pub upstream_idle: Option<Spanned<String>>,
     pub shutdown: Option<Spanned<String>>,

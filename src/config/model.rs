@@ -128,6 +128,10 @@ pub struct Timeouts {
     pub request_header: Duration,
     /// Longest wait for the next piece of a request body (NGINX's `client_body_timeout`).
     pub request_body: Duration,
+    /// How often an HTTP/2 client connection is PINGed.
+    pub http2_ping_interval: Duration,
+    /// A PING not answered within this closes the connection.
+    pub http2_ping_timeout: Duration,
     /// A client connection with no request in progress is closed after this long.
     pub idle: Duration,
     /// A pooled upstream connection unused for this long is closed.
@@ -143,6 +147,8 @@ impl Default for Timeouts {
             response_header: Duration::from_secs(60),
             request_header: Duration::from_secs(10),
             request_body: Duration::from_secs(60),
+            http2_ping_interval: Duration::from_secs(30),
+            http2_ping_timeout: Duration::from_secs(10),
             idle: Duration::from_secs(60),
             upstream_idle: Duration::from_secs(90),
             shutdown: Duration::from_secs(30),

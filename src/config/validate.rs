@@ -396,6 +396,16 @@ impl Checker {
                 "timeouts.request_body",
                 defaults.request_body,
             ),
+            http2_ping_interval: self.duration(
+                &file.http2_ping_interval,
+                "timeouts.http2_ping_interval",
+                defaults.http2_ping_interval,
+            ),
+            http2_ping_timeout: self.duration(
+                &file.http2_ping_timeout,
+                "timeouts.http2_ping_timeout",
+                defaults.http2_ping_timeout,
+            ),
             idle: self.duration(&file.idle, "timeouts.idle", defaults.idle),
             upstream_idle: self.duration(
                 &file.upstream_idle,

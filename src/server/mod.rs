@@ -170,6 +170,10 @@ fn connection_builder(
     builder
         .http2()
         .timer(TokioTimer::new())
+        // PINGs find peers that vanished without closing; one unanswered in time closes the
+        // connection.
+        .keep_alive_interval(timeouts.http2_ping_interval)
+        .keep_alive_timeout(timeouts.http2_ping_timeout)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     // Over TLS, ALPN has already chosen the protocol; without it, the preface tells.
     match tls.map(|tls| tls.alpn) {
@@ -253,18 +257,37 @@ async fn serve_http<S>(
     tokio::pin!(connection);
     // The closing conditions are polled only when one of them wakes, not on each of the several
     // wake-ups every request causes.
-    let closing = Dormant::new(until_closing(
-        &shared.activity,
-        timeouts.idle,
-        &shutdown,
-        peer,
-    ));
-    tokio::select! {
+    let closing = Dormant::new(until_closing(&shared.activity, &timeouts, &shutdown, peer));
+    let reason = tokio::select! {
         biased;
         result = connection.as_mut() => return log_end(result, peer),
-        () = closing => connection.as_mut().graceful_shutdown(),
+        reason = closing => reason,
+    };
+    if reason == Closing::NoRequest {
+        return; // nothing in progress: dropping the connection closes it
     }
-    log_end(connection.await, peer);
+    connection.as_mut().graceful_shutdown();
+    if reason == Closing::Shutdown {
+        // In-flight requests finish within the shutdown grace period, bounded by the gateway.
+        return log_end(connection.await, peer);
+    }
+    // Idle: HTTP/2 sends GOAWAY and waits for the peer; one that never answers is closed anyway.
+    match tokio::time::timeout(timeouts.request_header, connection).await {
+        Ok(result) => log_end(result, peer),
+        Err(_) => tracing::debug!(%peer, "idle client connection did not close after GOAWAY"),
+    }
+}
+
+/// Why a client connection is being closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// The proxy is shutting down.
+    Shutdown,
+    /// No request in progress for `timeouts.idle`.
+    Idle,
+    /// No request began within `timeouts.request_header` of the connection's start: a silent
+    /// client, or one stuck in the middle of the HTTP/2 preface.
+    NoRequest,
 }
 
 fn log_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>, peer: SocketAddr) {
@@ -273,22 +296,35 @@ fn log_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>, peer: S
     }
 }
 
-/// Resolves when the connection should close: on shutdown, or once it has been idle for `idle`.
-/// HTTP/1 connections are also bounded by hyper's header-read timeout, which starts as soon as a
-/// connection waits for its next request; this covers HTTP/2 and longer waits.
+/// Resolves when the connection should close, and why: on shutdown, once it has been idle for
+/// `idle`, or when no request began within `request_header` of its start (hyper's own
+/// header-read timer starts only once bytes of a request arrive, and the HTTP/2 preface has
+/// none). HTTP/1 connections are also bounded by that timer between requests.
 async fn until_closing(
     activity: &ConnActivity,
-    idle: Duration,
+    timeouts: &Timeouts,
     shutdown: &CancellationToken,
     peer: SocketAddr,
-) {
+) -> Closing {
+    let idle = timeouts.idle;
     let mut tick = tokio::time::interval(idle / 4);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut last_seen = (0, 0);
     let mut quiet_since = Instant::now();
+    let first_request = tokio::time::sleep(timeouts.request_header);
+    tokio::pin!(first_request);
+    let mut awaiting_first = true;
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return Closing::Shutdown,
+            () = first_request.as_mut(), if awaiting_first => {
+                // Relaxed: see `ConnActivity`.
+                if activity.started.load(Ordering::Relaxed) == 0 {
+                    tracing::debug!(%peer, "no request within the header timeout: closing");
+                    return Closing::NoRequest;
+                }
+                awaiting_first = false;
+            }
             now = tick.tick() => {
                 let seen = (
                     activity.started.load(Ordering::Relaxed),
@@ -299,7 +335,7 @@ async fn until_closing(
                     quiet_since = now;
                 } else if now.duration_since(quiet_since) >= idle {
                     tracing::debug!(%peer, "closing idle client connection");
-                    return;
+                    return Closing::Idle;
                 }
             }
         }
