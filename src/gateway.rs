@@ -36,6 +36,11 @@ pub enum StartError {
         "admin.bind {0} is not a loopback address and no admin token is set: set the token's environment variable or admin.token_file, or bind the admin API to 127.0.0.1"
     )]
     AdminWithoutToken(SocketAddr),
+    /// A read-only admin token without the token that may change things.
+    #[error(
+        "admin: a read-only token is set but no admin token: set the token's environment variable or admin.token_file too"
+    )]
+    ReadTokenAlone,
 }
 
 /// Where the running config came from, so reloads can read it again.
@@ -69,15 +74,22 @@ impl Gateway {
         config: &Config,
         source: Option<ConfigSource>,
     ) -> Result<Self, StartError> {
-        let token = match &config.admin {
+        let (token, read_token) = match &config.admin {
             Some(admin) => {
                 let token = admin::load_token(&admin.token)?;
                 if token.is_none() && !admin.bind.ip().is_loopback() {
                     return Err(StartError::AdminWithoutToken(admin.bind));
                 }
-                token
+                let read_token = match &admin.read_token {
+                    Some(source) => admin::load_token(source)?,
+                    None => None,
+                };
+                if read_token.is_some() && token.is_none() {
+                    return Err(StartError::ReadTokenAlone);
+                }
+                (token, read_token)
             }
-            None => None,
+            None => (None, None),
         };
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -137,6 +149,8 @@ impl Gateway {
                     reload: reload.clone(),
                     running,
                     token,
+                    read_token,
+                    addr,
                     shutdown: shutdown.clone(),
                     metrics: metrics.clone(),
                 },

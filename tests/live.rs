@@ -486,6 +486,7 @@ async fn event_stream_reports_drains_and_health_transitions() {
             .unwrap();
     tokio::spawn(conn);
     let request = http::Request::get(format!("http://{admin}/api/events"))
+        .header("host", admin.to_string())
         .body(Full::<Bytes>::default())
         .unwrap();
     let response = sender.send_request(request).await.unwrap();

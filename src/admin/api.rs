@@ -21,15 +21,15 @@ type Reply = Response<AdminBody>;
 
 /// A refused admin request, turned into a JSON error reply at the top.
 #[derive(Debug)]
-struct Rejection {
-    status: StatusCode,
-    message: String,
-    allow: Option<String>,
-    www_authenticate: bool,
+pub(super) struct Rejection {
+    pub(super) status: StatusCode,
+    pub(super) message: String,
+    pub(super) allow: Option<String>,
+    pub(super) www_authenticate: bool,
 }
 
 impl Rejection {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -63,7 +63,7 @@ pub async fn handle(req: Request<Incoming>, state: &AdminState) -> Reply {
         },
         ["metrics"] => {
             if let Err(rejection) =
-                authorize(&req, state).and_then(|()| allow(&req, &[Method::GET]))
+                super::guard::admit(&req, state).and_then(|()| allow(&req, &[Method::GET]))
             {
                 return rejection.into_reply();
             }
@@ -75,24 +75,13 @@ pub async fn handle(req: Request<Incoming>, state: &AdminState) -> Reply {
             );
             reply
         }
-        ["api", rest @ ..] => match authorize(&req, state) {
+        ["api", rest @ ..] => match super::guard::admit(&req, state) {
             Ok(()) => api(req, rest, state)
                 .await
                 .unwrap_or_else(Rejection::into_reply),
             Err(rejection) => rejection.into_reply(),
         },
         _ => error(StatusCode::NOT_FOUND, "no such route"),
-    }
-}
-
-/// Checks the bearer token, when one is configured.
-fn authorize(req: &Request<Incoming>, state: &AdminState) -> Result<(), Rejection> {
-    match &state.token {
-        Some(token) if !token.authorizes(req.headers()) => Err(Rejection {
-            www_authenticate: true,
-            ..Rejection::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
-        }),
-        _ => Ok(()),
     }
 }
 

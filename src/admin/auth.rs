@@ -17,15 +17,18 @@ impl fmt::Debug for Token {
 }
 
 impl Token {
-    /// Whether the request carries `Authorization: Bearer <this token>`.
+    /// Whether the request carries `Authorization: Bearer <this token>` (the scheme in any
+    /// case, RFC 9110 §11.1).
     pub fn authorizes(&self, headers: &HeaderMap) -> bool {
-        let Some(presented) = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        else {
+        let Some(value) = headers.get(http::header::AUTHORIZATION) else {
             return false;
         };
-        presented.ct_eq(&self.0).into()
+        let value = value.as_bytes();
+        let scheme = b"bearer ";
+        if value.len() <= scheme.len() || !value[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            return false;
+        }
+        value[scheme.len()..].ct_eq(&self.0).into()
     }
 }
 
@@ -82,6 +85,8 @@ mod tests {
             headers
         };
         assert!(token.authorizes(&with("Bearer s3cret")));
+        assert!(token.authorizes(&with("bearer s3cret")));
+        assert!(token.authorizes(&with("BEARER s3cret")));
         assert!(!token.authorizes(&with("Bearer s3cre")));
         assert!(!token.authorizes(&with("Bearer s3cret2")));
         assert!(!token.authorizes(&with("Basic s3cret")));

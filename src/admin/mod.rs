@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod body;
 mod exposition;
+mod guard;
 
 pub use auth::{Token, TokenError, load_token};
 
@@ -32,8 +33,13 @@ pub struct AdminState {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// The config in force.
     pub running: Arc<ArcSwap<RunningConfig>>,
-    /// The bearer token `/api/*` requires, if any.
+    /// The bearer token `/api/*` and `/metrics` require, if any; it may do everything.
     pub token: Option<Token>,
+    /// A token that may only read (GET and HEAD), if any.
+    pub read_token: Option<Token>,
+    /// The admin listener's own address, which `Host` and `Origin` must name when no token
+    /// protects the API.
+    pub addr: std::net::SocketAddr,
     /// Ends event streams at shutdown.
     pub shutdown: CancellationToken,
     /// The proxy's metrics, served at `/metrics`.

@@ -51,6 +51,8 @@ pub struct AdminFile {
     pub bind: Option<Spanned<String>>,
     pub token_env: Option<Spanned<String>>,
     pub token_file: Option<Spanned<String>>,
+    pub read_token_env: Option<Spanned<String>>,
+    pub read_token_file: Option<Spanned<String>>,
 }
 
 /// The `[reload]` table.

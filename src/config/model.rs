@@ -53,8 +53,10 @@ pub enum AccessLogFormat {
 pub struct AdminConfig {
     /// Address of the admin listener.
     pub bind: SocketAddr,
-    /// Where the bearer token comes from.
+    /// Where the bearer token comes from: it may do everything.
     pub token: TokenSource,
+    /// Where a read-only token comes from (GETs and `/metrics`, e.g. for Prometheus), if any.
+    pub read_token: Option<TokenSource>,
 }
 
 impl AdminConfig {

@@ -374,7 +374,23 @@ impl Checker {
             (None, Some(path)) => TokenSource::File(path.get_ref().into()),
             (None, None) => TokenSource::Env(AdminConfig::DEFAULT_TOKEN_ENV.to_owned()),
         };
-        Some(AdminConfig { bind, token })
+        let read_token = match (&file.read_token_env, &file.read_token_file) {
+            (Some(env), Some(_)) => {
+                self.report(
+                    env.span(),
+                    "admin.read_token_env: set read_token_env or read_token_file, not both".into(),
+                );
+                None
+            }
+            (Some(env), None) => Some(TokenSource::Env(env.get_ref().clone())),
+            (None, Some(path)) => Some(TokenSource::File(path.get_ref().into())),
+            (None, None) => None,
+        };
+        Some(AdminConfig {
+            bind,
+            token,
+            read_token,
+        })
     }
 
     fn timeouts(&mut self, file: &TimeoutsFile) -> Timeouts {
