@@ -64,6 +64,8 @@ pub struct PoolPolicy {
     pub algorithm: Algorithm,
     /// Further attempts after a retryable failure.
     pub retries: u32,
+    /// Which failures of idempotent requests are retried.
+    pub retry_on: crate::config::RetryOn,
     /// Passive ejection thresholds.
     pub outlier: OutlierConfig,
     /// Below this percentage of usable backends, ignore health (0: never).

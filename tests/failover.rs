@@ -155,3 +155,117 @@ async fn retries_do_not_shift_the_rotation_of_first_attempts() {
         );
     }
 }
+
+/// A pool over a hung backend and a healthy one with `settings`, and `top`.
+async fn hung_and_healthy(settings: &str, top: &str) -> (Upstream, TestProxy) {
+    let healthy = Upstream::start("ok").await;
+    let hung = support::upstream::start_hung().await;
+    let settings = format!("{settings}\n[pools.outlier_detection]\nconsecutive_failures = 0\n\n");
+    let proxy = TestProxy::start(&single_pool_toml(
+        "weighted_round_robin",
+        &[("hung", hung, 1), ("ok", healthy.addr, 1)],
+        top,
+        &settings,
+    ))
+    .await;
+    (healthy, proxy)
+}
+
+#[tokio::test]
+async fn with_retry_on_timeout_a_hung_backend_costs_gets_nothing_and_posts_still_time_out() {
+    let top = "[timeouts]\nresponse_header = \"300ms\"\n";
+    let (healthy, proxy) = hung_and_healthy(
+        "retry_on = [\"connect-failure\", \"reset\", \"timeout\"]\nretry_budget_percent = 100\n",
+        top,
+    )
+    .await;
+    let client = client();
+    for i in 0..6 {
+        let answer = get(&client, &proxy.url("/"), None).await;
+        assert_eq!(answer.status, 200, "GET {i}");
+    }
+    assert_eq!(healthy.requests(), 6);
+    // A POST is not idempotent: its timeout is answered, never replayed.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let req = http::Request::post(proxy.url("/"))
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"x")))
+            .unwrap();
+        statuses.push(send(&client, req).await.status.as_u16());
+    }
+    assert!(statuses.contains(&504), "{statuses:?}");
+
+    // Without `timeout` in retry_on (the default) the GETs that meet the hung backend get 504.
+    let (_healthy, proxy) = hung_and_healthy("retry_budget_percent = 100\n", top).await;
+    let mut timed_out = 0;
+    for _ in 0..6 {
+        if get(&client, &proxy.url("/"), None).await.status == 504 {
+            timed_out += 1;
+        }
+    }
+    assert_eq!(
+        timed_out, 3,
+        "round-robin sends every other GET to the hung backend"
+    );
+}
+
+#[tokio::test]
+async fn with_retry_on_5xx_an_erroring_backend_is_skipped_and_a_pool_of_them_passes_the_5xx_on() {
+    let (bad, good) = (Upstream::start("bad").await, Upstream::start("good").await);
+    bad.set_status(503);
+    let settings = "retry_on = [\"5xx\"]\nretry_budget_percent = 100\n";
+    let proxy = TestProxy::start(&single_pool_toml(
+        "weighted_round_robin",
+        &[("bad", bad.addr, 1), ("good", good.addr, 1)],
+        "",
+        settings,
+    ))
+    .await;
+    let client = client();
+    for i in 0..6 {
+        assert_eq!(
+            get(&client, &proxy.url("/"), None).await.status,
+            200,
+            "GET {i}"
+        );
+    }
+    assert_eq!(
+        bad.requests(),
+        3,
+        "the 5xx backend kept its share of first attempts"
+    );
+    good.set_status(500);
+    let answer = get(&client, &proxy.url("/"), None).await;
+    assert!(
+        matches!(answer.status.as_u16(), 500 | 503),
+        "the last 5xx is passed on, not turned into 502: {}",
+        answer.status
+    );
+}
+
+#[tokio::test]
+async fn the_request_deadline_bounds_every_attempt_together() {
+    let hung: Vec<_> = [
+        support::upstream::start_hung().await,
+        support::upstream::start_hung().await,
+        support::upstream::start_hung().await,
+    ]
+    .into();
+    let settings = "retry_on = [\"timeout\"]\nretry_budget_percent = 100\n[pools.outlier_detection]\nconsecutive_failures = 0\n\n";
+    let proxy = TestProxy::start(&single_pool_toml(
+        "weighted_round_robin",
+        &[("a", hung[0], 1), ("b", hung[1], 1), ("c", hung[2], 1)],
+        "[timeouts]\nresponse_header = \"2s\"\nrequest = \"300ms\"\n",
+        settings,
+    ))
+    .await;
+    let started = tokio::time::Instant::now();
+    let answer = get(&client(), &proxy.url("/"), None).await;
+    assert_eq!(answer.status, 504);
+    // Three attempts of 2 s each would take 6 s; the deadline ends them after 300 ms.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -108,6 +108,7 @@ pub struct TimeoutsFile {
     pub idle: Option<Spanned<String>>,
     pub upstream_idle: Option<Spanned<String>>,
     pub shutdown: Option<Spanned<String>>,
+    pub request: Option<Spanned<String>>,
 }
 
 /// The `[limits]` table: what a client request may hold.
@@ -149,6 +150,7 @@ pub struct PoolFile {
     #[serde(default)]
     pub backends: Vec<Spanned<BackendFile>>,
     pub retries: Option<Spanned<i64>>,
+    pub retry_on: Option<Vec<Spanned<String>>>,
     pub retry_budget_percent: Option<Spanned<i64>>,
     pub retry_budget_min_per_second: Option<Spanned<i64>>,
     pub panic_threshold: Option<Spanned<i64>>,

@@ -11,8 +11,8 @@ pub use certificate::crypto_provider;
 pub use model::{
     AccessLogConfig, AccessLogFormat, AdminConfig, Algorithm, BackendConfig, Certificate, Config,
     HealthCheckConfig, HostPattern, InitialState, Limits, ListenerConfig, ListenerTls,
-    OutlierConfig, PoolConfig, Probe, ReloadConfig, RetryBudgetConfig, RouteConfig, Timeouts,
-    TlsVersion, TokenSource, UnderscoreHeaders,
+    OutlierConfig, PoolConfig, Probe, ReloadConfig, RetryBudgetConfig, RetryOn, RouteConfig,
+    Timeouts, TlsVersion, TokenSource, UnderscoreHeaders,
 };
 pub use validate::{ConfigError, Problem};
 

@@ -140,6 +140,9 @@ pub struct Timeouts {
     pub upstream_idle: Duration,
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
     pub shutdown: Duration,
+    /// From the first attempt to response headers, across retries; `None`: only each
+    /// attempt's `response_header` bounds it.
+    pub request: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -154,6 +157,7 @@ impl Default for Timeouts {
             idle: Duration::from_secs(60),
             upstream_idle: Duration::from_secs(90),
             shutdown: Duration::from_secs(30),
+            request: None,
         }
     }
 }
@@ -236,6 +240,8 @@ pub struct PoolConfig {
     pub backends: Vec<BackendConfig>,
     /// Further attempts on other backends after a retryable failure.
     pub retries: u32,
+    /// Which failures of idempotent requests are retried.
+    pub retry_on: RetryOn,
     /// Retries allowed in one second, as a share of that second's requests, plus a floor.
     pub retry_budget: RetryBudgetConfig,
     /// Below this percentage of eligible backends the pool ignores health (0: never).
@@ -246,6 +252,28 @@ pub struct PoolConfig {
     pub health_check: Option<HealthCheckConfig>,
     /// Passive ejection from real traffic.
     pub outlier: OutlierConfig,
+}
+
+/// Which failures of idempotent requests a pool retries on another backend. A connection that
+/// could not be made is always retried, whatever the method: nothing was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryOn {
+    /// The connection broke before a response (or the response was unusable).
+    pub reset: bool,
+    /// No response headers within `timeouts.response_header`.
+    pub timeout: bool,
+    /// A 5xx response (passed on as is when no other backend can take the retry).
+    pub server_error: bool,
+}
+
+impl Default for RetryOn {
+    fn default() -> Self {
+        Self {
+            reset: true,
+            timeout: false,
+            server_error: false,
+        }
+    }
 }
 
 /// How many retries a pool may spend.

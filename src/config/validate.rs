@@ -429,6 +429,10 @@ impl Checker {
                 defaults.upstream_idle,
             ),
             shutdown: self.duration(&file.shutdown, "timeouts.shutdown", defaults.shutdown),
+            request: file
+                .request
+                .as_ref()
+                .map(|_| self.duration(&file.request, "timeouts.request", Duration::MAX)),
         }
     }
 
@@ -618,6 +622,7 @@ impl Checker {
                 0..=10,
                 PoolConfig::DEFAULT_RETRIES,
             ),
+            retry_on: self.retry_on(pool, &field),
             retry_budget: self.retry_budget(pool, &field),
             panic_threshold: self.int(
                 &pool.panic_threshold,

@@ -40,6 +40,32 @@ impl Checker {
         NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
     }
 
+    pub(super) fn retry_on(&mut self, pool: &PoolFile, field: &str) -> super::model::RetryOn {
+        let Some(list) = &pool.retry_on else {
+            return super::model::RetryOn::default();
+        };
+        let mut on = super::model::RetryOn {
+            reset: false,
+            timeout: false,
+            server_error: false,
+        };
+        for item in list {
+            match item.get_ref().as_str() {
+                "connect-failure" => {} // always on
+                "reset" => on.reset = true,
+                "timeout" => on.timeout = true,
+                "5xx" => on.server_error = true,
+                other => self.report(
+                    item.span(),
+                    format!(
+                        "{field}.retry_on: {other:?} is not one of \"connect-failure\", \"reset\", \"timeout\", \"5xx\""
+                    ),
+                ),
+            }
+        }
+        on
+    }
+
     pub(super) fn retry_budget(&mut self, pool: &PoolFile, field: &str) -> RetryBudgetConfig {
         let defaults = RetryBudgetConfig::default();
         RetryBudgetConfig {

@@ -165,6 +165,7 @@ fn policy(
         traffic,
         algorithm: config.algorithm,
         retries: config.retries,
+        retry_on: config.retry_on,
         outlier: config.outlier,
         panic_threshold: config.panic_threshold,
         retry_budget: budget.unwrap_or_else(|| Arc::new(RetryBudget::new(config.retry_budget))),

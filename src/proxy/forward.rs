@@ -3,7 +3,7 @@
 
 use super::body::UpstreamBody;
 use super::connector::Connector;
-use crate::config::Timeouts;
+use crate::config::{RetryOn, Timeouts};
 use crate::error::ProxyError;
 use crate::upstream::{BackendState, Failure};
 use http::request::Parts;
@@ -177,21 +177,22 @@ pub fn failure_of(err: &ProxyError) -> Option<Failure> {
 }
 
 /// Whether another backend may be tried after `err`. A connection never established sent
-/// nothing, so any request may go elsewhere; a reset before the response only for idempotent
-/// methods (RFC 9110 §9.2.2); a response timeout never, since the backend may still be working.
-pub fn may_retry(err: &ProxyError, method: &Method) -> bool {
+/// nothing, so any request may go elsewhere; a reset before the response, or a response
+/// timeout, only for idempotent methods (RFC 9110 §9.2.2) and when the pool's `retry_on` says
+/// so (by default resets are retried, timeouts not: the backend may still be working).
+pub fn may_retry(err: &ProxyError, method: &Method, retry_on: &RetryOn) -> bool {
     match err {
         ProxyError::UpstreamConnect { .. }
         | ProxyError::UpstreamTimeout {
             connecting: true, ..
         } => true,
         ProxyError::UpstreamProtocol { .. } | ProxyError::UpstreamInvalid { .. } => {
-            is_idempotent(method)
+            retry_on.reset && is_idempotent(method)
         }
         ProxyError::UpstreamTimeout {
             connecting: false, ..
-        }
-        | ProxyError::NoRoute
+        } => retry_on.timeout && is_idempotent(method),
+        ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
         | ProxyError::ClientBody(_)
         | ProxyError::Refused(..) => false,
@@ -210,7 +211,8 @@ pub fn nothing_sent(err: &ProxyError) -> bool {
     )
 }
 
-fn is_idempotent(method: &Method) -> bool {
+/// Whether `method` may be repeated without changing the outcome (RFC 9110 §9.2.2).
+pub fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE

@@ -160,6 +160,7 @@ impl Proxy {
             let backend = Arc::clone(backend);
             exchange.chose(index, &backend.name);
             let settings = RequestSettings {
+                request: snapshot.timeouts.request,
                 response_header: snapshot.timeouts.response_header,
                 request_body: snapshot.timeouts.request_body,
                 max_body_bytes: route.max_body_bytes,
@@ -180,6 +181,7 @@ impl Proxy {
         )?;
         let mut body =
             RequestBody::read(body, settings.request_body, settings.max_body_bytes).await?;
+        let deadline = settings.request.map(|limit| Instant::now() + limit);
         let mut tried: Vec<Arc<BackendState>> = Vec::new();
         loop {
             let in_flight = backend.begin_request();
@@ -193,49 +195,79 @@ impl Proxy {
                 &backend.authority,
                 last_attempt,
             )?;
+            let timeout = match deadline {
+                Some(deadline) => settings
+                    .response_header
+                    .min(deadline.saturating_duration_since(Instant::now())),
+                None => settings.response_header,
+            };
             let sent = Instant::now();
-            let result = forward::send(&self.client, request, settings.response_header, &backend)
+            let result = forward::send(&self.client, request, timeout, &backend)
                 .await
                 .and_then(|response| forward::checked_response(response, &backend));
             exchange.record.upstream = Some(sent.elapsed());
             exchange.record.bytes_in = body.bytes();
-            let err = match result {
+            let outcome = match result {
                 Ok(response) => {
-                    self.report(
-                        backend.record_response(response.status(), policy.outlier.consecutive_5xx),
-                    );
-                    return Ok((response, in_flight));
+                    let status = response.status();
+                    self.report(backend.record_response(status, policy.outlier.consecutive_5xx));
+                    if !(status.is_server_error()
+                        && policy.retry_on.server_error
+                        && forward::is_idempotent(&parts.method))
+                    {
+                        return Ok((response, in_flight));
+                    }
+                    Attempt::ServerError(response, in_flight)
                 }
-                Err(err) => err,
+                Err(err) => {
+                    drop(in_flight);
+                    if let Some(fault) = body.fault() {
+                        // The client broke its own body: nothing the backend did, no retry.
+                        return Err(ProxyError::ClientBody(fault));
+                    }
+                    if let Some(failure) = forward::failure_of(&err) {
+                        self.report(
+                            backend.record_failure(failure, policy.outlier.consecutive_failures),
+                        );
+                    }
+                    Attempt::Failed(err)
+                }
             };
-            drop(in_flight);
-            if let Some(fault) = body.fault() {
-                // The client broke its own body: nothing the backend did, nothing to retry.
-                return Err(ProxyError::ClientBody(fault));
-            }
-            if let Some(failure) = forward::failure_of(&err) {
-                self.report(backend.record_failure(failure, policy.outlier.consecutive_failures));
-            }
             let retry = tried.len() < policy.retries as usize
                 && body.is_replayable()
-                && forward::may_retry(&err, &parts.method);
-            if !retry {
-                return Err(err);
-            }
-            tried.push(Arc::clone(&backend));
-            let Some((index, next)) = pool.pick_other(&tried) else {
-                return Err(err);
+                && deadline.is_none_or(|deadline| Instant::now() < deadline)
+                && match &outcome {
+                    Attempt::ServerError(..) => true,
+                    Attempt::Failed(err) => {
+                        forward::may_retry(err, &parts.method, &policy.retry_on)
+                    }
+                };
+            let next = if retry {
+                tried.push(Arc::clone(&backend));
+                pool.pick_other(&tried)
+            } else {
+                None
             };
             // A connection that was never made sent nothing and cost the backend nothing: its
             // retry does not spend the budget, which guards against retry storms on backends
             // that do receive the requests.
-            if !forward::nothing_sent(&err) && !policy.retry_budget.try_spend() {
-                backend.metrics.budget_exhausted.increment(1);
-                tracing::debug!(pool = %pool.name, error = %err, "retry budget exhausted; not retrying");
-                return Err(err);
-            }
+            let free = matches!(&outcome, Attempt::Failed(err) if forward::nothing_sent(err));
+            let next = next.filter(|_| {
+                let spent = free || policy.retry_budget.try_spend();
+                if !spent {
+                    backend.metrics.budget_exhausted.increment(1);
+                    tracing::debug!(pool = %pool.name, "retry budget exhausted; not retrying");
+                }
+                spent
+            });
+            let Some((index, next)) = next else {
+                return match outcome {
+                    Attempt::ServerError(response, in_flight) => Ok((response, in_flight)),
+                    Attempt::Failed(err) => Err(err),
+                };
+            };
             backend.metrics.retries.increment(1);
-            tracing::debug!(pool = %pool.name, from = %backend.name, to = %next.name, error = %err, "retrying on another backend");
+            tracing::debug!(pool = %pool.name, from = %backend.name, to = %next.name, "retrying on another backend");
             exchange.chose(index, &next.name);
             exchange.record.retries += 1;
             backend = Arc::clone(next);
@@ -251,8 +283,17 @@ impl Proxy {
     }
 }
 
+/// How an attempt that may be retried ended.
+enum Attempt {
+    /// A 5xx response, kept in case no other backend can take the retry.
+    ServerError(Response<Incoming>, InFlightGuard),
+    /// No usable response.
+    Failed(ProxyError),
+}
+
 /// What one request needs of the snapshot's settings, copied out so the guard can go.
 struct RequestSettings {
+    request: Option<std::time::Duration>,
     response_header: std::time::Duration,
     request_body: std::time::Duration,
     max_body_bytes: Option<u64>,
