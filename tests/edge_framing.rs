@@ -80,6 +80,17 @@ async fn ambiguous_targets_and_hosts_are_refused_and_never_forwarded() {
         "{}",
         recorder.received()
     );
+    let (status, answer) = send(
+        &proxy,
+        "OPTIONS * HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        recorder.received().contains("OPTIONS * HTTP/1.1\r\n"),
+        "{}",
+        recorder.received()
+    );
 }
 
 #[tokio::test]
@@ -209,4 +220,37 @@ async fn unsound_upstream_responses_are_refused_or_reframed() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn http2_requests_get_the_same_limits() {
+    let (_recorder, proxy) = recorded_proxy("", "").await;
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2c handshake");
+    tokio::spawn(conn);
+    let mut status = |req: http::Request<http_body_util::Full<bytes::Bytes>>| {
+        let response = sender.send_request(req);
+        async move { response.await.map(|r| r.status().as_u16()) }
+    };
+    let mut many = http::Request::get(format!("http://a.test/"));
+    for i in 0..101 {
+        many = many.header(format!("x-h{i}"), "1");
+    }
+    assert_eq!(
+        status(many.body(Default::default()).unwrap()).await.ok(),
+        Some(431)
+    );
+    let long = http::Request::get(format!("http://a.test/{}", "a".repeat(9 * 1024)));
+    assert_eq!(
+        status(long.body(Default::default()).unwrap()).await.ok(),
+        Some(414)
+    );
+    let connect = http::Request::connect("http://a.test:443");
+    let refused = status(connect.body(Default::default()).unwrap()).await;
+    assert!(matches!(refused, Ok(405) | Err(_)), "{refused:?}");
 }

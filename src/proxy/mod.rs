@@ -146,7 +146,11 @@ impl Proxy {
                 .router
                 .find(
                     host.as_ref().and_then(|h| h.to_str().ok()),
-                    req.uri().path(),
+                    // `OPTIONS *` asks about the server as a whole: it goes where `/` goes.
+                    match req.uri().path() {
+                        "*" => "/",
+                        path => path,
+                    },
                 )
                 .ok_or(ProxyError::NoRoute)?;
             let pool = Arc::clone(&snapshot.pools[route.pool]);
