@@ -10,45 +10,6 @@ use std::time::Duration;
 use support::upstream::start_raw;
 use support::*;
 
-/// `clients` keep-alive clients, each sending a GET every `1 / rate` seconds until `stop`;
-/// returns (answered, failed).
-fn paced_load(
-    url: String,
-    clients: usize,
-    rate: u32,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<(usize, usize)> {
-    tokio::spawn(async move {
-        let mut tasks = Vec::new();
-        for _ in 0..clients {
-            let (url, stop) = (url.clone(), Arc::clone(&stop));
-            tasks.push(tokio::spawn(async move {
-                let client = client();
-                let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-                let (mut ok, mut failed) = (0, 0);
-                while !stop.load(Ordering::SeqCst) {
-                    tick.tick().await;
-                    let answer = get(&client, &url, None).await;
-                    if answer.status == 200 {
-                        ok += 1;
-                    } else {
-                        failed += 1;
-                        println!("failed: {} {:?}", answer.status, answer.body);
-                    }
-                }
-                (ok, failed)
-            }));
-        }
-        let mut totals = (0, 0);
-        for task in tasks {
-            let (ok, failed) = task.await.expect("client task");
-            totals = (totals.0 + ok, totals.1 + failed);
-        }
-        totals
-    })
-}
-
 fn connect_errors(metrics: &str, backend: &str) -> f64 {
     let prefix =
         format!("switchyard_upstream_connect_errors_total{{pool=\"pool\",backend=\"{backend}\"}} ");
@@ -74,7 +35,12 @@ async fn two_of_three_backends_killed_under_load_fail_no_get() {
     let proxy =
         TestProxy::start(&single_pool_toml("weighted_round_robin", &list, "", probes)).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let load = paced_load(proxy.url("/"), 4, 100, Arc::clone(&stop));
+    let load = get_load(
+        proxy.url("/"),
+        4,
+        Some(Duration::from_millis(10)),
+        Arc::clone(&stop),
+    );
     eventually(DEADLINE, "traffic on every backend", || {
         backends.iter().all(|b| b.requests() > 20)
     })

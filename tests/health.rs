@@ -29,45 +29,6 @@ async fn proxy(backends: &[(&str, SocketAddr)], settings: &str, top: &str) -> Te
     .await
 }
 
-/// Clients sending GETs back to back until `stop`; returns (answered, failed).
-fn steady_load(
-    proxy: &TestProxy,
-    clients: usize,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<(usize, usize)> {
-    let url = proxy.url("/");
-    tokio::spawn(async move {
-        let mut tasks = Vec::new();
-        for _ in 0..clients {
-            let (url, stop) = (url.clone(), Arc::clone(&stop));
-            tasks.push(tokio::spawn(async move {
-                let client = client();
-                let (mut ok, mut failed) = (0, 0);
-                while !stop.load(Ordering::SeqCst) {
-                    let answer = get(&client, &url, None).await;
-                    match answer.status.as_u16() {
-                        200 => ok += 1,
-                        _ => {
-                            failed += 1;
-                            if failed <= 3 {
-                                println!("failed: {} {:?}", answer.status, answer.body);
-                            }
-                        }
-                    }
-                }
-                (ok, failed)
-            }));
-        }
-        let mut totals = (0, 0);
-        for task in tasks {
-            let (ok, failed) = task.await.expect("client task");
-            totals.0 += ok;
-            totals.1 += failed;
-        }
-        totals
-    })
-}
-
 /// Kills one of two backends under steady GET load and brings it back; returns how long the
 /// dead backend stayed eligible (kept receiving attempts) and how long until probes marked it
 /// unhealthy.
@@ -80,7 +41,7 @@ async fn kill_and_revive(pool_settings: &str) -> (Duration, Duration) {
     let state = backend(&proxy, "pool", "b");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let load = steady_load(&proxy, 2, Arc::clone(&stop));
+    let load = get_load(proxy.url("/"), 2, None, Arc::clone(&stop));
     eventually(DEADLINE, "traffic on b", || b.requests() > 50).await;
     // A probe has passed, so b is confirmed healthy and takes `unhealthy_threshold` failures.
     eventually(DEADLINE, "b probed", || b.health_probes() >= 1).await;

@@ -185,6 +185,52 @@ pub async fn get(client: &TestClient, url: &str, host: Option<&str>) -> Answer {
     send(client, req.body(Full::default()).expect("valid request")).await
 }
 
+/// `clients` keep-alive clients sending GETs to `url` until `stop`, back to back or one every
+/// `pace`; returns (answered 200, failed), printing the first few failures.
+pub fn get_load(
+    url: String,
+    clients: usize,
+    pace: Option<Duration>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(usize, usize)> {
+    use std::sync::atomic::Ordering;
+    tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (url, stop) = (url.clone(), std::sync::Arc::clone(&stop));
+            tasks.push(tokio::spawn(async move {
+                let client = client();
+                let mut tick = pace.map(tokio::time::interval);
+                if let Some(tick) = &mut tick {
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                }
+                let (mut ok, mut failed) = (0, 0);
+                while !stop.load(Ordering::SeqCst) {
+                    if let Some(tick) = &mut tick {
+                        tick.tick().await;
+                    }
+                    let answer = get(&client, &url, None).await;
+                    if answer.status == StatusCode::OK {
+                        ok += 1;
+                    } else {
+                        failed += 1;
+                        if failed <= 3 {
+                            println!("failed: {} {:?}", answer.status, answer.body);
+                        }
+                    }
+                }
+                (ok, failed)
+            }));
+        }
+        let mut totals = (0, 0);
+        for task in tasks {
+            let (ok, failed) = task.await.expect("client task");
+            totals = (totals.0 + ok, totals.1 + failed);
+        }
+        totals
+    })
+}
+
 /// How long a test waits for something to happen: generous, for a noisy 2-core machine.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
