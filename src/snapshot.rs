@@ -176,13 +176,14 @@ impl Pool {
                     false
                 })
             }
-            // Compare in_flight / weight without dividing: a * wb < b * wa.
             Algorithm::LeastConnections => (0..self.eligible.len())
                 .filter(|&i| usable(&self.eligible[i]))
-                .min_by_key(|&i| {
-                    let b = &self.eligible[i];
-                    (u64::from(b.in_flight()) + 1) * 1_000_000
-                        / u64::from(b.effective_weight().max(1))
+                .reduce(|best, i| {
+                    if crate::balance::lighter(&self.eligible[i], &self.eligible[best]) {
+                        i
+                    } else {
+                        best
+                    }
                 }),
         };
         choose(&|b| untried(b) && !b.backing_off())

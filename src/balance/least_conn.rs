@@ -77,7 +77,7 @@ impl LeastConnections {
 
 /// Whether `a` carries strictly less load per weight than `b`, counting the request about to be
 /// sent: `(in_flight + 1) / weight`, so that an idle heavy backend beats an idle light one.
-fn lighter<C: Candidate>(a: &C, b: &C) -> bool {
+pub fn lighter<C: Candidate>(a: &C, b: &C) -> bool {
     let load_a = (u64::from(a.in_flight()) + 1) * u64::from(b.weight());
     let load_b = (u64::from(b.in_flight()) + 1) * u64::from(a.weight());
     load_a < load_b

@@ -6,7 +6,7 @@ mod least_conn;
 pub mod slow_start;
 mod wrr;
 
-pub use least_conn::LeastConnections;
+pub use least_conn::{LeastConnections, lighter};
 pub use wrr::SmoothWeightedRoundRobin;
 
 use crate::config::Algorithm;

@@ -134,6 +134,8 @@ impl ControlHandle {
 pub struct Control {
     pools: Vec<PoolRuntime>,
     router: Arc<Router>,
+    /// The served certificates' expiries, derived once per config rather than per rebuild.
+    certificates: Arc<[CertificateExpiry]>,
     config: Config,
     generation: u64,
     handle: ControlHandle,
@@ -161,12 +163,13 @@ impl Control {
             .map(|p| PoolRuntime::new(p, config, metrics))
             .collect();
         let router = router(config, &pools);
+        let certificates = CertificateExpiry::of(config);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot {
             router: Arc::clone(&router),
             pools: pools.iter().map(|p| Arc::new(p.build())).collect(),
             timeouts: config.timeouts,
             limits: config.limits,
-            certificates: CertificateExpiry::of(config),
+            certificates: Arc::clone(&certificates),
         }));
         let (probe_events_tx, probe_events) = mpsc::unbounded_channel();
         let (outliers_tx, outliers) = mpsc::unbounded_channel();
@@ -180,6 +183,7 @@ impl Control {
         let control = Self {
             pools,
             router,
+            certificates,
             config: config.clone(),
             generation: 1,
             handle: handle.clone(),
@@ -516,6 +520,7 @@ impl Control {
         }
         self.pools = pools;
         self.router = router(&config, &self.pools);
+        self.certificates = CertificateExpiry::of(&config);
         self.config = config;
         self.generation += 1;
         summary.generation = self.generation;
@@ -752,7 +757,7 @@ impl Control {
             pools,
             timeouts: self.config.timeouts,
             limits: self.config.limits,
-            certificates: CertificateExpiry::of(&self.config),
+            certificates: Arc::clone(&self.certificates),
         }));
     }
 
