@@ -2,7 +2,7 @@
 //! short local body), which finishes the request's record when it ends; and the request body
 //! sent upstream, read whole when small enough to replay.
 
-use super::client_body::{BodyError, ClientBody, ClientFault, FaultCell};
+use super::client_body::{BodyError, ClientBody, ClientFault, Progress};
 use super::exchange::Exchange;
 use crate::access_log::AccessLog;
 use crate::upstream::InFlightGuard;
@@ -11,7 +11,6 @@ use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 /// A body sent to the client.
@@ -143,7 +142,7 @@ pub enum RequestBody {
     Buffered(Bytes),
     /// Large or of unknown length: can be sent once; counts the bytes it forwards, and notes
     /// whether the client broke it.
-    Streaming(Option<Box<ClientBody>>, Arc<AtomicU64>, FaultCell),
+    Streaming(Option<Box<ClientBody>>, Arc<Progress>),
 }
 
 impl RequestBody {
@@ -167,17 +166,17 @@ impl RequestBody {
             }
         }
         let small = declared.is_some_and(|len| len <= REPLAY_LIMIT);
-        let fault = FaultCell::default();
-        let body = ClientBody::new(body, idle, limit, fault.clone());
+        let progress = Arc::new(Progress::default());
+        let body = ClientBody::new(body, idle, limit, Arc::clone(&progress));
         if !small {
             // Boxed: the body travels inside the request future and hyper's request, both moved
             // several times per request; a pointer keeps them small.
-            return Ok(Self::Streaming(Some(Box::new(body)), Arc::default(), fault));
+            return Ok(Self::Streaming(Some(Box::new(body)), progress));
         }
         match body.collect().await {
             Ok(collected) => Ok(Self::Buffered(collected.to_bytes())),
             Err(_) => Err(crate::error::ProxyError::ClientBody(
-                fault.get().unwrap_or(ClientFault::Malformed),
+                progress.fault().unwrap_or(ClientFault::Malformed),
             )),
         }
     }
@@ -186,7 +185,7 @@ impl RequestBody {
     pub fn fault(&self) -> Option<ClientFault> {
         match self {
             Self::Buffered(_) => None,
-            Self::Streaming(_, _, fault) => fault.get(),
+            Self::Streaming(_, progress) => progress.fault(),
         }
     }
 
@@ -199,9 +198,7 @@ impl RequestBody {
     pub fn next_attempt(&mut self) -> Option<UpstreamBody> {
         match self {
             Self::Buffered(bytes) => Some(UpstreamBody::Bytes(Full::new(bytes.clone()))),
-            Self::Streaming(body, sent, _) => body
-                .take()
-                .map(|body| UpstreamBody::Stream(body, Arc::clone(sent))),
+            Self::Streaming(body, _) => body.take().map(UpstreamBody::Stream),
         }
     }
 
@@ -209,8 +206,7 @@ impl RequestBody {
     pub fn bytes(&self) -> u64 {
         match self {
             Self::Buffered(bytes) => bytes.len() as u64,
-            // Relaxed: read after the exchange, only for the log.
-            Self::Streaming(_, sent, _) => sent.load(Ordering::Relaxed),
+            Self::Streaming(_, progress) => progress.bytes(),
         }
     }
 }
@@ -220,8 +216,8 @@ impl RequestBody {
 pub enum UpstreamBody {
     /// A buffered body.
     Bytes(Full<Bytes>),
-    /// The client's body, streamed through, counting its bytes.
-    Stream(Box<ClientBody>, Arc<AtomicU64>),
+    /// The client's body, streamed through (it counts its own bytes).
+    Stream(Box<ClientBody>),
 }
 
 impl Body for UpstreamBody {
@@ -234,30 +230,21 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             Self::Bytes(body) => poll_full(body, cx),
-            Self::Stream(body, sent) => {
-                let frame = Pin::new(body).poll_frame(cx);
-                if let Poll::Ready(Some(Ok(data))) = &frame {
-                    if let Some(data) = data.data_ref() {
-                        // Relaxed: a byte count for the log.
-                        sent.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    }
-                }
-                frame
-            }
+            Self::Stream(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Bytes(body) => body.is_end_stream(),
-            Self::Stream(body, _) => body.is_end_stream(),
+            Self::Stream(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Bytes(body) => body.size_hint(),
-            Self::Stream(body, _) => body.size_hint(),
+            Self::Stream(body) => body.size_hint(),
         }
     }
 }

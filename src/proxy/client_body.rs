@@ -6,7 +6,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
@@ -81,19 +81,25 @@ pub enum BodyError {
     TooLarge(u64),
 }
 
-/// Where a body's fault is recorded, shared with the request that forwards it.
-#[derive(Debug, Clone, Default)]
-pub struct FaultCell(Arc<AtomicU8>);
+/// What became of a client body, shared with the request that forwards it: the bytes read so
+/// far and, if the client broke it, how.
+#[derive(Debug, Default)]
+pub struct Progress {
+    bytes: AtomicU64,
+    fault: AtomicU8,
+}
 
-impl FaultCell {
-    /// The fault recorded, if the client broke its body.
-    pub fn get(&self) -> Option<ClientFault> {
-        // Relaxed: read after the exchange that set it has returned to this task.
-        ClientFault::from_code(self.0.load(Ordering::Relaxed))
+impl Progress {
+    /// Body bytes read from the client so far.
+    pub fn bytes(&self) -> u64 {
+        // Relaxed (here and below): read after the exchange that wrote it has returned to this
+        // task, only for the log and the blame.
+        self.bytes.load(Ordering::Relaxed)
     }
 
-    fn set(&self, fault: ClientFault) {
-        self.0.store(fault.code(), Ordering::Relaxed);
+    /// The fault recorded, if the client broke its body.
+    pub fn fault(&self) -> Option<ClientFault> {
+        ClientFault::from_code(self.fault.load(Ordering::Relaxed))
     }
 }
 
@@ -105,24 +111,29 @@ pub struct ClientBody {
     timer: Pin<Box<Sleep>>,
     /// The route's limit, and the bytes still allowed under it.
     limit: Option<(u64, u64)>,
-    fault: FaultCell,
+    progress: Arc<Progress>,
 }
 
 impl ClientBody {
     /// Wraps `inner`; a wait of `idle` for the next piece, or more than `limit` bytes, fails
     /// the body.
-    pub fn new(inner: Incoming, idle: Duration, limit: Option<u64>, fault: FaultCell) -> Self {
+    pub fn new(
+        inner: Incoming,
+        idle: Duration,
+        limit: Option<u64>,
+        progress: Arc<Progress>,
+    ) -> Self {
         Self {
             inner,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
             limit: limit.map(|l| (l, l)),
-            fault,
+            progress,
         }
     }
 
     fn fail(&mut self, fault: ClientFault) {
-        self.fault.set(fault);
+        self.progress.fault.store(fault.code(), Ordering::Relaxed);
     }
 }
 
@@ -137,14 +148,16 @@ impl Body for ClientBody {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some((limit, left)), Some(data)) = (&mut this.limit, frame.data_ref()) {
-                    let Some(rest) = left.checked_sub(data.len() as u64) else {
+                let len = frame.data_ref().map_or(0, |data| data.len() as u64);
+                if let Some((limit, left)) = &mut this.limit {
+                    let Some(rest) = left.checked_sub(len) else {
                         let limit = *limit;
                         this.fail(ClientFault::TooLarge);
                         return Poll::Ready(Some(Err(BodyError::TooLarge(limit))));
                     };
                     *left = rest;
                 }
+                this.progress.bytes.fetch_add(len, Ordering::Relaxed);
                 let idle = this.idle;
                 this.timer.as_mut().reset(Instant::now() + idle);
                 Poll::Ready(Some(Ok(frame)))
