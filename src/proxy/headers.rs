@@ -37,7 +37,7 @@ pub fn prepare_request(
     downstream: &Downstream,
     underscores: UnderscoreHeaders,
 ) -> Result<(), ProxyError> {
-    if strip_hop_by_hop(headers) {
+    if strip(headers, true) {
         match underscores {
             UnderscoreHeaders::Reject => {
                 return Err(ProxyError::bad_request(
@@ -98,9 +98,15 @@ pub fn prepare_response(headers: &mut HeaderMap, version: Version) {
     headers.append(header::VIA, via(version));
 }
 
-/// Removes the standard hop-by-hop headers and every header named in `Connection`; returns
-/// whether a name reads as a framing or hop-by-hop one with `_` for `-` (`underscore_alias`).
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
+/// Removes the standard hop-by-hop headers and every header named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, false);
+}
+
+/// `strip_hop_by_hop`; with `find_aliases` (requests only) also returns whether a name reads as
+/// a framing or hop-by-hop one with `_` for `-` (`underscore_alias`), found in the same pass.
+#[inline(always)]
+fn strip(headers: &mut HeaderMap, find_aliases: bool) -> bool {
     // One pass over the names (no hashing) finds which hop-by-hop headers are present, so only
     // those are removed.
     let mut present = [false; HOP_BY_HOP_COUNT];
@@ -108,7 +114,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
     for name in headers.keys() {
         if let Some(i) = hop_by_hop_index(name) {
             present[i] = true;
-        } else {
+        } else if find_aliases {
             aliased |= underscore_alias(name);
         }
     }
