@@ -34,12 +34,12 @@ impl Resumption {
     }
 }
 
-/// What the accept loop needs to terminate TLS on one listener.
-#[derive(Clone)]
+/// What the accept loop needs to terminate TLS on one listener (shared through the listener's
+/// settings, so nothing in it needs to be cloned).
 pub struct Terminator {
     acceptor: tokio_rustls::TlsAcceptor,
     handshake_timeout: Duration,
-    metrics: Arc<HandshakeMetrics>,
+    metrics: HandshakeMetrics,
 }
 
 impl Terminator {
@@ -64,7 +64,7 @@ impl Terminator {
         Ok(Self {
             acceptor: Arc::new(config).into(),
             handshake_timeout: tls.handshake_timeout,
-            metrics: Arc::new(HandshakeMetrics::new(metrics, listener)),
+            metrics: HandshakeMetrics::new(metrics, listener),
         })
     }
 
@@ -129,11 +129,6 @@ impl TlsInfo {
                 _ => None,
             },
         }
-    }
-
-    /// Whether the client chose HTTP/2 by ALPN.
-    pub fn is_h2(&self) -> bool {
-        self.alpn == Some("h2")
     }
 }
 
