@@ -4,29 +4,32 @@
 
 mod support;
 
-use support::tls::{self, Http, Pki, presented, tls_config};
+use support::tls::{self, Http, Leaf, Pki, presented, tls_config};
 use support::{DEADLINE, TestProxy, Upstream, poll_until};
 
-#[tokio::test]
-async fn reload_rotates_the_certificate_keeps_the_socket_and_old_connections_and_rejects_a_broken_one()
- {
+/// A proxy started from a config file with one `localhost` certificate and `reload` settings,
+/// and a connection to it that has served one request and keeps that certificate.
+async fn rotating_proxy(reload: &str) -> (Upstream, Pki, Leaf, TestProxy, Http) {
     let upstream = Upstream::start("u").await;
     let pki = Pki::new();
     let leaf = pki.leaf("localhost", &["localhost"]);
-    let old = leaf.der.clone();
-    let path = support::temp_config(&tls_config(
-        upstream.addr,
-        &[&leaf],
-        "",
-        "[reload]\nwatch = false\n",
-    ));
+    let path = support::temp_config(&tls_config(upstream.addr, &[&leaf], "", reload));
     let proxy = TestProxy::start_file(&path).await;
     let stream = tls::connect(proxy.addr, Some("localhost"), &tls::default_client())
         .await
         .expect("handshake");
-    assert_eq!(tls::presented_by(&stream), old);
+    assert_eq!(tls::presented_by(&stream), leaf.der);
     let mut established = Http::over(stream).await;
     assert_eq!(established.get("localhost", "/").await.0, 200);
+    (upstream, pki, leaf, proxy, established)
+}
+
+#[tokio::test]
+async fn reload_rotates_the_certificate_keeps_the_socket_and_old_connections_and_rejects_a_broken_one()
+ {
+    let (_upstream, pki, leaf, proxy, mut established) =
+        rotating_proxy("[reload]\nwatch = false\n").await;
+    let old = leaf.der.clone();
 
     let new = pki.leaf("localhost", &["localhost"]).der; // same files, new certificate and key
     assert_ne!(new, old);
@@ -78,21 +81,8 @@ async fn reload_rotates_the_certificate_keeps_the_socket_and_old_connections_and
 
 #[tokio::test]
 async fn replaced_certificate_files_are_picked_up_by_the_watcher_and_a_broken_one_is_rejected() {
-    let upstream = Upstream::start("u").await;
-    let pki = Pki::new();
-    let leaf = pki.leaf("localhost", &["localhost"]);
-    let path = support::temp_config(&tls_config(
-        upstream.addr,
-        &[&leaf],
-        "",
-        "[reload]\nwatch = true\ndebounce = \"50ms\"\n",
-    ));
-    let proxy = TestProxy::start_file(&path).await;
-    let stream = tls::connect(proxy.addr, Some("localhost"), &tls::default_client())
-        .await
-        .expect("handshake");
-    assert_eq!(tls::presented_by(&stream), leaf.der);
-    let mut established = Http::over(stream).await;
+    let (_upstream, pki, leaf, proxy, mut established) =
+        rotating_proxy("[reload]\nwatch = true\ndebounce = \"50ms\"\n").await;
 
     let new = pki.leaf("localhost", &["localhost"]).der;
     let addr = proxy.addr;
