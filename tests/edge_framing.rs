@@ -96,24 +96,13 @@ async fn ambiguous_targets_and_hosts_are_refused_and_never_forwarded() {
 #[tokio::test]
 async fn framing_is_forwarded_canonically() {
     let (recorder, proxy) = recorded_proxy("", "").await;
-    let (status, _) = send(
-        &proxy,
+    for request in [
         "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 010\r\nConnection: close\r\n\r\n0123456789",
-    )
-    .await;
-    assert_eq!(status, 200);
-    let (status, _) = send(
-        &proxy,
         "POST /b HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\nContent_Length: 3\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
-    )
-    .await;
-    assert_eq!(status, 200);
-    let (status, _) = send(
-        &proxy,
         "GET /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status, 200);
+    ] {
+        assert_eq!(send(&proxy, request).await.0, 200, "{request:?}");
+    }
     let seen = recorder.received().to_ascii_lowercase();
     assert!(seen.contains("content-length: 10\r\n"), "{seen}");
     assert!(!seen.contains("010"), "{seen}");
