@@ -9,6 +9,7 @@ fn routes(n: usize) -> Vec<RouteConfig> {
     (0..n)
         .map(|i| RouteConfig {
             max_body_bytes: None,
+            websocket: true,
             name: format!("r{i}"),
             host: match i % 3 {
                 0 => Some(HostPattern::Exact(format!("svc{i}.example.com"))),

@@ -21,18 +21,24 @@ pub enum ProxyError {
     UpstreamConnect {
         /// The backend's name.
         backend: Arc<str>,
-        /// What the connector said.
+        /// Why: refused, unreachable, TLS verification failed, ...
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Every connection the backend's `max_connections` allows stayed busy (nothing was sent).
+    #[error("upstream {backend} has no free connection")]
+    UpstreamSaturated {
+        /// The backend's name.
+        backend: Arc<str>,
     },
     /// The upstream broke the protocol or closed the connection before a response.
     #[error("upstream {backend} failed before responding")]
     UpstreamProtocol {
         /// The backend's name.
         backend: Arc<str>,
-        /// What the client said.
+        /// What the connection said.
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: hyper::Error,
     },
     /// The upstream answered something the proxy will not pass on (an unsolicited `101`, a
     /// `Transfer-Encoding` other than `chunked`).
@@ -71,7 +77,9 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoBackend { .. } | Self::UpstreamSaturated { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::UpstreamConnect { .. }
             | Self::UpstreamProtocol { .. }
             | Self::UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
@@ -88,7 +96,9 @@ impl ProxyError {
     pub fn client_message(&self) -> &'static str {
         match self {
             Self::NoRoute => "no route for this host and path\n",
-            Self::NoBackend { .. } => "no backend available, try again shortly\n",
+            Self::NoBackend { .. } | Self::UpstreamSaturated { .. } => {
+                "no backend available, try again shortly\n"
+            }
             Self::UpstreamConnect { .. }
             | Self::UpstreamProtocol { .. }
             | Self::UpstreamInvalid { .. } => "upstream connection failed\n",

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::control::{Control, ControlHandle};
 use crate::listeners::Listeners;
 use crate::metrics::Metrics;
-use crate::proxy::{Proxy, forward};
+use crate::proxy::{Proxy, Tunnels};
 use crate::reload::Reloader;
 use crate::server::{self, BindError};
 use crate::snapshot::Snapshot;
@@ -106,7 +106,10 @@ impl Gateway {
         let (control, handle) = Control::new(config, &metrics, tasks.clone(), shutdown.clone());
         let proxy = Arc::new(Proxy::new(
             Arc::clone(&handle.snapshot),
-            forward::client(&config.timeouts),
+            Tunnels {
+                shutdown: shutdown.clone(),
+                tasks: tasks.clone(),
+            },
             handle.outliers.clone(),
             access_log,
             &metrics,
@@ -126,7 +129,11 @@ impl Gateway {
 
         // Serve only once everything is bound, so a failed start leaves nothing running.
         tasks.spawn(control.run());
-        tasks.spawn(upkeep(metrics.clone(), shutdown.clone()));
+        tasks.spawn(upkeep(
+            metrics.clone(),
+            Arc::clone(&handle.snapshot),
+            shutdown.clone(),
+        ));
         listeners.commit(prepared);
         let local_addrs = listeners.addrs();
         let (path, text) = source.map(|s| (s.path, s.text)).unzip();
@@ -225,14 +232,27 @@ impl Gateway {
     }
 }
 
-/// Folds histogram samples into buckets every few seconds, so memory stays flat between scrapes.
-async fn upkeep(metrics: Metrics, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+/// Every second, closes upstream connections idle past `timeouts.upstream_idle`; every five,
+/// folds histogram samples into buckets, so memory stays flat between scrapes.
+async fn upkeep(metrics: Metrics, snapshot: Arc<ArcSwap<Snapshot>>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
+    for n in 0u64.. {
         tokio::select! {
-            _ = tick.tick() => metrics.run_upkeep(),
+            _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
+        }
+        crate::upstream::pool::tick();
+        let snapshot = snapshot.load_full();
+        for pool in &snapshot.pools {
+            for backend in &pool.backends {
+                backend
+                    .connections
+                    .sweep(&pool.policy.upstream, snapshot.timeouts.upstream_idle);
+            }
+        }
+        if n % 5 == 0 {
+            metrics.run_upkeep();
         }
     }
 }

@@ -15,6 +15,10 @@ pub const REQUESTS: &str = "switchyard_requests_total";
 pub const REQUEST_DURATION: &str = "switchyard_request_duration_seconds";
 /// Connections to a backend that could not be established.
 pub const CONNECT_ERRORS: &str = "switchyard_upstream_connect_errors_total";
+/// Connections opened to a backend (a steady rise under steady load means no reuse).
+pub const UPSTREAM_CONNECTIONS_OPENED: &str = "switchyard_upstream_connections_opened_total";
+/// Connections to a backend open now, idle or in use.
+pub const UPSTREAM_CONNECTIONS: &str = "switchyard_upstream_connections";
 /// Requests whose upstream did not connect or answer in time.
 pub const TIMEOUTS: &str = "switchyard_upstream_timeouts_total";
 /// Retries after a failure on this backend.
@@ -124,6 +128,10 @@ impl Metrics {
                 "Requests whose backend did not connect or answer in time.",
             ),
             (
+                UPSTREAM_CONNECTIONS_OPENED,
+                "Connections opened to a backend; under steady load it rises only as connections age out.",
+            ),
+            (
                 RETRIES,
                 "Retries on another backend after a failure on this one.",
             ),
@@ -165,6 +173,10 @@ impl Metrics {
                 "1 for the backend's current state, 0 for the others.",
             ),
             (BACKEND_IN_FLIGHT, "Requests in flight to the backend."),
+            (
+                UPSTREAM_CONNECTIONS,
+                "Connections to the backend open now, idle or in use.",
+            ),
             (
                 BACKEND_WEIGHT,
                 "Weight the balancer uses for the backend (lower while slow-starting).",
@@ -246,6 +258,10 @@ pub struct BackendMetrics {
     pub retries: Counter,
     /// `switchyard_retry_budget_exhausted_total`.
     pub budget_exhausted: Counter,
+    /// `switchyard_upstream_connections_opened_total`.
+    pub connections_opened: Counter,
+    /// `switchyard_upstream_connections`.
+    pub connections_open: Gauge,
 }
 
 impl BackendMetrics {
@@ -257,6 +273,8 @@ impl BackendMetrics {
             timeouts: metrics.counter(TIMEOUTS, &labels),
             retries: metrics.counter(RETRIES, &labels),
             budget_exhausted: metrics.counter(BUDGET_EXHAUSTED, &labels),
+            connections_opened: metrics.counter(UPSTREAM_CONNECTIONS_OPENED, &labels),
+            connections_open: metrics.gauge(UPSTREAM_CONNECTIONS, &labels),
         }
     }
 
@@ -267,6 +285,8 @@ impl BackendMetrics {
             timeouts: Counter::noop(),
             retries: Counter::noop(),
             budget_exhausted: Counter::noop(),
+            connections_opened: Counter::noop(),
+            connections_open: Gauge::noop(),
         }
     }
 }

@@ -16,6 +16,8 @@ pub struct Route {
     pub slot: usize,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: Option<u64>,
+    /// Whether WebSocket upgrades pass.
+    pub websocket: bool,
     prefix: Box<str>,
 }
 
@@ -43,6 +45,7 @@ impl Router {
                 pool,
                 slot: *slot,
                 max_body_bytes: config.max_body_bytes,
+                websocket: config.websocket,
                 prefix: config.path_prefix.as_str().into(),
             };
             *slot += 1;
@@ -122,6 +125,7 @@ mod tests {
     fn route(name: &str, host: Option<&str>, prefix: &str) -> RouteConfig {
         RouteConfig {
             max_body_bytes: None,
+            websocket: true,
             name: name.into(),
             host: host.map(|h| match h.strip_prefix('*') {
                 Some(suffix) => HostPattern::Suffix(suffix.into()),

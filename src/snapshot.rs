@@ -74,6 +74,8 @@ pub struct PoolPolicy {
     pub retry_budget: Arc<RetryBudget>,
     /// Request metrics per route and backend, shared by every snapshot of this pool.
     pub traffic: Arc<PoolTraffic>,
+    /// How connections to the backends are made; kept across reloads that leave it unchanged.
+    pub upstream: Arc<crate::upstream::pool::Upstream>,
 }
 
 /// A pool of backends and the balancer built for its eligible ones.

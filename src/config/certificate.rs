@@ -221,7 +221,13 @@ impl Checker {
         })
     }
 
-    fn bad<T>(&mut self, at: &Spanned<String>, field: &str, key: &str, reason: &str) -> Option<T> {
+    pub(super) fn bad<T>(
+        &mut self,
+        at: &Spanned<String>,
+        field: &str,
+        key: &str,
+        reason: &str,
+    ) -> Option<T> {
         let path = self.resolve(at.get_ref());
         self.report(
             at.span(),
@@ -236,7 +242,7 @@ impl Checker {
     }
 }
 
-fn read_pem<T>(
+pub(super) fn read_pem<T>(
     path: &Path,
     parse: impl FnOnce(&[u8]) -> Result<T, rustls_pki_types::pem::Error>,
 ) -> Result<T, String> {

@@ -109,6 +109,7 @@ pub struct TimeoutsFile {
     pub upstream_idle: Option<Spanned<String>>,
     pub shutdown: Option<Spanned<String>>,
     pub request: Option<Spanned<String>>,
+    pub tunnel_idle: Option<Spanned<String>>,
 }
 
 /// The `[limits]` table: what a client request may hold.
@@ -138,6 +139,7 @@ pub struct RouteFile {
     pub path_prefix: Option<Spanned<String>>,
     pub pool: Spanned<String>,
     pub max_body_bytes: Option<Spanned<i64>>,
+    pub websocket: Option<bool>,
 }
 
 /// One `[[pools]]` table.
@@ -158,6 +160,29 @@ pub struct PoolFile {
     pub health_check: Option<Spanned<HealthCheckFile>>,
     #[serde(default)]
     pub outlier_detection: OutlierFile,
+    pub protocol: Option<Spanned<ProtocolFile>>,
+    pub tls: Option<Spanned<UpstreamTlsFile>>,
+    pub max_idle_per_backend: Option<Spanned<i64>>,
+}
+
+/// Protocols a pool speaks to its backends.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtocolFile {
+    Http1,
+    H2,
+    H2c,
+}
+
+/// A pool's `[pools.tls]` table: TLS to its backends.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsFile {
+    pub ca: Option<Spanned<String>>,
+    pub server_name: Option<Spanned<String>>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub insecure_skip_verify: Option<bool>,
 }
 
 /// A pool's `[pools.health_check]` table: active probes.
@@ -220,4 +245,5 @@ pub struct BackendFile {
     pub address: Spanned<String>,
     pub weight: Option<Spanned<i64>>,
     pub max_requests: Option<Spanned<i64>>,
+    pub max_connections: Option<Spanned<i64>>,
 }

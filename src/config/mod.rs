@@ -4,6 +4,7 @@
 mod certificate;
 mod file;
 mod model;
+mod upstream;
 mod validate;
 mod validate_pool;
 
@@ -11,8 +12,8 @@ pub use certificate::crypto_provider;
 pub use model::{
     AccessLogConfig, AccessLogFormat, AdminConfig, Algorithm, BackendConfig, Certificate, Config,
     HealthCheckConfig, HostPattern, InitialState, Limits, ListenerConfig, ListenerTls,
-    OutlierConfig, PoolConfig, Probe, ReloadConfig, RetryBudgetConfig, RetryOn, RouteConfig,
-    Timeouts, TlsVersion, TokenSource, UnderscoreHeaders,
+    OutlierConfig, PoolConfig, Probe, Protocol, ReloadConfig, RetryBudgetConfig, RetryOn,
+    RouteConfig, Timeouts, TlsVersion, TokenSource, UnderscoreHeaders, UpstreamConfig, UpstreamTls,
 };
 pub use validate::{ConfigError, Problem};
 

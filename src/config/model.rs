@@ -1,6 +1,7 @@
 //! The typed runtime configuration: durations, socket addresses and non-zero weights, no serde.
 
 pub use super::certificate::{Certificate, ListenerTls, TlsVersion};
+pub use super::upstream::{Protocol, UpstreamConfig, UpstreamTls};
 use http::uri::Authority;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -143,6 +144,8 @@ pub struct Timeouts {
     /// From the first attempt to response headers, across retries; `None`: only each
     /// attempt's `response_header` bounds it.
     pub request: Option<Duration>,
+    /// An upgraded connection (WebSocket) with no bytes either way for this long is closed.
+    pub tunnel_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -158,6 +161,7 @@ impl Default for Timeouts {
             upstream_idle: Duration::from_secs(90),
             shutdown: Duration::from_secs(30),
             request: None,
+            tunnel_idle: Duration::from_secs(3600),
         }
     }
 }
@@ -218,6 +222,8 @@ pub struct RouteConfig {
     pub pool: String,
     /// Largest request body accepted, in bytes (413 beyond); `None`: no limit.
     pub max_body_bytes: Option<u64>,
+    /// Whether `Upgrade: websocket` requests are passed through.
+    pub websocket: bool,
 }
 
 /// The balancing algorithm of a pool.
@@ -252,6 +258,8 @@ pub struct PoolConfig {
     pub health_check: Option<HealthCheckConfig>,
     /// Passive ejection from real traffic.
     pub outlier: OutlierConfig,
+    /// How connections to the backends are made and kept.
+    pub upstream: UpstreamConfig,
 }
 
 /// Which failures of idempotent requests a pool retries on another backend. A connection that
@@ -381,6 +389,8 @@ pub struct BackendConfig {
     pub weight: NonZeroU32,
     /// Requests in flight at once before the backend stops being picked (a circuit breaker).
     pub max_requests: Option<NonZeroU32>,
+    /// Connections open to the backend at once; a request finding none free waits for one.
+    pub max_connections: Option<NonZeroU32>,
 }
 
 impl BackendConfig {

@@ -433,6 +433,11 @@ impl Checker {
                 .request
                 .as_ref()
                 .map(|_| self.duration(&file.request, "timeouts.request", Duration::MAX)),
+            tunnel_idle: self.duration(
+                &file.tunnel_idle,
+                "timeouts.tunnel_idle",
+                defaults.tunnel_idle,
+            ),
         }
     }
 
@@ -547,6 +552,7 @@ impl Checker {
                 path_prefix,
                 pool: route.pool.get_ref().clone(),
                 max_body_bytes,
+                websocket: route.websocket.unwrap_or(true),
             });
         }
         out
@@ -644,6 +650,7 @@ impl Checker {
                 &pool.outlier_detection,
                 &format!("{field}.outlier_detection"),
             ),
+            upstream: self.upstream(pool, &field)?,
         })
     }
 
@@ -667,22 +674,12 @@ impl Checker {
                 }
             },
         };
-        let max_requests = match &backend.max_requests {
-            None => None,
-            Some(m) => match u32::try_from(*m.get_ref()).ok().and_then(NonZeroU32::new) {
-                Some(max) => Some(max),
-                None => {
-                    self.report(
-                        m.span(),
-                        format!(
-                            "{field}.max_requests: must be at least 1, got {}",
-                            m.get_ref()
-                        ),
-                    );
-                    None
-                }
-            },
-        };
+        let max_requests =
+            self.at_least_one(&backend.max_requests, &format!("{field}.max_requests"));
+        let max_connections = self.at_least_one(
+            &backend.max_connections,
+            &format!("{field}.max_connections"),
+        );
         let address = match parse_address(backend.address.get_ref()) {
             Some(address) => address,
             None => {
@@ -701,7 +698,23 @@ impl Checker {
             address,
             weight,
             max_requests,
+            max_connections,
         })
+    }
+
+    /// An optional count that must be at least 1.
+    fn at_least_one(&mut self, value: &Option<Spanned<i64>>, field: &str) -> Option<NonZeroU32> {
+        let value = value.as_ref()?;
+        let max = u32::try_from(*value.get_ref())
+            .ok()
+            .and_then(NonZeroU32::new);
+        if max.is_none() {
+            self.report(
+                value.span(),
+                format!("{field}: must be at least 1, got {}", value.get_ref()),
+            );
+        }
+        max
     }
 }
 

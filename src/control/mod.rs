@@ -12,7 +12,7 @@ pub use views::{
 
 use crate::balance::slow_start;
 use crate::config::{Algorithm, BackendConfig, Config};
-use crate::health::{self, ProbeClient, Verdict};
+use crate::health::{self, ProbeTarget, Verdict};
 use crate::metrics::{self, Metrics};
 use crate::route::Router;
 use crate::snapshot::{CertificateExpiry, Snapshot};
@@ -143,7 +143,6 @@ pub struct Control {
     probe_events: UnboundedReceiver<ControlEvent>,
     outliers: UnboundedReceiver<OutlierReport>,
     commands: mpsc::Receiver<Command>,
-    probe_client: ProbeClient,
     metrics: Metrics,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -191,7 +190,6 @@ impl Control {
             probe_events,
             outliers,
             commands,
-            probe_client: health::probe_client(),
             metrics: metrics.clone(),
             tasks,
             shutdown,
@@ -235,6 +233,17 @@ impl Control {
             return;
         };
         let stop = self.shutdown.child_token();
+        let timeouts = &self.config.timeouts;
+        let target = ProbeTarget {
+            upstream: Arc::clone(&self.pools[pool].policy.upstream),
+            dial: crate::upstream::pool::Dial {
+                connect_timeout: timeouts.connect,
+                pings: crate::upstream::pool::Pings {
+                    interval: timeouts.http2_ping_interval,
+                    timeout: timeouts.http2_ping_timeout,
+                },
+            },
+        };
         let runtime = &mut self.pools[pool].backends[backend];
         runtime.stop_prober();
         runtime.prober = Some(stop.clone());
@@ -256,7 +265,7 @@ impl Control {
         self.tasks.spawn(health::probe_loop(
             Arc::clone(&runtime.state),
             check,
-            self.probe_client.clone(),
+            target,
             Arc::clone(&runtime.last_probe),
             counters,
             self.probe_events_tx.clone(),
@@ -445,7 +454,9 @@ impl Control {
                 pools.push(runtime);
                 continue;
             };
-            let probes_changed = runtime.config.health_check != pool_config.health_check;
+            // Probes speak the pool's protocol: new connection settings restart them too.
+            let probes_changed = runtime.config.health_check != pool_config.health_check
+                || runtime.config.upstream != pool_config.upstream;
             let mut previous = std::mem::take(&mut runtime.backends);
             for backend_config in &pool_config.backends {
                 let label = format!("{}/{}", pool_config.name, backend_config.name);
@@ -510,13 +521,6 @@ impl Control {
                 backend.stop_prober();
             }
             summary.pools_removed.push(name);
-        }
-        if self.config.timeouts.connect != config.timeouts.connect
-            || self.config.timeouts.upstream_idle != config.timeouts.upstream_idle
-        {
-            tracing::warn!(
-                "timeouts.connect and timeouts.upstream_idle take effect at the next restart"
-            );
         }
         self.pools = pools;
         self.router = router(&config, &self.pools);

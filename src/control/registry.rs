@@ -6,6 +6,7 @@ use crate::balance::slow_start;
 use crate::config::{BackendConfig, Config, InitialState, PoolConfig};
 use crate::metrics::{BackendMetrics, Metrics, PoolTraffic};
 use crate::snapshot::{Pool, PoolPolicy};
+use crate::upstream::pool::Upstream;
 use crate::upstream::{BackendState, RetryBudget};
 use arc_swap::ArcSwapOption;
 use std::sync::Arc;
@@ -105,7 +106,7 @@ impl PoolRuntime {
         let traffic = traffic(config, all, metrics);
         Self {
             backends,
-            policy: policy(config, None, traffic),
+            policy: policy(config, None, None, traffic),
             config: config.clone(),
             name,
             panic: false,
@@ -117,7 +118,9 @@ impl PoolRuntime {
     pub fn update_config(&mut self, config: &PoolConfig, all: &Config, metrics: &Metrics) {
         let budget = (self.config.retry_budget == config.retry_budget)
             .then(|| Arc::clone(&self.policy.retry_budget));
-        self.policy = policy(config, budget, traffic(config, all, metrics));
+        let upstream =
+            (self.config.upstream == config.upstream).then(|| Arc::clone(&self.policy.upstream));
+        self.policy = policy(config, budget, upstream, traffic(config, all, metrics));
         self.config = config.clone();
     }
 
@@ -159,9 +162,11 @@ fn traffic(config: &PoolConfig, all: &Config, metrics: &Metrics) -> Arc<PoolTraf
 fn policy(
     config: &PoolConfig,
     budget: Option<Arc<RetryBudget>>,
+    upstream: Option<Arc<Upstream>>,
     traffic: Arc<PoolTraffic>,
 ) -> PoolPolicy {
     PoolPolicy {
+        upstream: upstream.unwrap_or_else(|| Arc::new(Upstream::new(config.upstream.clone()))),
         traffic,
         algorithm: config.algorithm,
         retries: config.retries,

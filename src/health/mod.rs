@@ -4,7 +4,7 @@
 mod probe;
 mod tracker;
 
-pub use probe::{ProbeClient, probe_client, run_probe};
+pub use probe::{ProbeTarget, run_probe};
 pub use tracker::{Tracker, Verdict};
 
 use crate::config::HealthCheckConfig;
@@ -29,7 +29,7 @@ pub struct ProbeCounters {
 pub async fn probe_loop(
     backend: Arc<BackendState>,
     check: HealthCheckConfig,
-    client: ProbeClient,
+    target: ProbeTarget,
     last_probe: Arc<ArcSwapOption<ProbeRecord>>,
     counters: ProbeCounters,
     events: UnboundedSender<ControlEvent>,
@@ -45,7 +45,7 @@ pub async fn probe_loop(
             () = stop.cancelled() => return,
         }
         wait = jittered(check.interval, 0.1);
-        let result = run_probe(&client, &backend.authority, &check).await;
+        let result = run_probe(&target, &backend.authority, &check).await;
         match &result {
             Ok(()) => counters.passed.increment(1),
             Err(_) => counters.failed.increment(1),

@@ -1,30 +1,28 @@
-//! One probe: a TCP connect or an HTTP request on a fresh connection, under the timeout.
+//! One probe: a TCP connect, or an HTTP request on a fresh connection in the pool's protocol
+//! and TLS settings, under the timeout.
 
 use crate::config::{HealthCheckConfig, Probe};
+use crate::proxy::UpstreamBody;
+use crate::upstream::pool::{self, Dial, Upstream};
 use bytes::Bytes;
-use http::uri::Authority;
-use http::{HeaderValue, Request, header};
-use http_body_util::Empty;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Request, Uri, header};
+use http_body_util::Full;
+use std::sync::Arc;
 use tokio::net::TcpStream;
 
-/// The client probes use: no connection reuse, so every probe tests a new connection.
-pub type ProbeClient = Client<HttpConnector, Empty<Bytes>>;
-
-/// A client that opens a new connection for every probe.
-pub fn probe_client() -> ProbeClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(0)
-        .build(connector)
+/// How probes reach a pool's backends: its connection settings and `[timeouts]`.
+#[derive(Debug, Clone)]
+pub struct ProbeTarget {
+    /// The pool's protocol and TLS.
+    pub upstream: Arc<Upstream>,
+    /// Connect timeout and HTTP/2 PINGs.
+    pub dial: Dial,
 }
 
 /// Runs one probe; `Err` says why it failed.
 pub async fn run_probe(
-    client: &ProbeClient,
+    target: &ProbeTarget,
     authority: &Authority,
     check: &HealthCheckConfig,
 ) -> Result<(), String> {
@@ -40,21 +38,9 @@ pub async fn run_probe(
                 expected_status,
                 host,
             } => {
-                let host = match host {
-                    Some(host) => HeaderValue::from_str(host),
-                    None => HeaderValue::from_str(authority.as_str()),
-                }
-                .map_err(|err| format!("host header: {err}"))?;
-                let request = Request::builder()
-                    .method(method.clone())
-                    .uri(format!("http://{authority}{path}"))
-                    .header(header::HOST, host)
-                    .header(header::USER_AGENT, "switchyard-health-check")
-                    .header(header::CONNECTION, "close")
-                    .body(Empty::new())
-                    .map_err(|err| format!("request: {err}"))?;
-                let response = client
-                    .request(request)
+                let host = host.as_deref().unwrap_or(authority.as_str());
+                let request = probe_request(target, method, host, path)?;
+                let response = pool::send_alone(authority, &target.upstream, &target.dial, request)
                     .await
                     .map_err(|err| crate::error::chain(&err))?;
                 let status = response.status().as_u16();
@@ -73,4 +59,41 @@ pub async fn run_probe(
         Ok(result) => result,
         Err(_) => Err(format!("timed out after {:?}", check.timeout)),
     }
+}
+
+/// The probe's request in the pool's protocol: origin form and `Host` for HTTP/1.1, absolute
+/// form (`:authority`) for HTTP/2.
+fn probe_request(
+    target: &ProbeTarget,
+    method: &http::Method,
+    host: &str,
+    path: &str,
+) -> Result<Request<UpstreamBody>, String> {
+    let protocol = target.upstream.config.protocol;
+    let mut request = Request::builder()
+        .method(method.clone())
+        .header(header::USER_AGENT, "switchyard-health-check");
+    request = if protocol.is_h2() {
+        let scheme = if target.upstream.config.tls.is_some() {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
+        let uri = Uri::builder()
+            .scheme(scheme)
+            .authority(host)
+            .path_and_query(path)
+            .build()
+            .map_err(|err| format!("request target: {err}"))?;
+        request.uri(uri).version(http::Version::HTTP_2)
+    } else {
+        let host = HeaderValue::from_str(host).map_err(|err| format!("host header: {err}"))?;
+        request
+            .uri(path)
+            .header(header::HOST, host)
+            .header(header::CONNECTION, "close")
+    };
+    request
+        .body(UpstreamBody::Bytes(Full::new(Bytes::new())))
+        .map_err(|err| format!("request: {err}"))
 }

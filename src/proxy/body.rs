@@ -6,6 +6,7 @@ use super::client_body::{BodyError, ClientBody, ClientFault, Progress};
 use super::exchange::Exchange;
 use crate::access_log::AccessLog;
 use crate::upstream::InFlightGuard;
+use crate::upstream::pool::Lease;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -34,6 +35,8 @@ enum Kind {
     Upstream {
         body: Incoming,
         in_flight: Option<InFlightGuard>,
+        /// The connection, returned to its pool once the body has ended cleanly.
+        lease: Option<Lease>,
     },
     /// Generated here.
     Local(Full<Bytes>),
@@ -41,11 +44,12 @@ enum Kind {
 
 impl ProxyBody {
     /// Streams an upstream body, keeping the request in flight until the body ends.
-    pub fn upstream(body: Incoming, in_flight: InFlightGuard) -> Self {
+    pub fn upstream(body: Incoming, in_flight: InFlightGuard, lease: Option<Lease>) -> Self {
         Self {
             kind: Kind::Upstream {
                 body,
                 in_flight: Some(in_flight),
+                lease,
             },
             finish: None,
         }
@@ -78,9 +82,30 @@ impl ProxyBody {
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
+        // hyper may stop polling once the body reports its end (a known length reached), so
+        // a complete body is recognised here too; anything else closes the connection.
+        if let Kind::Upstream {
+            body,
+            in_flight,
+            lease,
+        } = &mut self.kind
+        {
+            if body.is_end_stream() {
+                release(in_flight, lease);
+            }
+        }
         // A client that goes away mid-body still gets its line, with the bytes actually sent.
         self.complete();
     }
+}
+
+/// The response is over: the backend is free as of now (not when hyper gets around to
+/// dropping the body), and its connection goes back to the pool.
+fn release(in_flight: &mut Option<InFlightGuard>, lease: &mut Option<Lease>) {
+    if let (Some(guard), Some(lease)) = (in_flight.as_ref(), lease.take()) {
+        guard.backend().connections.check_in(lease);
+    }
+    in_flight.take();
 }
 
 impl Body for ProxyBody {
@@ -93,12 +118,21 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         let frame = match &mut this.kind {
-            Kind::Upstream { body, in_flight } => {
-                let frame = Pin::new(body).poll_frame(cx);
-                if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
-                    // The response is over: the backend is free as of now, not when hyper
-                    // gets around to dropping the body.
-                    in_flight.take();
+            Kind::Upstream {
+                body,
+                in_flight,
+                lease,
+            } => {
+                let frame = Pin::new(&mut *body).poll_frame(cx);
+                match &frame {
+                    Poll::Ready(None) => release(in_flight, lease),
+                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => release(in_flight, lease),
+                    Poll::Ready(Some(Err(_))) => {
+                        // A broken body: the connection is not reused.
+                        lease.take();
+                        in_flight.take();
+                    }
+                    _ => {}
                 }
                 frame
             }

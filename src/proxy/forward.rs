@@ -1,47 +1,27 @@
-//! Sending a request to a backend through the shared pooled client, under timeouts, and
-//! classifying what went wrong: whether anything was sent, and whose fault it was.
+//! Sending a request to a backend over its connection pool, under timeouts, and classifying
+//! what went wrong: whether anything was sent, and whose fault it was.
 
 use super::body::UpstreamBody;
-use super::connector::Connector;
-use crate::config::{RetryOn, Timeouts};
+use crate::config::{Protocol, RetryOn};
 use crate::error::ProxyError;
+use crate::upstream::pool::{self, Dial, Lease, SendError, Upstream};
 use crate::upstream::{BackendState, Failure};
+use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Method, Request, Response, Version};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::error::Error as _;
 use std::time::Duration;
 
-/// The one pooled HTTP client shared by every request to every backend.
-pub type UpstreamClient = Client<Connector, UpstreamBody>;
-
-/// Builds the shared client: keep-alive pool with an idle timeout, `TCP_NODELAY`, connect
-/// timeout.
-pub fn client(timeouts: &Timeouts) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(timeouts.connect));
-    Client::builder(TokioExecutor::new())
-        // One flattened write per request, as on client connections (`server::connection_builder`).
-        .http1_writev(false)
-        .pool_idle_timeout(timeouts.upstream_idle)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(Connector(connector))
-}
-
-/// The request for one attempt: the client's method, path and (rewritten) headers, sent over
-/// HTTP/1.1 to `authority`. On the last possible attempt the headers are moved out of `parts`
-/// rather than copied: only a retry needs them again.
+/// The request for one attempt: the client's method, path and (rewritten) headers, in the
+/// pool's protocol. On the last possible attempt the headers are moved out of `parts` rather
+/// than copied: only a retry needs them again.
 pub fn upstream_request(
     parts: &mut Parts,
     body: UpstreamBody,
-    authority: &Authority,
+    backend: &Authority,
+    upstream: &Upstream,
     last_attempt: bool,
 ) -> Result<Request<UpstreamBody>, ProxyError> {
     let path_and_query = parts
@@ -49,23 +29,49 @@ pub fn upstream_request(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(authority.clone());
-    uri.path_and_query = Some(path_and_query);
-    let uri =
-        Uri::from_parts(uri).map_err(|_| ProxyError::bad_request("invalid request target\n"))?;
     let framing = body.size_hint().exact();
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = uri;
-    *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = if last_attempt {
         std::mem::take(&mut parts.headers)
     } else {
         parts.headers.clone()
     };
-    canonical_framing(request.headers_mut(), framing);
+    let headers = request.headers_mut();
+    if upstream.config.protocol.is_h2() {
+        // HTTP/2 carries the host as `:authority`, taken from the URI; `Host` would repeat it.
+        let authority = headers
+            .remove(header::HOST)
+            .and_then(|host| Authority::try_from(host.as_bytes()).ok())
+            .unwrap_or_else(|| backend.clone());
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(match upstream.config.protocol {
+            Protocol::H2 => Scheme::HTTPS,
+            Protocol::H2c | Protocol::Http1 => Scheme::HTTP,
+        });
+        uri.authority = Some(authority);
+        uri.path_and_query = Some(path_and_query);
+        *request.uri_mut() = Uri::from_parts(uri)
+            .map_err(|_| ProxyError::bad_request("invalid request target\n"))?;
+        *request.version_mut() = Version::HTTP_2;
+        if framing.is_none() {
+            request.headers_mut().remove(header::CONTENT_LENGTH);
+        }
+    } else {
+        if !headers.contains_key(header::HOST) {
+            headers.insert(
+                header::HOST,
+                HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(
+                    backend.as_str().as_bytes(),
+                ))
+                .map_err(|_| ProxyError::bad_request("invalid host\n"))?,
+            );
+        }
+        canonical_framing(headers, framing);
+        // Origin form: the connection is to the backend already.
+        *request.uri_mut() = Uri::from(path_and_query);
+        *request.version_mut() = Version::HTTP_11;
+    }
     Ok(request)
 }
 
@@ -88,44 +94,51 @@ fn canonical_framing(headers: &mut http::HeaderMap, length: Option<u64>) {
     }
 }
 
-/// Sends one attempt; maps failures to connect (502), protocol (502) or timeout (504).
+/// Sends one attempt on `backend`'s pool; maps failures to connect (502), saturation (503),
+/// protocol (502) or timeout (504).
 pub async fn send(
-    client: &UpstreamClient,
-    req: Request<UpstreamBody>,
-    response_timeout: Duration,
+    request: Request<UpstreamBody>,
     backend: &BackendState,
-) -> Result<Response<Incoming>, ProxyError> {
-    let backend = || backend.name.clone();
-    match tokio::time::timeout(response_timeout, client.request(req)).await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(source)) if source.is_connect() && is_timeout(&source) => {
-            Err(ProxyError::UpstreamTimeout {
-                backend: backend(),
-                connecting: true,
-            })
-        }
-        Ok(Err(source)) if source.is_connect() => Err(ProxyError::UpstreamConnect {
-            backend: backend(),
+    upstream: &Upstream,
+    dial: &Dial,
+    response_timeout: Duration,
+) -> Result<(Response<Incoming>, Lease), ProxyError> {
+    let name = || backend.name.clone();
+    match tokio::time::timeout(
+        response_timeout,
+        pool::send(backend, upstream, dial, request),
+    )
+    .await
+    {
+        Ok(Ok(sent)) => Ok(sent),
+        Ok(Err(SendError::Connect(source))) => Err(ProxyError::UpstreamConnect {
+            backend: name(),
             source,
         }),
-        Ok(Err(source)) => Err(ProxyError::UpstreamProtocol {
-            backend: backend(),
+        Ok(Err(SendError::ConnectTimeout)) => Err(ProxyError::UpstreamTimeout {
+            backend: name(),
+            connecting: true,
+        }),
+        Ok(Err(SendError::Saturated)) => Err(ProxyError::UpstreamSaturated { backend: name() }),
+        Ok(Err(SendError::Protocol(source))) => Err(ProxyError::UpstreamProtocol {
+            backend: name(),
             source,
         }),
         Err(_elapsed) => Err(ProxyError::UpstreamTimeout {
-            backend: backend(),
+            backend: name(),
             connecting: false,
         }),
     }
 }
 
-/// Refuses a response the client must not get as is, and fixes its framing: a `101` (the
-/// proxy forwards no `Upgrade`, so any is unsolicited) or a `Transfer-Encoding` other than one
+/// Refuses a response the client must not get as is, and fixes its framing: a `101` to a
+/// request that did not ask to upgrade or a `Transfer-Encoding` other than one
 /// `chunked` is invalid (its body is dropped unread, so hyper does not pool the connection);
 /// with `chunked`, the upstream's `Content-Length` is wrong by definition and removed.
 pub fn checked_response(
     mut response: Response<Incoming>,
     backend: &BackendState,
+    upgrading: bool,
 ) -> Result<Response<Incoming>, ProxyError> {
     use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
     let invalid = |reason| ProxyError::UpstreamInvalid {
@@ -133,7 +146,11 @@ pub fn checked_response(
         reason,
     };
     if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-        return Err(invalid("unsolicited 101 Switching Protocols"));
+        return if upgrading {
+            Ok(response)
+        } else {
+            Err(invalid("unsolicited 101 Switching Protocols"))
+        };
     }
     // Only a body of no known length can have come with a Transfer-Encoding: with a valid
     // Content-Length (the usual case) there is nothing to look up.
@@ -171,6 +188,7 @@ pub fn failure_of(err: &ProxyError) -> Option<Failure> {
         }
         ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
+        | ProxyError::UpstreamSaturated { .. }
         | ProxyError::ClientBody(_)
         | ProxyError::Refused(..) => None,
     }
@@ -183,6 +201,7 @@ pub fn failure_of(err: &ProxyError) -> Option<Failure> {
 pub fn may_retry(err: &ProxyError, method: &Method, retry_on: &RetryOn) -> bool {
     match err {
         ProxyError::UpstreamConnect { .. }
+        | ProxyError::UpstreamSaturated { .. }
         | ProxyError::UpstreamTimeout {
             connecting: true, ..
         } => true,
@@ -204,6 +223,7 @@ pub fn nothing_sent(err: &ProxyError) -> bool {
     matches!(
         err,
         ProxyError::UpstreamConnect { .. }
+            | ProxyError::UpstreamSaturated { .. }
             | ProxyError::UpstreamTimeout {
                 connecting: true,
                 ..
@@ -217,19 +237,4 @@ pub fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
-}
-
-/// Whether the connector gave up on its connect timeout (an `io::ErrorKind::TimedOut` inside).
-fn is_timeout(err: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = err.source();
-    while let Some(cause) = source {
-        if cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
 }

@@ -2,21 +2,22 @@
 
 pub mod body;
 pub mod client_body;
-pub mod connector;
 pub mod exchange;
 pub mod forward;
 pub mod headers;
 pub mod redirect;
 pub mod request_check;
+pub mod upgrade;
 
 pub use body::{ProxyBody, RequestBody, UpstreamBody};
-pub use forward::UpstreamClient;
+pub use upgrade::Tunnels;
 
 use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::snapshot::Snapshot;
 use crate::tls::TlsInfo;
+use crate::upstream::pool::{Dial, Lease, Pings};
 use crate::upstream::{BackendState, InFlightGuard, OutlierReport};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -57,7 +58,7 @@ impl Downstream {
 #[derive(Debug)]
 pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
-    client: UpstreamClient,
+    tunnels: Tunnels,
     outliers: UnboundedSender<OutlierReport>,
     access_log: AccessLog,
     /// Request metrics of requests that match no route.
@@ -69,18 +70,19 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A proxy reading routes and pools from `snapshot`, sending through `client`, reporting
-    /// passive failures past their threshold to `outliers`, logging to `access_log`.
+    /// A proxy reading routes and pools from `snapshot`, running upgraded connections under
+    /// `tunnels`, reporting passive failures past their threshold to `outliers`, logging to
+    /// `access_log`.
     pub fn new(
         snapshot: Arc<ArcSwap<Snapshot>>,
-        client: UpstreamClient,
+        tunnels: Tunnels,
         outliers: UnboundedSender<OutlierReport>,
         access_log: AccessLog,
         metrics: &Metrics,
     ) -> Self {
         Self {
             snapshot,
-            client,
+            tunnels,
             outliers,
             access_log,
             unrouted: Arc::new(RequestMetrics::new(metrics, "", "", "")),
@@ -104,10 +106,31 @@ impl Proxy {
         let mut exchange = Exchange::begin(&mut req, downstream, &self.unrouted);
         let version = req.version();
         let mut response = match self.forward(req, downstream, &mut exchange).await {
-            Ok((response, in_flight)) => {
+            Ok(Forwarded {
+                response,
+                in_flight,
+                lease,
+                upgrade: None,
+            }) => {
                 let (mut parts, body) = response.into_parts();
                 headers::prepare_response(&mut parts.headers, parts.version);
-                Response::from_parts(parts, ProxyBody::upstream(body, in_flight))
+                Response::from_parts(parts, ProxyBody::upstream(body, in_flight, lease))
+            }
+            Ok(Forwarded {
+                mut response,
+                in_flight,
+                upgrade: Some((client, limits)),
+                ..
+            }) => {
+                let upgrade_value = response.headers().get(header::UPGRADE).cloned();
+                let upstream = hyper::upgrade::on(&mut response);
+                upgrade::spawn(client, upstream, in_flight, limits, &self.tunnels);
+                let (mut parts, _) = response.into_parts();
+                headers::prepare_response(&mut parts.headers, parts.version);
+                if let Some(value) = upgrade_value {
+                    upgrade::restore(&mut parts.headers, value);
+                }
+                Response::from_parts(parts, ProxyBody::local(Bytes::new()))
             }
             Err(err) => {
                 log_failure(&err);
@@ -135,7 +158,7 @@ impl Proxy {
         req: Request<Incoming>,
         downstream: &Downstream,
         exchange: &mut Exchange,
-    ) -> Result<(Response<Incoming>, InFlightGuard), ProxyError> {
+    ) -> Result<Forwarded, ProxyError> {
         // Only the settings this request uses are kept: everything bound here lives in the
         // request's future, which is moved several times per request.
         let (host, pool, mut backend, settings) = {
@@ -163,19 +186,49 @@ impl Proxy {
             };
             let backend = Arc::clone(backend);
             exchange.chose(index, &backend.name);
+            let timeouts = &snapshot.timeouts;
             let settings = RequestSettings {
-                request: snapshot.timeouts.request,
-                response_header: snapshot.timeouts.response_header,
-                request_body: snapshot.timeouts.request_body,
+                request: timeouts.request,
+                response_header: timeouts.response_header,
+                request_body: timeouts.request_body,
                 max_body_bytes: route.max_body_bytes,
                 underscores: snapshot.limits.underscore_headers,
+                websocket: route.websocket,
+                dial: Dial {
+                    connect_timeout: timeouts.connect,
+                    pings: Pings {
+                        interval: timeouts.http2_ping_interval,
+                        timeout: timeouts.http2_ping_timeout,
+                    },
+                },
+                tunnel: upgrade::TunnelLimits {
+                    idle: timeouts.tunnel_idle,
+                    drain: timeouts.shutdown,
+                },
             };
             (host, pool, backend, settings)
         };
         let policy = &pool.policy;
+        let upstream = &policy.upstream;
         policy.retry_budget.record_request();
 
+        let mut req = req;
+        // A WebSocket handshake passes only to HTTP/1.1 backends, from HTTP/1.1 clients.
+        let upgrade = if settings.websocket
+            && req.version() == Version::HTTP_11
+            && !upstream.config.protocol.is_h2()
+        {
+            upgrade::websocket(req.headers()).map(|value| (value, hyper::upgrade::on(&mut req)))
+        } else {
+            None
+        };
         let (mut parts, body) = req.into_parts();
+        // `te: trailers` is how gRPC asks for trailers; HTTP/2 backends see it, as the client sent it.
+        let te_trailers = upstream.config.protocol.is_h2()
+            && parts
+                .headers
+                .get(header::TE)
+                .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
         headers::prepare_request(
             &mut parts.headers,
             parts.version,
@@ -183,6 +236,15 @@ impl Proxy {
             downstream,
             settings.underscores,
         )?;
+        if te_trailers {
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+        let mut upgrade = upgrade.map(|(value, on_upgrade)| {
+            upgrade::restore(&mut parts.headers, value);
+            on_upgrade
+        });
         let mut body =
             RequestBody::read(body, settings.request_body, settings.max_body_bytes).await?;
         let deadline = settings.request.map(|limit| Instant::now() + limit);
@@ -197,6 +259,7 @@ impl Proxy {
                 &mut parts,
                 attempt_body,
                 &backend.authority,
+                upstream,
                 last_attempt,
             )?;
             let timeout = match deadline {
@@ -206,22 +269,34 @@ impl Proxy {
                 None => settings.response_header,
             };
             let sent = Instant::now();
-            let result = forward::send(&self.client, request, timeout, &backend)
+            let result = forward::send(request, &backend, upstream, &settings.dial, timeout)
                 .await
-                .and_then(|response| forward::checked_response(response, &backend));
+                .and_then(|(response, lease)| {
+                    forward::checked_response(response, &backend, upgrade.is_some())
+                        .map(|response| (response, lease))
+                });
             exchange.record.upstream = Some(sent.elapsed());
             exchange.record.bytes_in = body.bytes();
             let outcome = match result {
-                Ok(response) => {
+                Ok((response, lease)) => {
                     let status = response.status();
                     self.report(backend.record_response(status, policy.outlier.consecutive_5xx));
                     if !(status.is_server_error()
                         && policy.retry_on.server_error
                         && forward::is_idempotent(&parts.method))
                     {
-                        return Ok((response, in_flight));
+                        let upgrade = (status == http::StatusCode::SWITCHING_PROTOCOLS)
+                            .then(|| upgrade.take())
+                            .flatten()
+                            .map(|client| (client, settings.tunnel));
+                        return Ok(Forwarded {
+                            response,
+                            in_flight,
+                            lease: Some(lease),
+                            upgrade,
+                        });
                     }
-                    Attempt::ServerError(response, in_flight)
+                    Attempt::ServerError(response, in_flight, lease)
                 }
                 Err(err) => {
                     drop(in_flight);
@@ -266,7 +341,12 @@ impl Proxy {
             });
             let Some((index, next)) = next else {
                 return match outcome {
-                    Attempt::ServerError(response, in_flight) => Ok((response, in_flight)),
+                    Attempt::ServerError(response, in_flight, lease) => Ok(Forwarded {
+                        response,
+                        in_flight,
+                        lease: Some(lease),
+                        upgrade: None,
+                    }),
                     Attempt::Failed(err) => Err(err),
                 };
             };
@@ -287,10 +367,20 @@ impl Proxy {
     }
 }
 
+/// A response on its way to the client, with what it holds of the backend.
+struct Forwarded {
+    response: Response<Incoming>,
+    in_flight: InFlightGuard,
+    /// The connection, returned to the pool when the response ends cleanly.
+    lease: Option<Lease>,
+    /// For a `101`: the client's side of the upgrade and the tunnel's limits.
+    upgrade: Option<(hyper::upgrade::OnUpgrade, upgrade::TunnelLimits)>,
+}
+
 /// How an attempt that may be retried ended.
 enum Attempt {
     /// A 5xx response, kept in case no other backend can take the retry.
-    ServerError(Response<Incoming>, InFlightGuard),
+    ServerError(Response<Incoming>, InFlightGuard, Lease),
     /// No usable response.
     Failed(ProxyError),
 }
@@ -302,6 +392,9 @@ struct RequestSettings {
     request_body: std::time::Duration,
     max_body_bytes: Option<u64>,
     underscores: crate::config::UnderscoreHeaders,
+    websocket: bool,
+    dial: Dial,
+    tunnel: upgrade::TunnelLimits,
 }
 
 /// Per-request failures are logged at debug level only: under a failing backend a line per
@@ -309,8 +402,10 @@ struct RequestSettings {
 /// changes (logged once) already tell the story.
 fn log_failure(err: &ProxyError) {
     match err {
-        ProxyError::UpstreamConnect { source, .. }
-        | ProxyError::UpstreamProtocol { source, .. } => {
+        ProxyError::UpstreamConnect { source, .. } => {
+            tracing::debug!(error = %err, cause = %crate::error::chain(source.as_ref()), "upstream request failed");
+        }
+        ProxyError::UpstreamProtocol { source, .. } => {
             tracing::debug!(error = %err, cause = %crate::error::chain(source), "upstream request failed");
         }
         ProxyError::UpstreamTimeout { .. } | ProxyError::UpstreamInvalid { .. } => {
@@ -318,6 +413,7 @@ fn log_failure(err: &ProxyError) {
         }
         ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
+        | ProxyError::UpstreamSaturated { .. }
         | ProxyError::ClientBody(_)
         | ProxyError::Refused(..) => tracing::debug!(error = %err, "request failed"),
     }

@@ -1,5 +1,6 @@
 //! Upstream backends: who they are and the live state the data plane reads through atomics.
 
+pub mod pool;
 mod retry_budget;
 mod state;
 mod status;

@@ -1,6 +1,7 @@
 //! `BackendState`: one backend's identity plus the atomics every request touches: in-flight
 //! count, exclusion flags, effective weight and passive failure counters.
 
+use super::pool::ConnectionPool;
 use super::status::{BackendStatus, Condition};
 use crate::balance::Candidate;
 use crate::balance::slow_start::SCALE;
@@ -91,6 +92,8 @@ pub struct BackendState {
     status: ArcSwap<BackendStatus>,
     /// Failure counters, registered when the backend was created.
     pub metrics: BackendMetrics,
+    /// Connections to this backend, kept as long as the backend is.
+    pub connections: ConnectionPool,
 }
 
 impl BackendState {
@@ -123,6 +126,7 @@ impl BackendState {
             connect_backoff_until: AtomicU64::new(0),
             status: ArcSwap::from_pointee(BackendStatus::initial(condition)),
             metrics,
+            connections: ConnectionPool::new(config.max_connections.map(|m| m.get())),
         }
     }
 
@@ -182,6 +186,8 @@ impl BackendState {
     pub fn update_limits(&self, config: &BackendConfig) {
         self.max_requests
             .store(max_requests(config), Ordering::Relaxed);
+        self.connections
+            .set_max_connections(config.max_connections.map(|m| m.get()));
     }
 
     /// Balancer weight in `1 / slow_start::SCALE` units.
@@ -289,6 +295,13 @@ impl Candidate for BackendState {
 /// Holds one in-flight request against a backend; dropping it ends the request.
 #[derive(Debug)]
 pub struct InFlightGuard(Arc<BackendState>);
+
+impl InFlightGuard {
+    /// The backend the request is in flight on.
+    pub fn backend(&self) -> &Arc<BackendState> {
+        &self.0
+    }
+}
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {

@@ -1,0 +1,204 @@
+//! WebSocket (HTTP/1.1 `Upgrade`): the request's `Upgrade` and `Connection: upgrade` pass to
+//! the backend; after its `101` both connections are handed over by hyper and bytes are copied
+//! both ways until either side closes, the tunnel idles out, or shutdown's grace ends. The
+//! tunnel holds the request's in-flight guard, so least-connections and drain see it.
+
+use crate::upstream::InFlightGuard;
+use http::header::{self, HeaderMap, HeaderValue};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Where tunnels learn about shutdown, and are counted so shutdown waits for them.
+#[derive(Debug, Clone)]
+pub struct Tunnels {
+    /// Cancelled when the proxy begins to shut down.
+    pub shutdown: CancellationToken,
+    /// The gateway's tasks.
+    pub tasks: TaskTracker,
+}
+
+/// How long a tunnel may idle, and how long it outlives the start of shutdown.
+#[derive(Debug, Clone, Copy)]
+pub struct TunnelLimits {
+    /// No byte either way for this long closes it.
+    pub idle: Duration,
+    /// After shutdown begins it is closed this much later.
+    pub drain: Duration,
+}
+
+/// The `Upgrade` value of a WebSocket handshake request, if `headers` are one.
+pub fn websocket(headers: &HeaderMap) -> Option<HeaderValue> {
+    let upgrade = headers.get(header::UPGRADE)?;
+    let wants_websocket = upgrade
+        .to_str()
+        .ok()?
+        .split(',')
+        .any(|p| p.trim().eq_ignore_ascii_case("websocket"));
+    let connection_upgrade = headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        })
+    });
+    (wants_websocket && connection_upgrade).then(|| upgrade.clone())
+}
+
+/// Puts back the upgrade headers that hop-by-hop stripping removed.
+pub fn restore(headers: &mut HeaderMap, upgrade: HeaderValue) {
+    headers.insert(header::UPGRADE, upgrade);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+}
+
+/// Copies between the two upgraded connections in a task of its own.
+pub fn spawn(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    in_flight: InFlightGuard,
+    limits: TunnelLimits,
+    tunnels: &Tunnels,
+) {
+    let shutdown = tunnels.shutdown.clone();
+    tunnels.tasks.spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(both) => both,
+            Err(err) => {
+                tracing::debug!(error = %err, "upgrade did not complete");
+                return;
+            }
+        };
+        let activity = Activity::new();
+        let mut client = Tracked(TokioIo::new(client), Arc::clone(&activity));
+        let mut upstream = Tracked(TokioIo::new(upstream), Arc::clone(&activity));
+        let draining = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(limits.drain).await;
+        };
+        tokio::select! {
+            result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, "tunnel ended");
+                }
+            }
+            () = activity.idle(limits.idle) => tracing::debug!("tunnel closed after idling"),
+            () = draining => tracing::debug!("tunnel closed at shutdown"),
+        }
+        drop(in_flight);
+    });
+}
+
+/// When bytes last moved through a tunnel, in milliseconds since it opened.
+#[derive(Debug)]
+struct Activity {
+    opened: Instant,
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            opened: Instant::now(),
+            last: AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        // Relaxed: a timestamp read by the idle check in the same task.
+        self.last
+            .store(self.opened.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `idle`.
+    async fn idle(&self, idle: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let deadline = self.opened + last + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// A stream that notes every byte read from it.
+struct Tracked<S>(S, Arc<Activity>);
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.0).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.1.touch();
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_a_websocket_handshake() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("WebSocket"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert!(websocket(&headers).is_some());
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        assert!(
+            websocket(&headers).is_none(),
+            "Connection must name upgrade"
+        );
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(
+            websocket(&headers).is_none(),
+            "only WebSocket upgrades pass"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idles_out_only_after_a_quiet_period() {
+        let activity = Activity::new();
+        let idle = Duration::from_secs(10);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        activity.touch();
+        let started = Instant::now();
+        activity.idle(idle).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+    }
+}

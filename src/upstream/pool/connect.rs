@@ -1,0 +1,223 @@
+//! Opening one connection to a backend: TCP (`TCP_NODELAY`) under the connect timeout, then
+//! TLS when the pool asks for it (SNI and verified name from the pool or the backend's host,
+//! ALPN checked for HTTP/2), then the HTTP handshake with the connection driven by its own task.
+
+use super::SendError;
+use super::h2::H2Connection;
+use crate::config::{Protocol, UpstreamTls};
+use crate::proxy::UpstreamBody;
+use http::uri::Authority;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::ServerName;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A connection to a backend, plain or TLS.
+#[derive(Debug)]
+pub enum Stream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP (boxed: the TLS state is large and most pools are plain).
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// How long HTTP/2 connections wait between keep-alive PINGs, and for their answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Pings {
+    /// Between PINGs.
+    pub interval: Duration,
+    /// For the answer.
+    pub timeout: Duration,
+}
+
+/// Opens a TCP connection, then TLS if `tls` is set, all within `timeout`.
+pub async fn open(
+    authority: &Authority,
+    tls: Option<&UpstreamTls>,
+    protocol: Protocol,
+    timeout: Duration,
+) -> Result<Stream, SendError> {
+    let connecting = async {
+        let tcp = TcpStream::connect(authority.as_str())
+            .await
+            .map_err(|err| SendError::Connect(Box::new(err)))?;
+        tcp.set_nodelay(true)
+            .map_err(|err| SendError::Connect(Box::new(err)))?;
+        let Some(tls) = tls else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let name = match &tls.server_name {
+            Some(name) => name.clone(),
+            None => backend_name(authority)?,
+        };
+        let stream = tokio_rustls::TlsConnector::from(Arc::clone(&tls.client))
+            .connect(name, tcp)
+            .await
+            .map_err(|err| SendError::Connect(Box::new(err)))?;
+        if protocol == Protocol::H2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(SendError::Connect(
+                "the backend did not agree to HTTP/2 (ALPN h2)".into(),
+            ));
+        }
+        Ok(Stream::Tls(Box::new(stream)))
+    };
+    tokio::time::timeout(timeout, connecting)
+        .await
+        .unwrap_or(Err(SendError::ConnectTimeout))
+}
+
+/// The backend's host as a TLS server name (an IP address without its brackets).
+fn backend_name(authority: &Authority) -> Result<ServerName<'static>, SendError> {
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    ServerName::try_from(host.to_owned())
+        .map_err(|_| SendError::Connect(format!("{host:?} is not a TLS server name").into()))
+}
+
+/// Counts a connection as open until dropped (by the task driving it).
+#[derive(Debug)]
+pub struct OpenGuard {
+    /// Already incremented for this connection.
+    count: Arc<AtomicU32>,
+    gauge: metrics::Gauge,
+}
+
+impl OpenGuard {
+    /// Holds one unit of `count` (already taken) and of `gauge` (taken now).
+    pub fn new(count: Arc<AtomicU32>, gauge: metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        Self { count, gauge }
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        // Relaxed: a count for limits and metrics.
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.decrement(1.0);
+    }
+}
+
+/// An HTTP/1.1 handshake; the connection is driven by its own task (upgrades allowed) until
+/// the sender is dropped or the backend closes it.
+pub async fn http1(
+    stream: Stream,
+    open: OpenGuard,
+) -> Result<http1::SendRequest<UpstreamBody>, SendError> {
+    let (sender, connection) = http1::Builder::new()
+        // One flattened write per request, as on client connections.
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|err| SendError::Connect(Box::new(err)))?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.with_upgrades().await {
+            tracing::debug!(error = %crate::error::chain(&err), "upstream connection ended");
+        }
+        drop(open);
+    });
+    Ok(sender)
+}
+
+/// An HTTP/2 handshake with keep-alive PINGs; the connection is driven by its own task, which
+/// also keeps the backend's stream limit up to date.
+pub async fn http2(
+    stream: Stream,
+    open: OpenGuard,
+    pings: Pings,
+    generation: u64,
+) -> Result<Arc<H2Connection>, SendError> {
+    let (sender, mut connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(pings.interval)
+        .keep_alive_timeout(pings.timeout)
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|err| SendError::Connect(Box::new(err)))?;
+    let max_streams = Arc::new(AtomicUsize::new(connection.current_max_send_streams()));
+    let limit = Arc::clone(&max_streams);
+    tokio::spawn(async move {
+        let result = std::future::poll_fn(|cx| {
+            let poll = Pin::new(&mut connection).poll(cx);
+            // Relaxed: a limit read by pickers, refreshed whenever the connection runs.
+            limit.store(connection.current_max_send_streams(), Ordering::Relaxed);
+            poll
+        })
+        .await;
+        if let Err(err) = result {
+            tracing::debug!(error = %crate::error::chain(&err), "upstream HTTP/2 connection ended");
+        }
+        drop(open);
+    });
+    Ok(Arc::new(H2Connection::new(sender, max_streams, generation)))
+}
+
+use std::future::Future as _;
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! Connections to one backend, owned with its `BackendState` so they survive reloads and close
+//! when the backend is removed. HTTP/1.1 connections wait in a lock-free stack, newest first;
+//! HTTP/2 connections are shared, each up to the backend's stream limit. Each connection is
+//! driven by a task of its own; the request path only pops, sends and pushes back.
+
+mod connect;
+mod h2;
+mod idle;
+
+pub use connect::{Pings, Stream};
+pub use h2::{H2Connection, H2Stream};
+pub use idle::IdleStack;
+
+use super::BackendState;
+use crate::config::{Protocol, UpstreamConfig, UpstreamTls};
+use crate::proxy::UpstreamBody;
+use arc_swap::ArcSwap;
+use connect::OpenGuard;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// A pool's connection settings in force, with the generation its connections are tagged
+/// with: a reload that changes them retires the connections opened under the old ones.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Protocol, TLS, idle bound.
+    pub config: UpstreamConfig,
+    /// Tags connections opened under these settings.
+    pub generation: u64,
+}
+
+impl Upstream {
+    /// Settings with a generation of their own.
+    pub fn new(config: UpstreamConfig) -> Self {
+        static GENERATION: AtomicU64 = AtomicU64::new(1);
+        Self {
+            config,
+            // Relaxed: a unique number, nothing published through it.
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    fn tls(&self) -> Option<&UpstreamTls> {
+        self.config.tls.as_deref()
+    }
+}
+
+/// What opening a connection needs besides the pool's settings (from `[timeouts]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Dial {
+    /// TCP connect plus TLS handshake.
+    pub connect_timeout: Duration,
+    /// HTTP/2 keep-alive PINGs.
+    pub pings: Pings,
+}
+
+/// Why a request could not be sent or answered.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection could be made (refused, unreachable, TLS refused): nothing was sent.
+    #[error("connect: {0}")]
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The connection was not made within the connect timeout: nothing was sent.
+    #[error("connect timed out")]
+    ConnectTimeout,
+    /// Every connection allowed by `max_connections` stayed busy: nothing was sent.
+    #[error("every allowed connection stayed busy")]
+    Saturated,
+    /// The request was (perhaps partly) sent, and no usable response came back.
+    #[error("request failed")]
+    Protocol(#[source] hyper::Error),
+}
+
+/// A connection lent to one request until its response ends.
+#[derive(Debug)]
+pub enum Lease {
+    /// An HTTP/1.1 connection, returned to the idle stack if the exchange ended cleanly.
+    H1(Box<H1Connection>, usize),
+    /// A stream on a shared HTTP/2 connection.
+    H2(H2Stream),
+}
+
+/// An HTTP/1.1 connection between requests.
+#[derive(Debug)]
+pub struct H1Connection {
+    sender: http1::SendRequest<UpstreamBody>,
+    generation: u64,
+    /// `ticks()` when it was last returned.
+    idle_since: u64,
+}
+
+/// One backend's connections.
+#[derive(Debug)]
+pub struct ConnectionPool {
+    idle: IdleStack<H1Connection>,
+    h2: ArcSwap<Vec<Arc<H2Connection>>>,
+    /// Set while one request opens an HTTP/2 connection the others will share.
+    opening_h2: AtomicBool,
+    h2_opened: Notify,
+    /// Connections open now.
+    open: Arc<AtomicU32>,
+    /// `max_connections`, or `u32::MAX`.
+    max_connections: AtomicU32,
+    /// Signalled when a connection comes back, for requests waiting under `max_connections`.
+    returned: Notify,
+}
+
+/// Waiting this long for a returned connection to finish its last exchange is plenty: it is
+/// either about to be ready or about to close.
+const SETTLE: Duration = Duration::from_millis(50);
+
+impl ConnectionPool {
+    /// An empty pool allowing `max_connections` at once.
+    pub fn new(max_connections: Option<u32>) -> Self {
+        Self {
+            idle: IdleStack::new(UpstreamConfig::MAX_IDLE_LIMIT),
+            h2: ArcSwap::from_pointee(Vec::new()),
+            opening_h2: AtomicBool::new(false),
+            h2_opened: Notify::new(),
+            open: Arc::new(AtomicU32::new(0)),
+            max_connections: AtomicU32::new(max_connections.unwrap_or(u32::MAX)),
+            returned: Notify::new(),
+        }
+    }
+
+    /// Changes the connection limit (a reload). Control plane only.
+    pub fn set_max_connections(&self, max: Option<u32>) {
+        self.max_connections
+            .store(max.unwrap_or(u32::MAX), Ordering::Relaxed);
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> u32 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Idle HTTP/1.1 connections (racy; for the admin API and tests).
+    pub fn idle(&self) -> usize {
+        self.idle.len()
+    }
+
+    /// Takes a request's connection back after its response ended cleanly.
+    pub fn check_in(&self, lease: Lease) {
+        let Lease::H1(mut connection, limit) = lease else {
+            return; // an HTTP/2 stream ends when dropped
+        };
+        if connection.sender.is_closed() {
+            return;
+        }
+        connection.idle_since = ticks();
+        // Past the bound the connection is dropped, which closes it.
+        let _ = self.idle.push(connection, limit);
+        if self.max_connections.load(Ordering::Relaxed) != u32::MAX {
+            self.returned.notify_one();
+        }
+    }
+
+    /// Closes connections idle for `idle`, closed by the backend, or opened under settings
+    /// other than `upstream`'s. Called about once a second.
+    pub fn sweep(&self, upstream: &Upstream, idle: Duration) {
+        let now = ticks();
+        let idle = idle.as_secs().max(1);
+        self.idle.retain(|c| {
+            c.generation == upstream.generation
+                && !c.sender.is_closed()
+                && now.saturating_sub(c.idle_since) < idle
+        });
+        if !self.h2.load().is_empty() {
+            self.h2.rcu(|list| {
+                list.iter()
+                    .filter(|c| {
+                        !c.is_closed()
+                            && !c.idle_for(now, idle)
+                            && (c.generation == upstream.generation || c.active() > 0)
+                    })
+                    .cloned()
+                    .collect::<Vec<_>>()
+            });
+        }
+    }
+
+    /// Counts a connection about to open, unless `max_connections` are open already.
+    fn reserve(&self, backend: &BackendState) -> Option<OpenGuard> {
+        // Relaxed: a count; concurrent openers may overshoot the limit by none, since each
+        // takes its own increment before comparing.
+        let before = self.open.fetch_add(1, Ordering::Relaxed);
+        if before >= self.max_connections.load(Ordering::Relaxed) {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        backend.metrics.connections_opened.increment(1);
+        Some(OpenGuard::new(
+            Arc::clone(&self.open),
+            backend.metrics.connections_open.clone(),
+        ))
+    }
+}
+
+/// Sends `request` to `backend` on a pooled connection, opening one if needed. A pooled
+/// connection that turns out closed before the request left is replaced transparently.
+pub async fn send(
+    backend: &BackendState,
+    upstream: &Upstream,
+    dial: &Dial,
+    request: Request<UpstreamBody>,
+) -> Result<(Response<Incoming>, Lease), SendError> {
+    if upstream.config.protocol.is_h2() {
+        send_h2(backend, upstream, dial, request).await
+    } else {
+        send_h1(backend, upstream, dial, request).await
+    }
+}
+
+async fn send_h1(
+    backend: &BackendState,
+    upstream: &Upstream,
+    dial: &Dial,
+    mut request: Request<UpstreamBody>,
+) -> Result<(Response<Incoming>, Lease), SendError> {
+    let pool = &backend.connections;
+    loop {
+        let (mut connection, reused) = match pool.idle.pop() {
+            Some(mut connection) => {
+                if connection.generation != upstream.generation || connection.sender.is_closed() {
+                    continue;
+                }
+                if !connection.sender.is_ready()
+                    && !matches!(
+                        tokio::time::timeout(SETTLE, connection.sender.ready()).await,
+                        Ok(Ok(()))
+                    )
+                {
+                    continue;
+                }
+                (connection, true)
+            }
+            None => {
+                let Some(open) = pool.reserve(backend) else {
+                    wait_for_return(pool, dial.connect_timeout).await?;
+                    continue;
+                };
+                let stream = connect::open(
+                    &backend.authority,
+                    upstream.tls(),
+                    Protocol::Http1,
+                    dial.connect_timeout,
+                )
+                .await?;
+                let sender = connect::http1(stream, open).await?;
+                let connection = Box::new(H1Connection {
+                    sender,
+                    generation: upstream.generation,
+                    idle_since: 0,
+                });
+                (connection, false)
+            }
+        };
+        match connection.sender.try_send_request(request).await {
+            Ok(response) => {
+                let lease = Lease::H1(connection, upstream.config.max_idle_per_backend);
+                return Ok((response, lease));
+            }
+            Err(mut err) => match err.take_message() {
+                // The backend had closed the pooled connection: nothing left, try a fresh one.
+                Some(unsent) if reused => request = unsent,
+                Some(_) => return Err(SendError::Connect(Box::new(err.into_error()))),
+                None => return Err(SendError::Protocol(err.into_error())),
+            },
+        }
+    }
+}
+
+/// Waits until a connection comes back to a pool at its `max_connections`.
+async fn wait_for_return(pool: &ConnectionPool, timeout: Duration) -> Result<(), SendError> {
+    tokio::time::timeout(timeout, pool.returned.notified())
+        .await
+        .map_err(|_| SendError::Saturated)
+}
+
+async fn send_h2(
+    backend: &BackendState,
+    upstream: &Upstream,
+    dial: &Dial,
+    mut request: Request<UpstreamBody>,
+) -> Result<(Response<Incoming>, Lease), SendError> {
+    let pool = &backend.connections;
+    let mut replaced = 0;
+    loop {
+        let stream = pick_stream(pool, upstream.generation, false);
+        if let Some(stream) = stream {
+            match stream.sender().try_send_request(request).await {
+                Ok(response) => return Ok((response, Lease::H2(stream))),
+                Err(mut err) => match err.take_message() {
+                    // The connection went away before the request left: another one.
+                    Some(unsent) if replaced < 2 => {
+                        replaced += 1;
+                        request = unsent;
+                        drop_closed(pool);
+                        continue;
+                    }
+                    Some(_) => return Err(SendError::Connect(Box::new(err.into_error()))),
+                    None => return Err(SendError::Protocol(err.into_error())),
+                },
+            }
+        }
+        // Every connection is full, or there is none: one request opens the next while the
+        // others wait for it rather than each opening their own.
+        let opened = pool.h2_opened.notified();
+        tokio::pin!(opened);
+        opened.as_mut().enable();
+        if pool.opening_h2.swap(true, Ordering::AcqRel) {
+            tokio::time::timeout(dial.connect_timeout, opened)
+                .await
+                .map_err(|_| SendError::ConnectTimeout)?;
+            continue;
+        }
+        let opening = Opening(pool);
+        let Some(open) = pool.reserve(backend) else {
+            drop(opening);
+            // At max_connections: queue on the least busy connection instead.
+            let busiest_first = pool.h2.load();
+            let least = busiest_first
+                .iter()
+                .filter(|c| !c.is_closed() && c.generation == upstream.generation)
+                .min_by_key(|c| c.active());
+            let Some(stream) = least.map(|c| c.try_stream(true).expect("forced")) else {
+                return Err(SendError::Saturated);
+            };
+            return match stream.sender().send_request(request).await {
+                Ok(response) => Ok((response, Lease::H2(stream))),
+                Err(err) => Err(SendError::Protocol(err)),
+            };
+        };
+        let stream = connect::open(
+            &backend.authority,
+            upstream.tls(),
+            upstream.config.protocol,
+            dial.connect_timeout,
+        )
+        .await?;
+        let connection = connect::http2(stream, open, dial.pings, upstream.generation).await?;
+        pool.h2.rcu(|list| {
+            let mut list: Vec<_> = list.iter().filter(|c| !c.is_closed()).cloned().collect();
+            list.push(Arc::clone(&connection));
+            list
+        });
+        drop(opening);
+    }
+}
+
+/// A free stream on a live connection of this generation, if any.
+fn pick_stream(pool: &ConnectionPool, generation: u64, force: bool) -> Option<H2Stream> {
+    pool.h2
+        .load()
+        .iter()
+        .filter(|c| c.generation == generation && !c.is_closed())
+        .find_map(|c| c.try_stream(force))
+}
+
+fn drop_closed(pool: &ConnectionPool) {
+    pool.h2.rcu(|list| {
+        list.iter()
+            .filter(|c| !c.is_closed())
+            .cloned()
+            .collect::<Vec<_>>()
+    });
+}
+
+/// Marks an HTTP/2 connection as being opened; when dropped (opened, failed or cancelled) the
+/// waiting requests are woken to look again.
+struct Opening<'a>(&'a ConnectionPool);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.opening_h2.store(false, Ordering::Release);
+        self.0.h2_opened.notify_waiters();
+    }
+}
+
+/// Sends one request on a connection of its own, closed afterwards (health probes).
+pub async fn send_alone(
+    authority: &http::uri::Authority,
+    upstream: &Upstream,
+    dial: &Dial,
+    request: Request<UpstreamBody>,
+) -> Result<Response<Incoming>, SendError> {
+    let stream = connect::open(
+        authority,
+        upstream.tls(),
+        upstream.config.protocol,
+        dial.connect_timeout,
+    )
+    .await?;
+    let open = OpenGuard::new(Arc::new(AtomicU32::new(1)), metrics::Gauge::noop());
+    if upstream.config.protocol.is_h2() {
+        let connection = connect::http2(stream, open, dial.pings, upstream.generation).await?;
+        let stream = connection.try_stream(true).expect("forced");
+        stream
+            .sender()
+            .send_request(request)
+            .await
+            .map_err(SendError::Protocol)
+    } else {
+        let mut sender = connect::http1(stream, open).await?;
+        sender
+            .send_request(request)
+            .await
+            .map_err(SendError::Protocol)
+    }
+}
+
+/// A coarse clock in seconds for idle bookkeeping, so returning a connection reads an atomic
+/// rather than the system clock; advanced by `tick`, which the pool sweeper calls.
+pub fn ticks() -> u64 {
+    TICKS.load(Ordering::Relaxed)
+}
+
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Advances `ticks` to the seconds elapsed since the first call.
+pub fn tick() {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    TICKS.store(start.elapsed().as_secs(), Ordering::Relaxed);
+}
