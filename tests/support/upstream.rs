@@ -38,7 +38,20 @@ pub struct Upstream {
     running: Mutex<CancellationToken>,
 }
 
+/// How a fixture upstream serves, beyond the defaults (plain HTTP/1.1 or h2c by preface).
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Serve TLS with this config (its ALPN decides HTTP/2 or HTTP/1.1).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    pub max_concurrent_streams: Option<u32>,
+    /// Close a connection after this long without a request in progress.
+    pub idle_close: Option<std::time::Duration>,
+}
+
 struct State {
+    options: Options,
+    connections: AtomicUsize,
     name: &'static str,
     requests: AtomicUsize,
     health_probes: AtomicUsize,
@@ -51,11 +64,18 @@ struct State {
 impl Upstream {
     /// Starts a fixture upstream on an ephemeral port.
     pub async fn start(name: &'static str) -> Self {
+        Self::start_with(name, Options::default()).await
+    }
+
+    /// Starts a fixture upstream with `options`.
+    pub async fn start_with(name: &'static str, options: Options) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
         let state = Arc::new(State {
+            options,
+            connections: AtomicUsize::new(0),
             name,
             requests: AtomicUsize::new(0),
             health_probes: AtomicUsize::new(0),
@@ -113,6 +133,11 @@ impl Upstream {
         self.state.requests.load(Ordering::SeqCst)
     }
 
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
     /// Requests currently waiting in `/hold`.
     pub fn held(&self) -> usize {
         self.state.held.load(Ordering::SeqCst)
@@ -134,19 +159,68 @@ fn serve(listener: TcpListener, state: Arc<State>, running: CancellationToken) {
                 },
                 () = running.cancelled() => return,
             };
+            state.connections.fetch_add(1, Ordering::SeqCst);
             let state = Arc::clone(&state);
             let running = running.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| answer(req, Arc::clone(&state)));
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let connection = builder.serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    _ = connection => {}
-                    () = running.cancelled() => {} // dropping the connection closes the socket
+                match state.options.tls.clone() {
+                    None => serve_connection(stream, state, running).await,
+                    Some(tls) => {
+                        let Ok(stream) = tokio_rustls::TlsAcceptor::from(tls).accept(stream).await
+                        else {
+                            return;
+                        };
+                        serve_connection(stream, state, running).await;
+                    }
                 }
             });
         }
     });
+}
+
+async fn serve_connection<S>(stream: S, state: Arc<State>, running: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // Requests in progress on this connection, and when the last one ended (for idle_close).
+    let activity = Arc::new((AtomicUsize::new(0), Mutex::new(std::time::Instant::now())));
+    let service = {
+        let activity = Arc::clone(&activity);
+        let state = Arc::clone(&state);
+        service_fn(move |req| {
+            let state = Arc::clone(&state);
+            let activity = Arc::clone(&activity);
+            async move {
+                activity.0.fetch_add(1, Ordering::SeqCst);
+                let response = answer(req, state).await;
+                *activity.1.lock().unwrap() = std::time::Instant::now();
+                activity.0.fetch_sub(1, Ordering::SeqCst);
+                response
+            }
+        })
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if let Some(max) = state.options.max_concurrent_streams {
+        builder.http2().max_concurrent_streams(max);
+    }
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let idle = async {
+        let Some(limit) = state.options.idle_close else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let quiet = activity.1.lock().unwrap().elapsed();
+            if activity.0.load(Ordering::SeqCst) == 0 && quiet >= limit {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = connection => {}
+        () = idle => {} // dropping the connection closes the socket
+        () = running.cancelled() => {}
+    }
 }
 
 async fn answer(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Body>, Infallible> {

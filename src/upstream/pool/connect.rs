@@ -128,6 +128,15 @@ pub async fn http1(
     Ok(sender)
 }
 
+/// The backend's `SETTINGS_MAX_CONCURRENT_STREAMS` as last read, and the signal to read it again.
+#[derive(Debug)]
+pub struct StreamLimit {
+    /// Streams the backend allows at once on the connection.
+    pub max: AtomicUsize,
+    /// Wakes the connection's task to read the limit again.
+    pub refresh: tokio::sync::Notify,
+}
+
 /// An HTTP/2 handshake with keep-alive PINGs; the connection is driven by its own task, which
 /// also keeps the backend's stream limit up to date.
 pub async fn http2(
@@ -144,25 +153,31 @@ pub async fn http2(
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|err| SendError::Connect(Box::new(err)))?;
-    let max_streams = Arc::new(AtomicUsize::new(connection.current_max_send_streams()));
-    let limit = Arc::clone(&max_streams);
+    let limits = Arc::new(StreamLimit {
+        max: AtomicUsize::new(connection.current_max_send_streams()),
+        refresh: tokio::sync::Notify::new(),
+    });
+    let limit = Arc::clone(&limits);
     tokio::spawn(async move {
-        let result = std::future::poll_fn(|cx| {
-            let poll = Pin::new(&mut connection).poll(cx);
-            // Relaxed: a limit read by pickers, refreshed whenever the connection runs.
-            limit.store(connection.current_max_send_streams(), Ordering::Relaxed);
-            poll
-        })
-        .await;
+        // The task that drives the connection is not woken by what the backend sends (hyper
+        // reads in a task of its own), so the limit is read again whenever a stream ends.
+        let result = loop {
+            tokio::select! {
+                result = &mut connection => break result,
+                () = limit.refresh.notified() => {}
+            }
+            // Relaxed: a limit read by pickers, refreshed as streams end.
+            limit
+                .max
+                .store(connection.current_max_send_streams(), Ordering::Relaxed);
+        };
         if let Err(err) = result {
             tracing::debug!(error = %crate::error::chain(&err), "upstream HTTP/2 connection ended");
         }
         drop(open);
     });
-    Ok(Arc::new(H2Connection::new(sender, max_streams, generation)))
+    Ok(Arc::new(H2Connection::new(sender, limits, generation)))
 }
-
-use std::future::Future as _;
 
 impl AsyncRead for Stream {
     fn poll_read(

@@ -2,6 +2,7 @@
 //! announced (`SETTINGS_MAX_CONCURRENT_STREAMS`); a request finding every connection full makes
 //! the pool open another.
 
+use super::connect::StreamLimit;
 use crate::proxy::UpstreamBody;
 use hyper::client::conn::http2::SendRequest;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ pub struct H2Connection {
     /// Streams open on it now (ours: requests whose response has not ended).
     active: AtomicUsize,
     /// The backend's current limit, kept up to date by the task driving the connection.
-    max_streams: Arc<AtomicUsize>,
+    limit: Arc<StreamLimit>,
     /// The pool settings it was opened under.
     pub generation: u64,
     /// Coarse time (`super::ticks`) its last stream ended.
@@ -22,16 +23,16 @@ pub struct H2Connection {
 }
 
 impl H2Connection {
-    /// A connection whose driver publishes the backend's limit in `max_streams`.
+    /// A connection whose driver publishes the backend's stream limit in `limit`.
     pub fn new(
         sender: SendRequest<UpstreamBody>,
-        max_streams: Arc<AtomicUsize>,
+        limit: Arc<StreamLimit>,
         generation: u64,
     ) -> Self {
         Self {
             sender,
             active: AtomicUsize::new(0),
-            max_streams,
+            limit,
             generation,
             last_used: AtomicU64::new(super::ticks()),
         }
@@ -47,7 +48,7 @@ impl H2Connection {
     pub fn try_stream(self: &Arc<Self>, force: bool) -> Option<H2Stream> {
         // Relaxed: a count; the HTTP/2 layer enforces the real limit.
         let active = self.active.fetch_add(1, Ordering::Relaxed);
-        if !force && active >= self.max_streams.load(Ordering::Relaxed) {
+        if !force && active >= self.limit.max.load(Ordering::Relaxed) {
             self.active.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
@@ -85,5 +86,6 @@ impl Drop for H2Stream {
     fn drop(&mut self) {
         self.0.last_used.store(super::ticks(), Ordering::Relaxed);
         self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.0.limit.refresh.notify_one();
     }
 }

@@ -1,0 +1,205 @@
+//! The per-backend connection pools: HTTP/1.1 keep-alive reuse, stale connections replaced,
+//! no reuse after a broken body, `max_connections`, and HTTP/2 (h2c) multiplexing within the
+//! backend's stream limit. Every backend counts the connections it accepted.
+
+mod support;
+
+use futures_util::future::join_all;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use support::upstream::Options;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// `n` concurrent GETs of `url`, each on a client connection of its own.
+fn spawn_gets(n: usize, url: String) -> tokio::task::JoinHandle<Vec<Answer>> {
+    let client = client();
+    tokio::spawn(async move {
+        join_all((0..n).map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            async move { get(&client, &url, None).await }
+        }))
+        .await
+    })
+}
+
+async fn proxy_to(upstream: &Upstream, pool_settings: &str, backend_settings: &str) -> TestProxy {
+    let mut toml = single_pool_toml(
+        "weighted_round_robin",
+        &[("up", upstream.addr, 1)],
+        "",
+        pool_settings,
+    );
+    toml.push_str(backend_settings);
+    TestProxy::start(&toml).await
+}
+
+#[tokio::test]
+async fn sequential_requests_share_one_upstream_connection() {
+    let upstream = Upstream::start("up").await;
+    let proxy = proxy_to(&upstream, "", "").await;
+    let client = client();
+    for _ in 0..20 {
+        assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
+    }
+    assert_eq!(upstream.requests(), 20);
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "every request reused the first connection"
+    );
+}
+
+#[tokio::test]
+async fn a_backend_closing_idle_connections_fails_no_request() {
+    let upstream = Upstream::start_with(
+        "up",
+        Options {
+            idle_close: Some(Duration::from_secs(1)),
+            ..Options::default()
+        },
+    )
+    .await;
+    let proxy = proxy_to(&upstream, "", "").await;
+    let client = client();
+    for _ in 0..3 {
+        assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
+        // Longer than the backend keeps an idle connection: it closes the pooled one.
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+    }
+    assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
+    assert_eq!(upstream.requests(), 4);
+    assert_eq!(
+        upstream.connections(),
+        4,
+        "each closed connection was replaced"
+    );
+}
+
+/// Answers the first request of every connection; the first connection gets a broken chunked
+/// body and is then left open, so only a pool that reuses it would send it another request.
+async fn start_breaking_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let reply: &[u8] = if n == 0 {
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                };
+                let _ = stream.write_all(reply).await;
+                // Keep the connection open: reading until the peer goes.
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_connection_whose_response_body_broke_is_not_reused() {
+    let (addr, accepted) = start_breaking_backend().await;
+    let toml = single_pool_toml(
+        "weighted_round_robin",
+        &[("up", addr, 1)],
+        "",
+        "retries = 0\n",
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let broken = client()
+        .get(proxy.url("/").parse().expect("uri"))
+        .await
+        .expect("response head");
+    use http_body_util::BodyExt;
+    assert!(
+        broken.into_body().collect().await.is_err(),
+        "the body broke"
+    );
+    let answer = get(&client(), &proxy.url("/"), None).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "ok");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "a fresh connection served the second request"
+    );
+}
+
+#[tokio::test]
+async fn max_connections_makes_requests_wait_for_a_free_connection() {
+    let upstream = Upstream::start("up").await;
+    let proxy = proxy_to(&upstream, "", "max_connections = 2\n").await;
+    let requests = spawn_gets(5, proxy.url("/hold"));
+    poll_until(DEADLINE, "two requests held", || async {
+        (upstream.held() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(upstream.connections(), 2);
+    upstream.release_held();
+    let answers = requests.await.expect("requests finish");
+    assert!(
+        answers.iter().all(|a| a.status == 200),
+        "every request waited and was answered"
+    );
+    assert_eq!(upstream.connections(), 2, "never more than max_connections");
+}
+
+#[tokio::test]
+async fn h2c_multiplexes_100_concurrent_requests_over_at_most_two_connections() {
+    let upstream = Upstream::start("up").await;
+    let proxy = proxy_to(&upstream, "protocol = \"h2c\"\n", "").await;
+    let requests = spawn_gets(100, proxy.url("/hold"));
+    poll_until(DEADLINE, "100 requests held", || async {
+        (upstream.held() == 100).then_some(())
+    })
+    .await;
+    upstream.release_held();
+    let answers = requests.await.expect("requests finish");
+    assert!(answers.iter().all(|a| a.status == 200));
+    assert!(
+        upstream.connections() <= 2,
+        "{} connections",
+        upstream.connections()
+    );
+}
+
+#[tokio::test]
+async fn reaching_the_backends_stream_limit_opens_a_second_connection() {
+    let upstream = Upstream::start_with(
+        "up",
+        Options {
+            max_concurrent_streams: Some(10),
+            ..Options::default()
+        },
+    )
+    .await;
+    let proxy = proxy_to(&upstream, "protocol = \"h2c\"\n", "").await;
+    let client = client();
+    // One exchange first, so the connection has the backend's SETTINGS (its limit of 10).
+    assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
+    let requests = spawn_gets(15, proxy.url("/hold"));
+    poll_until(DEADLINE, "15 requests held", || async {
+        (upstream.held() == 15).then_some(())
+    })
+    .await;
+    assert_eq!(
+        upstream.connections(),
+        2,
+        "10 streams on the first, 5 on a second"
+    );
+    upstream.release_held();
+    let answers = requests.await.expect("requests finish");
+    assert!(answers.iter().all(|a| a.status == 200));
+}
