@@ -1,0 +1,171 @@
+//! TLS to backends: verified against a configured CA (the repository's `certs/` CA), refused
+//! (502) under the wrong CA, HTTP/2 negotiated by ALPN, and a client certificate presented to a
+//! backend that demands one.
+
+mod support;
+
+use support::tls::{Pki, repo_cert, server_config};
+use support::upstream::Options;
+use support::*;
+
+async fn tls_upstream(config: std::sync::Arc<rustls::ServerConfig>) -> Upstream {
+    Upstream::start_with(
+        "tls",
+        Options {
+            tls: Some(config),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+fn localhost_upstream_config() -> std::sync::Arc<rustls::ServerConfig> {
+    server_config(
+        &repo_cert("localhost.pem"),
+        &repo_cert("localhost-key.pem"),
+        None,
+    )
+}
+
+async fn proxy_over_tls(upstream: &Upstream, pool_settings: &str) -> TestProxy {
+    let toml = single_pool_toml(
+        "weighted_round_robin",
+        &[("tls", upstream.addr, 1)],
+        "",
+        &format!("retries = 0\n{pool_settings}"),
+    );
+    TestProxy::start(&toml).await
+}
+
+fn ca_table(ca: &std::path::Path, extra: &str) -> String {
+    format!("[pools.tls]\nca = {:?}\n{extra}", ca.display().to_string())
+}
+
+#[tokio::test]
+async fn reaches_a_tls_backend_verified_by_the_repository_ca() {
+    let upstream = tls_upstream(localhost_upstream_config()).await;
+    let proxy = proxy_over_tls(&upstream, &ca_table(&repo_cert("ca.pem"), "")).await;
+    let client = client();
+    for _ in 0..3 {
+        let answer = get(&client, &proxy.url("/"), None).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.upstream(), "tls");
+    }
+    assert_eq!(upstream.connections(), 1, "the TLS connection is kept alive and reused");
+}
+
+#[tokio::test]
+async fn names_the_backend_by_server_name_when_its_address_is_not_in_the_certificate() {
+    let upstream = tls_upstream(localhost_upstream_config()).await;
+    // The certificate names localhost and 127.0.0.1; asking for another name must fail...
+    let wrong = proxy_over_tls(
+        &upstream,
+        &ca_table(&repo_cert("ca.pem"), "server_name = \"a.test\"\n"),
+    )
+    .await;
+    assert_eq!(get(&client(), &wrong.url("/"), None).await.status, 502);
+    // ...and the name the certificate holds must pass.
+    let right = proxy_over_tls(
+        &upstream,
+        &ca_table(&repo_cert("ca.pem"), "server_name = \"localhost\"\n"),
+    )
+    .await;
+    assert_eq!(get(&client(), &right.url("/"), None).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_backend_certificate_from_another_ca_gets_502_and_counts_as_a_connect_failure() {
+    let upstream = tls_upstream(localhost_upstream_config()).await;
+    let other = Pki::new();
+    let other_ca = other.dir.join("other-ca.pem");
+    std::fs::write(
+        &other_ca,
+        pem::encode(&pem::Pem::new("CERTIFICATE", other.ca.to_vec())),
+    )
+    .expect("write CA");
+    let proxy = proxy_over_tls(&upstream, &ca_table(&other_ca, "")).await;
+    let answer = get(&client(), &proxy.url("/"), None).await;
+    assert_eq!(answer.status, 502);
+    assert_eq!(upstream.requests(), 0, "nothing was sent over an unverified connection");
+    let metrics = get(
+        &client(),
+        &format!("http://{}/metrics", proxy.gateway.admin_addr().expect("admin")),
+        None,
+    )
+    .await
+    .body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchyard_upstream_connect_errors_total{") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn h2_over_tls_multiplexes_concurrent_requests() {
+    let upstream = tls_upstream(localhost_upstream_config()).await;
+    let proxy = proxy_over_tls(
+        &upstream,
+        &format!("protocol = \"h2\"\n{}", ca_table(&repo_cert("ca.pem"), "")),
+    )
+    .await;
+    let client = client();
+    let url = proxy.url("/hold");
+    let requests: Vec<_> = (0..100)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move { get(&client, &url, None).await })
+        })
+        .collect();
+    poll_until(DEADLINE, "100 requests held", || async {
+        (upstream.held() == 100).then_some(())
+    })
+    .await;
+    upstream.release_held();
+    for request in requests {
+        assert_eq!(request.await.expect("request task").status, 200);
+    }
+    assert!(upstream.connections() <= 2, "{} connections", upstream.connections());
+}
+
+#[tokio::test]
+async fn presents_a_client_certificate_to_a_backend_that_demands_one() {
+    let clients = Pki::new();
+    let proxy_leaf = clients.leaf("proxy-client", &["switchyard.test"]);
+    let upstream = tls_upstream(server_config(
+        &repo_cert("localhost.pem"),
+        &repo_cert("localhost-key.pem"),
+        Some(&clients.ca),
+    ))
+    .await;
+    let without = proxy_over_tls(&upstream, &ca_table(&repo_cert("ca.pem"), "")).await;
+    assert_eq!(
+        get(&client(), &without.url("/"), None).await.status,
+        502,
+        "no client certificate, no connection"
+    );
+    let with = proxy_over_tls(
+        &upstream,
+        &ca_table(
+            &repo_cert("ca.pem"),
+            &format!(
+                "cert = {:?}\nkey = {:?}\n",
+                proxy_leaf.cert.display().to_string(),
+                proxy_leaf.key.display().to_string()
+            ),
+        ),
+    )
+    .await;
+    let answer = get(&client(), &with.url("/"), None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn insecure_skip_verify_reaches_a_backend_no_ca_vouches_for() {
+    let unknown = Pki::new();
+    let leaf = unknown.leaf("self-made", &["backend.internal"]);
+    let upstream = tls_upstream(server_config(&leaf.cert, &leaf.key, None)).await;
+    let proxy = proxy_over_tls(&upstream, "[pools.tls]\ninsecure_skip_verify = true\n").await;
+    assert_eq!(get(&client(), &proxy.url("/"), None).await.status, 200);
+}
