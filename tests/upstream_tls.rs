@@ -51,7 +51,11 @@ async fn reaches_a_tls_backend_verified_by_the_repository_ca() {
         assert_eq!(answer.status, 200, "{}", answer.body);
         assert_eq!(answer.upstream(), "tls");
     }
-    assert_eq!(upstream.connections(), 1, "the TLS connection is kept alive and reused");
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "the TLS connection is kept alive and reused"
+    );
 }
 
 #[tokio::test]
@@ -86,18 +90,25 @@ async fn a_backend_certificate_from_another_ca_gets_502_and_counts_as_a_connect_
     let proxy = proxy_over_tls(&upstream, &ca_table(&other_ca, "")).await;
     let answer = get(&client(), &proxy.url("/"), None).await;
     assert_eq!(answer.status, 502);
-    assert_eq!(upstream.requests(), 0, "nothing was sent over an unverified connection");
+    assert_eq!(
+        upstream.requests(),
+        0,
+        "nothing was sent over an unverified connection"
+    );
     let metrics = get(
         &client(),
-        &format!("http://{}/metrics", proxy.gateway.admin_addr().expect("admin")),
+        &format!(
+            "http://{}/metrics",
+            proxy.gateway.admin_addr().expect("admin")
+        ),
         None,
     )
     .await
     .body;
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("switchyard_upstream_connect_errors_total{") && l.ends_with(" 1")),
+        metrics.lines().any(
+            |l| l.starts_with("switchyard_upstream_connect_errors_total{") && l.ends_with(" 1")
+        ),
         "{metrics}"
     );
 }
@@ -126,7 +137,11 @@ async fn h2_over_tls_multiplexes_concurrent_requests() {
     for request in requests {
         assert_eq!(request.await.expect("request task").status, 200);
     }
-    assert!(upstream.connections() <= 2, "{} connections", upstream.connections());
+    assert!(
+        upstream.connections() <= 2,
+        "{} connections",
+        upstream.connections()
+    );
 }
 
 #[tokio::test]

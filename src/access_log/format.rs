@@ -73,6 +73,11 @@ impl LineFormat {
             Ok(id) => json_str(out, id),
             Err(_) => out.extend_from_slice(b"null"),
         }
+        out.extend_from_slice(b",\"grpc_status\":");
+        match record.grpc_status {
+            Some(status) => integer(out, status),
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(b",\"tls\":");
         match &record.tls {
             Some(tls) => {
@@ -132,6 +137,11 @@ impl LineFormat {
         integer(out, record.retries);
         out.extend_from_slice(b" request_id=");
         text(out, record.request_id.to_str().ok());
+        out.extend_from_slice(b" grpc_status=");
+        match record.grpc_status {
+            Some(status) => integer(out, status),
+            None => out.push(b'-'),
+        }
         let tls = record.tls.as_deref();
         out.extend_from_slice(b" tls=");
         text(out, tls.map(|t| t.version));
@@ -212,6 +222,7 @@ mod tests {
             backend: None,
             retries: 1,
             request_id: HeaderValue::from_static("req-\"1\\"),
+            grpc_status: None,
             tls: None,
         }
     }
@@ -234,7 +245,7 @@ mod tests {
                 "time": "2026-11-21T22:11:26.925Z", "client": "127.0.0.1", "method": "GET",
                 "path": "/a/b", "status": 200, "bytes_in": 0, "bytes_out": 21,
                 "duration_ms": 1.219, "upstream_ms": 0.05, "route": "web", "pool": "web",
-                "backend": null, "retries": 1, "request_id": "req-\"1\\", "tls": null
+                "backend": null, "retries": 1, "request_id": "req-\"1\\", "grpc_status": null, "tls": null
             })
         );
     }
@@ -287,7 +298,7 @@ mod tests {
             line(AccessLogFormat::Combined),
             "127.0.0.1 - - [2026-11-21T22:11:26.925Z] \"GET /a/b\" 200 21 bytes_in=0 \
              duration_ms=1.219 upstream_ms=0.050 route=web pool=web backend=- retries=1 \
-             request_id=req-\"1\\ tls=- cipher=- sni=- alpn=-\n"
+             request_id=req-\"1\\ grpc_status=- tls=- cipher=- sni=- alpn=-\n"
         );
     }
 }

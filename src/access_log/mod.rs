@@ -45,6 +45,8 @@ pub struct Record {
     pub retries: u32,
     /// `X-Request-Id`, as received or generated.
     pub request_id: HeaderValue,
+    /// A gRPC response's `grpc-status` (from its trailers, or headers when it has no body).
+    pub grpc_status: Option<u16>,
     /// The client connection's TLS parameters, if it is TLS.
     pub tls: Option<Arc<TlsInfo>>,
 }

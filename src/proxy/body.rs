@@ -139,9 +139,13 @@ impl Body for ProxyBody {
             Kind::Local(body) => poll_full(body, cx),
         };
         match &frame {
-            Poll::Ready(Some(Ok(data))) => {
-                if let (Some(finish), Some(data)) = (&mut this.finish, data.data_ref()) {
-                    finish.bytes_out += data.len() as u64;
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(finish) = &mut this.finish {
+                    if let Some(data) = frame.data_ref() {
+                        finish.bytes_out += data.len() as u64;
+                    } else if let Some(trailers) = frame.trailers_ref() {
+                        finish.exchange.record.grpc_status = super::exchange::grpc_status(trailers);
+                    }
                 }
             }
             Poll::Ready(None | Some(Err(_))) => this.complete(),

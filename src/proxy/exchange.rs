@@ -62,6 +62,7 @@ impl Exchange {
                 backend: None,
                 retries: 0,
                 request_id,
+                grpc_status: None,
                 tls: downstream.tls.clone(),
             },
             target: Target::Unrouted(Arc::clone(unrouted)),
@@ -113,6 +114,15 @@ impl Exchange {
         }
         log.log(self.record);
     }
+}
+
+/// The `grpc-status` a gRPC response carries in `fields` (its trailers, or its headers when it
+/// has no body), if any.
+pub fn grpc_status(fields: &http::HeaderMap) -> Option<u16> {
+    fields
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 fn new_request_id() -> HeaderValue {

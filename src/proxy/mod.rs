@@ -23,7 +23,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use exchange::{Exchange, X_REQUEST_ID};
 use http::{HeaderValue, Request, Response, Version, header};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use metrics::{Counter, Gauge};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -113,6 +113,10 @@ impl Proxy {
                 upgrade: None,
             }) => {
                 let (mut parts, body) = response.into_parts();
+                if body.is_end_stream() {
+                    // A gRPC error answered with headers only ("trailers-only").
+                    exchange.record.grpc_status = exchange::grpc_status(&parts.headers);
+                }
                 headers::prepare_response(&mut parts.headers, parts.version);
                 Response::from_parts(parts, ProxyBody::upstream(body, in_flight, lease))
             }

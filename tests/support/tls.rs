@@ -359,10 +359,12 @@ pub fn server_config(
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             roots.add(ca.clone()).expect("client CA");
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .expect("client verifier");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("client verifier");
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -373,5 +375,7 @@ pub fn server_config(
 
 /// A file in the repository's `certs/` directory.
 pub fn repo_cert(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("certs")
+        .join(name)
 }
