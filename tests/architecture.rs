@@ -64,3 +64,23 @@ fn data_plane_does_not_import_the_control_plane_or_the_file_format() {
         }
     }
 }
+
+#[test]
+fn upstream_connections_come_from_our_own_pool() {
+    // hyper-util's pooled client takes a mutex on every checkout and check-in; the per-backend
+    // pools (src/upstream/pool/) replace it, on hyper's connection API.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    for (path, text) in files {
+        assert!(
+            !text.contains("client::legacy"),
+            "{path} uses hyper-util's legacy client"
+        );
+    }
+    let pool = std::fs::read_to_string(root.join("src/upstream/pool/idle.rs")).expect("pool");
+    assert!(
+        pool.contains("AtomicCell"),
+        "the idle stack is made of atomic cells"
+    );
+}

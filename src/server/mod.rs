@@ -253,7 +253,8 @@ async fn serve_http<S>(
             }
         })
     };
-    let connection = builder.serve_connection(io, service);
+    // With upgrades: a WebSocket handshake hands the connection over to a tunnel.
+    let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     // The closing conditions are polled only when one of them wakes, not on each of the several
     // wake-ups every request causes.
