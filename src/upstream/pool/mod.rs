@@ -210,7 +210,8 @@ pub async fn send(
     request: Request<UpstreamBody>,
 ) -> Result<(Response<Incoming>, Lease), SendError> {
     if upstream.config.protocol.is_h2() {
-        send_h2(backend, upstream, dial, request).await
+        // Boxed: HTTP/1.1 pools, the common case, keep their requests' futures small.
+        Box::pin(send_h2(backend, upstream, dial, request)).await
     } else {
         send_h1(backend, upstream, dial, request).await
     }
@@ -244,14 +245,19 @@ async fn send_h1(
                     wait_for_return(pool, dial.connect_timeout).await?;
                     continue;
                 };
-                let stream = connect::open(
-                    &backend.authority,
-                    upstream.tls(),
-                    Protocol::Http1,
-                    dial.connect_timeout,
-                )
+                // Boxed: connecting (DNS, TCP, TLS) is a large future, and keeping it inline
+                // would make every request's future that much larger to move around.
+                let sender = Box::pin(async {
+                    let stream = connect::open(
+                        &backend.authority,
+                        upstream.tls(),
+                        Protocol::Http1,
+                        dial.connect_timeout,
+                    )
+                    .await?;
+                    connect::http1(stream, open).await
+                })
                 .await?;
-                let sender = connect::http1(stream, open).await?;
                 let connection = Box::new(H1Connection {
                     sender,
                     generation: upstream.generation,
@@ -336,14 +342,18 @@ async fn send_h2(
                 Err(err) => Err(SendError::Protocol(err)),
             };
         };
-        let stream = connect::open(
-            &backend.authority,
-            upstream.tls(),
-            upstream.config.protocol,
-            dial.connect_timeout,
-        )
+        // Boxed, as for HTTP/1.1: only the rare request that connects pays for the space.
+        let connection = Box::pin(async {
+            let stream = connect::open(
+                &backend.authority,
+                upstream.tls(),
+                upstream.config.protocol,
+                dial.connect_timeout,
+            )
+            .await?;
+            connect::http2(stream, open, dial.pings, upstream.generation).await
+        })
         .await?;
-        let connection = connect::http2(stream, open, dial.pings, upstream.generation).await?;
         pool.h2.rcu(|list| {
             let mut list: Vec<_> = list.iter().filter(|c| !c.is_closed()).cloned().collect();
             list.push(Arc::clone(&connection));
