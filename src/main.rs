@@ -268,8 +268,14 @@ fn summary(path: &Path, config: &Config) -> String {
             Algorithm::WeightedRoundRobin => "weighted_round_robin",
             Algorithm::LeastConnections => "least_connections",
         };
+        let protocol = match (p.upstream.protocol, p.upstream.tls.is_some()) {
+            (switchyard::config::Protocol::Http1, false) => "HTTP/1.1",
+            (switchyard::config::Protocol::Http1, true) => "HTTP/1.1 over TLS",
+            (switchyard::config::Protocol::H2, _) => "HTTP/2 over TLS",
+            (switchyard::config::Protocol::H2c, _) => "HTTP/2 (h2c)",
+        };
         out += &format!(
-            "  {:<16} {algorithm}, {} backends\n",
+            "  {:<16} {algorithm}, {protocol}, {} backends\n",
             p.name,
             p.backends.len()
         );

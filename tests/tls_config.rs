@@ -168,3 +168,51 @@ fn switchyard_check_reports_a_broken_certificate_and_exits_1() {
         "{stderr}"
     );
 }
+
+/// A plain listener and one pool whose own settings (before the backend) are `pool`.
+fn upstream_config(pool: &str) -> String {
+    format!(
+        "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n[[routes]]\nname = \"r\"\npool = \"p\"\n\n[[pools]]\nname = \"p\"\n{pool}\n[[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:9000\"\nmax_connections = 0\n"
+    )
+}
+
+#[test]
+fn bad_upstream_connection_settings_name_their_field() {
+    let h2_without_tls = problems_of(&upstream_config("protocol = \"h2\""));
+    assert!(
+        h2_without_tls.contains(
+            "10:12: pools[0].protocol: \"h2\" is HTTP/2 over TLS and needs a [pools[0].tls] table"
+        ),
+        "{h2_without_tls}"
+    );
+    assert!(
+        h2_without_tls.contains("pools[0].backends[0].max_connections: must be at least 1, got 0"),
+        "{h2_without_tls}"
+    );
+    let h2c_with_tls = problems_of(&upstream_config(
+        "protocol = \"h2c\"\n[pools.tls]\ninsecure_skip_verify = true",
+    ));
+    assert!(h2c_with_tls.contains("pools[0].protocol: \"h2c\" is HTTP/2 without TLS"));
+    let missing_ca = problems_of(&upstream_config(
+        "[pools.tls]\nca = \"/nonexistent/ca.pem\"",
+    ));
+    assert!(
+        missing_ca.contains("11:6: pools[0].tls.ca: /nonexistent/ca.pem: cannot read"),
+        "{missing_ca}"
+    );
+    let pki = Pki::new();
+    let leaf = pki.leaf("client", &["client.test"]);
+    let half = problems_of(&upstream_config(&format!(
+        "[pools.tls]\ncert = {:?}",
+        leaf.cert.display().to_string()
+    )));
+    assert!(
+        half.contains("pools[0].tls: a client certificate needs both cert and key"),
+        "{half}"
+    );
+    let idle = problems_of(&upstream_config("max_idle_per_backend = 5000"));
+    assert!(
+        idle.contains("pools[0].max_idle_per_backend: must be between 0 and 1024"),
+        "{idle}"
+    );
+}
