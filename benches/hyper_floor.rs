@@ -1,19 +1,19 @@
 //! The floor under Switchyard's per-request cost: the smallest proxy built from the same
-//! pieces (hyper's HTTP/1.1 server, hyper-util's pooled client, a current-thread tokio runtime,
-//! the same allocator), with round-robin over fixed upstreams and nothing else: no routing, no
-//! header rewriting, no timeouts, metrics or logs. `benches/instructions.sh` runs it next to
-//! Switchyard, NGINX and HAProxy.
+//! pieces (hyper's HTTP/1.1 server, hyper's client connection API with one task per upstream
+//! connection, a current-thread tokio runtime, the same allocator), with round-robin over fixed
+//! upstreams and a keep-alive pool reduced to a thread-local list of connections, and nothing
+//! else: no routing, no header rewriting, no timeouts, metrics or logs.
+//! `benches/instructions.sh` runs it next to Switchyard, NGINX and HAProxy.
 //!
 //! Usage: `hyper_floor LISTEN UPSTREAM...` (addresses as `host:port`). Run without addresses
 //! (as `cargo bench` does) it measures nothing and exits.
 
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -42,13 +42,14 @@ fn main() {
     runtime.block_on(serve(listen.clone(), upstreams));
 }
 
+thread_local! {
+    /// Idle connections per upstream (the runtime has one thread, so no lock is needed).
+    static IDLE: RefCell<Vec<Vec<SendRequest<Incoming>>>> = const { RefCell::new(Vec::new()) };
+    static NEXT: Cell<usize> = const { Cell::new(0) };
+}
+
 async fn serve(listen: String, upstreams: Arc<Vec<http::uri::Authority>>) {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .build(connector);
-    let next = Arc::new(AtomicUsize::new(0));
+    IDLE.with(|idle| *idle.borrow_mut() = upstreams.iter().map(|_| Vec::new()).collect());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .expect("bind the listen address");
@@ -57,16 +58,35 @@ async fn serve(listen: String, upstreams: Arc<Vec<http::uri::Authority>>) {
             continue;
         };
         stream.set_nodelay(true).ok();
-        let (client, upstreams, next) = (client.clone(), upstreams.clone(), next.clone());
+        let upstreams = Arc::clone(&upstreams);
         let service = service_fn(move |mut req: http::Request<Incoming>| {
-            let upstream = &upstreams[next.fetch_add(1, Ordering::Relaxed) % upstreams.len()];
-            let path = req.uri().path_and_query().cloned();
-            let mut uri = http::uri::Parts::default();
-            uri.scheme = Some(http::uri::Scheme::HTTP);
-            uri.authority = Some(upstream.clone());
-            uri.path_and_query = path;
-            *req.uri_mut() = http::Uri::from_parts(uri).expect("scheme, authority and path");
-            client.request(req)
+            let upstreams = Arc::clone(&upstreams);
+            async move {
+                let n = NEXT.with(|next| {
+                    let n = next.get();
+                    next.set(n + 1);
+                    n % upstreams.len()
+                });
+                let pooled = IDLE.with(|idle| {
+                    let mut idle = idle.borrow_mut();
+                    let list = &mut idle[n];
+                    let ready = list.iter().rposition(SendRequest::is_ready)?;
+                    Some(list.swap_remove(ready))
+                });
+                let mut sender = match pooled {
+                    Some(sender) => sender,
+                    None => connect(&upstreams[n]).await?,
+                };
+                *req.uri_mut() = req
+                    .uri()
+                    .path_and_query()
+                    .cloned()
+                    .map_or_else(|| http::Uri::from_static("/"), http::Uri::from);
+                let response = sender.send_request(req).await;
+                // Back in the list at once: it is ready again when its response has been read.
+                IDLE.with(|idle| idle.borrow_mut()[n].push(sender));
+                response.map_err(std::io::Error::other)
+            }
         });
         tokio::spawn(async move {
             hyper::server::conn::http1::Builder::new()
@@ -75,4 +95,16 @@ async fn serve(listen: String, upstreams: Arc<Vec<http::uri::Authority>>) {
                 .ok();
         });
     }
+}
+
+async fn connect(upstream: &http::uri::Authority) -> std::io::Result<SendRequest<Incoming>> {
+    let stream = tokio::net::TcpStream::connect(upstream.as_str()).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
