@@ -1,8 +1,12 @@
 //! The request path: route, pick a backend, rewrite headers, forward, stream the answer back.
+//! Longer than most files: `forward` and its retry loop are kept whole so that every way an
+//! attempt can end, and what follows from it, reads in one place.
 
 pub mod body;
 pub mod client_body;
+pub mod downstream;
 pub mod exchange;
+pub mod failure;
 pub mod forward;
 pub mod headers;
 pub mod redirect;
@@ -10,49 +14,25 @@ pub mod request_check;
 pub mod upgrade;
 
 pub use body::{ProxyBody, RequestBody, UpstreamBody};
+pub use downstream::Downstream;
+pub use failure::error_response;
+use failure::log_failure;
 pub use upgrade::Tunnels;
 
 use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::snapshot::Snapshot;
-use crate::tls::TlsInfo;
 use crate::upstream::pool::{Dial, Lease, Pings};
 use crate::upstream::{BackendState, InFlightGuard, OutlierReport};
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use exchange::{Exchange, X_REQUEST_ID};
 use http::{HeaderValue, Request, Response, Version, header};
 use hyper::body::{Body as _, Incoming};
 use metrics::{Counter, Gauge};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
-
-/// How the client reached us, for `X-Forwarded-*`; built once per connection.
-#[derive(Debug, Clone)]
-pub struct Downstream {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// What the TLS handshake negotiated, if the client connection is TLS.
-    pub tls: Option<Arc<TlsInfo>>,
-    /// The client's IP as a header value, formatted once per connection rather than per request.
-    pub forwarded_for: HeaderValue,
-}
-
-impl Downstream {
-    /// The downstream of a connection from `peer`.
-    pub fn new(peer: SocketAddr, tls: Option<Arc<TlsInfo>>) -> Self {
-        let forwarded_for = HeaderValue::from_str(&peer.ip().to_string())
-            .expect("an IP address is a valid header value");
-        Self {
-            peer,
-            tls,
-            forwarded_for,
-        }
-    }
-}
 
 /// The data plane's entry point: shared by every connection of every listener.
 #[derive(Debug)]
@@ -121,21 +101,11 @@ impl Proxy {
                 Response::from_parts(parts, ProxyBody::upstream(body, in_flight, lease))
             }
             Ok(Forwarded {
-                mut response,
+                response,
                 in_flight,
                 upgrade: Some((client, limits)),
                 ..
-            }) => {
-                let upgrade_value = response.headers().get(header::UPGRADE).cloned();
-                let upstream = hyper::upgrade::on(&mut response);
-                upgrade::spawn(client, upstream, in_flight, limits, &self.tunnels);
-                let (mut parts, _) = response.into_parts();
-                headers::prepare_response(&mut parts.headers, parts.version);
-                if let Some(value) = upgrade_value {
-                    upgrade::restore(&mut parts.headers, value);
-                }
-                Response::from_parts(parts, ProxyBody::local(Bytes::new()))
-            }
+            }) => upgrade::switch(response, client, in_flight, limits, &self.tunnels),
             Err(err) => {
                 log_failure(&err);
                 let mut response = error_response(&err);
@@ -400,49 +370,3 @@ struct RequestSettings {
     dial: Dial,
     tunnel: upgrade::TunnelLimits,
 }
-
-/// Per-request failures are logged at debug level only: under a failing backend a line per
-/// request would flood the log, and the access log, the metrics and the control plane's state
-/// changes (logged once) already tell the story.
-fn log_failure(err: &ProxyError) {
-    match err {
-        ProxyError::UpstreamConnect { source, .. } => {
-            tracing::debug!(error = %err, cause = %crate::error::chain(source.as_ref()), "upstream request failed");
-        }
-        ProxyError::UpstreamProtocol { source, .. } => {
-            tracing::debug!(error = %err, cause = %crate::error::chain(source), "upstream request failed");
-        }
-        ProxyError::UpstreamTimeout { .. } | ProxyError::UpstreamInvalid { .. } => {
-            tracing::debug!(error = %err, "upstream request failed")
-        }
-        ProxyError::NoRoute
-        | ProxyError::NoBackend { .. }
-        | ProxyError::UpstreamSaturated { .. }
-        | ProxyError::ClientBody(_)
-        | ProxyError::Refused(..) => tracing::debug!(error = %err, "request failed"),
-    }
-}
-
-/// The response for a failed request: status, short text, and `Retry-After` on 503.
-pub fn error_response(err: &ProxyError) -> Response<ProxyBody> {
-    let status = err.status();
-    let mut response = Response::new(ProxyBody::local(Bytes::from_static(
-        err.client_message().as_bytes(),
-    )));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if status == http::StatusCode::SERVICE_UNAVAILABLE {
-        headers.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
-    }
-    response
-}
-
-/// Seconds a client is asked to wait when no backend is available: about one probe interval.
-const RETRY_AFTER_SECS: &str = "2";

@@ -58,8 +58,28 @@ pub fn restore(headers: &mut HeaderMap, upgrade: HeaderValue) {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
 }
 
+/// The client's answer to the backend's `101`: its headers (with the upgrade ones put back) and
+/// no body; the tunnel starts once both sides have switched.
+pub fn switch(
+    mut response: http::Response<hyper::body::Incoming>,
+    client: OnUpgrade,
+    in_flight: InFlightGuard,
+    limits: TunnelLimits,
+    tunnels: &Tunnels,
+) -> http::Response<super::ProxyBody> {
+    let upgrade_value = response.headers().get(header::UPGRADE).cloned();
+    let upstream = hyper::upgrade::on(&mut response);
+    spawn(client, upstream, in_flight, limits, tunnels);
+    let (mut parts, _) = response.into_parts();
+    super::headers::prepare_response(&mut parts.headers, parts.version);
+    if let Some(value) = upgrade_value {
+        restore(&mut parts.headers, value);
+    }
+    http::Response::from_parts(parts, super::ProxyBody::local(bytes::Bytes::new()))
+}
+
 /// Copies between the two upgraded connections in a task of its own.
-pub fn spawn(
+fn spawn(
     client: OnUpgrade,
     upstream: OnUpgrade,
     in_flight: InFlightGuard,

@@ -2,8 +2,12 @@
 //! announced (`SETTINGS_MAX_CONCURRENT_STREAMS`); a request finding every connection full makes
 //! the pool open another.
 
-use super::connect::StreamLimit;
+use super::connect::{self, StreamLimit};
+use super::{ConnectionPool, Dial, Lease, SendError, Upstream};
 use crate::proxy::UpstreamBody;
+use crate::upstream::BackendState;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -87,5 +91,110 @@ impl Drop for H2Stream {
         self.0.last_used.store(super::ticks(), Ordering::Relaxed);
         self.0.active.fetch_sub(1, Ordering::Relaxed);
         self.0.limit.refresh.notify_one();
+    }
+}
+
+/// Sends `request` on a stream of a shared connection, opening a connection when all are full.
+pub(super) async fn send(
+    backend: &BackendState,
+    upstream: &Upstream,
+    dial: &Dial,
+    mut request: Request<UpstreamBody>,
+) -> Result<(Response<Incoming>, Lease), SendError> {
+    let pool = &backend.connections;
+    let mut replaced = 0;
+    loop {
+        let stream = pick_stream(pool, upstream.generation, false);
+        if let Some(stream) = stream {
+            match stream.sender().try_send_request(request).await {
+                Ok(response) => return Ok((response, Lease::H2(stream))),
+                Err(mut err) => match err.take_message() {
+                    // The connection went away before the request left: another one.
+                    Some(unsent) if replaced < 2 => {
+                        replaced += 1;
+                        request = unsent;
+                        drop_closed(pool);
+                        continue;
+                    }
+                    Some(_) => return Err(SendError::Connect(Box::new(err.into_error()))),
+                    None => return Err(SendError::Protocol(err.into_error())),
+                },
+            }
+        }
+        // Every connection is full, or there is none: one request opens the next while the
+        // others wait for it rather than each opening their own.
+        let opened = pool.h2_opened.notified();
+        tokio::pin!(opened);
+        opened.as_mut().enable();
+        if pool.opening_h2.swap(true, Ordering::AcqRel) {
+            tokio::time::timeout(dial.connect_timeout, opened)
+                .await
+                .map_err(|_| SendError::ConnectTimeout)?;
+            continue;
+        }
+        let opening = Opening(pool);
+        let Some(open) = pool.reserve(backend) else {
+            drop(opening);
+            // At max_connections: queue on the least busy connection instead.
+            let busiest_first = pool.h2.load();
+            let least = busiest_first
+                .iter()
+                .filter(|c| !c.is_closed() && c.generation == upstream.generation)
+                .min_by_key(|c| c.active());
+            let Some(stream) = least.map(|c| c.try_stream(true).expect("forced")) else {
+                return Err(SendError::Saturated);
+            };
+            return match stream.sender().send_request(request).await {
+                Ok(response) => Ok((response, Lease::H2(stream))),
+                Err(err) => Err(SendError::Protocol(err)),
+            };
+        };
+        // Boxed, as for HTTP/1.1: only the rare request that connects pays for the space.
+        let connection = Box::pin(async {
+            let stream = connect::open(
+                &backend.authority,
+                upstream.tls(),
+                upstream.config.protocol,
+                dial.connect_timeout,
+            )
+            .await?;
+            connect::http2(stream, open, dial.pings, upstream.generation).await
+        })
+        .await?;
+        pool.h2.rcu(|list| {
+            let mut list: Vec<_> = list.iter().filter(|c| !c.is_closed()).cloned().collect();
+            list.push(Arc::clone(&connection));
+            list
+        });
+        drop(opening);
+    }
+}
+
+/// A free stream on a live connection of this generation, if any.
+fn pick_stream(pool: &ConnectionPool, generation: u64, force: bool) -> Option<H2Stream> {
+    pool.h2
+        .load()
+        .iter()
+        .filter(|c| c.generation == generation && !c.is_closed())
+        .find_map(|c| c.try_stream(force))
+}
+
+fn drop_closed(pool: &ConnectionPool) {
+    pool.h2.rcu(|list| {
+        list.iter()
+            .filter(|c| !c.is_closed())
+            .cloned()
+            .collect::<Vec<_>>()
+    });
+}
+
+/// Marks an HTTP/2 connection as being opened; when dropped (opened, failed or cancelled) the
+/// waiting requests are woken to look again.
+struct Opening<'a>(&'a ConnectionPool);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.opening_h2.store(false, Ordering::Release);
+        self.0.h2_opened.notify_waiters();
     }
 }

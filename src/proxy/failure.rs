@@ -1,0 +1,52 @@
+//! What a failed request becomes: one debug log line and a short error response.
+
+use super::ProxyBody;
+use crate::error::ProxyError;
+use bytes::Bytes;
+use http::{HeaderValue, Response, header};
+
+/// Logs a failed request. Per-request failures are logged at debug level only: under a failing backend a line per
+/// request would flood the log, and the access log, the metrics and the control plane's state
+/// changes (logged once) already tell the story.
+pub fn log_failure(err: &ProxyError) {
+    match err {
+        ProxyError::UpstreamConnect { source, .. } => {
+            tracing::debug!(error = %err, cause = %crate::error::chain(source.as_ref()), "upstream request failed");
+        }
+        ProxyError::UpstreamProtocol { source, .. } => {
+            tracing::debug!(error = %err, cause = %crate::error::chain(source), "upstream request failed");
+        }
+        ProxyError::UpstreamTimeout { .. } | ProxyError::UpstreamInvalid { .. } => {
+            tracing::debug!(error = %err, "upstream request failed")
+        }
+        ProxyError::NoRoute
+        | ProxyError::NoBackend { .. }
+        | ProxyError::UpstreamSaturated { .. }
+        | ProxyError::ClientBody(_)
+        | ProxyError::Refused(..) => tracing::debug!(error = %err, "request failed"),
+    }
+}
+
+/// The response for a failed request: status, short text, and `Retry-After` on 503.
+pub fn error_response(err: &ProxyError) -> Response<ProxyBody> {
+    let status = err.status();
+    let mut response = Response::new(ProxyBody::local(Bytes::from_static(
+        err.client_message().as_bytes(),
+    )));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if status == http::StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    response
+}
+
+/// Seconds a client is asked to wait when no backend is available: about one probe interval.
+const RETRY_AFTER_SECS: &str = "2";
