@@ -180,3 +180,36 @@ fn tokio_stream_from<T: Send + 'static>(
 ) -> impl futures_util::Stream<Item = T> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_health_probe_follows_the_servers_serving_status() {
+    let (grpc, reporter) = start_grpc_server().await;
+    let toml = single_pool_toml(
+        "weighted_round_robin",
+        &[("grpc", grpc, 1)],
+        "",
+        "protocol = \"h2c\"\n[pools.health_check]\ntype = \"grpc\"\nservice = \"echo\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 1\n",
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let state = |want: &'static str| {
+        let proxy = &proxy;
+        async move {
+            poll_until(DEADLINE, want, || async {
+                let (_, view) = proxy
+                    .admin("GET", "/api/pools/pool/backends/grpc", None, None)
+                    .await;
+                (view["state"] == want).then_some(())
+            })
+            .await
+        }
+    };
+    state("healthy").await;
+    reporter
+        .set_service_status("echo", ServingStatus::NotServing)
+        .await;
+    state("unhealthy").await;
+    reporter
+        .set_service_status("echo", ServingStatus::Serving)
+        .await;
+    state("healthy").await;
+}

@@ -210,6 +210,13 @@ fn bad_upstream_connection_settings_name_their_field() {
         half.contains("pools[0].tls: a client certificate needs both cert and key"),
         "{half}"
     );
+    let grpc_over_http1 = problems_of(&upstream_config("[pools.health_check]\ntype = \"grpc\""));
+    assert!(
+        grpc_over_http1.contains(
+            "pools[0].health_check.type: \"grpc\" probes need protocol = \"h2\" or \"h2c\""
+        ),
+        "{grpc_over_http1}"
+    );
     let idle = problems_of(&upstream_config("max_idle_per_backend = 5000"));
     assert!(
         idle.contains("pools[0].max_idle_per_backend: must be between 0 and 1024"),

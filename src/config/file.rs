@@ -200,6 +200,7 @@ pub struct HealthCheckFile {
     pub path: Option<Spanned<String>>,
     pub expected_status: Option<Spanned<String>>,
     pub host: Option<Spanned<String>>,
+    pub service: Option<Spanned<String>>,
 }
 
 /// Probe kinds accepted in the file.
@@ -208,6 +209,7 @@ pub struct HealthCheckFile {
 pub enum ProbeKindFile {
     Http,
     Tcp,
+    Grpc,
 }
 
 /// Initial health states accepted in the file.

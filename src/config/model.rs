@@ -335,6 +335,11 @@ pub enum Probe {
         /// `Host` header; the backend's address when unset.
         host: Option<String>,
     },
+    /// gRPC's `grpc.health.v1.Health/Check` answers `SERVING` (HTTP/2 pools only).
+    Grpc {
+        /// The service asked about; empty for the server as a whole.
+        service: String,
+    },
 }
 
 /// A backend's state before any probe has run.

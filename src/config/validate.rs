@@ -650,7 +650,11 @@ impl Checker {
                 &pool.outlier_detection,
                 &format!("{field}.outlier_detection"),
             ),
-            upstream: self.upstream(pool, &field)?,
+            upstream: {
+                let upstream = self.upstream(pool, &field)?;
+                self.grpc_probe_needs_h2(pool, &upstream, &field);
+                upstream
+            },
         })
     }
 
@@ -700,6 +704,30 @@ impl Checker {
             max_requests,
             max_connections,
         })
+    }
+
+    /// A gRPC probe speaks HTTP/2: its pool must too.
+    fn grpc_probe_needs_h2(
+        &mut self,
+        pool: &PoolFile,
+        upstream: &super::model::UpstreamConfig,
+        field: &str,
+    ) {
+        let Some(check) = &pool.health_check else {
+            return;
+        };
+        if let Some(kind) = &check.get_ref().kind {
+            if matches!(kind.get_ref(), super::file::ProbeKindFile::Grpc)
+                && !upstream.protocol.is_h2()
+            {
+                self.report(
+                    kind.span(),
+                    format!(
+                        "{field}.health_check.type: \"grpc\" probes need protocol = \"h2\" or \"h2c\""
+                    ),
+                );
+            }
+        }
     }
 
     /// An optional count that must be at least 1.

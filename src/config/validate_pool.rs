@@ -111,23 +111,36 @@ impl Checker {
             .kind
             .as_ref()
             .map_or(ProbeKindFile::Http, |k| *k.get_ref());
+        let http_only = [
+            ("method", &file.method),
+            ("path", &file.path),
+            ("expected_status", &file.expected_status),
+        ];
+        let misplaced: Vec<(&str, &Spanned<String>)> = match kind {
+            ProbeKindFile::Http => vec![("service", &file.service)],
+            ProbeKindFile::Tcp => http_only
+                .into_iter()
+                .chain([("host", &file.host), ("service", &file.service)])
+                .collect(),
+            ProbeKindFile::Grpc => http_only.to_vec(),
+        }
+        .into_iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| (name, v)))
+        .collect();
+        for (name, value) in misplaced {
+            self.report(
+                value.span(),
+                format!("{field}.{name}: does not apply to this probe type"),
+            );
+        }
         let probe = match kind {
-            ProbeKindFile::Tcp => {
-                for (name, value) in [
-                    ("method", &file.method),
-                    ("path", &file.path),
-                    ("expected_status", &file.expected_status),
-                    ("host", &file.host),
-                ] {
-                    if let Some(v) = value {
-                        self.report(
-                            v.span(),
-                            format!("{field}.{name}: only applies to type = \"http\""),
-                        );
-                    }
-                }
-                Probe::Tcp
-            }
+            ProbeKindFile::Tcp => Probe::Tcp,
+            ProbeKindFile::Grpc => Probe::Grpc {
+                service: file
+                    .service
+                    .as_ref()
+                    .map_or_else(String::new, |s| s.get_ref().clone()),
+            },
             ProbeKindFile::Http => Probe::Http {
                 method: self.method(&file.method, &format!("{field}.method")),
                 path: self.probe_path(&file.path, &format!("{field}.path")),
