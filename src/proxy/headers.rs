@@ -121,6 +121,9 @@ fn strip(headers: &mut HeaderMap, find_aliases: bool) -> bool {
     if !present.contains(&true) {
         return aliased;
     }
+    if present == ONLY_CONNECTION && strip_plain_connection(headers) {
+        return aliased;
+    }
     // Allocates only when `Connection` names a non-standard header, which is rare.
     let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
@@ -149,6 +152,29 @@ fn strip(headers: &mut HeaderMap, find_aliases: bool) -> bool {
         headers.remove(name);
     }
     aliased
+}
+
+/// `present` when `Connection` is the only hop-by-hop header.
+const ONLY_CONNECTION: [bool; HOP_BY_HOP_COUNT] = {
+    let mut only = [false; HOP_BY_HOP_COUNT];
+    only[0] = true;
+    only
+};
+
+/// The usual case, a `Connection` of just `keep-alive` or `close` (it names no other header):
+/// removed with one lookup. Returns false, changing nothing, for any other `Connection`.
+fn strip_plain_connection(headers: &mut HeaderMap) -> bool {
+    let Entry::Occupied(entry) = headers.entry(header::CONNECTION) else {
+        return false;
+    };
+    let plain = entry.iter().all(|value| {
+        let value = value.as_bytes().trim_ascii();
+        value.eq_ignore_ascii_case(b"keep-alive") || value.eq_ignore_ascii_case(b"close")
+    });
+    if plain {
+        entry.remove();
+    }
+    plain
 }
 
 /// The position of `name` in `HOP_BY_HOP`: a match on the text, which compiles to a switch on
@@ -220,6 +246,23 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn a_plain_connection_header_goes_and_a_naming_one_takes_its_names_along() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, "Keep-Alive".parse().unwrap());
+        h.append(header::CONNECTION, "close".parse().unwrap());
+        h.insert("x-kept", "yes".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert!(!h.contains_key(header::CONNECTION));
+        assert_eq!(h.len(), 1);
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, "close".parse().unwrap());
+        h.append(header::CONNECTION, "x-private".parse().unwrap());
+        h.insert("x-private", "secret".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "{h:?}");
     }
 
     #[test]
