@@ -36,13 +36,15 @@ pub struct Pings {
     pub timeout: Duration,
 }
 
-/// Opens a TCP connection, then TLS if `tls` is set, all within `timeout`.
+/// Opens a connection to `authority` in `upstream`'s protocol and TLS settings: TCP, then TLS if
+/// the pool has it, all within `timeout`.
 pub async fn open(
     authority: &Authority,
-    tls: Option<&UpstreamTls>,
-    protocol: Protocol,
+    upstream: &super::Upstream,
     timeout: Duration,
 ) -> Result<Stream, SendError> {
+    let tls: Option<&UpstreamTls> = upstream.config.tls.as_deref();
+    let protocol = upstream.config.protocol;
     let connecting = async {
         let tcp = TcpStream::connect(authority.as_str())
             .await

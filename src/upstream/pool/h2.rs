@@ -151,13 +151,7 @@ pub(super) async fn send(
         };
         // Boxed, as for HTTP/1.1: only the rare request that connects pays for the space.
         let connection = Box::pin(async {
-            let stream = connect::open(
-                &backend.authority,
-                upstream.tls(),
-                upstream.config.protocol,
-                dial.connect_timeout,
-            )
-            .await?;
+            let stream = connect::open(&backend.authority, upstream, dial.connect_timeout).await?;
             connect::http2(stream, open, dial.pings, upstream.generation).await
         })
         .await?;

@@ -12,7 +12,7 @@ pub use h2::{H2Connection, H2Stream};
 pub use idle::IdleStack;
 
 use super::BackendState;
-use crate::config::{Protocol, UpstreamConfig, UpstreamTls};
+use crate::config::UpstreamConfig;
 use crate::proxy::UpstreamBody;
 use arc_swap::ArcSwap;
 use connect::OpenGuard;
@@ -43,10 +43,6 @@ impl Upstream {
             // Relaxed: a unique number, nothing published through it.
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         }
-    }
-
-    fn tls(&self) -> Option<&UpstreamTls> {
-        self.config.tls.as_deref()
     }
 }
 
@@ -248,13 +244,8 @@ async fn send_h1(
                 // Boxed: connecting (DNS, TCP, TLS) is a large future, and keeping it inline
                 // would make every request's future that much larger to move around.
                 let sender = Box::pin(async {
-                    let stream = connect::open(
-                        &backend.authority,
-                        upstream.tls(),
-                        Protocol::Http1,
-                        dial.connect_timeout,
-                    )
-                    .await?;
+                    let stream =
+                        connect::open(&backend.authority, upstream, dial.connect_timeout).await?;
                     connect::http1(stream, open).await
                 })
                 .await?;
@@ -295,13 +286,7 @@ pub async fn send_alone(
     dial: &Dial,
     request: Request<UpstreamBody>,
 ) -> Result<Response<Incoming>, SendError> {
-    let stream = connect::open(
-        authority,
-        upstream.tls(),
-        upstream.config.protocol,
-        dial.connect_timeout,
-    )
-    .await?;
+    let stream = connect::open(authority, upstream, dial.connect_timeout).await?;
     let open = OpenGuard::new(Arc::new(AtomicU32::new(1)), metrics::Gauge::noop());
     if upstream.config.protocol.is_h2() {
         let connection = connect::http2(stream, open, dial.pings, upstream.generation).await?;
