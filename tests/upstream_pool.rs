@@ -203,3 +203,43 @@ async fn reaching_the_backends_stream_limit_opens_a_second_connection() {
     let answers = requests.await.expect("requests finish");
     assert!(answers.iter().all(|a| a.status == 200));
 }
+
+#[tokio::test]
+async fn connections_survive_a_reload_unless_the_connection_settings_change() {
+    let upstream = Upstream::start("up").await;
+    let config = |pool_settings: &str| {
+        single_pool_toml(
+            "weighted_round_robin",
+            &[("up", upstream.addr, 1)],
+            "",
+            pool_settings,
+        )
+    };
+    let path = temp_config(&config("retries = 1\n"));
+    let proxy = TestProxy::start_file(&path).await;
+    let client = client();
+    let reload = |text: String| {
+        std::fs::write(&path, text).expect("write config");
+        async {
+            let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
+            assert_eq!(status, 200, "{outcome}");
+        }
+    };
+    assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
+    // A reload that leaves the connection settings alone keeps the pooled connection...
+    reload(config("retries = 2\n")).await;
+    assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "the connection outlived the reload"
+    );
+    // ...and one that changes them (here to HTTP/2 without TLS) retires it.
+    reload(config("retries = 2\nprotocol = \"h2c\"\n")).await;
+    assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
+    assert_eq!(
+        upstream.connections(),
+        2,
+        "a new connection for the new protocol"
+    );
+}
