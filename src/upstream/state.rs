@@ -314,7 +314,7 @@ impl Drop for InFlightGuard {
 pub const CONNECT_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Milliseconds since the first call: a clock that fits in an atomic (never 0 once read).
-fn millis_now() -> u64 {
+pub(crate) fn millis_now() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     let start = *START.get_or_init(|| Instant::now() - Duration::from_millis(1));
     start.elapsed().as_millis() as u64

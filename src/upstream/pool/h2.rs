@@ -104,8 +104,7 @@ pub(super) async fn send(
     let pool = &backend.connections;
     let mut replaced = 0;
     loop {
-        let stream = pick_stream(pool, upstream.generation, false);
-        if let Some(stream) = stream {
+        if let Some(stream) = pick_stream(pool, upstream.generation) {
             match stream.sender().try_send_request(request).await {
                 Ok(response) => return Ok((response, Lease::H2(stream))),
                 Err(mut err) => match err.take_message() {
@@ -113,7 +112,7 @@ pub(super) async fn send(
                     Some(unsent) if replaced < 2 => {
                         replaced += 1;
                         request = unsent;
-                        drop_closed(pool);
+                        retain(pool, |_| true);
                         continue;
                     }
                     Some(_) => return Err(SendError::Connect(Box::new(err.into_error()))),
@@ -136,8 +135,8 @@ pub(super) async fn send(
         let Some(open) = pool.reserve(backend) else {
             drop(opening);
             // At max_connections: queue on the least busy connection instead.
-            let busiest_first = pool.h2.load();
-            let least = busiest_first
+            let connections = pool.h2.load();
+            let least = connections
                 .iter()
                 .filter(|c| !c.is_closed() && c.generation == upstream.generation)
                 .min_by_key(|c| c.active());
@@ -156,7 +155,7 @@ pub(super) async fn send(
         })
         .await?;
         pool.h2.rcu(|list| {
-            let mut list: Vec<_> = list.iter().filter(|c| !c.is_closed()).cloned().collect();
+            let mut list = live(list, |_| true);
             list.push(Arc::clone(&connection));
             list
         });
@@ -165,21 +164,27 @@ pub(super) async fn send(
 }
 
 /// A free stream on a live connection of this generation, if any.
-fn pick_stream(pool: &ConnectionPool, generation: u64, force: bool) -> Option<H2Stream> {
+fn pick_stream(pool: &ConnectionPool, generation: u64) -> Option<H2Stream> {
     pool.h2
         .load()
         .iter()
         .filter(|c| c.generation == generation && !c.is_closed())
-        .find_map(|c| c.try_stream(force))
+        .find_map(|c| c.try_stream(false))
 }
 
-fn drop_closed(pool: &ConnectionPool) {
-    pool.h2.rcu(|list| {
-        list.iter()
-            .filter(|c| !c.is_closed())
-            .cloned()
-            .collect::<Vec<_>>()
-    });
+/// Keeps the pool's live connections that `keep` accepts; closed ones always go.
+pub(super) fn retain(pool: &ConnectionPool, keep: impl Fn(&H2Connection) -> bool) {
+    pool.h2.rcu(|list| live(list, &keep));
+}
+
+fn live(
+    list: &[Arc<H2Connection>],
+    keep: impl Fn(&H2Connection) -> bool,
+) -> Vec<Arc<H2Connection>> {
+    list.iter()
+        .filter(|c| !c.is_closed() && keep(c))
+        .cloned()
+        .collect()
 }
 
 /// Marks an HTTP/2 connection as being opened; when dropped (opened, failed or cancelled) the

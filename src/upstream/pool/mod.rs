@@ -7,9 +7,8 @@ mod connect;
 mod h2;
 mod idle;
 
-pub use connect::{Pings, Stream};
+pub use connect::Pings;
 pub use h2::{H2Connection, H2Stream};
-pub use idle::IdleStack;
 
 use super::BackendState;
 use crate::config::UpstreamConfig;
@@ -19,9 +18,10 @@ use connect::OpenGuard;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
+use idle::IdleStack;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// A pool's connection settings in force, with the generation its connections are tagged
@@ -130,16 +130,6 @@ impl ConnectionPool {
             .store(max.unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 
-    /// Connections open now.
-    pub fn open(&self) -> u32 {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// Idle HTTP/1.1 connections (racy; for the admin API and tests).
-    pub fn idle(&self) -> usize {
-        self.idle.len()
-    }
-
     /// Takes a request's connection back after its response ended cleanly.
     pub fn check_in(&self, lease: Lease) {
         let Lease::H1(mut connection, limit) = lease else {
@@ -167,15 +157,8 @@ impl ConnectionPool {
                 && now.saturating_sub(c.idle_since) < idle
         });
         if !self.h2.load().is_empty() {
-            self.h2.rcu(|list| {
-                list.iter()
-                    .filter(|c| {
-                        !c.is_closed()
-                            && !c.idle_for(now, idle)
-                            && (c.generation == upstream.generation || c.active() > 0)
-                    })
-                    .cloned()
-                    .collect::<Vec<_>>()
+            h2::retain(self, |c| {
+                !c.idle_for(now, idle) && (c.generation == upstream.generation || c.active() > 0)
             });
         }
     }
@@ -313,9 +296,7 @@ pub fn ticks() -> u64 {
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
 
-/// Advances `ticks` to the seconds elapsed since the first call.
+/// Advances `ticks` to the seconds of the backends' own clock (`millis_now`).
 pub fn tick() {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let start = START.get_or_init(Instant::now);
-    TICKS.store(start.elapsed().as_secs(), Ordering::Relaxed);
+    TICKS.store(super::state::millis_now() / 1000, Ordering::Relaxed);
 }
