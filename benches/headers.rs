@@ -58,6 +58,7 @@ fn bench(c: &mut Criterion) {
                     Some(host.clone()),
                     &downstream,
                     UnderscoreHeaders::Drop,
+                    false,
                 )
                 .expect("no underscore names");
                 black_box(h)

@@ -44,12 +44,12 @@ enum Kind {
 
 impl ProxyBody {
     /// Streams an upstream body, keeping the request in flight until the body ends.
-    pub fn upstream(body: Incoming, in_flight: InFlightGuard, lease: Option<Lease>) -> Self {
+    pub fn upstream(body: Incoming, in_flight: InFlightGuard, lease: Lease) -> Self {
         Self {
             kind: Kind::Upstream {
                 body,
                 in_flight: Some(in_flight),
-                lease,
+                lease: Some(lease),
             },
             finish: None,
         }

@@ -36,8 +36,9 @@ pub fn prepare_request(
     host: Option<HeaderValue>,
     downstream: &Downstream,
     underscores: UnderscoreHeaders,
+    keep_te_trailers: bool,
 ) -> Result<(), ProxyError> {
-    if strip(headers, true) {
+    if strip(headers, true, keep_te_trailers) {
         match underscores {
             UnderscoreHeaders::Reject => {
                 return Err(ProxyError::bad_request(
@@ -100,13 +101,15 @@ pub fn prepare_response(headers: &mut HeaderMap, version: Version) {
 
 /// Removes the standard hop-by-hop headers and every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    strip(headers, false);
+    strip(headers, false, false);
 }
 
 /// `strip_hop_by_hop`; with `find_aliases` (requests only) also returns whether a name reads as
 /// a framing or hop-by-hop one with `_` for `-` (`underscore_alias`), found in the same pass.
+/// With `keep_te_trailers` (requests to HTTP/2 backends), `te: trailers` is kept: it is the one
+/// value HTTP/2 allows, and how gRPC clients say they read trailers.
 #[inline(always)]
-fn strip(headers: &mut HeaderMap, find_aliases: bool) -> bool {
+fn strip(headers: &mut HeaderMap, find_aliases: bool, keep_te_trailers: bool) -> bool {
     // One pass over the names (no hashing) finds which hop-by-hop headers are present, so only
     // those are removed.
     let mut present = [false; HOP_BY_HOP_COUNT];
@@ -144,6 +147,11 @@ fn strip(headers: &mut HeaderMap, find_aliases: bool) -> bool {
     for name in named {
         headers.remove(name);
     }
+    let te_trailers = keep_te_trailers
+        && present[TE]
+        && headers
+            .get(header::TE)
+            .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
     for (name, _) in HOP_BY_HOP
         .iter()
         .zip(&present)
@@ -151,8 +159,14 @@ fn strip(headers: &mut HeaderMap, find_aliases: bool) -> bool {
     {
         headers.remove(name);
     }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     aliased
 }
+
+/// The position of `TE` in `HOP_BY_HOP`.
+const TE: usize = 5;
 
 /// `present` when `Connection` is the only hop-by-hop header.
 const ONLY_CONNECTION: [bool; HOP_BY_HOP_COUNT] = {
@@ -266,6 +280,19 @@ mod tests {
     }
 
     #[test]
+    fn te_trailers_is_kept_only_when_asked_for() {
+        let mut h = HeaderMap::new();
+        h.insert(header::TE, "trailers".parse().unwrap());
+        strip(&mut h, false, true);
+        assert_eq!(h.get(header::TE).unwrap(), "trailers");
+        strip(&mut h, false, false);
+        assert!(h.is_empty());
+        h.insert(header::TE, "gzip".parse().unwrap());
+        strip(&mut h, false, true);
+        assert!(h.is_empty(), "only trailers passes");
+    }
+
+    #[test]
     fn every_hop_by_hop_name_has_its_index() {
         for (i, name) in HOP_BY_HOP.iter().enumerate() {
             assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
@@ -284,6 +311,7 @@ mod tests {
             None,
             &downstream(),
             UnderscoreHeaders::Drop,
+            false,
         )
         .unwrap();
         assert_eq!(h["x-forwarded-for"], "203.0.113.1, 198.51.100.2, 192.0.2.7");
@@ -300,6 +328,7 @@ mod tests {
             Some("example.com".parse().unwrap()),
             &downstream(),
             UnderscoreHeaders::Drop,
+            false,
         )
         .unwrap();
         assert_eq!(h[header::HOST], "example.com");

@@ -188,33 +188,20 @@ impl Proxy {
 
         let mut req = req;
         // A WebSocket handshake passes only to HTTP/1.1 backends, from HTTP/1.1 clients.
-        let upgrade = if settings.websocket
-            && req.version() == Version::HTTP_11
-            && !upstream.config.protocol.is_h2()
-        {
-            upgrade::websocket(req.headers()).map(|value| (value, hyper::upgrade::on(&mut req)))
+        let upgrade = if settings.websocket && !upstream.config.protocol.is_h2() {
+            upgrade::handshake(&mut req)
         } else {
             None
         };
         let (mut parts, body) = req.into_parts();
-        // `te: trailers` is how gRPC asks for trailers; HTTP/2 backends see it, as the client sent it.
-        let te_trailers = upstream.config.protocol.is_h2()
-            && parts
-                .headers
-                .get(header::TE)
-                .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
         headers::prepare_request(
             &mut parts.headers,
             parts.version,
             host,
             downstream,
             settings.underscores,
+            upstream.config.protocol.is_h2(),
         )?;
-        if te_trailers {
-            parts
-                .headers
-                .insert(header::TE, HeaderValue::from_static("trailers"));
-        }
         let mut upgrade = upgrade.map(|(value, on_upgrade)| {
             upgrade::restore(&mut parts.headers, value);
             on_upgrade
@@ -266,7 +253,7 @@ impl Proxy {
                         return Ok(Forwarded {
                             response,
                             in_flight,
-                            lease: Some(lease),
+                            lease,
                             upgrade,
                         });
                     }
@@ -318,7 +305,7 @@ impl Proxy {
                     Attempt::ServerError(response, in_flight, lease) => Ok(Forwarded {
                         response,
                         in_flight,
-                        lease: Some(lease),
+                        lease,
                         upgrade: None,
                     }),
                     Attempt::Failed(err) => Err(err),
@@ -346,7 +333,7 @@ struct Forwarded {
     response: Response<Incoming>,
     in_flight: InFlightGuard,
     /// The connection, returned to the pool when the response ends cleanly.
-    lease: Option<Lease>,
+    lease: Lease,
     /// For a `101`: the client's side of the upgrade and the tunnel's limits.
     upgrade: Option<(hyper::upgrade::OnUpgrade, upgrade::TunnelLimits)>,
 }

@@ -35,8 +35,18 @@ pub struct TunnelLimits {
     pub drain: Duration,
 }
 
+/// The `Upgrade` value of a WebSocket handshake and the client's side of the upgrade, taken
+/// from `req`, if it is one.
+pub fn handshake<B>(req: &mut http::Request<B>) -> Option<(HeaderValue, OnUpgrade)> {
+    // hyper attaches an upgrade only to HTTP/1.1 requests carrying `Upgrade` (or CONNECT, which
+    // never gets this far): every other request is settled by one look at the extensions.
+    req.extensions().get::<OnUpgrade>()?;
+    let value = websocket(req.headers())?;
+    Some((value, hyper::upgrade::on(req)))
+}
+
 /// The `Upgrade` value of a WebSocket handshake request, if `headers` are one.
-pub fn websocket(headers: &HeaderMap) -> Option<HeaderValue> {
+fn websocket(headers: &HeaderMap) -> Option<HeaderValue> {
     let upgrade = headers.get(header::UPGRADE)?;
     let wants_websocket = upgrade
         .to_str()
