@@ -3,6 +3,7 @@
 
 use crate::config::{HealthCheckConfig, Probe};
 use crate::proxy::UpstreamBody;
+use crate::proxy::exchange::grpc_status;
 use crate::upstream::pool::{self, Dial, Upstream};
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
@@ -105,17 +106,15 @@ async fn grpc_check(
         .collect()
         .await
         .map_err(|err| format!("body: {}", crate::error::chain(&err)))?;
-    let grpc_status = collected
+    let status = collected
         .trailers()
-        .and_then(|t| t.get("grpc-status"))
-        .or_else(|| parts.headers.get("grpc-status"))
-        .map(|v| v.as_bytes().to_vec());
-    if grpc_status.as_deref() != Some(b"0") {
-        let shown = grpc_status.map_or_else(
-            || "none".to_owned(),
-            |s| String::from_utf8_lossy(&s).into_owned(),
-        );
-        return Err(format!("grpc-status {shown}"));
+        .and_then(grpc_status)
+        .or_else(|| grpc_status(&parts.headers));
+    if status != Some(0) {
+        return Err(status.map_or_else(
+            || "no grpc-status".to_owned(),
+            |status| format!("grpc-status {status}"),
+        ));
     }
     let bytes = collected.to_bytes();
     match serving_status(bytes.get(5..).unwrap_or_default()) {
