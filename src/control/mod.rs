@@ -233,16 +233,9 @@ impl Control {
             return;
         };
         let stop = self.shutdown.child_token();
-        let timeouts = &self.config.timeouts;
         let target = ProbeTarget {
             upstream: Arc::clone(&self.pools[pool].policy.upstream),
-            dial: crate::upstream::pool::Dial {
-                connect_timeout: timeouts.connect,
-                pings: crate::upstream::pool::Pings {
-                    interval: timeouts.http2_ping_interval,
-                    timeout: timeouts.http2_ping_timeout,
-                },
-            },
+            dial: crate::upstream::pool::Dial::from(&self.config.timeouts),
         };
         let runtime = &mut self.pools[pool].backends[backend];
         runtime.stop_prober();

@@ -15,12 +15,13 @@ use hyper::body::Incoming;
 use std::time::Duration;
 
 /// The request for one attempt: the client's method, path and (rewritten) headers, in the
-/// pool's protocol. On the last possible attempt the headers are moved out of `parts` rather
-/// than copied: only a retry needs them again.
+/// pool's protocol, to `backend`, which is also the host when the request named none
+/// (`hostless`). On the last possible attempt the headers are moved out of `parts` rather than
+/// copied: only a retry needs them again.
 pub fn upstream_request(
     parts: &mut Parts,
     body: UpstreamBody,
-    backend: &Authority,
+    (backend, hostless): (&Authority, bool),
     upstream: &Upstream,
     last_attempt: bool,
 ) -> Result<Request<UpstreamBody>, ProxyError> {
@@ -58,7 +59,7 @@ pub fn upstream_request(
             request.headers_mut().remove(header::CONTENT_LENGTH);
         }
     } else {
-        if !headers.contains_key(header::HOST) {
+        if hostless {
             headers.insert(
                 header::HOST,
                 HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(

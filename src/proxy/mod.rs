@@ -23,7 +23,7 @@ use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::snapshot::Snapshot;
-use crate::upstream::pool::{Dial, Lease, Pings};
+use crate::upstream::pool::{Dial, Lease};
 use crate::upstream::{BackendState, InFlightGuard, OutlierReport};
 use arc_swap::ArcSwap;
 use exchange::{Exchange, X_REQUEST_ID};
@@ -168,13 +168,7 @@ impl Proxy {
                 max_body_bytes: route.max_body_bytes,
                 underscores: snapshot.limits.underscore_headers,
                 websocket: route.websocket,
-                dial: Dial {
-                    connect_timeout: timeouts.connect,
-                    pings: Pings {
-                        interval: timeouts.http2_ping_interval,
-                        timeout: timeouts.http2_ping_timeout,
-                    },
-                },
+                dial: Dial::from(timeouts),
                 tunnel: upgrade::TunnelLimits {
                     idle: timeouts.tunnel_idle,
                     drain: timeouts.shutdown,
@@ -194,6 +188,8 @@ impl Proxy {
             None
         };
         let (mut parts, body) = req.into_parts();
+        // Without a host (an HTTP/1.0 client may send none) each attempt names its backend.
+        let hostless = host.is_none();
         headers::prepare_request(
             &mut parts.headers,
             parts.version,
@@ -219,7 +215,7 @@ impl Proxy {
             let request = forward::upstream_request(
                 &mut parts,
                 attempt_body,
-                &backend.authority,
+                (&backend.authority, hostless),
                 upstream,
                 last_attempt,
             )?;

@@ -55,6 +55,18 @@ pub struct Dial {
     pub pings: Pings,
 }
 
+impl From<&crate::config::Timeouts> for Dial {
+    fn from(timeouts: &crate::config::Timeouts) -> Self {
+        Self {
+            connect_timeout: timeouts.connect,
+            pings: Pings {
+                interval: timeouts.http2_ping_interval,
+                timeout: timeouts.http2_ping_timeout,
+            },
+        }
+    }
+}
+
 /// Why a request could not be sent or answered.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
