@@ -4,7 +4,6 @@
 
 mod support;
 
-use futures_util::future::join_all;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,18 +11,6 @@ use support::upstream::Options;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-/// `n` concurrent GETs of `url`, each on a client connection of its own.
-fn spawn_gets(n: usize, url: String) -> tokio::task::JoinHandle<Vec<Answer>> {
-    let client = client();
-    tokio::spawn(async move {
-        join_all((0..n).map(|_| {
-            let (client, url) = (client.clone(), url.clone());
-            async move { get(&client, &url, None).await }
-        }))
-        .await
-    })
-}
 
 async fn proxy_to(upstream: &Upstream, pool_settings: &str, backend_settings: &str) -> TestProxy {
     let mut toml = single_pool_toml(
@@ -142,10 +129,7 @@ async fn max_connections_makes_requests_wait_for_a_free_connection() {
     let upstream = Upstream::start("up").await;
     let proxy = proxy_to(&upstream, "", "max_connections = 2\n").await;
     let requests = spawn_gets(5, proxy.url("/hold"));
-    poll_until(DEADLINE, "two requests held", || async {
-        (upstream.held() == 2).then_some(())
-    })
-    .await;
+    eventually(DEADLINE, "two requests held", || upstream.held() == 2).await;
     assert_eq!(upstream.connections(), 2);
     upstream.release_held();
     let answers = requests.await.expect("requests finish");
@@ -161,10 +145,7 @@ async fn h2c_multiplexes_100_concurrent_requests_over_at_most_two_connections() 
     let upstream = Upstream::start("up").await;
     let proxy = proxy_to(&upstream, "protocol = \"h2c\"\n", "").await;
     let requests = spawn_gets(100, proxy.url("/hold"));
-    poll_until(DEADLINE, "100 requests held", || async {
-        (upstream.held() == 100).then_some(())
-    })
-    .await;
+    eventually(DEADLINE, "100 requests held", || upstream.held() == 100).await;
     upstream.release_held();
     let answers = requests.await.expect("requests finish");
     assert!(answers.iter().all(|a| a.status == 200));
@@ -190,10 +171,7 @@ async fn reaching_the_backends_stream_limit_opens_a_second_connection() {
     // One exchange first, so the connection has the backend's SETTINGS (its limit of 10).
     assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
     let requests = spawn_gets(15, proxy.url("/hold"));
-    poll_until(DEADLINE, "15 requests held", || async {
-        (upstream.held() == 15).then_some(())
-    })
-    .await;
+    eventually(DEADLINE, "15 requests held", || upstream.held() == 15).await;
     assert_eq!(
         upstream.connections(),
         2,

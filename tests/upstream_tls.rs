@@ -121,22 +121,11 @@ async fn h2_over_tls_multiplexes_concurrent_requests() {
         &format!("protocol = \"h2\"\n{}", ca_table(&repo_cert("ca.pem"), "")),
     )
     .await;
-    let client = client();
-    let url = proxy.url("/hold");
-    let requests: Vec<_> = (0..100)
-        .map(|_| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { get(&client, &url, None).await })
-        })
-        .collect();
-    poll_until(DEADLINE, "100 requests held", || async {
-        (upstream.held() == 100).then_some(())
-    })
-    .await;
+    let requests = spawn_gets(100, proxy.url("/hold"));
+    eventually(DEADLINE, "100 requests held", || upstream.held() == 100).await;
     upstream.release_held();
-    for request in requests {
-        assert_eq!(request.await.expect("request task").status, 200);
-    }
+    let answers = requests.await.expect("requests finish");
+    assert!(answers.iter().all(|a| a.status == 200));
     assert!(
         upstream.connections() <= 2,
         "{} connections",

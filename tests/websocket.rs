@@ -80,6 +80,17 @@ where
     .is_ok()
 }
 
+/// A WebSocket handshake through `proxy`.
+async fn open(
+    proxy: &TestProxy,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let (ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/chat", proxy.addr))
+        .await
+        .expect("WebSocket handshake through the proxy");
+    assert_eq!(response.status(), 101);
+    ws
+}
+
 async fn proxy_to_echo(top: &str, route: &str) -> TestProxy {
     let echo = start_echo().await;
     let toml = single_pool_toml("least_connections", &[("ws", echo, 1)], top, "")
@@ -90,10 +101,7 @@ async fn proxy_to_echo(top: &str, route: &str) -> TestProxy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoes_through_the_proxy_and_counts_in_flight_until_closed() {
     let proxy = proxy_to_echo("", "").await;
-    let (mut ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/chat", proxy.addr))
-        .await
-        .expect("WebSocket handshake through the proxy");
-    assert_eq!(response.status(), 101);
+    let mut ws = open(&proxy).await;
     for text in ["hello", "again", &"x".repeat(100_000)] {
         echo_once(&mut ws, text).await;
     }
@@ -128,9 +136,7 @@ async fn echoes_over_a_tls_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_waits_for_an_open_tunnel() {
     let proxy = proxy_to_echo("", "").await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/chat", proxy.addr))
-        .await
-        .expect("handshake");
+    let mut ws = open(&proxy).await;
     echo_once(&mut ws, "before").await;
     let (status, view) = proxy
         .admin("POST", "/api/pools/pool/backends/ws/drain", None, None)
@@ -150,9 +156,7 @@ async fn a_drain_waits_for_an_open_tunnel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_tunnel_is_closed_after_tunnel_idle() {
     let proxy = proxy_to_echo("[timeouts]\ntunnel_idle = \"300ms\"\n", "").await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/chat", proxy.addr))
-        .await
-        .expect("handshake");
+    let mut ws = open(&proxy).await;
     echo_once(&mut ws, "one").await;
     assert!(
         closed_by_proxy(&mut ws).await,
@@ -164,9 +168,7 @@ async fn an_idle_tunnel_is_closed_after_tunnel_idle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_tunnels_after_the_drain_timeout() {
     let proxy = proxy_to_echo("[timeouts]\nshutdown = \"1s\"\n", "").await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/chat", proxy.addr))
-        .await
-        .expect("handshake");
+    let mut ws = open(&proxy).await;
     echo_once(&mut ws, "before shutdown").await;
     let shutdown = tokio::spawn(proxy.gateway.shutdown(Duration::from_secs(10)));
     // Within the drain timeout the tunnel still works...

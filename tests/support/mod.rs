@@ -176,6 +176,18 @@ pub async fn send(client: &TestClient, req: Request<Full<Bytes>>) -> Answer {
     }
 }
 
+/// `n` concurrent GETs of `url` from one keep-alive client (so on as many connections).
+pub fn spawn_gets(n: usize, url: String) -> tokio::task::JoinHandle<Vec<Answer>> {
+    let client = client();
+    tokio::spawn(async move {
+        futures_util::future::join_all((0..n).map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            async move { get(&client, &url, None).await }
+        }))
+        .await
+    })
+}
+
 /// GET `url` with an optional `Host`.
 pub async fn get(client: &TestClient, url: &str, host: Option<&str>) -> Answer {
     let mut req = Request::get(url);
