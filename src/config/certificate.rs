@@ -146,13 +146,7 @@ impl Checker {
     fn certificate(&mut self, file: &CertificateFile, field: &str) -> Option<Certificate> {
         let cert_path = self.resolve(file.cert.get_ref());
         let key_path = self.resolve(file.key.get_ref());
-        let chain = match read_pem(&cert_path, |pem| {
-            CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()
-        }) {
-            Ok(chain) if !chain.is_empty() => chain,
-            Ok(_) => return self.bad(&file.cert, field, "cert", "no CERTIFICATE block in it"),
-            Err(reason) => return self.bad(&file.cert, field, "cert", &reason),
-        };
+        let chain = self.certificates(&file.cert, field, "cert")?;
         let key = match read_pem(&key_path, PrivateKeyDer::from_pem_slice) {
             Ok(key) => key,
             Err(reason) => return self.bad(&file.key, field, "key", &reason),
@@ -219,6 +213,22 @@ impl Checker {
             key: Arc::new(key),
             not_after,
         })
+    }
+
+    /// The certificates of the PEM file at `at` (`field.key` in messages): at least one.
+    pub(super) fn certificates(
+        &mut self,
+        at: &Spanned<String>,
+        field: &str,
+        key: &str,
+    ) -> Option<Vec<CertificateDer<'static>>> {
+        match read_pem(&self.resolve(at.get_ref()), |pem| {
+            CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()
+        }) {
+            Ok(certs) if !certs.is_empty() => Some(certs),
+            Ok(_) => self.bad(at, field, key, "no CERTIFICATE block in it"),
+            Err(reason) => self.bad(at, field, key, &reason),
+        }
     }
 
     pub(super) fn bad<T>(

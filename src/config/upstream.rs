@@ -140,14 +140,7 @@ impl Checker {
                 return None;
             }
             (Some(ca), false) => {
-                let path = self.resolve(ca.get_ref());
-                let certs = match read_pem(&path, |pem| {
-                    CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()
-                }) {
-                    Ok(certs) if !certs.is_empty() => certs,
-                    Ok(_) => return self.bad(ca, field, "ca", "no CERTIFICATE block in it"),
-                    Err(reason) => return self.bad(ca, field, "ca", &reason),
-                };
+                let certs = self.certificates(ca, field, "ca")?;
                 let mut roots = rustls::RootCertStore::empty();
                 for cert in certs {
                     source.push(cert.to_vec());
@@ -198,13 +191,7 @@ impl Checker {
         let client_auth = match (&tls.cert, &tls.key) {
             (None, None) => None,
             (Some(cert), Some(key)) => {
-                let chain = match read_pem(&self.resolve(cert.get_ref()), |pem| {
-                    CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()
-                }) {
-                    Ok(chain) if !chain.is_empty() => chain,
-                    Ok(_) => return self.bad(cert, field, "cert", "no CERTIFICATE block in it"),
-                    Err(reason) => return self.bad(cert, field, "cert", &reason),
-                };
+                let chain = self.certificates(cert, field, "cert")?;
                 let secret =
                     match read_pem(&self.resolve(key.get_ref()), PrivateKeyDer::from_pem_slice) {
                         Ok(secret) => secret,
