@@ -4,13 +4,10 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-use support::upstream::Options;
+use support::upstream::{Options, start_scripted};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 async fn proxy_to(upstream: &Upstream, pool_settings: &str, backend_settings: &str) -> TestProxy {
     let mut toml = single_pool_toml(
@@ -65,39 +62,18 @@ async fn a_backend_closing_idle_connections_fails_no_request() {
     );
 }
 
-/// Answers the first request of every connection; the first connection gets a broken chunked
-/// body and is then left open, so only a pool that reuses it would send it another request.
-async fn start_breaking_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&accepted);
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let n = counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let _ = stream.read(&mut buf).await;
-                let reply: &[u8] = if n == 0 {
-                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n"
-                } else {
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-                };
-                let _ = stream.write_all(reply).await;
-                // Keep the connection open: reading until the peer goes.
-                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
-            });
-        }
-    });
-    (addr, accepted)
-}
-
 #[tokio::test]
 async fn a_connection_whose_response_body_broke_is_not_reused() {
-    let (addr, accepted) = start_breaking_backend().await;
+    // The first connection gets a broken chunked body and is then left open, so only a pool
+    // that reused it would send it another request.
+    let (addr, accepted) = start_scripted(
+        |n| match n {
+            0 => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n",
+            _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        },
+        true,
+    )
+    .await;
     let toml = single_pool_toml(
         "weighted_round_robin",
         &[("up", addr, 1)],
@@ -144,16 +120,7 @@ async fn max_connections_makes_requests_wait_for_a_free_connection() {
 async fn h2c_multiplexes_100_concurrent_requests_over_at_most_two_connections() {
     let upstream = Upstream::start("up").await;
     let proxy = proxy_to(&upstream, "protocol = \"h2c\"\n", "").await;
-    let requests = spawn_gets(100, proxy.url("/hold"));
-    eventually(DEADLINE, "100 requests held", || upstream.held() == 100).await;
-    upstream.release_held();
-    let answers = requests.await.expect("requests finish");
-    assert!(answers.iter().all(|a| a.status == 200));
-    assert!(
-        upstream.connections() <= 2,
-        "{} connections",
-        upstream.connections()
-    );
+    multiplex_100_held_requests(&proxy, &upstream).await;
 }
 
 #[tokio::test]

@@ -121,16 +121,7 @@ async fn h2_over_tls_multiplexes_concurrent_requests() {
         &format!("protocol = \"h2\"\n{}", ca_table(&repo_cert("ca.pem"), "")),
     )
     .await;
-    let requests = spawn_gets(100, proxy.url("/hold"));
-    eventually(DEADLINE, "100 requests held", || upstream.held() == 100).await;
-    upstream.release_held();
-    let answers = requests.await.expect("requests finish");
-    assert!(answers.iter().all(|a| a.status == 200));
-    assert!(
-        upstream.connections() <= 2,
-        "{} connections",
-        upstream.connections()
-    );
+    multiplex_100_held_requests(&proxy, &upstream).await;
 }
 
 #[tokio::test]

@@ -188,6 +188,21 @@ pub fn spawn_gets(n: usize, url: String) -> tokio::task::JoinHandle<Vec<Answer>>
     })
 }
 
+/// 100 concurrent requests held at `upstream` through `proxy`, then released: all answered,
+/// over at most two upstream connections (HTTP/2 multiplexing).
+pub async fn multiplex_100_held_requests(proxy: &TestProxy, upstream: &Upstream) {
+    let requests = spawn_gets(100, proxy.url("/hold"));
+    eventually(DEADLINE, "100 requests held", || upstream.held() == 100).await;
+    upstream.release_held();
+    let answers = requests.await.expect("requests finish");
+    assert!(answers.iter().all(|a| a.status == 200));
+    assert!(
+        upstream.connections() <= 2,
+        "{} connections",
+        upstream.connections()
+    );
+}
+
 /// GET `url` with an optional `Host`.
 pub async fn get(client: &TestClient, url: &str, host: Option<&str>) -> Answer {
     let mut req = Request::get(url);

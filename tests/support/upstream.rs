@@ -359,6 +359,16 @@ pub async fn start_hung() -> SocketAddr {
 /// A TCP server that reads once, answers every connection with `reply` bytes and closes;
 /// returns its address and a count of connections it accepted.
 pub async fn start_raw(reply: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+    start_scripted(move |_| reply, false).await
+}
+
+/// A TCP server that reads once from its `n`-th connection (from 0) and answers `reply(n)`;
+/// then closes it, or with `keep_open` reads on until the peer closes. Returns its address and
+/// a count of connections it accepted.
+pub async fn start_scripted(
+    reply: impl Fn(usize) -> &'static [u8] + Send + Sync + 'static,
+    keep_open: bool,
+) -> (SocketAddr, Arc<AtomicUsize>) {
     use tokio::io::AsyncWriteExt;
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -366,17 +376,23 @@ pub async fn start_raw(reply: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
     let addr = listener.local_addr().expect("addr");
     let connections = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&connections);
+    let reply = Arc::new(reply);
     tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
                 continue;
             };
-            counted.fetch_add(1, Ordering::SeqCst);
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            let reply = Arc::clone(&reply);
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = stream.read(&mut buf).await;
-                let _ = stream.write_all(reply).await;
-                let _ = stream.shutdown().await;
+                let _ = stream.write_all(reply(n)).await;
+                if keep_open {
+                    while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                } else {
+                    let _ = stream.shutdown().await;
+                }
             });
         }
     });
