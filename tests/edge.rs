@@ -150,3 +150,47 @@ async fn an_idle_http2_connection_whose_peer_never_answers_is_closed() {
     let answer = raw::read_to_close(&mut stream).await;
     assert!(!answer.is_empty(), "the proxy sent no frame at all");
 }
+
+#[tokio::test]
+async fn a_kept_alive_connection_that_stalls_inside_its_next_head_is_closed() {
+    let (_a, _b, proxy) =
+        two_backends("[timeouts]\nrequest_header = \"300ms\"\nidle = \"60s\"\n").await;
+    // One complete request, then the start of another that never ends.
+    let answer = raw::exchange(
+        proxy.addr,
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n",
+    )
+    .await;
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 1, "{answer}");
+}
+
+#[tokio::test]
+async fn a_response_streaming_longer_than_the_header_timeout_keeps_its_connection() {
+    use http_body_util::{BodyExt, Empty};
+    let (_a, _b, proxy) =
+        two_backends("[timeouts]\nrequest_header = \"300ms\"\nidle = \"60s\"\n").await;
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let get = |path: &str| {
+        http::Request::get(path)
+            .header("host", "a")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let response = sender
+        .send_request(get("/big?bytes=16777216"))
+        .await
+        .unwrap();
+    // A slow reader: far more than socket buffers hold is still to come when it starts, so the
+    // body streams for over a second, four times the header timeout.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), 16 << 20);
+    sender.ready().await.expect("the connection is still open");
+    let again = sender.send_request(get("/")).await.unwrap();
+    assert_eq!(again.status(), 200);
+}

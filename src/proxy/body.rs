@@ -3,6 +3,7 @@
 //! sent upstream, read whole when small enough to replay.
 
 use super::client_body::{BodyError, ClientBody, ClientFault, Progress};
+use super::downstream::ActiveRequest;
 use super::exchange::Exchange;
 use crate::access_log::AccessLog;
 use crate::upstream::InFlightGuard;
@@ -19,6 +20,8 @@ use std::task::{Context, Poll};
 pub struct ProxyBody {
     kind: Kind,
     finish: Option<Finish>,
+    /// The request on its client connection, finished when this body is dropped.
+    active: Option<ActiveRequest>,
 }
 
 /// What to do when the response is over: measure, log.
@@ -52,6 +55,7 @@ impl ProxyBody {
                 lease: Some(lease),
             },
             finish: None,
+            active: None,
         }
     }
 
@@ -60,6 +64,7 @@ impl ProxyBody {
         Self {
             kind: Kind::Local(Full::new(bytes)),
             finish: None,
+            active: None,
         }
     }
 
@@ -70,6 +75,13 @@ impl ProxyBody {
             log: log.clone(),
             bytes_out: 0,
         });
+        self
+    }
+
+    /// Keeps `active` until this body is dropped, so the connection counts the request as in
+    /// progress while its body streams.
+    pub fn counted(mut self, active: ActiveRequest) -> Self {
+        self.active = Some(active);
         self
     }
 

@@ -1,9 +1,11 @@
-//! How a client reached the proxy, as the request path needs it.
+//! How a client reached the proxy, as the request path needs it, and what its connection has
+//! in progress.
 
 use crate::tls::TlsInfo;
-use http::HeaderValue;
+use http::{HeaderValue, Version};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// How the client reached us, for `X-Forwarded-*`; built once per connection.
 #[derive(Debug, Clone)]
@@ -26,5 +28,51 @@ impl Downstream {
             tls,
             forwarded_for,
         }
+    }
+}
+
+/// How many requests one client connection has begun and finished, so its idle check can tell
+/// a quiet connection from a slow response. A request finishes when its response body ends
+/// (or is dropped), not when its headers go out, so a long download is never "quiet".
+#[derive(Debug, Default)]
+pub struct ConnActivity {
+    started: AtomicU64,
+    finished: AtomicU64,
+    http2: AtomicBool,
+}
+
+impl ConnActivity {
+    /// Counts a request of `version` as begun until the returned guard is dropped.
+    pub fn begin(self: &Arc<Self>, version: Version) -> ActiveRequest {
+        // Relaxed: these values are only read by the connection's own idle check, which needs
+        // no ordering with the requests' other memory.
+        self.started.fetch_add(1, Ordering::Relaxed);
+        if version == Version::HTTP_2 {
+            self.http2.store(true, Ordering::Relaxed);
+        }
+        ActiveRequest(Arc::clone(self))
+    }
+
+    /// Requests begun and finished so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.started.load(Ordering::Relaxed),
+            self.finished.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether the connection has carried an HTTP/2 request.
+    pub fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Relaxed)
+    }
+}
+
+/// A request in progress on its connection; finished when dropped.
+#[derive(Debug)]
+pub struct ActiveRequest(Arc<ConnActivity>);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.finished.fetch_add(1, Ordering::Relaxed);
     }
 }

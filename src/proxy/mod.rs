@@ -14,7 +14,7 @@ pub mod request_check;
 pub mod upgrade;
 
 pub use body::{ProxyBody, RequestBody, UpstreamBody};
-pub use downstream::Downstream;
+pub use downstream::{ActiveRequest, ConnActivity, Downstream};
 pub use failure::error_response;
 use failure::log_failure;
 pub use upgrade::Tunnels;

@@ -3,9 +3,10 @@
 //! connections, drain on shutdown.
 
 use crate::config::{Limits, ListenerConfig, Timeouts};
-use crate::proxy::{Downstream, Proxy, redirect};
+use crate::proxy::{ConnActivity, Downstream, Proxy, redirect};
 use crate::tls::{Terminator, TlsInfo};
 use arc_swap::ArcSwap;
+use closing::{Closing, until_closing};
 use dormant::Dormant;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -13,13 +14,12 @@ use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod closing;
 mod dormant;
 
 /// A listener that could not be bound or set up.
@@ -159,9 +159,9 @@ fn connection_builder(
     if limits.max_headers != DEFAULT_MAX_HEADERS {
         http1.max_headers(limits.max_headers);
     }
+    // No timer for HTTP/1: hyper's header-read timer is a timer per request (~600 instructions);
+    // `closing::until_closing` bounds slow and missing request heads per connection instead.
     http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.request_header)
         .max_buf_size(limits.max_header_bytes)
         // Copy bodies into the header buffer and write once, instead of queueing buffers for a
         // vectored write: cheaper for the small responses that dominate gateway traffic, and
@@ -205,15 +205,7 @@ struct ConnShared {
     proxy: Arc<Proxy>,
     downstream: Downstream,
     redirect_to_https: Option<u16>,
-    activity: ConnActivity,
-}
-
-/// Requests started on one connection and how many are still running, so the idle timer can
-/// tell a quiet connection from a slow response.
-#[derive(Debug, Default)]
-struct ConnActivity {
-    started: AtomicU64,
-    finished: AtomicU64,
+    activity: Arc<ConnActivity>,
 }
 
 /// Serves HTTP on one client connection, plain or TLS: the one serving path of every listener.
@@ -235,21 +227,19 @@ async fn serve_http<S>(
         proxy,
         downstream,
         redirect_to_https: settings.redirect_to_https,
-        activity: ConnActivity::default(),
+        activity: Arc::default(),
     });
     let service = {
         let shared = Arc::clone(&shared);
         service_fn(move |req| {
             let shared = Arc::clone(&shared);
-            // Relaxed: these counters are only compared by this connection's idle timer.
-            shared.activity.started.fetch_add(1, Ordering::Relaxed);
+            let active = shared.activity.begin(req.version());
             async move {
                 let response = match shared.redirect_to_https {
                     Some(port) => redirect::to_https(&req, port),
                     None => shared.proxy.handle(req, &shared.downstream).await,
                 };
-                shared.activity.finished.fetch_add(1, Ordering::Relaxed);
-                Ok::<_, Infallible>(response)
+                Ok::<_, Infallible>(response.map(|body| body.counted(active)))
             }
         })
     };
@@ -279,66 +269,8 @@ async fn serve_http<S>(
     }
 }
 
-/// Why a client connection is being closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Closing {
-    /// The proxy is shutting down.
-    Shutdown,
-    /// No request in progress for `timeouts.idle`.
-    Idle,
-    /// No request began within `timeouts.request_header` of the connection's start: a silent
-    /// client, or one stuck in the middle of the HTTP/2 preface.
-    NoRequest,
-}
-
 fn log_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>, peer: SocketAddr) {
     if let Err(err) = result {
         tracing::debug!(%peer, error = %err, "client connection ended with an error");
-    }
-}
-
-/// Resolves when the connection should close, and why: on shutdown, once it has been idle for
-/// `idle`, or when no request began within `request_header` of its start (hyper's own
-/// header-read timer starts only once bytes of a request arrive, and the HTTP/2 preface has
-/// none). HTTP/1 connections are also bounded by that timer between requests.
-async fn until_closing(
-    activity: &ConnActivity,
-    timeouts: &Timeouts,
-    shutdown: &CancellationToken,
-    peer: SocketAddr,
-) -> Closing {
-    let idle = timeouts.idle;
-    let mut tick = tokio::time::interval(idle / 4);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut last_seen = (0, 0);
-    let mut quiet_since = Instant::now();
-    let first_request = tokio::time::sleep(timeouts.request_header);
-    tokio::pin!(first_request);
-    let mut awaiting_first = true;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return Closing::Shutdown,
-            () = first_request.as_mut(), if awaiting_first => {
-                // Relaxed: see `ConnActivity`.
-                if activity.started.load(Ordering::Relaxed) == 0 {
-                    tracing::debug!(%peer, "no request within the header timeout: closing");
-                    return Closing::NoRequest;
-                }
-                awaiting_first = false;
-            }
-            now = tick.tick() => {
-                let seen = (
-                    activity.started.load(Ordering::Relaxed),
-                    activity.finished.load(Ordering::Relaxed),
-                );
-                if seen != last_seen || seen.0 != seen.1 {
-                    last_seen = seen;
-                    quiet_since = now;
-                } else if now.duration_since(quiet_since) >= idle {
-                    tracing::debug!(%peer, "closing idle client connection");
-                    return Closing::Idle;
-                }
-            }
-        }
     }
 }
