@@ -66,6 +66,20 @@ fn data_plane_does_not_import_the_control_plane_or_the_file_format() {
 }
 
 #[test]
+fn health_checking_never_imports_the_control_plane() {
+    // Probers report in a type of their own; the control plane depends on them, never the
+    // other way round, so the two cannot grow into a cycle.
+    let mut files = Vec::new();
+    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/health"), &mut files);
+    assert!(files.len() >= 3, "health sources not found: {files:?}");
+    for (path, text) in files {
+        for forbidden in ["crate::control", "super::super::control"] {
+            assert!(!text.contains(forbidden), "{path} imports {forbidden}");
+        }
+    }
+}
+
+#[test]
 fn upstream_connections_come_from_our_own_pool() {
     // hyper-util's pooled client takes a mutex on every checkout and check-in; the per-backend
     // pools (src/upstream/pool/) replace it, on hyper's connection API.

@@ -1,9 +1,10 @@
 //! The control plane's own bookkeeping per pool and backend: configs, runtime overrides,
 //! ejection and ramp timers, probe tasks. Only the control task touches it.
 
-use super::views::ProbeRecord;
-use crate::balance::slow_start;
+use super::ejection::Ejection;
+use super::ramp::Ramp;
 use crate::config::{BackendConfig, Config, InitialState, PoolConfig};
+use crate::health::ProbeRecord;
 use crate::metrics::{BackendMetrics, Metrics, PoolTraffic};
 use crate::snapshot::{Pool, PoolPolicy};
 use crate::upstream::pool::Upstream;
@@ -21,12 +22,8 @@ pub(super) struct BackendRuntime {
     pub config: BackendConfig,
     /// Set through the admin API; cleared when the file changes this backend.
     pub weight_override: Option<u32>,
-    pub ejected_until: Option<Instant>,
-    /// When the last ejection ended; the doubling restarts after a quiet `max_ejection_time`.
-    pub last_ejection_end: Option<Instant>,
-    pub ramp_started: Option<Instant>,
-    /// Whether "max_ejection_percent reached" was logged since the last ejection.
-    pub ejection_capped: bool,
+    pub ejection: Ejection,
+    pub ramp: Ramp,
     pub prober: Option<CancellationToken>,
     /// Written by the probe task, read by the admin API.
     pub last_probe: Arc<ArcSwapOption<ProbeRecord>>,
@@ -44,10 +41,8 @@ impl BackendRuntime {
             )),
             config: config.clone(),
             weight_override: None,
-            ejected_until: None,
-            last_ejection_end: None,
-            ramp_started: None,
-            ejection_capped: false,
+            ejection: Ejection::default(),
+            ramp: Ramp::default(),
             prober: None,
             last_probe: Arc::new(ArcSwapOption::empty()),
         }
@@ -58,20 +53,10 @@ impl BackendRuntime {
         self.weight_override.unwrap_or(self.config.weight.get())
     }
 
-    /// Whether `config` names this same backend (the registry key: name and address).
-    pub fn is_same_backend(&self, config: &BackendConfig) -> bool {
-        self.config.name == config.name && self.config.address == config.address
-    }
-
     /// Recomputes the balancer weight from the weight in force and any slow-start ramp.
     /// Returns whether it changed.
     pub fn refresh_weight(&self, now: Instant, window: Option<Duration>) -> bool {
-        let weight = match (self.ramp_started, window) {
-            (Some(started), Some(window)) => {
-                slow_start::ramped_weight(self.base_weight(), now.duration_since(started), window)
-            }
-            _ => self.base_weight() * slow_start::SCALE,
-        };
+        let weight = self.ramp.weight(self.base_weight(), now, window);
         let changed = weight != self.state.effective_weight();
         self.state.set_effective_weight(weight);
         changed

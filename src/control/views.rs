@@ -1,9 +1,13 @@
 //! What the control plane tells the outside: JSON views of pools and backends for the admin
 //! API, and the events streamed to subscribers.
 
-use crate::upstream::{BackendState, Condition, Exclusion};
+use super::registry::{BackendRuntime, PoolRuntime};
+use crate::balance::slow_start;
+use crate::config::Algorithm;
+use crate::health::ProbeRecord;
+use crate::upstream::{BackendState, Condition, Exclusion, timestamp};
 use serde::Serialize;
-use std::time::SystemTime;
+use std::sync::Arc;
 
 /// A pool as the admin API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -55,17 +59,6 @@ pub struct WeightView {
     pub in_force: &'static str,
     /// What the balancer uses now, in configured-weight units (lower while slow-starting).
     pub effective: f64,
-}
-
-/// The outcome of one active probe.
-#[derive(Debug, Clone, Serialize)]
-pub struct ProbeRecord {
-    /// Whether it passed.
-    pub ok: bool,
-    /// The failure, or `ok`.
-    pub detail: String,
-    /// When it finished (RFC 3339).
-    pub time: String,
 }
 
 /// What a reload changed.
@@ -132,11 +125,6 @@ pub enum Event {
     },
 }
 
-/// `now` as RFC 3339 with seconds precision.
-pub fn timestamp(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
-}
-
 /// A backend's state name: drains first, then health.
 pub fn state_name(state: &BackendState) -> &'static str {
     if state.is(Exclusion::Draining) {
@@ -153,3 +141,60 @@ pub fn state_name(state: &BackendState) -> &'static str {
         }
     }
 }
+
+impl super::Control {
+    /// A pool as the admin API shows it.
+    pub(super) fn pool_view(&self, pool: &PoolRuntime) -> PoolView {
+        let eligible = self
+            .publisher
+            .current()
+            .pools
+            .iter()
+            .find(|p| Arc::ptr_eq(&p.name, &pool.name))
+            .map_or(0, |p| p.eligible_count());
+        PoolView {
+            name: pool.config.name.clone(),
+            algorithm: match pool.config.algorithm {
+                Algorithm::WeightedRoundRobin => "weighted_round_robin",
+                Algorithm::LeastConnections => "least_connections",
+            },
+            panic: pool.panic,
+            eligible,
+            backends: pool.backends.iter().map(backend_view).collect(),
+        }
+    }
+}
+
+/// A backend as the admin API shows it.
+pub(super) fn backend_view(runtime: &BackendRuntime) -> BackendView {
+    let state = &runtime.state;
+    let status = state.status();
+    BackendView {
+        name: runtime.config.name.clone(),
+        address: runtime.config.address.to_string(),
+        state: state_name(state),
+        reason: if state.is(Exclusion::Draining) {
+            DRAINED.to_owned()
+        } else {
+            status.reason.clone()
+        },
+        since: timestamp(status.since),
+        weight: WeightView {
+            configured: runtime.config.weight.get(),
+            override_weight: runtime.weight_override,
+            in_force: if runtime.weight_override.is_some() {
+                "override"
+            } else {
+                "file"
+            },
+            effective: f64::from(state.effective_weight()) / f64::from(slow_start::SCALE),
+        },
+        in_flight: state.in_flight(),
+        ejections: runtime.ejection.total(),
+        last_probe: runtime.last_probe.load_full().map(|p| (*p).clone()),
+    }
+}
+
+/// The reason given for an operator's drain, and for its end.
+pub(super) const DRAINED: &str = "drained through the admin API";
+pub(super) const UNDRAINED: &str = "undrained through the admin API";

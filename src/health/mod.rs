@@ -1,5 +1,6 @@
 //! Active health checking: a pure rise/fall tracker, probes as IO under a timeout, and one
-//! task per backend that reports verdicts to the control plane.
+//! task per backend that reports verdicts to the control plane in a type of its own (this
+//! module never depends on the control plane).
 
 mod probe;
 mod tracker;
@@ -8,13 +9,47 @@ pub use probe::{ProbeTarget, run_probe};
 pub use tracker::{Tracker, Verdict};
 
 use crate::config::HealthCheckConfig;
-use crate::control::{ControlEvent, ProbeRecord, timestamp};
-use crate::upstream::{BackendState, Exclusion};
+use crate::upstream::{BackendState, Exclusion, timestamp};
 use arc_swap::ArcSwapOption;
+use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
+
+/// The outcome of one active probe.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeRecord {
+    /// Whether it passed.
+    pub ok: bool,
+    /// The failure, or `ok`.
+    pub detail: String,
+    /// When it finished (RFC 3339).
+    pub time: String,
+}
+
+/// What a prober tells the control plane about its backend.
+#[derive(Debug)]
+pub struct Report {
+    /// The backend probed.
+    pub backend: Arc<BackendState>,
+    /// What happened.
+    pub kind: ReportKind,
+}
+
+/// What a prober saw.
+#[derive(Debug)]
+pub enum ReportKind {
+    /// Probes flipped the backend's health.
+    Verdict {
+        /// Its new health.
+        verdict: Verdict,
+        /// Probe detail for logs and the API.
+        detail: String,
+    },
+    /// A probe passed while the backend is ejected: it may return early.
+    PassedWhileEjected,
+}
 
 /// `switchyard_health_checks_total` for one backend.
 #[derive(Debug)]
@@ -32,7 +67,7 @@ pub async fn probe_loop(
     target: ProbeTarget,
     last_probe: Arc<ArcSwapOption<ProbeRecord>>,
     counters: ProbeCounters,
-    events: UnboundedSender<ControlEvent>,
+    reports: UnboundedSender<Report>,
     stop: CancellationToken,
 ) {
     // Continue from the backend's current health: a restarted prober must not flip it.
@@ -58,9 +93,8 @@ pub async fn probe_loop(
                 .map_or_else(|| "ok".to_owned(), Clone::clone),
             time: timestamp(std::time::SystemTime::now()),
         })));
-        let event = match tracker.observe(result.is_ok()) {
-            Some(verdict) => Some(ControlEvent::HealthVerdict {
-                backend: Arc::clone(&backend),
+        let kind = match tracker.observe(result.is_ok()) {
+            Some(verdict) => Some(ReportKind::Verdict {
                 verdict,
                 detail: match &result {
                     Ok(()) => format!("{} consecutive probes passed", tracker.streak()),
@@ -68,14 +102,16 @@ pub async fn probe_loop(
                 },
             }),
             None if result.is_ok() && backend.is(Exclusion::Ejected) => {
-                Some(ControlEvent::ProbePassed {
-                    backend: Arc::clone(&backend),
-                })
+                Some(ReportKind::PassedWhileEjected)
             }
             None => None,
         };
-        if let Some(event) = event {
-            if events.send(event).is_err() {
+        if let Some(kind) = kind {
+            let report = Report {
+                backend: Arc::clone(&backend),
+                kind,
+            };
+            if reports.send(report).is_err() {
                 return; // the control plane has stopped: so do we
             }
         }

@@ -3,9 +3,10 @@
 //! nothing and every problem is reported with `file:line:col`.
 
 use crate::config::{self, Config};
-use crate::control::{Command, ControlHandle, Event, ReloadSummary, timestamp};
+use crate::control::{Command, ControlHandle, Event, ReloadSummary};
 use crate::listeners::Listeners;
 use crate::metrics::Metrics;
+use crate::upstream::timestamp;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::path::PathBuf;

@@ -7,4 +7,4 @@ mod status;
 
 pub use retry_budget::RetryBudget;
 pub use state::{BackendState, Exclusion, Failure, InFlightGuard, OutlierReport};
-pub use status::{BackendStatus, Condition};
+pub use status::{BackendStatus, Condition, timestamp};

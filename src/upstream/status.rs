@@ -51,3 +51,8 @@ impl BackendStatus {
         }
     }
 }
+
+/// `time` as RFC 3339 with seconds precision, as the admin API, events and logs show times.
+pub fn timestamp(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}

@@ -1,0 +1,202 @@
+//! The single writer applying a new config (following the `reconcile` plan), running probe
+//! tasks, and rebuilding pools into new snapshots.
+
+use super::Control;
+use super::reconcile::{self, Changed, Step};
+use super::registry::{self, BackendRuntime, PoolRuntime};
+use super::views::ReloadSummary;
+use crate::config::{BackendConfig, Config};
+use crate::health::{self, ProbeTarget};
+use crate::metrics;
+use crate::snapshot::{Pool, Snapshot};
+use crate::upstream::Exclusion;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+impl Control {
+    /// Reconciles the registry with a new config. Backends keep their state when pool, name and
+    /// address are unchanged; their runtime overrides survive unless the file changed them.
+    pub(super) fn apply_config(&mut self, config: Config) -> ReloadSummary {
+        let now = Instant::now();
+        let mut summary = ReloadSummary::default();
+        let mut old: HashMap<String, PoolRuntime> = self
+            .pools
+            .drain(..)
+            .map(|p| (p.config.name.clone(), p))
+            .collect();
+        let mut needs_prober: Vec<(usize, usize)> = Vec::new();
+        let mut pools = Vec::new();
+        for pool_config in &config.pools {
+            let p = pools.len();
+            let Some(mut runtime) = old.remove(&pool_config.name) else {
+                summary.pools_added.push(pool_config.name.clone());
+                let runtime = PoolRuntime::new(pool_config, &config, &self.metrics);
+                needs_prober.extend((0..runtime.backends.len()).map(|b| (p, b)));
+                pools.push(runtime);
+                continue;
+            };
+            // Probes speak the pool's protocol: new connection settings restart them too.
+            let probes_changed = runtime.config.health_check != pool_config.health_check
+                || runtime.config.upstream != pool_config.upstream;
+            let label = |name: &str| format!("{}/{name}", pool_config.name);
+            let previous = std::mem::take(&mut runtime.backends);
+            let plan = reconcile::plan(
+                &previous.iter().map(|r| &r.config).collect::<Vec<_>>(),
+                &pool_config.backends,
+            );
+            let mut previous: Vec<Option<BackendRuntime>> =
+                previous.into_iter().map(Some).collect();
+            for (b, step) in plan.backends.into_iter().enumerate() {
+                let backend_config = &pool_config.backends[b];
+                match step {
+                    Step::Keep(i, changed) => {
+                        let mut kept = previous[i].take().expect("each old backend kept once");
+                        if changed == Changed::Weight {
+                            summary
+                                .backends_reweighted
+                                .push(label(&backend_config.name));
+                        }
+                        if changed != Changed::No {
+                            file_changed_backend(&mut kept, backend_config);
+                        }
+                        if probes_changed {
+                            needs_prober.push((p, b));
+                        }
+                        runtime.backends.push(kept);
+                    }
+                    Step::Add(_) => {
+                        summary.backends_added.push(label(&backend_config.name));
+                        let healthy = registry::starts_healthy(pool_config);
+                        let mut added = BackendRuntime::new(
+                            &runtime.name,
+                            backend_config,
+                            healthy,
+                            &self.metrics,
+                        );
+                        added.ramp.start(now, pool_config.slow_start);
+                        needs_prober.push((p, b));
+                        runtime.backends.push(added);
+                    }
+                }
+            }
+            for mut removed in previous.into_iter().flatten() {
+                removed.stop_prober();
+                summary.backends_removed.push(label(&removed.config.name));
+            }
+            runtime.update_config(pool_config, &config, &self.metrics);
+            if pool_config.health_check.is_none() {
+                for backend in &mut runtime.backends {
+                    // Nothing would ever bring an unhealthy backend back without probes.
+                    backend.stop_prober();
+                    backend.state.set(Exclusion::Unhealthy, false);
+                }
+            }
+            for backend in &runtime.backends {
+                backend.refresh_weight(now, pool_config.slow_start);
+            }
+            pools.push(runtime);
+        }
+        for (name, mut removed) in old {
+            for backend in &mut removed.backends {
+                backend.stop_prober();
+            }
+            summary.pools_removed.push(name);
+        }
+        self.pools = pools;
+        self.router = super::router(&config, &self.pools);
+        self.certificates = crate::snapshot::CertificateExpiry::of(&config);
+        self.config = config;
+        self.generation += 1;
+        summary.generation = self.generation;
+        for (p, b) in needs_prober {
+            self.start_prober(p, b);
+        }
+        for p in 0..self.pools.len() {
+            for b in 0..self.pools[p].backends.len() {
+                self.set_condition(p, b, "config reloaded".to_owned(), None);
+            }
+        }
+        self.swap_all();
+        summary
+    }
+
+    /// Starts (or restarts) the probe task of a backend, if its pool has health checks.
+    pub(super) fn start_prober(&mut self, pool: usize, backend: usize) {
+        let Some(check) = self.pools[pool].config.health_check.clone() else {
+            return;
+        };
+        let stop = self.shutdown.child_token();
+        let target = ProbeTarget {
+            upstream: Arc::clone(&self.pools[pool].policy.upstream),
+            dial: crate::upstream::pool::Dial::from(&self.config.timeouts),
+        };
+        let runtime = &mut self.pools[pool].backends[backend];
+        runtime.stop_prober();
+        runtime.prober = Some(stop.clone());
+        let labels = |result| {
+            [
+                ("pool", &*runtime.state.pool),
+                ("backend", &*runtime.state.name),
+                ("result", result),
+            ]
+        };
+        let counters = health::ProbeCounters {
+            passed: self
+                .metrics
+                .counter(metrics::HEALTH_CHECKS, &labels("pass")),
+            failed: self
+                .metrics
+                .counter(metrics::HEALTH_CHECKS, &labels("fail")),
+        };
+        self.tasks.spawn(health::probe_loop(
+            Arc::clone(&runtime.state),
+            check,
+            target,
+            Arc::clone(&runtime.last_probe),
+            counters,
+            self.reports_tx.clone(),
+            stop,
+        ));
+    }
+
+    /// Rebuilds pool `p` and swaps in a snapshot that shares everything else.
+    pub(super) fn rebuild(&mut self, p: usize) {
+        let mut pools = self.publisher.current().pools.clone();
+        pools[p] = self.build_pool(p);
+        self.store(pools);
+    }
+
+    /// Rebuilds every pool and the router (after a reload).
+    fn swap_all(&mut self) {
+        let pools = (0..self.pools.len()).map(|p| self.build_pool(p)).collect();
+        self.store(pools);
+    }
+
+    fn build_pool(&mut self, p: usize) -> Arc<Pool> {
+        let pool = Arc::new(self.pools[p].build());
+        let runtime = &mut self.pools[p];
+        self.publisher.pool_rebuilt(&pool, runtime.panic);
+        runtime.panic = pool.panic;
+        pool
+    }
+
+    /// Swaps in the snapshot of `pools` with the current router and timeouts.
+    fn store(&self, pools: Vec<Arc<Pool>>) {
+        self.publisher.store(Snapshot {
+            router: Arc::clone(&self.router),
+            pools,
+            timeouts: self.config.timeouts,
+            limits: self.config.limits,
+            certificates: Arc::clone(&self.certificates),
+        });
+    }
+}
+
+/// The file now says something new about a kept backend: it wins over runtime overrides.
+fn file_changed_backend(kept: &mut BackendRuntime, config: &BackendConfig) {
+    kept.weight_override = None;
+    kept.state.set(Exclusion::Draining, false);
+    kept.state.update_limits(config);
+    kept.config = config.clone();
+}

@@ -1,0 +1,93 @@
+//! How the rest of the proxy talks to the control plane: commands with a reply, and the
+//! handles it shares (the snapshot, the passive-failure channel, the event stream).
+
+use super::views::{BackendView, Event, PoolView, ReloadSummary};
+use crate::config::Config;
+use crate::snapshot::Snapshot;
+use crate::upstream::OutlierReport;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::{broadcast, oneshot};
+
+/// Why a command could not find its target.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LookupError {
+    /// No such pool.
+    #[error("no pool named {0:?}")]
+    Pool(String),
+    /// No such backend in the pool.
+    #[error("pool {0:?} has no backend named {1:?}")]
+    Backend(String, String),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, LookupError>>;
+
+/// What the admin API and the reloader ask of the control plane.
+#[derive(Debug)]
+pub enum Command {
+    /// Views of every pool, or of one.
+    Describe {
+        /// `None` for all pools.
+        pool: Option<String>,
+        /// The answer.
+        reply: Reply<Vec<PoolView>>,
+    },
+    /// Change one backend, or only look at it.
+    Backend {
+        /// Pool name.
+        pool: String,
+        /// Backend name.
+        backend: String,
+        /// What to change.
+        change: BackendChange,
+        /// The backend afterwards.
+        reply: Reply<BackendView>,
+    },
+    /// Apply a new, validated config.
+    Apply {
+        /// The config.
+        config: Box<Config>,
+        /// What changed.
+        reply: oneshot::Sender<ReloadSummary>,
+    },
+}
+
+/// What an operator changes about one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChange {
+    /// Nothing: only its view.
+    Nothing,
+    /// Stop (`true`) or resume (`false`) sending it new requests.
+    Drain(bool),
+    /// Override its weight (`None`: back to the file's).
+    Weight(Option<u32>),
+}
+
+/// Handles the rest of the proxy needs from the control plane.
+#[derive(Debug, Clone)]
+pub struct ControlHandle {
+    /// The snapshot the data plane reads.
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Where the data plane reports passive failures past a threshold.
+    pub outliers: UnboundedSender<OutlierReport>,
+    /// Commands from the admin API and the reloader.
+    pub commands: mpsc::Sender<Command>,
+    /// Every state change and reload, for the event stream.
+    pub events: broadcast::Sender<Event>,
+}
+
+impl ControlHandle {
+    /// Sends `command` built around a reply channel and waits for the answer; `None` if the
+    /// control plane has stopped.
+    pub async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(command(reply)).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// Publishes an event; having no subscriber is normal.
+    pub fn publish(&self, event: Event) {
+        let _no_subscribers = self.events.send(event);
+    }
+}
