@@ -195,6 +195,11 @@ impl Gateway {
         self.admin_addr
     }
 
+    /// The control plane's handle: what the admin API asks and reads.
+    pub fn control(&self) -> &ControlHandle {
+        &self.control
+    }
+
     /// The snapshot the data plane reads.
     pub fn snapshot(&self) -> &Arc<ArcSwap<Snapshot>> {
         &self.control.snapshot

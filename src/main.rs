@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use switchyard::config::{self, Algorithm, Config, HostPattern};
+use switchyard::config::{self, Config, HostPattern};
 use switchyard::gateway::{ConfigSource, Gateway};
 use tokio_util::sync::CancellationToken;
 
@@ -264,10 +264,7 @@ fn summary(path: &Path, config: &Config) -> String {
     }
     out += "pools:\n";
     for p in &config.pools {
-        let algorithm = match p.algorithm {
-            Algorithm::WeightedRoundRobin => "weighted_round_robin",
-            Algorithm::LeastConnections => "least_connections",
-        };
+        let algorithm = p.algorithm.as_str();
         let protocol = match (p.upstream.protocol, p.upstream.tls.is_some()) {
             (switchyard::config::Protocol::Http1, false) => "HTTP/1.1",
             (switchyard::config::Protocol::Http1, true) => "HTTP/1.1 over TLS",

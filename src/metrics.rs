@@ -37,6 +37,8 @@ pub const BACKEND_WEIGHT: &str = "switchyard_backend_weight";
 pub const HEALTH_CHECKS: &str = "switchyard_health_checks_total";
 /// Passive ejections, by reason.
 pub const EJECTIONS: &str = "switchyard_ejections_total";
+/// Backends entering a state, by the state entered.
+pub const BACKEND_STATE_CHANGES: &str = "switchyard_backend_state_changes_total";
 /// Requests answered 503 because no backend of the pool could take them.
 pub const NO_BACKEND: &str = "switchyard_pool_no_backend_total";
 /// 1 while the pool is in panic mode (ignoring health).
@@ -67,9 +69,6 @@ pub const DURATION_BUCKETS: [f64; 17] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0,
 ];
-
-/// Backend states, as exported in `switchyard_backend_state{state}`.
-pub const STATES: [&str; 5] = ["healthy", "unhealthy", "ejected", "draining", "drained"];
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
@@ -141,6 +140,10 @@ impl Metrics {
             ),
             (HEALTH_CHECKS, "Active health probes run, by result."),
             (EJECTIONS, "Passive ejections of a backend, by reason."),
+            (
+                BACKEND_STATE_CHANGES,
+                "Times the backend entered a state, by state (each change announced once).",
+            ),
             (
                 NO_BACKEND,
                 "Requests answered 503 because no backend of the pool could take them.",

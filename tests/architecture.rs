@@ -70,7 +70,10 @@ fn health_checking_never_imports_the_control_plane() {
     // Probers report in a type of their own; the control plane depends on them, never the
     // other way round, so the two cannot grow into a cycle.
     let mut files = Vec::new();
-    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/health"), &mut files);
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/health"),
+        &mut files,
+    );
     assert!(files.len() >= 3, "health sources not found: {files:?}");
     for (path, text) in files {
         for forbidden in ["crate::control", "super::super::control"] {

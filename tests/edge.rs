@@ -6,6 +6,7 @@ mod support;
 use std::net::SocketAddr;
 use support::raw;
 use support::{DEADLINE, TestProxy, Upstream, poll_until};
+use switchyard::upstream::State;
 use tokio::io::AsyncWriteExt;
 
 /// Two backends with the default passive ejection (5 consecutive failures), `top` added.
@@ -22,10 +23,11 @@ async fn two_backends(top: &str) -> (Upstream, Upstream, TestProxy) {
     (a, b, proxy)
 }
 
-fn assert_no_backend_failure(proxy: &TestProxy) {
+async fn assert_no_backend_failure(proxy: &TestProxy) {
     for name in ["a", "b"] {
-        let backend = support::backend(proxy, "pool", name);
-        assert_eq!(backend.exclusions(), 0, "backend {name} was taken out");
+        let view = support::backend_view(proxy, "pool", name).await;
+        assert_eq!(view.state, State::Healthy, "backend {name} was taken out");
+        assert_eq!(view.ejections, 0, "backend {name} was ejected");
     }
 }
 
@@ -44,7 +46,7 @@ async fn malformed_chunked_bodies_get_400_and_never_count_against_a_backend() {
         let answer = raw::exchange(proxy.addr, request.as_bytes()).await;
         assert_eq!(raw::status(&answer), 400, "request {i}: {answer}");
     }
-    assert_no_backend_failure(&proxy);
+    assert_no_backend_failure(&proxy).await;
     let ok = raw::exchange(
         proxy.addr,
         b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
@@ -89,7 +91,7 @@ async fn abandoned_uploads_are_logged_499_and_never_count_against_a_backend() {
         let entry: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(entry["status"], 499, "{line}");
     }
-    assert_no_backend_failure(&proxy);
+    assert_no_backend_failure(&proxy).await;
 }
 
 #[tokio::test]
@@ -105,7 +107,7 @@ async fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
         let answer = raw::read_to_close(&mut stream).await;
         assert_eq!(raw::status(&answer), 408, "declared {declared}: {answer}");
     }
-    assert_no_backend_failure(&proxy);
+    assert_no_backend_failure(&proxy).await;
 }
 
 #[tokio::test]

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use support::upstream::{start_hung, start_raw};
 use support::*;
-use switchyard::upstream::{Condition, Exclusion};
+use switchyard::control::Event;
+use switchyard::upstream::State;
 use tokio::time::Instant;
 
 /// A proxy over one pool of weight-1 `backends`; `settings` are the pool's keys, then its
@@ -38,7 +39,6 @@ async fn kill_and_revive(pool_settings: &str) -> (Duration, Duration) {
         "{pool_settings}\n[pools.health_check]\ntype = \"http\"\npath = \"/health\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nunhealthy_threshold = 2\nhealthy_threshold = 2\n\n"
     );
     let proxy = proxy(&[("a", a.addr), ("b", b.addr)], &extra, "").await;
-    let state = backend(&proxy, "pool", "b");
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = get_load(proxy.url("/"), 2, None, Arc::clone(&stop));
@@ -48,30 +48,38 @@ async fn kill_and_revive(pool_settings: &str) -> (Duration, Duration) {
 
     b.stop();
     let killed = Instant::now();
-    eventually(DEADLINE, "b excluded", || state.exclusions() != 0).await;
-    let excluded_after = killed.elapsed();
-    eventually(DEADLINE, "b unhealthy", || {
-        state.status().condition == Condition::Unhealthy
+    poll_until(DEADLINE, "b excluded", || async {
+        (backend_view(&proxy, "pool", "b").await.state != State::Healthy).then_some(())
     })
     .await;
+    let excluded_after = killed.elapsed();
+    wait_for_state(&proxy, "pool", "b", State::Unhealthy).await;
     let unhealthy_after = killed.elapsed();
 
     let probes_before = b.health_probes();
     b.restart().await;
-    eventually(DEADLINE, "b healthy again", || state.exclusions() == 0).await;
+    let view = wait_for_state(&proxy, "pool", "b", State::Healthy).await;
     assert!(
         b.health_probes() >= probes_before + 2,
         "rejoined after fewer than healthy_threshold passes"
     );
-    assert_eq!(state.status().condition, Condition::Healthy);
-    assert!(
-        state
-            .status()
-            .reason
-            .contains("2 consecutive probes passed"),
-        "{:?}",
-        state.status()
-    );
+    assert!(view.reasons.is_empty(), "{view:?}");
+    let announced = proxy.gateway.control().events.subscribe(Some(0)).0;
+    let last = announced
+        .iter()
+        .rev()
+        .find_map(|e| match &e.event {
+            Event::Backend {
+                backend,
+                to,
+                reason,
+                ..
+            } if backend == "b" => Some((*to, reason)),
+            _ => None,
+        })
+        .expect("b's return was announced");
+    assert_eq!(last.0, State::Healthy);
+    assert!(last.1.contains("2 consecutive probes passed"), "{last:?}");
     let served = b.requests();
     eventually(DEADLINE, "traffic on b again", || {
         b.requests() > served + 20
@@ -116,29 +124,21 @@ async fn backend_answering_500s_is_ejected_with_doubling_backoff() {
     let backends = [("u0", upstreams[0].addr), ("u1", upstreams[1].addr)];
     let proxy = proxy(&backends, settings, "").await;
     let client = client();
-    let u0 = backend(&proxy, "pool", "u0");
 
     upstreams[0].set_status(500);
     let mut fives = 0;
-    while !u0.is(Exclusion::Ejected) {
+    while backend_view(&proxy, "pool", "u0").await.state != State::Ejected {
         if get(&client, &proxy.url("/"), None).await.status == 500 {
             fives += 1;
         }
         assert!(fives <= 3, "not ejected after three 500s");
     }
     assert_eq!(fives, 3);
-    eventually(DEADLINE, "ejection recorded", || {
-        u0.status().condition == Condition::Ejected
-    })
-    .await;
-    let status = u0.status();
+    let view = backend_view(&proxy, "pool", "u0").await;
+    assert_eq!(view.ejections, 1);
     assert_eq!(
-        (status.condition, status.ejections, status.last_ejection),
-        (Condition::Ejected, 1, Some(Duration::from_millis(300)))
-    );
-    assert!(
-        status.reason.contains("3 consecutive 5xx responses"),
-        "{status:?}"
+        view.reasons[0].detail,
+        "3 consecutive failures (5xx); ejected for 300ms"
     );
 
     let seen = upstreams[0].requests();
@@ -152,13 +152,20 @@ async fn backend_answering_500s_is_ejected_with_doubling_backoff() {
     assert_eq!(upstreams[0].requests(), seen);
 
     // The ejection ends; still failing, it is ejected again for twice as long.
-    eventually(DEADLINE, "ejection over", || !u0.is(Exclusion::Ejected)).await;
+    wait_for_state(&proxy, "pool", "u0", State::Healthy).await;
     let deadline = Instant::now() + DEADLINE;
-    while u0.status().ejections < 2 {
+    let view = loop {
+        let view = backend_view(&proxy, "pool", "u0").await;
+        if view.ejections >= 2 {
+            break view;
+        }
         get(&client, &proxy.url("/"), None).await;
         assert!(Instant::now() < deadline, "not ejected a second time");
-    }
-    assert_eq!(u0.status().last_ejection, Some(Duration::from_millis(600)));
+    };
+    assert!(
+        view.reasons[0].detail.ends_with("ejected for 600ms"),
+        "{view:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,20 +177,23 @@ async fn max_ejection_percent_keeps_part_of_a_failing_pool_in_service() {
     let list: Vec<_> = upstreams.iter().map(|u| (u.name, u.addr)).collect();
     let settings = "retries = 0\n[pools.outlier_detection]\nconsecutive_5xx = 2\nbase_ejection_time = \"30s\"\nmax_ejection_percent = 50\n\n";
     let proxy = proxy(&list, settings, "").await;
-    let states: Vec<_> = upstreams
-        .iter()
-        .map(|u| backend(&proxy, "pool", u.name))
-        .collect();
     for u in &upstreams {
         u.set_status(500);
     }
-    let ejected = || states.iter().filter(|s| s.is(Exclusion::Ejected)).count();
+    let ejected = || async {
+        let mut count = 0;
+        for u in &upstreams {
+            count +=
+                usize::from(backend_view(&proxy, "pool", u.name).await.state == State::Ejected);
+        }
+        count
+    };
     let client = client();
     for _ in 0..200 {
         assert_eq!(get(&client, &proxy.url("/"), None).await.status, 500);
-        assert!(ejected() <= 2, "more than half of the pool ejected");
+        assert!(ejected().await <= 2, "more than half of the pool ejected");
     }
-    assert_eq!(ejected(), 2, "two of four backends ejected");
+    assert_eq!(ejected().await, 2, "two of four backends ejected");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,11 +223,7 @@ async fn hung_backend_gives_504_then_is_ejected_and_avoided() {
         [200, 504],
         "round-robin reaches both: one times out, one answers"
     );
-    let state = backend(&proxy, "pool", "hung");
-    eventually(DEADLINE, "hung backend ejected", || {
-        state.is(Exclusion::Ejected)
-    })
-    .await;
+    wait_for_state(&proxy, "pool", "hung", State::Ejected).await;
     for _ in 0..10 {
         let answer = get(&client, &proxy.url("/"), None).await;
         assert_eq!((answer.status.as_u16(), answer.upstream()), (200, "good"));
@@ -234,11 +240,9 @@ async fn failing_probes_pool(panic_threshold: u8) -> (TestProxy, [Upstream; 2]) 
     );
     let backends = [("u0", upstreams[0].addr), ("u1", upstreams[1].addr)];
     let proxy = proxy(&backends, &settings, "").await;
-    let states = [backend(&proxy, "pool", "u0"), backend(&proxy, "pool", "u1")];
-    eventually(DEADLINE, "both unhealthy", || {
-        states.iter().all(|s| s.is(Exclusion::Unhealthy))
-    })
-    .await;
+    for name in ["u0", "u1"] {
+        wait_for_state(&proxy, "pool", name, State::Unhealthy).await;
+    }
     (proxy, upstreams)
 }
 
@@ -320,21 +324,30 @@ async fn recovered_backend_ramps_up_over_the_slow_start_window() {
         "",
     )
     .await;
-    let u0 = backend(&proxy, "pool", "u0");
-    let full = u0.effective_weight();
+    let weight = || async { backend_view(&proxy, "pool", "u0").await.weight.effective };
+    let full = weight().await;
 
     upstreams[0].set_status(500);
     let client = client();
-    while !u0.is(Exclusion::Ejected) {
-        get(&client, &proxy.url("/"), None).await;
-    }
+    wait_for_ejection(&proxy, &client).await;
     upstreams[0].set_status(200);
-    eventually(DEADLINE, "ejection over", || !u0.is(Exclusion::Ejected)).await;
-    let start = u0.effective_weight();
+    let view = wait_for_state(&proxy, "pool", "u0", State::SlowStart).await;
+    let start = view.weight.effective;
     assert!(
-        start < full / 4,
+        start < full / 4.0,
         "recovered at weight {start} of {full}, not ramping"
     );
-    eventually(DEADLINE, "weight rising", || u0.effective_weight() > start).await;
-    eventually(DEADLINE, "full weight", || u0.effective_weight() == full).await;
+    poll_until(DEADLINE, "weight rising", || async {
+        (weight().await > start).then_some(())
+    })
+    .await;
+    let view = wait_for_state(&proxy, "pool", "u0", State::Healthy).await;
+    assert_eq!(view.weight.effective, full);
+}
+
+/// Sends requests until backend u0 is ejected.
+async fn wait_for_ejection(proxy: &TestProxy, client: &TestClient) {
+    while backend_view(proxy, "pool", "u0").await.state != State::Ejected {
+        get(client, &proxy.url("/"), None).await;
+    }
 }

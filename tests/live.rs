@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use support::*;
+use switchyard::upstream::State;
 use tokio::time::Instant;
 
 /// A config with one round-robin pool over `backends` (name, address, weight); `extra` is
@@ -192,7 +193,7 @@ async fn invalid_configs_are_rejected_with_line_and_column_and_the_old_one_keeps
     let failures: f64 = metrics
         .body
         .lines()
-        .find_map(|l| l.strip_prefix("switchyard_config_reloads_total{result=\"failure\"} "))
+        .find_map(|l| l.strip_prefix("switchyard_config_reloads_total{result=\"rejected\"} "))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     assert!(failures >= 4.0, "failure counter is {failures}");
@@ -338,13 +339,10 @@ async fn health_state_survives_a_reload_that_does_not_touch_the_backend() {
     );
     let path = temp_config(&text);
     let proxy = TestProxy::start_file(&path).await;
-    let b_state = backend(&proxy, "pool", "b");
+    let b_state = Arc::clone(&proxy.gateway.snapshot().load().pools[0].backends[1]);
 
     b.set_health_status(503);
-    eventually(DEADLINE, "b unhealthy", || {
-        b_state.status().condition == switchyard::upstream::Condition::Unhealthy
-    })
-    .await;
+    wait_for_state(&proxy, "pool", "b", State::Unhealthy).await;
     b.set_health_status(200); // it would need 100 passes (10 s) to come back
 
     std::fs::write(
@@ -362,7 +360,10 @@ async fn health_state_survives_a_reload_that_does_not_touch_the_backend() {
         .await;
     assert_eq!(view["state"], "unhealthy", "{view}");
     assert!(
-        std::sync::Arc::ptr_eq(&b_state, &backend(&proxy, "pool", "b")),
+        Arc::ptr_eq(
+            &b_state,
+            &proxy.gateway.snapshot().load().pools[0].backends[1]
+        ),
         "b's state was rebuilt"
     );
     let served = b.requests();
@@ -454,7 +455,7 @@ async fn next_event(
     loop {
         while let Some(end) = buffer.find("\n\n") {
             let block: String = buffer.drain(..end + 2).collect();
-            if let Some(data) = block.strip_prefix("data: ") {
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
                 let event: Value = serde_json::from_str(data.trim()).expect("event is JSON");
                 if wanted(&event) {
                     return event;

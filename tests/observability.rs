@@ -7,6 +7,7 @@ mod support;
 
 use prometheus_parse::{Sample, Scrape, Value};
 use support::*;
+use switchyard::upstream::State;
 
 async fn scrape(proxy: &TestProxy) -> Vec<Sample> {
     let addr = proxy.gateway.admin_addr().unwrap();
@@ -84,8 +85,7 @@ async fn counters_histograms_and_gauges_match_scripted_traffic() {
     );
     let proxy = TestProxy::start(&toml).await;
     let client = client();
-    let down_state = backend(&proxy, "down", "down");
-    eventually(DEADLINE, "down unhealthy", || down_state.exclusions() != 0).await;
+    wait_for_state(&proxy, "down", "down", State::Unhealthy).await;
 
     for _ in 0..10 {
         assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
@@ -280,7 +280,7 @@ async fn series_of_a_removed_backend_are_gone_after_reload() {
         sum(
             &samples,
             "switchyard_config_reloads_total",
-            &[("result", "success")]
+            &[("result", "applied")]
         ),
         1.0
     );

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;
@@ -106,16 +106,14 @@ async fn api(
             allow(&req, &[Method::GET])?;
             change_backend(state, pool, backend, BackendChange::Nothing).await
         }
-        [
-            "pools",
-            pool,
-            "backends",
-            backend,
-            action @ ("drain" | "undrain"),
-        ] => {
+        ["pools", pool, "backends", backend, "drain"] => {
             allow(&req, &[Method::POST])?;
-            let change = BackendChange::Drain(*action == "drain");
+            let change = BackendChange::Drain(drain_deadline(req).await?);
             change_backend(state, pool, backend, change).await
+        }
+        ["pools", pool, "backends", backend, "undrain"] => {
+            allow(&req, &[Method::POST])?;
+            change_backend(state, pool, backend, BackendChange::Undrain).await
         }
         ["pools", pool, "backends", backend, "weight"] => {
             allow(&req, &[Method::PUT])?;
@@ -161,7 +159,7 @@ async fn api(
         }
         ["events"] => {
             allow(&req, &[Method::GET])?;
-            Ok(event_stream(state))
+            Ok(super::events::stream(&req, state))
         }
         _ => Err(Rejection::new(StatusCode::NOT_FOUND, "no such route")),
     }
@@ -231,6 +229,38 @@ async fn read_json(req: Request<Incoming>) -> Result<Value, Rejection> {
         .map_err(|err| Rejection::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {err}")))
 }
 
+/// A drain's deadline: `?deadline=30s` or `{"deadline": "30s"}` (a humantime duration), or
+/// none.
+async fn drain_deadline(req: Request<Incoming>) -> Result<Option<Duration>, Rejection> {
+    let from_query = req
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("deadline="))
+        .map(str::to_owned);
+    let text = match from_query {
+        Some(text) => Some(text),
+        None if req.headers().contains_key(header::CONTENT_TYPE) => {
+            match read_json(req).await?.get("deadline") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(text)) => Some(text.clone()),
+                Some(_) => return Err(bad_deadline()),
+            }
+        }
+        None => None,
+    };
+    text.map(|text| humantime::parse_duration(&text).map_err(|_| bad_deadline()))
+        .transpose()
+}
+
+fn bad_deadline() -> Rejection {
+    Rejection::new(
+        StatusCode::BAD_REQUEST,
+        "expected a deadline such as ?deadline=30s or {\"deadline\": \"30s\"}",
+    )
+}
+
 /// `{"weight": N}` with N in 1..=256, or `{"weight": null}` to return to the file's weight.
 fn weight_from(body: Value) -> Result<Option<u32>, Rejection> {
     let bad = || {
@@ -275,50 +305,7 @@ fn redact(mut value: Value) -> Value {
     value
 }
 
-/// Server-Sent Events: one `data:` line of JSON per event, and a comment every 15 s so
-/// intermediaries keep the connection open.
-fn event_stream(state: &AdminState) -> Reply {
-    let mut events = state.control.events.subscribe();
-    let shutdown = state.shutdown.clone();
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(async move {
-        let mut keepalive = tokio::time::interval(Duration::from_secs(15));
-        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            let chunk = tokio::select! {
-                event = events.recv() => match event {
-                    Ok(event) => match serde_json::to_string(&event) {
-                        Ok(json) => format!("data: {json}\n\n"),
-                        Err(err) => {
-                            tracing::error!(%err, "cannot serialize an event");
-                            continue;
-                        }
-                    },
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        format!("data: {{\"type\":\"lagged\",\"missed\":{missed}}}\n\n")
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                _ = keepalive.tick() => ": keep-alive\n\n".to_owned(),
-                () = shutdown.cancelled() => return,
-                () = tx.closed() => return,
-            };
-            if tx.send(Bytes::from(chunk)).await.is_err() {
-                return; // the subscriber went away
-            }
-        }
-    });
-    let mut reply = Response::new(AdminBody::Events(rx));
-    let headers = reply.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    reply
-}
-
-fn json_reply<T: Serialize>(status: StatusCode, value: &T) -> Reply {
+pub(super) fn json_reply<T: Serialize>(status: StatusCode, value: &T) -> Reply {
     let body = serde_json::to_vec_pretty(value).unwrap_or_else(|err| {
         tracing::error!(%err, "cannot serialize an admin answer");
         b"{}".to_vec()

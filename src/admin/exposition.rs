@@ -1,9 +1,9 @@
 //! `GET /metrics`: refreshes the gauges that mirror live state, then renders the Prometheus
 //! text exposition without the series of backends and pools a reload removed.
 
-use crate::control::state_name;
-use crate::metrics::{self, Metrics, STATES};
+use crate::metrics::{self, Metrics};
 use crate::snapshot::Snapshot;
+use crate::upstream::State;
 use std::collections::HashSet;
 
 /// The exposition text for the current snapshot.
@@ -29,12 +29,12 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot) -> String {
                 f64::from(backend.effective_weight())
                     / f64::from(crate::balance::slow_start::SCALE),
             );
-            let current = state_name(backend);
-            for state in STATES {
+            let current = backend.state();
+            for state in State::ALL {
                 metrics
                     .gauge(
                         metrics::BACKEND_STATE,
-                        &[labels[0], labels[1], ("state", state)],
+                        &[labels[0], labels[1], ("state", state.as_str())],
                     )
                     .set(if state == current { 1.0 } else { 0.0 });
             }

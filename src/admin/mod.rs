@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod body;
+mod events;
 mod exposition;
 mod guard;
 

@@ -235,6 +235,16 @@ pub enum Algorithm {
     LeastConnections,
 }
 
+impl Algorithm {
+    /// The algorithm's name everywhere: the config file, the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WeightedRoundRobin => "weighted_round_robin",
+            Self::LeastConnections => "least_connections",
+        }
+    }
+}
+
 /// An upstream pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {

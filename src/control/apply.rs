@@ -2,6 +2,7 @@
 //! tasks, and rebuilding pools into new snapshots.
 
 use super::Control;
+use super::backends::update_status;
 use super::reconcile::{self, Changed, Step};
 use super::registry::{self, BackendRuntime, PoolRuntime};
 use super::views::ReloadSummary;
@@ -9,7 +10,7 @@ use crate::config::{BackendConfig, Config};
 use crate::health::{self, ProbeTarget};
 use crate::metrics;
 use crate::snapshot::{Pool, Snapshot};
-use crate::upstream::Exclusion;
+use crate::upstream::{Exclusion, Mark};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -25,7 +26,10 @@ impl Control {
             .drain(..)
             .map(|p| (p.config.name.clone(), p))
             .collect();
+        // New backends' probers start from the configured initial state; those restarted for
+        // new probe settings resume from the backend's current health.
         let mut needs_prober: Vec<(usize, usize)> = Vec::new();
+        let mut resumed_prober: Vec<(usize, usize)> = Vec::new();
         let mut pools = Vec::new();
         for pool_config in &config.pools {
             let p = pools.len();
@@ -61,7 +65,7 @@ impl Control {
                             file_changed_backend(&mut kept, backend_config);
                         }
                         if probes_changed {
-                            needs_prober.push((p, b));
+                            resumed_prober.push((p, b));
                         }
                         runtime.backends.push(kept);
                     }
@@ -75,6 +79,7 @@ impl Control {
                             &self.metrics,
                         );
                         added.ramp.start(now, pool_config.slow_start);
+                        added.state.mark(Mark::SlowStart, added.ramp.is_running());
                         needs_prober.push((p, b));
                         runtime.backends.push(added);
                     }
@@ -90,6 +95,7 @@ impl Control {
                     // Nothing would ever bring an unhealthy backend back without probes.
                     backend.stop_prober();
                     backend.state.set(Exclusion::Unhealthy, false);
+                    update_status(&backend.state, |s| s.unhealthy = None);
                 }
             }
             for backend in &runtime.backends {
@@ -110,19 +116,24 @@ impl Control {
         self.generation += 1;
         summary.generation = self.generation;
         for (p, b) in needs_prober {
-            self.start_prober(p, b);
+            self.start_prober(p, b, false);
         }
-        for p in 0..self.pools.len() {
-            for b in 0..self.pools[p].backends.len() {
-                self.set_condition(p, b, "config reloaded".to_owned(), None);
-            }
+        for (p, b) in resumed_prober {
+            self.start_prober(p, b, true);
         }
         self.swap_all();
+        for p in 0..self.pools.len() {
+            for b in 0..self.pools[p].backends.len() {
+                self.announce(p, b, "config reloaded");
+            }
+        }
         summary
     }
 
-    /// Starts (or restarts) the probe task of a backend, if its pool has health checks.
-    pub(super) fn start_prober(&mut self, pool: usize, backend: usize) {
+    /// Starts (or restarts) the probe task of a backend, if its pool has health checks; with
+    /// `resume`, its rise/fall counting starts from the backend's current health rather than
+    /// from the configured initial state.
+    pub(super) fn start_prober(&mut self, pool: usize, backend: usize, resume: bool) {
         let Some(check) = self.pools[pool].config.health_check.clone() else {
             return;
         };
@@ -149,15 +160,16 @@ impl Control {
                 .metrics
                 .counter(metrics::HEALTH_CHECKS, &labels("fail")),
         };
-        self.tasks.spawn(health::probe_loop(
-            Arc::clone(&runtime.state),
+        let prober = health::Prober {
+            backend: Arc::clone(&runtime.state),
             check,
             target,
-            Arc::clone(&runtime.last_probe),
+            last_probe: Arc::clone(&runtime.last_probe),
             counters,
-            self.reports_tx.clone(),
-            stop,
-        ));
+            resume,
+        };
+        let reports = self.reports_tx.clone();
+        self.tasks.spawn(health::probe_loop(prober, reports, stop));
     }
 
     /// Rebuilds pool `p` and swaps in a snapshot that shares everything else.
@@ -196,7 +208,10 @@ impl Control {
 /// The file now says something new about a kept backend: it wins over runtime overrides.
 fn file_changed_backend(kept: &mut BackendRuntime, config: &BackendConfig) {
     kept.weight_override = None;
+    kept.drain_deadline = None;
     kept.state.set(Exclusion::Draining, false);
+    kept.state.mark(Mark::DrainCut, false);
+    update_status(&kept.state, |s| s.drain = None);
     kept.state.update_limits(config);
     kept.config = config.clone();
 }

@@ -1,16 +1,20 @@
 //! The single writer's decisions about individual backends, carried out on the registry:
 //! probe verdicts, passive ejections and their end, slow-start steps, drains and weights.
-//! What to decide comes from the pure `ejection` and `ramp` machines; this file applies it.
+//! What to decide comes from the pure `ejection` and `ramp` machines; this file applies it and
+//! announces each resulting change of state once (`announce`).
 
 use super::Control;
 use super::ejection::Decision;
-use super::views::{DRAINED, Event, UNDRAINED, state_name};
+use super::views::{DRAINED, Event, UNDRAINED};
 use crate::health::{Report, ReportKind, Verdict};
 use crate::metrics;
-use crate::upstream::{BackendStatus, Condition, Exclusion, OutlierReport, timestamp};
-use std::sync::Arc;
+use crate::upstream::{BackendState, BackendStatus, Drain, Exclusion, Mark, OutlierReport};
+use crate::upstream::{State, timestamp};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
+
+/// How often a drain is checked for its last request ending.
+const DRAIN_CHECK: Duration = Duration::from_millis(100);
 
 impl Control {
     pub(super) fn apply_report(&mut self, report: Report) {
@@ -18,28 +22,36 @@ impl Control {
             return;
         };
         let backend = &report.backend;
-        match report.kind {
-            ReportKind::Verdict { verdict, detail } => {
-                let unhealthy = verdict == Verdict::Unhealthy;
-                backend.set(Exclusion::Unhealthy, unhealthy);
-                if !unhealthy {
-                    // Passing probes also end a passive ejection early (Envoy's default).
-                    self.end_ejection(p, b);
-                    self.start_ramp(p, b);
-                }
-                self.set_condition(p, b, detail, None);
-                self.rebuild(p);
+        let reason = match report.kind {
+            ReportKind::Verdict {
+                verdict: Verdict::Unhealthy,
+                detail,
+            } => {
+                backend.set(Exclusion::Unhealthy, true);
+                update_status(backend, |s| s.unhealthy = Some(detail.clone()));
+                detail
+            }
+            ReportKind::Verdict {
+                verdict: Verdict::Healthy,
+                detail,
+            } => {
+                backend.set(Exclusion::Unhealthy, false);
+                update_status(backend, |s| s.unhealthy = None);
+                // Passing probes also end a passive ejection early (Envoy's default).
+                self.end_ejection(p, b);
+                self.start_ramp(p, b);
+                detail
             }
             ReportKind::PassedWhileEjected => {
-                if backend.is(Exclusion::Ejected) {
-                    self.end_ejection(p, b);
-                    self.start_ramp(p, b);
-                    let reason = "active probe passed during ejection".to_owned();
-                    self.set_condition(p, b, reason, None);
-                    self.rebuild(p);
+                if !self.end_ejection(p, b) {
+                    return;
                 }
+                self.start_ramp(p, b);
+                "active probe passed during ejection".to_owned()
             }
-        }
+        };
+        self.rebuild(p);
+        self.announce(p, b, &reason);
     }
 
     pub(super) fn apply_outlier(&mut self, report: OutlierReport) {
@@ -56,80 +68,78 @@ impl Control {
             .filter(|b| b.state.is(Exclusion::Ejected))
             .count();
         let size = pool.backends.len();
-        let reason = format!(
-            "{} consecutive {}s",
-            report.consecutive,
-            report.failure.as_str()
-        );
+        let failure = report.failure.as_str();
+        let reason = format!("{} consecutive failures ({failure})", report.consecutive);
         let runtime = &mut self.pools[p].backends[b];
-        let (count, duration) =
-            match runtime
-                .ejection
-                .consider(Instant::now(), &outlier, ejected, size)
-            {
-                Decision::Eject { count, duration } => (count, duration),
-                Decision::AlreadyEjected | Decision::Capped { first: false } => return,
-                Decision::Capped { first: true } => {
-                    let allowed = size * usize::from(outlier.max_ejection_percent) / 100;
-                    tracing::warn!(
-                        pool = %backend.pool, backend = %backend.name, %reason, ejected, allowed,
-                        "not ejecting: max_ejection_percent reached"
-                    );
-                    return;
-                }
-            };
-        backend.set(Exclusion::Ejected, true);
-        let reason_label = match report.failure {
-            crate::upstream::Failure::Connect => "connect_failure",
-            crate::upstream::Failure::Timeout => "timeout",
-            crate::upstream::Failure::Reset => "reset",
-            crate::upstream::Failure::Status5xx => "5xx",
+        let now = Instant::now();
+        let duration = match runtime.ejection.consider(now, &outlier, ejected, size) {
+            Decision::Eject { duration, .. } => duration,
+            Decision::AlreadyEjected | Decision::Capped { first: false } => return,
+            Decision::Capped { first: true } => {
+                let allowed = size * usize::from(outlier.max_ejection_percent) / 100;
+                tracing::warn!(
+                    pool = %backend.pool, backend = %backend.name, %reason, ejected, allowed,
+                    "not ejecting: max_ejection_percent reached"
+                );
+                return;
+            }
         };
+        backend.set(Exclusion::Ejected, true);
+        let reason = format!("{reason}; ejected for {duration:?}");
+        update_status(backend, |s| {
+            s.ejected = Some(reason.clone());
+            s.last_ejection = Some(duration);
+        });
+        let labels = [
+            ("pool", &*backend.pool),
+            ("backend", &*backend.name),
+            ("reason", failure),
+        ];
         self.metrics
-            .counter(
-                metrics::EJECTIONS,
-                &[
-                    ("pool", &backend.pool),
-                    ("backend", &backend.name),
-                    ("reason", reason_label),
-                ],
-            )
+            .counter(metrics::EJECTIONS, &labels)
             .increment(1);
-        self.set_condition(
-            p,
-            b,
-            format!("{reason}; ejected for {duration:?}"),
-            Some((count, duration)),
-        );
         self.rebuild(p);
+        self.announce(p, b, &reason);
     }
 
-    fn end_ejection(&mut self, p: usize, b: usize) {
+    /// Ends a passive ejection; returns whether there was one.
+    fn end_ejection(&mut self, p: usize, b: usize) -> bool {
         let runtime = &mut self.pools[p].backends[b];
-        if runtime.ejection.end(Instant::now()) {
+        let ended = runtime.ejection.end(Instant::now());
+        if ended {
             runtime.state.set(Exclusion::Ejected, false);
+            update_status(&runtime.state, |s| s.ejected = None);
         }
+        ended
     }
 
+    /// Starts a slow-start ramp, if the pool has slow start.
     pub(super) fn start_ramp(&mut self, p: usize, b: usize) {
         let window = self.pools[p].config.slow_start;
         let runtime = &mut self.pools[p].backends[b];
         let now = Instant::now();
         runtime.ramp.start(now, window);
+        runtime
+            .state
+            .mark(Mark::SlowStart, runtime.ramp.is_running());
         runtime.refresh_weight(now, window);
     }
 
-    /// The next time something is due: an ejection ending, a ramp stepping.
+    /// The next time something is due: an ejection ending, a ramp stepping, a drain's deadline,
+    /// or a look at whether a drain's last request has ended.
     pub(super) fn next_deadline(&self, now: Instant) -> Option<Instant> {
         self.pools
             .iter()
             .flat_map(|pool| {
                 let window = pool.config.slow_start;
                 pool.backends.iter().flat_map(move |b| {
+                    let waiting_for_drain = b.announced == State::Draining;
                     b.ejection
                         .until()
                         .into_iter()
                         .chain(b.ramp.next_step(now, window))
+                        .chain(b.drain_deadline)
+                        .chain(waiting_for_drain.then_some(now + DRAIN_CHECK))
                 })
             })
             .min()
@@ -137,77 +147,90 @@ impl Control {
 
     pub(super) fn apply_timers(&mut self, now: Instant) {
         for p in 0..self.pools.len() {
-            let mut changed = false;
             let window = self.pools[p].config.slow_start;
             for b in 0..self.pools[p].backends.len() {
+                let mut reason = None;
+                let mut rebuild = false;
                 if self.pools[p].backends[b].ejection.is_due(now) {
                     self.end_ejection(p, b);
                     self.start_ramp(p, b);
-                    self.set_condition(p, b, "ejection time over".to_owned(), None);
-                    changed = true;
+                    reason = Some("ejection time over".to_owned());
+                    rebuild = true;
                 }
                 let runtime = &mut self.pools[p].backends[b];
                 if runtime.ramp.is_running() {
-                    changed |= runtime.refresh_weight(now, window);
-                    runtime.ramp.finish_if_done(now, window);
+                    rebuild |= runtime.refresh_weight(now, window);
+                    if runtime.ramp.finish_if_done(now, window) {
+                        runtime.state.mark(Mark::SlowStart, false);
+                        reason.get_or_insert_with(|| "slow start finished".to_owned());
+                    }
                 }
-            }
-            if changed {
-                self.rebuild(p);
+                if runtime.drain_deadline.is_some_and(|at| at <= now) {
+                    runtime.drain_deadline = None;
+                    let cut = runtime.state.in_flight();
+                    runtime.state.mark(Mark::DrainCut, true);
+                    runtime.state.cut_connections();
+                    reason = Some(format!(
+                        "drain deadline reached: {cut} requests or tunnels still open were closed"
+                    ));
+                }
+                if rebuild {
+                    self.rebuild(p);
+                }
+                let reason = reason.unwrap_or_else(|| "no request in flight".to_owned());
+                self.announce(p, b, &reason);
             }
         }
     }
 
-    /// Recomputes a backend's condition from its exclusions; logs and publishes a change once.
-    /// `ejection` records a new ejection (count, length) in the same status.
-    pub(super) fn set_condition(
-        &mut self,
-        p: usize,
-        b: usize,
-        reason: String,
-        ejection: Option<(u32, Duration)>,
-    ) {
-        let state = &self.pools[p].backends[b].state;
-        let condition = if state.is(Exclusion::Unhealthy) {
-            Condition::Unhealthy
-        } else if state.is(Exclusion::Ejected) {
-            Condition::Ejected
-        } else {
-            Condition::Healthy
-        };
-        let old = state.status();
-        if old.condition == condition && ejection.is_none() {
+    /// Announces backend `b`'s state if it differs from the one last announced: once, in the
+    /// log, on the event stream and in the metrics, and from then on the state's `since`.
+    pub(super) fn announce(&mut self, p: usize, b: usize, reason: &str) {
+        let runtime = &mut self.pools[p].backends[b];
+        let state = runtime.state.state();
+        if state == runtime.announced {
             return;
         }
-        let since = SystemTime::now();
-        self.publisher.backend_changed(
-            state,
-            (old.condition.as_str(), condition.as_str()),
-            &reason,
-            condition != Condition::Healthy,
-            since,
-        );
-        state.set_status(BackendStatus {
-            condition,
-            reason,
-            since,
-            ejections: ejection.map_or(old.ejections, |(count, _)| count),
-            last_ejection: ejection.map(|(_, length)| length).or(old.last_ejection),
-        });
-    }
-
-    pub(super) fn set_drain(&mut self, p: usize, b: usize, drain: bool) {
-        let state = Arc::clone(&self.pools[p].backends[b].state);
-        if state.is(Exclusion::Draining) == drain {
-            return;
-        }
-        let from = state_name(&state);
-        state.set(Exclusion::Draining, drain);
-        self.rebuild(p);
-        let reason = if drain { DRAINED } else { UNDRAINED };
-        let to = state_name(&state);
+        let time = SystemTime::now();
+        let change = (runtime.announced, state);
+        runtime.announced = state;
+        update_status(&runtime.state, |s| s.since = time);
         self.publisher
-            .backend_changed(&state, (from, to), reason, false, SystemTime::now());
+            .backend_changed(&runtime.state, change, reason, time);
+    }
+
+    /// Stops new requests to a backend; with a deadline, closes what remains once it passes.
+    /// Draining again replaces the deadline.
+    pub(super) fn drain(&mut self, p: usize, b: usize, deadline: Option<Duration>) {
+        let runtime = &mut self.pools[p].backends[b];
+        let already = runtime.state.is(Exclusion::Draining);
+        runtime.drain_deadline = deadline.map(|after| Instant::now() + after);
+        let now = SystemTime::now();
+        update_status(&runtime.state, |s| {
+            s.drain = Some(Drain {
+                since: s.drain.filter(|_| already).map_or(now, |d| d.since),
+                deadline: deadline.map(|after| now + after),
+            });
+        });
+        if !already {
+            runtime.state.set(Exclusion::Draining, true);
+            self.rebuild(p);
+        }
+        self.announce(p, b, DRAINED);
+    }
+
+    /// Sends new requests to a drained backend again.
+    pub(super) fn undrain(&mut self, p: usize, b: usize) {
+        let runtime = &mut self.pools[p].backends[b];
+        if !runtime.state.is(Exclusion::Draining) {
+            return;
+        }
+        runtime.drain_deadline = None;
+        runtime.state.set(Exclusion::Draining, false);
+        runtime.state.mark(Mark::DrainCut, false);
+        update_status(&runtime.state, |s| s.drain = None);
+        self.rebuild(p);
+        self.announce(p, b, UNDRAINED);
     }
 
     pub(super) fn set_weight(&mut self, p: usize, b: usize, weight: Option<u32>) {
@@ -228,4 +251,11 @@ impl Control {
             time: timestamp(SystemTime::now()),
         });
     }
+}
+
+/// Changes the recorded reasons of a backend. Control plane only.
+pub(super) fn update_status(backend: &BackendState, change: impl FnOnce(&mut BackendStatus)) {
+    let mut status = BackendStatus::clone(&backend.status());
+    change(&mut status);
+    backend.set_status(status);
 }

@@ -1,6 +1,7 @@
 //! How the rest of the proxy talks to the control plane: commands with a reply, and the
 //! handles it shares (the snapshot, the passive-failure channel, the event stream).
 
+use super::publish::EventLog;
 use super::views::{BackendView, Event, PoolView, ReloadSummary};
 use crate::config::Config;
 use crate::snapshot::Snapshot;
@@ -8,7 +9,7 @@ use crate::upstream::OutlierReport;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use tokio::sync::mpsc::{self, UnboundedSender};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
 /// Why a command could not find its target.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -58,8 +59,10 @@ pub enum Command {
 pub enum BackendChange {
     /// Nothing: only its view.
     Nothing,
-    /// Stop (`true`) or resume (`false`) sending it new requests.
-    Drain(bool),
+    /// Stop sending it new requests; after the deadline, if given, close what remains.
+    Drain(Option<std::time::Duration>),
+    /// Resume sending it new requests.
+    Undrain,
     /// Override its weight (`None`: back to the file's).
     Weight(Option<u32>),
 }
@@ -73,8 +76,8 @@ pub struct ControlHandle {
     pub outliers: UnboundedSender<OutlierReport>,
     /// Commands from the admin API and the reloader.
     pub commands: mpsc::Sender<Command>,
-    /// Every state change and reload, for the event stream.
-    pub events: broadcast::Sender<Event>,
+    /// Every state change and reload, numbered, for the event stream.
+    pub events: Arc<EventLog>,
 }
 
 impl ControlHandle {
@@ -88,6 +91,6 @@ impl ControlHandle {
 
     /// Publishes an event; having no subscriber is normal.
     pub fn publish(&self, event: Event) {
-        let _no_subscribers = self.events.send(event);
+        self.events.publish(event);
     }
 }

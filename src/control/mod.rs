@@ -16,7 +16,10 @@ mod registry;
 mod views;
 
 pub use handle::{BackendChange, Command, ControlHandle, LookupError};
-pub use views::{BackendView, Event, PoolView, ReloadSummary, WeightView, state_name};
+pub use publish::{EventLog, Numbered};
+pub use views::{
+    BackendView, DrainView, Event, PoolView, Reason, ReloadResult, ReloadSummary, WeightView,
+};
 
 use crate::config::Config;
 use crate::health::Report;
@@ -31,7 +34,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -84,7 +87,7 @@ impl Control {
             snapshot,
             outliers: outliers_tx,
             commands: commands_tx,
-            events: broadcast::channel(1024).0,
+            events: Arc::default(),
         };
         let control = Self {
             pools,
@@ -92,7 +95,11 @@ impl Control {
             certificates,
             config: config.clone(),
             generation: 1,
-            publisher: Publisher::new(Arc::clone(&handle.snapshot), handle.events.clone()),
+            publisher: Publisher::new(
+                Arc::clone(&handle.snapshot),
+                Arc::clone(&handle.events),
+                metrics.clone(),
+            ),
             reports_tx,
             reports,
             outliers,
@@ -108,7 +115,7 @@ impl Control {
     pub async fn run(mut self) {
         for pool in 0..self.pools.len() {
             for backend in 0..self.pools[pool].backends.len() {
-                self.start_prober(pool, backend);
+                self.start_prober(pool, backend, false);
             }
         }
         let mut refill = tokio::time::interval(Duration::from_secs(1));
@@ -172,7 +179,8 @@ impl Control {
         let (p, b) = self.find(pool, backend)?;
         match change {
             BackendChange::Nothing => {}
-            BackendChange::Drain(drain) => self.set_drain(p, b, drain),
+            BackendChange::Drain(deadline) => self.drain(p, b, deadline),
+            BackendChange::Undrain => self.undrain(p, b),
             BackendChange::Weight(weight) => self.set_weight(p, b, weight),
         }
         Ok(views::backend_view(&self.pools[p].backends[b]))

@@ -8,7 +8,7 @@ use crate::health::ProbeRecord;
 use crate::metrics::{BackendMetrics, Metrics, PoolTraffic};
 use crate::snapshot::{Pool, PoolPolicy};
 use crate::upstream::pool::Upstream;
-use crate::upstream::{BackendState, RetryBudget};
+use crate::upstream::{BackendState, RetryBudget, State};
 use arc_swap::ArcSwapOption;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,10 @@ pub(super) struct BackendRuntime {
     pub weight_override: Option<u32>,
     pub ejection: Ejection,
     pub ramp: Ramp,
+    /// The state last announced: a change is announced when the derived state differs.
+    pub announced: State,
+    /// When a drain with a deadline closes what remains.
+    pub drain_deadline: Option<Instant>,
     pub prober: Option<CancellationToken>,
     /// Written by the probe task, read by the admin API.
     pub last_probe: Arc<ArcSwapOption<ProbeRecord>>,
@@ -43,6 +47,12 @@ impl BackendRuntime {
             weight_override: None,
             ejection: Ejection::default(),
             ramp: Ramp::default(),
+            announced: if healthy {
+                State::Healthy
+            } else {
+                State::Unhealthy
+            },
+            drain_deadline: None,
             prober: None,
             last_probe: Arc::new(ArcSwapOption::empty()),
         }

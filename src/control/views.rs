@@ -3,9 +3,8 @@
 
 use super::registry::{BackendRuntime, PoolRuntime};
 use crate::balance::slow_start;
-use crate::config::Algorithm;
 use crate::health::ProbeRecord;
-use crate::upstream::{BackendState, Condition, Exclusion, timestamp};
+use crate::upstream::{BackendState, BackendStatus, Exclusion, Mark, State, timestamp};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -31,11 +30,11 @@ pub struct BackendView {
     pub name: String,
     /// `host:port`.
     pub address: String,
-    /// `healthy`, `unhealthy`, `ejected`, `draining` or `drained`.
-    pub state: &'static str,
-    /// Why it is in that state.
-    pub reason: String,
-    /// When it entered its health condition (RFC 3339).
+    /// What operators see: healthy, slow_start, unhealthy, ejected, draining or drained.
+    pub state: State,
+    /// Every reason that applies now, most important first (empty when healthy).
+    pub reasons: Vec<Reason>,
+    /// When it entered its state (RFC 3339).
     pub since: String,
     /// Configured, overridden and effective weight.
     pub weight: WeightView,
@@ -43,8 +42,28 @@ pub struct BackendView {
     pub in_flight: u32,
     /// Passive ejections so far.
     pub ejections: u32,
+    /// The operator's drain, while draining: since when, and its deadline.
+    pub drain: Option<DrainView>,
     /// The most recent active probe, if probes run.
     pub last_probe: Option<ProbeRecord>,
+}
+
+/// One reason a backend is not plainly healthy.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Reason {
+    /// The state this reason alone would give.
+    pub state: State,
+    /// What happened.
+    pub detail: String,
+}
+
+/// A drain in progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrainView {
+    /// When it was asked for (RFC 3339).
+    pub since: String,
+    /// When remaining connections are closed (RFC 3339), if a deadline was given.
+    pub deadline: Option<String>,
 }
 
 /// Which weight is in force and why.
@@ -93,9 +112,9 @@ pub enum Event {
         /// Backend name.
         backend: String,
         /// Previous state.
-        from: &'static str,
+        from: State,
         /// New state.
-        to: &'static str,
+        to: State,
         /// Why.
         reason: String,
         /// When (RFC 3339).
@@ -112,10 +131,21 @@ pub enum Event {
         /// When (RFC 3339).
         time: String,
     },
+    /// A pool entered or left panic mode (too few usable backends: health is ignored).
+    Panic {
+        /// Pool name.
+        pool: String,
+        /// Whether it is in panic mode now.
+        active: bool,
+        /// Backends the balancer chooses among now.
+        eligible: usize,
+        /// When (RFC 3339).
+        time: String,
+    },
     /// A reload was attempted.
     Reload {
-        /// `ok` or `failed`.
-        result: &'static str,
+        /// `applied` or `rejected`.
+        result: ReloadResult,
         /// What changed, on success.
         changes: Option<ReloadSummary>,
         /// Every problem (`file:line:col: message`), on failure.
@@ -125,19 +155,25 @@ pub enum Event {
     },
 }
 
-/// A backend's state name: drains first, then health.
-pub fn state_name(state: &BackendState) -> &'static str {
-    if state.is(Exclusion::Draining) {
-        if state.in_flight() == 0 {
-            "drained"
-        } else {
-            "draining"
-        }
-    } else {
-        match state.status().condition {
-            Condition::Healthy if state.is(Exclusion::Unhealthy) => "unhealthy",
-            Condition::Healthy if state.is(Exclusion::Ejected) => "ejected",
-            condition => condition.as_str(),
+/// How a reload ended, named alike in the API, the events and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadResult {
+    /// The new config is in force.
+    Applied,
+    /// The old config is still in force.
+    Rejected,
+}
+
+impl ReloadResult {
+    /// Both results, for registering their counters.
+    pub const ALL: [Self; 2] = [Self::Applied, Self::Rejected];
+
+    /// The result's name everywhere.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Rejected => "rejected",
         }
     }
 }
@@ -154,10 +190,7 @@ impl super::Control {
             .map_or(0, |p| p.eligible_count());
         PoolView {
             name: pool.config.name.clone(),
-            algorithm: match pool.config.algorithm {
-                Algorithm::WeightedRoundRobin => "weighted_round_robin",
-                Algorithm::LeastConnections => "least_connections",
-            },
+            algorithm: pool.config.algorithm.as_str(),
             panic: pool.panic,
             eligible,
             backends: pool.backends.iter().map(backend_view).collect(),
@@ -172,12 +205,8 @@ pub(super) fn backend_view(runtime: &BackendRuntime) -> BackendView {
     BackendView {
         name: runtime.config.name.clone(),
         address: runtime.config.address.to_string(),
-        state: state_name(state),
-        reason: if state.is(Exclusion::Draining) {
-            DRAINED.to_owned()
-        } else {
-            status.reason.clone()
-        },
+        state: state.state(),
+        reasons: reasons(state, &status),
         since: timestamp(status.since),
         weight: WeightView {
             configured: runtime.config.weight.get(),
@@ -191,8 +220,57 @@ pub(super) fn backend_view(runtime: &BackendRuntime) -> BackendView {
         },
         in_flight: state.in_flight(),
         ejections: runtime.ejection.total(),
+        drain: status
+            .drain
+            .filter(|_| state.is(Exclusion::Draining))
+            .map(|drain| DrainView {
+                since: timestamp(drain.since),
+                deadline: drain.deadline.map(timestamp),
+            }),
         last_probe: runtime.last_probe.load_full().map(|p| (*p).clone()),
     }
+}
+
+/// The reasons that apply, read from the flags (the one source of the state) and annotated
+/// with what the status recorded when each was set.
+pub(super) fn reasons(state: &BackendState, status: &BackendStatus) -> Vec<Reason> {
+    let detail =
+        |text: &Option<String>, fallback: &str| text.clone().unwrap_or_else(|| fallback.to_owned());
+    let mut reasons = Vec::new();
+    if state.is(Exclusion::Draining) {
+        let detail = if state.has(Mark::DrainCut) {
+            "drained through the admin API; its deadline closed the remaining connections"
+        } else {
+            DRAINED
+        };
+        reasons.push(Reason {
+            state: if state.state() == State::Drained {
+                State::Drained
+            } else {
+                State::Draining
+            },
+            detail: detail.to_owned(),
+        });
+    }
+    if state.is(Exclusion::Unhealthy) {
+        reasons.push(Reason {
+            state: State::Unhealthy,
+            detail: detail(&status.unhealthy, "failed active probes"),
+        });
+    }
+    if state.is(Exclusion::Ejected) {
+        reasons.push(Reason {
+            state: State::Ejected,
+            detail: detail(&status.ejected, "ejected by outlier detection"),
+        });
+    }
+    if state.has(Mark::SlowStart) {
+        reasons.push(Reason {
+            state: State::SlowStart,
+            detail: "weight ramping up after returning to service".to_owned(),
+        });
+    }
+    reasons
 }
 
 /// The reason given for an operator's drain, and for its end.

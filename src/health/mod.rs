@@ -60,18 +60,42 @@ pub struct ProbeCounters {
     pub failed: metrics::Counter,
 }
 
+/// What one backend's probe task works with.
+#[derive(Debug)]
+pub struct Prober {
+    /// The backend probed.
+    pub backend: Arc<BackendState>,
+    /// How.
+    pub check: HealthCheckConfig,
+    /// In the pool's protocol and TLS settings.
+    pub target: ProbeTarget,
+    /// Where the latest result goes, for the admin API.
+    pub last_probe: Arc<ArcSwapOption<ProbeRecord>>,
+    /// Pass and fail counters.
+    pub counters: ProbeCounters,
+    /// Whether the backend has a history to continue (see `Tracker::resume`), rather than
+    /// starting from its configured initial state.
+    pub resume: bool,
+}
+
 /// Probes one backend until `stop` is cancelled, sending transitions to the control plane.
-pub async fn probe_loop(
-    backend: Arc<BackendState>,
-    check: HealthCheckConfig,
-    target: ProbeTarget,
-    last_probe: Arc<ArcSwapOption<ProbeRecord>>,
-    counters: ProbeCounters,
-    reports: UnboundedSender<Report>,
-    stop: CancellationToken,
-) {
-    // Continue from the backend's current health: a restarted prober must not flip it.
-    let mut tracker = Tracker::new(&check, !backend.is(Exclusion::Unhealthy));
+pub async fn probe_loop(prober: Prober, reports: UnboundedSender<Report>, stop: CancellationToken) {
+    let Prober {
+        backend,
+        check,
+        target,
+        last_probe,
+        counters,
+        resume,
+    } = prober;
+    // A restarted prober continues from the backend's current health: rise and fall
+    // thresholds hold across reloads that change probe settings.
+    let healthy = !backend.is(Exclusion::Unhealthy);
+    let mut tracker = if resume {
+        Tracker::resume(&check, healthy)
+    } else {
+        Tracker::new(&check, healthy)
+    };
     // The first probe comes after a short random delay so a pool's probes do not align.
     let mut wait = jittered(check.interval / 10, 1.0);
     loop {

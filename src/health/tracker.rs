@@ -51,6 +51,20 @@ impl Tracker {
         }
     }
 
+    /// A tracker continuing a backend's history under new settings: a healthy one goes down
+    /// after `unhealthy_threshold` failures in a row, an unhealthy one comes back after
+    /// `healthy_threshold` passes in a row (no initial-state shortcut either way).
+    pub fn resume(check: &HealthCheckConfig, healthy: bool) -> Self {
+        Self {
+            state: if healthy {
+                State::Up { failures: 0 }
+            } else {
+                State::Down { passes: 0 }
+            },
+            ..Self::new(check, healthy)
+        }
+    }
+
     /// Whether the backend counts as healthy now.
     pub fn is_healthy(&self) -> bool {
         matches!(self.state, State::Assumed | State::Up { .. })
@@ -147,6 +161,35 @@ mod tests {
         let mut t = tracker(2, 3, InitialState::Unhealthy);
         assert!(!t.is_healthy());
         assert_eq!(run(&mut t, "--+"), [None, None, Some(Verdict::Healthy)]);
+    }
+
+    #[test]
+    fn a_resumed_tracker_keeps_both_thresholds() {
+        let check = |t: &Tracker| (t.rise, t.fall);
+        let base = tracker(2, 3, InitialState::Healthy);
+        let mut up = Tracker::resume(&HealthCheckConfig { ..checks() }, true);
+        assert_eq!(check(&up), (2, 3));
+        assert_eq!(
+            run(&mut up, "--"),
+            [None, None],
+            "one failure is not enough"
+        );
+        assert_eq!(up.observe(false), Some(Verdict::Unhealthy));
+        let mut down = Tracker::resume(&checks(), false);
+        assert_eq!(down.observe(true), None, "one pass is not enough");
+        assert_eq!(down.observe(true), Some(Verdict::Healthy));
+        assert!(base.is_healthy());
+    }
+
+    fn checks() -> HealthCheckConfig {
+        HealthCheckConfig {
+            probe: Probe::Tcp,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: NonZeroU32::new(2).unwrap(),
+            unhealthy_threshold: NonZeroU32::new(3).unwrap(),
+            initial_state: InitialState::Healthy,
+        }
     }
 
     #[test]

@@ -97,6 +97,7 @@ fn spawn(
     tunnels: &Tunnels,
 ) {
     let shutdown = tunnels.shutdown.clone();
+    let cut = in_flight.backend().cut_signal();
     tunnels.tasks.spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(both) => both,
@@ -120,6 +121,7 @@ fn spawn(
             }
             () = activity.idle(limits.idle) => tracing::debug!("tunnel closed after idling"),
             () = draining => tracing::debug!("tunnel closed at shutdown"),
+            () = cut.cancelled() => tracing::debug!("tunnel closed by its backend's drain deadline"),
         }
         drop(in_flight);
     });

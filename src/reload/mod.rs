@@ -3,7 +3,7 @@
 //! nothing and every problem is reported with `file:line:col`.
 
 use crate::config::{self, Config};
-use crate::control::{Command, ControlHandle, Event, ReloadSummary};
+use crate::control::{Command, ControlHandle, Event, ReloadResult, ReloadSummary};
 use crate::listeners::Listeners;
 use crate::metrics::Metrics;
 use crate::upstream::timestamp;
@@ -96,8 +96,14 @@ struct ReloadMetrics {
 impl ReloadMetrics {
     fn new(metrics: &Metrics) -> Self {
         let this = Self {
-            applied: metrics.counter(crate::metrics::RELOADS, &[("result", "success")]),
-            rejected: metrics.counter(crate::metrics::RELOADS, &[("result", "failure")]),
+            applied: metrics.counter(
+                crate::metrics::RELOADS,
+                &[("result", ReloadResult::Applied.as_str())],
+            ),
+            rejected: metrics.counter(
+                crate::metrics::RELOADS,
+                &[("result", ReloadResult::Rejected.as_str())],
+            ),
             generation: metrics.gauge(crate::metrics::CONFIG_GENERATION, &[]),
             last_success: metrics.gauge(crate::metrics::LAST_RELOAD_SUCCESS, &[]),
         };
@@ -244,8 +250,12 @@ impl Reloader {
         };
         let time = timestamp(SystemTime::now());
         let (result, changes, problems) = match &outcome {
-            ReloadOutcome::Applied { changes } => ("ok", Some(changes.clone()), Vec::new()),
-            ReloadOutcome::Rejected { problems } => ("failed", None, problems.clone()),
+            ReloadOutcome::Applied { changes } => {
+                (ReloadResult::Applied, Some(changes.clone()), Vec::new())
+            }
+            ReloadOutcome::Rejected { problems } => {
+                (ReloadResult::Rejected, None, problems.clone())
+            }
         };
         self.control.publish(Event::Reload {
             result,

@@ -6,5 +6,5 @@ mod state;
 mod status;
 
 pub use retry_budget::RetryBudget;
-pub use state::{BackendState, Exclusion, Failure, InFlightGuard, OutlierReport};
-pub use status::{BackendStatus, Condition, timestamp};
+pub use state::{BackendState, Exclusion, Failure, InFlightGuard, Mark, OutlierReport};
+pub use status::{BackendStatus, Drain, State, timestamp};

@@ -2,7 +2,7 @@
 //! count, exclusion flags, effective weight and passive failure counters.
 
 use super::pool::ConnectionPool;
-use super::status::{BackendStatus, Condition};
+use super::status::{BackendStatus, State};
 use crate::balance::Candidate;
 use crate::balance::slow_start::SCALE;
 use crate::config::BackendConfig;
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// Reasons a backend takes no new requests; each is one bit of `BackendState::exclusions`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,17 @@ impl Exclusion {
     pub const PANIC: u8 = Exclusion::Draining as u8;
 }
 
+/// Facts about a backend that take nothing out of service but show in its state; bits of the
+/// same word as the exclusions, outside every mask a pick honours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mark {
+    /// Its weight is ramping up after it came (back) into service.
+    SlowStart = 8,
+    /// Its drain deadline passed: what was left of its connections was closed.
+    DrainCut = 16,
+}
+
 /// A failure seen on real traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -47,13 +59,13 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// Lower-case name used in logs.
+    /// The failure's name everywhere: logs, reasons, the `reason` label of ejections.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Connect => "connect failure",
+            Self::Connect => "connect_failure",
             Self::Timeout => "timeout",
             Self::Reset => "reset",
-            Self::Status5xx => "5xx response",
+            Self::Status5xx => "5xx",
         }
     }
 }
@@ -90,6 +102,8 @@ pub struct BackendState {
     /// connection; 0 when they need not.
     connect_backoff_until: AtomicU64,
     status: ArcSwap<BackendStatus>,
+    /// Cancelled (and replaced) when a drain's deadline closes this backend's connections.
+    cut: ArcSwap<CancellationToken>,
     /// Failure counters, registered when the backend was created.
     pub metrics: BackendMetrics,
     /// Connections to this backend, kept as long as the backend is.
@@ -104,11 +118,6 @@ impl BackendState {
         healthy: bool,
         metrics: BackendMetrics,
     ) -> Self {
-        let condition = if healthy {
-            Condition::Healthy
-        } else {
-            Condition::Unhealthy
-        };
         Self {
             pool,
             name: config.name.as_str().into(),
@@ -124,7 +133,8 @@ impl BackendState {
             consecutive_failures: AtomicU32::new(0),
             consecutive_5xx: AtomicU32::new(0),
             connect_backoff_until: AtomicU64::new(0),
-            status: ArcSwap::from_pointee(BackendStatus::initial(condition)),
+            status: ArcSwap::from_pointee(BackendStatus::initial(!healthy)),
+            cut: ArcSwap::from_pointee(CancellationToken::new()),
             metrics,
             connections: ConnectionPool::new(config.max_connections.map(|m| m.get())),
         }
@@ -266,6 +276,54 @@ impl BackendState {
     /// Records a new decision. Control plane only.
     pub fn set_status(&self, status: BackendStatus) {
         self.status.store(Arc::new(status));
+    }
+
+    /// Whether `mark` is set.
+    pub fn has(&self, mark: Mark) -> bool {
+        self.exclusions() & mark as u8 != 0
+    }
+
+    /// Sets or clears a mark. Control plane only.
+    pub fn mark(&self, mark: Mark, on: bool) {
+        if on {
+            self.exclusions.fetch_or(mark as u8, Ordering::Relaxed);
+        } else {
+            self.exclusions.fetch_and(!(mark as u8), Ordering::Relaxed);
+        }
+    }
+
+    /// The state operators see, derived from the flags and the in-flight count alone: an
+    /// operator's drain first, then failed probes, a passive ejection, a ramp.
+    pub fn state(&self) -> State {
+        let flags = self.exclusions();
+        let set = |bit: u8| flags & bit != 0;
+        if set(Exclusion::Draining as u8) {
+            if self.in_flight() == 0 || set(Mark::DrainCut as u8) {
+                State::Drained
+            } else {
+                State::Draining
+            }
+        } else if set(Exclusion::Unhealthy as u8) {
+            State::Unhealthy
+        } else if set(Exclusion::Ejected as u8) {
+            State::Ejected
+        } else if set(Mark::SlowStart as u8) {
+            State::SlowStart
+        } else {
+            State::Healthy
+        }
+    }
+
+    /// Cancelled when this backend's remaining connections are to close (a drain deadline):
+    /// connection tasks and tunnels started now listen to it.
+    pub fn cut_signal(&self) -> CancellationToken {
+        CancellationToken::clone(&self.cut.load())
+    }
+
+    /// Closes the connections and tunnels listening to `cut_signal`; later ones get a new
+    /// signal. Control plane only.
+    pub fn cut_connections(&self) {
+        self.cut.swap(Arc::new(CancellationToken::new())).cancel();
     }
 }
 

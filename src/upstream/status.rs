@@ -1,52 +1,89 @@
-//! What the control plane last decided about a backend, and why: for logs and the admin API.
+//! One vocabulary for a backend's state, as the admin API, the event stream, logs and metrics
+//! all say it: the state itself is derived from the backend's flags (see
+//! `BackendState::state`), never stored; what is stored is why each flag was set.
 
+use serde::Serialize;
 use std::time::{Duration, SystemTime};
 
-/// A backend's condition as operators see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Condition {
-    /// Receives traffic.
+/// A backend's state as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Receives its full share of traffic.
     Healthy,
+    /// Back in service, its weight still ramping up.
+    SlowStart,
     /// Failed active probes.
     Unhealthy,
     /// Ejected by passive outlier detection until its ejection ends.
     Ejected,
+    /// Drained by an operator, requests still in flight.
+    Draining,
+    /// Drained by an operator, none in flight (or its drain deadline has passed).
+    Drained,
 }
 
-impl Condition {
-    /// Lower-case name used in logs and the API.
+impl State {
+    /// Every state, in the order metrics list them.
+    pub const ALL: [Self; 6] = [
+        Self::Healthy,
+        Self::SlowStart,
+        Self::Unhealthy,
+        Self::Ejected,
+        Self::Draining,
+        Self::Drained,
+    ];
+
+    /// The state's name everywhere: API, events, logs, metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Healthy => "healthy",
+            Self::SlowStart => "slow_start",
             Self::Unhealthy => "unhealthy",
             Self::Ejected => "ejected",
+            Self::Draining => "draining",
+            Self::Drained => "drained",
         }
+    }
+
+    /// Whether the backend is out of service because something failed (logged as a warning).
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Unhealthy | Self::Ejected)
     }
 }
 
-/// The last decision, with its reason and time.
+/// Why a backend's flags are set, and since when its state holds.
 #[derive(Debug, Clone)]
 pub struct BackendStatus {
-    /// Current condition.
-    pub condition: Condition,
-    /// Why it is in that condition (probe detail, error counts).
-    pub reason: String,
-    /// When it entered that condition.
+    /// The probe detail that took it out, while unhealthy.
+    pub unhealthy: Option<String>,
+    /// The failures that ejected it, and for how long, while ejected.
+    pub ejected: Option<String>,
+    /// The operator's drain, while draining.
+    pub drain: Option<Drain>,
+    /// When its current state began.
     pub since: SystemTime,
-    /// Passive ejections so far; each one lasts twice as long as the last, up to the maximum.
-    pub ejections: u32,
     /// Length of the current or last ejection.
     pub last_ejection: Option<Duration>,
 }
 
+/// An operator's drain.
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    /// When it was asked for.
+    pub since: SystemTime,
+    /// When remaining connections are closed, if a deadline was given.
+    pub deadline: Option<SystemTime>,
+}
+
 impl BackendStatus {
-    /// The status of a backend that has not been judged yet.
-    pub fn initial(condition: Condition) -> Self {
+    /// The status of a new backend; `unhealthy` when it waits for its first passing probe.
+    pub fn initial(unhealthy: bool) -> Self {
         Self {
-            condition,
-            reason: "initial state".to_owned(),
+            unhealthy: unhealthy.then(|| "waiting for a first passing probe".to_owned()),
+            ejected: None,
+            drain: None,
             since: SystemTime::now(),
-            ejections: 0,
             last_ejection: None,
         }
     }

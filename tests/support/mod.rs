@@ -15,7 +15,9 @@ use hyper_util::rt::TokioExecutor;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
+use switchyard::control::{BackendChange, BackendView, Command};
 use switchyard::gateway::Gateway;
+use switchyard::upstream::State;
 
 #[allow(unused_imports)] // not every test binary starts an upstream
 pub use upstream::Upstream;
@@ -286,24 +288,40 @@ pub async fn eventually(deadline: Duration, what: &str, mut check: impl FnMut() 
     poll_until(deadline, what, || std::future::ready(check().then_some(()))).await;
 }
 
-/// The live state of backend `name` in pool `pool`, from the proxy's current snapshot.
-pub fn backend(
+/// Backend `name` of pool `pool` as the admin API shows it (state, reasons, in flight, ...):
+/// the one way tests read a backend's state.
+pub async fn backend_view(proxy: &TestProxy, pool: &str, name: &str) -> BackendView {
+    let (pool, backend) = (pool.to_owned(), name.to_owned());
+    proxy
+        .gateway
+        .control()
+        .ask(|reply| Command::Backend {
+            pool,
+            backend,
+            change: BackendChange::Nothing,
+            reply,
+        })
+        .await
+        .expect("the control plane runs")
+        .expect("the backend exists")
+}
+
+/// Polls backend `name` of pool `pool` until it is in `state`; fails the test after `DEADLINE`.
+pub async fn wait_for_state(
     proxy: &TestProxy,
     pool: &str,
     name: &str,
-) -> std::sync::Arc<switchyard::upstream::BackendState> {
-    let snapshot = proxy.gateway.snapshot().load();
-    let pool = snapshot
-        .pools
-        .iter()
-        .find(|p| &*p.name == pool)
-        .expect("pool exists");
-    let backend = pool
-        .backends
-        .iter()
-        .find(|b| &*b.name == name)
-        .expect("backend exists");
-    std::sync::Arc::clone(backend)
+    state: State,
+) -> BackendView {
+    poll_until(
+        DEADLINE,
+        &format!("{pool}/{name} {}", state.as_str()),
+        || async {
+            let view = backend_view(proxy, pool, name).await;
+            (view.state == state).then_some(view)
+        },
+    )
+    .await
 }
 
 /// A fresh, empty temporary directory.

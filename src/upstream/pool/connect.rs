@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 /// A connection to a backend, plain or TLS.
 #[derive(Debug)]
@@ -91,13 +92,16 @@ pub struct OpenGuard {
     /// Already incremented for this connection.
     count: Arc<AtomicU32>,
     gauge: metrics::Gauge,
+    /// The backend's signal to close its connections (a drain deadline).
+    cut: CancellationToken,
 }
 
 impl OpenGuard {
-    /// Holds one unit of `count` (already taken) and of `gauge` (taken now).
-    pub fn new(count: Arc<AtomicU32>, gauge: metrics::Gauge) -> Self {
+    /// Holds one unit of `count` (already taken) and of `gauge` (taken now), for a connection
+    /// closed when `cut` is cancelled.
+    pub fn new(count: Arc<AtomicU32>, gauge: metrics::Gauge, cut: CancellationToken) -> Self {
         gauge.increment(1.0);
-        Self { count, gauge }
+        Self { count, gauge, cut }
     }
 }
 
@@ -122,8 +126,11 @@ pub async fn http1(
         .await
         .map_err(|err| SendError::Connect(Box::new(err)))?;
     tokio::spawn(async move {
-        if let Err(err) = connection.with_upgrades().await {
-            tracing::debug!(error = %crate::error::chain(&err), "upstream connection ended");
+        tokio::select! {
+            result = connection.with_upgrades() => if let Err(err) = result {
+                tracing::debug!(error = %crate::error::chain(&err), "upstream connection ended");
+            },
+            () = open.cut.cancelled() => tracing::debug!("upstream connection closed by a drain deadline"),
         }
         drop(open);
     });
@@ -167,6 +174,7 @@ pub async fn http2(
             tokio::select! {
                 result = &mut connection => break result,
                 () = limit.refresh.notified() => {}
+                () = open.cut.cancelled() => break Ok(()),
             }
             // Relaxed: a limit read by pickers, refreshed as streams end.
             limit

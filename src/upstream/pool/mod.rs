@@ -188,6 +188,7 @@ impl ConnectionPool {
         Some(OpenGuard::new(
             Arc::clone(&self.open),
             backend.metrics.connections_open.clone(),
+            backend.cut_signal(),
         ))
     }
 }
@@ -282,7 +283,11 @@ pub async fn send_alone(
     request: Request<UpstreamBody>,
 ) -> Result<Response<Incoming>, SendError> {
     let stream = connect::open(authority, upstream, dial.connect_timeout).await?;
-    let open = OpenGuard::new(Arc::new(AtomicU32::new(1)), metrics::Gauge::noop());
+    let open = OpenGuard::new(
+        Arc::new(AtomicU32::new(1)),
+        metrics::Gauge::noop(),
+        tokio_util::sync::CancellationToken::new(),
+    );
     if upstream.config.protocol.is_h2() {
         let connection = connect::http2(stream, open, dial.pings, upstream.generation).await?;
         let stream = connection.try_stream(true).expect("forced");
