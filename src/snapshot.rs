@@ -101,7 +101,10 @@ pub struct Pool {
 impl Pool {
     /// Builds the pool from its backends' current exclusions and effective weights.
     pub fn build(name: Arc<str>, backends: Vec<Arc<BackendState>>, policy: PoolPolicy) -> Self {
-        let usable = backends.iter().filter(|b| b.exclusions() == 0).count();
+        let usable = backends
+            .iter()
+            .filter(|b| b.exclusions() & Exclusion::ALL == 0)
+            .count();
         let panic = policy.panic_threshold > 0
             && !backends.is_empty()
             && usable * 100 < usize::from(policy.panic_threshold) * backends.len();

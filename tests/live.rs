@@ -3,12 +3,10 @@
 
 mod support;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use support::events::EventStream;
 use support::*;
 use switchyard::upstream::State;
 use tokio::time::Instant;
@@ -445,74 +443,29 @@ async fn admin_on_a_public_address_without_a_token_refuses_to_start() {
     );
 }
 
-/// Reads server-sent events until one satisfies `wanted`.
-async fn next_event(
-    body: &mut hyper::body::Incoming,
-    buffer: &mut String,
-    wanted: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
-                let event: Value = serde_json::from_str(data.trim()).expect("event is JSON");
-                if wanted(&event) {
-                    return event;
-                }
-            }
-        }
-        let frame = tokio::time::timeout_at(deadline, body.frame())
-            .await
-            .expect("event within the deadline")
-            .expect("stream open")
-            .expect("frame");
-        if let Some(data) = frame.data_ref() {
-            buffer.push_str(&String::from_utf8_lossy(data));
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_stream_reports_drains_and_health_transitions() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
     let check = "[pools.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\n\n";
     let proxy = TestProxy::start(&config(&[("a", a.addr, 1), ("b", b.addr, 1)], "", check)).await;
 
-    let admin = proxy.gateway.admin_addr().unwrap();
-    let stream = tokio::net::TcpStream::connect(admin).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let request = http::Request::get(format!("http://{admin}/api/events"))
-        .header("host", admin.to_string())
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut body = response.into_body();
-    let mut buffer = String::new();
+    let mut events = EventStream::open(proxy.gateway.admin_addr().unwrap(), None).await;
 
     proxy
         .admin("POST", "/api/pools/pool/backends/a/drain", None, None)
         .await;
-    let event = next_event(&mut body, &mut buffer, |e| {
-        e["type"] == "backend" && e["backend"] == "a"
-    })
-    .await;
+    let event = events
+        .next_matching(|e| e["type"] == "backend" && e["backend"] == "a")
+        .await;
     assert_eq!(
         (event["from"].as_str(), event["to"].as_str()),
         (Some("healthy"), Some("drained"))
     );
 
     b.set_health_status(500);
-    let event = next_event(&mut body, &mut buffer, |e| {
-        e["type"] == "backend" && e["backend"] == "b"
-    })
-    .await;
+    let event = events
+        .next_matching(|e| e["type"] == "backend" && e["backend"] == "b")
+        .await;
     assert_eq!(event["to"], "unhealthy");
     assert!(
         event["reason"].as_str().unwrap().contains("status 500"),

@@ -214,7 +214,24 @@ fn allow(req: &Request<Incoming>, methods: &[Method]) -> Result<(), Rejection> {
     })
 }
 
+/// The JSON body, or `None` without one.
+async fn read_optional_json(req: Request<Incoming>) -> Result<Option<Value>, Rejection> {
+    let body = read_body(req).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|err| Rejection::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {err}")))
+}
+
 async fn read_json(req: Request<Incoming>) -> Result<Value, Rejection> {
+    let body = read_body(req).await?;
+    serde_json::from_slice(&body)
+        .map_err(|err| Rejection::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {err}")))
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Rejection> {
     let body = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
@@ -225,8 +242,7 @@ async fn read_json(req: Request<Incoming>) -> Result<Value, Rejection> {
             )
         })?
         .to_bytes();
-    serde_json::from_slice(&body)
-        .map_err(|err| Rejection::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {err}")))
+    Ok(body)
 }
 
 /// A drain's deadline: `?deadline=30s` or `{"deadline": "30s"}` (a humantime duration), or
@@ -241,14 +257,14 @@ async fn drain_deadline(req: Request<Incoming>) -> Result<Option<Duration>, Reje
         .map(str::to_owned);
     let text = match from_query {
         Some(text) => Some(text),
-        None if req.headers().contains_key(header::CONTENT_TYPE) => {
-            match read_json(req).await?.get("deadline") {
+        None => match read_optional_json(req).await? {
+            None => None,
+            Some(body) => match body.get("deadline") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(text)) => Some(text.clone()),
                 Some(_) => return Err(bad_deadline()),
-            }
-        }
-        None => None,
+            },
+        },
     };
     text.map(|text| humantime::parse_duration(&text).map_err(|_| bad_deadline()))
         .transpose()

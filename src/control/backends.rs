@@ -50,8 +50,9 @@ impl Control {
                 "active probe passed during ejection".to_owned()
             }
         };
-        self.rebuild(p);
+        // The backend's change first, then what it does to the pool (panic mode).
         self.announce(p, b, &reason);
+        self.rebuild(p);
     }
 
     pub(super) fn apply_outlier(&mut self, report: OutlierReport) {
@@ -98,8 +99,8 @@ impl Control {
         self.metrics
             .counter(metrics::EJECTIONS, &labels)
             .increment(1);
-        self.rebuild(p);
         self.announce(p, b, &reason);
+        self.rebuild(p);
     }
 
     /// Ends a passive ejection; returns whether there was one.
@@ -174,11 +175,11 @@ impl Control {
                         "drain deadline reached: {cut} requests or tunnels still open were closed"
                     ));
                 }
+                let reason = reason.unwrap_or_else(|| "no request in flight".to_owned());
+                self.announce(p, b, &reason);
                 if rebuild {
                     self.rebuild(p);
                 }
-                let reason = reason.unwrap_or_else(|| "no request in flight".to_owned());
-                self.announce(p, b, &reason);
             }
         }
     }
@@ -212,11 +213,11 @@ impl Control {
                 deadline: deadline.map(|after| now + after),
             });
         });
+        runtime.state.set(Exclusion::Draining, true);
+        self.announce(p, b, DRAINED);
         if !already {
-            runtime.state.set(Exclusion::Draining, true);
             self.rebuild(p);
         }
-        self.announce(p, b, DRAINED);
     }
 
     /// Sends new requests to a drained backend again.
@@ -229,8 +230,8 @@ impl Control {
         runtime.state.set(Exclusion::Draining, false);
         runtime.state.mark(Mark::DrainCut, false);
         update_status(&runtime.state, |s| s.drain = None);
-        self.rebuild(p);
         self.announce(p, b, UNDRAINED);
+        self.rebuild(p);
     }
 
     pub(super) fn set_weight(&mut self, p: usize, b: usize, weight: Option<u32>) {

@@ -2,6 +2,8 @@
 //! ports, plus a keep-alive client and polling helpers.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod config;
+pub mod events;
 pub mod raw;
 pub mod tls;
 pub mod upstream;

@@ -1,0 +1,216 @@
+//! The control plane as an operator watches it: one event stream shows every state change once
+//! with the right from and to, resumes with Last-Event-ID, drains meet their deadlines, and
+//! probe settings can be reloaded without losing a backend's health history.
+
+mod support;
+
+use serde_json::Value;
+use support::config::{ConfigBuilder, PoolBuilder};
+use support::events::{EventStream, summary};
+use support::*;
+use switchyard::upstream::State;
+
+/// Starts the proxy on a typed config.
+async fn start(config: &ConfigBuilder) -> TestProxy {
+    TestProxy::start(&config.toml()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_stream_shows_drain_ejection_and_panic_each_once() {
+    let [a, b, c] = [
+        Upstream::start("a").await,
+        Upstream::start("b").await,
+        Upstream::start("c").await,
+    ];
+    // Three backends; with one drained and one ejected, one usable of three is under 50 %.
+    let pool = PoolBuilder::new("pool")
+        .backend("a", a.addr, 1)
+        .backend("b", b.addr, 1)
+        .backend("c", c.addr, 1)
+        .set("retries", 0)
+        .set("panic_threshold", 50)
+        .set("outlier_detection.consecutive_5xx", 1)
+        .set("outlier_detection.base_ejection_time", "500ms")
+        .set("outlier_detection.max_ejection_percent", 50);
+    let proxy = start(
+        &ConfigBuilder::new()
+            .pool(pool)
+            .route("all", None, "/", "pool"),
+    )
+    .await;
+    let admin = proxy.gateway.admin_addr().unwrap();
+    let mut events = EventStream::open(admin, None).await;
+
+    let mut seen = Vec::new();
+    let mut expect = async |wanted: &[&str]| {
+        for want in wanted {
+            let event = events.next().await;
+            seen.push((event["id"].as_u64().expect("numbered"), summary(&event)));
+            assert_eq!(seen.last().unwrap().1, *want, "events so far: {seen:?}");
+        }
+    };
+
+    // A request held on a, then a drain: draining until it ends, then drained.
+    let held = spawn_gets(3, proxy.url("/hold"));
+    eventually(DEADLINE, "a request held on a", || a.held() == 1).await;
+    let (status, view) = proxy
+        .admin("POST", "/api/pools/pool/backends/a/drain", None, None)
+        .await;
+    assert_eq!(
+        (status.as_u16(), view["state"].as_str()),
+        (200, Some("draining"))
+    );
+    expect(&["backend a healthy->draining"]).await;
+    for upstream in [&a, &b, &c] {
+        upstream.release_held();
+    }
+    let answers = held.await.unwrap();
+    assert!(answers.iter().all(|answer| answer.status == 200));
+    expect(&["backend a draining->drained"]).await;
+
+    // b fails once: ejected, which leaves one usable backend of three: panic mode.
+    b.set_status(500);
+    let client = client();
+    while backend_view(&proxy, "pool", "b").await.state != State::Ejected {
+        get(&client, &proxy.url("/"), None).await;
+    }
+    b.set_status(200);
+    expect(&["backend b healthy->ejected", "panic pool on"]).await;
+    // The ejection ends on its own: b is healthy again and the pool leaves panic mode.
+    expect(&["backend b ejected->healthy", "panic pool off"]).await;
+    let first_id = seen[0].0;
+    let seen: Vec<String> = seen.into_iter().map(|(_, summary)| summary).collect();
+    let view = backend_view(&proxy, "pool", "b").await;
+    assert_eq!((view.state, view.ejections), (State::Healthy, 1));
+
+    // A subscriber reconnecting after the first event gets the rest again, in order.
+    let mut resumed = EventStream::open(admin, Some(first_id)).await;
+    let mut replayed = Vec::new();
+    for _ in 0..5 {
+        replayed.push(summary(&resumed.next().await));
+    }
+    assert_eq!(replayed, seen[1..]);
+    let (status, _) = proxy
+        .admin("POST", "/api/pools/pool/backends/a/undrain", None, None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(summary(&events.next().await), "backend a drained->healthy");
+    assert_eq!(summary(&resumed.next().await), "backend a drained->healthy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_deadline_closes_what_remains_and_announces_drained() {
+    let a = Upstream::start("a").await;
+    let proxy = start(&ConfigBuilder::single_pool(&[("a", a.addr, 1)])).await;
+    let mut events = EventStream::open(proxy.gateway.admin_addr().unwrap(), None).await;
+    let held = spawn_gets(1, proxy.url("/hold"));
+    eventually(DEADLINE, "a request held on a", || a.held() == 1).await;
+
+    let (status, view) = proxy
+        .admin(
+            "POST",
+            "/api/pools/pool/backends/a/drain",
+            Some(r#"{"deadline": "500ms"}"#),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["state"], "draining");
+    assert_eq!(view["in_flight"], 1);
+    assert!(view["drain"]["since"].is_string(), "{view}");
+    assert!(view["drain"]["deadline"].is_string(), "{view}");
+
+    let drained = events.next_matching(|e| e["to"] == "drained").await;
+    assert_eq!(drained["from"], "draining");
+    assert!(
+        drained["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("drain deadline reached"),
+        "{drained}"
+    );
+    // The request the deadline cut short failed cleanly; nothing else of a remains.
+    let answers = held.await.unwrap();
+    assert_eq!(answers[0].status, 502, "{:?}", answers[0].body);
+    let view = wait_for_state(&proxy, "pool", "a", State::Drained).await;
+    assert_eq!(view.in_flight, 0);
+    assert!(view.reasons[0].detail.contains("deadline"), "{view:?}");
+    a.release_held();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_drain_deadline_is_refused() {
+    let a = Upstream::start("a").await;
+    let proxy = start(&ConfigBuilder::single_pool(&[("a", a.addr, 1)])).await;
+    let (status, answer) = proxy
+        .admin(
+            "POST",
+            "/api/pools/pool/backends/a/drain?deadline=soon",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        backend_view(&proxy, "pool", "a").await.state,
+        State::Healthy
+    );
+}
+
+/// A proxy reloadable from its file, over `a` and `b` with probes every 100 ms and the given
+/// thresholds; returns it and the config, to be written again with other probe settings.
+async fn probed(
+    a: &Upstream,
+    b: &Upstream,
+    fall: i64,
+    rise: i64,
+) -> (TestProxy, ConfigBuilder, std::path::PathBuf) {
+    let config = ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)])
+        .set("reload.watch", false)
+        .with_pool(|pool| pool.http_checks("100ms", fall, rise));
+    let path = temp_config(&config.toml());
+    (TestProxy::start_file(&path).await, config, path)
+}
+
+/// Writes `config` with another probe interval and reloads it.
+async fn reload_probe_settings(proxy: &TestProxy, config: ConfigBuilder, path: &std::path::Path) {
+    let changed = config.with_pool(|pool| pool.set("health_check.interval", "120ms"));
+    std::fs::write(path, changed.toml()).unwrap();
+    let (status, outcome): (_, Value) = proxy.admin("POST", "/api/reload", None, None).await;
+    assert_eq!(status, 200, "{outcome}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_backend_still_needs_its_healthy_threshold_after_a_probe_reload() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let (proxy, config, path) = probed(&a, &b, 1, 3).await;
+    b.set_health_status(503);
+    wait_for_state(&proxy, "pool", "b", State::Unhealthy).await;
+
+    reload_probe_settings(&proxy, config, &path).await;
+    let before = b.health_probes();
+    b.set_health_status(200);
+    wait_for_state(&proxy, "pool", "b", State::Healthy).await;
+    let passes = b.health_probes() - before;
+    assert!(
+        passes >= 3,
+        "back after {passes} passing probes; healthy_threshold is 3"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_backend_still_needs_its_unhealthy_threshold_after_a_probe_reload() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let (proxy, config, path) = probed(&a, &b, 3, 1).await;
+    eventually(DEADLINE, "b probed", || b.health_probes() >= 1).await;
+
+    reload_probe_settings(&proxy, config, &path).await;
+    let before = b.health_probes();
+    b.set_health_status(503);
+    wait_for_state(&proxy, "pool", "b", State::Unhealthy).await;
+    let failures = b.health_probes() - before;
+    assert!(
+        failures >= 3,
+        "down after {failures} failed probes; unhealthy_threshold is 3"
+    );
+}

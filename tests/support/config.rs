@@ -1,0 +1,154 @@
+//! Config fixtures built as typed TOML values rather than spliced text: keys are set by their
+//! dotted path with Rust values, and the text is produced by the `toml` serializer, so a
+//! fixture cannot come out malformed or put a key in the wrong table.
+
+use std::net::SocketAddr;
+use toml::{Table, Value};
+
+/// A whole config: the test listener and admin API on ephemeral ports, no access log, plus
+/// what the test adds.
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder {
+    root: Table,
+}
+
+impl Default for ConfigBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConfigBuilder {
+    /// The test listener, the admin API and no access log.
+    pub fn new() -> Self {
+        let mut listener = Table::new();
+        listener.insert("name".into(), "test".into());
+        listener.insert("bind".into(), "127.0.0.1:0".into());
+        Self { root: Table::new() }
+            .push("listeners", listener)
+            .set("admin.bind", "127.0.0.1:0")
+            .set("access_log.enabled", false)
+    }
+
+    /// One pool `pool` of `backends` behind a catch-all route `all`.
+    pub fn single_pool(backends: &[(&str, SocketAddr, u32)]) -> Self {
+        let mut pool = PoolBuilder::new("pool");
+        for (name, addr, weight) in backends {
+            pool = pool.backend(name, *addr, *weight);
+        }
+        Self::new().pool(pool).route("all", None, "/", "pool")
+    }
+
+    /// Sets `path` (dotted, such as `timeouts.request_header`) to `value`.
+    pub fn set(mut self, path: &str, value: impl Into<Value>) -> Self {
+        set(&mut self.root, path, value.into());
+        self
+    }
+
+    /// Adds a pool.
+    pub fn pool(self, pool: PoolBuilder) -> Self {
+        self.push("pools", pool.table)
+    }
+
+    /// Adds a route to `pool` for `prefix`, on `host` or every host.
+    pub fn route(self, name: &str, host: Option<&str>, prefix: &str, pool: &str) -> Self {
+        let mut route = Table::new();
+        route.insert("name".into(), name.into());
+        if let Some(host) = host {
+            route.insert("host".into(), host.into());
+        }
+        route.insert("path_prefix".into(), prefix.into());
+        route.insert("pool".into(), pool.into());
+        self.push("routes", route)
+    }
+
+    /// Changes the first pool (most fixtures have one).
+    pub fn with_pool(mut self, change: impl FnOnce(PoolBuilder) -> PoolBuilder) -> Self {
+        let pools = self.root.get_mut("pools").and_then(Value::as_array_mut);
+        let first = pools.and_then(|p| p.first_mut()).expect("a pool to change");
+        let table = std::mem::take(first.as_table_mut().expect("a pool table"));
+        *first = Value::Table(change(PoolBuilder { table }).table);
+        self
+    }
+
+    /// The config as TOML text.
+    pub fn toml(&self) -> String {
+        toml::to_string(&self.root).expect("a table serializes")
+    }
+
+    fn push(mut self, array: &str, table: Table) -> Self {
+        let entry = self
+            .root
+            .entry(array)
+            .or_insert_with(|| Value::Array(Vec::new()));
+        entry
+            .as_array_mut()
+            .expect("an array of tables")
+            .push(Value::Table(table));
+        self
+    }
+}
+
+/// A `[[pools]]` table.
+#[derive(Debug, Clone)]
+pub struct PoolBuilder {
+    table: Table,
+}
+
+impl PoolBuilder {
+    /// A weighted round-robin pool named `name`, without backends.
+    pub fn new(name: &str) -> Self {
+        let mut table = Table::new();
+        table.insert("name".into(), name.into());
+        table.insert("algorithm".into(), "weighted_round_robin".into());
+        Self { table }
+    }
+
+    /// Sets `path` (dotted, such as `health_check.interval`) to `value`.
+    pub fn set(mut self, path: &str, value: impl Into<Value>) -> Self {
+        set(&mut self.table, path, value.into());
+        self
+    }
+
+    /// Adds a backend.
+    pub fn backend(mut self, name: &str, addr: SocketAddr, weight: u32) -> Self {
+        let mut backend = Table::new();
+        backend.insert("name".into(), name.into());
+        backend.insert("address".into(), addr.to_string().into());
+        backend.insert("weight".into(), i64::from(weight).into());
+        let backends = self
+            .table
+            .entry("backends")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        backends
+            .as_array_mut()
+            .expect("backends is an array")
+            .push(Value::Table(backend));
+        self
+    }
+
+    /// Active HTTP probes of `/health` every `interval`, with the given thresholds.
+    pub fn http_checks(self, interval: &str, fall: i64, rise: i64) -> Self {
+        self.set("health_check.path", "/health")
+            .set("health_check.interval", interval)
+            .set("health_check.timeout", interval)
+            .set("health_check.unhealthy_threshold", fall)
+            .set("health_check.healthy_threshold", rise)
+    }
+}
+
+fn set(table: &mut Table, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            table.insert(path.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let inner = table
+                .entry(head)
+                .or_insert_with(|| Value::Table(Table::new()))
+                .as_table_mut()
+                .unwrap_or_else(|| panic!("{head} is not a table"));
+            set(inner, rest, value);
+        }
+    }
+}
