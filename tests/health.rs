@@ -11,34 +11,41 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use support::config::{ConfigBuilder, PoolBuilder};
 use support::upstream::{start_hung, start_raw};
 use support::*;
 use switchyard::control::Event;
 use switchyard::upstream::State;
 use tokio::time::Instant;
 
-/// A proxy over one pool of weight-1 `backends`; `settings` are the pool's keys, then its
-/// sub-tables; `top` is top-level TOML such as `[timeouts]`.
-async fn proxy(backends: &[(&str, SocketAddr)], settings: &str, top: &str) -> TestProxy {
+/// A proxy over one pool `pool` of weight-1 `backends`, with `settings` applied to the pool
+/// and `top` to the whole config.
+async fn proxy(
+    backends: &[(&str, SocketAddr)],
+    settings: impl FnOnce(PoolBuilder) -> PoolBuilder,
+    top: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+) -> TestProxy {
     let list: Vec<_> = backends.iter().map(|(n, a)| (*n, *a, 1)).collect();
-    TestProxy::start(&single_pool_toml(
-        "weighted_round_robin",
-        &list,
-        top,
-        settings,
-    ))
-    .await
+    let config = top(ConfigBuilder::single_pool(&list).with_pool(settings));
+    TestProxy::start(&config.toml()).await
+}
+
+/// No change.
+fn same<T>(builder: T) -> T {
+    builder
 }
 
 /// Kills one of two backends under steady GET load and brings it back; returns how long the
 /// dead backend stayed eligible (kept receiving attempts) and how long until probes marked it
 /// unhealthy.
-async fn kill_and_revive(pool_settings: &str) -> (Duration, Duration) {
+async fn kill_and_revive(pool_settings: fn(PoolBuilder) -> PoolBuilder) -> (Duration, Duration) {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
-    let extra = format!(
-        "{pool_settings}\n[pools.health_check]\ntype = \"http\"\npath = \"/health\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nunhealthy_threshold = 2\nhealthy_threshold = 2\n\n"
-    );
-    let proxy = proxy(&[("a", a.addr), ("b", b.addr)], &extra, "").await;
+    let settings = |pool: PoolBuilder| {
+        pool_settings(pool)
+            .http_checks("1s", 2, 2)
+            .set("health_check.timeout", "500ms")
+    };
+    let proxy = proxy(&[("a", a.addr), ("b", b.addr)], settings, same).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = get_load(proxy.url("/"), 2, None, Arc::clone(&stop));
@@ -99,16 +106,17 @@ async fn kill_and_revive(pool_settings: &str) -> (Duration, Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_backend_costs_no_get_and_rejoins_after_the_healthy_threshold() {
     // Default passive ejection: five consecutive connect failures eject before probes notice.
-    kill_and_revive("").await;
+    kill_and_revive(same).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_alone_mark_a_killed_backend_unhealthy() {
     // Without passive ejection the probes are what excludes it, after `fall` failed probes; half
     // the requests meet the dead backend until then, so the budget must allow a retry each.
-    let (excluded, unhealthy) = kill_and_revive(
-        "retry_budget_percent = 100\n[pools.outlier_detection]\nconsecutive_failures = 0\n",
-    )
+    let (excluded, unhealthy) = kill_and_revive(|pool| {
+        pool.set("retry_budget_percent", 100)
+            .set("outlier_detection.consecutive_failures", 0)
+    })
     .await;
     assert!(
         excluded >= Duration::from_millis(500),
@@ -120,9 +128,15 @@ async fn probes_alone_mark_a_killed_backend_unhealthy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_answering_500s_is_ejected_with_doubling_backoff() {
     let upstreams = [Upstream::start("u0").await, Upstream::start("u1").await];
-    let settings = "retries = 0\n[pools.outlier_detection]\nconsecutive_5xx = 3\nbase_ejection_time = \"300ms\"\nmax_ejection_time = \"10s\"\nmax_ejection_percent = 50\n\n";
+    let settings = |pool: PoolBuilder| {
+        pool.set("retries", 0)
+            .set("outlier_detection.consecutive_5xx", 3)
+            .set("outlier_detection.base_ejection_time", "300ms")
+            .set("outlier_detection.max_ejection_time", "10s")
+            .set("outlier_detection.max_ejection_percent", 50)
+    };
     let backends = [("u0", upstreams[0].addr), ("u1", upstreams[1].addr)];
-    let proxy = proxy(&backends, settings, "").await;
+    let proxy = proxy(&backends, settings, same).await;
     let client = client();
 
     upstreams[0].set_status(500);
@@ -175,8 +189,13 @@ async fn max_ejection_percent_keeps_part_of_a_failing_pool_in_service() {
         upstreams.push(Upstream::start(name).await);
     }
     let list: Vec<_> = upstreams.iter().map(|u| (u.name, u.addr)).collect();
-    let settings = "retries = 0\n[pools.outlier_detection]\nconsecutive_5xx = 2\nbase_ejection_time = \"30s\"\nmax_ejection_percent = 50\n\n";
-    let proxy = proxy(&list, settings, "").await;
+    let settings = |pool: PoolBuilder| {
+        pool.set("retries", 0)
+            .set("outlier_detection.consecutive_5xx", 2)
+            .set("outlier_detection.base_ejection_time", "30s")
+            .set("outlier_detection.max_ejection_percent", 50)
+    };
+    let proxy = proxy(&list, settings, same).await;
     for u in &upstreams {
         u.set_status(500);
     }
@@ -202,8 +221,8 @@ async fn hung_backend_gives_504_then_is_ejected_and_avoided() {
     let good = Upstream::start("good").await;
     let proxy = proxy(
         &[("hung", hung), ("good", good.addr)],
-        "[pools.outlier_detection]\nconsecutive_failures = 1\n\n",
-        "[timeouts]\nresponse_header = \"300ms\"\n",
+        |pool| pool.set("outlier_detection.consecutive_failures", 1),
+        |config| config.set("timeouts.response_header", "300ms"),
     )
     .await;
     let client = client();
@@ -235,11 +254,12 @@ async fn failing_probes_pool(panic_threshold: u8) -> (TestProxy, [Upstream; 2]) 
     for u in &upstreams {
         u.set_health_status(503);
     }
-    let settings = format!(
-        "panic_threshold = {panic_threshold}\n[pools.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\n\n"
-    );
+    let settings = |pool: PoolBuilder| {
+        pool.set("panic_threshold", i64::from(panic_threshold))
+            .http_checks("100ms", 1, 2)
+    };
     let backends = [("u0", upstreams[0].addr), ("u1", upstreams[1].addr)];
-    let proxy = proxy(&backends, &settings, "").await;
+    let proxy = proxy(&backends, settings, same).await;
     for name in ["u0", "u1"] {
         wait_for_state(&proxy, "pool", name, State::Unhealthy).await;
     }
@@ -276,8 +296,12 @@ async fn reset_post_is_never_replayed_but_reset_get_is() {
     // Half the GETs meet the resetting backend: give the budget room for a retry each.
     let proxy = proxy(
         &[("resetter", resetter), ("good", good.addr)],
-        "retries = 2\nretry_budget_percent = 100\n[pools.outlier_detection]\nconsecutive_failures = 0\n\n",
-        "",
+        |pool| {
+            pool.set("retries", 2)
+                .set("retry_budget_percent", 100)
+                .set("outlier_detection.consecutive_failures", 0)
+        },
+        same,
     )
     .await;
     let client = client();
@@ -320,8 +344,13 @@ async fn recovered_backend_ramps_up_over_the_slow_start_window() {
     let upstreams = [Upstream::start("u0").await, Upstream::start("u1").await];
     let proxy = proxy(
         &[("u0", upstreams[0].addr), ("u1", upstreams[1].addr)],
-        "retries = 0\nslow_start = \"3s\"\n[pools.outlier_detection]\nconsecutive_5xx = 1\nbase_ejection_time = \"100ms\"\n\n",
-        "",
+        |pool| {
+            pool.set("retries", 0)
+                .set("slow_start", "3s")
+                .set("outlier_detection.consecutive_5xx", 1)
+                .set("outlier_detection.base_ejection_time", "100ms")
+        },
+        same,
     )
     .await;
     let weight = || async { backend_view(&proxy, "pool", "u0").await.weight.effective };
