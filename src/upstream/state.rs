@@ -168,11 +168,14 @@ impl BackendState {
 
     /// Sets or clears one exclusion. Control plane only.
     pub fn set(&self, exclusion: Exclusion, on: bool) {
+        self.flip(exclusion as u8, on);
+    }
+
+    fn flip(&self, bit: u8, on: bool) {
         if on {
-            self.exclusions.fetch_or(exclusion as u8, Ordering::Relaxed);
+            self.exclusions.fetch_or(bit, Ordering::Relaxed);
         } else {
-            self.exclusions
-                .fetch_and(!(exclusion as u8), Ordering::Relaxed);
+            self.exclusions.fetch_and(!bit, Ordering::Relaxed);
         }
     }
 
@@ -285,11 +288,7 @@ impl BackendState {
 
     /// Sets or clears a mark. Control plane only.
     pub fn mark(&self, mark: Mark, on: bool) {
-        if on {
-            self.exclusions.fetch_or(mark as u8, Ordering::Relaxed);
-        } else {
-            self.exclusions.fetch_and(!(mark as u8), Ordering::Relaxed);
-        }
+        self.flip(mark as u8, on);
     }
 
     /// The state operators see, derived from the flags and the in-flight count alone: an

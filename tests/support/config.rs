@@ -77,14 +77,7 @@ impl ConfigBuilder {
     }
 
     fn push(mut self, array: &str, table: Table) -> Self {
-        let entry = self
-            .root
-            .entry(array)
-            .or_insert_with(|| Value::Array(Vec::new()));
-        entry
-            .as_array_mut()
-            .expect("an array of tables")
-            .push(Value::Table(table));
+        push(&mut self.root, array, table);
         self
     }
 }
@@ -116,14 +109,7 @@ impl PoolBuilder {
         backend.insert("name".into(), name.into());
         backend.insert("address".into(), addr.to_string().into());
         backend.insert("weight".into(), i64::from(weight).into());
-        let backends = self
-            .table
-            .entry("backends")
-            .or_insert_with(|| Value::Array(Vec::new()));
-        backends
-            .as_array_mut()
-            .expect("backends is an array")
-            .push(Value::Table(backend));
+        push(&mut self.table, "backends", backend);
         self
     }
 
@@ -135,6 +121,16 @@ impl PoolBuilder {
             .set("health_check.unhealthy_threshold", fall)
             .set("health_check.healthy_threshold", rise)
     }
+}
+
+/// Appends `entry` to the array of tables `array` (`[[array]]`).
+fn push(table: &mut Table, array: &str, entry: Table) {
+    table
+        .entry(array)
+        .or_insert_with(|| Value::Array(Vec::new()))
+        .as_array_mut()
+        .unwrap_or_else(|| panic!("{array} is not an array of tables"))
+        .push(Value::Table(entry));
 }
 
 fn set(table: &mut Table, path: &str, value: Value) {
