@@ -317,36 +317,51 @@ impl RequestMetrics {
     /// Registers the histogram for this combination (`backend` empty: no backend was chosen).
     pub fn new(metrics: &Metrics, route: &str, pool: &str, backend: &str) -> Self {
         let labels = [("route", route), ("pool", pool), ("backend", backend)];
-        Self {
+        let this = Self {
             duration: metrics.histogram(REQUEST_DURATION, &labels),
             metrics: metrics.clone(),
             labels: labels.map(|(k, v)| (k, Arc::from(v))),
             codes: std::array::from_fn(|_| OnceLock::new()),
+        };
+        // Series that rates and alerts divide by or watch exist from the start, at zero, so
+        // `increase()` sees their first request rather than starting from it.
+        for code in ZERO_REGISTERED {
+            this.counter(slot_of(code));
         }
+        this
     }
 
     /// Counts one answer with `status`.
     pub fn count(&self, status: http::StatusCode) {
-        let code = status.as_u16();
-        let slot = match CODES.iter().position(|&c| c == code) {
-            Some(slot) => slot,
-            None => CODES.len() + usize::from(code / 100).clamp(1, 5) - 1,
-        };
-        self.codes[slot]
-            .get_or_init(|| {
-                let label = match CODES.get(slot) {
-                    Some(code) => code.to_string(),
-                    None => CLASSES[slot - CODES.len()].to_owned(),
-                };
-                let [(k1, v1), (k2, v2), (k3, v3)] = &self.labels;
-                self.metrics.counter(
-                    REQUESTS,
-                    &[(*k1, &**v1), (*k2, &**v2), (*k3, &**v3), ("code", &label)],
-                )
-            })
-            .increment(1);
+        self.counter(slot_of(status.as_u16())).increment(1);
+    }
+
+    fn counter(&self, slot: usize) -> &Counter {
+        self.codes[slot].get_or_init(|| {
+            let label = match CODES.get(slot) {
+                Some(code) => code.to_string(),
+                None => CLASSES[slot - CODES.len()].to_owned(),
+            };
+            let [(k1, v1), (k2, v2), (k3, v3)] = &self.labels;
+            self.metrics.counter(
+                REQUESTS,
+                &[(*k1, &**v1), (*k2, &**v2), (*k3, &**v3), ("code", &label)],
+            )
+        })
     }
 }
+
+/// The counter slot of status `code`: its own, or its class's.
+fn slot_of(code: u16) -> usize {
+    match CODES.iter().position(|&c| c == code) {
+        Some(slot) => slot,
+        None => CODES.len() + usize::from(code / 100).clamp(1, 5) - 1,
+    }
+}
+
+/// Status codes whose request counters are registered at zero: success, and every server error
+/// (`599` stands for the `5xx` class of the codes without a slot).
+const ZERO_REGISTERED: [u16; 7] = [200, 500, 501, 502, 503, 504, 599];
 
 /// A pool's request metrics: one `RequestMetrics` per (route, backend), plus one per route for
 /// requests that found no backend. Rebuilt on reload, shared by the snapshots in between.

@@ -410,3 +410,55 @@ async fn a_full_access_log_buffer_drops_lines_instead_of_blocking_requests() {
     );
     println!("{dropped} access log lines dropped of 1500");
 }
+
+/// Whether a sample of `metric` with exactly these label values exists.
+fn has(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> bool {
+    samples
+        .iter()
+        .any(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_alerts_rely_on_exist_at_zero_before_the_first_event() {
+    let a = Upstream::start("a").await;
+    let config = support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)])
+        .with_pool(|pool| pool.http_checks("1s", 3, 2));
+    let proxy = TestProxy::start(&config.toml()).await;
+    let samples = scrape(&proxy).await;
+    let cell = |code| [("route", "all"), ("backend", "a"), ("code", code)];
+    for code in ["200", "500", "502", "503", "504", "5xx"] {
+        assert!(has(&samples, "switchyard_requests_total", &cell(code)), "code {code}");
+    }
+    let no_backend = [("route", "all"), ("backend", ""), ("code", "503")];
+    assert!(has(&samples, "switchyard_requests_total", &no_backend));
+    for reason in ["connect_failure", "timeout", "reset", "5xx"] {
+        let labels = [("backend", "a"), ("reason", reason)];
+        assert!(has(&samples, "switchyard_ejections_total", &labels), "{reason}");
+    }
+    for state in ["healthy", "slow_start", "unhealthy", "ejected", "draining", "drained"] {
+        let labels = [("backend", "a"), ("state", state)];
+        assert!(has(&samples, "switchyard_backend_state_changes_total", &labels), "{state}");
+    }
+    for (metric, labels) in [
+        ("switchyard_retries_total", &[("backend", "a")][..]),
+        ("switchyard_retry_budget_exhausted_total", &[("backend", "a")]),
+        ("switchyard_health_checks_total", &[("backend", "a"), ("result", "fail")]),
+        ("switchyard_pool_no_backend_total", &[("pool", "pool")]),
+        ("switchyard_config_reloads_total", &[("result", "rejected")]),
+    ] {
+        assert!(has(&samples, metric, labels), "{metric}");
+        assert_eq!(sum(&samples, metric, labels), 0.0, "{metric}");
+    }
+
+    // A drained pool answers 503s: the series was there at 0, so the increase counts them all.
+    let (status, _) = proxy
+        .admin("POST", "/api/pools/pool/backends/a/drain", None, None)
+        .await;
+    assert_eq!(status, 200);
+    let client = client();
+    for _ in 0..5 {
+        assert_eq!(get(&client, &proxy.url("/"), None).await.status, 503);
+    }
+    let samples = scrape(&proxy).await;
+    assert_eq!(sum(&samples, "switchyard_requests_total", &no_backend), 5.0);
+}

@@ -7,7 +7,6 @@ use super::Control;
 use super::ejection::Decision;
 use super::views::{DRAINED, Event, UNDRAINED};
 use crate::health::{Report, ReportKind, Verdict};
-use crate::metrics;
 use crate::upstream::{BackendState, BackendStatus, Drain, Exclusion, Mark, OutlierReport};
 use crate::upstream::{State, timestamp};
 use std::time::{Duration, SystemTime};
@@ -91,14 +90,7 @@ impl Control {
             s.ejected = Some(reason.clone());
             s.last_ejection = Some(duration);
         });
-        let labels = [
-            ("pool", &*backend.pool),
-            ("backend", &*backend.name),
-            ("reason", failure),
-        ];
-        self.metrics
-            .counter(metrics::EJECTIONS, &labels)
-            .increment(1);
+        runtime.counters.ejections[report.failure.index()].increment(1);
         self.announce(p, b, &reason);
         self.rebuild(p);
     }
@@ -195,6 +187,7 @@ impl Control {
         let time = SystemTime::now();
         let change = (runtime.announced, state);
         runtime.announced = state;
+        runtime.counters.state_changes[state.index()].increment(1);
         update_status(&runtime.state, |s| s.since = time);
         self.publisher
             .backend_changed(&runtime.state, change, reason, time);

@@ -95,11 +95,7 @@ impl Control {
             certificates,
             config: config.clone(),
             generation: 1,
-            publisher: Publisher::new(
-                Arc::clone(&handle.snapshot),
-                Arc::clone(&handle.events),
-                metrics.clone(),
-            ),
+            publisher: Publisher::new(Arc::clone(&handle.snapshot), Arc::clone(&handle.events)),
             reports_tx,
             reports,
             outliers,

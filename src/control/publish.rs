@@ -3,7 +3,6 @@
 //! history so a reconnecting subscriber misses nothing) and in the metrics.
 
 use super::views::Event;
-use crate::metrics::{self, Metrics};
 use crate::snapshot::{Pool, Snapshot};
 use crate::upstream::{BackendState, State, timestamp};
 use arc_swap::ArcSwap;
@@ -89,16 +88,11 @@ impl EventLog {
 pub(super) struct Publisher {
     snapshot: Arc<ArcSwap<Snapshot>>,
     events: Arc<EventLog>,
-    metrics: Metrics,
 }
 
 impl Publisher {
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, events: Arc<EventLog>, metrics: Metrics) -> Self {
-        Self {
-            snapshot,
-            events,
-            metrics,
-        }
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, events: Arc<EventLog>) -> Self {
+        Self { snapshot, events }
     }
 
     /// The snapshot the data plane reads now.
@@ -116,8 +110,8 @@ impl Publisher {
         self.events.publish(event);
     }
 
-    /// Announces a backend's state change: logged (a warning when a failure took it out),
-    /// published, and counted in `switchyard_backend_state_changes_total`.
+    /// Announces a backend's state change: logged (a warning when a failure took it out) and
+    /// published. (The caller counts it.)
     pub fn backend_changed(
         &self,
         backend: &BackendState,
@@ -132,12 +126,6 @@ impl Publisher {
         } else {
             tracing::info!(pool, backend = name, from = from_name, to = to_name, %reason, "backend state changed");
         }
-        self.metrics
-            .counter(
-                metrics::BACKEND_STATE_CHANGES,
-                &[("pool", pool), ("backend", name), ("state", to_name)],
-            )
-            .increment(1);
         self.emit(Event::Backend {
             pool: pool.to_owned(),
             backend: name.to_owned(),

@@ -5,10 +5,11 @@ use super::ejection::Ejection;
 use super::ramp::Ramp;
 use crate::config::{BackendConfig, Config, InitialState, PoolConfig};
 use crate::health::ProbeRecord;
-use crate::metrics::{BackendMetrics, Metrics, PoolTraffic};
+use crate::metrics::{self, BackendMetrics, Metrics, PoolTraffic};
 use crate::snapshot::{Pool, PoolPolicy};
 use crate::upstream::pool::Upstream;
-use crate::upstream::{BackendState, RetryBudget, State};
+use crate::upstream::{BackendState, Failure, RetryBudget, State};
+use ::metrics::Counter;
 use arc_swap::ArcSwapOption;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,33 @@ pub(super) struct BackendRuntime {
     pub prober: Option<CancellationToken>,
     /// Written by the probe task, read by the admin API.
     pub last_probe: Arc<ArcSwapOption<ProbeRecord>>,
+    /// The control plane's counters of this backend, registered (at zero) with it.
+    pub counters: ControlCounters,
+}
+
+/// `switchyard_ejections_total` by reason and `switchyard_backend_state_changes_total` by
+/// state, indexed as `Failure::ALL` and `State::ALL`.
+#[derive(Debug)]
+pub(super) struct ControlCounters {
+    pub ejections: [Counter; 4],
+    pub state_changes: [Counter; 6],
+}
+
+impl ControlCounters {
+    fn new(metrics: &Metrics, pool: &str, backend: &str) -> Self {
+        let labels = |key, value| [("pool", pool), ("backend", backend), (key, value)];
+        Self {
+            ejections: Failure::ALL.map(|failure| {
+                metrics.counter(metrics::EJECTIONS, &labels("reason", failure.as_str()))
+            }),
+            state_changes: State::ALL.map(|state| {
+                metrics.counter(
+                    metrics::BACKEND_STATE_CHANGES,
+                    &labels("state", state.as_str()),
+                )
+            }),
+        }
+    }
 }
 
 impl BackendRuntime {
@@ -55,6 +83,7 @@ impl BackendRuntime {
             drain_deadline: None,
             prober: None,
             last_probe: Arc::new(ArcSwapOption::empty()),
+            counters: ControlCounters::new(metrics, pool, &config.name),
         }
     }
 

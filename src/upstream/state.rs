@@ -59,6 +59,14 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Every kind, in a fixed order (see `index`).
+    pub const ALL: [Self; 4] = [Self::Connect, Self::Timeout, Self::Reset, Self::Status5xx];
+
+    /// The position of this kind in `ALL`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The failure's name everywhere: logs, reasons, the `reason` label of ejections.
     pub fn as_str(self) -> &'static str {
         match self {

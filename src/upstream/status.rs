@@ -34,6 +34,11 @@ impl State {
         Self::Drained,
     ];
 
+    /// The position of this state in `ALL`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The state's name everywhere: API, events, logs, metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
