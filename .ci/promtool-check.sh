@@ -23,8 +23,14 @@ echo "scraped $(grep -vc '^#' "$metrics") samples"
 promtool check metrics <"$metrics"
 echo "promtool check metrics: ok"
 
-# The scrape config and every dashboard query must be valid for Prometheus too.
+# The scrape config, the alerts (with their unit tests) and every dashboard query must be valid
+# for Prometheus too.
 promtool check config conf/prometheus.yml
+promtool test rules conf/prometheus/alerts_test.yml
+# Every metric the alerts and the dashboard read is one the proxy exports.
+for name in $(grep -oh 'switchyard_[a-z_]*' conf/prometheus/alerts.yml conf/grafana/switchyard.json | sort -u); do
+  grep -q "^${name}" "$metrics" || { echo "alerts or dashboard read $name, which the proxy does not export"; exit 1; }
+done
 rules=$(mktemp --suffix=.yml)
 python3 - conf/grafana/switchyard.json >"$rules" <<'PY'
 import json, sys
