@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -61,6 +62,11 @@ pub struct Gateway {
     access_log_done: Option<tokio::sync::oneshot::Receiver<()>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Set in lame-duck mode: `/healthz` answers 503 while traffic is still served.
+    lame_duck: Arc<AtomicBool>,
+    /// The admin API outlives the drain: it stops only when the proxy is about to exit.
+    admin_stop: CancellationToken,
+    admin_tasks: TaskTracker,
 }
 
 impl Gateway {
@@ -147,6 +153,9 @@ impl Gateway {
             shutdown.clone(),
         );
         tasks.spawn(reloader.run());
+        let lame_duck = Arc::new(AtomicBool::new(false));
+        let admin_stop = CancellationToken::new();
+        let admin_tasks = TaskTracker::new();
         if let (Some(listener), Some(addr)) = (admin_listener, admin_addr) {
             tracing::info!(%addr, auth = token.is_some(), "admin API listening");
             admin::serve(
@@ -158,10 +167,11 @@ impl Gateway {
                     token,
                     read_token,
                     addr,
-                    shutdown: shutdown.clone(),
+                    shutdown: admin_stop.clone(),
                     metrics: metrics.clone(),
+                    lame_duck: Arc::clone(&lame_duck),
                 },
-                &tasks,
+                &admin_tasks,
             );
         }
         Ok(Self {
@@ -171,6 +181,9 @@ impl Gateway {
             access_log_done,
             shutdown,
             tasks,
+            lame_duck,
+            admin_stop,
+            admin_tasks,
         })
     }
 
@@ -210,6 +223,17 @@ impl Gateway {
         self.control.snapshot.load().timeouts.shutdown
     }
 
+    /// How long to stay in lame-duck mode before shutting down (`timeouts.shutdown_delay`).
+    pub fn shutdown_delay(&self) -> Duration {
+        self.control.snapshot.load().timeouts.shutdown_delay
+    }
+
+    /// Enters lame-duck mode: `/healthz` answers 503, requests are still served.
+    pub fn enter_lame_duck(&self) {
+        // Relaxed: a flag read by health checks; nothing else is published through it.
+        self.lame_duck.store(true, Ordering::Relaxed);
+    }
+
     /// Stops accepting, lets in-flight requests finish for up to `grace`, then closes the rest.
     /// Returns whether everything finished within `grace`.
     pub async fn shutdown(self, grace: Duration) -> bool {
@@ -232,6 +256,14 @@ impl Gateway {
             if tokio::time::timeout_at(flush_by, done).await.is_err() {
                 tracing::warn!("access log writer did not finish in time; lines may be lost");
             }
+        }
+        self.admin_stop.cancel();
+        self.admin_tasks.close();
+        if tokio::time::timeout(Duration::from_secs(1), self.admin_tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::debug!("admin connections still open at exit");
         }
         drained
     }

@@ -189,6 +189,17 @@ fn run(
             print_demo_help(gateway.first_addr(), gateway.addr_of("demo-tls"));
         }
         switchyard::shutdown::signal().await;
+        // Lame duck first: /healthz answers 503 while requests are still served, so a balancer
+        // in front stops sending new connections before this one stops accepting them.
+        gateway.enter_lame_duck();
+        let delay = gateway.shutdown_delay();
+        if !delay.is_zero() {
+            tracing::info!(?delay, "lame duck: /healthz answers 503; still serving until the delay ends (a second signal ends it now)");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = switchyard::shutdown::signal() => {}
+            }
+        }
         let grace = gateway.shutdown_timeout();
         tracing::info!(
             ?grace,

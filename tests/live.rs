@@ -472,3 +472,22 @@ async fn event_stream_reports_drains_and_health_transitions() {
         "{event}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lame_duck_through_the_api_fails_healthz_but_keeps_serving() {
+    let up = Upstream::start("up").await;
+    let proxy = TestProxy::start(&config(&[("up", up.addr, 1)], "", "")).await;
+    let client = client();
+    let healthz = format!("http://{}/healthz", proxy.gateway.admin_addr().unwrap());
+    let (status, answer) = proxy.admin("POST", "/api/lameduck", None, None).await;
+    assert_eq!((status.as_u16(), &answer["lame_duck"]), (200, &true.into()));
+    let health = get(&client, &healthz, None).await;
+    assert_eq!(
+        (health.status.as_u16(), health.body.as_str()),
+        (503, "lame duck\n")
+    );
+    assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
+    let (_, answer) = proxy.admin("DELETE", "/api/lameduck", None, None).await;
+    assert_eq!(answer["lame_duck"], false);
+    assert_eq!(get(&client, &healthz, None).await.status, 200);
+}

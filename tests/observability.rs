@@ -427,22 +427,44 @@ async fn counters_alerts_rely_on_exist_at_zero_before_the_first_event() {
     let samples = scrape(&proxy).await;
     let cell = |code| [("route", "all"), ("backend", "a"), ("code", code)];
     for code in ["200", "500", "502", "503", "504", "5xx"] {
-        assert!(has(&samples, "switchyard_requests_total", &cell(code)), "code {code}");
+        assert!(
+            has(&samples, "switchyard_requests_total", &cell(code)),
+            "code {code}"
+        );
     }
     let no_backend = [("route", "all"), ("backend", ""), ("code", "503")];
     assert!(has(&samples, "switchyard_requests_total", &no_backend));
     for reason in ["connect_failure", "timeout", "reset", "5xx"] {
         let labels = [("backend", "a"), ("reason", reason)];
-        assert!(has(&samples, "switchyard_ejections_total", &labels), "{reason}");
+        assert!(
+            has(&samples, "switchyard_ejections_total", &labels),
+            "{reason}"
+        );
     }
-    for state in ["healthy", "slow_start", "unhealthy", "ejected", "draining", "drained"] {
+    for state in [
+        "healthy",
+        "slow_start",
+        "unhealthy",
+        "ejected",
+        "draining",
+        "drained",
+    ] {
         let labels = [("backend", "a"), ("state", state)];
-        assert!(has(&samples, "switchyard_backend_state_changes_total", &labels), "{state}");
+        assert!(
+            has(&samples, "switchyard_backend_state_changes_total", &labels),
+            "{state}"
+        );
     }
     for (metric, labels) in [
         ("switchyard_retries_total", &[("backend", "a")][..]),
-        ("switchyard_retry_budget_exhausted_total", &[("backend", "a")]),
-        ("switchyard_health_checks_total", &[("backend", "a"), ("result", "fail")]),
+        (
+            "switchyard_retry_budget_exhausted_total",
+            &[("backend", "a")],
+        ),
+        (
+            "switchyard_health_checks_total",
+            &[("backend", "a"), ("result", "fail")],
+        ),
         ("switchyard_pool_no_backend_total", &[("pool", "pool")]),
         ("switchyard_config_reloads_total", &[("result", "rejected")]),
     ] {

@@ -190,3 +190,37 @@ async fn sighup_reloads_and_rejects_a_bad_config_with_its_location() {
         "the backend added by the reload gets traffic"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_shutdown_delay_serves_as_a_lame_duck_first_and_keeps_the_admin_api_to_the_end()
+ {
+    let up = Upstream::start("up").await;
+    let config = support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+        .set("reload.watch", false)
+        .set("timeouts.shutdown_delay", "1s");
+    let mut proxy = Running::start(&temp_config(&config.toml()));
+    let client = client();
+    let healthz = format!("http://{}/healthz", proxy.admin);
+    assert_eq!(get(&client, &healthz, None).await.status, 200);
+    let url = format!("http://{}/hold", proxy.addr);
+    let in_flight = tokio::spawn(async move { get(&support::client(), &url, None).await });
+    eventually(DEADLINE, "the held request", || up.held() == 1).await;
+
+    proxy.signal("TERM");
+    poll_until(DEADLINE, "/healthz 503", || async {
+        (get(&client, &healthz, None).await.status == 503).then_some(())
+    })
+    .await;
+    // Still serving during the delay: a balancer that has not noticed yet loses nothing.
+    let served = get(&client, &format!("http://{}/", proxy.addr), None).await;
+    assert_eq!(served.status, 200);
+    // Then the listener stops accepting; the admin API stays up while the drain goes on.
+    poll_until(DEADLINE, "connections refused after the delay", || async {
+        tokio::net::TcpStream::connect(proxy.addr).await.err()
+    })
+    .await;
+    assert_eq!(get(&support::client(), &healthz, None).await.status, 503);
+    up.release_held();
+    assert_eq!(in_flight.await.unwrap().status, 200);
+    assert!(proxy.exit().await);
+}

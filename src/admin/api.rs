@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -58,6 +59,10 @@ pub async fn handle(req: Request<Incoming>, state: &AdminState) -> Reply {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["healthz"] => match allow(&req, &[Method::GET, Method::HEAD]) {
+            // Relaxed: see `AdminState::lame_duck`.
+            Ok(()) if state.lame_duck.load(Ordering::Relaxed) => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "lame duck\n")
+            }
             Ok(()) => text(StatusCode::OK, "ok\n"),
             Err(rejection) => rejection.into_reply(),
         },
@@ -156,6 +161,22 @@ async fn api(
                 StatusCode::OK,
                 &json!({ "path": running.path, "generation": running.generation, "config": config }),
             ))
+        }
+        ["lameduck"] => {
+            allow(&req, &[Method::GET, Method::POST, Method::DELETE])?;
+            let on = match *req.method() {
+                Method::POST => true,
+                Method::DELETE => false,
+                _ => state.lame_duck.load(Ordering::Relaxed),
+            };
+            let was = state.lame_duck.swap(on, Ordering::Relaxed);
+            if was != on {
+                tracing::warn!(
+                    lame_duck = on,
+                    "lame-duck mode changed through the admin API"
+                );
+            }
+            Ok(json_reply(StatusCode::OK, &json!({ "lame_duck": on })))
         }
         ["events"] => {
             allow(&req, &[Method::GET])?;

@@ -41,10 +41,12 @@ pub struct AdminState {
     /// The admin listener's own address, which `Host` and `Origin` must name when no token
     /// protects the API.
     pub addr: std::net::SocketAddr,
-    /// Ends event streams at shutdown.
+    /// Ends event streams and the admin listener, when the proxy exits.
     pub shutdown: CancellationToken,
     /// The proxy's metrics, served at `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// Lame-duck mode: `/healthz` answers 503 while requests are still served.
+    pub lame_duck: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Serves the admin API on `listener` until shutdown.

@@ -110,6 +110,7 @@ pub struct TimeoutsFile {
     pub shutdown: Option<Spanned<String>>,
     pub request: Option<Spanned<String>>,
     pub tunnel_idle: Option<Spanned<String>>,
+    pub shutdown_delay: Option<Spanned<String>>,
 }
 
 /// The `[limits]` table: what a client request may hold.

@@ -146,6 +146,9 @@ pub struct Timeouts {
     pub request: Option<Duration>,
     /// An upgraded connection (WebSocket) with no bytes either way for this long is closed.
     pub tunnel_idle: Duration,
+    /// On SIGTERM, the proxy keeps serving this long in lame-duck mode (`/healthz` 503) before
+    /// it stops accepting, so a balancer in front drains it first.
+    pub shutdown_delay: Duration,
 }
 
 impl Default for Timeouts {
@@ -162,6 +165,7 @@ impl Default for Timeouts {
             shutdown: Duration::from_secs(30),
             request: None,
             tunnel_idle: Duration::from_secs(3600),
+            shutdown_delay: Duration::ZERO,
         }
     }
 }

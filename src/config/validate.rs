@@ -438,6 +438,11 @@ impl Checker {
                 "timeouts.tunnel_idle",
                 defaults.tunnel_idle,
             ),
+            shutdown_delay: self.duration_or_zero(
+                &file.shutdown_delay,
+                "timeouts.shutdown_delay",
+                defaults.shutdown_delay,
+            ),
         }
     }
 
@@ -479,9 +484,29 @@ impl Checker {
         field: &str,
         default: Duration,
     ) -> Duration {
+        self.duration_from(value, field, default, false)
+    }
+
+    /// A duration that may be zero (`"0s"`: off).
+    pub(super) fn duration_or_zero(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        field: &str,
+        default: Duration,
+    ) -> Duration {
+        self.duration_from(value, field, default, true)
+    }
+
+    fn duration_from(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        field: &str,
+        default: Duration,
+        zero_allowed: bool,
+    ) -> Duration {
         let Some(value) = value else { return default };
         match humantime::parse_duration(value.get_ref()) {
-            Ok(d) if d.is_zero() => {
+            Ok(d) if d.is_zero() && !zero_allowed => {
                 self.report(value.span(), format!("{field}: must be greater than zero"));
                 default
             }
