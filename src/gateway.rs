@@ -109,6 +109,7 @@ impl Gateway {
             }
             None => (AccessLog::disabled(), None),
         };
+        let rotated_log = access_log.clone();
         let (control, handle) = Control::new(config, &metrics, tasks.clone(), shutdown.clone());
         let proxy = Arc::new(Proxy::new(
             Arc::clone(&handle.snapshot),
@@ -135,6 +136,10 @@ impl Gateway {
 
         // Serve only once everything is bound, so a failed start leaves nothing running.
         tasks.spawn(control.run());
+        tasks.spawn(crate::shutdown::reopen_access_log_on_sigusr1(
+            rotated_log,
+            shutdown.clone(),
+        ));
         tasks.spawn(upkeep(
             metrics.clone(),
             Arc::clone(&handle.snapshot),

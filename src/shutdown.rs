@@ -1,4 +1,4 @@
-//! Process signals that end the proxy.
+//! Process signals: those that end the proxy, and SIGUSR1, which reopens the access log.
 
 /// Resolves on the first SIGINT or SIGTERM.
 pub async fn signal() {
@@ -25,5 +25,26 @@ pub async fn signal() {
 fn log_ctrl_c_error(result: std::io::Result<()>) {
     if let Err(err) = result {
         tracing::error!(%err, "cannot listen for Ctrl-C");
+    }
+}
+
+/// Reopens the access log on every SIGUSR1 (logrotate's `postrotate`), until `stop`.
+pub async fn reopen_access_log_on_sigusr1(
+    log: crate::access_log::AccessLog,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut signals = match signal(SignalKind::user_defined1()) {
+        Ok(signals) => signals,
+        Err(err) => {
+            tracing::error!(%err, "cannot listen for SIGUSR1; the access log cannot be reopened");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            Some(()) = signals.recv() => log.reopen(),
+            () = stop.cancelled() => return,
+        }
     }
 }

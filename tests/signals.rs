@@ -22,11 +22,12 @@ impl Running {
             .args(["run", "--config"])
             .arg(path)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the switchyard binary");
-        let stdout = child.stdout.take().expect("stdout");
+        // Operational logs go to stderr (stdout is the access log's).
+        let stdout = child.stderr.take().expect("stderr");
         let (lines_tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -223,4 +224,66 @@ async fn sigterm_with_a_shutdown_delay_serves_as_a_lame_duck_first_and_keeps_the
     up.release_held();
     assert_eq!(in_flight.await.unwrap().status, 200);
     assert!(proxy.exit().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_operational_logs_go_to_stderr_one_object_per_line() {
+    let up = Upstream::start("up").await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(temp_config(&config_for(&up)))
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the switchyard binary");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let line = stderr
+        .lines()
+        .map_while(Result::ok)
+        .find(|line| line.contains("admin API listening"))
+        .expect("the admin API start is logged");
+    let _ = child.kill();
+    let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(event["level"], "INFO", "{event}");
+    assert_eq!(event["message"], "admin API listening", "{event}");
+    assert!(event["addr"].is_string(), "{event}");
+    child.wait().unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(stdout, "", "stdout carries only the access log (off here)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr1_reopens_the_access_log_after_a_rotation() {
+    let up = Upstream::start("up").await;
+    let dir = temp_dir();
+    let log = dir.join("access.log");
+    let config = support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+        .set("reload.watch", false)
+        .set("access_log.enabled", true)
+        .set("access_log.path", log.display().to_string());
+    let proxy = Running::start(&temp_config(&config.toml()));
+    let client = client();
+    let url = |path: &str| format!("http://{}{path}", proxy.addr);
+    assert_eq!(get(&client, &url("/before"), None).await.status, 200);
+    eventually(DEADLINE, "the first line", || {
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("/before"))
+    })
+    .await;
+
+    // logrotate: move the file away, then signal.
+    let rotated = dir.join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    proxy.signal("USR1");
+    poll_until(DEADLINE, "lines in a new file at the old path", || async {
+        get(&client, &url("/after"), None).await;
+        std::fs::read_to_string(&log)
+            .is_ok_and(|text| text.contains("/after"))
+            .then_some(())
+    })
+    .await;
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("/before"), "{old}");
+    assert_eq!(get(&client, &url("/still-up"), None).await.status, 200);
 }

@@ -1,5 +1,5 @@
-//! Access log line formats: JSON written directly, and NGINX's combined format followed by the
-//! proxy's own fields as `key=value` pairs.
+//! Access log line formats: JSON written directly (here), NGINX's combined format, and that
+//! followed by the proxy's own fields as `key=value` pairs (`combined.rs`).
 
 use super::Record;
 use crate::config::AccessLogFormat;
@@ -13,6 +13,8 @@ pub(super) struct LineFormat {
     /// share their second with the previous one.
     second: u64,
     date: String,
+    /// The same second as NGINX's `$time_local` in UTC: `21/Nov/2026:22:11:26 +0000`.
+    pub(super) local: String,
 }
 
 impl LineFormat {
@@ -21,6 +23,7 @@ impl LineFormat {
             format,
             second: u64::MAX,
             date: String::new(),
+            local: String::new(),
         }
     }
 
@@ -29,6 +32,10 @@ impl LineFormat {
         match self.format {
             AccessLogFormat::Json => self.json(record, out),
             AccessLogFormat::Combined => self.combined(record, out),
+            AccessLogFormat::Extended => {
+                self.combined(record, out);
+                self.extended(record, out);
+            }
         }
         out.push(b'\n');
     }
@@ -38,12 +45,21 @@ impl LineFormat {
         self.time(record.time, out);
         out.extend_from_slice(b"\",\"client\":");
         json_str(out, record.client.to_str().unwrap_or("-"));
+        out.extend_from_slice(b",\"host\":");
+        optional_json_str(out, record.host.as_ref());
+        out.extend_from_slice(b",\"protocol\":");
+        json_str(out, protocol(record.version));
         out.extend_from_slice(b",\"method\":");
         json_str(out, record.method.as_str());
         out.extend_from_slice(b",\"path\":");
         json_str(out, record.uri.path());
         out.extend_from_slice(b",\"status\":");
         integer(out, record.status.as_u16());
+        out.extend_from_slice(b",\"upstream_status\":");
+        match record.upstream_status {
+            Some(status) => integer(out, status),
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(b",\"bytes_in\":");
         integer(out, record.bytes_in);
         out.extend_from_slice(b",\"bytes_out\":");
@@ -68,6 +84,10 @@ impl LineFormat {
         }
         out.extend_from_slice(b",\"retries\":");
         integer(out, record.retries);
+        out.extend_from_slice(b",\"user_agent\":");
+        optional_json_str(out, record.user_agent.as_ref());
+        out.extend_from_slice(b",\"referer\":");
+        optional_json_str(out, record.referer.as_ref());
         out.extend_from_slice(b",\"request_id\":");
         match record.request_id.to_str() {
             Ok(id) => json_str(out, id),
@@ -102,59 +122,17 @@ impl LineFormat {
         out.push(b'}');
     }
 
-    /// NGINX's "combined" fields, then the proxy's own as key=value pairs.
-    fn combined(&mut self, record: &Record, out: &mut Vec<u8>) {
-        let text = |out: &mut Vec<u8>, value: Option<&str>| {
-            out.extend_from_slice(value.unwrap_or("-").as_bytes());
-        };
-        text(out, record.client.to_str().ok());
-        out.extend_from_slice(b" - - [");
-        self.time(record.time, out);
-        out.extend_from_slice(b"] \"");
-        text(out, Some(record.method.as_str()));
-        out.push(b' ');
-        text(out, Some(record.uri.path()));
-        out.extend_from_slice(b"\" ");
-        integer(out, record.status.as_u16());
-        out.push(b' ');
-        integer(out, record.bytes_out);
-        out.extend_from_slice(b" bytes_in=");
-        integer(out, record.bytes_in);
-        out.extend_from_slice(b" duration_ms=");
-        millis(out, record.total);
-        out.extend_from_slice(b" upstream_ms=");
-        match record.upstream {
-            Some(upstream) => millis(out, upstream),
-            None => out.push(b'-'),
-        }
-        out.extend_from_slice(b" route=");
-        text(out, record.route.as_deref());
-        out.extend_from_slice(b" pool=");
-        text(out, record.pool.as_deref());
-        out.extend_from_slice(b" backend=");
-        text(out, record.backend.as_deref());
-        out.extend_from_slice(b" retries=");
-        integer(out, record.retries);
-        out.extend_from_slice(b" request_id=");
-        text(out, record.request_id.to_str().ok());
-        out.extend_from_slice(b" grpc_status=");
-        match record.grpc_status {
-            Some(status) => integer(out, status),
-            None => out.push(b'-'),
-        }
-        let tls = record.tls.as_deref();
-        out.extend_from_slice(b" tls=");
-        text(out, tls.map(|t| t.version));
-        out.extend_from_slice(b" cipher=");
-        text(out, tls.map(|t| t.cipher));
-        out.extend_from_slice(b" sni=");
-        text(out, tls.and_then(|t| t.sni.as_deref()));
-        out.extend_from_slice(b" alpn=");
-        text(out, tls.and_then(|t| t.alpn));
-    }
-
     /// RFC 3339 in UTC with milliseconds: `2026-11-21T22:11:26.925Z`.
     fn time(&mut self, time: SystemTime, out: &mut Vec<u8>) {
+        let millis = self.cache_second(time);
+        out.extend_from_slice(self.date.as_bytes());
+        out.push(b'.');
+        three_digits(out, millis);
+        out.push(b'Z');
+    }
+
+    /// Formats `time`'s second unless it is the one formatted last; returns the milliseconds.
+    pub(super) fn cache_second(&mut self, time: SystemTime) -> u32 {
         let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
         let second = since_epoch.as_secs();
         if second != self.second {
@@ -162,11 +140,47 @@ impl LineFormat {
             self.date = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(second))
                 .to_string();
             self.date.pop(); // the `Z`, written after the milliseconds
+            self.local = nginx_local(&self.date);
         }
-        out.extend_from_slice(self.date.as_bytes());
-        out.push(b'.');
-        three_digits(out, since_epoch.subsec_millis());
-        out.push(b'Z');
+        since_epoch.subsec_millis()
+    }
+}
+
+/// `2026-11-21T22:11:26` as NGINX's `$time_local` in UTC: `21/Nov/2026:22:11:26 +0000`.
+fn nginx_local(rfc3339: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (year, month, day, clock) = (
+        &rfc3339[0..4],
+        &rfc3339[5..7],
+        &rfc3339[8..10],
+        &rfc3339[11..19],
+    );
+    let month = month
+        .parse::<usize>()
+        .ok()
+        .and_then(|m| MONTHS.get(m.wrapping_sub(1)))
+        .unwrap_or(&"Jan");
+    format!("{day}/{month}/{year}:{clock} +0000")
+}
+
+/// The request's protocol as NGINX's `$server_protocol` writes it.
+pub(super) fn protocol(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// A header value as a JSON string, `null` when absent.
+fn optional_json_str(out: &mut Vec<u8>, value: Option<&http::HeaderValue>) {
+    match value.map(|v| String::from_utf8_lossy(v.as_bytes())) {
+        Some(text) => json_str(out, &text),
+        None => out.extend_from_slice(b"null"),
     }
 }
 
@@ -181,12 +195,12 @@ fn json_str(out: &mut Vec<u8>, value: &str) {
     }
 }
 
-fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
+pub(super) fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 /// A duration in milliseconds with three decimals (microsecond resolution): `1.219`.
-fn millis(out: &mut Vec<u8>, duration: Duration) {
+pub(super) fn millis(out: &mut Vec<u8>, duration: Duration) {
     let micros = duration.as_micros();
     integer(out, micros / 1000);
     out.push(b'.');
@@ -210,9 +224,14 @@ mod tests {
         Record {
             time: UNIX_EPOCH + Duration::from_millis(1_795_299_086_925),
             client: HeaderValue::from_static("127.0.0.1"),
+            host: Some(HeaderValue::from_static("example.com")),
+            version: http::Version::HTTP_11,
+            user_agent: Some(HeaderValue::from_static("curl/8.5.0 \"quoted\"")),
+            referer: None,
             method: Method::GET,
             uri: "/a/b?secret=1".parse().unwrap(),
             status: StatusCode::OK,
+            upstream_status: Some(200),
             bytes_in: 0,
             bytes_out: 21,
             total: Duration::from_micros(1_219),
@@ -242,10 +261,13 @@ mod tests {
         assert_eq!(
             value,
             serde_json::json!({
-                "time": "2026-11-21T22:11:26.925Z", "client": "127.0.0.1", "method": "GET",
-                "path": "/a/b", "status": 200, "bytes_in": 0, "bytes_out": 21,
-                "duration_ms": 1.219, "upstream_ms": 0.05, "route": "web", "pool": "web",
-                "backend": null, "retries": 1, "request_id": "req-\"1\\", "grpc_status": null, "tls": null
+                "time": "2026-11-21T22:11:26.925Z", "client": "127.0.0.1",
+                "host": "example.com", "protocol": "HTTP/1.1", "method": "GET",
+                "path": "/a/b", "status": 200, "upstream_status": 200, "bytes_in": 0,
+                "bytes_out": 21, "duration_ms": 1.219, "upstream_ms": 0.05, "route": "web",
+                "pool": "web", "backend": null, "retries": 1,
+                "user_agent": "curl/8.5.0 \"quoted\"", "referer": null,
+                "request_id": "req-\"1\\", "grpc_status": null, "tls": null
             })
         );
     }
@@ -268,7 +290,7 @@ mod tests {
             serde_json::json!({"version": "TLSv1.3", "cipher": "TLS13_AES_128_GCM_SHA256",
                                "sni": "a.test", "alpn": null})
         );
-        let mut formatter = LineFormat::new(AccessLogFormat::Combined);
+        let mut formatter = LineFormat::new(AccessLogFormat::Extended);
         out.clear();
         formatter.write(&tls_record, &mut out);
         let text = String::from_utf8(out).unwrap();
@@ -288,17 +310,23 @@ mod tests {
             formatter.write(&record, &mut out);
         }
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("[2026-11-21T22:11:26.925Z]"), "{text}");
-        assert!(text.contains("[2026-11-21T22:12:01.025Z]"), "{text}");
+        assert!(text.contains("[21/Nov/2026:22:11:26 +0000]"), "{text}");
+        assert!(text.contains("[21/Nov/2026:22:12:01 +0000]"), "{text}");
     }
 
     #[test]
-    fn combined_lines_follow_nginx_then_key_values() {
+    fn combined_is_exactly_nginx_and_extended_adds_key_values() {
         assert_eq!(
             line(AccessLogFormat::Combined),
-            "127.0.0.1 - - [2026-11-21T22:11:26.925Z] \"GET /a/b\" 200 21 bytes_in=0 \
-             duration_ms=1.219 upstream_ms=0.050 route=web pool=web backend=- retries=1 \
-             request_id=req-\"1\\ grpc_status=- tls=- cipher=- sni=- alpn=-\n"
+            "127.0.0.1 - - [21/Nov/2026:22:11:26 +0000] \"GET /a/b?secret=1 HTTP/1.1\" 200 21 \
+             \"-\" \"curl/8.5.0 \\x22quoted\\x22\"\n"
+        );
+        assert_eq!(
+            line(AccessLogFormat::Extended),
+            "127.0.0.1 - - [21/Nov/2026:22:11:26 +0000] \"GET /a/b?secret=1 HTTP/1.1\" 200 21 \
+             \"-\" \"curl/8.5.0 \\x22quoted\\x22\" host=example.com upstream_status=200 \
+             bytes_in=0 duration_ms=1.219 upstream_ms=0.050 route=web pool=web backend=- \
+             retries=1 request_id=req-\"1\\ grpc_status=- tls=- cipher=- sni=- alpn=-\n"
         );
     }
 }

@@ -9,9 +9,11 @@ use http::{HeaderValue, Method, StatusCode, Uri};
 use metrics::Counter;
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
+mod combined;
 mod format;
 
 /// Everything logged about one request.
@@ -21,12 +23,22 @@ pub struct Record {
     pub time: SystemTime,
     /// Client address, as text (formatted once per connection).
     pub client: HeaderValue,
+    /// The `Host` header, if any.
+    pub host: Option<HeaderValue>,
+    /// The request's HTTP version.
+    pub version: http::Version,
+    /// `User-Agent`, if any.
+    pub user_agent: Option<HeaderValue>,
+    /// `Referer`, if any.
+    pub referer: Option<HeaderValue>,
     /// Request method.
     pub method: Method,
     /// Request target (only the path is logged).
     pub uri: Uri,
     /// Response status.
     pub status: StatusCode,
+    /// The status the backend answered, when one did (the last attempt's).
+    pub upstream_status: Option<u16>,
     /// Request body bytes.
     pub bytes_in: u64,
     /// Response body bytes sent.
@@ -56,6 +68,8 @@ pub struct Record {
 pub struct AccessLog {
     lines: Option<mpsc::Sender<Record>>,
     dropped: Counter,
+    /// Asks the writer to reopen its file (after a rotation).
+    reopen: Arc<AtomicBool>,
 }
 
 impl AccessLog {
@@ -64,7 +78,14 @@ impl AccessLog {
         Self {
             lines: None,
             dropped: Counter::noop(),
+            reopen: Arc::default(),
         }
+    }
+
+    /// Asks the writer to reopen the log file at its path, as logrotate expects on SIGUSR1:
+    /// lines written from then on go to the new file. Nothing to do when logging to stdout.
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Relaxed);
     }
 
     /// Queues a record; never waits.
@@ -84,47 +105,86 @@ impl AccessLog {
         config: &AccessLogConfig,
         dropped: Counter,
     ) -> std::io::Result<(Self, oneshot::Receiver<()>)> {
-        let out: Box<dyn Write + Send> = match &config.path {
-            None => Box::new(std::io::stdout()),
-            Some(path) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
-        };
+        let path = config.path.clone();
+        let out = open(path.as_deref())?;
         let (tx, rx) = mpsc::channel(config.buffer);
         let format = config.format;
         let (done_tx, done) = oneshot::channel();
+        let reopen = Arc::new(AtomicBool::new(false));
+        let file = LogFile {
+            path,
+            // Room for a busy batch, so a batch is usually one write.
+            out: std::io::BufWriter::with_capacity(64 * 1024, out),
+            reopen: Arc::clone(&reopen),
+        };
         std::thread::Builder::new()
             .name("access-log".to_owned())
             .spawn(move || {
-                // Room for a busy batch, so a batch is usually one write.
-                write_lines(
-                    rx,
-                    std::io::BufWriter::with_capacity(64 * 1024, out),
-                    format,
-                );
+                write_lines(rx, file, format);
                 done_tx.send(()).ok(); // nobody waiting is fine
             })?;
         Ok((
             Self {
                 lines: Some(tx),
                 dropped,
+                reopen,
             },
             done,
         ))
     }
 }
 
-fn write_lines(
-    mut records: mpsc::Receiver<Record>,
-    mut out: std::io::BufWriter<Box<dyn Write + Send>>,
-    format: AccessLogFormat,
-) {
+/// Where the writer writes: stdout, or a file it can reopen.
+struct LogFile {
+    path: Option<std::path::PathBuf>,
+    out: std::io::BufWriter<Box<dyn Write + Send>>,
+    reopen: Arc<AtomicBool>,
+}
+
+impl LogFile {
+    /// Reopens the file if asked to; on failure keeps writing to the old one.
+    fn reopen_if_asked(&mut self) {
+        if !self.reopen.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let Some(path) = &self.path else {
+            tracing::info!("access log goes to stdout: nothing to reopen");
+            return;
+        };
+        if let Err(err) = self.out.flush() {
+            tracing::error!(%err, "cannot flush the access log");
+        }
+        match open(Some(path)) {
+            Ok(file) => {
+                self.out = std::io::BufWriter::with_capacity(64 * 1024, file);
+                tracing::info!(path = %path.display(), "access log reopened");
+            }
+            Err(err) => {
+                tracing::error!(%err, path = %path.display(), "cannot reopen the access log; still writing to the old file");
+            }
+        }
+    }
+}
+
+/// The log's destination: a file opened for appending, or stdout.
+fn open(path: Option<&std::path::Path>) -> std::io::Result<Box<dyn Write + Send>> {
+    Ok(match path {
+        None => Box::new(std::io::stdout()),
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        ),
+    })
+}
+
+fn write_lines(mut records: mpsc::Receiver<Record>, mut file: LogFile, format: AccessLogFormat) {
     let mut line = Vec::with_capacity(512);
     let mut formatter = LineFormat::new(format);
     loop {
+        file.reopen_if_asked();
+        let out = &mut file.out;
         // Drain what is queued, then sleep: the writer never registers a waker, so queueing a
         // record never costs the request path a thread wake-up (a futex call per request).
         let mut written = false;

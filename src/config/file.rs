@@ -41,6 +41,7 @@ pub struct AccessLogFile {
 pub enum AccessLogFormatFile {
     Json,
     Combined,
+    Extended,
 }
 
 /// The `[admin]` table.

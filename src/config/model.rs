@@ -45,8 +45,10 @@ pub struct AccessLogConfig {
 pub enum AccessLogFormat {
     /// One JSON object per line.
     Json,
-    /// NGINX's combined format followed by `key=value` fields.
+    /// NGINX's combined format, exactly.
     Combined,
+    /// NGINX's combined format followed by the proxy's own fields as `key=value`.
+    Extended,
 }
 
 /// The admin API: its own listener and how it authenticates.

@@ -322,6 +322,7 @@ impl Checker {
         let format = match file.format.as_ref().map(|f| *f.get_ref()) {
             None | Some(AccessLogFormatFile::Json) => AccessLogFormat::Json,
             Some(AccessLogFormatFile::Combined) => AccessLogFormat::Combined,
+            Some(AccessLogFormatFile::Extended) => AccessLogFormat::Extended,
         };
         let path = match &file.path {
             None => None,

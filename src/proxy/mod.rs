@@ -92,6 +92,7 @@ impl Proxy {
                 lease,
                 upgrade: None,
             }) => {
+                exchange.record.upstream_status = Some(response.status().as_u16());
                 let (mut parts, body) = response.into_parts();
                 if body.is_end_stream() {
                     // A gRPC error answered with headers only ("trailers-only").
@@ -105,7 +106,10 @@ impl Proxy {
                 in_flight,
                 upgrade: Some((client, limits)),
                 ..
-            }) => upgrade::switch(response, client, in_flight, limits, &self.tunnels),
+            }) => {
+                exchange.record.upstream_status = Some(response.status().as_u16());
+                upgrade::switch(response, client, in_flight, limits, &self.tunnels)
+            }
             Err(err) => {
                 log_failure(&err);
                 let mut response = error_response(&err);
