@@ -9,6 +9,7 @@ pub mod balance;
 pub mod config;
 pub mod control;
 pub mod demo;
+mod dormant;
 pub mod error;
 pub mod gateway;
 pub mod health;

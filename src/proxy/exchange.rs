@@ -37,8 +37,25 @@ impl Exchange {
         downstream: &Downstream,
         unrouted: &Arc<RequestMetrics>,
     ) -> Self {
-        let request_id = match req.headers().get(&X_REQUEST_ID) {
-            Some(id) => id.clone(),
+        // One pass over the few headers a request usually has, rather than a hashed lookup
+        // for each of the four the record keeps.
+        let (mut host, mut user_agent, mut referer, mut request_id) = (None, None, None, None);
+        for (name, value) in req.headers() {
+            let slot = if name == http::header::HOST {
+                &mut host
+            } else if name == http::header::USER_AGENT {
+                &mut user_agent
+            } else if name == http::header::REFERER {
+                &mut referer
+            } else if name == X_REQUEST_ID {
+                &mut request_id
+            } else {
+                continue;
+            };
+            slot.get_or_insert_with(|| value.clone());
+        }
+        let request_id = match request_id {
+            Some(id) => id,
             None => {
                 let id = new_request_id();
                 req.headers_mut().insert(X_REQUEST_ID, id.clone());
@@ -50,10 +67,10 @@ impl Exchange {
             record: Record {
                 time: SystemTime::now(),
                 client: downstream.forwarded_for.clone(),
-                host: req.headers().get(http::header::HOST).cloned(),
+                host,
                 version: req.version(),
-                user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
-                referer: req.headers().get(http::header::REFERER).cloned(),
+                user_agent,
+                referer,
                 method: req.method().clone(),
                 uri: req.uri().clone(),
                 status: StatusCode::OK,

@@ -7,7 +7,7 @@ use crate::proxy::{ConnActivity, Downstream, Proxy, redirect};
 use crate::tls::{Terminator, TlsInfo};
 use arc_swap::ArcSwap;
 use closing::{Closing, until_closing};
-use dormant::Dormant;
+use crate::dormant::Dormant;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod closing;
-mod dormant;
 
 /// A listener that could not be bound or set up.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 
 use super::SendError;
 use super::h2::H2Connection;
+use crate::dormant::Dormant;
 use crate::config::{Protocol, UpstreamTls};
 use crate::proxy::UpstreamBody;
 use http::uri::Authority;
@@ -126,11 +127,15 @@ pub async fn http1(
         .await
         .map_err(|err| SendError::Connect(Box::new(err)))?;
     tokio::spawn(async move {
+        // Dormant: the cut signal is polled only when it fires, not on each of the connection's
+        // several wake-ups per request (polling it each time cost ~650 instructions a request).
+        let cut = open.cut.clone();
         tokio::select! {
+            biased;
             result = connection.with_upgrades() => if let Err(err) = result {
                 tracing::debug!(error = %crate::error::chain(&err), "upstream connection ended");
             },
-            () = open.cut.cancelled() => tracing::debug!("upstream connection closed by a drain deadline"),
+            () = Dormant::new(cut.cancelled()) => tracing::debug!("upstream connection closed by a drain deadline"),
         }
         drop(open);
     });
@@ -168,13 +173,15 @@ pub async fn http2(
     });
     let limit = Arc::clone(&limits);
     tokio::spawn(async move {
+        let token = open.cut.clone();
+        let mut cut = std::pin::pin!(Dormant::new(token.cancelled()));
         // The task that drives the connection is not woken by what the backend sends (hyper
         // reads in a task of its own), so the limit is read again whenever a stream ends.
         let result = loop {
             tokio::select! {
                 result = &mut connection => break result,
                 () = limit.refresh.notified() => {}
-                () = open.cut.cancelled() => break Ok(()),
+                () = cut.as_mut() => break Ok(()),
             }
             // Relaxed: a limit read by pickers, refreshed as streams end.
             limit

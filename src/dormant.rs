@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Wake, Waker};
 pin_project_lite::pin_project! {
     /// A future polled only after it asked to be woken: raced against a busy future, a rarely
     /// ready one (a timer, a shutdown signal) then costs nothing on the busy one's wake-ups.
-    pub(super) struct Dormant<F> {
+    pub(crate) struct Dormant<F> {
         #[pin]
         inner: F,
         signal: Option<Arc<Signal>>,
@@ -18,7 +18,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> Dormant<F> {
-    pub(super) fn new(inner: F) -> Self {
+    pub(crate) fn new(inner: F) -> Self {
         Self {
             inner,
             signal: None,
