@@ -1,6 +1,10 @@
-//! The `switchyard` command: run the proxy, check a config, or start the demo.
+//! The `switchyard` command: run the proxy, check a config, or start the demo (the command-line
+//! definition and the commands that only print are in `cli.rs`).
 
-use clap::{Args, Parser, Subcommand};
+mod cli;
+
+use clap::Parser;
+use cli::{Cli, Command, RunArgs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use switchyard::config::{self, Config, HostPattern};
@@ -21,93 +25,20 @@ const EXIT_INVALID_CONFIG: u8 = 1;
 /// Exit code when the proxy cannot start (bind failure, runtime failure).
 const EXIT_START_FAILED: u8 = 3;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "switchyard",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    run: RunArgs,
-    /// Log filter when RUST_LOG is unset: error, warn, info, debug, trace, or a tracing directive.
-    #[arg(long, global = true, default_value = "info")]
-    log_level: String,
-    /// Operational log lines as text or as one JSON object each; they go to stderr, so stdout
-    /// carries only the access log.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-}
-
-/// How operational log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines (coloured on a terminal).
-    Text,
-    /// One JSON object per line, for log shippers.
-    Json,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the proxy (the default).
-    Run(RunArgs),
-    /// Validate a config and print a summary; exit 1 listing every problem if invalid.
-    Check(ConfigArg),
-    /// Start three demo upstreams and the proxy on 127.0.0.1:8080 (conf/demo.toml).
-    Demo(WorkerArg),
-}
-
-#[derive(Debug, Args)]
-struct ConfigArg {
-    /// The config file.
-    #[arg(long, short, default_value = "conf/switchyard.toml")]
-    config: PathBuf,
-}
-
-#[derive(Debug, Args)]
-struct WorkerArg {
-    /// Runtime worker threads (default: one per CPU core).
-    #[arg(long)]
-    workers: Option<usize>,
-}
-
-#[derive(Debug, Args)]
-struct RunArgs {
-    #[command(flatten)]
-    config: ConfigArg,
-    #[command(flatten)]
-    workers: WorkerArg,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level, cli.log_format);
+    cli::init_logging(&cli.log_level, cli.log_format);
     match cli.command {
         Some(Command::Check(args)) => check(&args.config),
+        Some(Command::Config(args)) => cli::config(&args),
+        Some(Command::Completions { shell }) => cli::completions(shell),
+        Some(Command::Man) => cli::man(),
         Some(Command::Demo(workers)) => match load_demo_config() {
             Ok((config, source)) => run(&config, source, workers.workers, true),
             Err(err) => invalid(&err),
         },
         Some(Command::Run(args)) => run_file(&args),
         None => run_file(&cli.run),
-    }
-}
-
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
     }
 }
 

@@ -217,3 +217,72 @@ fn every_problem_is_reported_at_once() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn printed_defaults_are_the_defaults_and_name_every_option() {
+    // Parsed, the defaults document is the same config as a minimal one leaving every option
+    // unset: each value it prints is the default in force.
+    let minimal = r#"
+[[listeners]]
+name = "main"
+bind = "0.0.0.0:8080"
+[[routes]]
+name = "default"
+pool = "main"
+[[pools]]
+name = "main"
+[[pools.backends]]
+name = "backend-1"
+address = "127.0.0.1:9000"
+"#;
+    let printed = switchyard::config::parse(switchyard::config::DEFAULTS, "defaults.toml")
+        .unwrap_or_else(|err| panic!("{err}"));
+    let unset = switchyard::config::parse(minimal, "defaults.toml").unwrap();
+    assert_eq!(format!("{printed:#?}"), format!("{unset:#?}"));
+
+    // And it names every option the full example config uses (set, or commented when off).
+    let keys = |text: &str| -> std::collections::BTreeSet<String> {
+        text.lines()
+            .map(|line| line.trim_start_matches(['#', ' ']))
+            .filter_map(|line| line.split_once(" = ").map(|(key, _)| key.trim().to_owned()))
+            .filter(|key| key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .collect()
+    };
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/switchyard.toml"))
+            .unwrap();
+    let missing: Vec<_> = keys(&example)
+        .difference(&keys(switchyard::config::DEFAULTS))
+        .cloned()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in the printed defaults: {missing:?}"
+    );
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_definition() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .output()
+            .expect("run switchyard");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for (shell, marker) in [
+        ("bash", "_switchyard()"),
+        ("zsh", "#compdef switchyard"),
+        ("fish", "complete -c switchyard"),
+    ] {
+        let script = run(&["completions", shell]);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("check"), "{shell} completes subcommands");
+    }
+    let man = run(&["man"]);
+    assert!(man.contains(".TH switchyard 1"), "{man}");
+    assert!(man.contains("log\\-format"), "{man}");
+    let defaults = run(&["config", "--defaults"]);
+    assert_eq!(defaults, switchyard::config::DEFAULTS);
+}

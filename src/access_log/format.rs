@@ -178,9 +178,14 @@ pub(super) fn protocol(version: http::Version) -> &'static str {
 
 /// A header value as a JSON string, `null` when absent.
 fn optional_json_str(out: &mut Vec<u8>, value: Option<&http::HeaderValue>) {
-    match value.map(|v| String::from_utf8_lossy(v.as_bytes())) {
-        Some(text) => json_str(out, &text),
-        None => out.extend_from_slice(b"null"),
+    let Some(value) = value else {
+        out.extend_from_slice(b"null");
+        return;
+    };
+    // Header values are almost always ASCII: check that cheaply, and only go lossy otherwise.
+    match std::str::from_utf8(value.as_bytes()) {
+        Ok(text) => json_str(out, text),
+        Err(_) => json_str(out, &String::from_utf8_lossy(value.as_bytes())),
     }
 }
 

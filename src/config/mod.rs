@@ -17,6 +17,10 @@ pub use model::{
 };
 pub use validate::{ConfigError, Problem};
 
+/// The effective default config: every option at its default value, as TOML
+/// (`switchyard config --defaults`).
+pub const DEFAULTS: &str = include_str!("defaults.toml");
+
 use std::path::Path;
 
 /// Reads, parses and validates the config file at `path`.

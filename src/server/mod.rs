@@ -3,11 +3,11 @@
 //! connections, drain on shutdown.
 
 use crate::config::{Limits, ListenerConfig, Timeouts};
+use crate::dormant::Dormant;
 use crate::proxy::{ConnActivity, Downstream, Proxy, redirect};
 use crate::tls::{Terminator, TlsInfo};
 use arc_swap::ArcSwap;
 use closing::{Closing, until_closing};
-use crate::dormant::Dormant;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;

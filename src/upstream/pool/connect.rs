@@ -4,8 +4,8 @@
 
 use super::SendError;
 use super::h2::H2Connection;
-use crate::dormant::Dormant;
 use crate::config::{Protocol, UpstreamTls};
+use crate::dormant::Dormant;
 use crate::proxy::UpstreamBody;
 use http::uri::Authority;
 use hyper::client::conn::{http1, http2};

@@ -1,0 +1,139 @@
+//! The command-line definition, and the commands that only print something: the default
+//! config, shell completions and the man page (all generated from this one definition).
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Log filter when RUST_LOG is unset: error, warn, info, debug, trace, or a tracing directive.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    /// Operational log lines as text or as one JSON object each; they go to stderr, so stdout
+    /// carries only the access log.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How operational log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy (the default).
+    Run(RunArgs),
+    /// Validate a config and print a summary; exit 1 listing every problem if invalid.
+    Check(ConfigArg),
+    /// Start three demo upstreams and the proxy on 127.0.0.1:8080 (conf/demo.toml).
+    Demo(WorkerArg),
+    /// Print configuration: with --defaults, every option at its default value, as TOML.
+    Config(ConfigPrint),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigPrint {
+    /// Print the effective default config.
+    #[arg(long, required = true)]
+    defaults: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The config file.
+    #[arg(long, short, default_value = "conf/switchyard.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArg {
+    /// Runtime worker threads (default: one per CPU core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub workers: WorkerArg,
+}
+
+pub fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
+/// `switchyard config --defaults`.
+pub fn config(args: &ConfigPrint) -> ExitCode {
+    if !args.defaults {
+        return ExitCode::SUCCESS;
+    }
+    emit(switchyard::config::DEFAULTS.as_bytes())
+}
+
+/// `switchyard completions SHELL`.
+pub fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "switchyard", &mut script);
+    emit(&script)
+}
+
+/// `switchyard man`.
+pub fn man() -> ExitCode {
+    let mut page = Vec::new();
+    match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+        Ok(()) => emit(&page),
+        Err(err) => {
+            eprintln!("cannot render the man page: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes `bytes` to stdout; a reader that goes away early (`| head`) is not an error.
+fn emit(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cannot write to stdout: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
