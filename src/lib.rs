@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod health;
 pub mod listeners;
 pub mod metrics;
+pub mod notify;
 pub mod proxy;
 pub mod reload;
 pub mod route;

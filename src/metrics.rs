@@ -37,6 +37,8 @@ pub const BACKEND_WEIGHT: &str = "switchyard_backend_weight";
 pub const HEALTH_CHECKS: &str = "switchyard_health_checks_total";
 /// Passive ejections, by reason.
 pub const EJECTIONS: &str = "switchyard_ejections_total";
+/// Events for a webhook, by result (delivered, failed after retries, dropped).
+pub const WEBHOOK_EVENTS: &str = "switchyard_webhook_events_total";
 /// Backends entering a state, by the state entered.
 pub const BACKEND_STATE_CHANGES: &str = "switchyard_backend_state_changes_total";
 /// Requests answered 503 because no backend of the pool could take them.
@@ -140,6 +142,10 @@ impl Metrics {
             ),
             (HEALTH_CHECKS, "Active health probes run, by result."),
             (EJECTIONS, "Passive ejections of a backend, by reason."),
+            (
+                WEBHOOK_EVENTS,
+                "Events for a webhook, by result: delivered, failed (after its retries) or dropped (queue full).",
+            ),
             (
                 BACKEND_STATE_CHANGES,
                 "Times the backend entered a state, by state (each change announced once).",

@@ -23,6 +23,31 @@ pub struct FileConfig {
     pub reload: ReloadFile,
     #[serde(default)]
     pub access_log: AccessLogFile,
+    #[serde(default)]
+    pub notify: NotifyFile,
+}
+
+/// The `[notify]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyFile {
+    #[serde(default)]
+    pub webhooks: Vec<Spanned<WebhookFile>>,
+}
+
+/// A `[[notify.webhooks]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookFile {
+    pub name: Spanned<String>,
+    pub url: Spanned<String>,
+    pub token_env: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    pub events: Option<Spanned<Vec<String>>>,
+    pub retries: Option<Spanned<i64>>,
+    pub backoff: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub queue: Option<Spanned<i64>>,
 }
 
 /// The `[access_log]` table.

@@ -6,6 +6,7 @@ mod file;
 mod model;
 mod upstream;
 mod validate;
+mod validate_notify;
 mod validate_pool;
 
 pub use certificate::crypto_provider;
@@ -14,6 +15,7 @@ pub use model::{
     HealthCheckConfig, HostPattern, InitialState, Limits, ListenerConfig, ListenerTls,
     OutlierConfig, PoolConfig, Probe, Protocol, ReloadConfig, RetryBudgetConfig, RetryOn,
     RouteConfig, Timeouts, TlsVersion, TokenSource, UnderscoreHeaders, UpstreamConfig, UpstreamTls,
+    WebhookConfig,
 };
 pub use validate::{ConfigError, Problem};
 

@@ -27,6 +27,34 @@ pub struct Config {
     pub reload: ReloadConfig,
     /// The access log, if enabled.
     pub access_log: Option<AccessLogConfig>,
+    /// Webhooks told of state changes.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// A receiver of state-change notifications: each event's JSON, POSTed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// Unique; names its metrics and log lines.
+    pub name: String,
+    /// Where events are POSTed (`http://` or `https://`).
+    pub url: http::Uri,
+    /// A bearer token to send, read at start and on reload.
+    pub token: Option<TokenSource>,
+    /// Event types sent (`backend`, `panic`, `weight`, `reload`); empty: all.
+    pub events: Vec<String>,
+    /// Further attempts after a failed delivery.
+    pub retries: u32,
+    /// Wait before the first retry; doubles with each.
+    pub backoff: Duration,
+    /// One attempt's limit, connect to response.
+    pub timeout: Duration,
+    /// Events waiting for delivery; beyond, new ones are dropped (and counted).
+    pub queue: usize,
+}
+
+impl WebhookConfig {
+    /// The event types a webhook may filter on.
+    pub const EVENT_TYPES: [&'static str; 4] = ["backend", "panic", "weight", "reload"];
 }
 
 /// Where and how requests are logged.

@@ -77,6 +77,25 @@ impl PartialEq for UpstreamTls {
 
 impl Eq for UpstreamTls {}
 
+impl UpstreamTls {
+    /// TLS verified against the system's trusted CAs, for HTTP/1.1 (webhook receivers); `None`
+    /// when the system has no CA certificates.
+    pub fn system() -> Option<Self> {
+        let roots = system_roots()?;
+        let mut client = ClientConfig::builder_with_provider(crypto_provider())
+            .with_safe_default_protocol_versions()
+            .ok()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Some(Self {
+            client: Arc::new(client),
+            server_name: None,
+            source: Vec::new(),
+        })
+    }
+}
+
 impl Checker {
     /// Validates a pool's `protocol`, `[pools.tls]` and `max_idle_per_backend`.
     pub(super) fn upstream(&mut self, pool: &PoolFile, field: &str) -> Option<UpstreamConfig> {

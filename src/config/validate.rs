@@ -185,6 +185,7 @@ impl Checker {
             ),
         };
         let access_log = self.access_log(&file.access_log);
+        let webhooks = self.webhooks(&file.notify.webhooks);
         Config {
             listeners,
             timeouts,
@@ -192,12 +193,13 @@ impl Checker {
             routes,
             pools,
             admin,
+            webhooks,
             reload,
             access_log,
         }
     }
 
-    fn unique_names<'a>(
+    pub(super) fn unique_names<'a>(
         &mut self,
         names: impl Iterator<Item = &'a Spanned<String>>,
         field: &str,

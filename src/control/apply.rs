@@ -112,6 +112,10 @@ impl Control {
         self.pools = pools;
         self.router = super::router(&config, &self.pools);
         self.certificates = crate::snapshot::CertificateExpiry::of(&config);
+        if config.webhooks != self.config.webhooks {
+            self.notifier.apply(&config.webhooks);
+            summary.webhooks_changed = true;
+        }
         self.config = config;
         self.generation += 1;
         summary.generation = self.generation;

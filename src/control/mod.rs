@@ -49,6 +49,7 @@ pub struct Control {
     config: Config,
     generation: u64,
     publisher: Publisher,
+    notifier: crate::notify::Notifier,
     reports_tx: UnboundedSender<Report>,
     reports: UnboundedReceiver<Report>,
     outliers: UnboundedReceiver<OutlierReport>,
@@ -89,7 +90,15 @@ impl Control {
             commands: commands_tx,
             events: Arc::default(),
         };
+        let notifier = crate::notify::Notifier::new(
+            &config.webhooks,
+            Arc::clone(&handle.events),
+            metrics.clone(),
+            tasks.clone(),
+            shutdown.clone(),
+        );
         let control = Self {
+            notifier,
             pools,
             router,
             certificates,

@@ -99,6 +99,8 @@ pub struct ReloadSummary {
     pub listeners_added: Vec<String>,
     /// Listeners that stopped accepting and are draining.
     pub listeners_removed: Vec<String>,
+    /// Whether `[[notify.webhooks]]` changed (they were restarted).
+    pub webhooks_changed: bool,
 }
 
 /// An event for logs and the admin API's event stream.

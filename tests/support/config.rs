@@ -71,6 +71,32 @@ impl ConfigBuilder {
         self
     }
 
+    /// Adds a `[[notify.webhooks]]` receiver named `name` at `url`.
+    pub fn push_webhook(mut self, name: &str, url: &str) -> Self {
+        let mut webhook = Table::new();
+        webhook.insert("name".into(), name.into());
+        webhook.insert("url".into(), url.into());
+        let notify = self
+            .root
+            .entry("notify")
+            .or_insert_with(|| Value::Table(Table::new()))
+            .as_table_mut()
+            .expect("notify is a table");
+        push(notify, "webhooks", webhook);
+        self
+    }
+
+    /// Sets `key` of the last webhook added.
+    pub fn set_webhook(mut self, key: &str, value: impl Into<Value>) -> Self {
+        let last = self.root["notify"]["webhooks"]
+            .as_array_mut()
+            .and_then(|webhooks| webhooks.last_mut())
+            .and_then(Value::as_table_mut)
+            .expect("a webhook to change");
+        last.insert(key.to_owned(), value.into());
+        self
+    }
+
     /// The config as TOML text.
     pub fn toml(&self) -> String {
         toml::to_string(&self.root).expect("a table serializes")
