@@ -40,7 +40,7 @@ pub enum Command {
     /// Run the proxy (the default).
     Run(RunArgs),
     /// Validate a config and print a summary; exit 1 listing every problem if invalid.
-    Check(ConfigArg),
+    Check(CheckArgs),
     /// Start three demo upstreams and the proxy on 127.0.0.1:8080 (conf/demo.toml).
     Demo(WorkerArg),
     /// Print configuration: with --defaults, every option at its default value, as TOML.
@@ -53,6 +53,15 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Instead, print (as JSON) what reloading NEW over OLD would change, having checked both.
+    #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
+    pub diff: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Args)]

@@ -29,7 +29,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging(&cli.log_level, cli.log_format);
     match cli.command {
-        Some(Command::Check(args)) => check(&args.config),
+        Some(Command::Check(args)) => match &args.diff {
+            Some(files) => diff(&files[0], &files[1]),
+            None => check(&args.config.config),
+        },
         Some(Command::Config(args)) => cli::config(&args),
         Some(Command::Completions { shell }) => cli::completions(shell),
         Some(Command::Man) => cli::man(),
@@ -75,6 +78,25 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => invalid(&err),
+    }
+}
+
+/// `check --diff OLD NEW`: both checked, then what a reload from one to the other changes.
+fn diff(old: &Path, new: &Path) -> ExitCode {
+    let (old, new) = match (config::load(old), config::load(new)) {
+        (Ok(old), Ok(new)) => (old, new),
+        (Err(err), _) | (_, Err(err)) => return invalid(&err),
+    };
+    let changes = switchyard::control::diff(&old, &new);
+    match serde_json::to_string_pretty(&changes) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("cannot print the changes: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -286,3 +286,89 @@ fn completions_and_the_man_page_come_from_the_command_line_definition() {
     let defaults = run(&["config", "--defaults"]);
     assert_eq!(defaults, switchyard::config::DEFAULTS);
 }
+
+#[test]
+fn every_type_error_is_reported_each_with_its_place() {
+    let text = "[[listeners]]\nname = \"a\"\nbind = 5\n[timeouts]\nconnect = 3\n\
+                [[routes]]\nname = \"r\"\npool = \"p\"\n\
+                [[pools]]\nname = \"p\"\nretries = \"x\"\n\
+                [[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:1\"\n";
+    let found = problems(text);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(
+        found[0].starts_with("3:8: listeners.bind: invalid type"),
+        "{found:#?}"
+    );
+    assert!(
+        found[1].starts_with("5:11: timeouts.connect: invalid type"),
+        "{found:#?}"
+    );
+    assert!(
+        found[2].starts_with("11:11: pools.retries: invalid type"),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn what_used_to_fail_only_at_start_is_caught_by_check() {
+    let pool = "[[routes]]\nname = \"r\"\npool = \"p\"\n[[pools]]\nname = \"p\"\n\
+                [[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:1\"\n";
+    // Two listeners that cannot both be bound: a wildcard address takes the port everywhere.
+    let listeners = "[[listeners]]\nname = \"a\"\nbind = \"0.0.0.0:8080\"\n\
+                     [[listeners]]\nname = \"b\"\nbind = \"127.0.0.1:8080\"\n";
+    assert_one(
+        &format!("{listeners}{pool}"),
+        "6:8",
+        "overlaps 0.0.0.0:8080",
+    );
+    let admin = "[admin]\nbind = \"127.0.0.1:9901\"\n\
+                 [[listeners]]\nname = \"a\"\nbind = \"127.0.0.1:9901\"\n";
+    assert_one(
+        &format!("{admin}{pool}"),
+        "2:8",
+        "admin.bind: 127.0.0.1:9901 overlaps listener",
+    );
+    // A probe Host header with a control character: every probe would fail.
+    let probe = format!("{LISTENER}{pool}[pools.health_check]\nhost = \"web\\u0001.internal\"\n");
+    assert_one(&probe, "13:8", "is not a host name");
+    // A backend host no resolver takes.
+    let bad_host = format!(
+        "{LISTENER}{}",
+        pool.replace("127.0.0.1:1", "-web.internal:80")
+    );
+    assert_one(&bad_host, "11:11", "is not host:port");
+}
+
+#[test]
+fn check_diff_prints_what_a_reload_would_change() {
+    let dir = std::env::temp_dir().join(format!("switchyard-diff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = format!(
+        "{LISTENER}[[routes]]\nname = \"r\"\npool = \"p\"\n[[pools]]\nname = \"p\"\nretries = 2\n\
+         [[pools.backends]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n"
+    );
+    let old = dir.join("old.toml");
+    let new = dir.join("new.toml");
+    std::fs::write(&old, &base).unwrap();
+    std::fs::write(
+        &new,
+        format!(
+            "[access_log]\nformat = \"combined\"\n{}[[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:2\"\n",
+            base.replace("retries = 2", "retries = 1")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["check", "--diff"])
+        .args([&old, &new])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let changes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(changes["backends_added"], serde_json::json!(["p/b"]));
+    assert_eq!(
+        changes["settings_changed"],
+        serde_json::json!(["pools.p.retries"])
+    );
+    assert_eq!(changes["not_applied"][0]["setting"], "access_log");
+}

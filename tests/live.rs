@@ -491,3 +491,74 @@ async fn lame_duck_through_the_api_fails_healthz_but_keeps_serving() {
     assert_eq!(answer["lame_duck"], false);
     assert_eq!(get(&client, &healthz, None).await.status, 200);
 }
+
+/// `switchyard_config_reloads_total{result="rejected"}` now.
+async fn rejections(proxy: &TestProxy) -> f64 {
+    let admin = proxy.gateway.admin_addr().unwrap();
+    get(&client(), &format!("http://{admin}/metrics"), None)
+        .await
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("switchyard_config_reloads_total{result=\"rejected\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_file_left_on_disk_is_reported_once_per_content() {
+    let up = Upstream::start("up").await;
+    let config = support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+        .set("reload.watch", true)
+        .set("reload.debounce", "50ms");
+    let path = temp_config(&config.toml());
+    let proxy = TestProxy::start_file(&path).await;
+    std::fs::write(&path, format!("{}\nbroken = [", config.toml())).unwrap();
+    poll_until(DEADLINE, "the broken file rejected", || async {
+        (rejections(&proxy).await == 1.0).then_some(())
+    })
+    .await;
+    // Touched again and again with the same text (as a tool rewriting it, or other files in
+    // its directory changing, make the watcher fire), it is not tried again.
+    let broken = std::fs::read(&path).unwrap();
+    for _ in 0..8 {
+        std::fs::write(&path, &broken).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(rejections(&proxy).await, 1.0);
+    // Another broken content is news: reported once more.
+    std::fs::write(&path, format!("{}\nbroken = {{", config.toml())).unwrap();
+    poll_until(DEADLINE, "the new content rejected", || async {
+        (rejections(&proxy).await == 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(get(&client(), &proxy.url("/"), None).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_names_changed_pool_settings_and_what_waits_for_a_restart() {
+    let up = Upstream::start("up").await;
+    let config = support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+        .set("reload.watch", false);
+    let path = temp_config(&config.toml());
+    let proxy = TestProxy::start_file(&path).await;
+    let changed = config.set("access_log.enabled", true).with_pool(|pool| {
+        pool.set("retries", 0)
+            .set("outlier_detection.consecutive_5xx", 3)
+    });
+    std::fs::write(&path, changed.toml()).unwrap();
+    let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["result"], "applied");
+    assert_eq!(
+        outcome["changes"]["settings_changed"],
+        serde_json::json!(["pools.pool.retries", "pools.pool.outlier_detection"])
+    );
+    assert_eq!(
+        outcome["changes"]["not_applied"],
+        serde_json::json!([{
+            "setting": "access_log",
+            "reason": "read at start: takes effect when the proxy restarts"
+        }])
+    );
+}

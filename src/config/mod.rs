@@ -4,6 +4,7 @@
 mod certificate;
 mod file;
 mod model;
+mod sections;
 mod upstream;
 mod validate;
 mod validate_notify;

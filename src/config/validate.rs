@@ -74,14 +74,25 @@ pub(super) fn parse_and_validate(text: &str, origin: &str) -> Result<Config, Con
         origin: origin.to_owned(),
         problems,
     };
-    let file: FileConfig = match toml::from_str(text) {
-        Ok(file) => file,
+    let with_field = |at: usize, message: &str| match field_at(text, at) {
+        Some(field) => format!("{field}: {message}"),
+        None => message.to_owned(),
+    };
+    let file: FileConfig = match super::sections::read(text) {
+        Ok((file, errors)) if errors.is_empty() => file,
+        // Every section that does not fit its type, each with its location; what the others
+        // would say about the rest could be caused by those, so validation waits.
+        Ok((_, errors)) => {
+            let mut problems: Vec<Problem> = errors
+                .into_iter()
+                .map(|(at, message)| locate(text, at, with_field(at, &message)))
+                .collect();
+            problems.sort_by_key(|p| (p.line, p.col));
+            return Err(invalid(problems));
+        }
         Err(err) => {
             let at = err.span().map_or(0, |span| span.start);
-            let message = match field_at(text, at) {
-                Some(field) => format!("{field}: {}", err.message().trim_end()),
-                None => err.message().trim_end().to_owned(),
-            };
+            let message = with_field(at, err.message().trim_end());
             return Err(invalid(vec![locate(text, at, message)]));
         }
     };
@@ -175,7 +186,22 @@ impl Checker {
             .map(|p| p.get_ref().name.get_ref().as_str())
             .collect();
         let routes = self.routes(&file.routes, &pool_names);
+        let admin_bind_span = file
+            .admin
+            .as_ref()
+            .and_then(|admin| admin.bind.as_ref().map(Spanned::span));
         let admin = self.admin(file.admin.unwrap_or_default());
+        if let (Some(admin), Some(span)) = (&admin, admin_bind_span) {
+            if let Some(listener) = listeners.iter().find(|l| binds_overlap(l.bind, admin.bind)) {
+                self.report(
+                    span,
+                    format!(
+                        "admin.bind: {} overlaps listener {:?} on {}",
+                        admin.bind, listener.name, listener.bind
+                    ),
+                );
+            }
+        }
         let reload = ReloadConfig {
             watch: file.reload.watch.unwrap_or(true),
             debounce: self.duration(
@@ -248,19 +274,22 @@ impl Checker {
             "listeners",
             "listener",
         );
-        let mut binds = HashSet::new();
+        let mut binds: Vec<SocketAddr> = Vec::new();
         let mut out = Vec::new();
         for (i, listener) in listeners.iter().enumerate() {
             let listener = listener.get_ref();
             self.name(&listener.name, &format!("listeners[{i}].name"));
             match listener.bind.get_ref().parse::<SocketAddr>() {
                 Ok(bind) => {
-                    if bind.port() != 0 && !binds.insert(bind) {
+                    if let Some(other) = binds.iter().find(|other| binds_overlap(**other, bind)) {
                         self.report(
                             listener.bind.span(),
-                            format!("listeners[{i}].bind: {bind} is bound by another listener"),
+                            format!(
+                                "listeners[{i}].bind: {bind} overlaps {other}, bound by another listener"
+                            ),
                         );
                     }
+                    binds.push(bind);
                     let field = format!("listeners[{i}]");
                     let tls = listener
                         .tls
@@ -787,12 +816,23 @@ fn parse_address(raw: &str) -> Option<Authority> {
 }
 
 /// Letters, digits and '-' in dot-separated labels of 1 to 63 characters, 253 at most in all.
+/// Whether two sockets cannot both be bound: the same port, and the same address or a wildcard
+/// one (`0.0.0.0` or `::`, which also takes the IPv4 port, as Linux binds dual-stack).
+pub(super) fn binds_overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 pub(super) fn is_dns_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {
+            // RFC 1123: letters, digits and hyphens, not at either end of a label.
             !label.is_empty()
                 && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
                 && label
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')

@@ -146,7 +146,21 @@ impl Checker {
                 path: self.probe_path(&file.path, &format!("{field}.path")),
                 expected_status: self
                     .status_ranges(&file.expected_status, &format!("{field}.expected_status")),
-                host: file.host.as_ref().map(|h| h.get_ref().clone()),
+                host: file.host.as_ref().and_then(|host| {
+                    // Sent as the probe's Host header: it must be one.
+                    let valid = host.get_ref().parse::<http::uri::Authority>().is_ok()
+                        && !host.get_ref().contains(['@', '/']);
+                    if !valid {
+                        self.report(
+                            host.span(),
+                            format!(
+                                "{field}.host: {:?} is not a host name (with an optional :port) to send as Host",
+                                host.get_ref()
+                            ),
+                        );
+                    }
+                    valid.then(|| host.get_ref().clone())
+                }),
             },
         };
         Some(HealthCheckConfig {

@@ -20,7 +20,9 @@ impl Control {
     /// address are unchanged; their runtime overrides survive unless the file changed them.
     pub(super) fn apply_config(&mut self, config: Config) -> ReloadSummary {
         let now = Instant::now();
-        let mut summary = ReloadSummary::default();
+        // What changed is worked out from the two configs alone (as `check --diff` does); this
+        // function only carries it out.
+        let mut summary = super::diff::diff(&self.config, &config);
         let mut old: HashMap<String, PoolRuntime> = self
             .pools
             .drain(..)
@@ -34,7 +36,6 @@ impl Control {
         for pool_config in &config.pools {
             let p = pools.len();
             let Some(mut runtime) = old.remove(&pool_config.name) else {
-                summary.pools_added.push(pool_config.name.clone());
                 let runtime = PoolRuntime::new(pool_config, &config, &self.metrics);
                 needs_prober.extend((0..runtime.backends.len()).map(|b| (p, b)));
                 pools.push(runtime);
@@ -43,7 +44,6 @@ impl Control {
             // Probes speak the pool's protocol: new connection settings restart them too.
             let probes_changed = runtime.config.health_check != pool_config.health_check
                 || runtime.config.upstream != pool_config.upstream;
-            let label = |name: &str| format!("{}/{name}", pool_config.name);
             let previous = std::mem::take(&mut runtime.backends);
             let plan = reconcile::plan(
                 &previous.iter().map(|r| &r.config).collect::<Vec<_>>(),
@@ -56,11 +56,6 @@ impl Control {
                 match step {
                     Step::Keep(i, changed) => {
                         let mut kept = previous[i].take().expect("each old backend kept once");
-                        if changed == Changed::Weight {
-                            summary
-                                .backends_reweighted
-                                .push(label(&backend_config.name));
-                        }
                         if changed != Changed::No {
                             file_changed_backend(&mut kept, backend_config);
                         }
@@ -70,7 +65,6 @@ impl Control {
                         runtime.backends.push(kept);
                     }
                     Step::Add(_) => {
-                        summary.backends_added.push(label(&backend_config.name));
                         let healthy = registry::starts_healthy(pool_config);
                         let mut added = BackendRuntime::new(
                             &runtime.name,
@@ -87,7 +81,6 @@ impl Control {
             }
             for mut removed in previous.into_iter().flatten() {
                 removed.stop_prober();
-                summary.backends_removed.push(label(&removed.config.name));
             }
             runtime.update_config(pool_config, &config, &self.metrics);
             if pool_config.health_check.is_none() {
@@ -103,11 +96,10 @@ impl Control {
             }
             pools.push(runtime);
         }
-        for (name, mut removed) in old {
+        for mut removed in old.into_values() {
             for backend in &mut removed.backends {
                 backend.stop_prober();
             }
-            summary.pools_removed.push(name);
         }
         self.pools = pools;
         self.router = super::router(&config, &self.pools);
@@ -115,6 +107,9 @@ impl Control {
         if config.webhooks != self.config.webhooks {
             self.notifier.apply(&config.webhooks);
             summary.webhooks_changed = true;
+        }
+        for setting in &summary.not_applied {
+            tracing::warn!(setting = %setting.setting, reason = %setting.reason, "changed setting not applied");
         }
         self.config = config;
         self.generation += 1;

@@ -7,6 +7,7 @@
 
 mod apply;
 mod backends;
+mod diff;
 mod ejection;
 mod handle;
 mod publish;
@@ -15,10 +16,12 @@ mod reconcile;
 mod registry;
 mod views;
 
+pub use diff::diff;
 pub use handle::{BackendChange, Command, ControlHandle, LookupError};
 pub use publish::{EventLog, Numbered};
 pub use views::{
-    BackendView, DrainView, Event, PoolView, Reason, ReloadResult, ReloadSummary, WeightView,
+    BackendView, DrainView, Event, NotApplied, PoolView, Reason, ReloadResult, ReloadSummary,
+    WeightView,
 };
 
 use crate::config::Config;

@@ -101,6 +101,20 @@ pub struct ReloadSummary {
     pub listeners_removed: Vec<String>,
     /// Whether `[[notify.webhooks]]` changed (they were restarted).
     pub webhooks_changed: bool,
+    /// Other settings that changed and now apply: `timeouts`, `limits`, `routes`,
+    /// `listeners.NAME`, `pools.NAME.retries`, `pools.NAME.health_check`, ...
+    pub settings_changed: Vec<String>,
+    /// Settings that changed but cannot apply until a restart, and why.
+    pub not_applied: Vec<NotApplied>,
+}
+
+/// A changed setting a reload cannot apply.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NotApplied {
+    /// The setting (`admin`, `reload`, `access_log`).
+    pub setting: String,
+    /// Why it does not apply.
+    pub reason: String,
 }
 
 /// An event for logs and the admin API's event stream.

@@ -51,7 +51,7 @@ pub enum ReloadOutcome {
     /// The new config is in force.
     Applied {
         /// What changed.
-        changes: ReloadSummary,
+        changes: Box<ReloadSummary>,
     },
     /// The old config is still in force.
     Rejected {
@@ -81,6 +81,9 @@ pub struct Reloader {
     counters: ReloadMetrics,
     /// The certificate and key files as last read, so a change is told from a mere touch.
     certificates: Vec<(PathBuf, Option<Vec<u8>>)>,
+    /// The config text last rejected: the file watcher does not try the same text again, so a
+    /// broken file left on disk is reported once per change of its contents.
+    rejected: Option<String>,
     shutdown: CancellationToken,
 }
 
@@ -152,6 +155,7 @@ impl Reloader {
             requests,
             counters: ReloadMetrics::new(metrics),
             certificates: Vec::new(),
+            rejected: None,
             shutdown,
         };
         (reloader, tx, running)
@@ -167,6 +171,10 @@ impl Reloader {
         let mut hangups = hangup_signals();
         let (file_tx, mut file_changes) = mpsc::channel::<()>(1);
         let mut _watcher = self.watch_files(&file_tx);
+        // An edit made between loading the file and watching it would otherwise go unseen.
+        if _watcher.is_some() && self.file_differs().await {
+            let _ = file_tx.try_send(()); // a change already queued is as good
+        }
         loop {
             let request = tokio::select! {
                 Some(request) = self.requests.recv() => request,
@@ -221,10 +229,11 @@ impl Reloader {
         differ
     }
 
+    /// Whether the config file now holds text neither in force nor already rejected.
     async fn file_differs(&self) -> bool {
         let Some(path) = &self.path else { return false };
         let current = tokio::fs::read_to_string(path).await.ok();
-        current != self.running.load().text
+        current != self.running.load().text && current != self.rejected
     }
 
     async fn reload(&mut self, trigger: &'static str) -> ReloadOutcome {
@@ -238,7 +247,12 @@ impl Reloader {
                     changes = %serde_json::to_string(&changes).unwrap_or_default(),
                     "config reloaded"
                 );
-                (ReloadOutcome::Applied { changes }, Some(text))
+                (
+                    ReloadOutcome::Applied {
+                        changes: Box::new(changes),
+                    },
+                    Some(text),
+                )
             }
             Err(problems) => {
                 self.counters.rejected.increment(1);
@@ -251,7 +265,7 @@ impl Reloader {
         let time = timestamp(SystemTime::now());
         let (result, changes, problems) = match &outcome {
             ReloadOutcome::Applied { changes } => {
-                (ReloadResult::Applied, Some(changes.clone()), Vec::new())
+                (ReloadResult::Applied, Some((**changes).clone()), Vec::new())
             }
             ReloadOutcome::Rejected { problems } => {
                 (ReloadResult::Rejected, None, problems.clone())
@@ -289,16 +303,20 @@ impl Reloader {
             .await
             .map_err(|err| vec![format!("{}: cannot read config: {err}", path.display())])?;
         let config = config::parse(&text, &path.display().to_string()).map_err(|err| {
+            self.rejected = Some(text.clone());
             err.to_string()
                 .lines()
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
         })?;
-        let prepared = self
-            .listeners
-            .prepare(&config.listeners)
-            .await
-            .map_err(|err| vec![err.to_string()])?;
+        self.rejected = None;
+        let prepared = match self.listeners.prepare(&config.listeners).await {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                self.rejected = Some(text);
+                return Err(vec![err.to_string()]);
+            }
+        };
         let Some(mut changes) = self
             .control
             .ask(|reply| Command::Apply {

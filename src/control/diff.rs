@@ -1,0 +1,172 @@
+//! What a reload from one config to another changes, computed from the two configs alone: the
+//! reload's summary, and `switchyard check --diff OLD NEW`. Pure; the backend part follows the
+//! `reconcile` plan.
+
+use super::reconcile::{self, Changed, Step};
+use super::views::{NotApplied, ReloadSummary};
+use crate::config::{Config, ListenerConfig, PoolConfig};
+
+/// The summary of reloading `new` over `old` (generation left at 0).
+pub fn diff(old: &Config, new: &Config) -> ReloadSummary {
+    let mut summary = ReloadSummary::default();
+    for pool in &new.pools {
+        let Some(before) = old.pools.iter().find(|p| p.name == pool.name) else {
+            summary.pools_added.push(pool.name.clone());
+            continue;
+        };
+        pool_changes(before, pool, &mut summary);
+    }
+    for pool in &old.pools {
+        if !new.pools.iter().any(|p| p.name == pool.name) {
+            summary.pools_removed.push(pool.name.clone());
+        }
+    }
+    for listener in &new.listeners {
+        match old.listeners.iter().find(|l| l.name == listener.name) {
+            None => summary.listeners_added.push(listener.name.clone()),
+            Some(before) if before.bind != listener.bind => {
+                summary.listeners_removed.push(before.name.clone());
+                summary.listeners_added.push(listener.name.clone());
+            }
+            Some(before) => {
+                let changed = before.redirect_to_https != listener.redirect_to_https
+                    || tls_settings(before) != tls_settings(listener);
+                if changed {
+                    summary
+                        .settings_changed
+                        .push(format!("listeners.{}", listener.name));
+                }
+            }
+        }
+    }
+    for listener in &old.listeners {
+        if !new.listeners.iter().any(|l| l.name == listener.name) {
+            summary.listeners_removed.push(listener.name.clone());
+        }
+    }
+    let mut changed = |name: &str, differs: bool| {
+        if differs {
+            summary.settings_changed.push(name.to_owned());
+        }
+    };
+    changed("timeouts", old.timeouts != new.timeouts);
+    changed("limits", old.limits != new.limits);
+    changed("routes", old.routes != new.routes);
+    changed("notify.webhooks", old.webhooks != new.webhooks);
+    // Read once at start: a reload cannot change them.
+    for (setting, differs) in [
+        ("admin", old.admin != new.admin),
+        ("reload", old.reload != new.reload),
+        ("access_log", old.access_log != new.access_log),
+    ] {
+        if differs {
+            summary.not_applied.push(NotApplied {
+                setting: setting.to_owned(),
+                reason: "read at start: takes effect when the proxy restarts".to_owned(),
+            });
+        }
+    }
+    summary
+}
+
+/// What identifies a listener's TLS settings: its certificates (files, names, expiry) and
+/// options.
+fn tls_settings(listener: &ListenerConfig) -> Option<impl PartialEq + use<'_>> {
+    listener.tls.as_ref().map(|tls| {
+        let certificates: Vec<_> = tls
+            .certificates
+            .iter()
+            .map(|c| (&c.cert_path, &c.key_path, c.label(), c.not_after))
+            .collect();
+        (
+            certificates,
+            tls.strict_sni,
+            tls.min_version,
+            tls.alpn.clone(),
+            tls.handshake_timeout,
+        )
+    })
+}
+
+/// A kept pool's backend changes and changed settings.
+fn pool_changes(old: &PoolConfig, new: &PoolConfig, summary: &mut ReloadSummary) {
+    let label = |name: &str| format!("{}/{name}", new.name);
+    let plan = reconcile::plan(&old.backends.iter().collect::<Vec<_>>(), &new.backends);
+    for (b, step) in plan.backends.iter().enumerate() {
+        match step {
+            Step::Add(_) => summary.backends_added.push(label(&new.backends[b].name)),
+            Step::Keep(_, Changed::Weight) => {
+                summary
+                    .backends_reweighted
+                    .push(label(&new.backends[b].name));
+            }
+            Step::Keep(_, Changed::Settings) => summary.settings_changed.push(format!(
+                "pools.{}.backends.{}",
+                new.name, new.backends[b].name
+            )),
+            Step::Keep(_, Changed::No) => {}
+        }
+    }
+    for &i in &plan.removed {
+        summary.backends_removed.push(label(&old.backends[i].name));
+    }
+    let settings = [
+        ("algorithm", old.algorithm != new.algorithm),
+        ("retries", old.retries != new.retries),
+        ("retry_on", old.retry_on != new.retry_on),
+        ("retry_budget", old.retry_budget != new.retry_budget),
+        (
+            "panic_threshold",
+            old.panic_threshold != new.panic_threshold,
+        ),
+        ("slow_start", old.slow_start != new.slow_start),
+        ("health_check", old.health_check != new.health_check),
+        ("outlier_detection", old.outlier != new.outlier),
+        ("upstream", old.upstream != new.upstream),
+    ];
+    for (setting, differs) in settings {
+        if differs {
+            summary
+                .settings_changed
+                .push(format!("pools.{}.{setting}", new.name));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        let base = "[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:8080\"\n\
+                    [[routes]]\nname = \"r\"\npool = \"web\"\n";
+        crate::config::parse(&format!("{base}{text}"), "test.toml").unwrap()
+    }
+
+    #[test]
+    fn names_backends_pool_settings_and_what_needs_a_restart() {
+        let old = config(
+            "[[pools]]\nname = \"web\"\nretries = 2\n\
+             [[pools.backends]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n\
+             [[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:2\"\n",
+        );
+        let new = config(
+            "[timeouts]\nconnect = \"2s\"\n[access_log]\nformat = \"combined\"\n\
+             [[pools]]\nname = \"web\"\nretries = 1\n\
+             [pools.health_check]\ntype = \"tcp\"\n\
+             [[pools.backends]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nweight = 2\n\
+             [[pools.backends]]\nname = \"c\"\naddress = \"127.0.0.1:3\"\n",
+        );
+        let summary = diff(&old, &new);
+        assert_eq!(summary.backends_added, ["web/c"]);
+        assert_eq!(summary.backends_removed, ["web/b"]);
+        assert_eq!(summary.backends_reweighted, ["web/a"]);
+        assert_eq!(
+            summary.settings_changed,
+            ["pools.web.retries", "pools.web.health_check", "timeouts"]
+        );
+        assert_eq!(summary.not_applied.len(), 1);
+        assert_eq!(summary.not_applied[0].setting, "access_log");
+        assert_eq!(diff(&new, &new), ReloadSummary::default());
+    }
+}
