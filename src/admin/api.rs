@@ -3,20 +3,16 @@
 
 use super::AdminState;
 use super::body::AdminBody;
+use super::input::{drain_deadline, read_json, weight_from};
 use crate::control::{BackendChange, Command, LookupError};
 use crate::reload::{ReloadOutcome, ReloadRequest};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use tokio::sync::oneshot;
-
-/// Largest request body the admin API reads.
-const MAX_BODY: usize = 64 * 1024;
 
 type Reply = Response<AdminBody>;
 
@@ -58,6 +54,10 @@ pub async fn handle(req: Request<Incoming>, state: &AdminState) -> Reply {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
+        [""] => match allow(&req, &[Method::GET, Method::HEAD]) {
+            Ok(()) => super::page::status_page(text(StatusCode::OK, include_str!("status.html"))),
+            Err(rejection) => rejection.into_reply(),
+        },
         ["healthz"] => match allow(&req, &[Method::GET, Method::HEAD]) {
             // Relaxed: see `AdminState::lame_duck`.
             Ok(()) if state.lame_duck.load(Ordering::Relaxed) => {
@@ -235,87 +235,6 @@ fn allow(req: &Request<Incoming>, methods: &[Method]) -> Result<(), Rejection> {
     })
 }
 
-/// The JSON body, or `None` without one.
-async fn read_optional_json(req: Request<Incoming>) -> Result<Option<Value>, Rejection> {
-    let body = read_body(req).await?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|err| Rejection::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {err}")))
-}
-
-async fn read_json(req: Request<Incoming>) -> Result<Value, Rejection> {
-    let body = read_body(req).await?;
-    serde_json::from_slice(&body)
-        .map_err(|err| Rejection::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {err}")))
-}
-
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, Rejection> {
-    let body = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|_| {
-            Rejection::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body too large or incomplete",
-            )
-        })?
-        .to_bytes();
-    Ok(body)
-}
-
-/// A drain's deadline: `?deadline=30s` or `{"deadline": "30s"}` (a humantime duration), or
-/// none.
-async fn drain_deadline(req: Request<Incoming>) -> Result<Option<Duration>, Rejection> {
-    let from_query = req
-        .uri()
-        .query()
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .find_map(|pair| pair.strip_prefix("deadline="))
-        .map(str::to_owned);
-    let text = match from_query {
-        Some(text) => Some(text),
-        None => match read_optional_json(req).await? {
-            None => None,
-            Some(body) => match body.get("deadline") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(text)) => Some(text.clone()),
-                Some(_) => return Err(bad_deadline()),
-            },
-        },
-    };
-    text.map(|text| humantime::parse_duration(&text).map_err(|_| bad_deadline()))
-        .transpose()
-}
-
-fn bad_deadline() -> Rejection {
-    Rejection::new(
-        StatusCode::BAD_REQUEST,
-        "expected a deadline such as ?deadline=30s or {\"deadline\": \"30s\"}",
-    )
-}
-
-/// `{"weight": N}` with N in 1..=256, or `{"weight": null}` to return to the file's weight.
-fn weight_from(body: Value) -> Result<Option<u32>, Rejection> {
-    let bad = || {
-        Rejection::new(
-            StatusCode::BAD_REQUEST,
-            "expected {\"weight\": N} with N from 1 to 256, or {\"weight\": null} to use the file's weight",
-        )
-    };
-    match body.get("weight") {
-        Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(w @ 1..=256) => Ok(Some(w as u32)),
-            _ => Err(bad()),
-        },
-        _ => Err(bad()),
-    }
-}
-
 /// Replaces the values of keys that may hold secrets.
 fn redact(mut value: Value) -> Value {
     match &mut value {
@@ -360,7 +279,7 @@ fn error(status: StatusCode, message: &str) -> Reply {
     json_reply(status, &json!({ "error": message }))
 }
 
-fn text(status: StatusCode, body: &'static str) -> Reply {
+pub(super) fn text(status: StatusCode, body: &'static str) -> Reply {
     let mut reply = Response::new(AdminBody::Full(Some(Bytes::from_static(body.as_bytes()))));
     *reply.status_mut() = status;
     reply.headers_mut().insert(

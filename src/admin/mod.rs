@@ -8,6 +8,8 @@ mod body;
 mod events;
 mod exposition;
 mod guard;
+mod input;
+mod page;
 
 pub use auth::{Token, TokenError, load_token};
 

@@ -1,0 +1,251 @@
+//! The admin status page in a real headless Chromium (Debian's `chromium`), driven over the
+//! DevTools protocol: it lists the pools' backends and shows a drain made through the API
+//! within a second, from the event stream. A screenshot is left in `target/status-page.png`.
+
+mod support;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::config::ConfigBuilder;
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Headless Chromium showing `url`, killed on drop.
+struct Browser {
+    child: Child,
+    devtools_port: u16,
+}
+
+impl Browser {
+    fn open(url: &str) -> Self {
+        let profile = temp_dir();
+        let mut child = Command::new("chromium")
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--window-size=1200,800",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("chromium (Debian's chromium package) is installed");
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut lines = stderr.lines().map_while(Result::ok);
+        let devtools_port = lines
+            .find_map(|line| {
+                let rest = line.split("DevTools listening on ws://127.0.0.1:").nth(1)?;
+                rest.split('/').next()?.parse().ok()
+            })
+            .expect("chromium prints its DevTools address");
+        // Keep reading stderr so Chromium never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            devtools_port,
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A DevTools session with the browser's page.
+struct Page {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next_id: u64,
+}
+
+impl Page {
+    async fn attach(browser: &Browser) -> Self {
+        let list = format!("http://127.0.0.1:{}/json/list", browser.devtools_port);
+        let url = poll_until(DEADLINE, "the page target", || async {
+            let answer = get(&client(), &list, None).await;
+            let targets: Value = serde_json::from_str(&answer.body).ok()?;
+            targets.as_array()?.iter().find(|t| t["type"] == "page")?["webSocketDebuggerUrl"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .await;
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Self { socket, next_id: 1 }
+    }
+
+    /// Calls a DevTools method and returns its result.
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({ "id": id, "method": method, "params": params });
+        self.socket
+            .send(Message::Text(request.to_string().into()))
+            .await
+            .unwrap();
+        loop {
+            let message = tokio::time::timeout(DEADLINE, self.socket.next())
+                .await
+                .expect("a DevTools answer")
+                .expect("the DevTools connection open")
+                .unwrap();
+            if let Message::Text(text) = message {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                if value["id"] == id {
+                    return value["result"].clone();
+                }
+            }
+        }
+    }
+
+    /// Evaluates `expression` in the page and returns its value as a string.
+    async fn eval(&mut self, expression: &str) -> String {
+        let result = self
+            .call(
+                "Runtime.evaluate",
+                json!({ "expression": expression, "returnByValue": true }),
+            )
+            .await;
+        match &result["result"]["value"] {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_lists_the_backends_and_shows_a_drain_within_a_second() {
+    let upstreams = [
+        Upstream::start("alpha").await,
+        Upstream::start("beta").await,
+        Upstream::start("gamma").await,
+    ];
+    let backends: Vec<_> = upstreams.iter().map(|u| (u.name, u.addr, 1)).collect();
+    let proxy = TestProxy::start(&ConfigBuilder::single_pool(&backends).toml()).await;
+    let admin = proxy.gateway.admin_addr().unwrap();
+    let browser = Browser::open(&format!("http://{admin}/"));
+    let mut page = Page::attach(&browser).await;
+
+    let state = |name: &str| {
+        format!(
+            "document.querySelector('[data-backend=\"pool/{name}\"] .state')?.textContent ?? ''"
+        )
+    };
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !page_ready(&mut page).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the page never went live"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for name in ["alpha", "beta", "gamma"] {
+        assert_eq!(page.eval(&state(name)).await, "healthy", "{name}");
+    }
+
+    let (status, _) = proxy
+        .admin("POST", "/api/pools/pool/backends/alpha/drain", None, None)
+        .await;
+    assert_eq!(status, 200);
+    let drained = tokio::time::Instant::now();
+    let deadline = drained + DEADLINE;
+    while page.eval(&state("alpha")).await != "drained" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the drain never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let shown_after = drained.elapsed();
+    println!("the drain showed on the page {shown_after:?} after the API answered");
+    assert!(
+        shown_after < Duration::from_secs(1),
+        "shown after {shown_after:?}"
+    );
+    let events = page
+        .eval("document.getElementById('events').innerText")
+        .await;
+    assert!(events.contains("pool/alpha healthy → drained"), "{events}");
+
+    let shot = page
+        .call("Page.captureScreenshot", json!({ "format": "png" }))
+        .await;
+    let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/status-page.png");
+    std::fs::write(path, png).unwrap();
+}
+
+/// Whether the page has connected its event stream and lists all three backends.
+async fn page_ready(page: &mut Page) -> bool {
+    let status = page
+        .eval("document.getElementById('status').textContent")
+        .await;
+    let rows = page
+        .eval("String(document.querySelectorAll('[data-backend]').length)")
+        .await;
+    status == "live" && rows == "3"
+}
+
+/// Standard base64, as DevTools sends screenshots.
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut bits, mut count) = (0u32, 0);
+    for byte in text.bytes().filter(|&b| b != b'=') {
+        let value = ALPHABET.iter().position(|&a| a == byte).expect("base64") as u32;
+        bits = (bits << 6) | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_admin_token_the_page_asks_for_it_and_then_shows_the_backends() {
+    let up = Upstream::start("alpha").await;
+    let token = temp_dir().join("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    let config = ConfigBuilder::single_pool(&[(up.name, up.addr, 1)])
+        .set("admin.token_file", token.display().to_string());
+    let proxy = TestProxy::start(&config.toml()).await;
+    let admin = proxy.gateway.admin_addr().unwrap();
+    let browser = Browser::open(&format!("http://{admin}/"));
+    let mut page = Page::attach(&browser).await;
+    let asks = "getComputedStyle(document.getElementById('token')).display";
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while page.eval(asks).await != "block" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the page never asked for a token"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        page.eval("String(document.querySelectorAll('[data-backend]').length)")
+            .await,
+        "0"
+    );
+    page.eval("document.getElementById('token-input').value = 't0ken'; document.querySelector('#token button').click()")
+        .await;
+    let rows = "String(document.querySelectorAll('[data-backend]').length)";
+    while page.eval(rows).await != "1" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no backend shown with the token"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
