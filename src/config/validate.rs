@@ -394,35 +394,43 @@ impl Checker {
                 }
             },
         };
-        let token = match (&file.token_env, &file.token_file) {
-            (Some(env), Some(_)) => {
-                self.report(
-                    env.span(),
-                    "admin.token_env: set token_env or token_file, not both".into(),
-                );
-                return None;
-            }
-            (Some(env), None) => TokenSource::Env(env.get_ref().clone()),
-            (None, Some(path)) => TokenSource::File(path.get_ref().into()),
-            (None, None) => TokenSource::Env(AdminConfig::DEFAULT_TOKEN_ENV.to_owned()),
-        };
-        let read_token = match (&file.read_token_env, &file.read_token_file) {
-            (Some(env), Some(_)) => {
-                self.report(
-                    env.span(),
-                    "admin.read_token_env: set read_token_env or read_token_file, not both".into(),
-                );
-                None
-            }
-            (Some(env), None) => Some(TokenSource::Env(env.get_ref().clone())),
-            (None, Some(path)) => Some(TokenSource::File(path.get_ref().into())),
-            (None, None) => None,
-        };
+        let token = self
+            .token_source(&file.token_env, &file.token_file, "admin.token")?
+            .unwrap_or_else(|| TokenSource::Env(AdminConfig::DEFAULT_TOKEN_ENV.to_owned()));
+        let read_token = self
+            .token_source(
+                &file.read_token_env,
+                &file.read_token_file,
+                "admin.read_token",
+            )
+            .flatten();
         Some(AdminConfig {
             bind,
             token,
             read_token,
         })
+    }
+
+    /// Where a secret comes from: `{field}_env` or `{field}_file` (not both), or neither
+    /// (`Some(None)`); `None` after reporting both set.
+    pub(super) fn token_source(
+        &mut self,
+        env: &Option<Spanned<String>>,
+        file: &Option<Spanned<String>>,
+        field: &str,
+    ) -> Option<Option<TokenSource>> {
+        match (env, file) {
+            (Some(env), Some(_)) => {
+                self.report(
+                    env.span(),
+                    format!("{field}_env: set {field}_env or {field}_file, not both"),
+                );
+                None
+            }
+            (Some(env), None) => Some(Some(TokenSource::Env(env.get_ref().clone()))),
+            (None, Some(path)) => Some(Some(TokenSource::File(path.get_ref().into()))),
+            (None, None) => Some(None),
+        }
     }
 
     fn timeouts(&mut self, file: &TimeoutsFile) -> Timeouts {

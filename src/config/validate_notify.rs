@@ -1,7 +1,7 @@
 //! Validation of `[[notify.webhooks]]`: where state changes are POSTed, and how persistently.
 
 use super::file::WebhookFile;
-use super::model::{TokenSource, WebhookConfig};
+use super::model::WebhookConfig;
 use super::validate::Checker;
 use std::time::Duration;
 use toml::Spanned;
@@ -39,18 +39,8 @@ impl Checker {
                 return None;
             }
         };
-        let token = match (&file.token_env, &file.token_file) {
-            (Some(env), Some(_)) => {
-                self.report(
-                    env.span(),
-                    "notify.webhooks.token_env: set token_env or token_file, not both".into(),
-                );
-                return None;
-            }
-            (Some(env), None) => Some(TokenSource::Env(env.get_ref().clone())),
-            (None, Some(path)) => Some(TokenSource::File(path.get_ref().into())),
-            (None, None) => None,
-        };
+        let token =
+            self.token_source(&file.token_env, &file.token_file, "notify.webhooks.token")?;
         let events = match &file.events {
             None => Vec::new(),
             Some(events) => {
