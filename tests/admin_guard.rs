@@ -10,12 +10,10 @@ use support::{TestProxy, Upstream};
 
 async fn proxy_with(admin_settings: &str) -> (Upstream, TestProxy) {
     let upstream = Upstream::start("a").await;
-    let config =
-        support::single_pool_toml("weighted_round_robin", &[("a", upstream.addr, 1)], "", "")
-            .replace(
-                "[admin]\nbind = \"127.0.0.1:0\"\n",
-                &format!("[admin]\nbind = \"127.0.0.1:0\"\n{admin_settings}"),
-            );
+    // `admin_settings` are keys of `[admin]`, merged into that table.
+    let config = support::config::ConfigBuilder::single_pool(&[("a", upstream.addr, 1)])
+        .merge(&format!("[admin]\n{admin_settings}"))
+        .toml();
     (upstream, TestProxy::start(&config).await)
 }
 

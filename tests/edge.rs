@@ -60,16 +60,10 @@ async fn abandoned_uploads_are_logged_499_and_never_count_against_a_backend() {
     let log = support::temp_dir().join("access.log");
     let a = Upstream::start("a").await;
     let b = Upstream::start("b").await;
-    let config = support::single_pool_toml(
-        "weighted_round_robin",
-        &[("a", a.addr, 1), ("b", b.addr, 1)],
-        "",
-        "",
-    )
-    .replace(
-        "[access_log]\nenabled = false\n",
-        &format!("[access_log]\npath = \"{}\"\n", log.display()),
-    );
+    let config = support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)])
+        .set("access_log.enabled", true)
+        .set("access_log.path", log.display().to_string())
+        .toml();
     let proxy = TestProxy::start(&config).await;
     for declared in [100, 1_000_000] {
         for _ in 0..12 {

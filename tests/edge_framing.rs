@@ -10,12 +10,10 @@ use support::upstream::start_raw;
 
 async fn recorded_proxy(top: &str, route_settings: &str) -> (Recorder, TestProxy) {
     let recorder = Recorder::start().await;
-    let config =
-        support::single_pool_toml("weighted_round_robin", &[("r", recorder.addr, 1)], top, "")
-            .replace(
-                "pool = \"pool\"\n",
-                &format!("pool = \"pool\"\n{route_settings}"),
-            );
+    let config = support::config::ConfigBuilder::single_pool(&[("r", recorder.addr, 1)])
+        .merge(top)
+        .with_route(|route| route.merge(route_settings))
+        .toml();
     (recorder, TestProxy::start(&config).await)
 }
 

@@ -150,12 +150,9 @@ async fn hung_upstream_gives_504_after_the_response_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_backends_give_503_with_retry_after() {
     let upstream = Upstream::start("up").await;
-    let toml = format!(
-        "{}{}\n[[pools]]\nname = \"pool\"\n[[pools.backends]]\nname = \"only\"\naddress = \"{}\"\nmax_requests = 1\n",
-        listener_toml(),
-        route_toml("all", "", "/", "pool"),
-        upstream.addr
-    );
+    let toml = support::config::ConfigBuilder::single_pool(&[("only", upstream.addr, 1)])
+        .with_pool(|pool| pool.set_backend("max_requests", 1))
+        .toml();
     let proxy = TestProxy::start(&toml).await;
     let url = proxy.url("/hold");
     let held = tokio::spawn(async move { get(&client(), &url, None).await });

@@ -43,19 +43,12 @@ async fn start_grpc_server() -> (std::net::SocketAddr, tonic_health::server::Hea
 }
 
 async fn proxy_for(grpc: std::net::SocketAddr, log: &std::path::Path) -> TestProxy {
-    let toml = single_pool_toml(
-        "weighted_round_robin",
-        &[("grpc", grpc, 1)],
-        "",
-        "protocol = \"h2c\"\n",
-    )
-    .replace(
-        "[access_log]\nenabled = false\n",
-        &format!(
-            "[access_log]\nformat = \"json\"\npath = {:?}\n",
-            log.display().to_string()
-        ),
-    );
+    let toml = support::config::ConfigBuilder::single_pool(&[("grpc", grpc, 1)])
+        .with_pool(|pool| pool.set("protocol", "h2c"))
+        .set("access_log.enabled", true)
+        .set("access_log.format", "json")
+        .set("access_log.path", log.display().to_string())
+        .toml();
     TestProxy::start(&toml).await
 }
 

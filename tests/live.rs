@@ -293,14 +293,13 @@ async fn weight_override_applies_live_and_survives_a_reload_that_does_not_touch_
     );
 
     // A reload that changes only b keeps a's override; b's file weight wins for b.
-    std::fs::write(
-        &path,
-        text.replace(
-            &format!("address = \"{}\"\nweight = 1", b.addr),
-            &format!("address = \"{}\"\nweight = 2", b.addr),
-        ),
-    )
-    .unwrap();
+    let reweighted = config(
+        &[("a", a.addr, 1), ("b", b.addr, 2)],
+        "[reload]\nwatch = false\n",
+        "",
+    );
+    assert_ne!(reweighted, text);
+    std::fs::write(&path, reweighted).unwrap();
     let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
     assert_eq!(status, 200, "{outcome}");
     assert_eq!(
@@ -343,14 +342,13 @@ async fn health_state_survives_a_reload_that_does_not_touch_the_backend() {
     wait_for_state(&proxy, "pool", "b", State::Unhealthy).await;
     b.set_health_status(200); // it would need 100 passes (10 s) to come back
 
-    std::fs::write(
-        &path,
-        text.replace(
-            &format!("address = \"{}\"\nweight = 1", a.addr),
-            &format!("address = \"{}\"\nweight = 2", a.addr),
-        ),
-    )
-    .unwrap();
+    let reweighted = config(
+        &[("a", a.addr, 2), ("b", b.addr, 1)],
+        "[reload]\nwatch = false\n",
+        check,
+    );
+    assert_ne!(reweighted, text);
+    std::fs::write(&path, reweighted).unwrap();
     let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
     assert_eq!(status, 200, "{outcome}");
     let (_, view) = proxy
@@ -378,8 +376,7 @@ async fn admin_api_requires_the_token_and_answers_unknown_routes_and_methods() {
     let token_path = temp_config("").with_file_name("token");
     std::fs::write(&token_path, "s3cret-token\n").unwrap();
     let admin = format!("token_file = \"{}\"\n", token_path.display());
-    let toml =
-        config(&[("up", up.addr, 1)], "", "").replace("[admin]\n", &format!("[admin]\n{admin}"));
+    let toml = config(&[("up", up.addr, 1)], &format!("[admin]\n{admin}"), "");
     let proxy = TestProxy::start(&toml).await;
 
     for (method, path, token, expected) in [
@@ -429,9 +426,10 @@ async fn admin_api_requires_the_token_and_answers_unknown_routes_and_methods() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_on_a_public_address_without_a_token_refuses_to_start() {
-    let toml = config(&[("up", closed_port(), 1)], "", "").replace(
-        "[admin]\nbind = \"127.0.0.1:0\"",
+    let toml = config(
+        &[("up", closed_port(), 1)],
         "[admin]\nbind = \"0.0.0.0:0\"\ntoken_env = \"SWITCHYARD_TEST_TOKEN_THAT_IS_NEVER_SET\"",
+        "",
     );
     let config = switchyard::config::parse(&toml, "test.toml").unwrap();
     let err = switchyard::gateway::Gateway::start(&config)

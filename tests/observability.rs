@@ -6,6 +6,7 @@
 mod support;
 
 use prometheus_parse::{Sample, Scrape, Value};
+use support::config::{ConfigBuilder, PoolBuilder};
 use support::*;
 use switchyard::upstream::State;
 
@@ -53,36 +54,26 @@ async fn counters_histograms_and_gauges_match_scripted_traffic() {
         Upstream::start("down").await,
     );
     down.set_health_status(503);
-    let mut toml = listener_toml().to_owned();
-    toml += &route_toml("web", "", "/", "web");
-    toml += &route_toml("broken", "", "/broken", "broken");
-    toml += &route_toml("down", "", "/down", "down");
-    toml += &route_toml("retry", "", "/retry", "retry");
-    toml += &pool_toml(
-        "web",
-        "weighted_round_robin",
-        &[("ok1", ok1.addr, 1), ("ok2", ok2.addr, 1)],
-    );
-    toml += &pool_toml(
-        "broken",
-        "weighted_round_robin",
-        &[("dead", closed_port(), 1)],
-    );
-    toml += &pool_toml("down", "weighted_round_robin", &[("down", down.addr, 1)]).replacen(
-        "[[pools.backends]]",
-        "[pools.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\n[[pools.backends]]",
-        1,
-    );
-    toml += &pool_toml(
-        "retry",
-        "weighted_round_robin",
-        &[("dead", closed_port(), 1), ("ok1", ok1.addr, 1)],
-    )
-    .replacen(
-        "[[pools.backends]]",
-        "[pools.outlier_detection]\nconsecutive_failures = 0\n[[pools.backends]]",
-        1,
-    );
+    let pool = |name: &str, backends: &[(&str, std::net::SocketAddr)]| {
+        backends
+            .iter()
+            .fold(PoolBuilder::new(name), |pool, (backend, addr)| {
+                pool.backend(backend, *addr, 1)
+            })
+    };
+    let toml = ConfigBuilder::new()
+        .route("web", None, "/", "web")
+        .route("broken", None, "/broken", "broken")
+        .route("down", None, "/down", "down")
+        .route("retry", None, "/retry", "retry")
+        .pool(pool("web", &[("ok1", ok1.addr), ("ok2", ok2.addr)]))
+        .pool(pool("broken", &[("dead", closed_port())]))
+        .pool(pool("down", &[("down", down.addr)]).http_checks("100ms", 1, 2))
+        .pool(
+            pool("retry", &[("dead", closed_port()), ("ok1", ok1.addr)])
+                .set("outlier_detection.consecutive_failures", 0),
+        )
+        .toml();
     let proxy = TestProxy::start(&toml).await;
     let client = client();
     wait_for_state(&proxy, "down", "down", State::Unhealthy).await;
@@ -287,11 +278,13 @@ async fn series_of_a_removed_backend_are_gone_after_reload() {
     assert_eq!(sum(&samples, "switchyard_config_generation", &[]), 2.0);
 }
 
+/// One pool over `up`, logging to `path`, with `extra` keys of `[access_log]` merged in.
 fn access_log_toml(up: &Upstream, path: &std::path::Path, extra: &str) -> String {
-    single_pool_toml("weighted_round_robin", &[("up", up.addr, 1)], "", "").replace(
-        "[access_log]\nenabled = false\n",
-        &format!("[access_log]\npath = \"{}\"\n{extra}", path.display()),
-    )
+    ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+        .set("access_log.enabled", true)
+        .set("access_log.path", path.display().to_string())
+        .merge(&format!("[access_log]\n{extra}"))
+        .toml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 
 mod support;
 
+use support::config::{ConfigBuilder, PoolBuilder};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -12,15 +13,16 @@ async fn requests_follow_host_then_longest_prefix_precedence() {
     for name in names {
         upstreams.push(Upstream::start(name).await);
     }
-    let mut toml = listener_toml().to_owned();
-    toml += &route_toml("api", "api.example.com", "/", "api");
-    toml += &route_toml("api-v2", "api.example.com", "/v2", "api-v2");
-    toml += &route_toml("tenant", "*.apps.example.com", "/", "tenant");
-    toml += &route_toml("default", "", "/", "default");
-    toml += &route_toml("static", "", "/static", "static");
+    let mut config = ConfigBuilder::new()
+        .route("api", Some("api.example.com"), "/", "api")
+        .route("api-v2", Some("api.example.com"), "/v2", "api-v2")
+        .route("tenant", Some("*.apps.example.com"), "/", "tenant")
+        .route("default", None, "/", "default")
+        .route("static", None, "/static", "static");
     for u in &upstreams {
-        toml += &pool_toml(u.name, "weighted_round_robin", &[(u.name, u.addr, 1)]);
+        config = config.pool(PoolBuilder::new(u.name).backend(u.name, u.addr, 1));
     }
+    let toml = config.toml();
     let proxy = TestProxy::start(&toml).await;
     let client = client();
 
@@ -43,12 +45,10 @@ async fn requests_follow_host_then_longest_prefix_precedence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_default_route_unmatched_requests_get_404() {
     let upstream = Upstream::start("api").await;
-    let toml = format!(
-        "{}{}{}",
-        listener_toml(),
-        route_toml("api", "api.example.com", "/api", "api"),
-        pool_toml("api", "weighted_round_robin", &[("api", upstream.addr, 1)])
-    );
+    let toml = ConfigBuilder::new()
+        .route("api", Some("api.example.com"), "/api", "api")
+        .pool(PoolBuilder::new("api").backend("api", upstream.addr, 1))
+        .toml();
     let proxy = TestProxy::start(&toml).await;
     let client = client();
     for (host, path) in [("other.example.com", "/api"), ("api.example.com", "/")] {

@@ -209,11 +209,13 @@ async fn every_key_format_loads_and_serves() {
 #[tokio::test]
 async fn a_redirect_listener_answers_308_with_the_https_url() {
     let upstream = Upstream::start("u").await;
-    let config = format!(
-        "[[listeners]]\nname = \"plain\"\nbind = \"127.0.0.1:0\"\nredirect_to_https = true\nhttps_port = 8443\n\n[access_log]\nenabled = false\n{}{}",
-        support::route_toml("all", "", "/", "pool"),
-        support::pool_toml("pool", "weighted_round_robin", &[("a", upstream.addr, 1)]),
-    );
+    let config = support::config::ConfigBuilder::single_pool(&[("a", upstream.addr, 1)])
+        .with_listener(|listener| {
+            listener.insert("name".into(), "plain".into());
+            listener.insert("redirect_to_https".into(), true.into());
+            listener.insert("https_port".into(), 8443.into());
+        })
+        .toml();
     let proxy = TestProxy::start(&config).await;
     let answer = support::get(
         &support::client(),
@@ -293,10 +295,10 @@ async fn sessions_resume_on_tls_1_2_and_1_3_and_the_access_log_has_the_tls_detai
     let pki = Pki::new();
     let leaf = pki.leaf("localhost", &["localhost"]);
     let log = support::temp_dir().join("access.log");
-    let config = tls_config(upstream.addr, &[&leaf], "", "").replace(
-        "[access_log]\nenabled = false\n",
-        &format!("[access_log]\npath = \"{}\"\n", log.display()),
-    );
+    let config = tls::tls_config_builder(upstream.addr, &[&leaf], "")
+        .set("access_log.enabled", true)
+        .set("access_log.path", log.display().to_string())
+        .toml();
     let proxy = TestProxy::start(&config).await;
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
         // One client config keeps its session store across connections, as a browser does.

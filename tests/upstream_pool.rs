@@ -10,13 +10,9 @@ use support::upstream::{Options, start_scripted};
 use support::*;
 
 async fn proxy_to(upstream: &Upstream, pool_settings: &str, backend_settings: &str) -> TestProxy {
-    let mut toml = single_pool_toml(
-        "weighted_round_robin",
-        &[("up", upstream.addr, 1)],
-        "",
-        pool_settings,
-    );
-    toml.push_str(backend_settings);
+    let toml = support::config::ConfigBuilder::single_pool(&[("up", upstream.addr, 1)])
+        .with_pool(|pool| pool.merge(pool_settings).merge_backend(backend_settings))
+        .toml();
     TestProxy::start(&toml).await
 }
 

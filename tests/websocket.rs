@@ -93,8 +93,11 @@ async fn open(
 
 async fn proxy_to_echo(top: &str, route: &str) -> TestProxy {
     let echo = start_echo().await;
-    let toml = single_pool_toml("least_connections", &[("ws", echo, 1)], top, "")
-        .replace("pool = \"pool\"\n", &format!("pool = \"pool\"\n{route}"));
+    let toml = support::config::ConfigBuilder::single_pool(&[("ws", echo, 1)])
+        .with_pool(|pool| pool.set("algorithm", "least_connections"))
+        .merge(top)
+        .with_route(|r| r.merge(route))
+        .toml();
     TestProxy::start(&toml).await
 }
 

@@ -62,6 +62,36 @@ impl ConfigBuilder {
         self.push("routes", route)
     }
 
+    /// Merges a TOML fragment (such as `"[timeouts]\nconnect = \"1s\""`) into the config:
+    /// parsed, then its tables merged key by key and its arrays of tables appended, never
+    /// pasted as text.
+    pub fn merge(mut self, fragment: &str) -> Self {
+        merge(&mut self.root, parse(fragment));
+        self
+    }
+
+    /// Changes the first listener's table.
+    pub fn with_listener(mut self, change: impl FnOnce(&mut Table)) -> Self {
+        let first = self.root["listeners"]
+            .as_array_mut()
+            .and_then(|listeners| listeners.first_mut())
+            .and_then(Value::as_table_mut)
+            .expect("a listener to change");
+        change(first);
+        self
+    }
+
+    /// Changes the first route.
+    pub fn with_route(mut self, change: impl FnOnce(RouteBuilder) -> RouteBuilder) -> Self {
+        let routes = self.root.get_mut("routes").and_then(Value::as_array_mut);
+        let first = routes
+            .and_then(|r| r.first_mut())
+            .expect("a route to change");
+        let table = std::mem::take(first.as_table_mut().expect("a route table"));
+        *first = Value::Table(change(RouteBuilder { table }).table);
+        self
+    }
+
     /// Changes the first pool (most fixtures have one).
     pub fn with_pool(mut self, change: impl FnOnce(PoolBuilder) -> PoolBuilder) -> Self {
         let pools = self.root.get_mut("pools").and_then(Value::as_array_mut);
@@ -108,6 +138,20 @@ impl ConfigBuilder {
     }
 }
 
+/// A `[[routes]]` table.
+#[derive(Debug, Clone)]
+pub struct RouteBuilder {
+    table: Table,
+}
+
+impl RouteBuilder {
+    /// Merges a TOML fragment of route keys (`"max_body_bytes = 10\nwebsocket = false"`).
+    pub fn merge(mut self, fragment: &str) -> Self {
+        merge(&mut self.table, parse(fragment));
+        self
+    }
+}
+
 /// A `[[pools]]` table.
 #[derive(Debug, Clone)]
 pub struct PoolBuilder {
@@ -139,6 +183,38 @@ impl PoolBuilder {
         self
     }
 
+    /// Merges a TOML fragment of pool keys and sub-tables (`"retries = 0\n[health_check]..."`
+    /// or, as the file spells them, `[pools.health_check]`).
+    pub fn merge(mut self, fragment: &str) -> Self {
+        let mut parsed = parse(fragment);
+        // Sub-tables written as in the file (`[pools.x]`) are the pool's own `x`.
+        if let Some(Value::Table(pools)) = parsed.remove("pools") {
+            merge(&mut parsed, pools);
+        }
+        merge(&mut self.table, parsed);
+        self
+    }
+
+    /// Sets `key` of the last backend added.
+    pub fn set_backend(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.last_backend().insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Merges a TOML fragment of backend keys into the last backend added.
+    pub fn merge_backend(mut self, fragment: &str) -> Self {
+        merge(self.last_backend(), parse(fragment));
+        self
+    }
+
+    fn last_backend(&mut self) -> &mut Table {
+        self.table["backends"]
+            .as_array_mut()
+            .and_then(|backends| backends.last_mut())
+            .and_then(Value::as_table_mut)
+            .expect("a backend to change")
+    }
+
     /// Active HTTP probes of `/health` every `interval`, with the given thresholds.
     pub fn http_checks(self, interval: &str, fall: i64, rise: i64) -> Self {
         self.set("health_check.path", "/health")
@@ -146,6 +222,26 @@ impl PoolBuilder {
             .set("health_check.timeout", interval)
             .set("health_check.unhealthy_threshold", fall)
             .set("health_check.healthy_threshold", rise)
+    }
+}
+
+/// A TOML fragment as a table.
+pub fn parse(fragment: &str) -> Table {
+    fragment
+        .parse::<Table>()
+        .unwrap_or_else(|err| panic!("test config fragment is not TOML: {err}\n{fragment}"))
+}
+
+/// Merges `from` into `into`: tables key by key, arrays appended, other values replaced.
+fn merge(into: &mut Table, from: Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(Value::Table(old)), Value::Table(new)) => merge(old, new),
+            (Some(Value::Array(old)), Value::Array(new)) => old.extend(new),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
     }
 }
 

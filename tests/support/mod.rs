@@ -91,52 +91,20 @@ impl TestProxy {
     }
 }
 
-/// A `[[listeners]]` table and the admin API, both on ephemeral ports, and no access log
-/// (tests that check it turn it on).
-pub fn listener_toml() -> &'static str {
-    "[[listeners]]\nname = \"test\"\nbind = \"127.0.0.1:0\"\n\n[admin]\nbind = \"127.0.0.1:0\"\n\n[access_log]\nenabled = false\n"
-}
-
-/// A `[[pools]]` table with `(name, address, weight)` backends.
-pub fn pool_toml(name: &str, algorithm: &str, backends: &[(&str, SocketAddr, u32)]) -> String {
-    let mut out = format!("\n[[pools]]\nname = \"{name}\"\nalgorithm = \"{algorithm}\"\n");
-    for (backend, addr, weight) in backends {
-        out += &format!(
-            "[[pools.backends]]\nname = \"{backend}\"\naddress = \"{addr}\"\nweight = {weight}\n"
-        );
-    }
-    out
-}
-
-/// A whole config: the test listener, `top` (e.g. `[timeouts]`), one catch-all route `all`, and
-/// one pool `pool` over `backends`, with `pool_settings` (its keys, then any sub-tables such as
-/// `[pools.health_check]`) before the backends.
+/// A whole config from the typed builder: the test listener, `top` merged in (e.g. a
+/// `[timeouts]` table), one catch-all route `all`, and one pool `pool` of `algorithm` over
+/// `backends` with `pool_settings` (its keys, then sub-tables such as `[pools.health_check]`)
+/// merged in. Fragments are parsed and merged as tables, never pasted as text.
 pub fn single_pool_toml(
     algorithm: &str,
     backends: &[(&str, SocketAddr, u32)],
     top: &str,
     pool_settings: &str,
 ) -> String {
-    let mut pool = pool_toml("pool", algorithm, backends);
-    let at = pool.find("[[pools.backends]]").unwrap_or(pool.len());
-    pool.insert_str(at, pool_settings);
-    format!(
-        "{}{top}\n{}{pool}",
-        listener_toml(),
-        route_toml("all", "", "/", "pool")
-    )
-}
-
-/// A `[[routes]]` table; `host` may be empty for the default virtual host.
-pub fn route_toml(name: &str, host: &str, prefix: &str, pool: &str) -> String {
-    let host = if host.is_empty() {
-        String::new()
-    } else {
-        format!("host = \"{host}\"\n")
-    };
-    format!(
-        "\n[[routes]]\nname = \"{name}\"\n{host}path_prefix = \"{prefix}\"\npool = \"{pool}\"\n"
-    )
+    config::ConfigBuilder::single_pool(backends)
+        .with_pool(|pool| pool.set("algorithm", algorithm).merge(pool_settings))
+        .merge(top)
+        .toml()
 }
 
 /// A keep-alive HTTP/1.1 client.

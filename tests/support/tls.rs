@@ -154,15 +154,6 @@ fn der_element(der: &[u8]) -> (&[u8], &[u8]) {
     (&der[header + len..], &der[header..header + len])
 }
 
-/// One `[[listeners.tls.certificates]]` table for `leaf`.
-pub fn certificate_toml(leaf: &Leaf) -> String {
-    format!(
-        "[[listeners.tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n",
-        leaf.cert.display(),
-        leaf.key.display()
-    )
-}
-
 /// A client offering `versions` and `alpn` that accepts any certificate (tests compare what
 /// was presented instead), still checking the handshake signatures.
 pub fn client_config(
@@ -262,24 +253,40 @@ impl Http {
 }
 
 /// A config whose first listener terminates TLS with `certificates` (the first is the
-/// default) and `tls_settings`, in front of one pool over `upstream`.
+/// default) and `tls_settings` (keys of `[listeners.tls]`), `top` merged in, in front of one
+/// pool over `upstream`.
 pub fn tls_config(
     upstream: SocketAddr,
     certificates: &[&Leaf],
     tls_settings: &str,
     top: &str,
 ) -> String {
-    let mut out = format!(
-        "[[listeners]]\nname = \"https\"\nbind = \"127.0.0.1:0\"\n[listeners.tls]\n{tls_settings}\n"
-    );
-    for leaf in certificates {
-        out += &certificate_toml(leaf);
-    }
-    out += "\n[admin]\nbind = \"127.0.0.1:0\"\n\n[access_log]\nenabled = false\n";
-    out += top;
-    out += &super::route_toml("all", "", "/", "pool");
-    out += &super::pool_toml("pool", "weighted_round_robin", &[("a", upstream, 1)]);
-    out
+    tls_config_builder(upstream, certificates, tls_settings)
+        .merge(top)
+        .toml()
+}
+
+/// `tls_config` as a builder, for tests that change more.
+pub fn tls_config_builder(
+    upstream: SocketAddr,
+    certificates: &[&Leaf],
+    tls_settings: &str,
+) -> super::config::ConfigBuilder {
+    let certificates: Vec<toml::Value> = certificates
+        .iter()
+        .map(|leaf| {
+            let mut table = toml::Table::new();
+            table.insert("cert".into(), leaf.cert.display().to_string().into());
+            table.insert("key".into(), leaf.key.display().to_string().into());
+            toml::Value::Table(table)
+        })
+        .collect();
+    let mut tls = super::config::parse(tls_settings);
+    tls.insert("certificates".into(), toml::Value::Array(certificates));
+    super::config::ConfigBuilder::single_pool(&[("a", upstream, 1)]).with_listener(|listener| {
+        listener.insert("name".into(), "https".into());
+        listener.insert("tls".into(), toml::Value::Table(tls));
+    })
 }
 
 /// The leaf certificate presented to a client asking for `sni`, or the handshake error.
