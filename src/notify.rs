@@ -135,16 +135,8 @@ async fn enqueue(
 
 /// Whether the webhook's `events` filter lets this event's type through.
 fn wanted(config: &WebhookConfig, event: &Numbered) -> bool {
-    if config.events.is_empty() {
-        return true;
-    }
-    let kind = match &event.event {
-        crate::control::Event::Backend { .. } => "backend",
-        crate::control::Event::Panic { .. } => "panic",
-        crate::control::Event::Weight { .. } => "weight",
-        crate::control::Event::Reload { .. } => "reload",
-    };
-    config.events.iter().any(|wanted| wanted == kind)
+    let kind = event.event.kind();
+    config.events.is_empty() || config.events.iter().any(|wanted| wanted == kind)
 }
 
 /// POSTs queued events one at a time, each retried with doubling backoff.
@@ -204,7 +196,8 @@ async fn deliver(
 /// Where a webhook POSTs: its URL's host, path and TLS, and its token.
 struct Target {
     authority: http::uri::Authority,
-    uri: http::Uri,
+    /// The URL's path and query: requests go in origin form.
+    path: http::Uri,
     upstream: Upstream,
     token: Option<HeaderValue>,
 }
@@ -241,7 +234,10 @@ impl Target {
         };
         Ok(Self {
             authority,
-            uri: config.url.clone(),
+            path: config
+                .url
+                .path_and_query()
+                .map_or_else(|| http::Uri::from_static("/"), |p| p.clone().into()),
             upstream: Upstream::new(UpstreamConfig {
                 protocol: Protocol::Http1,
                 tls,
@@ -253,7 +249,7 @@ impl Target {
 
     /// One attempt: a 2xx answer within `timeout` is a delivery.
     async fn post(&self, body: Bytes, timeout: Duration) -> Result<(), String> {
-        let mut request = Request::post(self.uri.clone())
+        let mut request = Request::post(self.path.clone())
             .header(header::HOST, self.authority.as_str())
             .header(header::CONTENT_TYPE, "application/json")
             .header(
@@ -262,10 +258,6 @@ impl Target {
             )
             .body(UpstreamBody::Bytes(Full::new(body)))
             .map_err(|err| err.to_string())?;
-        *request.uri_mut() = self.uri.path_and_query().map_or_else(
-            || "/".parse().expect("a valid path"),
-            |p| p.as_str().parse().expect("a valid path"),
-        );
         if let Some(token) = &self.token {
             request
                 .headers_mut()

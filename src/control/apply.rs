@@ -106,7 +106,6 @@ impl Control {
         self.certificates = crate::snapshot::CertificateExpiry::of(&config);
         if config.webhooks != self.config.webhooks {
             self.notifier.apply(&config.webhooks);
-            summary.webhooks_changed = true;
         }
         for setting in &summary.not_applied {
             tracing::warn!(setting = %setting.setting, reason = %setting.reason, "changed setting not applied");
@@ -184,11 +183,17 @@ impl Control {
         self.store(pools);
     }
 
-    fn build_pool(&mut self, p: usize) -> Arc<Pool> {
+    fn build_pool(&self, p: usize) -> Arc<Pool> {
         let pool = Arc::new(self.pools[p].build());
-        let runtime = &mut self.pools[p];
-        self.publisher.pool_rebuilt(&pool, runtime.panic);
-        runtime.panic = pool.panic;
+        // Panic mode as the data plane saw it until now: the snapshot is the one record of it.
+        let was_panic = self
+            .publisher
+            .current()
+            .pools
+            .iter()
+            .find(|old| old.name == pool.name)
+            .is_some_and(|old| old.panic);
+        self.publisher.pool_rebuilt(&pool, was_panic);
         pool
     }
 

@@ -86,10 +86,7 @@ impl Control {
         };
         backend.set(Exclusion::Ejected, true);
         let reason = format!("{reason}; ejected for {duration:?}");
-        update_status(backend, |s| {
-            s.ejected = Some(reason.clone());
-            s.last_ejection = Some(duration);
-        });
+        update_status(backend, |s| s.ejected = Some(reason.clone()));
         runtime.counters.ejections[report.failure.index()].increment(1);
         self.announce(p, b, &reason);
         self.rebuild(p);

@@ -75,10 +75,9 @@ impl EventLog {
             return (Vec::new(), 0, receiver);
         };
         let replay: Vec<Numbered> = inner.1.iter().filter(|e| e.id > after).cloned().collect();
+        // Ids between the one seen and the oldest still kept (or the next to come) are gone.
         let oldest_kept = replay.first().map_or(inner.0 + 1, |e| e.id);
-        let lost = oldest_kept
-            .saturating_sub(after + 1)
-            .min(inner.0.saturating_sub(after));
+        let lost = oldest_kept.saturating_sub(after + 1);
         (replay, lost, receiver)
     }
 }

@@ -115,7 +115,6 @@ pub(super) struct PoolRuntime {
     pub name: Arc<str>,
     pub policy: PoolPolicy,
     pub backends: Vec<BackendRuntime>,
-    pub panic: bool,
 }
 
 impl PoolRuntime {
@@ -133,7 +132,6 @@ impl PoolRuntime {
             policy: policy(config, None, None, traffic),
             config: config.clone(),
             name,
-            panic: false,
         }
     }
 

@@ -99,8 +99,6 @@ pub struct ReloadSummary {
     pub listeners_added: Vec<String>,
     /// Listeners that stopped accepting and are draining.
     pub listeners_removed: Vec<String>,
-    /// Whether `[[notify.webhooks]]` changed (they were restarted).
-    pub webhooks_changed: bool,
     /// Other settings that changed and now apply: `timeouts`, `limits`, `routes`,
     /// `listeners.NAME`, `pools.NAME.retries`, `pools.NAME.health_check`, ...
     pub settings_changed: Vec<String>,
@@ -171,6 +169,18 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The event's `type`, as its JSON says it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Backend { .. } => "backend",
+            Self::Weight { .. } => "weight",
+            Self::Panic { .. } => "panic",
+            Self::Reload { .. } => "reload",
+        }
+    }
+}
+
 /// How a reload ended, named alike in the API, the events and the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -182,9 +192,6 @@ pub enum ReloadResult {
 }
 
 impl ReloadResult {
-    /// Both results, for registering their counters.
-    pub const ALL: [Self; 2] = [Self::Applied, Self::Rejected];
-
     /// The result's name everywhere.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -197,18 +204,16 @@ impl ReloadResult {
 impl super::Control {
     /// A pool as the admin API shows it.
     pub(super) fn pool_view(&self, pool: &PoolRuntime) -> PoolView {
-        let eligible = self
-            .publisher
-            .current()
+        let snapshot = self.publisher.current();
+        let live = snapshot
             .pools
             .iter()
-            .find(|p| Arc::ptr_eq(&p.name, &pool.name))
-            .map_or(0, |p| p.eligible_count());
+            .find(|p| Arc::ptr_eq(&p.name, &pool.name));
         PoolView {
             name: pool.config.name.clone(),
             algorithm: pool.config.algorithm.as_str(),
-            panic: pool.panic,
-            eligible,
+            panic: live.is_some_and(|p| p.panic),
+            eligible: live.map_or(0, |p| p.eligible_count()),
             backends: pool.backends.iter().map(backend_view).collect(),
         }
     }

@@ -115,16 +115,22 @@ mod tests {
     use std::num::NonZeroU32;
     use std::time::Duration;
 
-    fn tracker(rise: u32, fall: u32, initial: InitialState) -> Tracker {
-        let check = HealthCheckConfig {
+    fn check(rise: u32, fall: u32, initial: InitialState) -> HealthCheckConfig {
+        HealthCheckConfig {
             probe: Probe::Tcp,
             interval: Duration::from_secs(2),
             timeout: Duration::from_secs(1),
             healthy_threshold: NonZeroU32::new(rise).unwrap(),
             unhealthy_threshold: NonZeroU32::new(fall).unwrap(),
             initial_state: initial,
-        };
-        Tracker::new(&check, initial == InitialState::Healthy)
+        }
+    }
+
+    fn tracker(rise: u32, fall: u32, initial: InitialState) -> Tracker {
+        Tracker::new(
+            &check(rise, fall, initial),
+            initial == InitialState::Healthy,
+        )
     }
 
     fn run(t: &mut Tracker, results: &str) -> Vec<Option<Verdict>> {
@@ -165,31 +171,18 @@ mod tests {
 
     #[test]
     fn a_resumed_tracker_keeps_both_thresholds() {
-        let check = |t: &Tracker| (t.rise, t.fall);
-        let base = tracker(2, 3, InitialState::Healthy);
-        let mut up = Tracker::resume(&HealthCheckConfig { ..checks() }, true);
-        assert_eq!(check(&up), (2, 3));
+        let checks = check(2, 3, InitialState::Healthy);
+        let mut up = Tracker::resume(&checks, true);
+        assert_eq!((up.rise, up.fall), (2, 3));
         assert_eq!(
             run(&mut up, "--"),
             [None, None],
             "one failure is not enough"
         );
         assert_eq!(up.observe(false), Some(Verdict::Unhealthy));
-        let mut down = Tracker::resume(&checks(), false);
+        let mut down = Tracker::resume(&checks, false);
         assert_eq!(down.observe(true), None, "one pass is not enough");
         assert_eq!(down.observe(true), Some(Verdict::Healthy));
-        assert!(base.is_healthy());
-    }
-
-    fn checks() -> HealthCheckConfig {
-        HealthCheckConfig {
-            probe: Probe::Tcp,
-            interval: Duration::from_secs(2),
-            timeout: Duration::from_secs(1),
-            healthy_threshold: NonZeroU32::new(2).unwrap(),
-            unhealthy_threshold: NonZeroU32::new(3).unwrap(),
-            initial_state: InitialState::Healthy,
-        }
     }
 
     #[test]

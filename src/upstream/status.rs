@@ -3,7 +3,7 @@
 //! `BackendState::state`), never stored; what is stored is why each flag was set.
 
 use serde::Serialize;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// A backend's state as operators see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,8 +68,6 @@ pub struct BackendStatus {
     pub drain: Option<Drain>,
     /// When its current state began.
     pub since: SystemTime,
-    /// Length of the current or last ejection.
-    pub last_ejection: Option<Duration>,
 }
 
 /// An operator's drain.
@@ -89,7 +87,6 @@ impl BackendStatus {
             ejected: None,
             drain: None,
             since: SystemTime::now(),
-            last_ejection: None,
         }
     }
 }
