@@ -107,17 +107,13 @@ pub(super) async fn send(
         if let Some(stream) = pick_stream(pool, upstream.generation) {
             match stream.sender().try_send_request(request).await {
                 Ok(response) => return Ok((response, Lease::H2(stream))),
-                Err(mut err) => match err.take_message() {
-                    // The connection went away before the request left: another one.
-                    Some(unsent) if replaced < 2 => {
-                        replaced += 1;
-                        request = unsent;
-                        retain(pool, |_| true);
-                        continue;
-                    }
-                    Some(_) => return Err(SendError::Connect(Box::new(err.into_error()))),
-                    None => return Err(SendError::Protocol(err.into_error())),
-                },
+                // The connection went away before the request left: another one.
+                Err(err) => {
+                    request = super::unsent(err, replaced < 2)?;
+                    replaced += 1;
+                    retain(pool, |_| true);
+                    continue;
+                }
             }
         }
         // Every connection is full, or there is none: one request opens the next while the

@@ -258,13 +258,23 @@ async fn send_h1(
                 let lease = Lease::H1(connection, upstream.config.max_idle_per_backend);
                 return Ok((response, lease));
             }
-            Err(mut err) => match err.take_message() {
-                // The backend had closed the pooled connection: nothing left, try a fresh one.
-                Some(unsent) if reused => request = unsent,
-                Some(_) => return Err(SendError::Connect(Box::new(err.into_error()))),
-                None => return Err(SendError::Protocol(err.into_error())),
-            },
+            // The backend had closed the pooled connection: nothing left, try a fresh one.
+            Err(err) => request = unsent(err, reused)?,
         }
+    }
+}
+
+/// What a failed send left: the request, unsent, to try on another connection when `resend`
+/// allows; otherwise the failure, a connect failure if nothing left (the connection was closed
+/// before the request could go), a protocol failure if it (perhaps partly) did.
+fn unsent(
+    mut err: hyper::client::conn::TrySendError<Request<UpstreamBody>>,
+    resend: bool,
+) -> Result<Request<UpstreamBody>, SendError> {
+    match err.take_message() {
+        Some(request) if resend => Ok(request),
+        Some(_) => Err(SendError::Connect(Box::new(err.into_error()))),
+        None => Err(SendError::Protocol(err.into_error())),
     }
 }
 
