@@ -44,10 +44,13 @@ async fn a_backend_closing_idle_connections_fails_no_request() {
     .await;
     let proxy = proxy_to(&upstream, "", "").await;
     let client = client();
-    for _ in 0..3 {
+    for closed in 1..=3 {
         assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
-        // Longer than the backend keeps an idle connection: it closes the pooled one.
-        tokio::time::sleep(Duration::from_millis(1300)).await;
+        // The backend closes the pooled connection once it has idled for a second.
+        eventually(DEADLINE, "the backend closed the idle connection", || {
+            upstream.idle_closed() == closed
+        })
+        .await;
     }
     assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
     assert_eq!(upstream.requests(), 4);

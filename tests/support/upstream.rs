@@ -52,6 +52,8 @@ pub struct Options {
 struct State {
     options: Options,
     connections: AtomicUsize,
+    /// Connections closed by this side after `idle_close`.
+    idle_closed: AtomicUsize,
     name: &'static str,
     requests: AtomicUsize,
     health_probes: AtomicUsize,
@@ -76,6 +78,7 @@ impl Upstream {
         let state = Arc::new(State {
             options,
             connections: AtomicUsize::new(0),
+            idle_closed: AtomicUsize::new(0),
             name,
             requests: AtomicUsize::new(0),
             health_probes: AtomicUsize::new(0),
@@ -136,6 +139,11 @@ impl Upstream {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections this backend closed for idling past `Options::idle_close`.
+    pub fn idle_closed(&self) -> usize {
+        self.state.idle_closed.load(Ordering::SeqCst)
     }
 
     /// Requests currently waiting in `/hold`.
@@ -203,7 +211,8 @@ where
     if let Some(max) = state.options.max_concurrent_streams {
         builder.http2().max_concurrent_streams(max);
     }
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let mut connection =
+        Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
     let idle = async {
         let Some(limit) = state.options.idle_close else {
             return std::future::pending().await;
@@ -216,10 +225,14 @@ where
             }
         }
     };
-    tokio::select! {
-        _ = connection => {}
-        () = idle => {} // dropping the connection closes the socket
-        () = running.cancelled() => {}
+    let idled = tokio::select! {
+        _ = connection.as_mut() => false,
+        () = idle => true,
+        () = running.cancelled() => false,
+    };
+    drop(connection); // closes the socket, before an idle close is counted
+    if idled {
+        state.idle_closed.fetch_add(1, Ordering::SeqCst);
     }
 }
 
