@@ -341,7 +341,7 @@ fn what_used_to_fail_only_at_start_is_caught_by_check() {
 
 #[test]
 fn check_diff_prints_what_a_reload_would_change() {
-    let dir = std::env::temp_dir().join(format!("switchyard-diff-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("check-diff");
     std::fs::create_dir_all(&dir).unwrap();
     let base = format!(
         "{LISTENER}[[routes]]\nname = \"r\"\npool = \"p\"\n[[pools]]\nname = \"p\"\nretries = 2\n\
