@@ -4,92 +4,19 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
+use support::process::Running;
 use support::*;
 
-/// The proxy binary running on a config file, with the addresses it logged.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Running {
-    fn start(path: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["run", "--config"])
-            .arg(path)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the switchyard binary");
-        // Operational logs go to stderr (stdout is the access log's).
-        let stdout = child.stderr.take().expect("stderr");
-        let (lines_tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                println!("proxy: {line}");
-                // Keep draining after the addresses are found, so the proxy never sees EPIPE.
-                lines_tx.send(line).ok();
-            }
-        });
-        let addr_after = |line: &str, marker: &str| {
-            let rest = &line[line.find(marker)? + marker.len()..];
-            let addr = rest.split("addr=").nth(1)?.split_whitespace().next()?;
-            addr.parse::<SocketAddr>().ok()
-        };
-        let (mut addr, mut admin) = (None, None);
-        while addr.is_none() || admin.is_none() {
-            let line = lines
-                .recv_timeout(DEADLINE)
-                .expect("the proxy logs its addresses");
-            addr = addr.or_else(|| addr_after(&line, "listening listener=test"));
-            admin = admin.or_else(|| addr_after(&line, "admin API listening"));
-        }
-        Self {
-            child,
-            addr: addr.unwrap(),
-            admin: admin.unwrap(),
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit; returns whether it exited successfully.
-    async fn exit(&mut self) -> bool {
-        let child = &mut self.child;
-        poll_until(DEADLINE, "the proxy to exit", || {
-            std::future::ready(child.try_wait().expect("wait"))
-        })
-        .await
-        .success()
-    }
-
-    async fn last_reload(&self) -> serde_json::Value {
-        let answer = get(
-            &client(),
-            &format!("http://{}/api/reload", self.admin),
-            None,
-        )
-        .await;
-        serde_json::from_str(&answer.body).unwrap_or_default()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The last reload's result, from the admin API.
+async fn last_reload(proxy: &Running) -> serde_json::Value {
+    let answer = get(
+        &client(),
+        &format!("http://{}/api/reload", proxy.admin),
+        None,
+    )
+    .await;
+    serde_json::from_str(&answer.body).unwrap_or_default()
 }
 
 fn config_for(up: &Upstream) -> String {
@@ -162,7 +89,7 @@ async fn sighup_reloads_and_rejects_a_bad_config_with_its_location() {
         + 1;
     proxy.signal("HUP");
     let last = poll_until(DEADLINE, "a reload on SIGHUP", || async {
-        let last = proxy.last_reload().await;
+        let last = last_reload(&proxy).await;
         (!last.is_null()).then_some(last)
     })
     .await;
@@ -191,7 +118,7 @@ async fn sighup_reloads_and_rejects_a_bad_config_with_its_location() {
     std::fs::write(&path, with_second).unwrap();
     proxy.signal("HUP");
     poll_until(DEADLINE, "the valid config applied on SIGHUP", || async {
-        (proxy.last_reload().await["result"] == "applied").then_some(())
+        (last_reload(&proxy).await["result"] == "applied").then_some(())
     })
     .await;
     for _ in 0..4 {

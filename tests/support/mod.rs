@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod events;
+pub mod process;
 pub mod raw;
 pub mod tls;
 pub mod upstream;
