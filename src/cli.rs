@@ -43,6 +43,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Start three demo upstreams and the proxy on 127.0.0.1:8080 (conf/demo.toml).
     Demo(WorkerArg),
+    /// Keep one service instance registered in a Redis registry until stopped (SIGTERM or
+    /// SIGINT deregister it).
+    Register(RegisterArgs),
     /// Print configuration: with --defaults, every option at its default value, as TOML.
     Config(ConfigPrint),
     /// Print a shell completion script.
@@ -62,6 +65,34 @@ pub struct CheckArgs {
     /// Instead, print (as JSON) what reloading NEW over OLD would change, having checked both.
     #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
     pub diff: Option<Vec<PathBuf>>,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// The registry, as a redis:// URL.
+    #[arg(long, value_name = "URL")]
+    pub redis: String,
+    /// The service the instance belongs to (a pool's `discovery.service`).
+    #[arg(long)]
+    pub service: String,
+    /// Where the proxy reaches the instance, host:port.
+    #[arg(long)]
+    pub address: String,
+    /// Relative share of traffic, 1 to 256.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub weight: u32,
+    /// How long the registration outlives the last heartbeat (sent every third of it).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub ttl: std::time::Duration,
+    /// A metadata label stored with the instance, KEY=VALUE; repeatable.
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub metadata: Vec<(String, String)>,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! definition and the commands that only print are in `cli.rs`).
 
 mod cli;
+mod register;
 
 use clap::Parser;
 use cli::{Cli, Command, RunArgs};
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
             None => check(&args.config.config),
         },
         Some(Command::Config(args)) => cli::config(&args),
+        Some(Command::Register(args)) => register::register(args),
         Some(Command::Completions { shell }) => cli::completions(shell),
         Some(Command::Man) => cli::man(),
         Some(Command::Demo(workers)) => match load_demo_config() {
@@ -251,8 +253,15 @@ fn summary(path: &Path, config: &Config) -> String {
             (switchyard::config::Protocol::H2, _) => "HTTP/2 over TLS",
             (switchyard::config::Protocol::H2c, _) => "HTTP/2 (h2c)",
         };
+        use switchyard::config::DiscoverySource;
+        let discovery = match p.discovery.as_ref().map(|d| &d.source) {
+            None => String::new(),
+            Some(DiscoverySource::Dns { name, port, .. }) => format!(" + DNS {name}:{port}"),
+            Some(DiscoverySource::DnsSrv { name, .. }) => format!(" + DNS SRV {name}"),
+            Some(DiscoverySource::Redis { service, .. }) => format!(" + Redis service {service}"),
+        };
         out += &format!(
-            "  {:<16} {algorithm}, {protocol}, {} backends\n",
+            "  {:<16} {algorithm}, {protocol}, {} backends{discovery}\n",
             p.name,
             p.backends.len()
         );

@@ -63,6 +63,12 @@ pub const TLS_HANDSHAKES: &str = "switchyard_tls_handshakes_total";
 pub const TLS_HANDSHAKE_FAILURES: &str = "switchyard_tls_handshake_failures_total";
 /// When each served certificate expires, by listener and name.
 pub const TLS_CERTIFICATE_EXPIRY: &str = "switchyard_tls_certificate_expiry_timestamp_seconds";
+/// Discovery lookups or registry reads that failed, by pool (the last known set is kept).
+pub const DISCOVERY_ERRORS: &str = "switchyard_discovery_errors_total";
+/// Backends the pool's discovery source names now, by pool.
+pub const DISCOVERED_BACKENDS: &str = "switchyard_discovery_backends";
+/// Whether the fleet's Redis is reachable (1) or not (0).
+pub const FLEET_CONNECTED: &str = "switchyard_fleet_connected";
 /// Always 1, labelled with the version.
 pub const BUILD_INFO: &str = "switchyard_build_info";
 
@@ -165,6 +171,10 @@ impl Metrics {
             ),
             (DOWNSTREAM_CONNECTIONS_TOTAL, "Client connections accepted."),
             (
+                DISCOVERY_ERRORS,
+                "Discovery lookups or registry reads that failed; the pool keeps its last known set.",
+            ),
+            (
                 ACCESS_LOG_DROPPED,
                 "Access log lines dropped because the log buffer was full.",
             ),
@@ -173,6 +183,14 @@ impl Metrics {
             r.describe_counter(name.into(), None, text.into());
         }
         let gauges = [
+            (
+                DISCOVERED_BACKENDS,
+                "Backends the pool's discovery source names now.",
+            ),
+            (
+                FLEET_CONNECTED,
+                "Whether the fleet's Redis is reachable (1) or not (0).",
+            ),
             (
                 BACKEND_UP,
                 "1 when the backend is eligible for new requests.",

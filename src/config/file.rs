@@ -25,6 +25,39 @@ pub struct FileConfig {
     pub access_log: AccessLogFile,
     #[serde(default)]
     pub notify: NotifyFile,
+    pub fleet: Option<FleetFile>,
+}
+
+/// The `[fleet]` table: operator state shared with other replicas through Redis.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetFile {
+    pub redis: Spanned<String>,
+    pub replica: Option<Spanned<String>>,
+}
+
+/// A pool's `discovery` table: where backends come from besides the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryFile {
+    #[serde(rename = "type")]
+    pub kind: Spanned<DiscoveryKindFile>,
+    pub name: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub resolver: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub service: Option<Spanned<String>>,
+    pub refresh: Option<Spanned<String>>,
+    pub drain_timeout: Option<Spanned<String>>,
+}
+
+/// Discovery sources accepted in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscoveryKindFile {
+    Dns,
+    DnsSrv,
+    Redis,
 }
 
 /// The `[notify]` table.
@@ -190,6 +223,7 @@ pub struct PoolFile {
     pub protocol: Option<Spanned<ProtocolFile>>,
     pub tls: Option<Spanned<UpstreamTlsFile>>,
     pub max_idle_per_backend: Option<Spanned<i64>>,
+    pub discovery: Option<Spanned<DiscoveryFile>>,
 }
 
 /// Protocols a pool speaks to its backends.

@@ -7,16 +7,17 @@ mod model;
 mod sections;
 mod upstream;
 mod validate;
+mod validate_discovery;
 mod validate_notify;
 mod validate_pool;
 
 pub use certificate::crypto_provider;
 pub use model::{
     AccessLogConfig, AccessLogFormat, AdminConfig, Algorithm, BackendConfig, Certificate, Config,
-    HealthCheckConfig, HostPattern, InitialState, Limits, ListenerConfig, ListenerTls,
-    OutlierConfig, PoolConfig, Probe, Protocol, ReloadConfig, RetryBudgetConfig, RetryOn,
-    RouteConfig, Timeouts, TlsVersion, TokenSource, UnderscoreHeaders, UpstreamConfig, UpstreamTls,
-    WebhookConfig,
+    DiscoveryConfig, DiscoverySource, FleetConfig, HealthCheckConfig, HostPattern, InitialState,
+    Limits, ListenerConfig, ListenerTls, OutlierConfig, PoolConfig, Probe, Protocol, ReloadConfig,
+    RetryBudgetConfig, RetryOn, RouteConfig, Timeouts, TlsVersion, TokenSource, UnderscoreHeaders,
+    UpstreamConfig, UpstreamTls, WebhookConfig,
 };
 pub use validate::{ConfigError, Problem};
 

@@ -29,6 +29,58 @@ pub struct Config {
     pub access_log: Option<AccessLogConfig>,
     /// Webhooks told of state changes.
     pub webhooks: Vec<WebhookConfig>,
+    /// Operator state shared with other replicas, if enabled.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// `[fleet]`: drains and weight overrides shared with every replica through Redis, and every
+/// replica's events published there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// The Redis holding the shared state (`redis://host:port/db`).
+    pub redis: String,
+    /// This replica's name in published events.
+    pub replica: String,
+}
+
+/// Where a pool finds backends besides the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    /// The source.
+    pub source: DiscoverySource,
+    /// DNS: the longest time between resolutions (shorter when the records' TTL is). Redis: the
+    /// time between full reads of the registry.
+    pub refresh: Duration,
+    /// How long a backend that left the source may finish its requests before it is removed.
+    pub drain_timeout: Duration,
+}
+
+/// A discovery source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoverySource {
+    /// A and AAAA records of `name`: each address one backend on `port`.
+    Dns {
+        /// The name resolved.
+        name: String,
+        /// The backends' port.
+        port: u16,
+        /// The DNS server asked; the system's when `None`.
+        resolver: Option<std::net::SocketAddr>,
+    },
+    /// SRV records of `name`: targets' addresses on the records' ports, SRV weights as weights.
+    DnsSrv {
+        /// The SRV name, such as `_http._tcp.api.internal`.
+        name: String,
+        /// The DNS server asked; the system's when `None`.
+        resolver: Option<std::net::SocketAddr>,
+    },
+    /// The instances of `service` registered in Redis.
+    Redis {
+        /// The registry (`redis://host:port/db`).
+        url: String,
+        /// The service name.
+        service: String,
+    },
 }
 
 /// A receiver of state-change notifications: each event's JSON, POSTed.
@@ -54,7 +106,8 @@ pub struct WebhookConfig {
 
 impl WebhookConfig {
     /// The event types a webhook may filter on.
-    pub const EVENT_TYPES: [&'static str; 4] = ["backend", "panic", "weight", "reload"];
+    pub const EVENT_TYPES: [&'static str; 5] =
+        ["backend", "panic", "weight", "membership", "reload"];
 }
 
 /// Where and how requests are logged.
@@ -286,7 +339,7 @@ pub struct PoolConfig {
     pub name: String,
     /// How requests are spread over the backends.
     pub algorithm: Algorithm,
-    /// At least one backend.
+    /// The file's backends: at least one, unless the pool has discovery.
     pub backends: Vec<BackendConfig>,
     /// Further attempts on other backends after a retryable failure.
     pub retries: u32,
@@ -304,6 +357,8 @@ pub struct PoolConfig {
     pub outlier: OutlierConfig,
     /// How connections to the backends are made and kept.
     pub upstream: UpstreamConfig,
+    /// Where further backends come from, if anywhere.
+    pub discovery: Option<DiscoveryConfig>,
 }
 
 /// Which failures of idempotent requests a pool retries on another backend. A connection that

@@ -7,7 +7,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 /// The top-level keys of a config file.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "listeners",
     "timeouts",
     "limits",
@@ -17,6 +17,7 @@ const SECTIONS: [&str; 9] = [
     "reload",
     "access_log",
     "notify",
+    "fleet",
 ];
 
 /// The file's sections, with every section or element that failed to deserialize left out
@@ -37,6 +38,7 @@ pub(super) fn read(text: &str) -> Result<(FileConfig, Vec<(usize, String)>), tom
             "reload" => file.reload = section(value, errors).unwrap_or_default(),
             "access_log" => file.access_log = section(value, errors).unwrap_or_default(),
             "notify" => file.notify = section(value, errors).unwrap_or_default(),
+            "fleet" => file.fleet = section(value, errors),
             other => errors.push((
                 key.span().start,
                 format!(

@@ -212,7 +212,9 @@ impl Checker {
         };
         let access_log = self.access_log(&file.access_log);
         let webhooks = self.webhooks(&file.notify.webhooks);
+        let fleet = file.fleet.as_ref().and_then(|fleet| self.fleet(fleet));
         Config {
+            fleet,
             listeners,
             timeouts,
             limits,
@@ -647,11 +649,11 @@ impl Checker {
         let span = pool.span();
         let pool = pool.get_ref();
         self.name(&pool.name, &format!("pools[{i}].name"));
-        if pool.backends.is_empty() {
+        if pool.backends.is_empty() && pool.discovery.is_none() {
             self.report(
                 span,
                 format!(
-                    "pools[{i}].backends: pool {:?} has no backends; add a [[pools.backends]] table",
+                    "pools[{i}].backends: pool {:?} has no backends; add a [[pools.backends]] table or discovery",
                     pool.name.get_ref()
                 ),
             );
@@ -720,6 +722,10 @@ impl Checker {
                 self.grpc_probe_needs_h2(pool, &upstream, &field);
                 upstream
             },
+            discovery: pool
+                .discovery
+                .as_ref()
+                .and_then(|d| self.discovery(d.get_ref(), &format!("{field}.discovery"))),
         })
     }
 
@@ -823,7 +829,6 @@ fn parse_address(raw: &str) -> Option<Authority> {
         .flatten()
 }
 
-/// Letters, digits and '-' in dot-separated labels of 1 to 63 characters, 253 at most in all.
 /// Whether two sockets cannot both be bound: the same port, and the same address or a wildcard
 /// one (`0.0.0.0` or `::`, which also takes the IPv4 port, as Linux binds dual-stack).
 pub(super) fn binds_overlap(a: SocketAddr, b: SocketAddr) -> bool {
@@ -832,6 +837,7 @@ pub(super) fn binds_overlap(a: SocketAddr, b: SocketAddr) -> bool {
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
+/// Letters, digits and '-' in dot-separated labels of 1 to 63 characters, 253 at most in all.
 pub(super) fn is_dns_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253

@@ -3,14 +3,14 @@
 
 use super::Control;
 use super::backends::update_status;
-use super::reconcile::{self, Changed, Step};
-use super::registry::{self, BackendRuntime, PoolRuntime};
+use super::membership;
+use super::registry::PoolRuntime;
 use super::views::ReloadSummary;
-use crate::config::{BackendConfig, Config};
+use crate::config::Config;
 use crate::health::{self, ProbeTarget};
 use crate::metrics;
 use crate::snapshot::{Pool, Snapshot};
-use crate::upstream::{Exclusion, Mark};
+use crate::upstream::Exclusion;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -32,55 +32,40 @@ impl Control {
         // new probe settings resume from the backend's current health.
         let mut needs_prober: Vec<(usize, usize)> = Vec::new();
         let mut resumed_prober: Vec<(usize, usize)> = Vec::new();
+        let mut rediscover: Vec<usize> = Vec::new();
         let mut pools = Vec::new();
         for pool_config in &config.pools {
             let p = pools.len();
             let Some(mut runtime) = old.remove(&pool_config.name) else {
                 let runtime = PoolRuntime::new(pool_config, &config, &self.metrics);
                 needs_prober.extend((0..runtime.backends.len()).map(|b| (p, b)));
+                rediscover.push(p);
                 pools.push(runtime);
                 continue;
             };
             // Probes speak the pool's protocol: new connection settings restart them too.
             let probes_changed = runtime.config.health_check != pool_config.health_check
                 || runtime.config.upstream != pool_config.upstream;
-            let previous = std::mem::take(&mut runtime.backends);
-            let plan = reconcile::plan(
-                &previous.iter().map(|r| &r.config).collect::<Vec<_>>(),
-                &pool_config.backends,
-            );
-            let mut previous: Vec<Option<BackendRuntime>> =
-                previous.into_iter().map(Some).collect();
-            for (b, step) in plan.backends.into_iter().enumerate() {
-                let backend_config = &pool_config.backends[b];
-                match step {
-                    Step::Keep(i, changed) => {
-                        let mut kept = previous[i].take().expect("each old backend kept once");
-                        if changed != Changed::No {
-                            file_changed_backend(&mut kept, backend_config);
-                        }
-                        if probes_changed {
-                            resumed_prober.push((p, b));
-                        }
-                        runtime.backends.push(kept);
-                    }
-                    Step::Add(_) => {
-                        let healthy = registry::starts_healthy(pool_config);
-                        let mut added = BackendRuntime::new(
-                            &runtime.name,
-                            backend_config,
-                            healthy,
-                            &self.metrics,
-                        );
-                        added.ramp.start(now, pool_config.slow_start);
-                        added.state.mark(Mark::SlowStart, added.ramp.is_running());
-                        needs_prober.push((p, b));
-                        runtime.backends.push(added);
-                    }
-                }
+            if runtime.config.discovery != pool_config.discovery {
+                rediscover.push(p);
             }
-            for mut removed in previous.into_iter().flatten() {
-                removed.stop_prober();
+            // The discovered set stays until a changed source reports its own.
+            if pool_config.discovery.is_none() {
+                runtime.discovered.clear();
+            }
+            let desired = membership::desired(pool_config, &runtime.discovered);
+            let statics = pool_config.backends.len();
+            let taken = membership::take_set(
+                &mut runtime,
+                pool_config,
+                &desired,
+                statics,
+                &self.metrics,
+                now,
+            );
+            needs_prober.extend(taken.added.iter().map(|&b| (p, b)));
+            if probes_changed {
+                resumed_prober.extend(taken.kept.iter().map(|&b| (p, b)));
             }
             runtime.update_config(pool_config, &config, &self.metrics);
             if pool_config.health_check.is_none() {
@@ -100,6 +85,9 @@ impl Control {
             for backend in &mut removed.backends {
                 backend.stop_prober();
             }
+            if let Some((_, stop)) = removed.discovery.take() {
+                stop.cancel();
+            }
         }
         self.pools = pools;
         self.router = super::router(&config, &self.pools);
@@ -118,6 +106,9 @@ impl Control {
         }
         for (p, b) in resumed_prober {
             self.start_prober(p, b, true);
+        }
+        for p in rediscover {
+            self.follow_discovery(p);
         }
         self.swap_all();
         for p in 0..self.pools.len() {
@@ -207,15 +198,4 @@ impl Control {
             certificates: Arc::clone(&self.certificates),
         });
     }
-}
-
-/// The file now says something new about a kept backend: it wins over runtime overrides.
-fn file_changed_backend(kept: &mut BackendRuntime, config: &BackendConfig) {
-    kept.weight_override = None;
-    kept.drain_deadline = None;
-    kept.state.set(Exclusion::Draining, false);
-    kept.state.mark(Mark::DrainCut, false);
-    update_status(&kept.state, |s| s.drain = None);
-    kept.state.update_limits(config);
-    kept.config = config.clone();
 }

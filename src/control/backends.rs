@@ -5,7 +5,7 @@
 
 use super::Control;
 use super::ejection::Decision;
-use super::views::{DRAINED, Event, UNDRAINED};
+use super::views::Event;
 use crate::health::{Report, ReportKind, Verdict};
 use crate::upstream::{BackendState, BackendStatus, Drain, Exclusion, Mark, OutlierReport};
 use crate::upstream::{State, timestamp};
@@ -118,18 +118,25 @@ impl Control {
     /// The next time something is due: an ejection ending, a ramp stepping, a drain's deadline,
     /// or a look at whether a drain's last request has ended.
     pub(super) fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        // Drain checks fall on a fixed 100 ms grid: were they `now + 100 ms`, a stream of
+        // commands (an admin client polling) would push them back for ever.
+        let since_origin = now.saturating_duration_since(self.origin);
+        let into_tick = Duration::from_nanos(
+            u64::try_from(since_origin.as_nanos() % DRAIN_CHECK.as_nanos()).unwrap_or(0),
+        );
+        let drain_check = now + (DRAIN_CHECK - into_tick);
         self.pools
             .iter()
             .flat_map(|pool| {
                 let window = pool.config.slow_start;
                 pool.backends.iter().flat_map(move |b| {
-                    let waiting_for_drain = b.announced == State::Draining;
+                    let waiting_for_drain = b.announced == State::Draining || b.leaving;
                     b.ejection
                         .until()
                         .into_iter()
                         .chain(b.ramp.next_step(now, window))
                         .chain(b.drain_deadline)
-                        .chain(waiting_for_drain.then_some(now + DRAIN_CHECK))
+                        .chain(waiting_for_drain.then_some(drain_check))
                 })
             })
             .min()
@@ -171,6 +178,7 @@ impl Control {
                 }
             }
         }
+        self.remove_departed(now);
     }
 
     /// Announces backend `b`'s state if it differs from the one last announced: once, in the
@@ -192,26 +200,31 @@ impl Control {
 
     /// Stops new requests to a backend; with a deadline, closes what remains once it passes.
     /// Draining again replaces the deadline.
-    pub(super) fn drain(&mut self, p: usize, b: usize, deadline: Option<Duration>) {
+    pub(super) fn drain(&mut self, p: usize, b: usize, deadline: Option<Duration>, reason: &str) {
         let runtime = &mut self.pools[p].backends[b];
         let already = runtime.state.is(Exclusion::Draining);
         runtime.drain_deadline = deadline.map(|after| Instant::now() + after);
         let now = SystemTime::now();
         update_status(&runtime.state, |s| {
             s.drain = Some(Drain {
-                since: s.drain.filter(|_| already).map_or(now, |d| d.since),
+                since: s
+                    .drain
+                    .as_ref()
+                    .filter(|_| already)
+                    .map_or(now, |d| d.since),
+                reason: reason.to_owned(),
                 deadline: deadline.map(|after| now + after),
             });
         });
         runtime.state.set(Exclusion::Draining, true);
-        self.announce(p, b, DRAINED);
+        self.announce(p, b, reason);
         if !already {
             self.rebuild(p);
         }
     }
 
     /// Sends new requests to a drained backend again.
-    pub(super) fn undrain(&mut self, p: usize, b: usize) {
+    pub(super) fn undrain(&mut self, p: usize, b: usize, reason: &str) {
         let runtime = &mut self.pools[p].backends[b];
         if !runtime.state.is(Exclusion::Draining) {
             return;
@@ -220,7 +233,7 @@ impl Control {
         runtime.state.set(Exclusion::Draining, false);
         runtime.state.mark(Mark::DrainCut, false);
         update_status(&runtime.state, |s| s.drain = None);
-        self.announce(p, b, UNDRAINED);
+        self.announce(p, b, reason);
         self.rebuild(p);
     }
 

@@ -58,6 +58,7 @@ pub fn diff(old: &Config, new: &Config) -> ReloadSummary {
         ("admin", old.admin != new.admin),
         ("reload", old.reload != new.reload),
         ("access_log", old.access_log != new.access_log),
+        ("fleet", old.fleet != new.fleet),
     ] {
         if differs {
             summary.not_applied.push(NotApplied {
@@ -123,6 +124,7 @@ fn pool_changes(old: &PoolConfig, new: &PoolConfig, summary: &mut ReloadSummary)
         ("health_check", old.health_check != new.health_check),
         ("outlier_detection", old.outlier != new.outlier),
         ("upstream", old.upstream != new.upstream),
+        ("discovery", old.discovery != new.discovery),
     ];
     for (setting, differs) in settings {
         if differs {

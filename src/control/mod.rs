@@ -10,21 +10,25 @@ mod backends;
 mod diff;
 mod ejection;
 mod handle;
+mod membership;
 mod publish;
 mod ramp;
 mod reconcile;
 mod registry;
+mod shared;
 mod views;
 
 pub use diff::diff;
 pub use handle::{BackendChange, Command, ControlHandle, LookupError};
 pub use publish::{EventLog, Numbered};
 pub use views::{
-    BackendView, DrainView, Event, NotApplied, PoolView, Reason, ReloadResult, ReloadSummary,
-    WeightView,
+    BackendView, DrainView, Event, Membership, NotApplied, PoolView, Reason, ReloadResult,
+    ReloadSummary, WeightView,
 };
 
 use crate::config::Config;
+use crate::discovery::Discovered;
+use crate::fleet::Override;
 use crate::health::Report;
 use crate::metrics::Metrics;
 use crate::route::Router;
@@ -57,6 +61,20 @@ pub struct Control {
     reports: UnboundedReceiver<Report>,
     outliers: UnboundedReceiver<OutlierReport>,
     commands: mpsc::Receiver<Command>,
+    discovered_tx: UnboundedSender<Discovered>,
+    discovered: UnboundedReceiver<Discovered>,
+    /// Numbers discovery tasks, so that a replaced task's late report is ignored.
+    discovery_epoch: u64,
+    /// Where operator changes go to be shared, in fleet mode.
+    fleet: Option<UnboundedSender<Override>>,
+    /// Changes stored by the fleet.
+    shared_rx: UnboundedReceiver<Override>,
+    /// The latest shared change of each (pool, backend), also for backends not (yet) here.
+    shared: HashMap<(String, String), Override>,
+    /// This replica's name in shared changes.
+    replica: String,
+    /// Where periodic checks' grid starts.
+    origin: Instant,
     metrics: Metrics,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -100,8 +118,26 @@ impl Control {
             tasks.clone(),
             shutdown.clone(),
         );
+        let (discovered_tx, discovered) = mpsc::unbounded_channel();
+        let (shared_tx, shared_rx) = mpsc::unbounded_channel();
+        let fleet = config.fleet.as_ref().map(|fleet| {
+            let (_, _, events) = handle.events.subscribe(None);
+            crate::fleet::spawn(fleet, shared_tx, events, metrics, &tasks, shutdown.clone())
+        });
+        let replica = config
+            .fleet
+            .as_ref()
+            .map_or_else(String::new, |f| f.replica.clone());
         let control = Self {
             notifier,
+            discovered_tx,
+            discovered,
+            discovery_epoch: 0,
+            fleet,
+            shared_rx,
+            shared: HashMap::new(),
+            replica,
+            origin: Instant::now(),
             pools,
             router,
             certificates,
@@ -125,6 +161,7 @@ impl Control {
             for backend in 0..self.pools[pool].backends.len() {
                 self.start_prober(pool, backend, false);
             }
+            self.follow_discovery(pool);
         }
         let mut refill = tokio::time::interval(Duration::from_secs(1));
         refill.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -134,6 +171,8 @@ impl Control {
                 Some(report) = self.reports.recv() => self.apply_report(report),
                 Some(report) = self.outliers.recv() => self.apply_outlier(report),
                 Some(command) = self.commands.recv() => self.apply_command(command),
+                Some(found) = self.discovered.recv() => self.apply_discovered(found),
+                Some(change) = self.shared_rx.recv() => self.apply_shared(change),
                 () = sleep_until(deadline) => self.apply_timers(Instant::now()),
                 _ = refill.tick() => {
                     for pool in &self.pools {
@@ -146,6 +185,9 @@ impl Control {
         for pool in &mut self.pools {
             for backend in &mut pool.backends {
                 backend.stop_prober();
+            }
+            if let Some((_, stop)) = pool.discovery.take() {
+                stop.cancel();
             }
         }
     }
@@ -187,9 +229,12 @@ impl Control {
         let (p, b) = self.find(pool, backend)?;
         match change {
             BackendChange::Nothing => {}
-            BackendChange::Drain(deadline) => self.drain(p, b, deadline),
-            BackendChange::Undrain => self.undrain(p, b),
+            BackendChange::Drain(deadline) => self.drain(p, b, deadline, views::DRAINED),
+            BackendChange::Undrain => self.undrain(p, b, views::UNDRAINED),
             BackendChange::Weight(weight) => self.set_weight(p, b, weight),
+        }
+        if change != BackendChange::Nothing {
+            self.share(p, b);
         }
         Ok(views::backend_view(&self.pools[p].backends[b]))
     }

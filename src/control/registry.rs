@@ -34,6 +34,13 @@ pub(super) struct BackendRuntime {
     pub last_probe: Arc<ArcSwapOption<ProbeRecord>>,
     /// The control plane's counters of this backend, registered (at zero) with it.
     pub counters: ControlCounters,
+    /// Found by the pool's discovery source rather than named in the file.
+    pub discovered: bool,
+    /// A discovered backend its source no longer names: draining, then removed.
+    pub leaving: bool,
+    /// When (unix ms) the operator state (drain, weight) last changed, here or on another
+    /// replica: a shared change older than that is stale.
+    pub override_at: u64,
 }
 
 /// `switchyard_ejections_total` by reason and `switchyard_backend_state_changes_total` by
@@ -84,6 +91,9 @@ impl BackendRuntime {
             prober: None,
             last_probe: Arc::new(ArcSwapOption::empty()),
             counters: ControlCounters::new(metrics, pool, &config.name),
+            discovered: false,
+            leaving: false,
+            override_at: 0,
         }
     }
 
@@ -115,6 +125,10 @@ pub(super) struct PoolRuntime {
     pub name: Arc<str>,
     pub policy: PoolPolicy,
     pub backends: Vec<BackendRuntime>,
+    /// The discovery source's latest set (empty without discovery).
+    pub discovered: Vec<BackendConfig>,
+    /// The discovery task's epoch and stop signal, while one runs.
+    pub discovery: Option<(u64, CancellationToken)>,
 }
 
 impl PoolRuntime {
@@ -126,12 +140,14 @@ impl PoolRuntime {
             .iter()
             .map(|b| BackendRuntime::new(&name, b, healthy, metrics))
             .collect();
-        let traffic = traffic(config, all, metrics);
+        let traffic = traffic(config, &backends, all, metrics);
         Self {
             backends,
             policy: policy(config, None, None, traffic),
             config: config.clone(),
             name,
+            discovered: Vec::new(),
+            discovery: None,
         }
     }
 
@@ -142,8 +158,14 @@ impl PoolRuntime {
             .then(|| Arc::clone(&self.policy.retry_budget));
         let upstream =
             (self.config.upstream == config.upstream).then(|| Arc::clone(&self.policy.upstream));
-        self.policy = policy(config, budget, upstream, traffic(config, all, metrics));
+        let traffic = traffic(config, &self.backends, all, metrics);
+        self.policy = policy(config, budget, upstream, traffic);
         self.config = config.clone();
+    }
+
+    /// Registers request metrics for the current backends (after the set changed).
+    pub fn refresh_traffic(&mut self, all: &Config, metrics: &Metrics) {
+        self.policy.traffic = traffic(&self.config, &self.backends, all, metrics);
     }
 
     /// The immutable pool for the next snapshot.
@@ -170,14 +192,19 @@ pub(super) fn starts_healthy(config: &PoolConfig) -> bool {
 
 /// Request metrics for the pool: one cell per route reaching it (in config order, as the
 /// router numbers them) and backend.
-fn traffic(config: &PoolConfig, all: &Config, metrics: &Metrics) -> Arc<PoolTraffic> {
+fn traffic(
+    config: &PoolConfig,
+    backends: &[BackendRuntime],
+    all: &Config,
+    metrics: &Metrics,
+) -> Arc<PoolTraffic> {
     let routes: Vec<&str> = all
         .routes
         .iter()
         .filter(|r| r.pool == config.name)
         .map(|r| r.name.as_str())
         .collect();
-    let backends: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
+    let backends: Vec<&str> = backends.iter().map(|b| b.config.name.as_str()).collect();
     Arc::new(PoolTraffic::new(metrics, &config.name, &routes, &backends))
 }
 

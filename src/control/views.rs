@@ -156,6 +156,17 @@ pub enum Event {
         /// When (RFC 3339).
         time: String,
     },
+    /// A discovery source added a backend to a pool, or one that left it was removed.
+    Membership {
+        /// Pool name.
+        pool: String,
+        /// Backend name (its address).
+        backend: String,
+        /// `added` or `removed`.
+        change: Membership,
+        /// When (RFC 3339).
+        time: String,
+    },
     /// A reload was attempted.
     Reload {
         /// `applied` or `rejected`.
@@ -169,6 +180,16 @@ pub enum Event {
     },
 }
 
+/// How a pool's membership changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Membership {
+    /// A discovered backend joined.
+    Added,
+    /// A discovered backend that left has finished draining and is gone.
+    Removed,
+}
+
 impl Event {
     /// The event's `type`, as its JSON says it.
     pub fn kind(&self) -> &'static str {
@@ -176,6 +197,7 @@ impl Event {
             Self::Backend { .. } => "backend",
             Self::Weight { .. } => "weight",
             Self::Panic { .. } => "panic",
+            Self::Membership { .. } => "membership",
             Self::Reload { .. } => "reload",
         }
     }
@@ -243,6 +265,7 @@ pub(super) fn backend_view(runtime: &BackendRuntime) -> BackendView {
         ejections: runtime.ejection.total(),
         drain: status
             .drain
+            .as_ref()
             .filter(|_| state.is(Exclusion::Draining))
             .map(|drain| DrainView {
                 since: timestamp(drain.since),
@@ -259,10 +282,11 @@ pub(super) fn reasons(state: &BackendState, status: &BackendStatus) -> Vec<Reaso
         |text: &Option<String>, fallback: &str| text.clone().unwrap_or_else(|| fallback.to_owned());
     let mut reasons = Vec::new();
     if state.is(Exclusion::Draining) {
+        let asked = status.drain.as_ref().map_or(DRAINED, |d| d.reason.as_str());
         let detail = if state.has(Mark::DrainCut) {
-            "drained through the admin API; its deadline closed the remaining connections"
+            format!("{asked}; its deadline closed the remaining connections")
         } else {
-            DRAINED
+            asked.to_owned()
         };
         reasons.push(Reason {
             state: if state.state() == State::Drained {
@@ -270,7 +294,7 @@ pub(super) fn reasons(state: &BackendState, status: &BackendStatus) -> Vec<Reaso
             } else {
                 State::Draining
             },
-            detail: detail.to_owned(),
+            detail,
         });
     }
     if state.is(Exclusion::Unhealthy) {

@@ -70,13 +70,15 @@ pub struct BackendStatus {
     pub since: SystemTime,
 }
 
-/// An operator's drain.
-#[derive(Debug, Clone, Copy)]
+/// A drain: asked by an operator, or a discovered backend leaving.
+#[derive(Debug, Clone)]
 pub struct Drain {
     /// When it was asked for.
     pub since: SystemTime,
     /// When remaining connections are closed, if a deadline was given.
     pub deadline: Option<SystemTime>,
+    /// Who asked for it, or why.
+    pub reason: String,
 }
 
 impl BackendStatus {

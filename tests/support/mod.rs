@@ -3,9 +3,11 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod config;
+pub mod dns;
 pub mod events;
 pub mod process;
 pub mod raw;
+pub mod redis;
 pub mod tls;
 pub mod upstream;
 
@@ -275,6 +277,49 @@ pub async fn backend_view(proxy: &TestProxy, pool: &str, name: &str) -> BackendV
         .await
         .expect("the control plane runs")
         .expect("the backend exists")
+}
+
+/// Pool `pool` as the admin API shows it, every backend included.
+pub async fn pool_view(proxy: &TestProxy, pool: &str) -> switchyard::control::PoolView {
+    let name = pool.to_owned();
+    let mut pools = proxy
+        .gateway
+        .control()
+        .ask(|reply| Command::Describe {
+            pool: Some(name),
+            reply,
+        })
+        .await
+        .expect("the control plane runs")
+        .expect("the pool exists");
+    pools.remove(0)
+}
+
+/// The names of pool `pool`'s backends, sorted.
+pub async fn backend_names(proxy: &TestProxy, pool: &str) -> Vec<String> {
+    let mut names: Vec<String> = pool_view(proxy, pool)
+        .await
+        .backends
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// The value of the sample `series` (name and labels exactly as exported) on `/metrics`.
+pub async fn metric(proxy: &TestProxy, series: &str) -> Option<f64> {
+    let addr = proxy.gateway.admin_addr().expect("admin API enabled");
+    let text = get(&client(), &format!("http://{addr}/metrics"), None)
+        .await
+        .body;
+    text.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Polls backend `name` of pool `pool` until it is in `state`; fails the test after `DEADLINE`.

@@ -47,6 +47,8 @@ pub struct Options {
     pub max_concurrent_streams: Option<u32>,
     /// Close a connection after this long without a request in progress.
     pub idle_close: Option<std::time::Duration>,
+    /// Listen here rather than on an ephemeral port of 127.0.0.1.
+    pub bind: Option<SocketAddr>,
 }
 
 struct State {
@@ -71,9 +73,10 @@ impl Upstream {
 
     /// Starts a fixture upstream with `options`.
     pub async fn start_with(name: &'static str, options: Options) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
+        let bind = options
+            .bind
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = TcpListener::bind(bind).await.expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
         let state = Arc::new(State {
             options,

@@ -1,0 +1,251 @@
+//! A pool taking a new set of backends, from a reload or from its discovery source: backends
+//! that stay keep their state (the `reconcile` plan), new ones start fresh, and a discovered
+//! backend that leaves is drained first and removed only once its requests have ended (or its
+//! `drain_timeout` has passed). Also runs each pool's discovery task.
+
+use super::Control;
+use super::backends::update_status;
+use super::reconcile::{self, Changed, Step};
+use super::registry::{self, BackendRuntime, PoolRuntime};
+use super::views::{Event, Membership};
+use crate::config::{BackendConfig, PoolConfig};
+use crate::discovery::{self, Discovered};
+use crate::metrics::Metrics;
+use crate::upstream::{Drain, Exclusion, Mark, timestamp};
+use std::time::SystemTime;
+use tokio::time::Instant;
+
+/// Why a discovered backend is draining.
+const LEFT: &str = "no longer named by the discovery source";
+
+/// What taking a set did, for the caller to follow up: new index of each backend that needs a
+/// probe task started, and of each kept one.
+#[derive(Debug, Default)]
+pub(super) struct Taken {
+    pub added: Vec<usize>,
+    pub kept: Vec<usize>,
+}
+
+/// The backends a pool should have: the file's, then the discovered ones the file does not
+/// already name by address.
+pub(super) fn desired(config: &PoolConfig, discovered: &[BackendConfig]) -> Vec<BackendConfig> {
+    let mut all = config.backends.clone();
+    all.extend(
+        discovered
+            .iter()
+            .filter(|d| !config.backends.iter().any(|b| b.address == d.address))
+            .cloned(),
+    );
+    all
+}
+
+/// Gives `runtime` the backends `desired` (the first `statics` from the file).
+pub(super) fn take_set(
+    runtime: &mut PoolRuntime,
+    config: &PoolConfig,
+    desired: &[BackendConfig],
+    statics: usize,
+    metrics: &Metrics,
+    now: Instant,
+) -> Taken {
+    let previous = std::mem::take(&mut runtime.backends);
+    let plan = reconcile::plan(
+        &previous.iter().map(|r| &r.config).collect::<Vec<_>>(),
+        desired,
+    );
+    let mut previous: Vec<Option<BackendRuntime>> = previous.into_iter().map(Some).collect();
+    let mut taken = Taken::default();
+    for (b, step) in plan.backends.into_iter().enumerate() {
+        let backend_config = &desired[b];
+        let discovered = b >= statics;
+        match step {
+            Step::Keep(i, changed) => {
+                let mut kept = previous[i].take().expect("each old backend kept once");
+                if std::mem::take(&mut kept.leaving) {
+                    clear_drain(&kept);
+                }
+                if changed != Changed::No {
+                    if discovered {
+                        // The source's weight or limits: operator overrides stay.
+                        kept.state.update_limits(backend_config);
+                        kept.config = backend_config.clone();
+                    } else {
+                        file_changed_backend(&mut kept, backend_config);
+                    }
+                }
+                kept.discovered = discovered;
+                taken.kept.push(b);
+                runtime.backends.push(kept);
+            }
+            Step::Add(_) => {
+                let healthy = registry::starts_healthy(config);
+                let mut added =
+                    BackendRuntime::new(&runtime.name, backend_config, healthy, metrics);
+                added.discovered = discovered;
+                added.ramp.start(now, config.slow_start);
+                added.state.mark(Mark::SlowStart, added.ramp.is_running());
+                taken.added.push(b);
+                runtime.backends.push(added);
+            }
+        }
+    }
+    let drain_timeout = config.discovery.as_ref().map(|d| d.drain_timeout);
+    for mut gone in previous.into_iter().flatten() {
+        gone.stop_prober();
+        match drain_timeout {
+            Some(timeout) if gone.discovered => {
+                if !gone.leaving {
+                    gone.leaving = true;
+                    gone.drain_deadline = Some(now + timeout);
+                    let since = SystemTime::now();
+                    update_status(&gone.state, |s| {
+                        s.drain = Some(Drain {
+                            since,
+                            deadline: Some(since + timeout),
+                            reason: LEFT.to_owned(),
+                        });
+                    });
+                    gone.state.set(Exclusion::Draining, true);
+                }
+                runtime.backends.push(gone);
+            }
+            // A backend the file no longer names goes at once; its requests in flight hold
+            // its state until they end.
+            _ => {}
+        }
+    }
+    taken
+}
+
+/// Ends a drain (the backend is wanted again).
+fn clear_drain(runtime: &BackendRuntime) {
+    runtime.state.set(Exclusion::Draining, false);
+    runtime.state.mark(Mark::DrainCut, false);
+    update_status(&runtime.state, |s| s.drain = None);
+}
+
+/// The file now says something new about a kept backend: it wins over runtime overrides.
+fn file_changed_backend(kept: &mut BackendRuntime, config: &BackendConfig) {
+    kept.weight_override = None;
+    kept.drain_deadline = None;
+    clear_drain(kept);
+    kept.state.update_limits(config);
+    kept.config = config.clone();
+}
+
+impl Control {
+    /// Takes a set found by pool `name`'s discovery task.
+    pub(super) fn apply_discovered(&mut self, found: Discovered) {
+        let Some(p) = self.pools.iter().position(|pool| pool.name == found.pool) else {
+            return;
+        };
+        if self.pools[p].discovery.as_ref().map(|d| d.0) != Some(found.epoch) {
+            return; // from a task since replaced
+        }
+        self.pools[p].discovered = found.backends;
+        self.retake(p, "discovery");
+    }
+
+    /// Gives pool `p` the file's backends plus its discovered ones, and announces the result.
+    pub(super) fn retake(&mut self, p: usize, source: &str) {
+        let now = Instant::now();
+        let runtime = &mut self.pools[p];
+        let config = runtime.config.clone();
+        let before: Vec<String> = runtime
+            .backends
+            .iter()
+            .map(|b| b.config.name.clone())
+            .collect();
+        let desired = desired(&config, &runtime.discovered);
+        let taken = take_set(
+            runtime,
+            &config,
+            &desired,
+            config.backends.len(),
+            &self.metrics,
+            now,
+        );
+        runtime.refresh_traffic(&self.config, &self.metrics);
+        for backend in &runtime.backends {
+            backend.refresh_weight(now, config.slow_start);
+        }
+        for &b in &taken.added {
+            let name = self.pools[p].backends[b].config.name.clone();
+            if !before.contains(&name) {
+                tracing::info!(pool = %config.name, backend = %name, %source, "backend discovered");
+                self.membership(p, &name, Membership::Added);
+            }
+            self.apply_shared_override(p, b);
+            self.start_prober(p, b, false);
+        }
+        self.rebuild(p);
+        for b in 0..self.pools[p].backends.len() {
+            let reason = if self.pools[p].backends[b].leaving {
+                LEFT
+            } else {
+                "discovered"
+            };
+            self.announce(p, b, reason);
+        }
+        self.remove_departed(now);
+    }
+
+    /// Removes discovered backends that left and have no request in flight any more, or whose
+    /// drain timeout has passed (what remained was closed when it did).
+    pub(super) fn remove_departed(&mut self, now: Instant) {
+        for p in 0..self.pools.len() {
+            let done = |b: &BackendRuntime| {
+                b.leaving
+                    && (b.state.in_flight() == 0 || b.drain_deadline.is_none_or(|at| at <= now))
+            };
+            if !self.pools[p].backends.iter().any(done) {
+                continue;
+            }
+            let (gone, stay): (Vec<BackendRuntime>, Vec<BackendRuntime>) =
+                std::mem::take(&mut self.pools[p].backends)
+                    .into_iter()
+                    .partition(done);
+            self.pools[p].backends = stay;
+            self.pools[p].refresh_traffic(&self.config, &self.metrics);
+            self.rebuild(p);
+            for backend in gone {
+                tracing::info!(pool = %backend.state.pool, backend = %backend.config.name, "departed backend removed");
+                self.membership(p, &backend.config.name, Membership::Removed);
+            }
+        }
+    }
+
+    fn membership(&self, p: usize, backend: &str, change: Membership) {
+        self.publisher.emit(Event::Membership {
+            pool: self.pools[p].config.name.clone(),
+            backend: backend.to_owned(),
+            change,
+            time: timestamp(SystemTime::now()),
+        });
+    }
+
+    /// Starts, restarts or stops pool `p`'s discovery task to match its config; a restarted
+    /// task's set replaces the last one only when it reports.
+    pub(super) fn follow_discovery(&mut self, p: usize) {
+        let pool = &mut self.pools[p];
+        if let Some((_, stop)) = pool.discovery.take() {
+            stop.cancel();
+        }
+        let Some(config) = pool.config.discovery.clone() else {
+            pool.discovered.clear();
+            return;
+        };
+        self.discovery_epoch += 1;
+        let stop = self.shutdown.child_token();
+        discovery::spawn(
+            std::sync::Arc::clone(&pool.name),
+            self.discovery_epoch,
+            &config,
+            self.discovered_tx.clone(),
+            &self.metrics,
+            &self.tasks,
+            stop.clone(),
+        );
+        pool.discovery = Some((self.discovery_epoch, stop));
+    }
+}

@@ -1,0 +1,98 @@
+//! Fleet mode in the control plane: an operator change made through this replica's admin API
+//! is handed to the fleet task to store, and changes other replicas stored are applied here.
+//! Per backend the latest change wins (`override_at`), so an echo of this replica's own change,
+//! or a stale read, changes nothing.
+
+use super::Control;
+use super::views::{DRAINED, UNDRAINED};
+use crate::fleet::{Override, SharedDrain};
+use crate::upstream::Exclusion;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+impl Control {
+    /// Hands backend `b`'s operator state, just changed here, to the fleet.
+    pub(super) fn share(&mut self, p: usize, b: usize) {
+        let Some(fleet) = &self.fleet else { return };
+        let pool = self.pools[p].config.name.clone();
+        let runtime = &mut self.pools[p].backends[b];
+        let drained = runtime.state.is(Exclusion::Draining) && !runtime.leaving;
+        let deadline = runtime
+            .state
+            .status()
+            .drain
+            .as_ref()
+            .and_then(|d| d.deadline)
+            .map(unix_ms);
+        let at = unix_ms(SystemTime::now()).max(runtime.override_at + 1);
+        runtime.override_at = at;
+        let change = Override {
+            pool,
+            backend: runtime.config.name.clone(),
+            drain: drained.then_some(SharedDrain { deadline }),
+            weight: runtime.weight_override,
+            at,
+            by: self.replica.clone(),
+        };
+        self.shared.insert(
+            (change.pool.clone(), change.backend.clone()),
+            change.clone(),
+        );
+        // The fleet task gone means the proxy is stopping.
+        let _closed = fleet.send(change);
+    }
+
+    /// Takes a change stored by the fleet (another replica's, or this one's echoed back).
+    pub(super) fn apply_shared(&mut self, change: Override) {
+        let key = (change.pool.clone(), change.backend.clone());
+        if self
+            .shared
+            .get(&key)
+            .is_some_and(|known| known.at >= change.at)
+        {
+            return;
+        }
+        self.shared.insert(key, change.clone());
+        if let Ok((p, b)) = self.find(&change.pool, &change.backend) {
+            self.apply_shared_override(p, b);
+        }
+    }
+
+    /// Applies the fleet's state of backend `b`, if newer than what it has.
+    pub(super) fn apply_shared_override(&mut self, p: usize, b: usize) {
+        let runtime = &self.pools[p].backends[b];
+        let key = (
+            self.pools[p].config.name.clone(),
+            runtime.config.name.clone(),
+        );
+        let Some(change) = self.shared.get(&key).filter(|c| c.at > runtime.override_at) else {
+            return;
+        };
+        let change = change.clone();
+        self.pools[p].backends[b].override_at = change.at;
+        let runtime = &self.pools[p].backends[b];
+        let draining = runtime.state.is(Exclusion::Draining);
+        match change.drain {
+            Some(drain) => {
+                let now = unix_ms(SystemTime::now());
+                let remaining = drain
+                    .deadline
+                    .map(|at| Duration::from_millis(at.saturating_sub(now)));
+                let reason = format!("{DRAINED} of replica {}", change.by);
+                self.drain(p, b, remaining, &reason);
+            }
+            None if draining && !runtime.leaving => {
+                let reason = format!("{UNDRAINED} of replica {}", change.by);
+                self.undrain(p, b, &reason);
+            }
+            None => {}
+        }
+        if self.pools[p].backends[b].weight_override != change.weight {
+            self.set_weight(p, b, change.weight);
+        }
+    }
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

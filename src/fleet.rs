@@ -1,0 +1,246 @@
+//! Fleet mode: operator state shared by every replica through one Redis, and every replica's
+//! events published there. No cluster protocol: Redis holds the state, replicas read it.
+//!
+//! - Hash `switchyard:fleet:overrides`, field `<pool>/<backend>`: the operator state of one
+//!   backend (drained or not, with its deadline; weight override), as JSON, with when (`at`,
+//!   unix ms) and by which replica it was set. The latest write wins.
+//! - Channel `switchyard:fleet:overrides`: the field just written, so replicas read it at once.
+//!   A replica (re)connecting reads the whole hash, so one that restarts or was cut off from
+//!   Redis catches up.
+//! - Channel `switchyard:events`: every replica's events, as the admin event stream's JSON
+//!   plus `replica`.
+
+use crate::config::FleetConfig;
+use crate::metrics::{self, Metrics};
+use crate::redis_link::{self, Backoff};
+use ::metrics::Gauge;
+use redis::aio::{ConnectionManager, PubSubStream};
+use redis::{AsyncCommands, Client, RedisResult};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use tokio::sync::broadcast;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The hash of shared operator state, and the channel announcing its changes.
+pub const OVERRIDES: &str = "switchyard:fleet:overrides";
+/// The channel every replica publishes its events on.
+pub const EVENTS: &str = "switchyard:events";
+
+/// One backend's operator state, as shared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Override {
+    /// Pool name.
+    pub pool: String,
+    /// Backend name.
+    pub backend: String,
+    /// Set while drained.
+    pub drain: Option<SharedDrain>,
+    /// The weight override, if any.
+    pub weight: Option<u32>,
+    /// When it was set (unix ms).
+    pub at: u64,
+    /// The replica whose admin API set it.
+    pub by: String,
+}
+
+/// A shared drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedDrain {
+    /// When what remains is closed (unix ms), if ever.
+    pub deadline: Option<u64>,
+}
+
+impl Override {
+    /// The hash field of this backend.
+    pub fn field(&self) -> String {
+        format!("{}/{}", self.pool, self.backend)
+    }
+}
+
+/// Starts the fleet task: it stores what arrives on the returned sender, sends what other
+/// replicas stored to `applied`, and publishes `events`.
+pub fn spawn<E: Serialize + Clone + Send + Sync + 'static>(
+    config: &FleetConfig,
+    applied: UnboundedSender<Override>,
+    events: broadcast::Receiver<E>,
+    metrics: &Metrics,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) -> UnboundedSender<Override> {
+    let (writes_tx, writes) = mpsc::unbounded_channel();
+    match Client::open(config.redis.as_str()) {
+        Ok(client) => {
+            let link = Link {
+                client,
+                replica: config.replica.clone(),
+                applied,
+                commands: None,
+                changes: None,
+                pending: HashMap::new(),
+                connected: metrics.gauge(metrics::FLEET_CONNECTED, &[]),
+                down_logged: false,
+            };
+            tasks.spawn(link.run(writes, events, shutdown));
+        }
+        // Validation accepted the URL; only a bug gets here.
+        Err(err) => tracing::error!(%err, "fleet mode off: bad Redis URL"),
+    }
+    writes_tx
+}
+
+struct Link {
+    client: Client,
+    replica: String,
+    applied: UnboundedSender<Override>,
+    commands: Option<ConnectionManager>,
+    changes: Option<PubSubStream>,
+    /// Local changes not yet stored (Redis away), the latest per backend.
+    pending: HashMap<String, Override>,
+    connected: Gauge,
+    down_logged: bool,
+}
+
+impl Link {
+    async fn run<E: Serialize + Clone + Send + Sync + 'static>(
+        mut self,
+        mut writes: UnboundedReceiver<Override>,
+        mut events: broadcast::Receiver<E>,
+        shutdown: CancellationToken,
+    ) {
+        let mut backoff = Backoff::default();
+        let mut retry_at = Instant::now();
+        loop {
+            if self.changes.is_none() && Instant::now() >= retry_at {
+                match self.connect().await {
+                    Ok(()) => backoff.reset(),
+                    Err(err) => {
+                        self.lost(&err);
+                        retry_at = Instant::now() + backoff.next();
+                    }
+                }
+            }
+            let subscribed = self.changes.is_some();
+            let reconnect = async move {
+                if subscribed {
+                    std::future::pending().await
+                } else {
+                    tokio::time::sleep_until(retry_at).await;
+                }
+            };
+            tokio::select! {
+                Some(change) = writes.recv() => {
+                    self.pending.insert(change.field(), change);
+                    if let Err(err) = self.flush().await {
+                        self.lost(&err);
+                    }
+                }
+                message = redis_link::next_message(&mut self.changes) => match message {
+                    Some(message) => {
+                        let field: String = message.get_payload().unwrap_or_default();
+                        if let Err(err) = self.read(Some(&field)).await {
+                            self.lost(&err);
+                        }
+                    }
+                    None => {
+                        self.lost(&"subscription closed");
+                        retry_at = Instant::now() + backoff.next();
+                    }
+                },
+                event = events.recv() => match event {
+                    Ok(event) => self.publish(&event).await,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "fleet: events not published (too many at once)");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                () = reconnect => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Subscribes, stores what waited, and reads everything other replicas stored.
+    async fn connect(&mut self) -> RedisResult<()> {
+        let pubsub = redis_link::subscribe(&self.client, OVERRIDES).await?;
+        if self.commands.is_none() {
+            self.commands = Some(redis_link::manager(&self.client).await?);
+        }
+        self.changes = Some(pubsub.into_on_message());
+        self.flush().await?;
+        self.read(None).await?;
+        self.connected.set(1.0);
+        if std::mem::take(&mut self.down_logged) {
+            tracing::info!("fleet: Redis reachable again; shared state read");
+        }
+        Ok(())
+    }
+
+    /// Redis is away: local changes wait, the last known shared state stays.
+    fn lost(&mut self, err: &dyn std::fmt::Display) {
+        self.changes = None;
+        self.connected.set(0.0);
+        if !std::mem::replace(&mut self.down_logged, true) {
+            tracing::warn!(%err, "fleet: Redis unreachable; local changes will be stored when it returns");
+        }
+    }
+
+    async fn flush(&mut self) -> RedisResult<()> {
+        let Some(conn) = self.commands.as_mut().filter(|_| !self.pending.is_empty()) else {
+            return Ok(());
+        };
+        for (field, change) in &self.pending {
+            let json = serde_json::to_string(change).expect("an override serializes");
+            let (): () = redis::pipe()
+                .hset(OVERRIDES, field, json)
+                .ignore()
+                .publish(OVERRIDES, field)
+                .ignore()
+                .query_async(conn)
+                .await?;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Reads one field, or all, and hands each valid entry to the control plane.
+    async fn read(&mut self, field: Option<&str>) -> RedisResult<()> {
+        let Some(conn) = self.commands.as_mut() else {
+            return Ok(());
+        };
+        let entries: Vec<String> = match field {
+            Some(field) => conn
+                .hget::<_, _, Option<String>>(OVERRIDES, field)
+                .await?
+                .into_iter()
+                .collect(),
+            None => conn.hvals(OVERRIDES).await?,
+        };
+        for text in entries {
+            match serde_json::from_str::<Override>(&text) {
+                Ok(entry) => {
+                    // The control plane gone means the proxy is stopping.
+                    let _closed = self.applied.send(entry);
+                }
+                Err(err) => tracing::warn!(%err, "fleet: skipping a malformed shared override"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish<E: Serialize + Sync>(&mut self, event: &E) {
+        let Some(conn) = self.commands.as_mut().filter(|_| self.changes.is_some()) else {
+            return; // Redis away: the event stays in this replica's own stream only
+        };
+        let mut json = serde_json::to_value(event).expect("an event serializes");
+        if let Some(object) = json.as_object_mut() {
+            object.insert("replica".into(), self.replica.clone().into());
+        }
+        let published: RedisResult<i64> = conn.publish(EVENTS, json.to_string()).await;
+        if let Err(err) = published {
+            self.lost(&err);
+        }
+    }
+}
