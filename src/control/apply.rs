@@ -102,6 +102,7 @@ impl Control {
         self.generation += 1;
         summary.generation = self.generation;
         for (p, b) in needs_prober {
+            self.apply_shared_override(p, b);
             self.start_prober(p, b, false);
         }
         for (p, b) in resumed_prober {
