@@ -58,13 +58,7 @@ pub fn register(args: RegisterArgs) -> ExitCode {
 }
 
 fn check(args: &RegisterArgs) -> Result<(), String> {
-    let service_ok = !args.service.is_empty()
-        && args.service.len() <= 64
-        && args
-            .service
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !service_ok {
+    if !switchyard::config::is_name(&args.service) {
         return Err(format!(
             "--service: {:?} is not a service name",
             args.service

@@ -19,7 +19,7 @@ pub use model::{
     RetryBudgetConfig, RetryOn, RouteConfig, Timeouts, TlsVersion, TokenSource, UnderscoreHeaders,
     UpstreamConfig, UpstreamTls, WebhookConfig,
 };
-pub use validate::{ConfigError, Problem};
+pub use validate::{ConfigError, Problem, is_name};
 
 /// The effective default config: every option at its default value, as TOML
 /// (`switchyard config --defaults`).

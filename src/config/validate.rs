@@ -246,12 +246,7 @@ impl Checker {
 
     fn name(&mut self, name: &Spanned<String>, field: &str) {
         let value = name.get_ref();
-        let valid = !value.is_empty()
-            && value.len() <= 64
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !valid {
+        if !is_name(value) {
             self.report(
                 name.span(),
                 format!(
@@ -827,6 +822,16 @@ fn parse_address(raw: &str) -> Option<Authority> {
     (port != 0 && is_dns_name(host))
         .then(|| raw.parse().ok())
         .flatten()
+}
+
+/// A name of a listener, route, pool, backend or service: 1 to 64 letters, digits, '-', '_' or
+/// '.'. Safe in URLs, metric labels and Redis key names.
+pub fn is_name(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Whether two sockets cannot both be bound: the same port, and the same address or a wildcard

@@ -3,7 +3,7 @@
 
 use super::file::{DiscoveryFile, DiscoveryKindFile, FleetFile};
 use super::model::{DiscoveryConfig, DiscoverySource, FleetConfig};
-use super::validate::{Checker, is_dns_name};
+use super::validate::{Checker, is_dns_name, is_name};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use toml::Spanned;
@@ -186,12 +186,7 @@ impl Checker {
         };
         let name = service.get_ref();
         // The name is part of Redis key names: no separator, no glob characters.
-        let valid = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !valid {
+        if !is_name(name) {
             self.report(
                 service.span(),
                 format!("{field}.service: {name:?} is not a service name (1 to 64 of letters, digits, '-', '_', '.')"),
