@@ -49,8 +49,9 @@ async fn dns_addresses_become_backends_and_changes_drain_before_removal() {
     let port = a.addr.port();
     let dns = DnsServer::start().await;
     dns.set_addresses("api.test", &[ip(a), ip(b)], 1);
+    // `refresh` is long: only the records' 1 s TTL makes the proxy look again.
     let proxy = TestProxy::start(&discovering_pool(&format!(
-        "[discovery]\ntype = \"dns\"\nname = \"api.test\"\nport = {port}\nresolver = \"{}\"\nrefresh = \"1s\"\n",
+        "[discovery]\ntype = \"dns\"\nname = \"api.test\"\nport = {port}\nresolver = \"{}\"\nrefresh = \"60s\"\n",
         dns.addr
     )))
     .await;

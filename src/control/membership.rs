@@ -249,3 +249,24 @@ impl Control {
         pool.discovery = Some((self.discovery_epoch, stop));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_files_backends_come_first_and_a_discovered_duplicate_address_is_ignored() {
+        let text = "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n[[routes]]\nname = \"r\"\npool = \"p\"\n\
+                    [[pools]]\nname = \"p\"\n[[pools.backends]]\nname = \"static\"\naddress = \"127.0.0.1:1\"\n";
+        let config = crate::config::parse(text, "t.toml").unwrap();
+        let pool = &config.pools[0];
+        let found = |address: &str| crate::config::BackendConfig {
+            name: address.to_owned(),
+            address: address.parse().unwrap(),
+            ..pool.backends[0].clone()
+        };
+        let all = desired(pool, &[found("127.0.0.1:2"), found("127.0.0.1:1")]);
+        let names: Vec<&str> = all.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["static", "127.0.0.1:2"]);
+    }
+}

@@ -315,3 +315,42 @@ impl Registration {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_becomes_a_backend_named_by_its_address() {
+        let backend = parse(
+            "10.0.0.7:8080",
+            r#"{"address":"10.0.0.7:8080","weight":3,"metadata":{"zone":"a"}}"#,
+        )
+        .unwrap();
+        assert_eq!(backend.name, "10.0.0.7:8080");
+        assert_eq!(backend.weight.get(), 3);
+        let defaulted = parse("api.internal:80", r#"{"address":"api.internal:80"}"#).unwrap();
+        assert_eq!(defaulted.weight.get(), 1);
+    }
+
+    #[test]
+    fn malformed_entries_are_refused_with_the_reason() {
+        let refused = |member: &str, text: &str| parse(member, text).unwrap_err();
+        assert!(refused("a:1", "{not json").contains("key must be a string"));
+        assert!(refused("a:1", r#"{"address":"a:1","colour":"red"}"#).contains("unknown field"));
+        assert!(refused("a:1", r#"{"address":"a:1","weight":0}"#).contains("weight 0"));
+        assert!(refused("a:1", r#"{"address":"a:1","weight":257}"#).contains("weight 257"));
+        assert!(refused("a:1", r#"{"address":"b:1"}"#).contains("differs"));
+        assert!(refused("a", r#"{"address":"a"}"#).contains("not host:port"));
+    }
+
+    #[test]
+    fn the_key_layout_is_the_documented_one() {
+        let keys = Keys::new("api");
+        assert_eq!(keys.index, "switchyard:registry:api");
+        assert_eq!(
+            keys.instance("10.0.0.7:8080"),
+            "switchyard:registry:api:10.0.0.7:8080"
+        );
+    }
+}
