@@ -192,6 +192,13 @@ impl Link {
             return Ok(());
         };
         for (field, change) in &self.pending {
+            // Stored while this replica was cut off, and newer: that one stands (the control
+            // plane gets it from the read that follows a reconnection).
+            let stored: Option<String> = conn.hget(OVERRIDES, field).await?;
+            let stored = stored.and_then(|text| serde_json::from_str::<Override>(&text).ok());
+            if stored.is_some_and(|stored| stored.at > change.at) {
+                continue;
+            }
             let json = serde_json::to_string(change).expect("an override serializes");
             let (): () = redis::pipe()
                 .hset(OVERRIDES, field, json)
