@@ -40,21 +40,24 @@ pub fn register(args: RegisterArgs) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    runtime.block_on(async {
-        let stop = CancellationToken::new();
-        let signals = stop.clone();
-        tokio::spawn(async move {
-            switchyard::shutdown::signal().await;
-            signals.cancel();
-        });
-        match registration.keep(stop).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                tracing::error!(%err, "could not deregister; the registration expires by itself");
-                ExitCode::FAILURE
+    crate::block_on(
+        &runtime,
+        Box::pin(async {
+            let stop = CancellationToken::new();
+            let signals = stop.clone();
+            tokio::spawn(async move {
+                switchyard::shutdown::signal().await;
+                signals.cancel();
+            });
+            match registration.keep(stop).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!(%err, "could not deregister; the registration expires by itself");
+                    ExitCode::FAILURE
+                }
             }
-        }
-    })
+        }),
+    )
 }
 
 fn check(args: &RegisterArgs) -> Result<(), String> {
