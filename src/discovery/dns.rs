@@ -44,7 +44,12 @@ pub(super) async fn follow(
         }
     };
     loop {
-        let wait = match resolve(&resolver, &query).await {
+        // A lookup in progress does not hold up shutdown.
+        let found = tokio::select! {
+            found = resolve(&resolver, &query) => found,
+            () = stop.cancelled() => return,
+        };
+        let wait = match found {
             Ok((backends, valid_until)) => {
                 reporter.found(backends);
                 valid_until

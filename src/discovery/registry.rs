@@ -101,7 +101,12 @@ pub(super) async fn follow(
             }
         }
         if Instant::now() >= read_at {
-            let next = match reader.read().await {
+            // A read in progress does not hold up shutdown.
+            let read = tokio::select! {
+                read = reader.read() => read,
+                () = stop.cancelled() => return,
+            };
+            let next = match read {
                 Ok((backends, soonest_expiry)) => {
                     reporter.found(backends);
                     soonest_expiry.map_or(refresh, |expiry| expiry.min(refresh))
