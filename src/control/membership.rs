@@ -143,19 +143,14 @@ impl Control {
             return; // from a task since replaced
         }
         self.pools[p].discovered = found.backends;
-        self.retake(p, "discovery");
+        self.retake(p);
     }
 
     /// Gives pool `p` the file's backends plus its discovered ones, and announces the result.
-    pub(super) fn retake(&mut self, p: usize, source: &str) {
+    pub(super) fn retake(&mut self, p: usize) {
         let now = Instant::now();
         let runtime = &mut self.pools[p];
         let config = runtime.config.clone();
-        let before: Vec<String> = runtime
-            .backends
-            .iter()
-            .map(|b| b.config.name.clone())
-            .collect();
         let desired = desired(&config, &runtime.discovered);
         let taken = take_set(
             runtime,
@@ -171,10 +166,8 @@ impl Control {
         }
         for &b in &taken.added {
             let name = self.pools[p].backends[b].config.name.clone();
-            if !before.contains(&name) {
-                tracing::info!(pool = %config.name, backend = %name, %source, "backend discovered");
-                self.membership(p, &name, Membership::Added);
-            }
+            tracing::info!(pool = %config.name, backend = %name, "backend discovered");
+            self.membership(p, &name, Membership::Added);
             self.apply_shared_override(p, b);
             self.start_prober(p, b, false);
         }
