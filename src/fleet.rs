@@ -165,9 +165,7 @@ impl Link {
     /// Subscribes, stores what waited, and reads everything other replicas stored.
     async fn connect(&mut self) -> RedisResult<()> {
         let pubsub = redis_link::subscribe(&self.client, OVERRIDES).await?;
-        if self.commands.is_none() {
-            self.commands = Some(redis_link::manager(&self.client).await?);
-        }
+        redis_link::connected(&mut self.commands, &self.client).await?;
         self.changes = Some(pubsub.into_on_message());
         self.flush().await?;
         self.read(None).await?;

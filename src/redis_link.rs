@@ -20,6 +20,17 @@ pub async fn manager(client: &Client) -> RedisResult<ConnectionManager> {
     ConnectionManager::new_with_config(client.clone(), config).await
 }
 
+/// The command connection in `slot`, made first if there is none yet.
+pub async fn connected<'a>(
+    slot: &'a mut Option<ConnectionManager>,
+    client: &Client,
+) -> RedisResult<&'a mut ConnectionManager> {
+    match slot {
+        Some(conn) => Ok(conn),
+        None => Ok(slot.insert(manager(client).await?)),
+    }
+}
+
 /// A subscription connection listening on `channel`.
 pub async fn subscribe(client: &Client, channel: &str) -> RedisResult<PubSub> {
     let mut pubsub = tokio::time::timeout(TIMEOUT, client.get_async_pubsub())

@@ -150,12 +150,7 @@ struct Reader {
 impl Reader {
     /// Every valid instance, and how long until the soonest registration expires.
     async fn read(&mut self) -> RedisResult<(Vec<BackendConfig>, Option<Duration>)> {
-        let conn = match &mut self.commands {
-            Some(conn) => conn,
-            None => self
-                .commands
-                .insert(redis_link::manager(&self.client).await?),
-        };
+        let conn = redis_link::connected(&mut self.commands, &self.client).await?;
         let members: Vec<String> = conn.smembers(&self.keys.index).await?;
         if members.is_empty() {
             return Ok((Vec::new(), None));
@@ -269,10 +264,7 @@ impl Registration {
                 () = stop.cancelled() => break,
             }
         }
-        let conn = match conn {
-            Some(conn) => conn,
-            None => redis_link::manager(&self.client).await?,
-        };
+        let conn = redis_link::connected(&mut conn, &self.client).await?;
         self.deregister(conn, &key).await
     }
 
@@ -282,10 +274,7 @@ impl Registration {
         key: &str,
         value: &str,
     ) -> RedisResult<()> {
-        let conn = match conn {
-            Some(conn) => conn,
-            None => conn.insert(redis_link::manager(&self.client).await?),
-        };
+        let conn = redis_link::connected(conn, &self.client).await?;
         let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
         let (previous, _added): (Option<String>, i64) = redis::pipe()
             .cmd("SET")
@@ -306,7 +295,7 @@ impl Registration {
         Ok(())
     }
 
-    async fn deregister(&self, mut conn: ConnectionManager, key: &str) -> RedisResult<()> {
+    async fn deregister(&self, conn: &mut ConnectionManager, key: &str) -> RedisResult<()> {
         let (): () = redis::pipe()
             .del(key)
             .ignore()
@@ -314,7 +303,7 @@ impl Registration {
             .ignore()
             .publish(&self.keys.index, &self.instance.address)
             .ignore()
-            .query_async(&mut conn)
+            .query_async(conn)
             .await?;
         tracing::info!(%key, "deregistered");
         Ok(())
