@@ -53,16 +53,7 @@ impl Control {
             if pool_config.discovery.is_none() {
                 runtime.discovered.clear();
             }
-            let desired = membership::desired(pool_config, &runtime.discovered);
-            let statics = pool_config.backends.len();
-            let taken = membership::take_set(
-                &mut runtime,
-                pool_config,
-                &desired,
-                statics,
-                &self.metrics,
-                now,
-            );
+            let taken = membership::take_set(&mut runtime, pool_config, &self.metrics, now);
             needs_prober.extend(taken.added.iter().map(|&b| (p, b)));
             if probes_changed {
                 resumed_prober.extend(taken.kept.iter().map(|&b| (p, b)));
@@ -82,12 +73,7 @@ impl Control {
             pools.push(runtime);
         }
         for mut removed in old.into_values() {
-            for backend in &mut removed.backends {
-                backend.stop_prober();
-            }
-            if let Some((_, stop)) = removed.discovery.take() {
-                stop.cancel();
-            }
+            removed.stop_tasks();
         }
         self.pools = pools;
         self.router = super::router(&config, &self.pools);

@@ -39,19 +39,19 @@ pub(super) fn desired(config: &PoolConfig, discovered: &[BackendConfig]) -> Vec<
     all
 }
 
-/// Gives `runtime` the backends `desired` (the first `statics` from the file).
+/// Gives `runtime` the backends of `config` plus its discovered ones.
 pub(super) fn take_set(
     runtime: &mut PoolRuntime,
     config: &PoolConfig,
-    desired: &[BackendConfig],
-    statics: usize,
     metrics: &Metrics,
     now: Instant,
 ) -> Taken {
+    let desired = desired(config, &runtime.discovered);
+    let statics = config.backends.len();
     let previous = std::mem::take(&mut runtime.backends);
     let plan = reconcile::plan(
         &previous.iter().map(|r| &r.config).collect::<Vec<_>>(),
-        desired,
+        &desired,
     );
     let mut previous: Vec<Option<BackendRuntime>> = previous.into_iter().map(Some).collect();
     let mut taken = Taken::default();
@@ -151,15 +151,7 @@ impl Control {
         let now = Instant::now();
         let runtime = &mut self.pools[p];
         let config = runtime.config.clone();
-        let desired = desired(&config, &runtime.discovered);
-        let taken = take_set(
-            runtime,
-            &config,
-            &desired,
-            config.backends.len(),
-            &self.metrics,
-            now,
-        );
+        let taken = take_set(runtime, &config, &self.metrics, now);
         runtime.refresh_traffic(&self.config, &self.metrics);
         for backend in &runtime.backends {
             backend.refresh_weight(now, config.slow_start);
@@ -221,9 +213,7 @@ impl Control {
     /// task's set replaces the last one only when it reports.
     pub(super) fn follow_discovery(&mut self, p: usize) {
         let pool = &mut self.pools[p];
-        if let Some((_, stop)) = pool.discovery.take() {
-            stop.cancel();
-        }
+        pool.stop_discovery();
         let Some(config) = pool.config.discovery.clone() else {
             pool.discovered.clear();
             return;

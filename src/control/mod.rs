@@ -183,12 +183,7 @@ impl Control {
             }
         }
         for pool in &mut self.pools {
-            for backend in &mut pool.backends {
-                backend.stop_prober();
-            }
-            if let Some((_, stop)) = pool.discovery.take() {
-                stop.cancel();
-            }
+            pool.stop_tasks();
         }
     }
 

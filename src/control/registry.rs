@@ -177,6 +177,21 @@ impl PoolRuntime {
         )
     }
 
+    /// Stops the pool's discovery task, if one runs.
+    pub fn stop_discovery(&mut self) {
+        if let Some((_, stop)) = self.discovery.take() {
+            stop.cancel();
+        }
+    }
+
+    /// Stops every task of the pool: its backends' probes and its discovery.
+    pub fn stop_tasks(&mut self) {
+        for backend in &mut self.backends {
+            backend.stop_prober();
+        }
+        self.stop_discovery();
+    }
+
     pub fn find(&self, backend: &str) -> Option<usize> {
         self.backends.iter().position(|b| b.config.name == backend)
     }
