@@ -227,6 +227,25 @@ impl Checker {
         }
     }
 
+    /// Reports each key that is set (its span given) but does not apply to this type of
+    /// `what` (a probe or discovery type), which allows only `allowed`.
+    pub(super) fn inapplicable<const N: usize>(
+        &mut self,
+        field: &str,
+        what: &str,
+        allowed: &[&str],
+        set: [(&str, Option<Range<usize>>); N],
+    ) {
+        for (key, span) in set {
+            if let Some(span) = span.filter(|_| !allowed.contains(&key)) {
+                self.report(
+                    span,
+                    format!("{field}.{key}: does not apply to this {what} type"),
+                );
+            }
+        }
+    }
+
     pub(super) fn unique_names<'a>(
         &mut self,
         names: impl Iterator<Item = &'a Spanned<String>>,

@@ -20,21 +20,14 @@ impl Checker {
             DiscoveryKindFile::DnsSrv => &["name", "resolver"],
             DiscoveryKindFile::Redis => &["url", "service"],
         };
-        let optional = [
+        let set = [
             ("name", file.name.as_ref().map(Spanned::span)),
             ("port", file.port.as_ref().map(Spanned::span)),
             ("resolver", file.resolver.as_ref().map(Spanned::span)),
             ("url", file.url.as_ref().map(Spanned::span)),
             ("service", file.service.as_ref().map(Spanned::span)),
         ];
-        for (key, span) in optional {
-            if let Some(span) = span.filter(|_| !allowed.contains(&key)) {
-                self.report(
-                    span,
-                    format!("{field}.{key}: does not apply to this discovery type"),
-                );
-            }
-        }
+        self.inapplicable(field, "discovery", allowed, set);
         let refresh = self.duration(
             &file.refresh,
             &format!("{field}.refresh"),

@@ -111,28 +111,20 @@ impl Checker {
             .kind
             .as_ref()
             .map_or(ProbeKindFile::Http, |k| *k.get_ref());
-        let http_only = [
+        let allowed: &[&str] = match kind {
+            ProbeKindFile::Http => &["method", "path", "expected_status", "host"],
+            ProbeKindFile::Tcp => &[],
+            ProbeKindFile::Grpc => &["host", "service"],
+        };
+        let set = [
             ("method", &file.method),
             ("path", &file.path),
             ("expected_status", &file.expected_status),
-        ];
-        let misplaced: Vec<(&str, &Spanned<String>)> = match kind {
-            ProbeKindFile::Http => vec![("service", &file.service)],
-            ProbeKindFile::Tcp => http_only
-                .into_iter()
-                .chain([("host", &file.host), ("service", &file.service)])
-                .collect(),
-            ProbeKindFile::Grpc => http_only.to_vec(),
-        }
-        .into_iter()
-        .filter_map(|(name, value)| value.as_ref().map(|v| (name, v)))
-        .collect();
-        for (name, value) in misplaced {
-            self.report(
-                value.span(),
-                format!("{field}.{name}: does not apply to this probe type"),
-            );
-        }
+            ("host", &file.host),
+            ("service", &file.service),
+        ]
+        .map(|(key, value)| (key, value.as_ref().map(Spanned::span)));
+        self.inapplicable(field, "probe", allowed, set);
         let probe = match kind {
             ProbeKindFile::Tcp => Probe::Tcp,
             ProbeKindFile::Grpc => Probe::Grpc {
