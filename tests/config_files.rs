@@ -372,3 +372,32 @@ fn check_diff_prints_what_a_reload_would_change() {
     );
     assert_eq!(changes["not_applied"][0]["setting"], "access_log");
 }
+
+#[test]
+fn keys_of_another_probe_type_are_located() {
+    let with_check = |check: &str| format!("{LISTENER}{VALID_TAIL}[pools.health_check]\n{check}");
+    let tcp = with_check("type = \"tcp\"\npath = \"/up\"\n");
+    assert_one(
+        &tcp,
+        "16:8",
+        "pools[0].health_check.path: does not apply to this probe type",
+    );
+    let http = with_check("service = \"api\"\n");
+    assert_one(
+        &http,
+        "15:11",
+        "pools[0].health_check.service: does not apply to this probe type",
+    );
+    let grpc = with_check("type = \"grpc\"\nmethod = \"GET\"\nhost = \"api.internal\"\n");
+    assert!(
+        !problems(&grpc)
+            .iter()
+            .any(|p| p.contains("health_check.host")),
+        "gRPC probes take a host"
+    );
+    assert_one(
+        &grpc,
+        "16:10",
+        "pools[0].health_check.method: does not apply to this probe type",
+    );
+}
