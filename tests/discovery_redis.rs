@@ -99,7 +99,7 @@ async fn the_register_command_registers_until_sigterm_and_the_pool_follows() {
         .await
         .expect("the registration");
     assert!(stored.contains(r#""zone":"a""#), "{stored}");
-    // Heartbeats keep it past its TTL.
+    // The scenario, not synchronisation: outlive the 3 s TTL; the heartbeats keep it registered.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(backend_names(&proxy, "pool").await, [up.addr.to_string()]);
 
