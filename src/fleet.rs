@@ -10,14 +10,16 @@
 //! - Channel `switchyard:events`: every replica's events, as the admin event stream's JSON
 //!   plus `replica`.
 
-use crate::config::FleetConfig;
+use crate::config::{BackendConfig, FleetConfig, is_name};
 use crate::metrics::{self, Metrics};
 use crate::redis_link::{self, Backoff};
+use crate::upstream::MAX_DRAIN_DEADLINE;
 use ::metrics::Gauge;
 use redis::aio::{ConnectionManager, PubSubStream};
 use redis::{AsyncCommands, Client, RedisResult};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
@@ -53,10 +55,46 @@ pub struct SharedDrain {
     pub deadline: Option<u64>,
 }
 
+/// How far ahead of this replica's clock another replica's change may be dated: past it, the
+/// change would win over every later one, so it is refused.
+const MAX_CLOCK_AHEAD_MS: u64 = 3_600_000;
+
 impl Override {
     /// The hash field of this backend.
     pub fn field(&self) -> String {
         format!("{}/{}", self.pool, self.backend)
+    }
+
+    /// Reads one stored entry and checks it as the admin API checks its input: names, a weight
+    /// from 1 to 256, a drain deadline at most 30 days ahead, a date not in the future.
+    /// `now_ms` is this replica's clock (unix ms).
+    pub fn parse(text: &str, now_ms: u64) -> Result<Self, String> {
+        let entry: Self = serde_json::from_str(text).map_err(|err| err.to_string())?;
+        let ahead = |at: u64, slack: u64| at > now_ms.saturating_add(slack);
+        let max_deadline_ms = u64::try_from(MAX_DRAIN_DEADLINE.as_millis()).unwrap_or(u64::MAX);
+        if !is_name(&entry.pool) || !is_name(&entry.backend) {
+            Err("pool or backend is not a name".to_owned())
+        } else if entry.by.len() > 256 {
+            Err("by: longer than 256 bytes".to_owned())
+        } else if entry
+            .weight
+            .is_some_and(|w| !(1..=BackendConfig::MAX_WEIGHT).contains(&w))
+        {
+            Err(format!("weight {:?} is not from 1 to 256", entry.weight))
+        } else if ahead(entry.at, MAX_CLOCK_AHEAD_MS) {
+            Err(format!(
+                "at {}: later than this replica's clock allows",
+                entry.at
+            ))
+        } else if let Some(deadline) = entry.drain.and_then(|d| d.deadline)
+            && ahead(deadline, max_deadline_ms.saturating_add(MAX_CLOCK_AHEAD_MS))
+        {
+            Err(format!(
+                "drain deadline {deadline}: more than 30 days ahead"
+            ))
+        } else {
+            Ok(entry)
+        }
     }
 }
 
@@ -193,7 +231,7 @@ impl Link {
             // Stored while this replica was cut off, and newer: that one stands (the control
             // plane gets it from the read that follows a reconnection).
             let stored: Option<String> = conn.hget(OVERRIDES, field).await?;
-            let stored = stored.and_then(|text| serde_json::from_str::<Override>(&text).ok());
+            let stored = stored.and_then(|text| Override::parse(&text, change.at).ok());
             if stored.is_some_and(|stored| stored.at > change.at) {
                 continue;
             }
@@ -223,13 +261,14 @@ impl Link {
                 .collect(),
             None => conn.hvals(OVERRIDES).await?,
         };
+        let now = unix_ms(SystemTime::now());
         for text in entries {
-            match serde_json::from_str::<Override>(&text) {
+            match Override::parse(&text, now) {
                 Ok(entry) => {
                     // The control plane gone means the proxy is stopping.
                     let _closed = self.applied.send(entry);
                 }
-                Err(err) => tracing::warn!(%err, "fleet: skipping a malformed shared override"),
+                Err(err) => tracing::warn!(%err, "fleet: ignoring an invalid shared override"),
             }
         }
         Ok(())
@@ -246,6 +285,61 @@ impl Link {
         let published: RedisResult<i64> = conn.publish(EVENTS, json.to_string()).await;
         if let Err(err) = published {
             self.lost(&err);
+        }
+    }
+}
+
+/// `time` in unix milliseconds, as fleet records date things.
+pub fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NOW: u64 = 1_795_000_000_000;
+
+    fn entry(deadline: Option<u64>, weight: Option<u32>, at: u64) -> String {
+        serde_json::json!({
+            "pool": "web", "backend": "alpha", "by": "r1", "at": at, "weight": weight,
+            "drain": deadline.map(|d| serde_json::json!({ "deadline": d })),
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn entries_out_of_bounds_are_refused() {
+        let day = 86_400_000;
+        assert!(Override::parse(&entry(Some(NOW + 29 * day), Some(7), NOW), NOW).is_ok());
+        assert!(Override::parse(&entry(Some(NOW + 400 * day), None, NOW), NOW).is_err());
+        assert!(Override::parse(&entry(Some(u64::MAX), None, NOW), NOW).is_err());
+        assert!(Override::parse(&entry(None, Some(0), NOW), NOW).is_err());
+        assert!(Override::parse(&entry(None, Some(257), NOW), NOW).is_err());
+        assert!(Override::parse(&entry(None, None, u64::MAX), NOW).is_err());
+        let bad_name = entry(None, None, NOW).replace("alpha", "al/pha");
+        assert!(Override::parse(&bad_name, NOW).is_err());
+    }
+
+    proptest! {
+        /// Any record, well-formed or not, is refused or within what the admin API accepts.
+        #[test]
+        fn any_record_is_refused_or_bounded(
+            text in ".{0,80}",
+            deadline: Option<u64>,
+            weight: Option<u32>,
+            at: u64,
+        ) {
+            let object = text.trim_start().starts_with('{');
+            prop_assert!(Override::parse(&text, NOW).is_err() || object);
+            if let Ok(entry) = Override::parse(&entry(deadline, weight, at), NOW) {
+                prop_assert!(entry.weight.is_none_or(|w| (1..=256).contains(&w)));
+                prop_assert!(entry.at <= NOW + MAX_CLOCK_AHEAD_MS);
+                let remaining = entry.drain.and_then(|d| d.deadline).map_or(0, |d| d.saturating_sub(NOW));
+                prop_assert!(u128::from(remaining) <= MAX_DRAIN_DEADLINE.as_millis() + u128::from(MAX_CLOCK_AHEAD_MS));
+            }
         }
     }
 }

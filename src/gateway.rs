@@ -64,6 +64,9 @@ pub struct Gateway {
     tasks: TaskTracker,
     /// Set in lame-duck mode: `/healthz` answers 503 while traffic is still served.
     lame_duck: Arc<AtomicBool>,
+    /// Fires if the control task ever ends before shutdown: `/healthz` answers 503 and the
+    /// process is to drain and exit non-zero, rather than serve on with no one to change state.
+    control_failed: CancellationToken,
     /// The admin API outlives the drain: it stops only when the proxy is about to exit.
     admin_stop: CancellationToken,
     admin_tasks: TaskTracker,
@@ -135,7 +138,12 @@ impl Gateway {
         let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
 
         // Serve only once everything is bound, so a failed start leaves nothing running.
-        tasks.spawn(control.run());
+        let control_failed = CancellationToken::new();
+        tasks.spawn(watch_control(
+            tokio::spawn(control.run()),
+            shutdown.clone(),
+            control_failed.clone(),
+        ));
         tasks.spawn(crate::shutdown::reopen_access_log_on_sigusr1(
             rotated_log,
             shutdown.clone(),
@@ -175,6 +183,7 @@ impl Gateway {
                     shutdown: admin_stop.clone(),
                     metrics: metrics.clone(),
                     lame_duck: Arc::clone(&lame_duck),
+                    control_failed: control_failed.clone(),
                 },
                 &admin_tasks,
             );
@@ -187,6 +196,7 @@ impl Gateway {
             shutdown,
             tasks,
             lame_duck,
+            control_failed,
             admin_stop,
             admin_tasks,
         })
@@ -239,6 +249,12 @@ impl Gateway {
         self.lame_duck.store(true, Ordering::Relaxed);
     }
 
+    /// Resolves if the control task has ended before shutdown (a bug): the caller should drain
+    /// and exit non-zero so that a supervisor restarts the proxy.
+    pub async fn control_failed(&self) {
+        self.control_failed.cancelled().await;
+    }
+
     /// Stops accepting, lets in-flight requests finish for up to `grace`, then closes the rest.
     /// Returns whether everything finished within `grace`.
     pub async fn shutdown(self, grace: Duration) -> bool {
@@ -274,6 +290,28 @@ impl Gateway {
     }
 }
 
+/// Waits for the control task; if it ends while the proxy is not stopping (it never returns on
+/// its own, so only a panic gets here), says so loudly and fires `failed`.
+async fn watch_control(
+    control: tokio::task::JoinHandle<()>,
+    shutdown: CancellationToken,
+    failed: CancellationToken,
+) {
+    let result = control.await;
+    if shutdown.is_cancelled() {
+        return;
+    }
+    match result {
+        Err(err) if err.is_panic() => {
+            tracing::error!(%err, "the control plane panicked; /healthz answers 503 and the proxy drains and exits");
+        }
+        _ => tracing::error!(
+            "the control plane ended; /healthz answers 503 and the proxy drains and exits"
+        ),
+    }
+    failed.cancel();
+}
+
 /// Every second, closes upstream connections idle past `timeouts.upstream_idle`; every five,
 /// folds histogram samples into buckets, so memory stays flat between scrapes.
 async fn upkeep(metrics: Metrics, snapshot: Arc<ArcSwap<Snapshot>>, shutdown: CancellationToken) {
@@ -296,5 +334,26 @@ async fn upkeep(metrics: Metrics, snapshot: Arc<ArcSwap<Snapshot>>, shutdown: Ca
         if n % 5 == 0 {
             metrics.run_upkeep();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_control_task_that_panics_is_reported_as_failed() {
+        let (shutdown, failed) = (CancellationToken::new(), CancellationToken::new());
+        let control = tokio::spawn(async { panic!("a bug in the control plane") });
+        watch_control(control, shutdown, failed.clone()).await;
+        assert!(failed.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn a_control_task_ending_at_shutdown_is_not_a_failure() {
+        let (shutdown, failed) = (CancellationToken::new(), CancellationToken::new());
+        shutdown.cancel();
+        watch_control(tokio::spawn(async {}), shutdown, failed.clone()).await;
+        assert!(!failed.is_cancelled());
     }
 }

@@ -25,6 +25,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_INVALID_CONFIG: u8 = 1;
 /// Exit code when the proxy cannot start (bind failure, runtime failure).
 const EXIT_START_FAILED: u8 = 3;
+/// Exit code after the control plane stopped unexpectedly and the proxy drained.
+const EXIT_CONTROL_FAILED: u8 = 4;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -161,7 +163,10 @@ fn run(
             if demo {
                 print_demo_help(gateway.first_addr(), gateway.addr_of("demo-tls"));
             }
-            switchyard::shutdown::signal().await;
+            let control_failed = tokio::select! {
+                () = switchyard::shutdown::signal() => false,
+                () = gateway.control_failed() => true,
+            };
             // Lame duck first: /healthz answers 503 while requests are still served, so a balancer
             // in front stops sending new connections before this one stops accepting them.
             gateway.enter_lame_duck();
@@ -186,7 +191,11 @@ fn run(
                 () = switchyard::shutdown::signal() => tracing::warn!("second signal: exiting now"),
             }
             upstreams.cancel();
-            ExitCode::SUCCESS
+            if control_failed {
+                ExitCode::from(EXIT_CONTROL_FAILED)
+            } else {
+                ExitCode::SUCCESS
+            }
         }),
     )
 }

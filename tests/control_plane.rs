@@ -157,6 +157,108 @@ async fn a_bad_drain_deadline_is_refused() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_deadline_past_thirty_days_is_refused_and_the_control_plane_lives_on() {
+    let a = Upstream::start("a").await;
+    let proxy = start(&ConfigBuilder::single_pool(&[("a", a.addr, 1)])).await;
+    let drain = "/api/pools/pool/backends/a/drain";
+    for (query, body) in [
+        ("?deadline=8000years", None),
+        ("?deadline=9223372036854775807s", None),
+        ("", Some(r#"{"deadline": "10000years"}"#)),
+    ] {
+        let (status, answer) = proxy
+            .admin("POST", &format!("{drain}{query}"), body, None)
+            .await;
+        assert_eq!(status, 400, "{query} {body:?}: {answer}");
+        assert!(answer.to_string().contains("30 days"), "{answer}");
+    }
+    assert_eq!(
+        backend_view(&proxy, "pool", "a").await.state,
+        State::Healthy
+    );
+    // The longest deadline is taken and shown; the control plane still answers an undrain.
+    let (status, view) = proxy
+        .admin("POST", &format!("{drain}?deadline=30d"), None, None)
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert!(view["drain"]["deadline"].is_string(), "{view}");
+    let (status, _) = proxy
+        .admin("POST", "/api/pools/pool/backends/a/undrain", None, None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        backend_view(&proxy, "pool", "a").await.state,
+        State::Healthy
+    );
+    let (status, _) = proxy.admin("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200);
+}
+
+/// Arbitrary text and numbers in every admin input: each answer is 2xx or 4xx, and the proxy
+/// still serves and changes state afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arbitrary_admin_input_never_gets_a_5xx_or_stops_the_control_plane() {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let a = Upstream::start("a").await;
+    let proxy = start(&ConfigBuilder::single_pool(&[("a", a.addr, 1)])).await;
+    let mut runner = TestRunner::deterministic();
+    let text = "[ -~]{0,24}";
+    let inputs = (
+        text,
+        any::<u64>(),
+        any::<i64>(),
+        any::<f64>(),
+        "(s|ms|d|y|years|h)",
+    );
+    for _ in 0..64 {
+        let (text, big, signed, float, unit) =
+            inputs.new_tree(&mut runner).expect("a value").current();
+        let escaped = serde_json::to_string(&text).expect("a string serializes");
+        let queries = [
+            format!("/api/pools/pool/backends/a/drain?deadline={big}{unit}"),
+            format!(
+                "/api/pools/pool/backends/a/drain?deadline={}",
+                text.replace(['&', '#', ' '], "")
+            ),
+        ];
+        for path in &queries {
+            if path.parse::<http::Uri>().is_err() {
+                continue;
+            }
+            let (status, answer) = proxy.admin("POST", path, None, None).await;
+            assert!(status.as_u16() < 500, "{path}: {status} {answer}");
+        }
+        let bodies = [
+            ("drain", format!(r#"{{"deadline": "{signed}{unit}"}}"#)),
+            ("drain", format!(r#"{{"deadline": {escaped}}}"#)),
+            ("drain", format!(r#"{{"deadline": {float}}}"#)),
+            ("drain", text.clone()),
+            ("weight", format!(r#"{{"weight": {signed}}}"#)),
+            ("weight", format!(r#"{{"weight": {float}}}"#)),
+            ("weight", format!(r#"{{"weight": {big}}}"#)),
+            ("weight", format!(r#"{{"weight": {escaped}}}"#)),
+            ("weight", text.clone()),
+        ];
+        for (action, body) in &bodies {
+            let path = format!("/api/pools/pool/backends/a/{action}");
+            let method = if *action == "weight" { "PUT" } else { "POST" };
+            let (status, answer) = proxy.admin(method, &path, Some(body), None).await;
+            assert!(status.as_u16() < 500, "{path} {body}: {status} {answer}");
+        }
+    }
+    let (status, _) = proxy
+        .admin("POST", "/api/pools/pool/backends/a/undrain", None, None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = proxy.admin("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200);
+    let answer = get(&client(), &proxy.url("/"), None).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
+
 /// A proxy reloadable from its file, over `a` and `b` with probes every 100 ms and the given
 /// thresholds; returns it and the config, to be written again with other probe settings.
 async fn probed(

@@ -59,6 +59,10 @@ pub async fn handle(req: Request<Incoming>, state: &AdminState) -> Reply {
             Err(rejection) => rejection.into_reply(),
         },
         ["healthz"] => match allow(&req, &[Method::GET, Method::HEAD]) {
+            Ok(()) if state.control_failed.is_cancelled() => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "control plane stopped; draining to exit\n",
+            ),
             // Relaxed: see `AdminState::lame_duck`.
             Ok(()) if state.lame_duck.load(Ordering::Relaxed) => {
                 text(StatusCode::SERVICE_UNAVAILABLE, "lame duck\n")

@@ -1,6 +1,7 @@
 //! Reading what admin requests send: JSON bodies, a drain's deadline, a weight.
 
 use super::api::Rejection;
+use crate::upstream::MAX_DRAIN_DEADLINE;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -42,8 +43,8 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Rejection> {
     Ok(body)
 }
 
-/// A drain's deadline: `?deadline=30s` or `{"deadline": "30s"}` (a humantime duration), or
-/// none.
+/// A drain's deadline: `?deadline=30s` or `{"deadline": "30s"}` (a humantime duration of at
+/// most [`MAX_DRAIN_DEADLINE`]), or none.
 pub(super) async fn drain_deadline(req: Request<Incoming>) -> Result<Option<Duration>, Rejection> {
     let from_query = req
         .uri()
@@ -52,19 +53,31 @@ pub(super) async fn drain_deadline(req: Request<Incoming>) -> Result<Option<Dura
         .flat_map(|q| q.split('&'))
         .find_map(|pair| pair.strip_prefix("deadline="))
         .map(str::to_owned);
-    let text = match from_query {
-        Some(text) => Some(text),
-        None => match read_optional_json(req).await? {
-            None => None,
-            Some(body) => match body.get("deadline") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(text)) => Some(text.clone()),
-                Some(_) => return Err(bad_deadline()),
-            },
-        },
-    };
-    text.map(|text| humantime::parse_duration(&text).map_err(|_| bad_deadline()))
-        .transpose()
+    match from_query {
+        Some(text) => parse_deadline(&text).map(Some),
+        None => deadline_in(read_optional_json(req).await?),
+    }
+}
+
+/// The deadline of a drain's JSON body, if it has one.
+pub(super) fn deadline_in(body: Option<Value>) -> Result<Option<Duration>, Rejection> {
+    match body.as_ref().and_then(|body| body.get("deadline")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => parse_deadline(text).map(Some),
+        Some(_) => Err(bad_deadline()),
+    }
+}
+
+/// One deadline's text, within [`MAX_DRAIN_DEADLINE`].
+pub(super) fn parse_deadline(text: &str) -> Result<Duration, Rejection> {
+    match humantime::parse_duration(text) {
+        Ok(deadline) if deadline <= MAX_DRAIN_DEADLINE => Ok(deadline),
+        Ok(_) => Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "a drain deadline may be at most 30 days (720h); drain without one to keep it drained",
+        )),
+        Err(_) => Err(bad_deadline()),
+    }
 }
 
 fn bad_deadline() -> Rejection {
@@ -89,5 +102,46 @@ pub(super) fn weight_from(body: Value) -> Result<Option<u32>, Rejection> {
             _ => Err(bad()),
         },
         _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever an operator sends, the answer is a deadline within the bound or a 400.
+        #[test]
+        fn any_deadline_text_is_bounded_or_refused(text in ".{0,40}", secs: u64, unit in "(ns|ms|s|m|h|d|w|M|y|years)") {
+            for text in [text, format!("{secs}{unit}")] {
+                match parse_deadline(&text) {
+                    Ok(deadline) => prop_assert!(deadline <= MAX_DRAIN_DEADLINE),
+                    Err(rejection) => prop_assert_eq!(rejection.status, StatusCode::BAD_REQUEST),
+                }
+            }
+        }
+
+        /// Any JSON number or string as a weight is a weight from 1 to 256 or a 400.
+        #[test]
+        fn any_weight_is_bounded_or_refused(n: f64, i: i64, text in ".{0,12}") {
+            for value in [serde_json::json!(n), serde_json::json!(i), serde_json::json!(text)] {
+                match weight_from(serde_json::json!({ "weight": value })) {
+                    Ok(weight) => prop_assert!(weight.is_some_and(|w| (1..=256).contains(&w))),
+                    Err(rejection) => prop_assert_eq!(rejection.status, StatusCode::BAD_REQUEST),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn deadlines_past_thirty_days_are_refused_naming_the_limit() {
+        for text in ["8000years", "10000years", "9223372036854775807s", "31d"] {
+            let rejection = parse_deadline(text).expect_err(text);
+            assert!(rejection.message.contains("30 days"), "{text}");
+        }
+        assert_eq!(parse_deadline("30d").ok(), Some(MAX_DRAIN_DEADLINE));
+        let body = serde_json::json!({ "deadline": "10000years" });
+        assert!(deadline_in(Some(body)).is_err());
     }
 }

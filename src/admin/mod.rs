@@ -49,6 +49,8 @@ pub struct AdminState {
     pub metrics: crate::metrics::Metrics,
     /// Lame-duck mode: `/healthz` answers 503 while requests are still served.
     pub lame_duck: Arc<std::sync::atomic::AtomicBool>,
+    /// Fired if the control plane has stopped: `/healthz` answers 503.
+    pub control_failed: CancellationToken,
 }
 
 /// Serves the admin API on `listener` until shutdown.

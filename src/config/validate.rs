@@ -18,6 +18,9 @@ use std::ops::Range;
 use std::time::Duration;
 use toml::Spanned;
 
+/// The longest duration any setting accepts.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 /// One problem found in a config file, located by 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -564,6 +567,17 @@ impl Checker {
         match humantime::parse_duration(value.get_ref()) {
             Ok(d) if d.is_zero() && !zero_allowed => {
                 self.report(value.span(), format!("{field}: must be greater than zero"));
+                default
+            }
+            // Bounded so that adding any configured duration to a clock reading cannot overflow.
+            Ok(d) if d > MAX_DURATION => {
+                self.report(
+                    value.span(),
+                    format!(
+                        "{field}: must be at most 365 days, not {:?}",
+                        value.get_ref()
+                    ),
+                );
                 default
             }
             Ok(d) => d,

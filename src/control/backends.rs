@@ -203,7 +203,8 @@ impl Control {
     pub(super) fn drain(&mut self, p: usize, b: usize, deadline: Option<Duration>, reason: &str) {
         let runtime = &mut self.pools[p].backends[b];
         let already = runtime.state.is(Exclusion::Draining);
-        runtime.drain_deadline = deadline.map(|after| Instant::now() + after);
+        // Checked: a deadline the clock cannot reach is no deadline (inputs are bounded first).
+        runtime.drain_deadline = deadline.and_then(|after| Instant::now().checked_add(after));
         let now = SystemTime::now();
         update_status(&runtime.state, |s| {
             s.drain = Some(Drain {
@@ -213,7 +214,7 @@ impl Control {
                     .filter(|_| already)
                     .map_or(now, |d| d.since),
                 reason: reason.to_owned(),
-                deadline: deadline.map(|after| now + after),
+                deadline: deadline.and_then(|after| now.checked_add(after)),
             });
         });
         runtime.state.set(Exclusion::Draining, true);

@@ -73,7 +73,7 @@ impl Ejection {
             .base_ejection_time
             .saturating_mul(1 << (self.count - 1).min(16))
             .min(outlier.max_ejection_time);
-        self.until = Some(now + duration);
+        self.until = Some(now + duration); // durations from the config are at most a year
         Decision::Eject {
             count: self.total,
             duration,

@@ -96,12 +96,12 @@ pub(super) fn take_set(
             Some(timeout) if gone.discovered => {
                 if !gone.leaving {
                     gone.leaving = true;
-                    gone.drain_deadline = Some(now + timeout);
+                    gone.drain_deadline = now.checked_add(timeout);
                     let since = SystemTime::now();
                     update_status(&gone.state, |s| {
                         s.drain = Some(Drain {
                             since,
-                            deadline: Some(since + timeout),
+                            deadline: since.checked_add(timeout),
                             reason: LEFT.to_owned(),
                         });
                     });

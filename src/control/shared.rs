@@ -5,9 +5,9 @@
 
 use super::Control;
 use super::views::{DRAINED, UNDRAINED};
-use crate::fleet::{Override, SharedDrain};
-use crate::upstream::Exclusion;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use crate::fleet::{Override, SharedDrain, unix_ms};
+use crate::upstream::{Exclusion, MAX_DRAIN_DEADLINE};
+use std::time::{Duration, SystemTime};
 
 impl Control {
     /// Hands backend `b`'s operator state, just changed here, to the fleet.
@@ -23,7 +23,7 @@ impl Control {
             .as_ref()
             .and_then(|d| d.deadline)
             .map(unix_ms);
-        let at = unix_ms(SystemTime::now()).max(runtime.override_at + 1);
+        let at = unix_ms(SystemTime::now()).max(runtime.override_at.saturating_add(1));
         runtime.override_at = at;
         let change = Override {
             pool,
@@ -74,9 +74,9 @@ impl Control {
         match change.drain {
             Some(drain) => {
                 let now = unix_ms(SystemTime::now());
-                let remaining = drain
-                    .deadline
-                    .map(|at| Duration::from_millis(at.saturating_sub(now)));
+                let remaining = drain.deadline.map(|at| {
+                    Duration::from_millis(at.saturating_sub(now)).min(MAX_DRAIN_DEADLINE)
+                });
                 let reason = format!("{DRAINED} of replica {}", change.by);
                 self.drain(p, b, remaining, &reason);
             }
@@ -90,9 +90,4 @@ impl Control {
             self.set_weight(p, b, change.weight);
         }
     }
-}
-
-fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

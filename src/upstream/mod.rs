@@ -7,4 +7,4 @@ mod status;
 
 pub use retry_budget::RetryBudget;
 pub use state::{BackendState, Exclusion, Failure, InFlightGuard, Mark, OutlierReport};
-pub use status::{BackendStatus, Drain, State, timestamp};
+pub use status::{BackendStatus, Drain, MAX_DRAIN_DEADLINE, State, timestamp};

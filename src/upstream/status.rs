@@ -3,7 +3,14 @@
 //! `BackendState::state`), never stored; what is stored is why each flag was set.
 
 use serde::Serialize;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The longest drain deadline accepted, from the admin API or from the fleet: 30 days. A drain
+/// meant to last longer is a drain without a deadline.
+pub const MAX_DRAIN_DEADLINE: Duration = Duration::from_secs(30 * 86_400);
+
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+const LAST_WRITABLE_SECOND: u64 = 253_402_300_799;
 
 /// A backend's state as operators see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -94,6 +101,21 @@ impl BackendStatus {
 }
 
 /// `time` as RFC 3339 with seconds precision, as the admin API, events and logs show times.
+/// A time RFC 3339 cannot write (before 1970 or after 9999) is written as the nearest it can.
 pub fn timestamp(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
+    let last = UNIX_EPOCH + Duration::from_secs(LAST_WRITABLE_SECOND);
+    humantime::format_rfc3339_seconds(time.clamp(UNIX_EPOCH, last)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_outside_what_rfc3339_writes_are_clamped() {
+        let far = UNIX_EPOCH + Duration::from_secs(LAST_WRITABLE_SECOND * 4);
+        assert_eq!(timestamp(far), "9999-12-31T23:59:59Z");
+        let early = UNIX_EPOCH - Duration::from_secs(10);
+        assert_eq!(timestamp(early), "1970-01-01T00:00:00Z");
+    }
 }
