@@ -235,3 +235,55 @@ async fn the_request_deadline_bounds_every_attempt_together() {
         started.elapsed()
     );
 }
+
+/// A client that stops sending its upload is the client's fault: 408, while the backend, which
+/// waited for the body all along, is neither blamed nor ejected, however many do it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_stalling_their_uploads_get_408_and_never_eject_the_backend() {
+    let a = Upstream::start("a").await;
+    let config = support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)])
+        .set("timeouts.response_header", "1s")
+        .set("timeouts.request_body", "2s");
+    let proxy = TestProxy::start(&config.toml()).await;
+    // More stalled uploads than `outlier_detection.consecutive_failures` (5).
+    let request =
+        b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n0123456789".as_slice();
+    let stalled: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(support::raw::exchange(proxy.addr, request)))
+        .collect();
+    for answer in stalled {
+        let answer = answer.await.expect("client task");
+        assert_eq!(support::raw::status(&answer), 408, "{answer}");
+    }
+    let view = backend_view(&proxy, "pool", "a").await;
+    assert_eq!(view.state, switchyard::upstream::State::Healthy, "{view:?}");
+    let answer = get(&client(), &proxy.url("/"), None).await;
+    assert_eq!(answer.status, 200);
+}
+
+/// The response-header timeout measures the backend's silence only: an upload that arrives
+/// slowly, in pieces further apart than that timeout, still gets its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_is_not_a_silent_backend() {
+    use tokio::io::AsyncWriteExt;
+    let a = Upstream::start("a").await;
+    let config = support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)])
+        .set("timeouts.response_header", "300ms")
+        .set("timeouts.request_body", "10s");
+    let proxy = TestProxy::start(&config.toml()).await;
+    let length = 128 * 1024; // streamed, not buffered: past what the proxy reads whole
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let piece = vec![b'x'; length / 4];
+    for _ in 0..4 {
+        // Paused between pieces for longer than the response-header timeout.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        stream.write_all(&piece).await.unwrap();
+    }
+    let answer = support::raw::read_to_close(&mut stream).await;
+    assert_eq!(support::raw::status(&answer), 200, "{answer}");
+    assert!(answer.ends_with(&length.to_string()), "{answer}");
+}

@@ -239,6 +239,14 @@ impl RequestBody {
         }
     }
 
+    /// What a streamed body tells of the client's progress; `None` for a buffered one.
+    pub fn progress(&self) -> Option<&Progress> {
+        match self {
+            Self::Buffered(_) => None,
+            Self::Streaming(_, progress) => Some(progress),
+        }
+    }
+
     /// Whether another attempt could send this body again.
     pub fn is_replayable(&self) -> bool {
         matches!(self, Self::Buffered(_))

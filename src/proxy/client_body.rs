@@ -6,7 +6,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
@@ -82,14 +82,56 @@ pub enum BodyError {
 }
 
 /// What became of a client body, shared with the request that forwards it: the bytes read so
-/// far and, if the client broke it, how.
-#[derive(Debug, Default)]
+/// far, if the client broke it, how, and whether the proxy is waiting on the client, so that
+/// the response-header timeout measures only the backend's silence.
+#[derive(Debug)]
 pub struct Progress {
     bytes: AtomicU64,
     fault: AtomicU8,
+    /// Set while the body's reader waits for the client's next bytes.
+    waiting: AtomicBool,
+    /// When the last piece was handed on (ms since `base`): the backend was taking the body.
+    last_piece_ms: AtomicU64,
+    base: Instant,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            bytes: AtomicU64::new(0),
+            fault: AtomicU8::new(0),
+            waiting: AtomicBool::new(false),
+            last_piece_ms: AtomicU64::new(0),
+            base: Instant::now(),
+        }
+    }
 }
 
 impl Progress {
+    /// When the backend's silence began, as seen from the body: `None` while the proxy waits on
+    /// the client (the client's silence is the request-body timeout's business), else the
+    /// later of `since` and the last piece of body the backend took.
+    pub fn backend_silent_since(&self, since: Instant) -> Option<Instant> {
+        // Relaxed: a hint for a timer on the same request; a stale read only delays it by one
+        // re-arm.
+        if self.waiting.load(Ordering::Relaxed) {
+            return None;
+        }
+        let last = self.base + Duration::from_millis(self.last_piece_ms.load(Ordering::Relaxed));
+        Some(last.max(since))
+    }
+
+    /// Whether the proxy is waiting on the client's body right now.
+    pub fn waiting_on_client(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Records that the client is to blame for a timeout that struck while its body was due.
+    pub fn blame_client_for_timeout(&self) {
+        self.fault
+            .store(ClientFault::Timeout.code(), Ordering::Relaxed);
+    }
+
     /// Body bytes read from the client so far.
     pub fn bytes(&self) -> u64 {
         // Relaxed (here and below): read after the exchange that wrote it has returned to this
@@ -157,22 +199,37 @@ impl Body for ClientBody {
                     };
                     *left = rest;
                 }
-                this.progress.bytes.fetch_add(len, Ordering::Relaxed);
-                let idle = this.idle;
-                this.timer.as_mut().reset(Instant::now() + idle);
+                let progress = &this.progress;
+                progress.bytes.fetch_add(len, Ordering::Relaxed);
+                let now = Instant::now();
+                let since_base = now.saturating_duration_since(progress.base).as_millis();
+                progress.last_piece_ms.store(
+                    u64::try_from(since_base).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+                progress.waiting.store(false, Ordering::Relaxed);
+                this.timer.as_mut().reset(now + this.idle);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => {
+                this.progress.waiting.store(false, Ordering::Relaxed);
                 this.fail(ClientFault::of(&err));
                 Poll::Ready(Some(Err(BodyError::Client(err))))
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.progress.waiting.store(false, Ordering::Relaxed);
+                Poll::Ready(None)
+            }
             Poll::Pending => match this.timer.as_mut().poll(cx) {
                 Poll::Ready(()) => {
+                    this.progress.waiting.store(false, Ordering::Relaxed);
                     this.fail(ClientFault::Timeout);
                     Poll::Ready(Some(Err(BodyError::Timeout(this.idle))))
                 }
-                Poll::Pending => Poll::Pending,
+                Poll::Pending => {
+                    this.progress.waiting.store(true, Ordering::Relaxed);
+                    Poll::Pending
+                }
             },
         }
     }

@@ -2,6 +2,7 @@
 //! what went wrong: whether anything was sent, and whose fault it was.
 
 use super::body::UpstreamBody;
+use super::client_body::Progress;
 use crate::config::{Protocol, RetryOn};
 use crate::error::ProxyError;
 use crate::upstream::pool::{self, Dial, Lease, SendError, Upstream};
@@ -13,6 +14,7 @@ use http::{Method, Request, Response, Version};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// The request for one attempt: the client's method, path and (rewritten) headers, in the
 /// pool's protocol, to `backend`, which is also the host when the request named none
@@ -95,6 +97,57 @@ fn canonical_framing(headers: &mut http::HeaderMap, length: Option<u64>) {
     }
 }
 
+/// How long an attempt waits for its response: until the backend has been silent for
+/// `silence` (`timeouts.response_header`), within the request's `deadline`. While the proxy
+/// waits on the client's streamed `body` the backend is not silent, it is waiting too.
+pub struct ResponseWait<'a> {
+    /// The backend's longest silence.
+    pub silence: Duration,
+    /// The whole request's deadline (`timeouts.request`), if any.
+    pub deadline: Option<Instant>,
+    /// A streamed client body, whose reads tell the client's waits from the backend's.
+    pub body: Option<&'a Progress>,
+}
+
+impl ResponseWait<'_> {
+    /// Runs `exchange` to its end, or `None` when the backend was silent too long or the
+    /// deadline passed. A deadline that strikes while the client's body is due is the
+    /// client's fault, recorded on the body.
+    async fn run<F: Future>(&self, exchange: F) -> Option<F::Output> {
+        let start = Instant::now();
+        let limit = |from: Instant| {
+            let at = from + self.silence; // settings are at most a year: no overflow
+            self.deadline.map_or(at, |deadline| deadline.min(at))
+        };
+        let Some(body) = self.body else {
+            return tokio::time::timeout_at(limit(start), exchange).await.ok();
+        };
+        tokio::pin!(exchange);
+        let timer = tokio::time::sleep_until(limit(start));
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut exchange => return Some(out),
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if self.deadline.is_some_and(|deadline| deadline <= now) {
+                        if body.waiting_on_client() {
+                            body.blame_client_for_timeout();
+                        }
+                        return None;
+                    }
+                    match body.backend_silent_since(start) {
+                        Some(since) if limit(since) <= now => return None,
+                        Some(since) => timer.as_mut().reset(limit(since)),
+                        None => timer.as_mut().reset(limit(now)),
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Sends one attempt on `backend`'s pool; maps failures to connect (502), saturation (503),
 /// protocol (502) or timeout (504).
 pub async fn send(
@@ -102,30 +155,25 @@ pub async fn send(
     backend: &BackendState,
     upstream: &Upstream,
     dial: &Dial,
-    response_timeout: Duration,
+    wait: ResponseWait<'_>,
 ) -> Result<(Response<Incoming>, Lease), ProxyError> {
     let name = || backend.name.clone();
-    match tokio::time::timeout(
-        response_timeout,
-        pool::send(backend, upstream, dial, request),
-    )
-    .await
-    {
-        Ok(Ok(sent)) => Ok(sent),
-        Ok(Err(SendError::Connect(source))) => Err(ProxyError::UpstreamConnect {
+    match wait.run(pool::send(backend, upstream, dial, request)).await {
+        Some(Ok(sent)) => Ok(sent),
+        Some(Err(SendError::Connect(source))) => Err(ProxyError::UpstreamConnect {
             backend: name(),
             source,
         }),
-        Ok(Err(SendError::ConnectTimeout)) => Err(ProxyError::UpstreamTimeout {
+        Some(Err(SendError::ConnectTimeout)) => Err(ProxyError::UpstreamTimeout {
             backend: name(),
             connecting: true,
         }),
-        Ok(Err(SendError::Saturated)) => Err(ProxyError::UpstreamSaturated { backend: name() }),
-        Ok(Err(SendError::Protocol(source))) => Err(ProxyError::UpstreamProtocol {
+        Some(Err(SendError::Saturated)) => Err(ProxyError::UpstreamSaturated { backend: name() }),
+        Some(Err(SendError::Protocol(source))) => Err(ProxyError::UpstreamProtocol {
             backend: name(),
             source,
         }),
-        Err(_elapsed) => Err(ProxyError::UpstreamTimeout {
+        None => Err(ProxyError::UpstreamTimeout {
             backend: name(),
             connecting: false,
         }),

@@ -223,14 +223,13 @@ impl Proxy {
                 upstream,
                 last_attempt,
             )?;
-            let timeout = match deadline {
-                Some(deadline) => settings
-                    .response_header
-                    .min(deadline.saturating_duration_since(Instant::now())),
-                None => settings.response_header,
+            let wait = forward::ResponseWait {
+                silence: settings.response_header,
+                deadline,
+                body: body.progress(),
             };
             let sent = Instant::now();
-            let result = forward::send(request, &backend, upstream, &settings.dial, timeout)
+            let result = forward::send(request, &backend, upstream, &settings.dial, wait)
                 .await
                 .and_then(|(response, lease)| {
                     forward::checked_response(response, &backend, upgrade.is_some())
