@@ -198,3 +198,43 @@ async fn a_route_can_refuse_upgrades() {
     // connection, which the client sees as a bad gateway rather than a 101.
     assert_eq!(response.status(), 502);
 }
+
+/// `Upgrade: websocket, h2c` reaches the backend as `Upgrade: websocket` alone: no other
+/// protocol is offered past the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_websocket_is_offered_to_the_backend() {
+    let recorder = support::raw::Recorder::start().await;
+    let proxy = TestProxy::start(
+        &support::config::ConfigBuilder::single_pool(&[("a", recorder.addr, 1)]).toml(),
+    )
+    .await;
+    let request = "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket, h2c\r\n\
+        Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+        Connection: close\r\n\r\n";
+    let answer = support::raw::exchange(proxy.addr, request.as_bytes()).await;
+    assert_eq!(support::raw::status(&answer), 200, "{answer}");
+    let received = recorder.received().to_ascii_lowercase();
+    assert!(received.contains("upgrade: websocket\r\n"), "{received}");
+    assert!(!received.contains("h2c"), "{received}");
+    assert!(!received.contains("http2-settings"), "{received}");
+}
+
+/// A backend switching to another protocol than the one asked for gets its client a 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_101_to_another_protocol_is_a_502() {
+    let (backend, _) = support::upstream::start_raw(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .await;
+    let proxy = TestProxy::start(
+        &support::config::ConfigBuilder::single_pool(&[("a", backend, 1)])
+            .with_pool(|pool| pool.set("retries", 0))
+            .toml(),
+    )
+    .await;
+    let request = "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let answer = support::raw::exchange(proxy.addr, request.as_bytes()).await;
+    assert_eq!(support::raw::status(&answer), 502, "{answer}");
+}

@@ -195,10 +195,15 @@ pub fn checked_response(
         reason,
     };
     if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-        return if upgrading {
-            Ok(response)
-        } else {
+        return if !upgrading {
             Err(invalid("unsolicited 101 Switching Protocols"))
+        } else if !super::upgrade::switches_to_websocket(response.headers()) {
+            // Dropped unswitched: hyper closes the connection rather than pool it.
+            Err(invalid(
+                "101 Switching Protocols to another protocol than websocket",
+            ))
+        } else {
+            Ok(response)
         };
     }
     // Only a body of no known length can have come with a Transfer-Encoding: with a valid

@@ -45,7 +45,9 @@ pub fn handshake<B>(req: &mut http::Request<B>) -> Option<(HeaderValue, OnUpgrad
     Some((value, hyper::upgrade::on(req)))
 }
 
-/// The `Upgrade` value of a WebSocket handshake request, if `headers` are one.
+/// The `Upgrade` value to send for a WebSocket handshake request, if `headers` are one: only
+/// `websocket`, whatever else the client listed (`websocket, h2c` must not open an h2c tunnel
+/// past routing and limits on a lax backend).
 fn websocket(headers: &HeaderMap) -> Option<HeaderValue> {
     let upgrade = headers.get(header::UPGRADE)?;
     let wants_websocket = upgrade
@@ -59,7 +61,22 @@ fn websocket(headers: &HeaderMap) -> Option<HeaderValue> {
                 .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
         })
     });
-    (wants_websocket && connection_upgrade).then(|| upgrade.clone())
+    (wants_websocket && connection_upgrade).then(|| HeaderValue::from_static(WEBSOCKET))
+}
+
+/// The one protocol a route's upgrade may switch to.
+const WEBSOCKET: &str = "websocket";
+
+/// Whether a `101`'s `Upgrade` names the protocol asked for, and nothing else.
+pub fn switches_to_websocket(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::UPGRADE).iter();
+    let first = values.next();
+    values.next().is_none()
+        && first.is_some_and(|v| {
+            v.as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(WEBSOCKET.as_bytes())
+        })
 }
 
 /// Puts back the upgrade headers that hop-by-hop stripping removed.
