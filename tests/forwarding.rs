@@ -119,6 +119,49 @@ async fn http2_prior_knowledge_clients_are_served_and_keep_their_authority() {
     assert!(seen.lines().any(|l| l == "via: 2 switchyard"), "{seen}");
 }
 
+/// What HTTP/2 allows and HTTP/1.1 does not is settled before an HTTP/1.1 backend: cookie
+/// fields are joined into one (RFC 9113 §8.2.3), and `:path *` with GET is a 400 as HTTP/1.1's
+/// `GET *` is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_cookies_are_joined_and_an_asterisk_get_is_refused() {
+    let upstream = Upstream::start("up").await;
+    let proxy = proxy_to(&[upstream.addr], "").await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2c handshake with the proxy");
+    tokio::spawn(conn);
+    let request = Request::get(format!("http://a.test:{}/headers", proxy.addr.port()))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = sender.send_request(request).await.expect("h2 request");
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let seen = String::from_utf8_lossy(&body).to_ascii_lowercase();
+    let cookies: Vec<_> = seen.lines().filter(|l| l.starts_with("cookie:")).collect();
+    assert_eq!(cookies, ["cookie: a=1; b=2"], "{seen}");
+
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(http::uri::Scheme::HTTP);
+    uri.authority = Some(format!("a.test:{}", proxy.addr.port()).parse().unwrap());
+    uri.path_and_query = Some(http::uri::PathAndQuery::from_static("*"));
+    let asterisk = http::Uri::from_parts(uri).unwrap();
+    for (method, expected) in [(http::Method::GET, 400), (http::Method::OPTIONS, 200)] {
+        let request = Request::builder()
+            .method(method.clone())
+            .uri(asterisk.clone())
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let response = sender.send_request(request).await.expect("h2 request");
+        assert_eq!(response.status(), expected, "{method} *");
+    }
+    let requests_seen = upstream.requests();
+    assert_eq!(requests_seen, 2, "GET * must not reach the backend");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_upstream_port_gives_502() {
     let proxy = proxy_to(&[closed_port()], "").await;

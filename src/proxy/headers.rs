@@ -48,6 +48,9 @@ pub fn prepare_request(
             UnderscoreHeaders::Drop => drop_underscore_aliases(headers),
         }
     }
+    if version == Version::HTTP_2 && !keep_te_trailers {
+        join_cookies(headers);
+    }
     append_forwarded_for(headers, &downstream.forwarded_for);
     headers.insert(
         X_FORWARDED_PROTO,
@@ -65,6 +68,26 @@ pub fn prepare_request(
     }
     headers.append(header::VIA, via(version));
     Ok(())
+}
+
+/// Joins the `cookie` fields an HTTP/2 client may split a cookie header into, with `; `, for an
+/// HTTP/1.1 backend, which expects one (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut fields = headers.get_all(header::COOKIE).iter();
+    if fields.next().is_none() || fields.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for field in &headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(field.as_bytes());
+    }
+    // Valid fields joined by `; ` make a valid field.
+    if let Ok(joined) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+        headers.insert(header::COOKIE, joined);
+    }
 }
 
 /// Removes the headers `underscore_alias` finds; allocates, but only for such rare requests.

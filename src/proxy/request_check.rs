@@ -40,14 +40,13 @@ pub fn check<B: hyper::body::Body>(
         // alone, so requests with no body or a Content-Length need no look at it.
         transfer_encoding(req.headers())?;
     }
-    match (uri.scheme(), uri.authority()) {
-        // authority-form is for CONNECT only.
-        (None, Some(_)) => return Err(ProxyError::bad_request("invalid request target\n")),
-        // asterisk-form is for OPTIONS only.
-        (None, None) if uri.path() == "*" && req.method() != Method::OPTIONS => {
-            return Err(ProxyError::bad_request("invalid request target\n"));
-        }
-        _ => {}
+    // authority-form is for CONNECT only.
+    if uri.scheme().is_none() && uri.authority().is_some() {
+        return Err(ProxyError::bad_request("invalid request target\n"));
+    }
+    // asterisk-form is for OPTIONS only: an HTTP/1.1 target or an HTTP/2 `:path` alike.
+    if uri.path() == "*" && req.method() != Method::OPTIONS {
+        return Err(ProxyError::bad_request("invalid request target\n"));
     }
     host(req)
 }
@@ -227,6 +226,24 @@ mod tests {
             let req = request(method, target, headers);
             assert_eq!(status(&req), expected, "{method} {target} {headers:?}");
         }
+    }
+
+    #[test]
+    fn asterisk_form_is_for_options_only_over_http2_too() {
+        let over_h2 = |method: &str| {
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(http::uri::Scheme::HTTP);
+            uri.authority = Some(http::uri::Authority::from_static("a.test"));
+            uri.path_and_query = Some(http::uri::PathAndQuery::from_static("*"));
+            Request::builder()
+                .method(method)
+                .version(Version::HTTP_2)
+                .uri(http::Uri::from_parts(uri).unwrap())
+                .body(Chunked)
+                .unwrap()
+        };
+        assert_eq!(status(&over_h2("GET")), 400);
+        assert_eq!(status(&over_h2("OPTIONS")), 200);
     }
 
     #[test]
