@@ -190,3 +190,37 @@ async fn a_response_streaming_longer_than_the_header_timeout_keeps_its_connectio
     let again = sender.send_request(get("/")).await.unwrap();
     assert_eq!(again.status(), 200);
 }
+
+/// The kernel's accept queue of a listening socket on 127.0.0.1:`port`, as `ss` reports it.
+fn accept_queue(port: u16) -> u32 {
+    let output = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("ss runs (Debian package iproute2)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    // State, Recv-Q, Send-Q (the backlog of a listening socket), ...
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no listening socket on port {port}: {text:?}"))
+}
+
+/// A burst of connecting clients queues: the accept queue is 1024 (or the kernel's
+/// `net.core.somaxconn` if lower), not the 128 a plain bind gives, and `backlog` sets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_queue_a_burst_of_connections() {
+    let a = Upstream::start("a").await;
+    let config = support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)]);
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let proxy = TestProxy::start(&config.toml()).await;
+    assert_eq!(accept_queue(proxy.addr.port()), somaxconn.min(1024));
+    let config = config.with_listener(|listener| {
+        listener.insert("backlog".into(), 37.into());
+    });
+    let proxy = TestProxy::start(&config.toml()).await;
+    assert_eq!(accept_queue(proxy.addr.port()), 37);
+}

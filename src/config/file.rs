@@ -131,6 +131,7 @@ pub struct ListenerFile {
     pub tls: Option<Spanned<ListenerTlsFile>>,
     pub redirect_to_https: Option<Spanned<bool>>,
     pub https_port: Option<Spanned<i64>>,
+    pub backlog: Option<Spanned<i64>>,
 }
 
 /// A listener's `[listeners.tls]` table: terminate TLS on it.

@@ -189,6 +189,9 @@ pub struct ListenerConfig {
     pub tls: Option<Arc<ListenerTls>>,
     /// Answer every request with a 308 to the same host and path over HTTPS on this port.
     pub redirect_to_https: Option<u16>,
+    /// Connections the kernel queues before they are accepted; `None`: 1024 or
+    /// `net.core.somaxconn`, whichever is lower (as NGINX and HAProxy size it).
+    pub backlog: Option<u32>,
 }
 
 impl ListenerConfig {
@@ -199,6 +202,7 @@ impl ListenerConfig {
             bind,
             tls: None,
             redirect_to_https: None,
+            backlog: None,
         }
     }
 }

@@ -316,11 +316,15 @@ impl Checker {
                         .and_then(|tls| self.listener_tls(tls, &format!("{field}.tls")))
                         .map(std::sync::Arc::new);
                     let redirect_to_https = self.redirect(listener, &field);
+                    let backlog = listener.backlog.is_some().then(|| {
+                        self.int(&listener.backlog, &format!("{field}.backlog"), 1..=65_535, 1024)
+                    });
                     out.push(ListenerConfig {
                         name: listener.name.get_ref().clone(),
                         bind,
                         tls,
                         redirect_to_https,
+                        backlog,
                     });
                 }
                 Err(_) => self.report(

@@ -36,6 +36,13 @@ pub fn diff(old: &Config, new: &Config) -> ReloadSummary {
                         .settings_changed
                         .push(format!("listeners.{}", listener.name));
                 }
+                if before.backlog != listener.backlog {
+                    summary.not_applied.push(NotApplied {
+                        setting: format!("listeners.{}.backlog", listener.name),
+                        reason: "the bound socket is kept: takes effect when the proxy restarts"
+                            .to_owned(),
+                    });
+                }
             }
         }
     }

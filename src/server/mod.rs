@@ -15,7 +15,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -48,13 +48,33 @@ pub enum BindError {
 
 /// Binds a listener's socket.
 pub async fn bind(listener: &ListenerConfig) -> Result<TcpListener, BindError> {
-    TcpListener::bind(listener.bind)
-        .await
+    let addr = listener.bind;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    };
+    socket
+        .and_then(|socket| {
+            // As std and mio bind: a restarted proxy rebinds while old connections linger.
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(listener.backlog.unwrap_or_else(default_backlog))
+        })
         .map_err(|source| BindError::Bind {
             name: listener.name.clone(),
-            bind: listener.bind,
+            bind: addr,
             source,
         })
+}
+
+/// 1024, or the kernel's `net.core.somaxconn` if lower (NGINX's and HAProxy's sizing): a burst
+/// of reconnecting clients queues instead of having its SYNs dropped and retried a second later.
+fn default_backlog() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .map_or(1024, |somaxconn| somaxconn.clamp(1, 1024))
 }
 
 /// What a reload may change on a listener without touching its socket; read once per accepted
