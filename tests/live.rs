@@ -560,3 +560,34 @@ async fn a_reload_names_changed_pool_settings_and_what_waits_for_a_restart() {
         }])
     );
 }
+
+/// `path` relative to the working directory, as an operator types `--config conf/x.toml`.
+fn relative_to_cwd(path: &std::path::Path) -> std::path::PathBuf {
+    let cwd = std::env::current_dir().expect("a working directory");
+    let mut relative = std::path::PathBuf::new();
+    for _ in cwd.components().skip(1) {
+        relative.push("..");
+    }
+    relative.join(path.strip_prefix("/").expect("an absolute path"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_given_by_a_relative_path_is_watched_too() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let config = |backend: std::net::SocketAddr| {
+        support::config::ConfigBuilder::single_pool(&[("up", backend, 1)])
+            .set("reload.watch", true)
+            .set("reload.debounce", "50ms")
+            .toml()
+    };
+    let path = relative_to_cwd(&temp_config(&config(a.addr)));
+    assert!(path.is_relative());
+    let proxy = TestProxy::start_file(&path).await;
+    let client = client();
+    assert_eq!(get(&client, &proxy.url("/"), None).await.body, "a");
+    std::fs::write(&path, config(b.addr)).unwrap();
+    poll_until(DEADLINE, "the edited file applied", || async {
+        (get(&client, &proxy.url("/"), None).await.body == "b").then_some(())
+    })
+    .await;
+}

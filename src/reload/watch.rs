@@ -18,11 +18,15 @@ pub(super) fn watch_files(
     changes: mpsc::Sender<()>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
+    // The watcher reports events under the canonical directory (`conf/x.toml` given, events
+    // name `/etc/switchyard/conf/x.toml`): canonicalise each directory once, here, and leave the
+    // file name as given (a symlink swapped in its place is what some deployments change).
     let dir_of = |path: &Path| {
-        path.parent()
+        let dir = path
+            .parent()
             .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_owned()
+            .unwrap_or(Path::new("."));
+        dir.canonicalize().unwrap_or_else(|_| dir.to_owned())
     };
     // Event paths are the watched directory joined with a file name: compare them so.
     let watched: Vec<PathBuf> = files
