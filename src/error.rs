@@ -57,6 +57,13 @@ pub enum ProxyError {
         /// Whether the connection was never established (so nothing was sent).
         connecting: bool,
     },
+    /// A drain deadline closed the connection the request was on. The request may have run,
+    /// so it is never retried; nor is it the backend's failure.
+    #[error("upstream {backend}: connection closed by its drain deadline")]
+    DrainCut {
+        /// The backend's name.
+        backend: Arc<str>,
+    },
     /// The client broke its request body: malformed, abandoned or too slow. Never the
     /// backend's fault.
     #[error("client request body: {0:?}")]
@@ -82,7 +89,8 @@ impl ProxyError {
             }
             Self::UpstreamConnect { .. }
             | Self::UpstreamProtocol { .. }
-            | Self::UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
+            | Self::UpstreamInvalid { .. }
+            | Self::DrainCut { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Refused(status, _) => *status,
             Self::ClientBody(ClientFault::Malformed) => StatusCode::BAD_REQUEST,
@@ -103,6 +111,7 @@ impl ProxyError {
             | Self::UpstreamProtocol { .. }
             | Self::UpstreamInvalid { .. } => "upstream connection failed\n",
             Self::UpstreamTimeout { .. } => "upstream timed out\n",
+            Self::DrainCut { .. } => "upstream connection closed\n",
             Self::ClientBody(ClientFault::Malformed) => "malformed request body\n",
             Self::ClientBody(ClientFault::Timeout) => "request body timed out\n",
             Self::ClientBody(ClientFault::Abandoned) => "client closed the request\n",
@@ -110,6 +119,40 @@ impl ProxyError {
             Self::Refused(_, reason) => reason,
         }
     }
+}
+
+impl ProxyError {
+    /// What went wrong upstream, as the access log's `upstream_error` says it: one fixed word
+    /// per cause; `None` when no backend was at fault or involved.
+    pub fn upstream_error(&self) -> Option<&'static str> {
+        match self {
+            Self::UpstreamConnect { source, .. } if is_tls(source.as_ref()) => {
+                Some("tls_handshake")
+            }
+            Self::UpstreamConnect { .. } => Some("connect"),
+            Self::UpstreamTimeout {
+                connecting: true, ..
+            } => Some("connect_timeout"),
+            Self::UpstreamTimeout {
+                connecting: false, ..
+            } => Some("response_timeout"),
+            Self::UpstreamSaturated { .. } => Some("saturated"),
+            Self::UpstreamProtocol { .. } => Some("reset"),
+            Self::UpstreamInvalid { .. } => Some("invalid_response"),
+            Self::DrainCut { .. } => Some("drain_deadline"),
+            Self::NoRoute | Self::NoBackend { .. } | Self::ClientBody(_) | Self::Refused(..) => {
+                None
+            }
+        }
+    }
+}
+
+/// Whether a connect failure came from the TLS handshake (tokio-rustls wraps rustls' error
+/// in an `io::Error`).
+fn is_tls(err: &(dyn std::error::Error + 'static)) -> bool {
+    err.downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)
+        .is_some_and(|inner| inner.is::<rustls::Error>())
 }
 
 /// NGINX's 499: the client closed the connection before the response; logged, never sent.

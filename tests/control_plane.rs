@@ -138,6 +138,41 @@ async fn a_drain_deadline_closes_what_remains_and_announces_drained() {
     a.release_held();
 }
 
+/// A request cut by a drain deadline may have run on its backend: it is never run again on
+/// another, whatever `retry_on` says (the default retries resets of idempotent requests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_by_a_drain_deadline_is_not_retried() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let proxy = start(&ConfigBuilder::single_pool(&[
+        ("a", a.addr, 1),
+        ("b", b.addr, 1),
+    ]))
+    .await;
+    let held = spawn_gets(1, proxy.url("/hold"));
+    eventually(DEADLINE, "a request held", || a.held() + b.held() == 1).await;
+    let (name, other) = if a.held() == 1 { ("a", &b) } else { ("b", &a) };
+    let (status, view) = proxy
+        .admin(
+            "POST",
+            &format!("/api/pools/pool/backends/{name}/drain"),
+            Some(r#"{"deadline": "200ms"}"#),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    // Were it retried, the other backend would hold it too.
+    let answers = tokio::time::timeout(DEADLINE, held).await;
+    assert_eq!(
+        other.requests(),
+        0,
+        "the cut request ran again on the other backend"
+    );
+    let answers = answers.expect("an answer").unwrap();
+    assert_eq!(answers[0].status, 502, "{:?}", answers[0].body);
+    a.release_held();
+    b.release_held();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_drain_deadline_is_refused() {
     let a = Upstream::start("a").await;

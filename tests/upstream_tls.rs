@@ -113,6 +113,42 @@ async fn a_backend_certificate_from_another_ca_gets_502_and_counts_as_a_connect_
     );
 }
 
+/// Why a backend failed is in the access log: a certificate no configured CA vouches for is a
+/// `tls_handshake` error, not a bare 502.
+#[tokio::test]
+async fn the_access_log_names_a_failed_tls_handshake() {
+    let upstream = tls_upstream(localhost_upstream_config()).await;
+    let other = Pki::new();
+    let other_ca = other.dir.join("other-ca.pem");
+    std::fs::write(
+        &other_ca,
+        pem::encode(&pem::Pem::new("CERTIFICATE", other.ca.to_vec())),
+    )
+    .expect("write CA");
+    let log = other.dir.join("access.log");
+    let top = format!(
+        "[access_log]\nenabled = true\nformat = \"json\"\npath = {:?}\n",
+        log.display().to_string()
+    );
+    let toml = single_pool_toml(
+        "weighted_round_robin",
+        &[("tls", upstream.addr, 1)],
+        &top,
+        &format!("retries = 0\n{}", ca_table(&other_ca, "")),
+    );
+    let proxy = TestProxy::start(&toml).await;
+    assert_eq!(get(&client(), &proxy.url("/"), None).await.status, 502);
+    let line = poll_until(DEADLINE, "the access log line", || async {
+        std::fs::read_to_string(&log)
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_owned))
+    })
+    .await;
+    let record: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(record["upstream_error"], "tls_handshake", "{line}");
+    assert_eq!(record["status"], 502, "{line}");
+}
+
 #[tokio::test]
 async fn h2_over_tls_multiplexes_concurrent_requests() {
     let upstream = tls_upstream(localhost_upstream_config()).await;

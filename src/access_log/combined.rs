@@ -45,6 +45,8 @@ impl LineFormat {
             Some(status) => integer(out, status),
             None => out.push(b'-'),
         }
+        out.extend_from_slice(b" upstream_error=");
+        text(out, record.upstream_error);
         out.extend_from_slice(b" bytes_in=");
         integer(out, record.bytes_in);
         out.extend_from_slice(b" duration_ms=");

@@ -60,6 +60,11 @@ impl LineFormat {
             Some(status) => integer(out, status),
             None => out.extend_from_slice(b"null"),
         }
+        out.extend_from_slice(b",\"upstream_error\":");
+        match record.upstream_error {
+            Some(error) => json_str(out, error),
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(b",\"bytes_in\":");
         integer(out, record.bytes_in);
         out.extend_from_slice(b",\"bytes_out\":");
@@ -247,6 +252,7 @@ mod tests {
             retries: 1,
             request_id: HeaderValue::from_static("req-\"1\\"),
             grpc_status: None,
+            upstream_error: None,
             tls: None,
         }
     }
@@ -268,7 +274,7 @@ mod tests {
             serde_json::json!({
                 "time": "2026-11-21T22:11:26.925Z", "client": "127.0.0.1",
                 "host": "example.com", "protocol": "HTTP/1.1", "method": "GET",
-                "path": "/a/b", "status": 200, "upstream_status": 200, "bytes_in": 0,
+                "path": "/a/b", "status": 200, "upstream_status": 200, "upstream_error": null, "bytes_in": 0,
                 "bytes_out": 21, "duration_ms": 1.219, "upstream_ms": 0.05, "route": "web",
                 "pool": "web", "backend": null, "retries": 1,
                 "user_agent": "curl/8.5.0 \"quoted\"", "referer": null,
@@ -330,7 +336,7 @@ mod tests {
             line(AccessLogFormat::Extended),
             "127.0.0.1 - - [21/Nov/2026:22:11:26 +0000] \"GET /a/b?secret=1 HTTP/1.1\" 200 21 \
              \"-\" \"curl/8.5.0 \\x22quoted\\x22\" host=example.com upstream_status=200 \
-             bytes_in=0 duration_ms=1.219 upstream_ms=0.050 route=web pool=web backend=- \
+             upstream_error=- bytes_in=0 duration_ms=1.219 upstream_ms=0.050 route=web pool=web backend=- \
              retries=1 request_id=req-\"1\\ grpc_status=- tls=- cipher=- sni=- alpn=-\n"
         );
     }

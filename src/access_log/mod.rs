@@ -39,6 +39,9 @@ pub struct Record {
     pub status: StatusCode,
     /// The status the backend answered, when one did (the last attempt's).
     pub upstream_status: Option<u16>,
+    /// Why the backend gave no usable response, when it did not (`connect`, `tls_handshake`,
+    /// `response_timeout`, `drain_deadline`, ...).
+    pub upstream_error: Option<&'static str>,
     /// Request body bytes.
     pub bytes_in: u64,
     /// Response body bytes sent.

@@ -75,6 +75,7 @@ impl Exchange {
                 uri: req.uri().clone(),
                 status: StatusCode::OK,
                 upstream_status: None,
+                upstream_error: None,
                 bytes_in: 0,
                 bytes_out: 0,
                 total: std::time::Duration::ZERO,

@@ -16,7 +16,9 @@ pub fn log_failure(err: &ProxyError) {
         ProxyError::UpstreamProtocol { source, .. } => {
             tracing::debug!(error = %err, cause = %crate::error::chain(source), "upstream request failed");
         }
-        ProxyError::UpstreamTimeout { .. } | ProxyError::UpstreamInvalid { .. } => {
+        ProxyError::UpstreamTimeout { .. }
+        | ProxyError::UpstreamInvalid { .. }
+        | ProxyError::DrainCut { .. } => {
             tracing::debug!(error = %err, "upstream request failed")
         }
         ProxyError::NoRoute

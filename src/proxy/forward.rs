@@ -243,8 +243,35 @@ pub fn failure_of(err: &ProxyError) -> Option<Failure> {
         ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
         | ProxyError::UpstreamSaturated { .. }
+        | ProxyError::DrainCut { .. }
         | ProxyError::ClientBody(_)
         | ProxyError::Refused(..) => None,
+    }
+}
+
+/// Logs a failure to connect to `backend` at warn, with its cause (a TLS verification error
+/// says which): the first, then at most one line every 10 s per backend, with the count left
+/// out, so an operator sees why without a flood.
+pub fn log_connect_failure(err: &ProxyError, backend: &BackendState) {
+    let connecting = matches!(
+        err,
+        ProxyError::UpstreamConnect { .. }
+            | ProxyError::UpstreamTimeout {
+                connecting: true,
+                ..
+            }
+    );
+    if !connecting {
+        return;
+    }
+    if let Some(not_logged) = backend.connect_failure_to_log() {
+        tracing::warn!(
+            pool = %backend.pool,
+            backend = %backend.name,
+            error = %crate::error::chain(err),
+            not_logged,
+            "cannot connect to a backend (at most one line per backend every 10 s; not_logged counts the failures since the last)"
+        );
     }
 }
 
@@ -267,6 +294,7 @@ pub fn may_retry(err: &ProxyError, method: &Method, retry_on: &RetryOn) -> bool 
         } => retry_on.timeout && is_idempotent(method),
         ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
+        | ProxyError::DrainCut { .. }
         | ProxyError::ClientBody(_)
         | ProxyError::Refused(..) => false,
     }

@@ -24,7 +24,7 @@ use crate::error::ProxyError;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::snapshot::Snapshot;
 use crate::upstream::pool::{Dial, Lease};
-use crate::upstream::{BackendState, InFlightGuard, OutlierReport};
+use crate::upstream::{BackendState, InFlightGuard, Mark, OutlierReport};
 use arc_swap::ArcSwap;
 use exchange::{Exchange, X_REQUEST_ID};
 use http::{HeaderValue, Request, Response, Version, header};
@@ -112,6 +112,7 @@ impl Proxy {
             }
             Err(err) => {
                 log_failure(&err);
+                exchange.record.upstream_error = err.upstream_error();
                 let mut response = error_response(&err);
                 if matches!(err, ProxyError::Refused(..) | ProxyError::ClientBody(_))
                     && version < Version::HTTP_2
@@ -264,6 +265,14 @@ impl Proxy {
                         // The client broke its own body: nothing the backend did, no retry.
                         return Err(ProxyError::ClientBody(fault));
                     }
+                    if backend.has(Mark::DrainCut) {
+                        // The operator's deadline cut it: the request may have run, so it
+                        // is not run again elsewhere, whatever `retry_on` says.
+                        return Err(ProxyError::DrainCut {
+                            backend: Arc::clone(&backend.name),
+                        });
+                    }
+                    forward::log_connect_failure(&err, &backend);
                     if let Some(failure) = forward::failure_of(&err) {
                         self.report(
                             backend.record_failure(failure, policy.outlier.consecutive_failures),
