@@ -7,21 +7,27 @@ use std::process::{Child, Command, Stdio};
 use support::config::ConfigBuilder;
 use support::*;
 
-/// NGINX serving `ok\n` on an ephemeral port with a `combined` access log; killed on drop.
+/// NGINX serving `ok\n` on an ephemeral port (HTTP/1.x) and another (h2c with prior
+/// knowledge) with a `combined` access log; killed on drop.
 struct Nginx {
     child: Child,
     port: u16,
+    h2_port: u16,
     log: std::path::PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Nginx {
     fn start() -> Self {
         let dir = temp_dir();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let (port, h2_port) = (free_port(), free_port());
         let log = dir.join("access.log");
         let conf = format!(
             "daemon off; master_process off; pid {dir}/nginx.pid; error_log {dir}/error.log;
@@ -31,6 +37,7 @@ impl Nginx {
                client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
                uwsgi_temp_path {dir}; scgi_temp_path {dir};
                server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"ok\\n\"; }} }}
+               server {{ listen 127.0.0.1:{h2_port} http2; location / {{ return 200 \"ok\\n\"; }} }}
              }}",
             dir = dir.display(),
             log = log.display()
@@ -44,7 +51,12 @@ impl Nginx {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("nginx (Debian's nginx-light) is installed");
-        Self { child, port, log }
+        Self {
+            child,
+            port,
+            h2_port,
+            log,
+        }
     }
 }
 
@@ -84,6 +96,12 @@ async fn combined_lines_are_the_ones_nginx_writes() {
     })
     .await;
 
+    let nginx_h2: std::net::SocketAddr = format!("127.0.0.1:{}", nginx.h2_port).parse().unwrap();
+    poll_until(DEADLINE, "nginx listening for h2c", || async {
+        tokio::net::TcpStream::connect(nginx_h2).await.ok()
+    })
+    .await;
+
     let requests: [&[u8]; 3] = [
         b"GET /a/b?x=1&y=%20 HTTP/1.1\r\nHost: h\r\nUser-Agent: t \"q\" \xc3\xa9\\\r\nReferer: http://r.example/p?q\r\nConnection: close\r\n\r\n",
         b"GET / HTTP/1.0\r\n\r\n",
@@ -95,9 +113,13 @@ async fn combined_lines_are_the_ones_nginx_writes() {
             assert_eq!(raw::status(&answer), 200, "{answer}");
         }
     }
+    // HTTP/2 has no request line: NGINX logs the path and query, with "HTTP/2.0".
+    for addr in [nginx_h2, proxy.addr] {
+        assert_eq!(h2_get(addr, "/h2?x=1").await, 200);
+    }
     let read = |path: &std::path::Path, what: &str| {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        (text.lines().count() >= requests.len())
+        (text.lines().count() > requests.len())
             .then_some(text)
             .ok_or(what.to_owned())
     };
@@ -107,4 +129,47 @@ async fn combined_lines_are_the_ones_nginx_writes() {
     })
     .await;
     assert_eq!(lines_without_time(&ours), lines_without_time(&theirs));
+}
+
+/// GET `path` over h2c (prior knowledge) from `addr`, with a User-Agent; returns the status.
+async fn h2_get(addr: std::net::SocketAddr, path: &str) -> u16 {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2c handshake");
+    tokio::spawn(conn);
+    let request = http::Request::get(format!("http://{addr}{path}"))
+        .header("user-agent", "h2-test")
+        .body(http_body_util::Full::<bytes::Bytes>::default())
+        .unwrap();
+    let response = sender.send_request(request).await.expect("h2 request");
+    let status = response.status().as_u16();
+    response.into_body().collect().await.expect("the body");
+    status
+}
+
+/// An HTTP/2 request's host is its `:authority`, in the JSON log as in every other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_log_their_authority_as_host() {
+    let up = Upstream::start("up").await;
+    let log = temp_dir().join("access.log");
+    let config = ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+        .set("access_log.enabled", true)
+        .set("access_log.format", "json")
+        .set("access_log.path", log.display().to_string());
+    let proxy = TestProxy::start(&config.toml()).await;
+    assert_eq!(h2_get(proxy.addr, "/x?y=1").await, 200);
+    let line = poll_until(DEADLINE, "the access log line", || async {
+        std::fs::read_to_string(&log)
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_owned))
+    })
+    .await;
+    let record: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(record["host"], format!("{}", proxy.addr), "{line}");
+    assert_eq!(record["protocol"], "HTTP/2.0", "{line}");
+    assert_eq!(record["path"], "/x", "{line}");
 }

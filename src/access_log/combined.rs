@@ -16,7 +16,16 @@ impl LineFormat {
         out.extend_from_slice(b"] \"");
         out.extend_from_slice(record.method.as_str().as_bytes());
         out.push(b' ');
-        escaped(out, record.uri.to_string().as_bytes());
+        // `$request` as NGINX logs it: the target as received; HTTP/2 has no request line, and
+        // NGINX writes its path and query (origin form), not the URI built from pseudo-headers.
+        match record.uri.path_and_query() {
+            Some(target)
+                if record.version == http::Version::HTTP_2 || record.uri.scheme().is_none() =>
+            {
+                escaped(out, target.as_str().as_bytes());
+            }
+            _ => escaped(out, record.uri.to_string().as_bytes()),
+        }
         out.push(b' ');
         out.extend_from_slice(protocol(record.version).as_bytes());
         out.extend_from_slice(b"\" ");
@@ -39,7 +48,7 @@ impl LineFormat {
             out.extend_from_slice(value.unwrap_or("-").as_bytes());
         };
         out.extend_from_slice(b" host=");
-        text(out, record.host.as_ref().and_then(|h| h.to_str().ok()));
+        text(out, record.host());
         out.extend_from_slice(b" upstream_status=");
         match record.upstream_status {
             Some(status) => integer(out, status),

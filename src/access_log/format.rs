@@ -46,7 +46,10 @@ impl LineFormat {
         out.extend_from_slice(b"\",\"client\":");
         json_str(out, record.client.to_str().unwrap_or("-"));
         out.extend_from_slice(b",\"host\":");
-        optional_json_str(out, record.host.as_ref());
+        match record.host() {
+            Some(host) => json_str(out, host),
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(b",\"protocol\":");
         json_str(out, protocol(record.version));
         out.extend_from_slice(b",\"method\":");

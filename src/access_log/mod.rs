@@ -23,7 +23,7 @@ pub struct Record {
     pub time: SystemTime,
     /// Client address, as text (formatted once per connection).
     pub client: HeaderValue,
-    /// The `Host` header, if any.
+    /// The `Host` header, if any (HTTP/2 requests usually carry `:authority` instead).
     pub host: Option<HeaderValue>,
     /// The request's HTTP version.
     pub version: http::Version,
@@ -64,6 +64,17 @@ pub struct Record {
     pub grpc_status: Option<u16>,
     /// The client connection's TLS parameters, if it is TLS.
     pub tls: Option<Arc<TlsInfo>>,
+}
+
+impl Record {
+    /// The host the client asked for: `Host`, else the request's authority (HTTP/2's
+    /// `:authority`, or an absolute-form target's).
+    pub fn host(&self) -> Option<&str> {
+        match &self.host {
+            Some(host) => host.to_str().ok(),
+            None => self.uri.authority().map(http::uri::Authority::as_str),
+        }
+    }
 }
 
 /// The request path's handle on the access log.
