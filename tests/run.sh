@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: installs the Debian packages whose real programs the tests talk to, when
+# missing, then runs every test binary, going on past a failing one so none is skipped.
+# Extra arguments go to `cargo test` (for example `bash tests/run.sh --test failover`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command:package — nginx: the access log compared with NGINX's; redis-server: discovery and
+# fleet tests; chromium: the status page; ss: listen backlogs.
+missing=()
+for need in nginx:nginx-light redis-server:redis-server chromium:chromium ss:iproute2; do
+  command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing the Debian packages the tests need: ${missing[*]}"
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y "${missing[@]}"
+fi
+
+exec cargo test --no-fail-fast "$@"
