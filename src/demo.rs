@@ -1,8 +1,10 @@
 //! The built-in demo: three small upstreams that answer with their own name (one of them slow),
-//! served behind the proxy with `conf/demo.toml`.
+//! served behind the proxy with `conf/demo.toml`, whose probes check each one's `/health`.
+//! `POST /fail` makes an upstream answer 503 to everything, probes included, until
+//! `POST /recover`: a newcomer sees a backend leave the rotation and come back.
 
 use bytes::Bytes;
-use http::{Request, Response, header};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -10,6 +12,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -99,7 +103,9 @@ pub async fn start_upstreams(shutdown: CancellationToken) -> std::io::Result<()>
     Ok(())
 }
 
-async fn serve(listener: TcpListener, upstream: DemoUpstream, shutdown: CancellationToken) {
+/// Serves one demo upstream on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, upstream: DemoUpstream, shutdown: CancellationToken) {
+    let failing = Arc::new(AtomicBool::new(false));
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -111,8 +117,9 @@ async fn serve(listener: TcpListener, upstream: DemoUpstream, shutdown: Cancella
             },
             () = shutdown.cancelled() => return,
         };
+        let failing = Arc::clone(&failing);
         tokio::spawn(async move {
-            let service = service_fn(move |req| answer(req, upstream));
+            let service = service_fn(move |req| answer(req, upstream, Arc::clone(&failing)));
             if let Err(err) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await
@@ -126,16 +133,37 @@ async fn serve(listener: TcpListener, upstream: DemoUpstream, shutdown: Cancella
 async fn answer(
     req: Request<Incoming>,
     upstream: DemoUpstream,
+    failing: Arc<AtomicBool>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if !upstream.delay.is_zero() {
-        tokio::time::sleep(upstream.delay).await;
-    }
-    let body = format!(
-        "{} answered {} {}\n",
-        upstream.name,
-        req.method(),
-        req.uri().path()
-    );
+    let path = req.uri().path();
+    let switch = match (req.method(), path) {
+        (&Method::POST, "/fail") => Some(true),
+        (&Method::POST, "/recover") => Some(false),
+        _ => None,
+    };
+    // Relaxed: one flag, read by the next request; nothing else is published through it.
+    let body = if let Some(fail) = switch {
+        failing.store(fail, Ordering::Relaxed);
+        let now = if fail {
+            "fails every request"
+        } else {
+            "answers again"
+        };
+        format!("{} now {now}\n", upstream.name)
+    } else if failing.load(Ordering::Relaxed) {
+        let mut response = Response::new(Full::new(Bytes::from(format!(
+            "{} is failing (POST /recover to end it)\n",
+            upstream.name
+        ))));
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(response);
+    } else {
+        // Probes are answered at once: the slow one is slow only for requests.
+        if !upstream.delay.is_zero() && path != "/health" {
+            tokio::time::sleep(upstream.delay).await;
+        }
+        format!("{} answered {} {path}\n", upstream.name, req.method())
+    };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -229,6 +229,13 @@ fn print_demo_help(addr: std::net::SocketAddr, tls: Option<std::net::SocketAddr>
     curl -s --cacert certs/ca.pem https://localhost:{port}/
     curl -sv --cacert certs/ca.pem --resolve a.test:{port}:127.0.0.1 https://a.test:{port}/ 2>&1 | grep -E 'subject:|HTTP/2 200'
 
+  Health checks probe each backend every second. Make beta fail, watch it leave the rotation
+  (unhealthy after two failed probes) and come back; the status page shows it too:
+    curl -sN http://127.0.0.1:9901/api/events &       # the event stream (Ctrl-C or kill %1)
+    curl -s -X POST http://127.0.0.1:9102/fail
+    curl -s -X POST http://127.0.0.1:9102/recover
+    open http://127.0.0.1:9901/                        # the status page
+
   Admin API and metrics (drain a backend and watch the rotation change):
     curl -s http://127.0.0.1:9901/api/pools/web
     curl -s -X POST http://127.0.0.1:9901/api/pools/web/backends/alpha/drain

@@ -27,6 +27,9 @@ fn built_in_demo_config_is_the_shipped_file() {
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/demo.toml"))
             .unwrap();
     assert_eq!(switchyard::demo::CONFIG, shipped);
+    // The demo shows probes at work: every pool has them.
+    let demo = config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/demo.toml")).unwrap();
+    assert!(demo.pools.iter().all(|pool| pool.health_check.is_some()));
 }
 
 const VALID_TAIL: &str = r#"

@@ -380,3 +380,37 @@ async fn wait_for_ejection(proxy: &TestProxy, client: &TestClient) {
         get(client, &proxy.url("/"), None).await;
     }
 }
+
+/// The demo's upstreams have a switch: `POST /fail` makes one fail its probes until
+/// `POST /recover`, so the demo shows a backend leaving the rotation and coming back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_upstream_told_to_fail_leaves_the_rotation_and_comes_back() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(switchyard::demo::serve(
+        listener,
+        switchyard::demo::UPSTREAMS[1],
+        stop.clone(),
+    ));
+    let config = support::config::ConfigBuilder::single_pool(&[("beta", addr, 1)])
+        .with_pool(|pool| pool.http_checks("100ms", 2, 2));
+    let proxy = TestProxy::start(&config.toml()).await;
+    wait_for_state(&proxy, "pool", "beta", State::Healthy).await;
+    let switch = |path: &'static str| {
+        let client = client();
+        async move {
+            let req = http::Request::post(format!("http://{addr}{path}"))
+                .body(http_body_util::Full::<bytes::Bytes>::default())
+                .unwrap();
+            send(&client, req).await
+        }
+    };
+    assert_eq!(switch("/fail").await.status, 200);
+    wait_for_state(&proxy, "pool", "beta", State::Unhealthy).await;
+    assert_eq!(get(&client(), &proxy.url("/"), None).await.status, 503);
+    assert_eq!(switch("/recover").await.status, 200);
+    wait_for_state(&proxy, "pool", "beta", State::Healthy).await;
+    assert_eq!(get(&client(), &proxy.url("/"), None).await.status, 200);
+    stop.cancel();
+}
