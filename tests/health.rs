@@ -221,7 +221,11 @@ async fn hung_backend_gives_504_then_is_ejected_and_avoided() {
     let good = Upstream::start("good").await;
     let proxy = proxy(
         &[("hung", hung), ("good", good.addr)],
-        |pool| pool.set("outlier_detection.consecutive_failures", 1),
+        // Timeouts not retried, so that the client sees the hung backend's 504.
+        |pool| {
+            pool.set("outlier_detection.consecutive_failures", 1)
+                .set("retry_on", vec!["connect-failure", "reset"])
+        },
         |config| config.set("timeouts.response_header", "300ms"),
     )
     .await;
@@ -413,4 +417,40 @@ async fn a_demo_upstream_told_to_fail_leaves_the_rotation_and_comes_back() {
     wait_for_state(&proxy, "pool", "beta", State::Healthy).await;
     assert_eq!(get(&client(), &proxy.url("/"), None).await.status, 200);
     stop.cancel();
+}
+
+/// An ejection runs its time while probes pass (a backend failing real traffic may well answer
+/// its probe), unless `uneject_on_probe` asks a passing probe to end it early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passing_probes_end_an_ejection_early_only_with_uneject_on_probe() {
+    for uneject_on_probe in [false, true] {
+        let upstreams = [Upstream::start("u0").await, Upstream::start("u1").await];
+        let settings = |pool: PoolBuilder| {
+            pool.set("retries", 0)
+                .set("outlier_detection.consecutive_5xx", 1)
+                .set("outlier_detection.base_ejection_time", "20s")
+                .set("outlier_detection.uneject_on_probe", uneject_on_probe)
+                .http_checks("50ms", 2, 1)
+        };
+        let backends = [("u0", upstreams[0].addr), ("u1", upstreams[1].addr)];
+        let proxy = proxy(&backends, settings, same).await;
+        let client = client();
+        upstreams[0].set_status(500);
+        while backend_view(&proxy, "pool", "u0").await.state != State::Ejected {
+            get(&client, &proxy.url("/"), None).await;
+        }
+        // Its probes go on passing (`/health` answers 200).
+        let probes = upstreams[0].health_probes();
+        eventually(DEADLINE, "five more probes", || {
+            upstreams[0].health_probes() >= probes + 5
+        })
+        .await;
+        let state = backend_view(&proxy, "pool", "u0").await.state;
+        let expected = if uneject_on_probe {
+            State::Healthy
+        } else {
+            State::Ejected
+        };
+        assert_eq!(state, expected, "uneject_on_probe = {uneject_on_probe}");
+    }
 }

@@ -17,7 +17,8 @@ pub fn ramped_weight(weight: u32, elapsed: Duration, window: Duration) -> u32 {
     if elapsed >= window || window.is_zero() {
         return full;
     }
-    let share = (elapsed.as_secs_f64() / window.as_secs_f64()).max(MIN_SHARE);
+    // Linear from MIN_SHARE at the start to the full weight at the window's end.
+    let share = MIN_SHARE + (1.0 - MIN_SHARE) * (elapsed.as_secs_f64() / window.as_secs_f64());
     ((f64::from(full) * share).round() as u32).clamp(1, full)
 }
 
@@ -32,7 +33,8 @@ mod tests {
     #[test]
     fn ramp_starts_at_the_minimum_share_and_ends_at_full_weight() {
         assert_eq!(ramped_weight(1, Duration::ZERO, WINDOW), 2); // 10% of 16, rounded
-        assert_eq!(ramped_weight(1, Duration::from_secs(5), WINDOW), 8);
+        assert_eq!(ramped_weight(1, Duration::from_secs(1), WINDOW), 3); // 19%
+        assert_eq!(ramped_weight(1, Duration::from_secs(5), WINDOW), 9); // 55%
         assert_eq!(ramped_weight(1, WINDOW, WINDOW), SCALE);
         assert_eq!(
             ramped_weight(10, Duration::from_secs(25), WINDOW),
@@ -54,10 +56,11 @@ mod tests {
 
     #[test]
     fn round_robin_share_of_a_ramping_backend_follows_the_ramp() {
-        // Against one full-weight peer of the same configured weight: 2/18, 8/24, then 1/2.
+        // Against one full-weight peer of the same configured weight: 2/18, 3/19, 9/25, 12/28,
+        // then 1/2: climbing from the first second on, not flat at 10% for a tenth of the window.
         assert!((wrr_share(Duration::ZERO) - 2.0 / 18.0).abs() < 1e-9);
-        assert!((wrr_share(Duration::from_secs(1)) - 2.0 / 18.0).abs() < 1e-9);
-        assert!((wrr_share(Duration::from_secs(5)) - 8.0 / 24.0).abs() < 1e-9);
+        assert!((wrr_share(Duration::from_secs(1)) - 3.0 / 19.0).abs() < 1e-9);
+        assert!((wrr_share(Duration::from_secs(5)) - 9.0 / 25.0).abs() < 1e-9);
         assert!((wrr_share(Duration::from_millis(7500)) - 12.0 / 28.0).abs() < 1e-9);
         assert!((wrr_share(WINDOW) - 0.5).abs() < 1e-9);
     }
@@ -68,7 +71,7 @@ mod tests {
         // their weights, so the ramping backend's share tracks its ramped weight.
         for (elapsed, expected) in [
             (Duration::ZERO, 2.0 / 18.0),
-            (Duration::from_secs(5), 8.0 / 24.0),
+            (Duration::from_secs(5), 9.0 / 25.0),
             (WINDOW, 0.5),
         ] {
             let candidates = fakes(&[SCALE, ramped_weight(1, elapsed, WINDOW)]);

@@ -291,6 +291,7 @@ pub struct OutlierFile {
     pub base_ejection_time: Option<Spanned<String>>,
     pub max_ejection_time: Option<Spanned<String>>,
     pub max_ejection_percent: Option<Spanned<i64>>,
+    pub uneject_on_probe: Option<bool>,
 }
 
 /// The balancing algorithm names accepted in the file.

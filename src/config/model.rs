@@ -381,7 +381,9 @@ impl Default for RetryOn {
     fn default() -> Self {
         Self {
             reset: true,
-            timeout: false,
+            // NGINX's `proxy_next_upstream error timeout`: a hung backend costs idempotent
+            // requests one response-header timeout, not a failure.
+            timeout: true,
             server_error: false,
         }
     }
@@ -467,6 +469,8 @@ pub struct OutlierConfig {
     pub max_ejection_time: Duration,
     /// At most this percentage of a pool is ejected at once (rounded down).
     pub max_ejection_percent: u8,
+    /// A passing active probe ends an ejection early (Envoy's behaviour); else it runs its time.
+    pub uneject_on_probe: bool,
 }
 
 impl Default for OutlierConfig {
@@ -477,6 +481,7 @@ impl Default for OutlierConfig {
             base_ejection_time: Duration::from_secs(30),
             max_ejection_time: Duration::from_secs(300),
             max_ejection_percent: 50,
+            uneject_on_probe: false,
         }
     }
 }

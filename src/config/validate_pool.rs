@@ -286,6 +286,7 @@ impl Checker {
                 0..=100,
                 d.max_ejection_percent,
             ),
+            uneject_on_probe: file.uneject_on_probe.unwrap_or(d.uneject_on_probe),
         }
     }
 }

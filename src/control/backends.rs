@@ -36,13 +36,16 @@ impl Control {
             } => {
                 backend.set(Exclusion::Unhealthy, false);
                 update_status(backend, |s| s.unhealthy = None);
-                // Passing probes also end a passive ejection early (Envoy's default).
-                self.end_ejection(p, b);
+                if self.pools[p].config.outlier.uneject_on_probe {
+                    self.end_ejection(p, b);
+                }
                 self.start_ramp(p, b);
                 detail
             }
             ReportKind::PassedWhileEjected => {
-                if !self.end_ejection(p, b) {
+                // A probe proves little about real traffic (a backend may fail every POST and
+                // answer its GET probe): only where asked does it end an ejection early.
+                if !self.pools[p].config.outlier.uneject_on_probe || !self.end_ejection(p, b) {
                     return;
                 }
                 self.start_ramp(p, b);

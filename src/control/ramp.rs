@@ -78,7 +78,11 @@ mod tests {
         ramp.start(now, WINDOW);
         assert!(ramp.weight(2, now, WINDOW) < 2 * SCALE / 4);
         let half = now + Duration::from_secs(8);
-        assert_eq!(ramp.weight(2, half, WINDOW), SCALE);
+        assert_eq!(
+            ramp.weight(2, half, WINDOW),
+            18,
+            "halfway: 10% + 45% of 2 × SCALE"
+        );
         assert_eq!(
             ramp.next_step(half, WINDOW),
             Some(now + Duration::from_secs(9)),
