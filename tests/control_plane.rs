@@ -351,3 +351,45 @@ async fn a_healthy_backend_still_needs_its_unhealthy_threshold_after_a_probe_rel
         "down after {failures} failed probes; unhealthy_threshold is 3"
     );
 }
+
+/// A backend a reload removes drains like any other: `draining` while its requests run, then
+/// `drained` and removed, each announced, so a deploy script can wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_removed_by_a_reload_drains_before_it_goes() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let both = ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)])
+        .set("reload.watch", false);
+    let path = temp_config(&both.toml());
+    let proxy = TestProxy::start_file(&path).await;
+    let mut events = EventStream::open(proxy.gateway.admin_addr().unwrap(), None).await;
+    let held = spawn_gets(1, proxy.url("/hold"));
+    eventually(DEADLINE, "a request held", || a.held() + b.held() == 1).await;
+    let (gone, stays, upstream) = if b.held() == 1 {
+        ("b", ("a", a.addr), &b)
+    } else {
+        ("a", ("b", b.addr), &a)
+    };
+    let one = ConfigBuilder::single_pool(&[(stays.0, stays.1, 1)]).set("reload.watch", false);
+    std::fs::write(&path, one.toml()).unwrap();
+    let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
+    assert_eq!(status, 200, "{outcome}");
+
+    let draining = events.next_matching(|e| e["backend"] == gone).await;
+    assert_eq!(
+        summary(&draining),
+        format!("backend {gone} healthy->draining")
+    );
+    assert_eq!(draining["reason"], "removed from the config", "{draining}");
+    let view = backend_view(&proxy, "pool", gone).await;
+    assert_eq!((view.state, view.in_flight), (State::Draining, 1));
+
+    upstream.release_held();
+    let drained = events.next_matching(|e| e["backend"] == gone).await;
+    assert_eq!(
+        summary(&drained),
+        format!("backend {gone} draining->drained")
+    );
+    let removed = events.next_matching(|e| e["type"] == "membership").await;
+    assert_eq!(removed["backend"], gone, "{removed}");
+    assert_eq!(held.await.unwrap()[0].status, 200);
+}

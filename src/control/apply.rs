@@ -53,7 +53,8 @@ impl Control {
             if pool_config.discovery.is_none() {
                 runtime.discovered.clear();
             }
-            let taken = membership::take_set(&mut runtime, pool_config, &self.metrics, now);
+            let grace = config.timeouts.shutdown;
+            let taken = membership::take_set(&mut runtime, pool_config, &self.metrics, now, grace);
             needs_prober.extend(taken.added.iter().map(|&b| (p, b)));
             if probes_changed {
                 resumed_prober.extend(taken.kept.iter().map(|&b| (p, b)));
@@ -100,9 +101,16 @@ impl Control {
         self.swap_all();
         for p in 0..self.pools.len() {
             for b in 0..self.pools[p].backends.len() {
-                self.announce(p, b, "config reloaded");
+                let backend = &self.pools[p].backends[b];
+                let reason = if backend.leaving {
+                    membership::leaving_reason(backend)
+                } else {
+                    "config reloaded"
+                };
+                self.announce(p, b, reason);
             }
         }
+        self.remove_departed(now);
         summary
     }
 

@@ -1,7 +1,8 @@
 //! A pool taking a new set of backends, from a reload or from its discovery source: backends
-//! that stay keep their state (the `reconcile` plan), new ones start fresh, and a discovered
-//! backend that leaves is drained first and removed only once its requests have ended (or its
-//! `drain_timeout` has passed). Also runs each pool's discovery task.
+//! that stay keep their state (the `reconcile` plan), new ones start fresh, and a backend that
+//! leaves (no longer named by the file, or by the discovery source) is drained first and removed
+//! only once its requests have ended, or its deadline has passed: the source's `drain_timeout`,
+//! or `timeouts.shutdown` for the file's. Also runs each pool's discovery task.
 
 use super::Control;
 use super::backends::update_status;
@@ -17,6 +18,13 @@ use tokio::time::Instant;
 
 /// Why a discovered backend is draining.
 const LEFT: &str = "no longer named by the discovery source";
+/// Why a backend of the file is draining.
+const REMOVED: &str = "removed from the config";
+
+/// Why a leaving backend is draining.
+pub(super) fn leaving_reason(backend: &BackendRuntime) -> &'static str {
+    if backend.discovered { LEFT } else { REMOVED }
+}
 
 /// What taking a set did, for the caller to follow up: new index of each backend that needs a
 /// probe task started, and of each kept one.
@@ -39,12 +47,14 @@ pub(super) fn desired(config: &PoolConfig, discovered: &[BackendConfig]) -> Vec<
     all
 }
 
-/// Gives `runtime` the backends of `config` plus its discovered ones.
+/// Gives `runtime` the backends of `config` plus its discovered ones; one that leaves drains
+/// within the source's `drain_timeout`, or `grace` (`timeouts.shutdown`).
 pub(super) fn take_set(
     runtime: &mut PoolRuntime,
     config: &PoolConfig,
     metrics: &Metrics,
     now: Instant,
+    grace: std::time::Duration,
 ) -> Taken {
     let desired = desired(config, &runtime.discovered);
     let statics = config.backends.len();
@@ -89,30 +99,28 @@ pub(super) fn take_set(
             }
         }
     }
-    let drain_timeout = config.discovery.as_ref().map(|d| d.drain_timeout);
+    let drain_timeout = config.discovery.as_ref().map_or(grace, |d| d.drain_timeout);
     for mut gone in previous.into_iter().flatten() {
         gone.stop_prober();
-        match drain_timeout {
-            Some(timeout) if gone.discovered => {
-                if !gone.leaving {
-                    gone.leaving = true;
-                    gone.drain_deadline = now.checked_add(timeout);
-                    let since = SystemTime::now();
-                    update_status(&gone.state, |s| {
-                        s.drain = Some(Drain {
-                            since,
-                            deadline: since.checked_add(timeout),
-                            reason: LEFT.to_owned(),
-                        });
-                    });
-                    gone.state.set(Exclusion::Draining, true);
-                }
-                runtime.backends.push(gone);
-            }
-            // A backend the file no longer names goes at once; its requests in flight hold
-            // its state until they end.
-            _ => {}
+        if !gone.leaving {
+            let timeout = if gone.discovered {
+                drain_timeout
+            } else {
+                grace
+            };
+            gone.leaving = true;
+            gone.drain_deadline = now.checked_add(timeout);
+            let since = SystemTime::now();
+            update_status(&gone.state, |s| {
+                s.drain = Some(Drain {
+                    since,
+                    deadline: since.checked_add(timeout),
+                    reason: leaving_reason(&gone).to_owned(),
+                });
+            });
+            gone.state.set(Exclusion::Draining, true);
         }
+        runtime.backends.push(gone);
     }
     taken
 }
@@ -151,7 +159,8 @@ impl Control {
         let now = Instant::now();
         let runtime = &mut self.pools[p];
         let config = runtime.config.clone();
-        let taken = take_set(runtime, &config, &self.metrics, now);
+        let grace = self.config.timeouts.shutdown;
+        let taken = take_set(runtime, &config, &self.metrics, now, grace);
         runtime.refresh_traffic(&self.config, &self.metrics);
         for backend in &runtime.backends {
             backend.refresh_weight(now, config.slow_start);
@@ -165,8 +174,9 @@ impl Control {
         }
         self.rebuild(p);
         for b in 0..self.pools[p].backends.len() {
-            let reason = if self.pools[p].backends[b].leaving {
-                LEFT
+            let backend = &self.pools[p].backends[b];
+            let reason = if backend.leaving {
+                leaving_reason(backend)
             } else {
                 "discovered"
             };
@@ -175,8 +185,8 @@ impl Control {
         self.remove_departed(now);
     }
 
-    /// Removes discovered backends that left and have no request in flight any more, or whose
-    /// drain timeout has passed (what remained was closed when it did).
+    /// Removes backends that left and have no request in flight any more, or whose drain
+    /// deadline has passed (what remained was closed when it did).
     pub(super) fn remove_departed(&mut self, now: Instant) {
         for p in 0..self.pools.len() {
             let done = |b: &BackendRuntime| {
