@@ -213,6 +213,17 @@ async fn max_ejection_percent_keeps_part_of_a_failing_pool_in_service() {
         assert!(ejected().await <= 2, "more than half of the pool ejected");
     }
     assert_eq!(ejected().await, 2, "two of four backends ejected");
+    // The two the cap holds in service show why, not as plainly healthy.
+    for u in &upstreams {
+        let view = backend_view(&proxy, "pool", u.name).await;
+        if view.state == State::Healthy {
+            let detail = &view.reasons.first().expect("a reason").detail;
+            assert!(
+                detail.ends_with("held in service: max_ejection_percent reached"),
+                "{view:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 
 use super::Control;
 use super::ejection::Decision;
+use super::registry::BackendRuntime;
 use super::views::Event;
 use crate::health::{Report, ReportKind, Verdict};
 use crate::upstream::{BackendState, BackendStatus, Drain, Exclusion, Mark, OutlierReport};
@@ -77,16 +78,25 @@ impl Control {
         let now = Instant::now();
         let duration = match runtime.ejection.consider(now, &outlier, ejected, size) {
             Decision::Eject { duration, .. } => duration,
-            Decision::AlreadyEjected | Decision::Capped { first: false } => return,
-            Decision::Capped { first: true } => {
-                let allowed = size * usize::from(outlier.max_ejection_percent) / 100;
-                tracing::warn!(
-                    pool = %backend.pool, backend = %backend.name, %reason, ejected, allowed,
-                    "not ejecting: max_ejection_percent reached"
-                );
+            Decision::AlreadyEjected => return,
+            Decision::Capped { first } => {
+                if first {
+                    let allowed = size * usize::from(outlier.max_ejection_percent) / 100;
+                    tracing::warn!(
+                        pool = %backend.pool, backend = %backend.name, %reason, ejected, allowed,
+                        "not ejecting: max_ejection_percent reached"
+                    );
+                }
+                // Shown as failing for as long as an ejection would have lasted, renewed by
+                // each further threshold's worth of failures.
+                runtime.held_in_until = Some(now + outlier.base_ejection_time);
+                backend.mark(Mark::HeldIn, true);
+                let detail = format!("{reason}; held in service: max_ejection_percent reached");
+                update_status(backend, |s| s.held_in = Some(detail));
                 return;
             }
         };
+        clear_held_in(runtime);
         backend.set(Exclusion::Ejected, true);
         let reason = format!("{reason}; ejected for {duration:?}");
         update_status(backend, |s| s.ejected = Some(reason.clone()));
@@ -139,6 +149,7 @@ impl Control {
                         .into_iter()
                         .chain(b.ramp.next_step(now, window))
                         .chain(b.drain_deadline)
+                        .chain(b.held_in_until)
                         .chain(waiting_for_drain.then_some(drain_check))
                 })
             })
@@ -158,6 +169,9 @@ impl Control {
                     rebuild = true;
                 }
                 let runtime = &mut self.pools[p].backends[b];
+                if runtime.held_in_until.is_some_and(|until| until <= now) {
+                    clear_held_in(runtime);
+                }
                 if runtime.ramp.is_running() {
                     rebuild |= runtime.refresh_weight(now, window);
                     if runtime.ramp.finish_if_done(now, window) {
@@ -258,6 +272,14 @@ impl Control {
             weight,
             time: timestamp(SystemTime::now()),
         });
+    }
+}
+
+/// Ends a backend's showing as held in service by the ejection cap.
+fn clear_held_in(runtime: &mut BackendRuntime) {
+    if runtime.held_in_until.take().is_some() {
+        runtime.state.mark(Mark::HeldIn, false);
+        update_status(&runtime.state, |s| s.held_in = None);
     }
 }
 

@@ -24,6 +24,9 @@ pub(super) struct BackendRuntime {
     /// Set through the admin API; cleared when the file changes this backend.
     pub weight_override: Option<u32>,
     pub ejection: Ejection,
+    /// While failing but held in service by the ejection cap: until when it shows so, unless
+    /// another threshold's worth of failures renews it.
+    pub held_in_until: Option<Instant>,
     pub ramp: Ramp,
     /// The state last announced: a change is announced when the derived state differs.
     pub announced: State,
@@ -87,6 +90,7 @@ impl BackendRuntime {
             } else {
                 State::Unhealthy
             },
+            held_in_until: None,
             drain_deadline: None,
             prober: None,
             last_probe: Arc::new(ArcSwapOption::empty()),

@@ -309,6 +309,15 @@ pub(super) fn reasons(state: &BackendState, status: &BackendStatus) -> Vec<Reaso
             detail: detail(&status.ejected, "ejected by outlier detection"),
         });
     }
+    if state.has(Mark::HeldIn) {
+        reasons.push(Reason {
+            state: State::Ejected,
+            detail: detail(
+                &status.held_in,
+                "failing; held in service by the ejection cap",
+            ),
+        });
+    }
     if state.has(Mark::SlowStart) {
         reasons.push(Reason {
             state: State::SlowStart,

@@ -43,6 +43,9 @@ pub enum Mark {
     SlowStart = 8,
     /// Its drain deadline passed: what was left of its connections was closed.
     DrainCut = 16,
+    /// It crossed its failure threshold but stays in service: ejecting it would pass the
+    /// pool's `max_ejection_percent`.
+    HeldIn = 32,
 }
 
 /// A failure seen on real traffic.

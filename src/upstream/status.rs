@@ -71,6 +71,8 @@ pub struct BackendStatus {
     pub unhealthy: Option<String>,
     /// The failures that ejected it, and for how long, while ejected.
     pub ejected: Option<String>,
+    /// The failures that would have ejected it, while the ejection cap holds it in service.
+    pub held_in: Option<String>,
     /// The operator's drain, while draining.
     pub drain: Option<Drain>,
     /// When its current state began.
@@ -94,6 +96,7 @@ impl BackendStatus {
         Self {
             unhealthy: unhealthy.then(|| "waiting for a first passing probe".to_owned()),
             ejected: None,
+            held_in: None,
             drain: None,
             since: SystemTime::now(),
         }
