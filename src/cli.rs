@@ -62,6 +62,9 @@ pub enum Command {
 pub struct CheckArgs {
     #[command(flatten)]
     pub config: ConfigArg,
+    /// The config file, as `nginx -t -c FILE` users type it (the same as --config).
+    #[arg(value_name = "FILE", conflicts_with = "diff")]
+    pub file: Option<PathBuf>,
     /// Instead, print (as JSON) what reloading NEW over OLD would change, having checked both.
     #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
     pub diff: Option<Vec<PathBuf>>,
@@ -82,7 +85,7 @@ pub struct RegisterArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub weight: u32,
     /// How long the registration outlives the last heartbeat (sent every third of it).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = switchyard::config::parse_duration)]
     pub ttl: std::time::Duration,
     /// A metadata label stored with the instance, KEY=VALUE; repeatable.
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = key_value)]

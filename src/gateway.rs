@@ -2,7 +2,7 @@
 //! the shutdown that drains them.
 
 use crate::access_log::AccessLog;
-use crate::admin::{self, AdminState, TokenError};
+use crate::admin::{self, AdminState, Token, TokenError};
 use crate::config::Config;
 use crate::control::{Control, ControlHandle};
 use crate::listeners::Listeners;
@@ -44,6 +44,37 @@ pub enum StartError {
     ReadTokenAlone,
 }
 
+impl StartError {
+    /// Whether the config (with the environment it names, such as a token's variable) is what
+    /// is wrong, rather than the machine: `check` finds these too, and both exit 1.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Self::Token(_) | Self::AdminWithoutToken(_) | Self::ReadTokenAlone
+        )
+    }
+}
+
+/// The admin API's tokens (the one that may change things, the read-only one), read from where
+/// the config says; refused where the API would be reachable from the network without one.
+pub fn admin_tokens(config: &Config) -> Result<(Option<Token>, Option<Token>), StartError> {
+    let Some(admin) = &config.admin else {
+        return Ok((None, None));
+    };
+    let token = admin::load_token(&admin.token)?;
+    if token.is_none() && !admin.bind.ip().is_loopback() {
+        return Err(StartError::AdminWithoutToken(admin.bind));
+    }
+    let read_token = match &admin.read_token {
+        Some(source) => admin::load_token(source)?,
+        None => None,
+    };
+    if read_token.is_some() && token.is_none() {
+        return Err(StartError::ReadTokenAlone);
+    }
+    Ok((token, read_token))
+}
+
 /// Where the running config came from, so reloads can read it again.
 #[derive(Debug, Clone)]
 pub struct ConfigSource {
@@ -83,23 +114,7 @@ impl Gateway {
         config: &Config,
         source: Option<ConfigSource>,
     ) -> Result<Self, StartError> {
-        let (token, read_token) = match &config.admin {
-            Some(admin) => {
-                let token = admin::load_token(&admin.token)?;
-                if token.is_none() && !admin.bind.ip().is_loopback() {
-                    return Err(StartError::AdminWithoutToken(admin.bind));
-                }
-                let read_token = match &admin.read_token {
-                    Some(source) => admin::load_token(source)?,
-                    None => None,
-                };
-                if read_token.is_some() && token.is_none() {
-                    return Err(StartError::ReadTokenAlone);
-                }
-                (token, read_token)
-            }
-            None => (None, None),
-        };
+        let (token, read_token) = admin_tokens(config)?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let metrics = Metrics::new();

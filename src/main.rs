@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check(args)) => match &args.diff {
             Some(files) => diff(&files[0], &files[1]),
-            None => check(&args.config.config),
+            None => check(args.file.as_ref().unwrap_or(&args.config.config)),
         },
         Some(Command::Config(args)) => cli::config(&args),
         Some(Command::Register(args)) => register::register(args),
@@ -78,11 +78,53 @@ fn load_with_source(path: &Path) -> Result<(Config, ConfigSource), config::Confi
 fn check(path: &Path) -> ExitCode {
     match config::load(path) {
         Ok(config) => {
+            // What `run` would refuse for the config's sake, refused here the same way.
+            if let Err(err) = switchyard::gateway::admin_tokens(&config) {
+                eprintln!("{err}");
+                return ExitCode::from(EXIT_INVALID_CONFIG);
+            }
             print!("{}", summary(path, &config));
+            for warning in expiry_warnings(&config, std::time::SystemTime::now()) {
+                eprintln!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(err) => invalid(&err),
     }
+}
+
+/// How soon a certificate's expiry is worth a warning (the shipped alert's threshold too).
+const EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(14 * 86_400);
+
+/// A line for each served certificate that expires within `EXPIRY_WARNING` of `now`.
+fn expiry_warnings(config: &Config, now: std::time::SystemTime) -> Vec<String> {
+    config
+        .listeners
+        .iter()
+        .flat_map(|l| {
+            l.tls
+                .iter()
+                .flat_map(|tls| &tls.certificates)
+                .map(move |c| (l, c))
+        })
+        .filter(|(_, c)| c.not_after < now + EXPIRY_WARNING)
+        .map(|(l, c)| {
+            let when = humantime::format_rfc3339_seconds(c.not_after);
+            if c.not_after <= now {
+                format!(
+                    "listener {}: certificate {} expired at {when}",
+                    l.name,
+                    c.label()
+                )
+            } else {
+                format!(
+                    "listener {}: certificate {} expires within 14 days, at {when}",
+                    l.name,
+                    c.label()
+                )
+            }
+        })
+        .collect()
 }
 
 /// `check --diff OLD NEW`: both checked, then what a reload from one to the other changes.
@@ -157,7 +199,11 @@ fn run(
                 Ok(gateway) => gateway,
                 Err(err) => {
                     eprintln!("{err}");
-                    return ExitCode::from(EXIT_START_FAILED);
+                    return ExitCode::from(if err.is_config() {
+                        EXIT_INVALID_CONFIG
+                    } else {
+                        EXIT_START_FAILED
+                    });
                 }
             };
             if demo {

@@ -404,3 +404,103 @@ fn keys_of_another_probe_type_are_located() {
         "pools[0].health_check.method: does not apply to this probe type",
     );
 }
+
+/// Twelve mistakes in one file are twelve lines: every type error of every table entry, and
+/// alongside them every other problem of what could be read.
+#[test]
+fn every_mistake_in_a_file_is_reported() {
+    let text = "[[listeners]]\nname = \"main\"\nbind = \"127.0.0.1:8080\"\nredirect_to_https = \"yes\"\n\
+                [timeouts]\nconnect = 5\nresponse_header = \"2\"\nidle = \"1 sec\"\n\
+                [[routes]]\nname = \"r\"\npool = \"web\"\npath_prefix = \"nope\"\n\
+                [[pools]]\nname = \"web\"\nretries = \"two\"\n\
+                [[pools.backends]]\nname = \"a\"\naddress = \"127.0.0.1:9001\"\nweight = \"heavy\"\n\
+                [[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:9002\"\nweight = 0\n\
+                [pools.health_check]\ninterval = 5\nunhealthy_threshold = \"2\"\n\
+                [[pools]]\nname = \"api\"\nalgorithm = \"fastest\"\n\
+                [[pools.backends]]\nname = \"x\"\naddress = \"not an address\"\n";
+    let found = problems(text);
+    let expected = [
+        "4:21: listeners.redirect_to_https: invalid type",
+        "6:11: timeouts.connect: invalid type",
+        "7:19: timeouts.response_header: \"2\" is not a duration",
+        "8:8: timeouts.idle: \"1 sec\" is not a duration",
+        "12:15: routes[0].path_prefix:",
+        "15:11: pools.retries: invalid type",
+        "19:10: pools.backends.weight: invalid type",
+        "23:10: pools[0].backends[1].weight: must be between 1 and 256",
+        "25:12: pools.health_check.interval: invalid type",
+        "26:23: pools.health_check.unhealthy_threshold: invalid type",
+        "29:13: pools.algorithm: unknown variant `fastest`",
+        "32:11: pools[1].backends[0].address:",
+    ];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for (found, expected) in found.iter().zip(expected) {
+        assert!(
+            found.starts_with(expected),
+            "{found} does not start with {expected}"
+        );
+    }
+}
+
+#[test]
+fn a_duplicate_key_names_the_key_its_table_and_the_first_definition() {
+    let text = "[[listeners]]\nname = \"a\"\nbind = \"127.0.0.1:1\"\nname = \"b\"\n";
+    assert_eq!(
+        problems(text),
+        ["4:1: duplicate key `name` in [listeners], first defined at line 2"]
+    );
+    let text = "[timeouts]\nconnect = \"1s\"\n[timeouts]\nidle = \"1s\"\n";
+    let found = problems(text);
+    assert!(
+        found[0].ends_with("duplicate table [timeouts], first defined at line 1"),
+        "{found:?}"
+    );
+}
+
+/// A network-reachable admin API without a token is refused by `check` as by `run`: exit 1
+/// and the same message.
+#[test]
+fn check_and_run_refuse_an_open_admin_api_alike() {
+    let dir = std::env::temp_dir().join(format!("switchyard-admin-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("open.toml");
+    std::fs::write(
+        &path,
+        format!("{LISTENER}{VALID_TAIL}[admin]\nbind = \"0.0.0.0:0\"\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .arg(&path)
+            .env_remove("SWITCHYARD_ADMIN_TOKEN")
+            .output()
+            .expect("run switchyard")
+    };
+    let (check, start) = (run(&["check", "--config"]), run(&["run", "--config"]));
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    assert_eq!(start.status.code(), Some(1), "{start:?}");
+    let message = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        message.contains("is not a loopback address and no admin token is set"),
+        "{message}"
+    );
+    assert_eq!(check.stderr, start.stderr);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn check_takes_the_file_as_a_positional_argument_too() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/demo.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("check")
+        .arg(&demo)
+        .output()
+        .expect("run switchyard check");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("{}: ok", demo.display())),
+        "{text}"
+    );
+}

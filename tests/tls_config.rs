@@ -223,3 +223,23 @@ fn bad_upstream_connection_settings_name_their_field() {
         "{idle}"
     );
 }
+
+#[test]
+fn switchyard_check_warns_of_a_certificate_expiring_within_14_days() {
+    let pki = Pki::new();
+    let soon = pki.leaf_expiring_in("soon", &["localhost"], 10);
+    let path = pki.dir.join("switchyard.toml");
+    std::fs::write(&path, config_with(&[(&soon.cert, &soon.key)], "")).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run switchyard check");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: listener https: certificate")
+            && stderr.contains("expires within 14 days"),
+        "{stderr}"
+    );
+}

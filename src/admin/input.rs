@@ -70,7 +70,7 @@ pub(super) fn deadline_in(body: Option<Value>) -> Result<Option<Duration>, Rejec
 
 /// One deadline's text, within [`MAX_DRAIN_DEADLINE`].
 pub(super) fn parse_deadline(text: &str) -> Result<Duration, Rejection> {
-    match humantime::parse_duration(text) {
+    match crate::config::parse_duration(text) {
         Ok(deadline) if deadline <= MAX_DRAIN_DEADLINE => Ok(deadline),
         Ok(_) => Err(Rejection::new(
             StatusCode::BAD_REQUEST,
@@ -83,7 +83,7 @@ pub(super) fn parse_deadline(text: &str) -> Result<Duration, Rejection> {
 fn bad_deadline() -> Rejection {
     Rejection::new(
         StatusCode::BAD_REQUEST,
-        "expected a deadline such as ?deadline=30s or {\"deadline\": \"30s\"}",
+        "expected a deadline of at most 30 days, a number and a unit with no space (ms, s, m, h, d), such as ?deadline=30s or {\"deadline\": \"30s\"}",
     )
 }
 
@@ -113,7 +113,7 @@ mod tests {
     proptest! {
         /// Whatever an operator sends, the answer is a deadline within the bound or a 400.
         #[test]
-        fn any_deadline_text_is_bounded_or_refused(text in ".{0,40}", secs: u64, unit in "(ns|ms|s|m|h|d|w|M|y|years)") {
+        fn any_deadline_text_is_bounded_or_refused(text in ".{0,40}", secs: u64, unit in "(ns|ms|s|m|h|d|w|M|y|years| sec)") {
             for text in [text, format!("{secs}{unit}")] {
                 match parse_deadline(&text) {
                     Ok(deadline) => prop_assert!(deadline <= MAX_DRAIN_DEADLINE),

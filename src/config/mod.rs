@@ -19,7 +19,7 @@ pub use model::{
     RetryBudgetConfig, RetryOn, RouteConfig, Timeouts, TlsVersion, TokenSource, UnderscoreHeaders,
     UpstreamConfig, UpstreamTls, WebhookConfig,
 };
-pub use validate::{ConfigError, Problem, is_name};
+pub use validate::{ConfigError, Problem, is_name, parse_duration};
 
 /// The effective default config: every option at its default value, as TOML
 /// (`switchyard config --defaults`).

@@ -4,7 +4,7 @@
 use super::file::FileConfig;
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::{DeArray, DeTable, DeValue};
 
 /// The top-level keys of a config file.
 const SECTIONS: [&str; 10] = [
@@ -20,26 +20,36 @@ const SECTIONS: [&str; 10] = [
     "fleet",
 ];
 
-/// The file's sections, with every section or element that failed to deserialize left out
-/// and reported as (byte offset, message); a syntax error is the one error returned.
-pub(super) fn read(text: &str) -> Result<(FileConfig, Vec<(usize, String)>), toml::de::Error> {
+/// Every type error found reading the file, as (byte offset, message), and whether a section
+/// or element could not be read at all (then what the checks would say of the rest may be
+/// caused by its absence).
+#[derive(Debug, Default)]
+pub(super) struct TypeErrors {
+    pub errors: Vec<(usize, String)>,
+    pub dropped: bool,
+}
+
+/// The file's sections; a section or element with a type error is read again without the key
+/// at fault, so that every type error in it is reported and what remains can still be checked.
+/// A syntax error is the one error returned.
+pub(super) fn read(text: &str) -> Result<(FileConfig, TypeErrors), toml::de::Error> {
     let root = DeTable::parse(text)?;
-    let mut errors = Vec::new();
+    let mut found = TypeErrors::default();
     let mut file = FileConfig::default();
     for (key, value) in root.into_inner() {
-        let errors = &mut errors;
+        let found = &mut found;
         match key.get_ref().as_ref() {
-            "listeners" => file.listeners = elements(value, errors),
-            "routes" => file.routes = elements(value, errors),
-            "pools" => file.pools = elements(value, errors),
-            "timeouts" => file.timeouts = section(value, errors).unwrap_or_default(),
-            "limits" => file.limits = section(value, errors).unwrap_or_default(),
-            "admin" => file.admin = section(value, errors),
-            "reload" => file.reload = section(value, errors).unwrap_or_default(),
-            "access_log" => file.access_log = section(value, errors).unwrap_or_default(),
-            "notify" => file.notify = section(value, errors).unwrap_or_default(),
-            "fleet" => file.fleet = section(value, errors),
-            other => errors.push((
+            "listeners" => file.listeners = elements(value, found),
+            "routes" => file.routes = elements(value, found),
+            "pools" => file.pools = elements(value, found),
+            "timeouts" => file.timeouts = section(value, found).unwrap_or_default(),
+            "limits" => file.limits = section(value, found).unwrap_or_default(),
+            "admin" => file.admin = section(value, found),
+            "reload" => file.reload = section(value, found).unwrap_or_default(),
+            "access_log" => file.access_log = section(value, found).unwrap_or_default(),
+            "notify" => file.notify = section(value, found).unwrap_or_default(),
+            "fleet" => file.fleet = section(value, found),
+            other => found.errors.push((
                 key.span().start,
                 format!(
                     "unknown key `{other}`, expected one of {}",
@@ -48,36 +58,95 @@ pub(super) fn read(text: &str) -> Result<(FileConfig, Vec<(usize, String)>), tom
             )),
         }
     }
-    Ok((file, errors))
+    Ok((file, found))
 }
 
-/// One section, or `None` with its error recorded.
+/// How many keys one section may lose before reading it is given up.
+const MAX_ERRORS_PER_SECTION: usize = 64;
+
+/// One section; each type error recorded, and the key at fault left out until it reads (or
+/// nothing more can be left out).
 fn section<T: DeserializeOwned>(
-    value: Spanned<DeValue<'_>>,
-    errors: &mut Vec<(usize, String)>,
+    mut value: Spanned<DeValue<'_>>,
+    found: &mut TypeErrors,
 ) -> Option<T> {
-    let start = value.span().start;
-    T::deserialize(value.into_deserializer())
-        .map_err(|err| {
-            let at = err.span().map_or(start, |span| span.start);
-            errors.push((at, err.message().trim_end().to_owned()));
-        })
-        .ok()
+    let span = value.span();
+    for tries in 0..MAX_ERRORS_PER_SECTION {
+        match T::deserialize(value.clone().into_deserializer()) {
+            Ok(read) => return Some(read),
+            Err(err) => {
+                // A required key left out for its type error is missing now: nothing new.
+                if tries == 0 || !err.message().starts_with("missing field") {
+                    let at = err.span().map_or(span.start, |span| span.start);
+                    found.errors.push((at, err.message().trim_end().to_owned()));
+                    if leave_out(&mut value, at) {
+                        continue;
+                    }
+                }
+                break;
+            }
+        }
+    }
+    found.dropped = true;
+    None
 }
 
-/// Each element of an array of tables that deserializes; the others' errors recorded.
+/// Removes the innermost key or array element (below `value` itself) whose value holds `at`;
+/// returns whether there was one. Every child is searched: the span of a table made by a
+/// `[header]` covers the header, not the keys under it.
+fn leave_out(value: &mut Spanned<DeValue<'_>>, at: usize) -> bool {
+    let holds = |v: &Spanned<DeValue<'_>>| v.span().contains(&at);
+    match value.get_mut() {
+        DeValue::Table(table) => {
+            let mut hit = None;
+            for (key, child) in table.iter_mut() {
+                if leave_out(child, at) {
+                    return true;
+                }
+                if hit.is_none() && (holds(child) || key.span().contains(&at)) {
+                    hit = Some(key.get_ref().to_string());
+                }
+            }
+            hit.is_some_and(|key| table.remove(key.as_str()).is_some())
+        }
+        DeValue::Array(items) => {
+            for item in items.as_mut() {
+                if leave_out(item, at) {
+                    return true;
+                }
+            }
+            let Some(i) = items.iter().position(holds) else {
+                return false;
+            };
+            let mut kept = DeArray::new();
+            for (j, item) in items.iter().enumerate() {
+                if j != i {
+                    kept.push(item.clone());
+                }
+            }
+            *items = kept;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Each element of an array of tables that reads; the others' errors recorded.
 fn elements<T: DeserializeOwned>(
     value: Spanned<DeValue<'_>>,
-    errors: &mut Vec<(usize, String)>,
+    found: &mut TypeErrors,
 ) -> Vec<Spanned<T>> {
     let start = value.span().start;
     match value.into_inner() {
         DeValue::Array(items) => items
-            .into_iter()
-            .filter_map(|item| section::<Spanned<T>>(item, errors))
+            .iter()
+            .filter_map(|item| section::<Spanned<T>>(item.clone(), found))
             .collect(),
         _ => {
-            errors.push((start, "expected an array of tables".to_owned()));
+            found
+                .errors
+                .push((start, "expected an array of tables".to_owned()));
+            found.dropped = true;
             Vec::new()
         }
     }

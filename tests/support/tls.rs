@@ -77,6 +77,19 @@ impl Pki {
         })
     }
 
+    /// A leaf for `names` that expires `days` from now.
+    pub fn leaf_expiring_in(&self, stem: &str, names: &[&str], days: u64) -> Leaf {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_secs();
+        let (y, m, d) = civil_date(now / 86_400 + days);
+        self.make_leaf(stem, names, KeyFormat::EcdsaPkcs8, |params| {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(y, m, d);
+        })
+    }
+
     /// A leaf for `names` with its key in `format`.
     pub fn leaf_with(&self, stem: &str, names: &[&str], format: KeyFormat) -> Leaf {
         self.make_leaf(stem, names, format, |_| {})
@@ -385,4 +398,18 @@ pub fn repo_cert(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("certs")
         .join(name)
+}
+
+/// The (year, month, day) of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_date(days: u64) -> (i32, u8, u8) {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year as i32, month as u8, day as u8)
 }
