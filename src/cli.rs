@@ -158,15 +158,97 @@ pub fn completions(shell: clap_complete::Shell) -> ExitCode {
 
 /// `switchyard man`.
 pub fn man() -> ExitCode {
-    let mut page = Vec::new();
-    match clap_mangen::Man::new(Cli::command()).render(&mut page) {
-        Ok(()) => emit(&page),
+    match man_page() {
+        Ok(page) => emit(&page),
         Err(err) => {
             eprintln!("cannot render the man page: {err}");
             ExitCode::FAILURE
         }
     }
 }
+
+/// One page, commands included: clap's own subcommand section points to per-command pages,
+/// which nothing installs.
+fn man_page() -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let command = Cli::command();
+    let man = clap_mangen::Man::new(command.clone());
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    man.render_synopsis_section(&mut page)?;
+    man.render_description_section(&mut page)?;
+    man.render_options_section(&mut page)?;
+    writeln!(page, ".SH COMMANDS")?;
+    for sub in command.get_subcommands() {
+        let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+        writeln!(
+            page,
+            ".TP\n\\fBswitchyard {}\\fR\n{} (\\fBswitchyard {} \\-\\-help\\fR lists its options.)",
+            sub.get_name(),
+            about.replace('-', "\\-"),
+            sub.get_name()
+        )?;
+    }
+    page.extend_from_slice(MAN_SECTIONS.as_bytes());
+    man.render_version_section(&mut page)?;
+    Ok(page)
+}
+
+/// The man page's sections clap does not make.
+const MAN_SECTIONS: &str = r#".SH "EXIT STATUS"
+.TP
+\fB0\fR
+Success.
+.TP
+\fB1\fR
+Invalid config: every problem is printed as PATH:LINE:COL: message (also an admin API reachable
+from the network without a token).
+.TP
+\fB2\fR
+Bad command line.
+.TP
+\fB3\fR
+The proxy could not start (an address already in use, a file it cannot open).
+.TP
+\fB4\fR
+The control plane stopped unexpectedly; the proxy drained and exited so that a supervisor restarts it.
+.SH SIGNALS
+.TP
+\fBSIGTERM\fR, \fBSIGINT\fR
+Stop accepting, let requests in flight finish for timeouts.shutdown, then exit; with
+timeouts.shutdown_delay, first answer /healthz with 503 that long. A second signal exits at once.
+.TP
+\fBSIGHUP\fR
+Reload the config file; a rejected one leaves the running config in force.
+.TP
+\fBSIGUSR1\fR
+Reopen the access log file (after logrotate moved it).
+.SH FILES
+.TP
+\fIconf/switchyard.toml\fR
+The default config file (\fB\-\-config\fR names another); every option is in
+\fBswitchyard config \-\-defaults\fR.
+.TP
+\fI/etc/systemd/system/switchyard.service\fR
+Where the shipped unit (conf/systemd/) goes: ExecReload sends SIGHUP, Restart=on\-failure.
+.SH EXAMPLES
+.TP
+\fBswitchyard check /etc/switchyard/switchyard.toml\fR
+Validate a config and print a summary, as \fBnginx \-t\fR does.
+.TP
+\fBswitchyard check \-\-diff old.toml new.toml\fR
+Print what reloading new.toml over old.toml would change.
+.TP
+\fBswitchyard \-\-config /etc/switchyard/switchyard.toml\fR
+Run the proxy.
+.TP
+\fBswitchyard demo\fR
+Run the built\-in demo on 127.0.0.1:8080 and https://localhost:8443.
+.TP
+\fBcurl \-X POST 'http://127.0.0.1:9901/api/pools/web/backends/web\-1/drain?deadline=30s'\fR
+Drain a backend through the admin API; its remaining requests are closed after 30 s.
+"#;
 
 /// Writes `bytes` to stdout; a reader that goes away early (`| head`) is not an error.
 fn emit(bytes: &[u8]) -> ExitCode {

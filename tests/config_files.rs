@@ -286,6 +286,17 @@ fn completions_and_the_man_page_come_from_the_command_line_definition() {
     let man = run(&["man"]);
     assert!(man.contains(".TH switchyard 1"), "{man}");
     assert!(man.contains("log\\-format"), "{man}");
+    for section in [
+        ".SH COMMANDS",
+        ".SH \"EXIT STATUS\"",
+        ".SH SIGNALS",
+        ".SH FILES",
+        ".SH EXAMPLES",
+    ] {
+        assert!(man.contains(section), "no {section} in {man}");
+    }
+    // One page: nothing points to per-command pages that are never installed.
+    assert!(!man.contains("switchyard\\-check(1)"), "{man}");
     let defaults = run(&["config", "--defaults"]);
     assert_eq!(defaults, switchyard::config::DEFAULTS);
 }

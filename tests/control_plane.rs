@@ -393,3 +393,42 @@ async fn a_backend_removed_by_a_reload_drains_before_it_goes() {
     assert_eq!(removed["backend"], gone, "{removed}");
     assert_eq!(held.await.unwrap()[0].status, 200);
 }
+
+/// A reload that changes a backend's weight in the file ends its weight override, and says so
+/// on the event stream as the API's own change does; before any reload, GET /api/reload says
+/// there was none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_change_that_ends_a_weight_override_is_announced() {
+    let a = Upstream::start("a").await;
+    let config = |weight: i64| {
+        ConfigBuilder::new()
+            .set("reload.watch", false)
+            .pool(PoolBuilder::new("pool").backend("a", a.addr, weight as u32))
+            .route("all", None, "/", "pool")
+    };
+    let path = temp_config(&config(1).toml());
+    let proxy = TestProxy::start_file(&path).await;
+    let (status, last) = proxy.admin("GET", "/api/reload", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(last["result"], "none", "{last}");
+    assert_eq!(last["generation"], 1, "{last}");
+
+    let mut events = EventStream::open(proxy.gateway.admin_addr().unwrap(), None).await;
+    let (status, _) = proxy
+        .admin(
+            "PUT",
+            "/api/pools/pool/backends/a/weight",
+            Some(r#"{"weight": 7}"#),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let set = events.next_matching(|e| e["type"] == "weight").await;
+    assert_eq!(set["weight"], 7, "{set}");
+    std::fs::write(&path, config(3).toml()).unwrap();
+    let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
+    assert_eq!(status, 200, "{outcome}");
+    let cleared = events.next_matching(|e| e["type"] == "weight").await;
+    assert!(cleared["weight"].is_null(), "{cleared}");
+    assert_eq!(cleared["backend"], "a", "{cleared}");
+}

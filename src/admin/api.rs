@@ -129,10 +129,20 @@ async fn api(
             let change = BackendChange::Weight(weight_from(read_json(req).await?)?);
             change_backend(state, pool, backend, change).await
         }
-        ["reload"] if req.method() == Method::GET => Ok(json_reply(
-            StatusCode::OK,
-            &state.running.load().last_reload,
-        )),
+        ["reload"] if req.method() == Method::GET => {
+            let running = state.running.load();
+            Ok(match &running.last_reload {
+                Some(last) => json_reply(StatusCode::OK, last),
+                None => json_reply(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "result": "none",
+                        "detail": "no reload since start",
+                        "generation": running.generation,
+                    }),
+                ),
+            })
+        }
         ["reload"] => {
             allow(&req, &[Method::GET, Method::POST])?;
             let (reply, outcome) = oneshot::channel();

@@ -33,6 +33,7 @@ impl Control {
         let mut needs_prober: Vec<(usize, usize)> = Vec::new();
         let mut resumed_prober: Vec<(usize, usize)> = Vec::new();
         let mut rediscover: Vec<usize> = Vec::new();
+        let mut override_cleared: Vec<(usize, usize)> = Vec::new();
         let mut pools = Vec::new();
         for pool_config in &config.pools {
             let p = pools.len();
@@ -56,6 +57,7 @@ impl Control {
             let grace = config.timeouts.shutdown;
             let taken = membership::take_set(&mut runtime, pool_config, &self.metrics, now, grace);
             needs_prober.extend(taken.added.iter().map(|&b| (p, b)));
+            override_cleared.extend(taken.override_cleared.iter().map(|&b| (p, b)));
             if probes_changed {
                 resumed_prober.extend(taken.kept.iter().map(|&b| (p, b)));
             }
@@ -109,6 +111,9 @@ impl Control {
                 };
                 self.announce(p, b, reason);
             }
+        }
+        for (p, b) in override_cleared {
+            self.weight_changed(p, b);
         }
         self.remove_departed(now);
         summary

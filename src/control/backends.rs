@@ -260,16 +260,30 @@ impl Control {
         let runtime = &mut self.pools[p].backends[b];
         runtime.weight_override = weight;
         runtime.refresh_weight(Instant::now(), window);
+        self.rebuild(p);
+        self.weight_changed(p, b);
+    }
+
+    /// Logs and announces backend `b`'s weight override (or its end).
+    pub(super) fn weight_changed(&self, p: usize, b: usize) {
+        let runtime = &self.pools[p].backends[b];
         let (pool, backend) = (
             runtime.state.pool.to_string(),
             runtime.state.name.to_string(),
         );
-        tracing::info!(%pool, %backend, weight = ?weight, configured = runtime.config.weight.get(), "backend weight override changed");
-        self.rebuild(p);
+        let configured = runtime.config.weight.get();
+        match runtime.weight_override {
+            Some(weight) => {
+                tracing::info!(%pool, %backend, weight, configured, "backend weight override set");
+            }
+            None => {
+                tracing::info!(%pool, %backend, configured, "backend weight override cleared: the file's weight applies");
+            }
+        }
         self.publisher.emit(Event::Weight {
             pool,
             backend,
-            weight,
+            weight: runtime.weight_override,
             time: timestamp(SystemTime::now()),
         });
     }

@@ -32,6 +32,8 @@ pub(super) fn leaving_reason(backend: &BackendRuntime) -> &'static str {
 pub(super) struct Taken {
     pub added: Vec<usize>,
     pub kept: Vec<usize>,
+    /// Kept backends whose weight override the file's change cleared.
+    pub override_cleared: Vec<usize>,
 }
 
 /// The backends a pool should have: the file's, then the discovered ones the file does not
@@ -80,6 +82,9 @@ pub(super) fn take_set(
                         kept.state.update_limits(backend_config);
                         kept.config = backend_config.clone();
                     } else {
+                        if kept.weight_override.is_some() {
+                            taken.override_cleared.push(b);
+                        }
                         file_changed_backend(&mut kept, backend_config);
                     }
                 }

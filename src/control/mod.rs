@@ -33,7 +33,7 @@ use crate::health::Report;
 use crate::metrics::Metrics;
 use crate::route::Router;
 use crate::snapshot::{CertificateExpiry, Snapshot};
-use crate::upstream::OutlierReport;
+use crate::upstream::{OutlierReport, State};
 use arc_swap::ArcSwap;
 use publish::Publisher;
 use registry::PoolRuntime;
@@ -157,6 +157,22 @@ impl Control {
 
     /// Applies reports and commands until shutdown.
     pub async fn run(mut self) {
+        for pool in &self.pools {
+            let in_service = pool
+                .backends
+                .iter()
+                .filter(|b| matches!(b.state.state(), State::Healthy | State::SlowStart))
+                .count();
+            tracing::info!(
+                pool = %pool.config.name,
+                algorithm = pool.config.algorithm.as_str(),
+                backends = pool.backends.len(),
+                in_service,
+                probes = pool.config.health_check.is_some(),
+                discovery = pool.config.discovery.is_some(),
+                "pool ready"
+            );
+        }
         for pool in 0..self.pools.len() {
             for backend in 0..self.pools[pool].backends.len() {
                 self.start_prober(pool, backend, false);
