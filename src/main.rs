@@ -98,30 +98,23 @@ const EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(14 * 
 
 /// A line for each served certificate that expires within `EXPIRY_WARNING` of `now`.
 fn expiry_warnings(config: &Config, now: std::time::SystemTime) -> Vec<String> {
-    config
-        .listeners
+    let unix = |time: std::time::SystemTime| {
+        time.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let (now, soon) = (unix(now), unix(now + EXPIRY_WARNING));
+    switchyard::snapshot::CertificateExpiry::of(config)
         .iter()
-        .flat_map(|l| {
-            l.tls
-                .iter()
-                .flat_map(|tls| &tls.certificates)
-                .map(move |c| (l, c))
-        })
-        .filter(|(_, c)| c.not_after < now + EXPIRY_WARNING)
-        .map(|(l, c)| {
-            let when = humantime::format_rfc3339_seconds(c.not_after);
-            if c.not_after <= now {
-                format!(
-                    "listener {}: certificate {} expired at {when}",
-                    l.name,
-                    c.label()
-                )
+        .filter(|c| c.expires < soon)
+        .map(|c| {
+            let when = switchyard::upstream::timestamp(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(c.expires.max(0.0)),
+            );
+            let (listener, name) = (&c.listener, &c.name);
+            if c.expires <= now {
+                format!("listener {listener}: certificate {name} expired at {when}")
             } else {
-                format!(
-                    "listener {}: certificate {} expires within 14 days, at {when}",
-                    l.name,
-                    c.label()
-                )
+                format!("listener {listener}: certificate {name} expires within 14 days, at {when}")
             }
         })
         .collect()

@@ -134,13 +134,7 @@ async fn combined_lines_are_the_ones_nginx_writes() {
 /// GET `path` over h2c (prior knowledge) from `addr`, with a User-Agent; returns the status.
 async fn h2_get(addr: std::net::SocketAddr, path: &str) -> u16 {
     use http_body_util::BodyExt;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2c handshake");
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h2c(addr).await;
     let request = http::Request::get(format!("http://{addr}{path}"))
         .header("user-agent", "h2-test")
         .body(http_body_util::Full::<bytes::Bytes>::default())

@@ -6,7 +6,6 @@ mod support;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::time::Duration;
 use support::upstream::{start_hung, start_raw};
@@ -103,12 +102,7 @@ async fn http2_prior_knowledge_clients_are_served_and_keep_their_authority() {
     ))
     .body(Full::<Bytes>::default())
     .unwrap();
-    let stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2c handshake with the proxy");
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h2c(proxy.addr).await;
     let response = sender.send_request(request).await.expect("h2 request");
     assert_eq!(response.status(), 200);
     assert_eq!(response.version(), http::Version::HTTP_2);
@@ -126,12 +120,7 @@ async fn http2_prior_knowledge_clients_are_served_and_keep_their_authority() {
 async fn http2_cookies_are_joined_and_an_asterisk_get_is_refused() {
     let upstream = Upstream::start("up").await;
     let proxy = proxy_to(&[upstream.addr], "").await;
-    let stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2c handshake with the proxy");
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h2c(proxy.addr).await;
     let request = Request::get(format!("http://a.test:{}/headers", proxy.addr.port()))
         .header("cookie", "a=1")
         .header("cookie", "b=2")
@@ -266,12 +255,7 @@ async fn slow_request_headers_are_cut_off_by_the_header_timeout() {
 async fn idle_http2_connections_are_closed() {
     let upstream = Upstream::start("up").await;
     let proxy = proxy_to(&[upstream.addr], "[timeouts]\nidle = \"400ms\"\n").await;
-    let stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h2c(proxy.addr).await;
     let response = sender
         .send_request(
             Request::get(format!("http://{}/", proxy.addr))

@@ -254,12 +254,20 @@ async fn with_an_admin_token_the_page_asks_for_it_and_then_shows_the_backends() 
 /// line, and acts: its drain button drains, its undrain button undoes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_shows_past_events_a_summary_and_drains_on_a_click() {
-    let upstreams = [Upstream::start("alpha").await, Upstream::start("beta").await];
+    let upstreams = [
+        Upstream::start("alpha").await,
+        Upstream::start("beta").await,
+    ];
     let backends: Vec<_> = upstreams.iter().map(|u| (u.name, u.addr, 1)).collect();
     let proxy = TestProxy::start(&ConfigBuilder::single_pool(&backends).toml()).await;
     // Before the page opens: a weight change it must show from the history.
     let (status, _) = proxy
-        .admin("PUT", "/api/pools/pool/backends/beta/weight", Some(r#"{"weight": 3}"#), None)
+        .admin(
+            "PUT",
+            "/api/pools/pool/backends/beta/weight",
+            Some(r#"{"weight": 3}"#),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     let admin = proxy.gateway.admin_addr().unwrap();
@@ -268,22 +276,41 @@ async fn the_status_page_shows_past_events_a_summary_and_drains_on_a_click() {
     let events = "document.getElementById('events').innerText";
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !page.eval(events).await.contains("pool/beta weight 3") {
-        assert!(tokio::time::Instant::now() < deadline, "no past event shown");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no past event shown"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let summary = page.eval("document.getElementById('summary').textContent").await;
+    let summary = page
+        .eval("document.getElementById('summary').textContent")
+        .await;
     assert_eq!(summary, "1 pool, 2 backends: 2 healthy");
 
     let click = |action: &str| {
-        format!("document.querySelector('[data-backend=\"pool/alpha\"] button').textContent === '{action}' && (document.querySelector('[data-backend=\"pool/alpha\"] button').click(), true)")
+        format!(
+            "document.querySelector('[data-backend=\"pool/alpha\"] button').textContent === '{action}' && (document.querySelector('[data-backend=\"pool/alpha\"] button').click(), true)"
+        )
     };
     assert_eq!(page.eval(&click("drain")).await, "true");
-    let view = wait_for_state(&proxy, "pool", "alpha", switchyard::upstream::State::Drained).await;
+    let view = wait_for_state(
+        &proxy,
+        "pool",
+        "alpha",
+        switchyard::upstream::State::Drained,
+    )
+    .await;
     assert_eq!(view.state, switchyard::upstream::State::Drained);
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while page.eval(&click("undrain")).await != "true" {
         assert!(tokio::time::Instant::now() < deadline, "no undrain button");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    wait_for_state(&proxy, "pool", "alpha", switchyard::upstream::State::Healthy).await;
+    wait_for_state(
+        &proxy,
+        "pool",
+        "alpha",
+        switchyard::upstream::State::Healthy,
+    )
+    .await;
 }

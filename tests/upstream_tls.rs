@@ -81,12 +81,7 @@ async fn names_the_backend_by_server_name_when_its_address_is_not_in_the_certifi
 async fn a_backend_certificate_from_another_ca_gets_502_and_counts_as_a_connect_failure() {
     let upstream = tls_upstream(localhost_upstream_config()).await;
     let other = Pki::new();
-    let other_ca = other.dir.join("other-ca.pem");
-    std::fs::write(
-        &other_ca,
-        pem::encode(&pem::Pem::new("CERTIFICATE", other.ca.to_vec())),
-    )
-    .expect("write CA");
+    let other_ca = other.ca_file("other-ca.pem");
     let proxy = proxy_over_tls(&upstream, &ca_table(&other_ca, "")).await;
     let answer = get(&client(), &proxy.url("/"), None).await;
     assert_eq!(answer.status, 502);
@@ -119,12 +114,7 @@ async fn a_backend_certificate_from_another_ca_gets_502_and_counts_as_a_connect_
 async fn the_access_log_names_a_failed_tls_handshake() {
     let upstream = tls_upstream(localhost_upstream_config()).await;
     let other = Pki::new();
-    let other_ca = other.dir.join("other-ca.pem");
-    std::fs::write(
-        &other_ca,
-        pem::encode(&pem::Pem::new("CERTIFICATE", other.ca.to_vec())),
-    )
-    .expect("write CA");
+    let other_ca = other.ca_file("other-ca.pem");
     let log = other.dir.join("access.log");
     let top = format!(
         "[access_log]\nenabled = true\nformat = \"json\"\npath = {:?}\n",

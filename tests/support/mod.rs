@@ -366,3 +366,23 @@ pub fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
     listener.local_addr().expect("local addr")
 }
+
+/// An HTTP/2 connection with prior knowledge (h2c) to `addr`: its sender, the connection
+/// driven by a task of its own (returned, to watch it end).
+pub async fn h2c(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the proxy");
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2c handshake");
+    (sender, tokio::spawn(conn))
+}

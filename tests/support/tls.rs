@@ -77,6 +77,17 @@ impl Pki {
         })
     }
 
+    /// This CA's certificate written as `name` in its directory, for a config to trust.
+    pub fn ca_file(&self, name: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(
+            &path,
+            pem::encode(&pem::Pem::new("CERTIFICATE", self.ca.to_vec())),
+        )
+        .expect("write CA");
+        path
+    }
+
     /// A leaf for `names` that expires `days` from now.
     pub fn leaf_expiring_in(&self, stem: &str, names: &[&str], days: u64) -> Leaf {
         let now = std::time::SystemTime::now()
