@@ -110,18 +110,18 @@ pub struct ResponseWait<'a> {
 }
 
 impl ResponseWait<'_> {
-    /// Runs `exchange` to its end, or `None` when the backend was silent too long or the
-    /// deadline passed. A deadline that strikes while the client's body is due is the
-    /// client's fault, recorded on the body.
-    async fn run<F: Future>(&self, exchange: F) -> Option<F::Output> {
+    /// When the wait ends if the backend stays silent from `from` on.
+    fn limit(&self, from: Instant) -> Instant {
+        let at = from + self.silence; // settings are at most a year: no overflow
+        self.deadline.map_or(at, |deadline| deadline.min(at))
+    }
+
+    /// Runs `exchange`, which sends the streamed `body`, to its end, or `None` when the
+    /// backend was silent too long or the deadline passed. A deadline that strikes while the
+    /// client's body is due is the client's fault, recorded on the body.
+    async fn watch<F: Future>(&self, body: &Progress, exchange: F) -> Option<F::Output> {
         let start = Instant::now();
-        let limit = |from: Instant| {
-            let at = from + self.silence; // settings are at most a year: no overflow
-            self.deadline.map_or(at, |deadline| deadline.min(at))
-        };
-        let Some(body) = self.body else {
-            return tokio::time::timeout_at(limit(start), exchange).await.ok();
-        };
+        let limit = |from: Instant| self.limit(from);
         tokio::pin!(exchange);
         let timer = tokio::time::sleep_until(limit(start));
         tokio::pin!(timer);
@@ -158,7 +158,16 @@ pub async fn send(
     wait: ResponseWait<'_>,
 ) -> Result<(Response<Incoming>, Lease), ProxyError> {
     let name = || backend.name.clone();
-    match wait.run(pool::send(backend, upstream, dial, request)).await {
+    let exchange = pool::send(backend, upstream, dial, request);
+    let outcome = match wait.body {
+        // A buffered body: one timer, nothing to tell apart.
+        None => tokio::time::timeout_at(wait.limit(Instant::now()), exchange)
+            .await
+            .ok(),
+        // Boxed: streamed uploads are the rare case; the common one's future stays small.
+        Some(body) => Box::pin(wait.watch(body, exchange)).await,
+    };
+    match outcome {
         Some(Ok(sent)) => Ok(sent),
         Some(Err(SendError::Connect(source))) => Err(ProxyError::UpstreamConnect {
             backend: name(),

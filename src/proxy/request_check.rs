@@ -4,6 +4,7 @@
 
 use crate::config::Limits;
 use crate::error::ProxyError;
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, header};
 
 /// Checks the request target, `Host` and `Transfer-Encoding` of `req`, and the limits that hyper
@@ -44,8 +45,11 @@ pub fn check<B: hyper::body::Body>(
     if uri.scheme().is_none() && uri.authority().is_some() {
         return Err(ProxyError::bad_request("invalid request target\n"));
     }
-    // asterisk-form is for OPTIONS only: an HTTP/1.1 target or an HTTP/2 `:path` alike.
-    if uri.path() == "*" && req.method() != Method::OPTIONS {
+    // asterisk-form is for OPTIONS only: an HTTP/1.1 target or an HTTP/2 `:path` alike (the
+    // whole path-and-query compared: no scan for a query on every request).
+    if uri.path_and_query().map(PathAndQuery::as_str) == Some("*")
+        && req.method() != Method::OPTIONS
+    {
         return Err(ProxyError::bad_request("invalid request target\n"));
     }
     host(req)
