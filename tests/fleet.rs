@@ -142,3 +142,65 @@ async fn operator_changes_on_one_replica_reach_every_replica_and_events_reach_re
     .await;
     assert_eq!(view(&three, "a").await["state"], "healthy");
 }
+
+/// Records another replica could have stored, or anyone with access to Redis: a drain deadline
+/// thousands of years away (it panicked every replica's control plane, again after each
+/// restart), a date past the end of time, a weight out of range, garbage. Each is ignored; the
+/// replica keeps serving and keeps taking valid changes.
+#[tokio::test]
+async fn invalid_records_in_redis_are_ignored_and_every_replica_lives_on() {
+    use redis::AsyncCommands;
+    let redis = RedisServer::start().await;
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let mut conn = redis.connection().await;
+    let year_10000_ms: u64 = 253_402_300_800_000 * 10;
+    let records = [
+        format!(
+            r#"{{"pool":"pool","backend":"a","drain":{{"deadline":{year_10000_ms}}},"weight":null,"at":1,"by":"evil"}}"#
+        ),
+        r#"{"pool":"pool","backend":"b","drain":null,"weight":100000,"at":2,"by":"evil"}"#
+            .to_owned(),
+        format!(
+            r#"{{"pool":"pool","backend":"b","drain":null,"weight":2,"at":{},"by":"evil"}}"#,
+            u64::MAX
+        ),
+        "not json".to_owned(),
+    ];
+    for (i, record) in records.iter().enumerate() {
+        let field = if i == 0 { "pool/a" } else { "pool/b" };
+        let (): () = conn
+            .hset("switchyard:fleet:overrides", field, record)
+            .await
+            .unwrap();
+        // Read at start, and announced to a replica that is already running.
+        let _: i64 = conn
+            .publish("switchyard:fleet:overrides", field)
+            .await
+            .unwrap();
+    }
+    let one = Running::start(&temp_config(&replica_config(&redis, "one", &a, &b)));
+    let url = format!("http://{}/metrics", one.admin);
+    poll_until(DEADLINE, "fleet connected", || async {
+        let text = support::get(&client(), &url, None).await.body;
+        text.contains("switchyard_fleet_connected 1").then_some(())
+    })
+    .await;
+    for record in &records {
+        let (): () = conn
+            .hset("switchyard:fleet:overrides", "pool/a", record)
+            .await
+            .unwrap();
+        let _: i64 = conn
+            .publish("switchyard:fleet:overrides", "pool/a")
+            .await
+            .unwrap();
+    }
+    // A valid change after them is still applied: the control plane lives.
+    let two = Running::start(&temp_config(&replica_config(&redis, "two", &a, &b)));
+    admin(&two, "POST", "/api/pools/pool/backends/a/drain", "").await;
+    wait_for(&one, "a", "a drained on replica one", out_of_rotation).await;
+    assert_eq!(view(&one, "b").await["state"], "healthy");
+    assert!(view(&one, "b").await["weight"]["override"].is_null());
+    let healthz = support::get(&client(), &format!("http://{}/healthz", one.admin), None).await;
+    assert_eq!(healthz.status, 200);
+}

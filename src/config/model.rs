@@ -469,7 +469,8 @@ pub struct OutlierConfig {
     pub max_ejection_time: Duration,
     /// At most this percentage of a pool is ejected at once (rounded down).
     pub max_ejection_percent: u8,
-    /// A passing active probe ends an ejection early (Envoy's behaviour); else it runs its time.
+    /// Any passing active probe ends an ejection early (Envoy's behaviour); else it runs its
+    /// time unless the probes saw the backend fail and recover.
     pub uneject_on_probe: bool,
 }
 

@@ -37,15 +37,15 @@ impl Control {
             } => {
                 backend.set(Exclusion::Unhealthy, false);
                 update_status(backend, |s| s.unhealthy = None);
-                if self.pools[p].config.outlier.uneject_on_probe {
-                    self.end_ejection(p, b);
-                }
+                // The probes saw the failure and then the recovery: that ends an ejection too.
+                self.end_ejection(p, b);
                 self.start_ramp(p, b);
                 detail
             }
             ReportKind::PassedWhileEjected => {
-                // A probe proves little about real traffic (a backend may fail every POST and
-                // answer its GET probe): only where asked does it end an ejection early.
+                // Probes that never failed prove little about real traffic (a backend may fail
+                // every POST and answer its GET probe): only where asked do they end an
+                // ejection early.
                 if !self.pools[p].config.outlier.uneject_on_probe || !self.end_ejection(p, b) {
                     return;
                 }
