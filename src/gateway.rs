@@ -154,7 +154,7 @@ impl Gateway {
 
         // Serve only once everything is bound, so a failed start leaves nothing running.
         let control_failed = CancellationToken::new();
-        tasks.spawn(watch_control(
+        tasks.spawn(crate::shutdown::watch_control(
             tokio::spawn(control.run()),
             shutdown.clone(),
             control_failed.clone(),
@@ -305,28 +305,6 @@ impl Gateway {
     }
 }
 
-/// Waits for the control task; if it ends while the proxy is not stopping (it never returns on
-/// its own, so only a panic gets here), says so loudly and fires `failed`.
-async fn watch_control(
-    control: tokio::task::JoinHandle<()>,
-    shutdown: CancellationToken,
-    failed: CancellationToken,
-) {
-    let result = control.await;
-    if shutdown.is_cancelled() {
-        return;
-    }
-    match result {
-        Err(err) if err.is_panic() => {
-            tracing::error!(%err, "the control plane panicked; /healthz answers 503 and the proxy drains and exits");
-        }
-        _ => tracing::error!(
-            "the control plane ended; /healthz answers 503 and the proxy drains and exits"
-        ),
-    }
-    failed.cancel();
-}
-
 /// Every second, closes upstream connections idle past `timeouts.upstream_idle`; every five,
 /// folds histogram samples into buckets, so memory stays flat between scrapes.
 async fn upkeep(metrics: Metrics, snapshot: Arc<ArcSwap<Snapshot>>, shutdown: CancellationToken) {
@@ -349,26 +327,5 @@ async fn upkeep(metrics: Metrics, snapshot: Arc<ArcSwap<Snapshot>>, shutdown: Ca
         if n % 5 == 0 {
             metrics.run_upkeep();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_control_task_that_panics_is_reported_as_failed() {
-        let (shutdown, failed) = (CancellationToken::new(), CancellationToken::new());
-        let control = tokio::spawn(async { panic!("a bug in the control plane") });
-        watch_control(control, shutdown, failed.clone()).await;
-        assert!(failed.is_cancelled());
-    }
-
-    #[tokio::test]
-    async fn a_control_task_ending_at_shutdown_is_not_a_failure() {
-        let (shutdown, failed) = (CancellationToken::new(), CancellationToken::new());
-        shutdown.cancel();
-        watch_control(tokio::spawn(async {}), shutdown, failed.clone()).await;
-        assert!(!failed.is_cancelled());
     }
 }

@@ -2,6 +2,7 @@
 //! runtime `Config` the rest of the proxy uses.
 
 mod certificate;
+mod duration;
 mod file;
 mod model;
 mod sections;
@@ -12,6 +13,7 @@ mod validate_notify;
 mod validate_pool;
 
 pub use certificate::crypto_provider;
+pub use duration::parse_duration;
 pub use model::{
     AccessLogConfig, AccessLogFormat, AdminConfig, Algorithm, BackendConfig, Certificate, Config,
     DiscoveryConfig, DiscoverySource, FleetConfig, HealthCheckConfig, HostPattern, InitialState,
@@ -19,7 +21,7 @@ pub use model::{
     RetryBudgetConfig, RetryOn, RouteConfig, Timeouts, TlsVersion, TokenSource, UnderscoreHeaders,
     UpstreamConfig, UpstreamTls, WebhookConfig,
 };
-pub use validate::{ConfigError, Problem, is_name, parse_duration};
+pub use validate::{ConfigError, Problem, is_name};
 
 /// The effective default config: every option at its default value, as TOML
 /// (`switchyard config --defaults`).

@@ -151,3 +151,56 @@ fn elements<T: DeserializeOwned>(
         }
     }
 }
+
+/// The message for a key defined twice, `at` pointing at the second: the key, its table, and
+/// where it was first defined.
+pub(super) fn duplicate_key(text: &str, at: usize) -> String {
+    let line_start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let header = |line: &str| {
+        let line = line.trim();
+        line.starts_with('[').then(|| {
+            line.trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned()
+        })
+    };
+    let key_of = |line: &str| {
+        line.split_once('=')
+            .map(|(key, _)| key.trim().trim_matches('"').to_owned())
+    };
+    let lines_before = || {
+        text[..line_start]
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l))
+            .collect::<Vec<_>>()
+    };
+    if let Some(table) = header(line) {
+        let first = lines_before()
+            .into_iter()
+            .find(|(_, l)| header(l).as_deref() == Some(table.as_str()));
+        return match first {
+            Some((n, _)) => format!("duplicate table [{table}], first defined at line {n}"),
+            None => format!("duplicate table [{table}]"),
+        };
+    }
+    let Some(key) = key_of(line) else {
+        return "duplicate key".to_owned();
+    };
+    // The table the key is in starts at the nearest header above it.
+    let before = lines_before();
+    let table_start = before.iter().rposition(|(_, l)| header(l).is_some());
+    let table = table_start
+        .and_then(|i| header(before[i].1))
+        .unwrap_or_else(|| "the top level".to_owned());
+    let first = before[table_start.map_or(0, |i| i + 1)..]
+        .iter()
+        .find(|(_, l)| key_of(l).as_deref() == Some(key.as_str()));
+    match first {
+        Some((n, _)) => {
+            format!("duplicate key `{key}` in [{table}], first defined at line {n}")
+        }
+        None => format!("duplicate key `{key}` in [{table}]"),
+    }
+}

@@ -18,50 +18,6 @@ use std::ops::Range;
 use std::time::Duration;
 use toml::Spanned;
 
-/// A duration as the config and the admin API write it: numbers each followed by a unit, with
-/// no space (`500ms`, `5s`, `2m`, `1h30m`, `7d`); units `ms`, `s`, `m`, `h`, `d`. One spelling
-/// for everything, so that `"2"` and `"1 sec"` are refused alike.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let refuse = || {
-        format!(
-            "{text:?} is not a duration: write numbers each followed by a unit, with no space, \
-             such as \"500ms\", \"5s\", \"2m\" or \"1h30m\" (units: ms, s, m, h, d)"
-        )
-    };
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() {
-        return Err(refuse());
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let unit_len = rest[digits..]
-            .bytes()
-            .take_while(u8::is_ascii_alphabetic)
-            .count();
-        let (number, unit) = (&rest[..digits], &rest[digits..digits + unit_len]);
-        let seconds_per_unit: u64 = match unit {
-            "ms" => 0,
-            "s" => 1,
-            "m" => 60,
-            "h" => 3_600,
-            "d" => 86_400,
-            _ => return Err(refuse()),
-        };
-        let n: u64 = number.parse().map_err(|_| refuse())?;
-        let part = if seconds_per_unit == 0 {
-            Some(Duration::from_millis(n))
-        } else {
-            n.checked_mul(seconds_per_unit).map(Duration::from_secs)
-        };
-        total = part
-            .and_then(|part| total.checked_add(part))
-            .ok_or_else(refuse)?;
-        rest = &rest[digits + unit_len..];
-    }
-    Ok(total)
-}
-
 /// The longest duration any setting accepts.
 const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
@@ -130,7 +86,7 @@ pub(super) fn parse_and_validate(text: &str, origin: &str) -> Result<Config, Con
         Err(err) => {
             let at = err.span().map_or(0, |span| span.start);
             let message = match err.message().trim_end() {
-                "duplicate key" => duplicate_key(text, at),
+                "duplicate key" => super::sections::duplicate_key(text, at),
                 message => with_field(at, message),
             };
             return Err(invalid(vec![locate(text, at, message)]));
@@ -168,59 +124,6 @@ pub(super) fn parse_and_validate(text: &str, origin: &str) -> Result<Config, Con
     problems.sort_by_key(|p| (p.line, p.col));
     problems.dedup();
     Err(invalid(problems))
-}
-
-/// The message for a key defined twice, `at` pointing at the second: the key, its table, and
-/// where it was first defined.
-fn duplicate_key(text: &str, at: usize) -> String {
-    let line_start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next().unwrap_or("").trim();
-    let header = |line: &str| {
-        let line = line.trim();
-        line.starts_with('[').then(|| {
-            line.trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_owned()
-        })
-    };
-    let key_of = |line: &str| {
-        line.split_once('=')
-            .map(|(key, _)| key.trim().trim_matches('"').to_owned())
-    };
-    let lines_before = || {
-        text[..line_start]
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (i + 1, l))
-            .collect::<Vec<_>>()
-    };
-    if let Some(table) = header(line) {
-        let first = lines_before()
-            .into_iter()
-            .find(|(_, l)| header(l).as_deref() == Some(table.as_str()));
-        return match first {
-            Some((n, _)) => format!("duplicate table [{table}], first defined at line {n}"),
-            None => format!("duplicate table [{table}]"),
-        };
-    }
-    let Some(key) = key_of(line) else {
-        return "duplicate key".to_owned();
-    };
-    // The table the key is in starts at the nearest header above it.
-    let before = lines_before();
-    let table_start = before.iter().rposition(|(_, l)| header(l).is_some());
-    let table = table_start
-        .and_then(|i| header(before[i].1))
-        .unwrap_or_else(|| "the top level".to_owned());
-    let first = before[table_start.map_or(0, |i| i + 1)..]
-        .iter()
-        .find(|(_, l)| key_of(l).as_deref() == Some(key.as_str()));
-    match first {
-        Some((n, _)) => {
-            format!("duplicate key `{key}` in [{table}], first defined at line {n}")
-        }
-        None => format!("duplicate key `{key}` in [{table}]"),
-    }
 }
 
 fn locate(text: &str, at: usize, message: String) -> Problem {
@@ -671,7 +574,7 @@ impl Checker {
         zero_allowed: bool,
     ) -> Duration {
         let Some(value) = value else { return default };
-        match parse_duration(value.get_ref()) {
+        match super::duration::parse_duration(value.get_ref()) {
             Ok(d) if d.is_zero() && !zero_allowed => {
                 self.report(value.span(), format!("{field}: must be greater than zero"));
                 default
@@ -1027,43 +930,5 @@ mod tests {
         assert!(parse_address("127.0.0.1:0").is_none());
         assert!(parse_address("bad host:80").is_none());
         assert!(parse_address("http://x:80").is_none());
-    }
-}
-
-#[cfg(test)]
-mod duration_tests {
-    use super::*;
-
-    #[test]
-    fn durations_have_one_spelling() {
-        for (text, secs) in [
-            ("500ms", 0.5),
-            ("5s", 5.0),
-            ("2m", 120.0),
-            ("1h30m", 5400.0),
-            ("7d", 604_800.0),
-            ("0s", 0.0),
-        ] {
-            assert_eq!(
-                parse_duration(text).map(|d| d.as_secs_f64()),
-                Ok(secs),
-                "{text}"
-            );
-        }
-        for text in [
-            "2",
-            "1 sec",
-            "1sec",
-            "5 s",
-            "",
-            "s",
-            "1.5s",
-            "-1s",
-            "1h 30m",
-            "10years",
-            "99999999999999999999s",
-        ] {
-            assert!(parse_duration(text).is_err(), "{text:?} accepted");
-        }
     }
 }

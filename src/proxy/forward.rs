@@ -273,7 +273,7 @@ pub fn log_connect_failure(err: &ProxyError, backend: &BackendState) {
     if !connecting {
         return;
     }
-    if let Some(not_logged) = backend.connect_failure_to_log() {
+    if let Some(not_logged) = backend.connect_log.to_log() {
         tracing::warn!(
             pool = %backend.pool,
             backend = %backend.name,

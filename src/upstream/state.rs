@@ -1,6 +1,7 @@
 //! `BackendState`: one backend's identity plus the atomics every request touches: in-flight
 //! count, exclusion flags, effective weight and passive failure counters.
 
+use super::connect_log::ConnectFailureLog;
 use super::pool::ConnectionPool;
 use super::status::{BackendStatus, State};
 use crate::balance::Candidate;
@@ -112,10 +113,8 @@ pub struct BackendState {
     /// Until when (`millis_now` units) new requests avoid this backend after a refused
     /// connection; 0 when they need not.
     connect_backoff_until: AtomicU64,
-    /// When (`millis_now` units, 0: never) a connect failure was last logged, and how many
-    /// have not been logged since.
-    connect_failure_logged_at: AtomicU64,
-    connect_failures_unlogged: AtomicU32,
+    /// How often this backend's connect failures are logged.
+    pub connect_log: ConnectFailureLog,
     status: ArcSwap<BackendStatus>,
     /// Cancelled (and replaced) when a drain's deadline closes this backend's connections.
     cut: ArcSwap<CancellationToken>,
@@ -148,33 +147,12 @@ impl BackendState {
             consecutive_failures: AtomicU32::new(0),
             consecutive_5xx: AtomicU32::new(0),
             connect_backoff_until: AtomicU64::new(0),
-            connect_failure_logged_at: AtomicU64::new(0),
-            connect_failures_unlogged: AtomicU32::new(0),
+            connect_log: ConnectFailureLog::default(),
             status: ArcSwap::from_pointee(BackendStatus::initial(!healthy)),
             cut: ArcSwap::from_pointee(CancellationToken::new()),
             metrics,
             connections: ConnectionPool::new(config.max_connections.map(|m| m.get())),
         }
-    }
-
-    /// Whether a connect failure, just seen, is to be logged: the first, then at most one every
-    /// `CONNECT_LOG_INTERVAL`, which says how many were left out (`Some(n)`). Failure path only.
-    pub fn connect_failure_to_log(&self) -> Option<u32> {
-        self.connect_failure_to_log_at(millis_now())
-    }
-
-    fn connect_failure_to_log_at(&self, now: u64) -> Option<u32> {
-        // Relaxed: a log throttle; two racing failures may both log, or both not, harmlessly.
-        let last = self.connect_failure_logged_at.load(Ordering::Relaxed);
-        let interval = CONNECT_LOG_INTERVAL.as_millis() as u64;
-        if last != 0 && now < last.saturating_add(interval) {
-            self.connect_failures_unlogged
-                .fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        self.connect_failure_logged_at
-            .store(now.max(1), Ordering::Relaxed);
-        Some(self.connect_failures_unlogged.swap(0, Ordering::Relaxed))
     }
 
     /// Requests sent to this backend whose response has not finished yet.
@@ -408,37 +386,8 @@ impl Drop for InFlightGuard {
 pub const CONNECT_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Milliseconds since the first call: a clock that fits in an atomic (never 0 once read).
-/// How often connect failures of one backend are logged at most.
-const CONNECT_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
 pub(crate) fn millis_now() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     let start = *START.get_or_init(|| Instant::now() - Duration::from_millis(1));
     start.elapsed().as_millis() as u64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::num::NonZeroU32;
-
-    #[test]
-    fn connect_failures_are_logged_first_then_counted_until_the_interval_passes() {
-        let config = BackendConfig {
-            name: "a".to_owned(),
-            address: "127.0.0.1:1".parse().expect("an authority"),
-            weight: NonZeroU32::MIN,
-            max_requests: None,
-            max_connections: None,
-        };
-        let metrics = BackendMetrics::new(&crate::metrics::Metrics::new(), "pool", "a");
-        let backend = BackendState::new("pool".into(), &config, true, metrics);
-        let start = 5_000;
-        assert_eq!(backend.connect_failure_to_log_at(start), Some(0));
-        assert_eq!(backend.connect_failure_to_log_at(start + 1), None);
-        assert_eq!(backend.connect_failure_to_log_at(start + 9_999), None);
-        // The next line, once the interval has passed, carries the two left out.
-        assert_eq!(backend.connect_failure_to_log_at(start + 10_000), Some(2));
-        assert_eq!(backend.connect_failure_to_log_at(start + 10_001), None);
-    }
 }
