@@ -1,6 +1,6 @@
 //! Why a request failed, and the one place that maps each reason to an HTTP status.
 
-use crate::proxy::client_body::ClientFault;
+use crate::body::ClientFault;
 use http::StatusCode;
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@
 //!   plus `replica`.
 
 use crate::config::{BackendConfig, FleetConfig, is_name};
+use crate::events::Numbered;
 use crate::metrics::{self, Metrics};
 use crate::redis_link::{self, Backoff};
 use crate::upstream::MAX_DRAIN_DEADLINE;
@@ -100,10 +101,10 @@ impl Override {
 
 /// Starts the fleet task: it stores what arrives on the returned sender, sends what other
 /// replicas stored to `applied`, and publishes `events`.
-pub fn spawn<E: Serialize + Clone + Send + Sync + 'static>(
+pub fn spawn(
     config: &FleetConfig,
     applied: UnboundedSender<Override>,
-    events: broadcast::Receiver<E>,
+    events: broadcast::Receiver<Numbered>,
     metrics: &Metrics,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
@@ -142,10 +143,10 @@ struct Link {
 }
 
 impl Link {
-    async fn run<E: Serialize + Clone + Send + Sync + 'static>(
+    async fn run(
         mut self,
         mut writes: UnboundedReceiver<Override>,
-        mut events: broadcast::Receiver<E>,
+        mut events: broadcast::Receiver<Numbered>,
         shutdown: CancellationToken,
     ) {
         let mut backoff = Backoff::default();
@@ -274,7 +275,7 @@ impl Link {
         Ok(())
     }
 
-    async fn publish<E: Serialize + Sync>(&mut self, event: &E) {
+    async fn publish(&mut self, event: &Numbered) {
         let Some(conn) = self.commands.as_mut().filter(|_| self.changes.is_some()) else {
             return; // Redis away: the event stays in this replica's own stream only
         };

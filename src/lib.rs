@@ -6,12 +6,14 @@
 pub mod access_log;
 pub mod admin;
 pub mod balance;
+pub mod body;
 pub mod config;
 pub mod control;
 pub mod demo;
 pub mod discovery;
 mod dormant;
 pub mod error;
+pub mod events;
 pub mod fleet;
 pub mod gateway;
 pub mod health;

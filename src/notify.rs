@@ -5,10 +5,10 @@
 //! dropped, counted in `switchyard_webhook_events_total{result="dropped"}` and logged once per
 //! run of drops.
 
+use crate::body::UpstreamBody;
 use crate::config::{Protocol, TokenSource, UpstreamConfig, UpstreamTls, WebhookConfig};
-use crate::control::{EventLog, Numbered};
+use crate::events::{EventLog, Numbered};
 use crate::metrics::{self, Metrics};
-use crate::proxy::UpstreamBody;
 use crate::upstream::pool::{self, Dial, Pings, Upstream};
 use ::metrics::Counter;
 use bytes::Bytes;

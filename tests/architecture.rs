@@ -4,6 +4,7 @@
 use std::path::Path;
 
 const DATA_PLANE: &[&str] = &[
+    "src/body.rs",
     "src/server",
     "src/tls.rs",
     "src/proxy",

@@ -5,7 +5,7 @@
 
 use super::AdminState;
 use super::body::AdminBody;
-use crate::control::Numbered;
+use crate::events::Numbered;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
 use std::time::Duration;

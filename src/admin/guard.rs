@@ -5,7 +5,7 @@
 //! simple cross-origin request can send. No CORS header is ever sent.
 
 use super::AdminState;
-use super::api::Rejection;
+use super::reply::Rejection;
 use http::{Method, Request, StatusCode, header};
 use std::net::SocketAddr;
 

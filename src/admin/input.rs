@@ -1,6 +1,6 @@
 //! Reading what admin requests send: JSON bodies, a drain's deadline, a weight.
 
-use super::api::Rejection;
+use super::reply::Rejection;
 use crate::upstream::MAX_DRAIN_DEADLINE;
 use bytes::Bytes;
 use http::{Request, StatusCode};

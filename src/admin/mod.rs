@@ -10,6 +10,7 @@ mod exposition;
 mod guard;
 mod input;
 mod page;
+mod reply;
 
 pub use auth::{Token, TokenError, load_token};
 

@@ -6,7 +6,7 @@
 use super::Control;
 use super::ejection::Decision;
 use super::registry::BackendRuntime;
-use super::views::Event;
+use crate::events::Event;
 use crate::health::{Report, ReportKind, Verdict};
 use crate::upstream::{BackendState, BackendStatus, Drain, Exclusion, Mark, OutlierReport};
 use crate::upstream::{State, timestamp};

@@ -3,8 +3,8 @@
 //! `reconcile` plan.
 
 use super::reconcile::{self, Changed, Step};
-use super::views::{NotApplied, ReloadSummary};
 use crate::config::{Config, ListenerConfig, PoolConfig};
+use crate::events::{NotApplied, ReloadSummary};
 
 /// The summary of reloading `new` over `old` (generation left at 0).
 pub fn diff(old: &Config, new: &Config) -> ReloadSummary {

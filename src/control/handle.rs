@@ -1,9 +1,10 @@
 //! How the rest of the proxy talks to the control plane: commands with a reply, and the
 //! handles it shares (the snapshot, the passive-failure channel, the event stream).
 
-use super::publish::EventLog;
-use super::views::{BackendView, Event, PoolView, ReloadSummary};
+use super::views::{BackendView, PoolView};
 use crate::config::Config;
+use crate::events::EventLog;
+use crate::events::{Event, ReloadSummary};
 use crate::snapshot::Snapshot;
 use crate::upstream::OutlierReport;
 use arc_swap::ArcSwap;

@@ -18,13 +18,12 @@ mod registry;
 mod shared;
 mod views;
 
+pub use crate::events::{
+    Event, EventLog, Membership, NotApplied, Numbered, ReloadResult, ReloadSummary,
+};
 pub use diff::diff;
 pub use handle::{BackendChange, Command, ControlHandle, LookupError};
-pub use publish::{EventLog, Numbered};
-pub use views::{
-    BackendView, DrainView, Event, Membership, NotApplied, PoolView, Reason, ReloadResult,
-    ReloadSummary, WeightView,
-};
+pub use views::{BackendView, DrainView, PoolView, Reason, WeightView};
 
 use crate::config::Config;
 use crate::discovery::Discovered;

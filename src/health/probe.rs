@@ -1,9 +1,8 @@
 //! One probe: a TCP connect, or an HTTP request on a fresh connection in the pool's protocol
 //! and TLS settings, under the timeout.
 
+use crate::body::{UpstreamBody, grpc_status};
 use crate::config::{HealthCheckConfig, Probe};
-use crate::proxy::UpstreamBody;
-use crate::proxy::exchange::grpc_status;
 use crate::upstream::pool::{self, Dial, Upstream};
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};

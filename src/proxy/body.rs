@@ -2,10 +2,10 @@
 //! short local body), which finishes the request's record when it ends; and the request body
 //! sent upstream, read whole when small enough to replay.
 
-use super::client_body::{BodyError, ClientBody, ClientFault, Progress};
 use super::downstream::ActiveRequest;
 use super::exchange::Exchange;
 use crate::access_log::AccessLog;
+use crate::body::{ClientBody, ClientFault, Progress, UpstreamBody, poll_full};
 use crate::upstream::InFlightGuard;
 use crate::upstream::pool::Lease;
 use bytes::Bytes;
@@ -156,7 +156,7 @@ impl Body for ProxyBody {
                     if let Some(data) = frame.data_ref() {
                         finish.bytes_out += data.len() as u64;
                     } else if let Some(trailers) = frame.trailers_ref() {
-                        finish.exchange.record.grpc_status = super::exchange::grpc_status(trailers);
+                        finish.exchange.record.grpc_status = crate::body::grpc_status(trailers);
                     }
                 }
             }
@@ -267,52 +267,4 @@ impl RequestBody {
             Self::Streaming(_, progress) => progress.bytes(),
         }
     }
-}
-
-/// The body sent to an upstream.
-#[derive(Debug)]
-pub enum UpstreamBody {
-    /// A buffered body.
-    Bytes(Full<Bytes>),
-    /// The client's body, streamed through (it counts its own bytes).
-    Stream(Box<ClientBody>),
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
-            Self::Bytes(body) => poll_full(body, cx),
-            Self::Stream(body) => Pin::new(body).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Bytes(body) => body.is_end_stream(),
-            Self::Stream(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Bytes(body) => body.size_hint(),
-            Self::Stream(body) => body.size_hint(),
-        }
-    }
-}
-
-/// Polls a body that cannot fail, in the error type of the bodies it stands beside.
-fn poll_full<E>(
-    body: &mut Full<Bytes>,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, E>>> {
-    Pin::new(body)
-        .poll_frame(cx)
-        .map(|frame| frame.map(|frame| frame.map_err(|never| match never {})))
 }

@@ -139,17 +139,6 @@ impl Exchange {
     }
 }
 
-/// The `grpc-status` a gRPC response carries in `fields` (its trailers, or its headers when it
-/// has no body), if any.
-pub fn grpc_status(fields: &http::HeaderMap) -> Option<u16> {
-    // A constant name: looking up by `&str` would parse and check the name on every call.
-    const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-    fields
-        .get(GRPC_STATUS)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
-
 fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = [0u8; 32];

@@ -1,8 +1,7 @@
 //! Sending a request to a backend over its connection pool, under timeouts, and classifying
 //! what went wrong: whether anything was sent, and whose fault it was.
 
-use super::body::UpstreamBody;
-use super::client_body::Progress;
+use crate::body::{Progress, UpstreamBody};
 use crate::config::{Protocol, RetryOn};
 use crate::error::ProxyError;
 use crate::upstream::pool::{self, Dial, Lease, SendError, Upstream};

@@ -3,7 +3,6 @@
 //! attempt can end, and what follows from it, reads in one place.
 
 pub mod body;
-pub mod client_body;
 pub mod downstream;
 pub mod exchange;
 pub mod failure;
@@ -13,7 +12,7 @@ pub mod redirect;
 pub mod request_check;
 pub mod upgrade;
 
-pub use body::{ProxyBody, RequestBody, UpstreamBody};
+pub use body::{ProxyBody, RequestBody};
 pub use downstream::{ActiveRequest, ConnActivity, Downstream};
 pub use failure::error_response;
 use failure::log_failure;
@@ -96,7 +95,7 @@ impl Proxy {
                 let (mut parts, body) = response.into_parts();
                 if body.is_end_stream() {
                     // A gRPC error answered with headers only ("trailers-only").
-                    exchange.record.grpc_status = exchange::grpc_status(&parts.headers);
+                    exchange.record.grpc_status = crate::body::grpc_status(&parts.headers);
                 }
                 headers::prepare_response(&mut parts.headers, parts.version);
                 Response::from_parts(parts, ProxyBody::upstream(body, in_flight, lease))

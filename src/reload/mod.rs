@@ -3,7 +3,8 @@
 //! nothing and every problem is reported with `file:line:col`.
 
 use crate::config::{self, Config};
-use crate::control::{Command, ControlHandle, Event, ReloadResult, ReloadSummary};
+use crate::control::{Command, ControlHandle};
+use crate::events::{Event, ReloadResult, ReloadSummary};
 use crate::listeners::Listeners;
 use crate::metrics::Metrics;
 use crate::upstream::timestamp;

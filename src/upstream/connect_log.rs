@@ -1,7 +1,7 @@
 //! How often one backend's connect failures are logged: the first, then at most one line every
 //! `INTERVAL`, which says how many were left out. A failing backend is explained without a flood.
 
-use super::state::millis_now;
+use super::clock::millis_now;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 

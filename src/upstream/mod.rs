@@ -1,12 +1,14 @@
 //! Upstream backends: who they are and the live state the data plane reads through atomics.
 
+mod clock;
 mod connect_log;
 pub mod pool;
 mod retry_budget;
 mod state;
 mod status;
 
+pub use crate::events::{State, timestamp};
 pub use connect_log::ConnectFailureLog;
 pub use retry_budget::RetryBudget;
 pub use state::{BackendState, Exclusion, Failure, InFlightGuard, Mark, OutlierReport};
-pub use status::{BackendStatus, Drain, MAX_DRAIN_DEADLINE, State, timestamp};
+pub use status::{BackendStatus, Drain, MAX_DRAIN_DEADLINE};

@@ -1,19 +1,20 @@
 //! `BackendState`: one backend's identity plus the atomics every request touches: in-flight
 //! count, exclusion flags, effective weight and passive failure counters.
 
+use super::clock::millis_now;
 use super::connect_log::ConnectFailureLog;
 use super::pool::ConnectionPool;
-use super::status::{BackendStatus, State};
+use super::status::BackendStatus;
 use crate::balance::Candidate;
 use crate::balance::slow_start::SCALE;
 use crate::config::BackendConfig;
+use crate::events::State;
 use crate::metrics::BackendMetrics;
 use arc_swap::ArcSwap;
 use http::uri::Authority;
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Reasons a backend takes no new requests; each is one bit of `BackendState::exclusions`.
@@ -384,10 +385,3 @@ impl Drop for InFlightGuard {
 
 /// How long new requests avoid a backend after a connection to it failed.
 pub const CONNECT_BACKOFF: Duration = Duration::from_millis(500);
-
-/// Milliseconds since the first call: a clock that fits in an atomic (never 0 once read).
-pub(crate) fn millis_now() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let start = *START.get_or_init(|| Instant::now() - Duration::from_millis(1));
-    start.elapsed().as_millis() as u64
-}

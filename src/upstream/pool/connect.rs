@@ -3,17 +3,16 @@
 //! ALPN checked for HTTP/2), then the HTTP handshake with the connection driven by its own task.
 
 use super::SendError;
-use super::h2::H2Connection;
+use crate::body::UpstreamBody;
 use crate::config::{Protocol, UpstreamTls};
 use crate::dormant::Dormant;
-use crate::proxy::UpstreamBody;
 use http::uri::Authority;
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -94,7 +93,7 @@ pub struct OpenGuard {
     count: Arc<AtomicU32>,
     gauge: metrics::Gauge,
     /// The backend's signal to close its connections (a drain deadline).
-    cut: CancellationToken,
+    pub(super) cut: CancellationToken,
 }
 
 impl OpenGuard {
@@ -140,60 +139,6 @@ pub async fn http1(
         drop(open);
     });
     Ok(sender)
-}
-
-/// The backend's `SETTINGS_MAX_CONCURRENT_STREAMS` as last read, and the signal to read it again.
-#[derive(Debug)]
-pub struct StreamLimit {
-    /// Streams the backend allows at once on the connection.
-    pub max: AtomicUsize,
-    /// Wakes the connection's task to read the limit again.
-    pub refresh: tokio::sync::Notify,
-}
-
-/// An HTTP/2 handshake with keep-alive PINGs; the connection is driven by its own task, which
-/// also keeps the backend's stream limit up to date.
-pub async fn http2(
-    stream: Stream,
-    open: OpenGuard,
-    pings: Pings,
-    generation: u64,
-) -> Result<Arc<H2Connection>, SendError> {
-    let (sender, mut connection) = http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .keep_alive_interval(pings.interval)
-        .keep_alive_timeout(pings.timeout)
-        .keep_alive_while_idle(true)
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|err| SendError::Connect(Box::new(err)))?;
-    let limits = Arc::new(StreamLimit {
-        max: AtomicUsize::new(connection.current_max_send_streams()),
-        refresh: tokio::sync::Notify::new(),
-    });
-    let limit = Arc::clone(&limits);
-    tokio::spawn(async move {
-        let token = open.cut.clone();
-        let mut cut = std::pin::pin!(Dormant::new(token.cancelled()));
-        // The task that drives the connection is not woken by what the backend sends (hyper
-        // reads in a task of its own), so the limit is read again whenever a stream ends.
-        let result = loop {
-            tokio::select! {
-                result = &mut connection => break result,
-                () = limit.refresh.notified() => {}
-                () = cut.as_mut() => break Ok(()),
-            }
-            // Relaxed: a limit read by pickers, refreshed as streams end.
-            limit
-                .max
-                .store(connection.current_max_send_streams(), Ordering::Relaxed);
-        };
-        if let Err(err) = result {
-            tracing::debug!(error = %crate::error::chain(&err), "upstream HTTP/2 connection ended");
-        }
-        drop(open);
-    });
-    Ok(Arc::new(H2Connection::new(sender, limits, generation)))
 }
 
 impl AsyncRead for Stream {

@@ -2,13 +2,15 @@
 //! announced (`SETTINGS_MAX_CONCURRENT_STREAMS`); a request finding every connection full makes
 //! the pool open another.
 
-use super::connect::{self, StreamLimit};
+use super::connect::{self, OpenGuard, Pings, Stream};
 use super::{ConnectionPool, Dial, Lease, SendError, Upstream};
-use crate::proxy::UpstreamBody;
+use crate::body::UpstreamBody;
+use crate::dormant::Dormant;
 use crate::upstream::BackendState;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -147,7 +149,7 @@ pub(super) async fn send(
         // Boxed, as for HTTP/1.1: only the rare request that connects pays for the space.
         let connection = Box::pin(async {
             let stream = connect::open(&backend.authority, upstream, dial.connect_timeout).await?;
-            connect::http2(stream, open, dial.pings, upstream.generation).await
+            handshake(stream, open, dial.pings, upstream.generation).await
         })
         .await?;
         pool.h2.rcu(|list| {
@@ -192,4 +194,58 @@ impl Drop for Opening<'_> {
         self.0.opening_h2.store(false, Ordering::Release);
         self.0.h2_opened.notify_waiters();
     }
+}
+
+/// The backend's `SETTINGS_MAX_CONCURRENT_STREAMS` as last read, and the signal to read it again.
+#[derive(Debug)]
+pub struct StreamLimit {
+    /// Streams the backend allows at once on the connection.
+    pub max: AtomicUsize,
+    /// Wakes the connection's task to read the limit again.
+    pub refresh: tokio::sync::Notify,
+}
+
+/// An HTTP/2 handshake with keep-alive PINGs; the connection is driven by its own task, which
+/// also keeps the backend's stream limit up to date.
+pub async fn handshake(
+    stream: Stream,
+    open: OpenGuard,
+    pings: Pings,
+    generation: u64,
+) -> Result<Arc<H2Connection>, SendError> {
+    let (sender, mut connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(pings.interval)
+        .keep_alive_timeout(pings.timeout)
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|err| SendError::Connect(Box::new(err)))?;
+    let limits = Arc::new(StreamLimit {
+        max: AtomicUsize::new(connection.current_max_send_streams()),
+        refresh: tokio::sync::Notify::new(),
+    });
+    let limit = Arc::clone(&limits);
+    tokio::spawn(async move {
+        let token = open.cut.clone();
+        let mut cut = std::pin::pin!(Dormant::new(token.cancelled()));
+        // The task that drives the connection is not woken by what the backend sends (hyper
+        // reads in a task of its own), so the limit is read again whenever a stream ends.
+        let result = loop {
+            tokio::select! {
+                result = &mut connection => break result,
+                () = limit.refresh.notified() => {}
+                () = cut.as_mut() => break Ok(()),
+            }
+            // Relaxed: a limit read by pickers, refreshed as streams end.
+            limit
+                .max
+                .store(connection.current_max_send_streams(), Ordering::Relaxed);
+        };
+        if let Err(err) = result {
+            tracing::debug!(error = %crate::error::chain(&err), "upstream HTTP/2 connection ended");
+        }
+        drop(open);
+    });
+    Ok(Arc::new(H2Connection::new(sender, limits, generation)))
 }

@@ -11,8 +11,8 @@ pub use connect::Pings;
 pub use h2::{H2Connection, H2Stream};
 
 use super::BackendState;
+use crate::body::UpstreamBody;
 use crate::config::UpstreamConfig;
-use crate::proxy::UpstreamBody;
 use arc_swap::ArcSwap;
 use connect::OpenGuard;
 use http::{Request, Response};
@@ -299,7 +299,7 @@ pub async fn send_alone(
         tokio_util::sync::CancellationToken::new(),
     );
     if upstream.config.protocol.is_h2() {
-        let connection = connect::http2(stream, open, dial.pings, upstream.generation).await?;
+        let connection = h2::handshake(stream, open, dial.pings, upstream.generation).await?;
         let stream = connection.try_stream(true).expect("forced");
         stream
             .sender()
@@ -325,5 +325,5 @@ static TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// Advances `ticks` to the seconds of the backends' own clock (`millis_now`).
 pub fn tick() {
-    TICKS.store(super::state::millis_now() / 1000, Ordering::Relaxed);
+    TICKS.store(super::clock::millis_now() / 1000, Ordering::Relaxed);
 }

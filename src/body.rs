@@ -1,7 +1,11 @@
-//! The client's request body as read by the proxy: cut off when the client stops sending for
-//! `timeouts.request_body`, and remembering whether it failed by the client's fault, so that a
-//! failed upstream exchange can be blamed on the client rather than on the backend.
+//! The body vocabulary every tier speaks: the client's request body as the proxy reads it (cut
+//! off when the client stops sending, remembering whether the client broke it, so a failed
+//! exchange can be blamed on the client rather than the backend), the body sent upstream, and
+//! gRPC's status field.
 
+use bytes::Bytes;
+use http::HeaderName;
+use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
@@ -241,4 +245,63 @@ impl Body for ClientBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The body sent to an upstream.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// A buffered body.
+    Bytes(Full<Bytes>),
+    /// The client's body, streamed through (it counts its own bytes).
+    Stream(Box<ClientBody>),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            Self::Bytes(body) => poll_full(body, cx),
+            Self::Stream(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Bytes(body) => body.is_end_stream(),
+            Self::Stream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Bytes(body) => body.size_hint(),
+            Self::Stream(body) => body.size_hint(),
+        }
+    }
+}
+
+/// Polls a body that cannot fail, in the error type of the bodies it stands beside.
+pub(crate) fn poll_full<E>(
+    body: &mut Full<Bytes>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, E>>> {
+    Pin::new(body)
+        .poll_frame(cx)
+        .map(|frame| frame.map(|frame| frame.map_err(|never| match never {})))
+}
+
+/// The `grpc-status` a gRPC response carries in `fields` (its trailers, or its headers when it
+/// has no body), if any.
+pub fn grpc_status(fields: &http::HeaderMap) -> Option<u16> {
+    // A constant name: looking up by `&str` would parse and check the name on every call.
+    const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+    fields
+        .get(GRPC_STATUS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
