@@ -1,5 +1,6 @@
-//! Guards the layering in DESIGN.md: the data plane never takes a lock, and never reaches up
-//! into the control plane or the config file format.
+//! Guards the layering in DESIGN.md: every top-level module uses only its own tier and those
+//! below it, with no circle between modules; the data plane never takes a lock, and never
+//! reaches up into the control plane or the config file format.
 
 use std::path::Path;
 
@@ -101,4 +102,132 @@ fn upstream_connections_come_from_our_own_pool() {
         pool.contains("AtomicCell"),
         "the idle stack is made of atomic cells"
     );
+}
+
+/// Each top-level module's tier (DESIGN.md's table): a module may use its own tier and those
+/// below it, never one above.
+const TIERS: &[(&str, u8)] = &[
+    ("config", 1),
+    ("body", 1),
+    ("events", 1),
+    ("error", 1),
+    ("metrics", 1),
+    ("dormant", 1),
+    ("redis_link", 1),
+    ("balance", 2),
+    ("route", 2),
+    ("upstream", 2),
+    ("snapshot", 2),
+    ("server", 3),
+    ("tls", 3),
+    ("proxy", 3),
+    ("access_log", 3),
+    ("listeners", 3),
+    ("health", 4),
+    ("discovery", 4),
+    ("fleet", 4),
+    ("notify", 4),
+    ("control", 5),
+    ("reload", 6),
+    ("admin", 6),
+    ("gateway", 7),
+    ("shutdown", 7),
+    ("demo", 7),
+    ("lib", 7),
+];
+
+/// The binary's own files: their `crate::` is the binary, which uses the library as a whole.
+const BINARY: &[&str] = &["main", "cli", "register"];
+
+/// The top-level module a source file belongs to (`src/control/apply.rs` → `control`).
+fn module_of(path: &Path) -> String {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let relative = path.strip_prefix(&src).expect("a file under src/");
+    let first = relative.components().next().expect("a path");
+    first
+        .as_os_str()
+        .to_string_lossy()
+        .trim_end_matches(".rs")
+        .to_owned()
+}
+
+/// Every `crate::MODULE` a file names in code (comments left out).
+fn crate_modules_used(text: &str) -> std::collections::BTreeSet<String> {
+    let mut used = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        for (i, _) in code.match_indices("crate::") {
+            if i > 0 && code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+                continue; // `switchyard_crate::` and the like
+            }
+            let rest = &code[i + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                used.insert(name);
+            }
+        }
+    }
+    used
+}
+
+/// Every import between top-level modules: none runs up a tier, and none closes a circle
+/// between modules (each module's own files may use each other freely).
+#[test]
+fn modules_import_only_their_tier_and_below_and_never_in_a_circle() {
+    let tier = |module: &str| {
+        TIERS
+            .iter()
+            .find(|(name, _)| *name == module)
+            .map(|(_, tier)| *tier)
+            .unwrap_or_else(|| panic!("module {module} has no tier: add it to TIERS and DESIGN.md"))
+    };
+    let mut files = Vec::new();
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let mut edges: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    let mut upward = Vec::new();
+    for (path, text) in &files {
+        let from = module_of(Path::new(path));
+        if BINARY.contains(&from.as_str()) {
+            continue;
+        }
+        for to in crate_modules_used(text) {
+            if to == from {
+                continue;
+            }
+            if tier(&to) > tier(&from) {
+                upward.push(format!(
+                    "{path} (tier {}) uses crate::{to} (tier {})",
+                    tier(&from),
+                    tier(&to)
+                ));
+            }
+            edges.entry(from.clone()).or_default().insert(to);
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "imports up a tier:\n{}",
+        upward.join("\n")
+    );
+    // A circle shows as a module reachable from itself.
+    for start in edges.keys() {
+        let mut stack: Vec<&String> = edges[start].iter().collect();
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(module) = stack.pop() {
+            assert!(
+                module != start,
+                "module {start} reaches itself through its imports"
+            );
+            if seen.insert(module) {
+                stack.extend(edges.get(module).into_iter().flatten());
+            }
+        }
+    }
 }
