@@ -120,9 +120,8 @@ impl ResponseWait<'_> {
     /// client's body is due is the client's fault, recorded on the body.
     async fn watch<F: Future>(&self, body: &Progress, exchange: F) -> Option<F::Output> {
         let start = Instant::now();
-        let limit = |from: Instant| self.limit(from);
         tokio::pin!(exchange);
-        let timer = tokio::time::sleep_until(limit(start));
+        let timer = tokio::time::sleep_until(self.limit(start));
         tokio::pin!(timer);
         loop {
             tokio::select! {
@@ -137,9 +136,9 @@ impl ResponseWait<'_> {
                         return None;
                     }
                     match body.backend_silent_since(start) {
-                        Some(since) if limit(since) <= now => return None,
-                        Some(since) => timer.as_mut().reset(limit(since)),
-                        None => timer.as_mut().reset(limit(now)),
+                        Some(since) if self.limit(since) <= now => return None,
+                        Some(since) => timer.as_mut().reset(self.limit(since)),
+                        None => timer.as_mut().reset(self.limit(now)),
                     }
                 }
             }
@@ -257,21 +256,10 @@ pub fn failure_of(err: &ProxyError) -> Option<Failure> {
     }
 }
 
-/// Logs a failure to connect to `backend` at warn, with its cause (a TLS verification error
-/// says which): the first, then at most one line every 10 s per backend, with the count left
-/// out, so an operator sees why without a flood.
+/// Logs `err`, a failure to connect to `backend`, at warn with its cause (a TLS verification
+/// error says which): the first, then at most one line every 10 s per backend, with the count
+/// left out, so an operator sees why without a flood.
 pub fn log_connect_failure(err: &ProxyError, backend: &BackendState) {
-    let connecting = matches!(
-        err,
-        ProxyError::UpstreamConnect { .. }
-            | ProxyError::UpstreamTimeout {
-                connecting: true,
-                ..
-            }
-    );
-    if !connecting {
-        return;
-    }
     if let Some(not_logged) = backend.connect_log.to_log() {
         tracing::warn!(
             pool = %backend.pool,

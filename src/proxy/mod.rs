@@ -23,7 +23,7 @@ use crate::error::ProxyError;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::snapshot::Snapshot;
 use crate::upstream::pool::{Dial, Lease};
-use crate::upstream::{BackendState, InFlightGuard, Mark, OutlierReport};
+use crate::upstream::{BackendState, Failure, InFlightGuard, Mark, OutlierReport};
 use arc_swap::ArcSwap;
 use exchange::{Exchange, X_REQUEST_ID};
 use http::{HeaderValue, Request, Response, Version, header};
@@ -202,10 +202,7 @@ impl Proxy {
             settings.underscores,
             upstream.config.protocol.is_h2(),
         )?;
-        let mut upgrade = upgrade.map(|(value, on_upgrade)| {
-            upgrade::restore(&mut parts.headers, value);
-            on_upgrade
-        });
+        let mut upgrade = upgrade.inspect(|_| upgrade::restore(&mut parts.headers));
         let mut body =
             RequestBody::read(body, settings.request_body, settings.max_body_bytes).await?;
         let deadline = settings.request.map(|limit| Instant::now() + limit);
@@ -271,8 +268,10 @@ impl Proxy {
                             backend: Arc::clone(&backend.name),
                         });
                     }
-                    forward::log_connect_failure(&err, &backend);
                     if let Some(failure) = forward::failure_of(&err) {
+                        if failure == Failure::Connect {
+                            forward::log_connect_failure(&err, &backend);
+                        }
                         self.report(
                             backend.record_failure(failure, policy.outlier.consecutive_failures),
                         );

@@ -35,33 +35,33 @@ pub struct TunnelLimits {
     pub drain: Duration,
 }
 
-/// The `Upgrade` value of a WebSocket handshake and the client's side of the upgrade, taken
-/// from `req`, if it is one.
-pub fn handshake<B>(req: &mut http::Request<B>) -> Option<(HeaderValue, OnUpgrade)> {
+/// The client's side of the upgrade, taken from `req`, if it is a WebSocket handshake.
+pub fn handshake<B>(req: &mut http::Request<B>) -> Option<OnUpgrade> {
     // hyper attaches an upgrade only to HTTP/1.1 requests carrying `Upgrade` (or CONNECT, which
     // never gets this far): every other request is settled by one look at the extensions.
     req.extensions().get::<OnUpgrade>()?;
-    let value = websocket(req.headers())?;
-    Some((value, hyper::upgrade::on(req)))
+    websocket(req.headers()).then(|| hyper::upgrade::on(req))
 }
 
-/// The `Upgrade` value to send for a WebSocket handshake request, if `headers` are one: only
-/// `websocket`, whatever else the client listed (`websocket, h2c` must not open an h2c tunnel
-/// past routing and limits on a lax backend).
-fn websocket(headers: &HeaderMap) -> Option<HeaderValue> {
-    let upgrade = headers.get(header::UPGRADE)?;
-    let wants_websocket = upgrade
-        .to_str()
-        .ok()?
-        .split(',')
-        .any(|p| p.trim().eq_ignore_ascii_case("websocket"));
+/// Whether `headers` are a WebSocket handshake's. Whatever else the client's `Upgrade` lists,
+/// only `websocket` is sent on (`restore`): `websocket, h2c` must not open an h2c tunnel past
+/// routing and limits on a lax backend.
+fn websocket(headers: &HeaderMap) -> bool {
+    let wants_websocket = headers
+        .get(header::UPGRADE)
+        .and_then(|upgrade| upgrade.to_str().ok())
+        .is_some_and(|upgrade| {
+            upgrade
+                .split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case(WEBSOCKET))
+        });
     let connection_upgrade = headers.get_all(header::CONNECTION).iter().any(|v| {
         v.to_str().is_ok_and(|v| {
             v.split(',')
                 .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
         })
     });
-    (wants_websocket && connection_upgrade).then(|| HeaderValue::from_static(WEBSOCKET))
+    wants_websocket && connection_upgrade
 }
 
 /// The one protocol a route's upgrade may switch to.
@@ -79,9 +79,10 @@ pub fn switches_to_websocket(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Puts back the upgrade headers that hop-by-hop stripping removed.
-pub fn restore(headers: &mut HeaderMap, upgrade: HeaderValue) {
-    headers.insert(header::UPGRADE, upgrade);
+/// Puts back the upgrade headers that hop-by-hop stripping removed: `websocket`, the one
+/// protocol asked for and (checked on the `101`) switched to.
+pub fn restore(headers: &mut HeaderMap) {
+    headers.insert(header::UPGRADE, HeaderValue::from_static(WEBSOCKET));
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
 }
 
@@ -94,14 +95,12 @@ pub fn switch(
     limits: TunnelLimits,
     tunnels: &Tunnels,
 ) -> http::Response<super::ProxyBody> {
-    let upgrade_value = response.headers().get(header::UPGRADE).cloned();
     let upstream = hyper::upgrade::on(&mut response);
     spawn(client, upstream, in_flight, limits, tunnels);
     let (mut parts, _) = response.into_parts();
     super::headers::prepare_response(&mut parts.headers, parts.version);
-    if let Some(value) = upgrade_value {
-        restore(&mut parts.headers, value);
-    }
+    // `checked_response` let only a `101` to websocket through.
+    restore(&mut parts.headers);
     http::Response::from_parts(parts, super::ProxyBody::local(bytes::Bytes::new()))
 }
 
@@ -226,18 +225,12 @@ mod tests {
             header::CONNECTION,
             HeaderValue::from_static("keep-alive, Upgrade"),
         );
-        assert!(websocket(&headers).is_some());
+        assert!(websocket(&headers));
         headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-        assert!(
-            websocket(&headers).is_none(),
-            "Connection must name upgrade"
-        );
+        assert!(!websocket(&headers), "Connection must name upgrade");
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
-        assert!(
-            websocket(&headers).is_none(),
-            "only WebSocket upgrades pass"
-        );
+        assert!(!websocket(&headers), "only WebSocket upgrades pass");
     }
 
     #[tokio::test(start_paused = true)]
