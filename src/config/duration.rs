@@ -24,22 +24,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .take_while(u8::is_ascii_alphabetic)
             .count();
         let (number, unit) = (&rest[..digits], &rest[digits..digits + unit_len]);
-        let seconds_per_unit: u64 = match unit {
-            "ms" => 0,
-            "s" => 1,
-            "m" => 60,
-            "h" => 3_600,
-            "d" => 86_400,
+        let millis_per_unit: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
             _ => return Err(refuse()),
         };
         let n: u64 = number.parse().map_err(|_| refuse())?;
-        let part = if seconds_per_unit == 0 {
-            Some(Duration::from_millis(n))
-        } else {
-            n.checked_mul(seconds_per_unit).map(Duration::from_secs)
-        };
-        total = part
-            .and_then(|part| total.checked_add(part))
+        total = n
+            .checked_mul(millis_per_unit)
+            .and_then(|millis| total.checked_add(Duration::from_millis(millis)))
             .ok_or_else(refuse)?;
         rest = &rest[digits + unit_len..];
     }

@@ -139,8 +139,8 @@ fn elements<T: DeserializeOwned>(
     let start = value.span().start;
     match value.into_inner() {
         DeValue::Array(items) => items
-            .iter()
-            .filter_map(|item| section::<Spanned<T>>(item.clone(), found))
+            .into_iter()
+            .filter_map(|item| section::<Spanned<T>>(item, found))
             .collect(),
         _ => {
             found

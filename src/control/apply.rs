@@ -103,12 +103,8 @@ impl Control {
         self.swap_all();
         for p in 0..self.pools.len() {
             for b in 0..self.pools[p].backends.len() {
-                let backend = &self.pools[p].backends[b];
-                let reason = if backend.leaving {
-                    membership::leaving_reason(backend)
-                } else {
-                    "config reloaded"
-                };
+                let reason = membership::leaving_reason(&self.pools[p].backends[b])
+                    .unwrap_or("config reloaded");
                 self.announce(p, b, reason);
             }
         }

@@ -21,9 +21,11 @@ const LEFT: &str = "no longer named by the discovery source";
 /// Why a backend of the file is draining.
 const REMOVED: &str = "removed from the config";
 
-/// Why a leaving backend is draining.
-pub(super) fn leaving_reason(backend: &BackendRuntime) -> &'static str {
-    if backend.discovered { LEFT } else { REMOVED }
+/// Why a backend is draining because it is leaving, if it is.
+pub(super) fn leaving_reason(backend: &BackendRuntime) -> Option<&'static str> {
+    backend
+        .leaving
+        .then_some(if backend.discovered { LEFT } else { REMOVED })
 }
 
 /// What taking a set did, for the caller to follow up: new index of each backend that needs a
@@ -108,19 +110,20 @@ pub(super) fn take_set(
     for mut gone in previous.into_iter().flatten() {
         gone.stop_prober();
         if !gone.leaving {
+            gone.leaving = true;
             let timeout = if gone.discovered {
                 drain_timeout
             } else {
                 grace
             };
-            gone.leaving = true;
             gone.drain_deadline = now.checked_add(timeout);
+            let reason = leaving_reason(&gone).unwrap_or(LEFT);
             let since = SystemTime::now();
             update_status(&gone.state, |s| {
                 s.drain = Some(Drain {
                     since,
                     deadline: since.checked_add(timeout),
-                    reason: leaving_reason(&gone).to_owned(),
+                    reason: reason.to_owned(),
                 });
             });
             gone.state.set(Exclusion::Draining, true);
@@ -179,12 +182,7 @@ impl Control {
         }
         self.rebuild(p);
         for b in 0..self.pools[p].backends.len() {
-            let backend = &self.pools[p].backends[b];
-            let reason = if backend.leaving {
-                leaving_reason(backend)
-            } else {
-                "discovered"
-            };
+            let reason = leaving_reason(&self.pools[p].backends[b]).unwrap_or("discovered");
             self.announce(p, b, reason);
         }
         self.remove_departed(now);
