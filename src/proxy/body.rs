@@ -114,8 +114,10 @@ impl Drop for ProxyBody {
 /// The response is over: the backend is free as of now (not when hyper gets around to
 /// dropping the body), and its connection goes back to the pool.
 fn release(in_flight: &mut Option<InFlightGuard>, lease: &mut Option<Lease>) {
-    if let (Some(guard), Some(lease)) = (in_flight.as_ref(), lease.take()) {
-        guard.backend().connections.check_in(lease);
+    if in_flight.is_some() {
+        if let Some(lease) = lease.take() {
+            lease.release();
+        }
     }
     in_flight.take();
 }

@@ -122,7 +122,7 @@ pub struct BackendState {
     /// Failure counters, registered when the backend was created.
     pub metrics: BackendMetrics,
     /// Connections to this backend, kept as long as the backend is.
-    pub connections: ConnectionPool,
+    pub connections: Arc<ConnectionPool>,
 }
 
 impl BackendState {
@@ -152,7 +152,9 @@ impl BackendState {
             status: ArcSwap::from_pointee(BackendStatus::initial(!healthy)),
             cut: ArcSwap::from_pointee(CancellationToken::new()),
             metrics,
-            connections: ConnectionPool::new(config.max_connections.map(|m| m.get())),
+            connections: Arc::new(ConnectionPool::new(
+                config.max_connections.map(|m| m.get()),
+            )),
         }
     }
 

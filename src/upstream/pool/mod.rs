@@ -84,13 +84,42 @@ pub enum SendError {
     Protocol(#[source] hyper::Error),
 }
 
-/// A connection lent to one request until its response ends.
+/// A connection lent to one request until its response ends. Dropped as is, it closes (an
+/// HTTP/1.1 connection) or ends its stream (HTTP/2); `release` after a clean end returns an
+/// HTTP/1.1 connection to its pool for the next request.
 #[derive(Debug)]
 pub enum Lease {
-    /// An HTTP/1.1 connection, returned to the idle stack if the exchange ended cleanly.
-    H1(Box<H1Connection>, usize),
-    /// A stream on a shared HTTP/2 connection.
+    /// An HTTP/1.1 connection.
+    H1(H1Lease),
+    /// A stream on a shared HTTP/2 connection, ended when dropped.
     H2(H2Stream),
+}
+
+impl Lease {
+    /// The exchange ended cleanly: the connection may serve another request.
+    pub fn release(self) {
+        if let Self::H1(mut lease) = self {
+            lease.reusable = true;
+        }
+    }
+}
+
+/// An HTTP/1.1 connection lent out, with the pool it returns to.
+#[derive(Debug)]
+pub struct H1Lease {
+    connection: Option<Box<H1Connection>>,
+    pool: Arc<ConnectionPool>,
+    /// `max_idle_per_backend` when it was lent.
+    idle_limit: usize,
+    reusable: bool,
+}
+
+impl Drop for H1Lease {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take().filter(|_| self.reusable) {
+            self.pool.check_in(connection, self.idle_limit);
+        }
+    }
 }
 
 /// An HTTP/1.1 connection between requests.
@@ -142,17 +171,14 @@ impl ConnectionPool {
             .store(max.unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 
-    /// Takes a request's connection back after its response ended cleanly.
-    pub fn check_in(&self, lease: Lease) {
-        let Lease::H1(mut connection, limit) = lease else {
-            return; // an HTTP/2 stream ends when dropped
-        };
+    /// Takes a connection back after its response ended cleanly.
+    fn check_in(&self, mut connection: Box<H1Connection>, idle_limit: usize) {
         if connection.sender.is_closed() {
             return;
         }
         connection.idle_since = ticks();
         // Past the bound the connection is dropped, which closes it.
-        let _ = self.idle.push(connection, limit);
+        let _ = self.idle.push(connection, idle_limit);
         if self.max_connections.load(Ordering::Relaxed) != u32::MAX {
             self.returned.notify_one();
         }
@@ -255,7 +281,12 @@ async fn send_h1(
         };
         match connection.sender.try_send_request(request).await {
             Ok(response) => {
-                let lease = Lease::H1(connection, upstream.config.max_idle_per_backend);
+                let lease = Lease::H1(H1Lease {
+                    connection: Some(connection),
+                    pool: Arc::clone(pool),
+                    idle_limit: upstream.config.max_idle_per_backend,
+                    reusable: false,
+                });
                 return Ok((response, lease));
             }
             // The backend had closed the pooled connection: nothing left, try a fresh one.
