@@ -152,47 +152,15 @@ impl Pool {
             .map(|i| (self.eligible_index[i], &self.eligible[i]))
     }
 
-    /// A backend for a retry: never one already tried, and chosen without moving the
-    /// balancer, so retries do not shift the rotation of first attempts. Round-robin pools draw
-    /// one at random by weight (retries spread like first attempts, not all onto the backend
-    /// after the failed one); least-connections pools take the least loaded one. Backends
-    /// backing off after a failed connect come last.
+    /// A backend for a retry: never one already tried, chosen by the balancer's retry rule
+    /// (`Balancer::pick_other`). Backends backing off after a failed connect come last.
     pub fn pick_other(&self, tried: &[Arc<BackendState>]) -> Option<(usize, &Arc<BackendState>)> {
         let untried = |b: &Arc<BackendState>| {
             b.accepts(self.mask) && !tried.iter().any(|t| Arc::ptr_eq(t, b))
         };
-        let choose = |usable: &dyn Fn(&Arc<BackendState>) -> bool| match self.policy.algorithm {
-            Algorithm::WeightedRoundRobin => {
-                let weight = |b: &Arc<BackendState>| u64::from(b.effective_weight());
-                let total: u64 = self.eligible.iter().filter(|b| usable(b)).map(weight).sum();
-                if total == 0 {
-                    return None;
-                }
-                let mut draw = fastrand::u64(..total);
-                self.eligible.iter().position(|b| {
-                    if !usable(b) {
-                        return false;
-                    }
-                    let w = weight(b);
-                    if draw < w {
-                        return true;
-                    }
-                    draw -= w;
-                    false
-                })
-            }
-            Algorithm::LeastConnections => (0..self.eligible.len())
-                .filter(|&i| usable(&self.eligible[i]))
-                .reduce(|best, i| {
-                    if crate::balance::lighter(&self.eligible[i], &self.eligible[best]) {
-                        i
-                    } else {
-                        best
-                    }
-                }),
-        };
-        choose(&|b| untried(b) && !b.backing_off())
-            .or_else(|| choose(&untried))
+        self.balancer
+            .pick_other(&self.eligible, |b| untried(b) && !b.backing_off())
+            .or_else(|| self.balancer.pick_other(&self.eligible, untried))
             .map(|i| (self.eligible_index[i], &self.eligible[i]))
     }
 }

@@ -3,6 +3,7 @@
 //! caller passes a `selectable` test, and the balancer only skips candidates failing it.
 
 mod least_conn;
+mod retry;
 pub mod slow_start;
 mod wrr;
 
