@@ -10,20 +10,14 @@ use http::{HeaderValue, Response, header};
 /// changes (logged once) already tell the story.
 pub fn log_failure(err: &ProxyError) {
     match err {
-        ProxyError::UpstreamConnect { source, .. } => {
-            tracing::debug!(error = %err, cause = %crate::error::chain(source.as_ref()), "upstream request failed");
-        }
-        ProxyError::UpstreamProtocol { source, .. } => {
-            tracing::debug!(error = %err, cause = %crate::error::chain(source), "upstream request failed");
-        }
-        ProxyError::UpstreamTimeout { .. }
-        | ProxyError::UpstreamInvalid { .. }
-        | ProxyError::DrainCut { .. } => {
-            tracing::debug!(error = %err, "upstream request failed")
-        }
+        ProxyError::Upstream(upstream) => match upstream.source.as_deref() {
+            Some(source) => {
+                tracing::debug!(error = %err, cause = %crate::error::chain(source), "upstream request failed")
+            }
+            None => tracing::debug!(error = %err, "upstream request failed"),
+        },
         ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
-        | ProxyError::UpstreamSaturated { .. }
         | ProxyError::ClientBody(_)
         | ProxyError::Refused(..) => tracing::debug!(error = %err, "request failed"),
     }

@@ -2,14 +2,14 @@
 //! what went wrong: whether anything was sent, and whose fault it was.
 
 use crate::body::{Progress, UpstreamBody};
-use crate::config::{Protocol, RetryOn};
-use crate::error::ProxyError;
+use crate::config::Protocol;
+use crate::error::{ProxyError, UpstreamError, UpstreamFault};
+use crate::upstream::BackendState;
 use crate::upstream::pool::{self, Dial, Lease, SendError, Upstream};
-use crate::upstream::{BackendState, Failure};
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
-use http::{Method, Request, Response, Version};
+use http::{Request, Response, Version};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
 use std::time::Duration;
@@ -154,8 +154,7 @@ pub async fn send(
     upstream: &Upstream,
     dial: &Dial,
     wait: ResponseWait<'_>,
-) -> Result<(Response<Incoming>, Lease), ProxyError> {
-    let name = || backend.name.clone();
+) -> Result<(Response<Incoming>, Lease), UpstreamError> {
     let exchange = pool::send(backend, upstream, dial, request);
     let outcome = match wait.body {
         // A buffered body: one timer, nothing to tell apart.
@@ -165,25 +164,20 @@ pub async fn send(
         // Boxed: streamed uploads are the rare case; the common one's future stays small.
         Some(body) => Box::pin(wait.watch(body, exchange)).await,
     };
+    let name = backend.name.clone();
     match outcome {
         Some(Ok(sent)) => Ok(sent),
-        Some(Err(SendError::Connect(source))) => Err(ProxyError::UpstreamConnect {
-            backend: name(),
-            source,
-        }),
-        Some(Err(SendError::ConnectTimeout)) => Err(ProxyError::UpstreamTimeout {
-            backend: name(),
-            connecting: true,
-        }),
-        Some(Err(SendError::Saturated)) => Err(ProxyError::UpstreamSaturated { backend: name() }),
-        Some(Err(SendError::Protocol(source))) => Err(ProxyError::UpstreamProtocol {
-            backend: name(),
-            source,
-        }),
-        None => Err(ProxyError::UpstreamTimeout {
-            backend: name(),
-            connecting: false,
-        }),
+        Some(Err(SendError::Connect(source))) => {
+            Err(UpstreamError::caused(name, UpstreamFault::Connect, source))
+        }
+        Some(Err(SendError::ConnectTimeout)) => {
+            Err(UpstreamError::new(name, UpstreamFault::ConnectTimeout))
+        }
+        Some(Err(SendError::Saturated)) => Err(UpstreamError::new(name, UpstreamFault::Saturated)),
+        Some(Err(SendError::Protocol(source))) => {
+            Err(UpstreamError::caused(name, UpstreamFault::Reset, source))
+        }
+        None => Err(UpstreamError::new(name, UpstreamFault::ResponseTimeout)),
     }
 }
 
@@ -195,12 +189,9 @@ pub fn checked_response(
     mut response: Response<Incoming>,
     backend: &BackendState,
     upgrading: bool,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<Incoming>, UpstreamError> {
     use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-    let invalid = |reason| ProxyError::UpstreamInvalid {
-        backend: backend.name.clone(),
-        reason,
-    };
+    let invalid = |reason| UpstreamError::new(backend.name.clone(), UpstreamFault::Invalid(reason));
     if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         return if !upgrading {
             Err(invalid("unsolicited 101 Switching Protocols"))
@@ -234,32 +225,10 @@ pub fn checked_response(
     Ok(response)
 }
 
-/// The passive-health failure an upstream error counts as, if it is the backend's fault.
-pub fn failure_of(err: &ProxyError) -> Option<Failure> {
-    match err {
-        ProxyError::UpstreamConnect { .. } => Some(Failure::Connect),
-        ProxyError::UpstreamTimeout {
-            connecting: true, ..
-        } => Some(Failure::Connect),
-        ProxyError::UpstreamTimeout {
-            connecting: false, ..
-        } => Some(Failure::Timeout),
-        ProxyError::UpstreamProtocol { .. } | ProxyError::UpstreamInvalid { .. } => {
-            Some(Failure::Reset)
-        }
-        ProxyError::NoRoute
-        | ProxyError::NoBackend { .. }
-        | ProxyError::UpstreamSaturated { .. }
-        | ProxyError::DrainCut { .. }
-        | ProxyError::ClientBody(_)
-        | ProxyError::Refused(..) => None,
-    }
-}
-
 /// Logs `err`, a failure to connect to `backend`, at warn with its cause (a TLS verification
 /// error says which): the first, then at most one line every 10 s per backend, with the count
 /// left out, so an operator sees why without a flood.
-pub fn log_connect_failure(err: &ProxyError, backend: &BackendState) {
+pub fn log_connect_failure(err: &UpstreamError, backend: &BackendState) {
     if let Some(not_logged) = backend.connect_log.to_log() {
         tracing::warn!(
             pool = %backend.pool,
@@ -269,50 +238,4 @@ pub fn log_connect_failure(err: &ProxyError, backend: &BackendState) {
             "cannot connect to a backend (at most one line per backend every 10 s; not_logged counts the failures since the last)"
         );
     }
-}
-
-/// Whether another backend may be tried after `err`. A connection never established sent
-/// nothing, so any request may go elsewhere; a reset before the response, or a response
-/// timeout, only for idempotent methods (RFC 9110 §9.2.2) and when the pool's `retry_on` says
-/// so (by default resets are retried, timeouts not: the backend may still be working).
-pub fn may_retry(err: &ProxyError, method: &Method, retry_on: &RetryOn) -> bool {
-    match err {
-        ProxyError::UpstreamConnect { .. }
-        | ProxyError::UpstreamSaturated { .. }
-        | ProxyError::UpstreamTimeout {
-            connecting: true, ..
-        } => true,
-        ProxyError::UpstreamProtocol { .. } | ProxyError::UpstreamInvalid { .. } => {
-            retry_on.reset && is_idempotent(method)
-        }
-        ProxyError::UpstreamTimeout {
-            connecting: false, ..
-        } => retry_on.timeout && is_idempotent(method),
-        ProxyError::NoRoute
-        | ProxyError::NoBackend { .. }
-        | ProxyError::DrainCut { .. }
-        | ProxyError::ClientBody(_)
-        | ProxyError::Refused(..) => false,
-    }
-}
-
-/// Whether the failed attempt never reached the backend (no connection was made).
-pub fn nothing_sent(err: &ProxyError) -> bool {
-    matches!(
-        err,
-        ProxyError::UpstreamConnect { .. }
-            | ProxyError::UpstreamSaturated { .. }
-            | ProxyError::UpstreamTimeout {
-                connecting: true,
-                ..
-            }
-    )
-}
-
-/// Whether `method` may be repeated without changing the outcome (RFC 9110 §9.2.2).
-pub fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
 }

@@ -7,8 +7,9 @@ mod retry_budget;
 mod state;
 mod status;
 
+pub use crate::error::Failure;
 pub use crate::events::{State, timestamp};
 pub use connect_log::ConnectFailureLog;
 pub use retry_budget::RetryBudget;
-pub use state::{BackendState, Exclusion, Failure, InFlightGuard, Mark, OutlierReport};
+pub use state::{BackendState, Exclusion, InFlightGuard, Mark, OutlierReport};
 pub use status::{BackendStatus, Drain, MAX_DRAIN_DEADLINE};

@@ -8,6 +8,7 @@ use super::status::BackendStatus;
 use crate::balance::Candidate;
 use crate::balance::slow_start::SCALE;
 use crate::config::BackendConfig;
+use crate::error::Failure;
 use crate::events::State;
 use crate::metrics::BackendMetrics;
 use arc_swap::ArcSwap;
@@ -48,39 +49,6 @@ pub enum Mark {
     /// It crossed its failure threshold but stays in service: ejecting it would pass the
     /// pool's `max_ejection_percent`.
     HeldIn = 32,
-}
-
-/// A failure seen on real traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// Connection refused or connect timeout.
-    Connect,
-    /// No response headers within the timeout.
-    Timeout,
-    /// Connection reset or broken response.
-    Reset,
-    /// A 5xx response.
-    Status5xx,
-}
-
-impl Failure {
-    /// Every kind, in a fixed order (see `index`).
-    pub const ALL: [Self; 4] = [Self::Connect, Self::Timeout, Self::Reset, Self::Status5xx];
-
-    /// The position of this kind in `ALL`.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The failure's name everywhere: logs, reasons, the `reason` label of ejections.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Connect => "connect_failure",
-            Self::Timeout => "timeout",
-            Self::Reset => "reset",
-            Self::Status5xx => "5xx",
-        }
-    }
 }
 
 /// Sent to the control plane when a backend crosses a passive failure threshold.
@@ -152,9 +120,7 @@ impl BackendState {
             status: ArcSwap::from_pointee(BackendStatus::initial(!healthy)),
             cut: ArcSwap::from_pointee(CancellationToken::new()),
             metrics,
-            connections: Arc::new(ConnectionPool::new(
-                config.max_connections.map(|m| m.get()),
-            )),
+            connections: Arc::new(ConnectionPool::new(config.max_connections.map(|m| m.get()))),
         }
     }
 

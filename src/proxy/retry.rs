@@ -1,0 +1,280 @@
+//! Phase 6, the attempt loop: an attempt sends the request to one backend; when it fails, the
+//! failure says what was sent and whose fault it is, and one decision sends the request to a
+//! different backend or gives up. Only the backend's own faults feed its passive counters.
+
+use super::Proxy;
+use super::body::RequestBody;
+use super::exchange::Exchange;
+use super::forward;
+use super::request_policy::Applied;
+use super::routing::RequestSettings;
+use super::upgrade::TunnelLimits;
+use crate::body::ClientFault;
+use crate::error::{Failure, ProxyError, UpstreamError, UpstreamFault, is_idempotent};
+use crate::snapshot::Pool;
+use crate::upstream::pool::Lease;
+use crate::upstream::{BackendState, InFlightGuard, Mark};
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// A response on its way to the client, with what it holds of the backend.
+pub struct Forwarded {
+    /// The backend's response.
+    pub response: Response<Incoming>,
+    /// Counts the request against the backend until the body ends.
+    pub in_flight: InFlightGuard,
+    /// The connection, returned to the pool when the response ends cleanly.
+    pub lease: Lease,
+    /// For a `101`: the client's side of the upgrade and the tunnel's limits.
+    pub upgrade: Option<(OnUpgrade, TunnelLimits)>,
+}
+
+/// An attempt that brought no response to pass on as it is.
+enum Failed {
+    /// A 5xx response, kept in case no other backend can take the retry (boxed: the rare
+    /// case keeps the common one's result small).
+    ServerError(Box<Forwarded>),
+    /// No usable response.
+    Error(ProxyError),
+}
+
+impl Failed {
+    /// Whether another backend may take the request (the one retry decision).
+    fn may_retry(&self, parts: &Parts, pool: &Pool) -> bool {
+        let retry_on = &pool.policy.retry_on;
+        match self {
+            Self::ServerError(_) => retry_on.server_error && is_idempotent(&parts.method),
+            Self::Error(ProxyError::Upstream(err)) => err.fault.may_retry(&parts.method, retry_on),
+            Self::Error(_) => false,
+        }
+    }
+
+    /// Whether the backend may have received the request: a retry of one it never did costs
+    /// the backends nothing, and spends no retry budget.
+    fn sent(&self) -> bool {
+        match self {
+            Self::Error(ProxyError::Upstream(err)) => err.fault.sent(),
+            Self::ServerError(_) | Self::Error(_) => true,
+        }
+    }
+
+    /// What the client gets when no retry follows.
+    fn give_up(self) -> Result<Forwarded, ProxyError> {
+        match self {
+            Self::ServerError(forwarded) => Ok(*forwarded),
+            Self::Error(err) => Err(err),
+        }
+    }
+}
+
+/// A request ready for its first attempt: everything the phases before decided.
+pub struct Prepared {
+    /// The route's pool.
+    pub pool: Arc<Pool>,
+    /// What the request needs of the snapshot.
+    pub settings: RequestSettings,
+    /// What the request policies left for the attempts.
+    pub applied: Applied,
+    /// The backend of the first attempt.
+    pub backend: Arc<BackendState>,
+}
+
+/// Sends `req` to the prepared backend, then to other backends of the pool while the
+/// failures allow. Each attempt awaits only the send: what comes before and after it is
+/// plain code, so the request's future has no layer per attempt.
+pub async fn forward(
+    proxy: &Proxy,
+    prepared: Prepared,
+    req: Request<Incoming>,
+    exchange: &mut Exchange,
+) -> Result<Forwarded, ProxyError> {
+    let Prepared {
+        pool,
+        settings,
+        applied: Applied {
+            hostless,
+            mut upgrade,
+        },
+        mut backend,
+    } = prepared;
+    let policy = &pool.policy;
+    policy.retry_budget.record_request();
+    let (mut parts, body) = req.into_parts();
+    let mut body = RequestBody::read(body, settings.request_body, settings.max_body_bytes).await?;
+    let deadline = settings.request.map(|limit| Instant::now() + limit);
+    let mut tried: Vec<Arc<BackendState>> = Vec::new();
+    loop {
+        // A streamed body can be sent once only.
+        let another_possible = tried.len() < policy.retries as usize && body.is_replayable();
+        let in_flight = backend.begin_request();
+        let attempt_body = body
+            .next_attempt()
+            .expect("a streamed body is never retried, so it is always still there");
+        let request = forward::upstream_request(
+            &mut parts,
+            attempt_body,
+            (&backend.authority, hostless),
+            &policy.upstream,
+            // No attempt can follow: the headers are moved to the request, not copied.
+            !another_possible,
+        )?;
+        let wait = forward::ResponseWait {
+            silence: settings.response_header,
+            deadline,
+            body: body.progress(),
+        };
+        let sent = Instant::now();
+        let result = forward::send(request, &backend, &policy.upstream, &settings.dial, wait)
+            .await
+            .and_then(|(response, lease)| {
+                forward::checked_response(response, &backend, upgrade.is_some())
+                    .map(|response| (response, lease))
+            });
+        exchange.record.upstream = Some(sent.elapsed());
+        exchange.record.bytes_in = body.bytes();
+        let attempt = Attempt {
+            proxy,
+            pool: &pool,
+            backend: &backend,
+            in_flight,
+        };
+        let failed = match attempt.outcome(result, &body, &mut upgrade, settings.tunnel) {
+            Ok(forwarded) => return Ok(forwarded),
+            Err(failed) => failed,
+        };
+        let retry = another_possible
+            && deadline.is_none_or(|deadline| Instant::now() < deadline)
+            && failed.may_retry(&parts, &pool);
+        let next = if retry {
+            tried.push(Arc::clone(&backend));
+            pool.pick_other(&tried)
+        } else {
+            None
+        };
+        // The budget guards against retry storms on backends that do receive the requests.
+        let next = next.filter(|_| {
+            let spent = !failed.sent() || policy.retry_budget.try_spend();
+            if !spent {
+                backend.metrics.budget_exhausted.increment(1);
+                tracing::debug!(pool = %pool.name, "retry budget exhausted; not retrying");
+            }
+            spent
+        });
+        let Some((index, next)) = next else {
+            return failed.give_up();
+        };
+        backend.metrics.retries.increment(1);
+        tracing::debug!(pool = %pool.name, from = %backend.name, to = %next.name, "retrying on another backend");
+        exchange.chose(index, &next.name);
+        exchange.record.retries += 1;
+        backend = Arc::clone(next);
+    }
+}
+
+/// One attempt on one backend, once its send has ended.
+struct Attempt<'a> {
+    proxy: &'a Proxy,
+    pool: &'a Pool,
+    backend: &'a Arc<BackendState>,
+    /// Counts the attempt against the backend.
+    in_flight: InFlightGuard,
+}
+
+impl Attempt<'_> {
+    /// What the attempt's `result` comes to: a response to pass on, or a failure that says
+    /// whose fault it is, counted against the backend when it is the backend's.
+    fn outcome(
+        self,
+        result: Result<(Response<Incoming>, Lease), UpstreamError>,
+        body: &RequestBody,
+        upgrade: &mut Option<OnUpgrade>,
+        tunnel: TunnelLimits,
+    ) -> Result<Forwarded, Failed> {
+        let (backend, policy) = (self.backend, &self.pool.policy);
+        match result {
+            Ok((response, lease)) => {
+                let status = response.status();
+                self.proxy
+                    .report(backend.record_response(status, policy.outlier.consecutive_5xx));
+                let upgrade = (status == StatusCode::SWITCHING_PROTOCOLS)
+                    .then(|| upgrade.take())
+                    .flatten()
+                    .map(|client| (client, tunnel));
+                let forwarded = Forwarded {
+                    response,
+                    in_flight: self.in_flight,
+                    lease,
+                    upgrade,
+                };
+                if status.is_server_error() {
+                    Err(Failed::ServerError(Box::new(forwarded)))
+                } else {
+                    Ok(forwarded)
+                }
+            }
+            Err(err) => {
+                drop(self.in_flight);
+                let err = blame(err, body.fault(), backend.has(Mark::DrainCut));
+                if let Some(failure) = err.upstream_fault().and_then(UpstreamFault::failure) {
+                    if let (Failure::Connect, ProxyError::Upstream(cause)) = (failure, &err) {
+                        forward::log_connect_failure(cause, backend);
+                    }
+                    let threshold = policy.outlier.consecutive_failures;
+                    self.proxy
+                        .report(backend.record_failure(failure, threshold));
+                }
+                Err(Failed::Error(err))
+            }
+        }
+    }
+}
+
+/// Whose fault a failed attempt is: the client's when it broke its own body (nothing the
+/// backend did: counted against nobody, never retried); the operator's when the backend's
+/// drain deadline closed its connections (the request may have run, so it is not run again
+/// elsewhere, nor is it the backend's failure); otherwise the backend's, as `err` says.
+fn blame(err: UpstreamError, client: Option<ClientFault>, drain_cut: bool) -> ProxyError {
+    if let Some(fault) = client {
+        ProxyError::ClientBody(fault)
+    } else if drain_cut {
+        UpstreamError::new(err.backend, UpstreamFault::DrainCut).into()
+    } else {
+        err.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reset() -> UpstreamError {
+        UpstreamError::new("b".into(), UpstreamFault::Reset)
+    }
+
+    #[test]
+    fn a_client_that_broke_its_body_is_to_blame_whatever_the_backend_did() {
+        for drain_cut in [false, true] {
+            let err = blame(reset(), Some(ClientFault::Timeout), drain_cut);
+            assert!(matches!(err, ProxyError::ClientBody(ClientFault::Timeout)));
+            assert_eq!(err.upstream_fault(), None);
+        }
+    }
+
+    #[test]
+    fn a_drain_deadline_takes_the_blame_from_the_backend() {
+        let err = blame(reset(), None, true);
+        assert_eq!(err.upstream_fault(), Some(UpstreamFault::DrainCut));
+    }
+
+    #[test]
+    fn otherwise_the_backend_is_to_blame_as_its_error_says() {
+        assert_eq!(
+            blame(reset(), None, false).upstream_fault(),
+            Some(UpstreamFault::Reset)
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! Phase 3, route: the request's host and path find its route and pool in the snapshot, and
+//! what the request needs of the snapshot's settings is copied out, so that the caller can
+//! drop the snapshot's guard before anything waits.
+
+use super::exchange::Exchange;
+use super::upgrade::TunnelLimits;
+use crate::error::ProxyError;
+use crate::snapshot::{Pool, Snapshot};
+use crate::upstream::pool::Dial;
+use http::HeaderValue;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The route's pool and the settings the request runs under.
+pub struct Routed {
+    /// Where the request goes.
+    pub pool: Arc<Pool>,
+    /// What the request needs of the snapshot.
+    pub settings: RequestSettings,
+}
+
+/// What one request needs of the snapshot's settings, copied out so the guard can go. Only
+/// these are kept: everything bound here lives in the request's future, which is moved
+/// several times per request.
+pub struct RequestSettings {
+    /// `timeouts.request`: from the first attempt to response headers, across retries.
+    pub request: Option<Duration>,
+    /// `timeouts.response_header`: the backend's longest silence before its response.
+    pub response_header: Duration,
+    /// `timeouts.request_body`: the client's longest silence while sending its body.
+    pub request_body: Duration,
+    /// The route's `max_body_bytes`.
+    pub max_body_bytes: Option<u64>,
+    /// What to do with header names containing underscores.
+    pub underscores: crate::config::UnderscoreHeaders,
+    /// Whether the route passes WebSocket upgrades.
+    pub websocket: bool,
+    /// How connections to backends are opened.
+    pub dial: Dial,
+    /// Limits of an upgraded connection's tunnel.
+    pub tunnel: TunnelLimits,
+}
+
+/// The route for a request to `host` and `path`, counted in `exchange`; a 404 when none
+/// matches.
+#[inline]
+pub fn route(
+    snapshot: &Snapshot,
+    host: Option<&HeaderValue>,
+    path: &str,
+    exchange: &mut Exchange,
+) -> Result<Routed, ProxyError> {
+    let route = snapshot
+        .router
+        .find(
+            host.and_then(|h| h.to_str().ok()),
+            // `OPTIONS *` asks about the server as a whole: it goes where `/` goes.
+            match path {
+                "*" => "/",
+                path => path,
+            },
+        )
+        .ok_or(ProxyError::NoRoute)?;
+    let pool = Arc::clone(&snapshot.pools[route.pool]);
+    exchange.routed(&route.name, route.slot, &pool.name, &pool.policy.traffic);
+    let timeouts = &snapshot.timeouts;
+    let settings = RequestSettings {
+        request: timeouts.request,
+        response_header: timeouts.response_header,
+        request_body: timeouts.request_body,
+        max_body_bytes: route.max_body_bytes,
+        underscores: snapshot.limits.underscore_headers,
+        websocket: route.websocket,
+        dial: Dial::from(timeouts),
+        tunnel: TunnelLimits {
+            idle: timeouts.tunnel_idle,
+            drain: timeouts.shutdown,
+        },
+    };
+    Ok(Routed { pool, settings })
+}
