@@ -40,7 +40,9 @@ LOAD_CORE=0
 PROXY_CORE=1
 
 require nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client strace:strace openssl:openssl
-cargo build --release --quiet
+# PROFILE=release measures the quick start's build; dist (fat LTO) is what ships.
+PROFILE=${PROFILE:-dist}
+cargo build --profile "$PROFILE" --quiet
 
 start_work
 ulimit -n 65536 2>/dev/null || true
@@ -168,8 +170,8 @@ for name in $PROXIES; do
   case $name in
     nginx) run_proxy nginx 18090 18190 nginx -p "$work" -c "$work/nginx.conf" ;;
     haproxy) run_proxy haproxy 18091 18191 haproxy -f "$work/haproxy.cfg" ;;
-    switchyard) run_proxy switchyard 18092 18092 target/release/switchyard run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
-    switchyard-nolog) run_proxy switchyard-nolog 18092 18092 target/release/switchyard run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
+    switchyard) run_proxy switchyard 18092 18092 "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
+    switchyard-nolog) run_proxy switchyard-nolog 18092 18092 "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
   esac
 done
 

@@ -12,7 +12,9 @@ source benches/lib.sh
 
 CONNECTIONS=${CONNECTIONS:-10000}
 require nginx:nginx-light
-cargo build --release --quiet
+# PROFILE=release measures the quick start's build; dist (fat LTO) is what ships.
+PROFILE=${PROFILE:-dist}
+cargo build --profile "$PROFILE" --quiet
 ulimit -n $((CONNECTIONS * 2 + 1000)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 start_work
@@ -81,6 +83,6 @@ wait_port 18282
 worker=$(pgrep -P "$nginx_master" | head -1)
 measure nginx 18282 "$worker"
 kill "$nginx_master"
-target/release/switchyard run --workers 1 --config "$work/switchyard.toml" --log-level warn & pids+=($!)
+"target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn & pids+=($!)
 wait_port 18283
 measure switchyard 18283 "$!"

@@ -28,9 +28,11 @@ PORT=18392
 TLS_PORT=18393
 
 require nginx:nginx-light haproxy:haproxy wrk:wrk valgrind:valgrind
-cargo build --release --quiet
+# PROFILE=release measures the quick start's build; dist (fat LTO) is what ships.
+PROFILE=${PROFILE:-dist}
+cargo build --profile "$PROFILE" --quiet
 if [[ " $PROXIES " == *" hyper-floor "* ]]; then
-  floor=$(cargo build --release --bench hyper_floor --message-format=json 2>/dev/null |
+  floor=$(cargo build --profile "$PROFILE" --bench hyper_floor --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*hyper_floor[^"]*\)".*/\1/p' | tail -1)
 fi
 
@@ -74,10 +76,10 @@ for name in $PROXIES; do
     nginx) measure nginx $http nginx -p "$work" -c "$work/nginx.conf" ;;
     haproxy) measure haproxy $http haproxy -db -f "$work/haproxy.cfg" ;;
     hyper-floor) measure hyper-floor $http "$floor" 127.0.0.1:$PORT 127.0.0.1:18381 127.0.0.1:18382 ;;
-    switchyard) measure switchyard $http target/release/switchyard run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
-    switchyard-nolog) measure switchyard-nolog $http target/release/switchyard run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
+    switchyard) measure switchyard $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
+    switchyard-nolog) measure switchyard-nolog $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
     nginx-https) measure nginx-https $https nginx -p "$work" -c "$work/nginx.conf" ;;
-    switchyard-https) measure switchyard-https $https target/release/switchyard run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
+    switchyard-https) measure switchyard-https $https "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
   esac
 done
 
