@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs the Debian packages whose real programs the tests talk to, when
 # missing, then runs every test binary, going on past a failing one so none is skipped.
-# Extra arguments go to `cargo test` (for example `bash tests/run.sh --test failover`).
+# Extra arguments go to `cargo test` (for example `bash tests/run.sh failover::`, one feature).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

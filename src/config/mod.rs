@@ -21,6 +21,7 @@ pub use model::{
     RetryBudgetConfig, RetryOn, RouteConfig, Timeouts, TlsVersion, TokenSource, UnderscoreHeaders,
     UpstreamConfig, UpstreamTls, WebhookConfig,
 };
+pub use upstream::SkipVerify;
 pub use validate::{ConfigError, Problem, is_name};
 
 /// The effective default config: every option at its default value, as TOML

@@ -285,7 +285,7 @@ fn system_roots() -> Option<Arc<rustls::RootCertStore>> {
 /// Accepts any certificate (`insecure_skip_verify`), still checking that the handshake is
 /// signed by the key the certificate holds.
 #[derive(Debug)]
-struct SkipVerify(Arc<rustls::crypto::CryptoProvider>);
+pub struct SkipVerify(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for SkipVerify {
     fn verify_server_cert(

@@ -3,20 +3,18 @@
 //! their TTL runs out (after their requests in flight), a hundred at once are all found, a
 //! malformed entry is skipped, and a Redis crash under load fails no request.
 
-mod support;
-
+use crate::support::config::{ConfigBuilder, PoolBuilder};
+use crate::support::redis::RedisServer;
+use crate::support::upstream::Options;
+use crate::support::{
+    DEADLINE, TestProxy, Upstream, backend_names, backend_view, client, eventually, get, get_load,
+    metric, poll_until,
+};
 use redis::AsyncCommands;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::config::{ConfigBuilder, PoolBuilder};
-use support::redis::RedisServer;
-use support::upstream::Options;
-use support::{
-    DEADLINE, TestProxy, Upstream, backend_names, backend_view, client, eventually, get, get_load,
-    metric, poll_until,
-};
 use switchyard::upstream::State;
 
 const SERVICE: &str = "api";
@@ -150,7 +148,7 @@ async fn an_expired_registration_drains_its_requests_then_goes_and_times_are_mea
     let ttl = Duration::from_millis(1500);
     register(&redis, &held_up.addr.to_string(), ttl, None).await;
     let expires = Instant::now() + ttl;
-    let held = support::spawn_gets(1, proxy.url("/hold"));
+    let held = crate::support::spawn_gets(1, proxy.url("/hold"));
     eventually(DEADLINE, "the request held", || held_up.held() == 1).await;
     let name = held_up.addr.to_string();
     let view = poll_until(DEADLINE, "the expired instance draining", || async {

@@ -1,6 +1,5 @@
 //! Test fixtures: in-process upstream servers and the real proxy, all on 127.0.0.1 ephemeral
 //! ports, plus a keep-alive client and polling helpers.
-#![allow(dead_code)] // each test binary uses a different subset
 
 pub mod config;
 pub mod dns;

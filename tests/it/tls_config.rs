@@ -2,10 +2,8 @@
 //! and by validation with the file's line and column, the field and the certificate file's
 //! reason; expired certificates load (with a warning) as NGINX and HAProxy do.
 
-mod support;
-
+use crate::support::tls::{Leaf, Pki};
 use std::path::Path;
-use support::tls::{Leaf, Pki};
 use switchyard::config::{self, ConfigError};
 
 const TAIL: &str = "[[routes]]\nname = \"r\"\npool = \"p\"\n\n[[pools]]\nname = \"p\"\n[[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:9000\"\n";

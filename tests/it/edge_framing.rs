@@ -2,15 +2,13 @@
 //! sound responses reach the client. A raw-bytes client sends what no library would, and a
 //! byte-recording backend shows exactly what was forwarded.
 
-mod support;
-
-use support::TestProxy;
-use support::raw::{self, Recorder};
-use support::upstream::start_raw;
+use crate::support::TestProxy;
+use crate::support::raw::{self, Recorder};
+use crate::support::upstream::start_raw;
 
 async fn recorded_proxy(top: &str, route_settings: &str) -> (Recorder, TestProxy) {
     let recorder = Recorder::start().await;
-    let config = support::config::ConfigBuilder::single_pool(&[("r", recorder.addr, 1)])
+    let config = crate::support::config::ConfigBuilder::single_pool(&[("r", recorder.addr, 1)])
         .merge(top)
         .with_route(|route| route.merge(route_settings))
         .toml();
@@ -189,14 +187,14 @@ async fn unsound_upstream_responses_are_refused_or_reframed() {
         ),
     ] {
         let (upstream, _) = start_raw(reply).await;
-        let config = support::single_pool_toml(
+        let config = crate::support::single_pool_toml(
             "weighted_round_robin",
             &[("raw", upstream, 1)],
             "",
             "retries = 0\n",
         );
         let proxy = TestProxy::start(&config).await;
-        let answer = support::get(&support::client(), &proxy.url("/"), None).await;
+        let answer = crate::support::get(&crate::support::client(), &proxy.url("/"), None).await;
         assert_eq!(answer.status, expected_status, "{}", String::from_utf8_lossy(reply));
         if let Some(body) = expected_body {
             assert_eq!(answer.body, body);

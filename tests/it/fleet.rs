@@ -2,14 +2,12 @@
 //! A drain, undrain or weight change made on one replica's admin API reaches the others (and a
 //! replica started later), and every replica's events arrive on `switchyard:events`.
 
-mod support;
-
+use crate::support::config::ConfigBuilder;
+use crate::support::process::Running;
+use crate::support::redis::RedisServer;
+use crate::support::{DEADLINE, Upstream, client, poll_until, send, temp_config};
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
-use support::config::ConfigBuilder;
-use support::process::Running;
-use support::redis::RedisServer;
-use support::{DEADLINE, Upstream, client, poll_until, send, temp_config};
 
 fn replica_config(redis: &RedisServer, replica: &str, a: &Upstream, b: &Upstream) -> String {
     ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)])
@@ -22,7 +20,7 @@ fn replica_config(redis: &RedisServer, replica: &str, a: &Upstream, b: &Upstream
 /// Backend `name`'s view on `replica`'s admin API.
 async fn view(replica: &Running, name: &str) -> serde_json::Value {
     let url = format!("http://{}/api/pools/pool/backends/{name}", replica.admin);
-    let answer = support::get(&client(), &url, None).await;
+    let answer = crate::support::get(&client(), &url, None).await;
     serde_json::from_str(&answer.body).unwrap_or_default()
 }
 
@@ -79,7 +77,7 @@ async fn operator_changes_on_one_replica_reach_every_replica_and_events_reach_re
     for replica in [&one, &two] {
         let url = format!("http://{}/metrics", replica.admin);
         poll_until(DEADLINE, "fleet connected", || async {
-            let text = support::get(&client(), &url, None).await.body;
+            let text = crate::support::get(&client(), &url, None).await.body;
             text.contains("switchyard_fleet_connected 1").then_some(())
         })
         .await;
@@ -181,7 +179,7 @@ async fn invalid_records_in_redis_are_ignored_and_every_replica_lives_on() {
     let one = Running::start(&temp_config(&replica_config(&redis, "one", &a, &b)));
     let url = format!("http://{}/metrics", one.admin);
     poll_until(DEADLINE, "fleet connected", || async {
-        let text = support::get(&client(), &url, None).await.body;
+        let text = crate::support::get(&client(), &url, None).await.body;
         text.contains("switchyard_fleet_connected 1").then_some(())
     })
     .await;
@@ -201,6 +199,7 @@ async fn invalid_records_in_redis_are_ignored_and_every_replica_lives_on() {
     wait_for(&one, "a", "a drained on replica one", out_of_rotation).await;
     assert_eq!(view(&one, "b").await["state"], "healthy");
     assert!(view(&one, "b").await["weight"]["override"].is_null());
-    let healthz = support::get(&client(), &format!("http://{}/healthz", one.admin), None).await;
+    let healthz =
+        crate::support::get(&client(), &format!("http://{}/healthz", one.admin), None).await;
     assert_eq!(healthz.status, 200);
 }

@@ -1,11 +1,9 @@
 //! Balancing through the real proxy: smooth weighted round-robin shares and order, and
 //! least-connections steering away from a backend holding slow requests.
 
-mod support;
-
+use crate::support::*;
 use std::collections::HashMap;
 use std::time::Duration;
-use support::*;
 
 async fn wrr_proxy(backends: &[(&Upstream, u32)], algorithm: &str) -> TestProxy {
     let list: Vec<_> = backends.iter().map(|(u, w)| (u.name, u.addr, *w)).collect();

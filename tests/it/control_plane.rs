@@ -2,12 +2,10 @@
 //! with the right from and to, resumes with Last-Event-ID, drains meet their deadlines, and
 //! probe settings can be reloaded without losing a backend's health history.
 
-mod support;
-
+use crate::support::config::{ConfigBuilder, PoolBuilder};
+use crate::support::events::{EventStream, summary};
+use crate::support::*;
 use serde_json::Value;
-use support::config::{ConfigBuilder, PoolBuilder};
-use support::events::{EventStream, summary};
-use support::*;
 use switchyard::upstream::State;
 
 /// Starts the proxy on a typed config.

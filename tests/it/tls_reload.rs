@@ -2,10 +2,8 @@
 //! handshakes get the new certificate while established connections serve on, the socket is
 //! kept, and a broken replacement is rejected while the running certificate keeps serving.
 
-mod support;
-
-use support::tls::{self, Http, Leaf, Pki, presented, tls_config};
-use support::{DEADLINE, TestProxy, Upstream, poll_until};
+use crate::support::tls::{self, Http, Leaf, Pki, presented, tls_config};
+use crate::support::{DEADLINE, TestProxy, Upstream, poll_until};
 
 /// A proxy started from a config file with one `localhost` certificate and `reload` settings,
 /// and a connection to it that has served one request and keeps that certificate.
@@ -13,7 +11,7 @@ async fn rotating_proxy(reload: &str) -> (Upstream, Pki, Leaf, TestProxy, Http) 
     let upstream = Upstream::start("u").await;
     let pki = Pki::new();
     let leaf = pki.leaf("localhost", &["localhost"]);
-    let path = support::temp_config(&tls_config(upstream.addr, &[&leaf], "", reload));
+    let path = crate::support::temp_config(&tls_config(upstream.addr, &[&leaf], "", reload));
     let proxy = TestProxy::start_file(&path).await;
     let stream = tls::connect(proxy.addr, Some("localhost"), &tls::default_client())
         .await

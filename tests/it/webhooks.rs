@@ -2,8 +2,8 @@
 //! JSON with the bearer token, filtered by type, retried after failures; a receiver that never
 //! answers delays nothing and its overflow is counted.
 
-mod support;
-
+use crate::support::config::ConfigBuilder;
+use crate::support::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -12,8 +12,6 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use support::config::ConfigBuilder;
-use support::*;
 use switchyard::upstream::State;
 
 /// What the receiver kept of each POST: its `Authorization` header and its JSON body.

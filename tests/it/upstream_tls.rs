@@ -2,11 +2,9 @@
 //! (502) under the wrong CA, HTTP/2 negotiated by ALPN, and a client certificate presented to a
 //! backend that demands one.
 
-mod support;
-
-use support::tls::{Pki, repo_cert, server_config};
-use support::upstream::Options;
-use support::*;
+use crate::support::tls::{Pki, repo_cert, server_config};
+use crate::support::upstream::Options;
+use crate::support::*;
 
 async fn tls_upstream(config: std::sync::Arc<rustls::ServerConfig>) -> Upstream {
     Upstream::start_with(

@@ -1,17 +1,15 @@
 //! The admin API cannot be driven from a browser when it has no token, the bearer scheme is
 //! matched in any case, and a read-only token reads but cannot change anything.
 
-mod support;
-
+use crate::support::{TestProxy, Upstream};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use support::{TestProxy, Upstream};
 
 async fn proxy_with(admin_settings: &str) -> (Upstream, TestProxy) {
     let upstream = Upstream::start("a").await;
     // `admin_settings` are keys of `[admin]`, merged into that table.
-    let config = support::config::ConfigBuilder::single_pool(&[("a", upstream.addr, 1)])
+    let config = crate::support::config::ConfigBuilder::single_pool(&[("a", upstream.addr, 1)])
         .merge(&format!("[admin]\n{admin_settings}"))
         .toml();
     (upstream, TestProxy::start(&config).await)
@@ -32,8 +30,8 @@ async fn admin(
     for (name, value) in headers {
         req = req.header(*name, *value);
     }
-    support::send(
-        &support::client(),
+    crate::support::send(
+        &crate::support::client(),
         req.body(Full::new(Bytes::new())).unwrap(),
     )
     .await
@@ -41,7 +39,7 @@ async fn admin(
 }
 
 async fn drained(proxy: &TestProxy) -> bool {
-    support::backend_view(proxy, "pool", "a")
+    crate::support::backend_view(proxy, "pool", "a")
         .await
         .drain
         .is_some()
@@ -91,7 +89,7 @@ async fn without_a_token_browsers_cannot_drive_the_api() {
 
 #[tokio::test]
 async fn the_read_only_token_reads_and_the_admin_token_in_any_case_changes() {
-    let dir = support::temp_dir();
+    let dir = crate::support::temp_dir();
     let (full, read) = (dir.join("admin-token"), dir.join("read-token"));
     std::fs::write(&full, "full-secret\n").unwrap();
     std::fs::write(&read, "read-secret\n").unwrap();

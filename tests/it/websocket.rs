@@ -2,12 +2,10 @@
 //! over TLS: the tunnel counts as in flight on its backend, a drain waits for it, an idle
 //! tunnel and shutdown close it, and a route can refuse upgrades.
 
-mod support;
-
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 /// A WebSocket server echoing every message until the client closes.
@@ -93,7 +91,7 @@ async fn open(
 
 async fn proxy_to_echo(top: &str, route: &str) -> TestProxy {
     let echo = start_echo().await;
-    let toml = support::config::ConfigBuilder::single_pool(&[("ws", echo, 1)])
+    let toml = crate::support::config::ConfigBuilder::single_pool(&[("ws", echo, 1)])
         .with_pool(|pool| pool.set("algorithm", "least_connections"))
         .merge(top)
         .with_route(|r| r.merge(route))
@@ -121,11 +119,11 @@ async fn echoes_through_the_proxy_and_counts_in_flight_until_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoes_over_a_tls_listener() {
     let echo = start_echo().await;
-    let pki = support::tls::Pki::new();
+    let pki = crate::support::tls::Pki::new();
     let leaf = pki.leaf("localhost", &["localhost"]);
-    let proxy = TestProxy::start(&support::tls::tls_config(echo, &[&leaf], "", "")).await;
-    let client = support::tls::client_config(rustls::ALL_VERSIONS, &["http/1.1"]);
-    let stream = support::tls::connect(proxy.addr, Some("localhost"), &client)
+    let proxy = TestProxy::start(&crate::support::tls::tls_config(echo, &[&leaf], "", "")).await;
+    let client = crate::support::tls::client_config(rustls::ALL_VERSIONS, &["http/1.1"]);
+    let stream = crate::support::tls::connect(proxy.addr, Some("localhost"), &client)
         .await
         .expect("TLS handshake");
     let (mut ws, response) = tokio_tungstenite::client_async("wss://localhost/chat", stream)
@@ -203,17 +201,17 @@ async fn a_route_can_refuse_upgrades() {
 /// protocol is offered past the route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_websocket_is_offered_to_the_backend() {
-    let recorder = support::raw::Recorder::start().await;
+    let recorder = crate::support::raw::Recorder::start().await;
     let proxy = TestProxy::start(
-        &support::config::ConfigBuilder::single_pool(&[("a", recorder.addr, 1)]).toml(),
+        &crate::support::config::ConfigBuilder::single_pool(&[("a", recorder.addr, 1)]).toml(),
     )
     .await;
     let request = "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket, h2c\r\n\
         Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
         Connection: close\r\n\r\n";
-    let answer = support::raw::exchange(proxy.addr, request.as_bytes()).await;
-    assert_eq!(support::raw::status(&answer), 200, "{answer}");
+    let answer = crate::support::raw::exchange(proxy.addr, request.as_bytes()).await;
+    assert_eq!(crate::support::raw::status(&answer), 200, "{answer}");
     let received = recorder.received().to_ascii_lowercase();
     assert!(received.contains("upgrade: websocket\r\n"), "{received}");
     assert!(!received.contains("h2c"), "{received}");
@@ -223,18 +221,18 @@ async fn only_websocket_is_offered_to_the_backend() {
 /// A backend switching to another protocol than the one asked for gets its client a 502.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_101_to_another_protocol_is_a_502() {
-    let (backend, _) = support::upstream::start_raw(
+    let (backend, _) = crate::support::upstream::start_raw(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
     )
     .await;
     let proxy = TestProxy::start(
-        &support::config::ConfigBuilder::single_pool(&[("a", backend, 1)])
+        &crate::support::config::ConfigBuilder::single_pool(&[("a", backend, 1)])
             .with_pool(|pool| pool.set("retries", 0))
             .toml(),
     )
     .await;
     let request = "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    let answer = support::raw::exchange(proxy.addr, request.as_bytes()).await;
-    assert_eq!(support::raw::status(&answer), 502, "{answer}");
+    let answer = crate::support::raw::exchange(proxy.addr, request.as_bytes()).await;
+    assert_eq!(crate::support::raw::status(&answer), 502, "{answer}");
 }

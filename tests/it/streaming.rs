@@ -2,15 +2,13 @@
 //! proxy, the fixture upstream and the client all run in this process, so its peak RSS bounds
 //! what the proxy buffered. This file holds one test so no other test shares the process.
 
-mod support;
-
+use crate::support::upstream::{RepeatBody, repeat_body};
+use crate::support::*;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, combinators::BoxBody};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
-use support::upstream::{RepeatBody, repeat_body};
-use support::*;
 use tokio::net::TcpStream;
 
 const BODY: usize = 64 * 1024 * 1024;

@@ -3,11 +3,9 @@
 //! removed backends gone after reload, access log lines with every field, and a full log buffer
 //! that drops lines instead of blocking requests.
 
-mod support;
-
+use crate::support::config::{ConfigBuilder, PoolBuilder};
+use crate::support::*;
 use prometheus_parse::{Sample, Scrape, Value};
-use support::config::{ConfigBuilder, PoolBuilder};
-use support::*;
 use switchyard::upstream::State;
 
 async fn scrape(proxy: &TestProxy) -> Vec<Sample> {
@@ -414,7 +412,7 @@ fn has(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_alerts_rely_on_exist_at_zero_before_the_first_event() {
     let a = Upstream::start("a").await;
-    let config = support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)])
+    let config = crate::support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)])
         .with_pool(|pool| pool.http_checks("1s", 3, 2));
     let proxy = TestProxy::start(&config.toml()).await;
     let samples = scrape(&proxy).await;

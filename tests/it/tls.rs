@@ -2,11 +2,9 @@
 //! versions, ALPN, the handshake timeout, key formats, session resumption, the access log and
 //! metrics, and the plain-HTTP redirect.
 
-mod support;
-
+use crate::support::tls::{self, Http, KeyFormat, Leaf, Pki, presented, tls_config};
+use crate::support::{DEADLINE, TestProxy, Upstream, poll_until};
 use std::net::SocketAddr;
-use support::tls::{self, Http, KeyFormat, Leaf, Pki, presented, tls_config};
-use support::{DEADLINE, TestProxy, Upstream, poll_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -209,7 +207,7 @@ async fn every_key_format_loads_and_serves() {
 #[tokio::test]
 async fn a_redirect_listener_answers_308_with_the_https_url() {
     let upstream = Upstream::start("u").await;
-    let config = support::config::ConfigBuilder::single_pool(&[("a", upstream.addr, 1)])
+    let config = crate::support::config::ConfigBuilder::single_pool(&[("a", upstream.addr, 1)])
         .with_listener(|listener| {
             listener.insert("name".into(), "plain".into());
             listener.insert("redirect_to_https".into(), true.into());
@@ -217,8 +215,8 @@ async fn a_redirect_listener_answers_308_with_the_https_url() {
         })
         .toml();
     let proxy = TestProxy::start(&config).await;
-    let answer = support::get(
-        &support::client(),
+    let answer = crate::support::get(
+        &crate::support::client(),
         &proxy.url("/a/b?c=d"),
         Some("shop.test:80"),
     )
@@ -263,9 +261,13 @@ async fn certificate_expiry_is_exported_per_listener_and_name() {
 
 async fn metrics(proxy: &TestProxy) -> String {
     let addr = proxy.gateway.admin_addr().expect("admin API");
-    support::get(&support::client(), &format!("http://{addr}/metrics"), None)
-        .await
-        .body
+    crate::support::get(
+        &crate::support::client(),
+        &format!("http://{addr}/metrics"),
+        None,
+    )
+    .await
+    .body
 }
 
 /// A signature_algorithms extension offering ecdsa_secp256r1_sha256.
@@ -294,7 +296,7 @@ async fn sessions_resume_on_tls_1_2_and_1_3_and_the_access_log_has_the_tls_detai
     let upstream = Upstream::start("u").await;
     let pki = Pki::new();
     let leaf = pki.leaf("localhost", &["localhost"]);
-    let log = support::temp_dir().join("access.log");
+    let log = crate::support::temp_dir().join("access.log");
     let config = tls::tls_config_builder(upstream.addr, &[&leaf], "")
         .set("access_log.enabled", true)
         .set("access_log.path", log.display().to_string())

@@ -1,11 +1,9 @@
 //! The `combined` access log line is NGINX's: the same requests through a real NGINX and through
 //! Switchyard log identical lines, once the time is set aside.
 
-mod support;
-
+use crate::support::config::ConfigBuilder;
+use crate::support::*;
 use std::process::{Child, Command, Stdio};
-use support::config::ConfigBuilder;
-use support::*;
 
 /// NGINX serving `ok\n` on an ephemeral port (HTTP/1.x) and another (h2c with prior
 /// knowledge) with a `combined` access log; killed on drop.

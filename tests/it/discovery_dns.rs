@@ -2,16 +2,14 @@
 //! followed (a vanished address drains before it goes, the others keep their state), a failed
 //! resolution keeps the last set, and SRV weights become weights.
 
-mod support;
-
-use std::net::{IpAddr, SocketAddr};
-use support::config::{ConfigBuilder, PoolBuilder};
-use support::dns::DnsServer;
-use support::upstream::Options;
-use support::{
+use crate::support::config::{ConfigBuilder, PoolBuilder};
+use crate::support::dns::DnsServer;
+use crate::support::upstream::Options;
+use crate::support::{
     DEADLINE, TestProxy, Upstream, backend_names, backend_view, client, eventually, get, metric,
     poll_until,
 };
+use std::net::{IpAddr, SocketAddr};
 use switchyard::upstream::State;
 
 /// Upstreams named `names` on 127.0.0.1, 127.0.0.2, ... all on one port, as DNS discovery
@@ -71,7 +69,7 @@ async fn dns_addresses_become_backends_and_changes_drain_before_removal() {
     let since_b = backend_view(&proxy, "pool", &name_b).await.since;
 
     // A request in flight on `a` when `a` leaves DNS (round-robin puts one of two on each).
-    let held = support::spawn_gets(2, proxy.url("/hold"));
+    let held = crate::support::spawn_gets(2, proxy.url("/hold"));
     eventually(DEADLINE, "a request held on a and on b", || {
         a.held() == 1 && b.held() == 1
     })

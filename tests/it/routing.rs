@@ -1,10 +1,8 @@
 //! Routing precedence through the real proxy: exact host, wildcard host, longest path prefix,
 //! the default route, and 404 without one.
 
-mod support;
-
-use support::config::{ConfigBuilder, PoolBuilder};
-use support::*;
+use crate::support::config::{ConfigBuilder, PoolBuilder};
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_follow_host_then_longest_prefix_precedence() {

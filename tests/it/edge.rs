@@ -1,11 +1,9 @@
 //! Edge safety through the real proxy with raw-bytes clients: a client's broken or abandoned
 //! request body is the client's fault (never a backend's), and a stalled body is cut off.
 
-mod support;
-
+use crate::support::raw;
+use crate::support::{DEADLINE, TestProxy, Upstream, poll_until};
 use std::net::SocketAddr;
-use support::raw;
-use support::{DEADLINE, TestProxy, Upstream, poll_until};
 use switchyard::upstream::State;
 use tokio::io::AsyncWriteExt;
 
@@ -13,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 async fn two_backends(top: &str) -> (Upstream, Upstream, TestProxy) {
     let a = Upstream::start("a").await;
     let b = Upstream::start("b").await;
-    let config = support::single_pool_toml(
+    let config = crate::support::single_pool_toml(
         "weighted_round_robin",
         &[("a", a.addr, 1), ("b", b.addr, 1)],
         top,
@@ -25,7 +23,7 @@ async fn two_backends(top: &str) -> (Upstream, Upstream, TestProxy) {
 
 async fn assert_no_backend_failure(proxy: &TestProxy) {
     for name in ["a", "b"] {
-        let view = support::backend_view(proxy, "pool", name).await;
+        let view = crate::support::backend_view(proxy, "pool", name).await;
         assert_eq!(view.state, State::Healthy, "backend {name} was taken out");
         assert_eq!(view.ejections, 0, "backend {name} was ejected");
     }
@@ -57,13 +55,14 @@ async fn malformed_chunked_bodies_get_400_and_never_count_against_a_backend() {
 
 #[tokio::test]
 async fn abandoned_uploads_are_logged_499_and_never_count_against_a_backend() {
-    let log = support::temp_dir().join("access.log");
+    let log = crate::support::temp_dir().join("access.log");
     let a = Upstream::start("a").await;
     let b = Upstream::start("b").await;
-    let config = support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)])
-        .set("access_log.enabled", true)
-        .set("access_log.path", log.display().to_string())
-        .toml();
+    let config =
+        crate::support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)])
+            .set("access_log.enabled", true)
+            .set("access_log.path", log.display().to_string())
+            .toml();
     let proxy = TestProxy::start(&config).await;
     for declared in [100, 1_000_000] {
         for _ in 0..12 {
@@ -210,7 +209,7 @@ fn accept_queue(port: u16) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_queue_a_burst_of_connections() {
     let a = Upstream::start("a").await;
-    let config = support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)]);
+    let config = crate::support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)]);
     let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
         .unwrap()
         .trim()

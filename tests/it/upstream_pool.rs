@@ -2,15 +2,13 @@
 //! no reuse after a broken body, `max_connections`, and HTTP/2 (h2c) multiplexing within the
 //! backend's stream limit. Every backend counts the connections it accepted.
 
-mod support;
-
+use crate::support::upstream::{Options, start_scripted};
+use crate::support::*;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use support::upstream::{Options, start_scripted};
-use support::*;
 
 async fn proxy_to(upstream: &Upstream, pool_settings: &str, backend_settings: &str) -> TestProxy {
-    let toml = support::config::ConfigBuilder::single_pool(&[("up", upstream.addr, 1)])
+    let toml = crate::support::config::ConfigBuilder::single_pool(&[("up", upstream.addr, 1)])
         .with_pool(|pool| pool.merge(pool_settings).merge_backend(backend_settings))
         .toml();
     TestProxy::start(&toml).await

@@ -1,12 +1,10 @@
 //! The real binary under signals: SIGTERM drains in-flight requests and refuses new
 //! connections, a second signal exits at once, SIGHUP reloads (and rejects a bad config).
 
-mod support;
-
+use crate::support::process::Running;
+use crate::support::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use support::process::Running;
-use support::*;
 
 /// The last reload's result, from the admin API.
 async fn last_reload(proxy: &Running) -> serde_json::Value {
@@ -77,7 +75,7 @@ async fn sighup_reloads_and_rejects_a_bad_config_with_its_location() {
     let client = client();
     let url = format!("http://{}/", proxy.addr);
 
-    let negative = support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+    let negative = crate::support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
         .set("reload.watch", false)
         .with_pool(|pool| pool.set_backend("weight", -1))
         .toml();
@@ -109,7 +107,7 @@ async fn sighup_reloads_and_rejects_a_bad_config_with_its_location() {
         "old config stopped serving"
     );
 
-    let with_second = support::config::ConfigBuilder::single_pool(&[
+    let with_second = crate::support::config::ConfigBuilder::single_pool(&[
         ("up", up.addr, 1),
         ("second", second.addr, 1),
     ])
@@ -134,7 +132,7 @@ async fn sighup_reloads_and_rejects_a_bad_config_with_its_location() {
 async fn sigterm_with_a_shutdown_delay_serves_as_a_lame_duck_first_and_keeps_the_admin_api_to_the_end()
  {
     let up = Upstream::start("up").await;
-    let config = support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+    let config = crate::support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
         .set("reload.watch", false)
         .set("timeouts.shutdown_delay", "1s");
     let mut proxy = Running::start(&temp_config(&config.toml()));
@@ -142,7 +140,7 @@ async fn sigterm_with_a_shutdown_delay_serves_as_a_lame_duck_first_and_keeps_the
     let healthz = format!("http://{}/healthz", proxy.admin);
     assert_eq!(get(&client, &healthz, None).await.status, 200);
     let url = format!("http://{}/hold", proxy.addr);
-    let in_flight = tokio::spawn(async move { get(&support::client(), &url, None).await });
+    let in_flight = tokio::spawn(async move { get(&crate::support::client(), &url, None).await });
     eventually(DEADLINE, "the held request", || up.held() == 1).await;
 
     proxy.signal("TERM");
@@ -158,7 +156,10 @@ async fn sigterm_with_a_shutdown_delay_serves_as_a_lame_duck_first_and_keeps_the
         tokio::net::TcpStream::connect(proxy.addr).await.err()
     })
     .await;
-    assert_eq!(get(&support::client(), &healthz, None).await.status, 503);
+    assert_eq!(
+        get(&crate::support::client(), &healthz, None).await.status,
+        503
+    );
     up.release_held();
     assert_eq!(in_flight.await.unwrap().status, 200);
     assert!(proxy.exit().await);
@@ -197,7 +198,7 @@ async fn sigusr1_reopens_the_access_log_after_a_rotation() {
     let up = Upstream::start("up").await;
     let dir = temp_dir();
     let log = dir.join("access.log");
-    let config = support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+    let config = crate::support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
         .set("reload.watch", false)
         .set("access_log.enabled", true)
         .set("access_log.path", log.display().to_string());

@@ -2,13 +2,11 @@
 //! three backends killed under steady GET load fail no request, a dead backend is tried only a
 //! few times per second, and a failing backend still gets only its share of first attempts.
 
-mod support;
-
+use crate::support::upstream::start_raw;
+use crate::support::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-use support::upstream::start_raw;
-use support::*;
 
 fn connect_errors(metrics: &str, backend: &str) -> f64 {
     let prefix =
@@ -125,7 +123,7 @@ async fn retries_do_not_shift_the_rotation_of_first_attempts() {
 /// A pool over a hung backend and a healthy one with `settings`, and `top`.
 async fn hung_and_healthy(settings: &str, top: &str) -> (Upstream, TestProxy) {
     let healthy = Upstream::start("ok").await;
-    let hung = support::upstream::start_hung().await;
+    let hung = crate::support::upstream::start_hung().await;
     let settings = format!("{settings}\n[pools.outlier_detection]\nconsecutive_failures = 0\n\n");
     let proxy = TestProxy::start(&single_pool_toml(
         "weighted_round_robin",
@@ -214,9 +212,9 @@ async fn with_retry_on_5xx_an_erroring_backend_is_skipped_and_a_pool_of_them_pas
 #[tokio::test]
 async fn the_request_deadline_bounds_every_attempt_together() {
     let hung: Vec<_> = [
-        support::upstream::start_hung().await,
-        support::upstream::start_hung().await,
-        support::upstream::start_hung().await,
+        crate::support::upstream::start_hung().await,
+        crate::support::upstream::start_hung().await,
+        crate::support::upstream::start_hung().await,
     ]
     .into();
     let settings = "retry_on = [\"timeout\"]\nretry_budget_percent = 100\n[pools.outlier_detection]\nconsecutive_failures = 0\n\n";
@@ -243,7 +241,7 @@ async fn the_request_deadline_bounds_every_attempt_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_stalling_their_uploads_get_408_and_never_eject_the_backend() {
     let a = Upstream::start("a").await;
-    let config = support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)])
+    let config = crate::support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)])
         .set("timeouts.response_header", "1s")
         .set("timeouts.request_body", "2s");
     let proxy = TestProxy::start(&config.toml()).await;
@@ -251,11 +249,11 @@ async fn clients_stalling_their_uploads_get_408_and_never_eject_the_backend() {
     let request =
         b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n0123456789".as_slice();
     let stalled: Vec<_> = (0..8)
-        .map(|_| tokio::spawn(support::raw::exchange(proxy.addr, request)))
+        .map(|_| tokio::spawn(crate::support::raw::exchange(proxy.addr, request)))
         .collect();
     for answer in stalled {
         let answer = answer.await.expect("client task");
-        assert_eq!(support::raw::status(&answer), 408, "{answer}");
+        assert_eq!(crate::support::raw::status(&answer), 408, "{answer}");
     }
     let view = backend_view(&proxy, "pool", "a").await;
     assert_eq!(view.state, switchyard::upstream::State::Healthy, "{view:?}");
@@ -269,7 +267,7 @@ async fn clients_stalling_their_uploads_get_408_and_never_eject_the_backend() {
 async fn a_slow_upload_is_not_a_silent_backend() {
     use tokio::io::AsyncWriteExt;
     let a = Upstream::start("a").await;
-    let config = support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)])
+    let config = crate::support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)])
         .set("timeouts.response_header", "300ms")
         .set("timeouts.request_body", "10s");
     let proxy = TestProxy::start(&config.toml()).await;
@@ -285,7 +283,7 @@ async fn a_slow_upload_is_not_a_silent_backend() {
         tokio::time::sleep(Duration::from_millis(700)).await;
         stream.write_all(&piece).await.unwrap();
     }
-    let answer = support::raw::read_to_close(&mut stream).await;
-    assert_eq!(support::raw::status(&answer), 200, "{answer}");
+    let answer = crate::support::raw::read_to_close(&mut stream).await;
+    assert_eq!(crate::support::raw::status(&answer), 200, "{answer}");
     assert!(answer.ends_with(&length.to_string()), "{answer}");
 }

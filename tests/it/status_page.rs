@@ -2,15 +2,13 @@
 //! DevTools protocol: it lists the pools' backends and shows a drain made through the API
 //! within a second, from the event stream. A screenshot is left in `target/status-page.png`.
 
-mod support;
-
+use crate::support::config::ConfigBuilder;
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::config::ConfigBuilder;
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Headless Chromium showing `url`, killed on drop.

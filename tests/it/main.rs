@@ -1,0 +1,35 @@
+//! The integration tests: one crate, so the support code and every dependency are compiled and
+//! linked once. A module per feature; each starts real upstreams and the real proxy on
+//! `127.0.0.1` ephemeral ports and talks to them over sockets (`support/` has the harness).
+//! Run one feature with `bash tests/run.sh failover::` (a name filter).
+
+mod support;
+
+mod access_log_formats;
+mod admin_guard;
+mod architecture;
+mod balancing;
+mod config_files;
+mod control_plane;
+mod discovery_dns;
+mod discovery_redis;
+mod edge;
+mod edge_framing;
+mod failover;
+mod fleet;
+mod forwarding;
+mod grpc;
+mod health;
+mod live;
+mod observability;
+mod routing;
+mod signals;
+mod status_page;
+mod streaming;
+mod tls;
+mod tls_config;
+mod tls_reload;
+mod upstream_pool;
+mod upstream_tls;
+mod webhooks;
+mod websocket;
