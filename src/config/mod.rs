@@ -1,28 +1,22 @@
-//! Configuration: the TOML file format, validation that reports every problem, and the typed
-//! runtime `Config` the rest of the proxy uses.
+//! Configuration in three stages: `file` (the TOML format, a serde mirror) → `check` (every
+//! problem found, by concept, each with its place) → `model` (the typed runtime `Config` the
+//! rest of the proxy uses, data only: it imports neither of the others).
 
-mod certificate;
+mod check;
 mod duration;
 mod file;
 mod model;
 mod sections;
-mod upstream;
-mod validate;
-mod validate_discovery;
-mod validate_notify;
-mod validate_pool;
 
-pub use certificate::crypto_provider;
+pub use check::{ConfigError, Problem, is_name};
 pub use duration::parse_duration;
 pub use model::{
     AccessLogConfig, AccessLogFormat, AdminConfig, Algorithm, BackendConfig, Certificate, Config,
     DiscoveryConfig, DiscoverySource, FleetConfig, HealthCheckConfig, HostPattern, InitialState,
     Limits, ListenerConfig, ListenerTls, OutlierConfig, PoolConfig, Probe, Protocol, ReloadConfig,
-    RetryBudgetConfig, RetryOn, RouteConfig, Timeouts, TlsVersion, TokenSource, UnderscoreHeaders,
-    UpstreamConfig, UpstreamTls, WebhookConfig,
+    RetryBudgetConfig, RetryOn, RouteConfig, SkipVerify, Timeouts, TlsVersion, TokenSource,
+    UnderscoreHeaders, UpstreamConfig, UpstreamTls, WebhookConfig, crypto_provider,
 };
-pub use upstream::SkipVerify;
-pub use validate::{ConfigError, Problem, is_name};
 
 /// The effective default config: every option at its default value, as TOML
 /// (`switchyard config --defaults`).
@@ -41,5 +35,5 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates config text; `origin` names it in error messages (usually the path).
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    validate::parse_and_validate(text, origin)
+    check::parse_and_validate(text, origin)
 }

@@ -1,12 +1,22 @@
-//! Validation of a pool's `discovery` table and of `[fleet]`: where backends come from besides
-//! the file, and the Redis that replicas share.
+//! Discovery (DNS, Redis registry) and fleet mode.
 
-use super::file::{DiscoveryFile, DiscoveryKindFile, FleetFile};
-use super::model::{DiscoveryConfig, DiscoverySource, FleetConfig};
-use super::validate::{Checker, is_dns_name, is_name};
+use super::Checker;
+use super::values::{is_dns_name, is_name};
+use crate::config::file::{DiscoveryFile, DiscoveryKindFile, FleetFile};
+use crate::config::model::{DiscoveryConfig, DiscoverySource, FleetConfig};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use toml::Spanned;
+
+/// `host:pid`: unique among replicas on one host, and the same for the life of the process.
+pub(super) fn default_replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "switchyard".to_owned());
+    format!("{host}:{}", std::process::id())
+}
 
 impl Checker {
     pub(super) fn discovery(
@@ -80,7 +90,12 @@ impl Checker {
         Some(FleetConfig { redis, replica })
     }
 
-    fn dns_name(&mut self, file: &DiscoveryFile, field: &str, srv: bool) -> Option<String> {
+    pub(super) fn dns_name(
+        &mut self,
+        file: &DiscoveryFile,
+        field: &str,
+        srv: bool,
+    ) -> Option<String> {
         let Some(name) = &file.name else {
             self.report(
                 file.kind.span(),
@@ -116,7 +131,7 @@ impl Checker {
         }
     }
 
-    fn required_port(&mut self, file: &DiscoveryFile, field: &str) -> Option<u16> {
+    pub(super) fn required_port(&mut self, file: &DiscoveryFile, field: &str) -> Option<u16> {
         if file.port.is_none() {
             self.report(
                 file.kind.span(),
@@ -130,7 +145,7 @@ impl Checker {
     }
 
     /// `ip` or `ip:port` (53 when not given).
-    fn resolver(&mut self, file: &DiscoveryFile, field: &str) -> Option<SocketAddr> {
+    pub(super) fn resolver(&mut self, file: &DiscoveryFile, field: &str) -> Option<SocketAddr> {
         let raw = file.resolver.as_ref()?;
         let text = raw.get_ref();
         let parsed = text.parse::<SocketAddr>().ok().or_else(|| {
@@ -147,7 +162,7 @@ impl Checker {
         parsed
     }
 
-    fn redis_url<T>(
+    pub(super) fn redis_url<T>(
         &mut self,
         url: Option<&Spanned<String>>,
         field: &str,
@@ -169,7 +184,7 @@ impl Checker {
         }
     }
 
-    fn service(&mut self, file: &DiscoveryFile, field: &str) -> Option<String> {
+    pub(super) fn service(&mut self, file: &DiscoveryFile, field: &str) -> Option<String> {
         let Some(service) = &file.service else {
             self.report(
                 file.kind.span(),
@@ -188,14 +203,4 @@ impl Checker {
         }
         Some(name.clone())
     }
-}
-
-/// `host:pid`: unique among replicas on one host, and the same for the life of the process.
-fn default_replica_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "switchyard".to_owned());
-    format!("{host}:{}", std::process::id())
 }

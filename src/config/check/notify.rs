@@ -1,8 +1,8 @@
-//! Validation of `[[notify.webhooks]]`: where state changes are POSTed, and how persistently.
+//! Webhook notifications.
 
-use super::file::WebhookFile;
-use super::model::WebhookConfig;
-use super::validate::Checker;
+use super::Checker;
+use crate::config::file::WebhookFile;
+use crate::config::model::WebhookConfig;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -20,7 +20,7 @@ impl Checker {
             .collect()
     }
 
-    fn webhook(&mut self, file: &WebhookFile) -> Option<WebhookConfig> {
+    pub(super) fn webhook(&mut self, file: &WebhookFile) -> Option<WebhookConfig> {
         let url = match file.url.get_ref().parse::<http::Uri>() {
             Ok(url)
                 if matches!(url.scheme_str(), Some("http" | "https"))

@@ -1,12 +1,16 @@
 //! The typed runtime configuration: durations, socket addresses and non-zero weights, no serde.
 
-pub use super::certificate::{Certificate, ListenerTls, TlsVersion};
-pub use super::upstream::{Protocol, UpstreamConfig, UpstreamTls};
+mod tls;
+mod upstream;
+
 use http::uri::Authority;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
+pub use tls::{Certificate, ListenerTls, TlsVersion, crypto_provider};
+pub(in crate::config) use upstream::system_roots;
+pub use upstream::{Protocol, SkipVerify, UpstreamConfig, UpstreamTls};
 
 /// A validated configuration, ready to build a snapshot from.
 #[derive(Debug, Clone)]

@@ -1,89 +1,13 @@
-//! Validation of a pool's failure-handling settings: retries, health checks, outlier detection.
+//! Active health checks: probe kinds, paths, expected statuses, thresholds.
 
-use super::file::{HealthCheckFile, InitialStateFile, OutlierFile, PoolFile, ProbeKindFile};
-use super::model::{HealthCheckConfig, InitialState, OutlierConfig, Probe, RetryBudgetConfig};
-use super::validate::Checker;
+use super::Checker;
+use crate::config::file::{HealthCheckFile, InitialStateFile, ProbeKindFile};
+use crate::config::model::{HealthCheckConfig, InitialState, Probe};
 use std::num::NonZeroU32;
-use std::ops::RangeInclusive;
 use std::time::Duration;
 use toml::Spanned;
 
 impl Checker {
-    /// An optional integer within `range`, or `default`.
-    pub(super) fn int<T: TryFrom<i64> + Copy>(
-        &mut self,
-        value: &Option<Spanned<i64>>,
-        field: &str,
-        range: RangeInclusive<i64>,
-        default: T,
-    ) -> T {
-        let Some(value) = value else { return default };
-        let n = *value.get_ref();
-        match T::try_from(n) {
-            Ok(v) if range.contains(&n) => v,
-            _ => {
-                self.report(
-                    value.span(),
-                    format!(
-                        "{field}: must be between {} and {}, got {n}",
-                        range.start(),
-                        range.end()
-                    ),
-                );
-                default
-            }
-        }
-    }
-
-    fn threshold(&mut self, value: &Option<Spanned<i64>>, field: &str, default: u32) -> NonZeroU32 {
-        let n: u32 = self.int(value, field, 1..=100, default);
-        NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
-    }
-
-    pub(super) fn retry_on(&mut self, pool: &PoolFile, field: &str) -> super::model::RetryOn {
-        let Some(list) = &pool.retry_on else {
-            return super::model::RetryOn::default();
-        };
-        let mut on = super::model::RetryOn {
-            reset: false,
-            timeout: false,
-            server_error: false,
-        };
-        for item in list {
-            match item.get_ref().as_str() {
-                "connect-failure" => {} // always on
-                "reset" => on.reset = true,
-                "timeout" => on.timeout = true,
-                "5xx" => on.server_error = true,
-                other => self.report(
-                    item.span(),
-                    format!(
-                        "{field}.retry_on: {other:?} is not one of \"connect-failure\", \"reset\", \"timeout\", \"5xx\""
-                    ),
-                ),
-            }
-        }
-        on
-    }
-
-    pub(super) fn retry_budget(&mut self, pool: &PoolFile, field: &str) -> RetryBudgetConfig {
-        let defaults = RetryBudgetConfig::default();
-        RetryBudgetConfig {
-            percent: self.int(
-                &pool.retry_budget_percent,
-                &format!("{field}.retry_budget_percent"),
-                0..=100,
-                defaults.percent,
-            ),
-            min_per_second: self.int(
-                &pool.retry_budget_min_per_second,
-                &format!("{field}.retry_budget_min_per_second"),
-                0..=1_000_000,
-                defaults.min_per_second,
-            ),
-        }
-    }
-
     pub(super) fn health_check(
         &mut self,
         file: &HealthCheckFile,
@@ -176,7 +100,7 @@ impl Checker {
         })
     }
 
-    fn method(&mut self, value: &Option<Spanned<String>>, field: &str) -> http::Method {
+    pub(super) fn method(&mut self, value: &Option<Spanned<String>>, field: &str) -> http::Method {
         let Some(value) = value else {
             return http::Method::GET;
         };
@@ -195,7 +119,7 @@ impl Checker {
         }
     }
 
-    fn probe_path(&mut self, value: &Option<Spanned<String>>, field: &str) -> String {
+    pub(super) fn probe_path(&mut self, value: &Option<Spanned<String>>, field: &str) -> String {
         let Some(value) = value else {
             return "/".to_owned();
         };
@@ -212,7 +136,11 @@ impl Checker {
     }
 
     /// `"200-399"`, `"200,204"` or `"200-299,301"`.
-    fn status_ranges(&mut self, value: &Option<Spanned<String>>, field: &str) -> Vec<(u16, u16)> {
+    pub(super) fn status_ranges(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        field: &str,
+    ) -> Vec<(u16, u16)> {
         let default = vec![(200, 399)];
         let Some(value) = value else { return default };
         let parsed: Option<Vec<(u16, u16)>> = value
@@ -243,50 +171,13 @@ impl Checker {
         }
     }
 
-    pub(super) fn outlier(&mut self, file: &OutlierFile, field: &str) -> OutlierConfig {
-        let d = OutlierConfig::default();
-        let base = self.duration(
-            &file.base_ejection_time,
-            &format!("{field}.base_ejection_time"),
-            d.base_ejection_time,
-        );
-        let max = self.duration(
-            &file.max_ejection_time,
-            &format!("{field}.max_ejection_time"),
-            d.max_ejection_time.max(base),
-        );
-        if let Some(m) = &file.max_ejection_time {
-            if max < base {
-                self.report(
-                    m.span(),
-                    format!(
-                        "{field}.max_ejection_time: must be at least base_ejection_time ({base:?})"
-                    ),
-                );
-            }
-        }
-        OutlierConfig {
-            consecutive_failures: self.int(
-                &file.consecutive_failures,
-                &format!("{field}.consecutive_failures"),
-                0..=1000,
-                d.consecutive_failures,
-            ),
-            consecutive_5xx: self.int(
-                &file.consecutive_5xx,
-                &format!("{field}.consecutive_5xx"),
-                0..=1000,
-                d.consecutive_5xx,
-            ),
-            base_ejection_time: base,
-            max_ejection_time: max,
-            max_ejection_percent: self.int(
-                &file.max_ejection_percent,
-                &format!("{field}.max_ejection_percent"),
-                0..=100,
-                d.max_ejection_percent,
-            ),
-            uneject_on_probe: file.uneject_on_probe.unwrap_or(d.uneject_on_probe),
-        }
+    pub(super) fn threshold(
+        &mut self,
+        value: &Option<Spanned<i64>>,
+        field: &str,
+        default: u32,
+    ) -> NonZeroU32 {
+        let n: u32 = self.int(value, field, 1..=100, default);
+        NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
     }
 }
