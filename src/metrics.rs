@@ -9,68 +9,94 @@ use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use std::sync::{Arc, OnceLock};
 
-/// Requests answered, by route, pool, backend and status code.
-pub const REQUESTS: &str = "switchyard_requests_total";
-/// Time from receiving a request to the end of its response body.
-pub const REQUEST_DURATION: &str = "switchyard_request_duration_seconds";
-/// Connections to a backend that could not be established.
-pub const CONNECT_ERRORS: &str = "switchyard_upstream_connect_errors_total";
-/// Connections opened to a backend (a steady rise under steady load means no reuse).
-pub const UPSTREAM_CONNECTIONS_OPENED: &str = "switchyard_upstream_connections_opened_total";
-/// Connections to a backend open now, idle or in use.
-pub const UPSTREAM_CONNECTIONS: &str = "switchyard_upstream_connections";
-/// Requests whose upstream did not connect or answer in time.
-pub const TIMEOUTS: &str = "switchyard_upstream_timeouts_total";
-/// Retries after a failure on this backend.
-pub const RETRIES: &str = "switchyard_retries_total";
-/// Retries not made because the pool's retry budget was spent.
-pub const BUDGET_EXHAUSTED: &str = "switchyard_retry_budget_exhausted_total";
-/// 1 when the backend is eligible for new requests.
-pub const BACKEND_UP: &str = "switchyard_backend_up";
-/// 1 for the backend's current state, 0 for the others.
-pub const BACKEND_STATE: &str = "switchyard_backend_state";
-/// Requests in flight to the backend.
-pub const BACKEND_IN_FLIGHT: &str = "switchyard_backend_in_flight";
-/// The weight the balancer uses (lower while slow-starting).
-pub const BACKEND_WEIGHT: &str = "switchyard_backend_weight";
-/// Active probes run, by result.
-pub const HEALTH_CHECKS: &str = "switchyard_health_checks_total";
-/// Passive ejections, by reason.
-pub const EJECTIONS: &str = "switchyard_ejections_total";
-/// Events for a webhook, by result (delivered, failed after retries, dropped).
-pub const WEBHOOK_EVENTS: &str = "switchyard_webhook_events_total";
-/// Backends entering a state, by the state entered.
-pub const BACKEND_STATE_CHANGES: &str = "switchyard_backend_state_changes_total";
-/// Requests answered 503 because no backend of the pool could take them.
-pub const NO_BACKEND: &str = "switchyard_pool_no_backend_total";
-/// 1 while the pool is in panic mode (ignoring health).
-pub const POOL_PANIC: &str = "switchyard_pool_panic";
-/// Reload attempts, by result.
-pub const RELOADS: &str = "switchyard_config_reloads_total";
-/// Unix time of the last successful reload (or of the start).
-pub const LAST_RELOAD_SUCCESS: &str = "switchyard_config_last_reload_success_timestamp_seconds";
-/// Config generation in force: 1 at start, +1 per successful reload.
-pub const CONFIG_GENERATION: &str = "switchyard_config_generation";
-/// Client connections open now.
-pub const DOWNSTREAM_CONNECTIONS: &str = "switchyard_downstream_connections";
-/// Client connections accepted.
-pub const DOWNSTREAM_CONNECTIONS_TOTAL: &str = "switchyard_downstream_connections_total";
-/// Access log lines dropped because the log buffer was full.
-pub const ACCESS_LOG_DROPPED: &str = "switchyard_access_log_dropped_total";
-/// TLS handshakes completed, by listener, version and ALPN protocol.
-pub const TLS_HANDSHAKES: &str = "switchyard_tls_handshakes_total";
-/// TLS handshakes that failed, by listener and reason.
-pub const TLS_HANDSHAKE_FAILURES: &str = "switchyard_tls_handshake_failures_total";
-/// When each served certificate expires, by listener and name.
-pub const TLS_CERTIFICATE_EXPIRY: &str = "switchyard_tls_certificate_expiry_timestamp_seconds";
-/// Discovery lookups or registry reads that failed, by pool (the last known set is kept).
-pub const DISCOVERY_ERRORS: &str = "switchyard_discovery_errors_total";
-/// Backends the pool's discovery source names now, by pool.
-pub const DISCOVERED_BACKENDS: &str = "switchyard_discovery_backends";
-/// Whether the fleet's Redis is reachable (1) or not (0).
-pub const FLEET_CONNECTED: &str = "switchyard_fleet_connected";
-/// Always 1, labelled with the version.
-pub const BUILD_INFO: &str = "switchyard_build_info";
+/// Declares each metric once: a constant for its name, documented by its help text, and its
+/// row in `TABLE`, from which every metric is described to Prometheus.
+macro_rules! metric_table {
+    ($($ident:ident: $kind:ident, $name:literal, $help:literal;)*) => {
+        $(
+            #[doc = $help]
+            pub const $ident: &str = $name;
+        )*
+        /// Every metric: name, kind and help text.
+        pub const TABLE: &[(&str, Kind, &str)] = &[$(($name, Kind::$kind, $help),)*];
+    };
+}
+
+/// What kind of value a metric is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Samples in buckets (`DURATION_BUCKETS`), in seconds.
+    Histogram,
+}
+
+metric_table! {
+    REQUESTS: Counter, "switchyard_requests_total",
+        "Requests answered, by route, pool, backend and status code.";
+    REQUEST_DURATION: Histogram, "switchyard_request_duration_seconds",
+        "Time from receiving a request to the end of its response body.";
+    CONNECT_ERRORS: Counter, "switchyard_upstream_connect_errors_total",
+        "Connections to a backend that could not be established.";
+    UPSTREAM_CONNECTIONS_OPENED: Counter, "switchyard_upstream_connections_opened_total",
+        "Connections opened to a backend; under steady load it rises only as connections age out.";
+    UPSTREAM_CONNECTIONS: Gauge, "switchyard_upstream_connections",
+        "Connections to the backend open now, idle or in use.";
+    TIMEOUTS: Counter, "switchyard_upstream_timeouts_total",
+        "Requests whose backend did not connect or answer in time.";
+    RETRIES: Counter, "switchyard_retries_total",
+        "Retries on another backend after a failure on this one.";
+    BUDGET_EXHAUSTED: Counter, "switchyard_retry_budget_exhausted_total",
+        "Retries not made because the pool's retry budget was spent.";
+    BACKEND_UP: Gauge, "switchyard_backend_up",
+        "1 when the backend is eligible for new requests.";
+    BACKEND_STATE: Gauge, "switchyard_backend_state",
+        "1 for the backend's current state, 0 for the others.";
+    BACKEND_IN_FLIGHT: Gauge, "switchyard_backend_in_flight",
+        "Requests in flight to the backend.";
+    BACKEND_WEIGHT: Gauge, "switchyard_backend_weight",
+        "Weight the balancer uses for the backend (lower while slow-starting).";
+    HEALTH_CHECKS: Counter, "switchyard_health_checks_total",
+        "Active health probes run, by result.";
+    EJECTIONS: Counter, "switchyard_ejections_total",
+        "Passive ejections of a backend, by reason.";
+    WEBHOOK_EVENTS: Counter, "switchyard_webhook_events_total",
+        "Events for a webhook, by result: delivered, failed (after its retries) or dropped (queue full).";
+    BACKEND_STATE_CHANGES: Counter, "switchyard_backend_state_changes_total",
+        "Times the backend entered a state, by state (each change announced once).";
+    NO_BACKEND: Counter, "switchyard_pool_no_backend_total",
+        "Requests answered 503 because no backend of the pool could take them.";
+    POOL_PANIC: Gauge, "switchyard_pool_panic",
+        "1 while the pool ignores health because too few backends are usable.";
+    RELOADS: Counter, "switchyard_config_reloads_total",
+        "Config reload attempts, by result.";
+    LAST_RELOAD_SUCCESS: Gauge, "switchyard_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last successful config load.";
+    CONFIG_GENERATION: Gauge, "switchyard_config_generation",
+        "Config generation in force: 1 at start, +1 per successful reload.";
+    DOWNSTREAM_CONNECTIONS: Gauge, "switchyard_downstream_connections",
+        "Client connections open now.";
+    DOWNSTREAM_CONNECTIONS_TOTAL: Counter, "switchyard_downstream_connections_total",
+        "Client connections accepted.";
+    ACCESS_LOG_DROPPED: Counter, "switchyard_access_log_dropped_total",
+        "Access log lines dropped because the log buffer was full.";
+    TLS_HANDSHAKES: Counter, "switchyard_tls_handshakes_total",
+        "TLS handshakes completed, by listener, version and ALPN protocol.";
+    TLS_HANDSHAKE_FAILURES: Counter, "switchyard_tls_handshake_failures_total",
+        "TLS handshakes that failed, by listener and reason.";
+    TLS_CERTIFICATE_EXPIRY: Gauge, "switchyard_tls_certificate_expiry_timestamp_seconds",
+        "Unix time at which a served certificate expires, by listener and name.";
+    DISCOVERY_ERRORS: Counter, "switchyard_discovery_errors_total",
+        "Discovery lookups or registry reads that failed; the pool keeps its last known set.";
+    DISCOVERED_BACKENDS: Gauge, "switchyard_discovery_backends",
+        "Backends the pool's discovery source names now.";
+    FLEET_CONNECTED: Gauge, "switchyard_fleet_connected",
+        "Whether the fleet's Redis is reachable (1) or not (0).";
+    BUILD_INFO: Gauge, "switchyard_build_info",
+        "Always 1, labelled with the version.";
+}
 
 /// Histogram buckets from 100 µs to 30 s.
 pub const DURATION_BUCKETS: [f64; 17] = [
@@ -121,120 +147,15 @@ impl Metrics {
 
     fn describe(&self) {
         let r = &self.recorder;
-        let counters = [
-            (
-                REQUESTS,
-                "Requests answered, by route, pool, backend and status code.",
-            ),
-            (
-                CONNECT_ERRORS,
-                "Connections to a backend that could not be established.",
-            ),
-            (
-                TIMEOUTS,
-                "Requests whose backend did not connect or answer in time.",
-            ),
-            (
-                UPSTREAM_CONNECTIONS_OPENED,
-                "Connections opened to a backend; under steady load it rises only as connections age out.",
-            ),
-            (
-                RETRIES,
-                "Retries on another backend after a failure on this one.",
-            ),
-            (
-                BUDGET_EXHAUSTED,
-                "Retries not made because the pool's retry budget was spent.",
-            ),
-            (HEALTH_CHECKS, "Active health probes run, by result."),
-            (EJECTIONS, "Passive ejections of a backend, by reason."),
-            (
-                WEBHOOK_EVENTS,
-                "Events for a webhook, by result: delivered, failed (after its retries) or dropped (queue full).",
-            ),
-            (
-                BACKEND_STATE_CHANGES,
-                "Times the backend entered a state, by state (each change announced once).",
-            ),
-            (
-                NO_BACKEND,
-                "Requests answered 503 because no backend of the pool could take them.",
-            ),
-            (RELOADS, "Config reload attempts, by result."),
-            (
-                TLS_HANDSHAKES,
-                "TLS handshakes completed, by listener, version and ALPN protocol.",
-            ),
-            (
-                TLS_HANDSHAKE_FAILURES,
-                "TLS handshakes that failed, by listener and reason.",
-            ),
-            (DOWNSTREAM_CONNECTIONS_TOTAL, "Client connections accepted."),
-            (
-                DISCOVERY_ERRORS,
-                "Discovery lookups or registry reads that failed; the pool keeps its last known set.",
-            ),
-            (
-                ACCESS_LOG_DROPPED,
-                "Access log lines dropped because the log buffer was full.",
-            ),
-        ];
-        for (name, text) in counters {
-            r.describe_counter(name.into(), None, text.into());
+        for &(name, kind, help) in TABLE {
+            match kind {
+                Kind::Counter => r.describe_counter(name.into(), None, help.into()),
+                Kind::Gauge => r.describe_gauge(name.into(), None, help.into()),
+                Kind::Histogram => {
+                    r.describe_histogram(name.into(), Some(Unit::Seconds), help.into())
+                }
+            }
         }
-        let gauges = [
-            (
-                DISCOVERED_BACKENDS,
-                "Backends the pool's discovery source names now.",
-            ),
-            (
-                FLEET_CONNECTED,
-                "Whether the fleet's Redis is reachable (1) or not (0).",
-            ),
-            (
-                BACKEND_UP,
-                "1 when the backend is eligible for new requests.",
-            ),
-            (
-                BACKEND_STATE,
-                "1 for the backend's current state, 0 for the others.",
-            ),
-            (BACKEND_IN_FLIGHT, "Requests in flight to the backend."),
-            (
-                UPSTREAM_CONNECTIONS,
-                "Connections to the backend open now, idle or in use.",
-            ),
-            (
-                BACKEND_WEIGHT,
-                "Weight the balancer uses for the backend (lower while slow-starting).",
-            ),
-            (
-                POOL_PANIC,
-                "1 while the pool ignores health because too few backends are usable.",
-            ),
-            (
-                LAST_RELOAD_SUCCESS,
-                "Unix time of the last successful config load.",
-            ),
-            (
-                CONFIG_GENERATION,
-                "Config generation in force: 1 at start, +1 per successful reload.",
-            ),
-            (DOWNSTREAM_CONNECTIONS, "Client connections open now."),
-            (BUILD_INFO, "Always 1, labelled with the version."),
-            (
-                TLS_CERTIFICATE_EXPIRY,
-                "Unix time at which a served certificate expires, by listener and name.",
-            ),
-        ];
-        for (name, text) in gauges {
-            r.describe_gauge(name.into(), None, text.into());
-        }
-        r.describe_histogram(
-            REQUEST_DURATION.into(),
-            Some(Unit::Seconds),
-            "Time from receiving a request to the end of its response body.".into(),
-        );
     }
 
     /// The counter `name` with these labels (registered on first use).
@@ -423,5 +344,25 @@ impl PoolTraffic {
     pub fn cell(&self, slot: usize, backend: Option<usize>) -> Option<&RequestMetrics> {
         let column = backend.unwrap_or(self.stride - 1).min(self.stride - 1);
         self.cells.get(slot * self.stride + column)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_named_once_and_as_its_kind() {
+        let mut names = std::collections::HashSet::new();
+        for &(name, kind, help) in TABLE {
+            assert!(names.insert(name), "{name} twice");
+            assert!(name.starts_with("switchyard_"), "{name}");
+            assert!(!help.is_empty(), "{name} has no help");
+            match kind {
+                Kind::Counter => assert!(name.ends_with("_total"), "{name}"),
+                Kind::Histogram => assert!(name.ends_with("_seconds"), "{name}"),
+                Kind::Gauge => assert!(!name.ends_with("_total"), "{name}"),
+            }
+        }
     }
 }
