@@ -29,14 +29,22 @@ pub fn diff(old: &Config, new: &Config) -> ReloadSummary {
                 summary.listeners_added.push(listener.name.clone());
             }
             Some(before) => {
-                let changed = before.redirect_to_https != listener.redirect_to_https
+                // Destructured without `..`, like the pools' settings below.
+                let ListenerConfig {
+                    name: _,
+                    bind: _,
+                    tls: _,
+                    redirect_to_https,
+                    backlog,
+                } = before;
+                let changed = *redirect_to_https != listener.redirect_to_https
                     || tls_settings(before) != tls_settings(listener);
                 if changed {
                     summary
                         .settings_changed
                         .push(format!("listeners.{}", listener.name));
                 }
-                if before.backlog != listener.backlog {
+                if *backlog != listener.backlog {
                     summary.not_applied.push(NotApplied {
                         setting: format!("listeners.{}.backlog", listener.name),
                         reason: "the bound socket is kept: takes effect when the proxy restarts"
@@ -51,21 +59,35 @@ pub fn diff(old: &Config, new: &Config) -> ReloadSummary {
             summary.listeners_removed.push(listener.name.clone());
         }
     }
+    // Destructured without `..`: a new top-level setting does not compile until it is placed
+    // here, applied on reload or read at start.
+    let Config {
+        listeners: _,
+        pools: _,
+        timeouts,
+        limits,
+        routes,
+        webhooks,
+        admin,
+        reload,
+        access_log,
+        fleet,
+    } = old;
     let mut changed = |name: &str, differs: bool| {
         if differs {
             summary.settings_changed.push(name.to_owned());
         }
     };
-    changed("timeouts", old.timeouts != new.timeouts);
-    changed("limits", old.limits != new.limits);
-    changed("routes", old.routes != new.routes);
-    changed("notify.webhooks", old.webhooks != new.webhooks);
+    changed("timeouts", *timeouts != new.timeouts);
+    changed("limits", *limits != new.limits);
+    changed("routes", *routes != new.routes);
+    changed("notify.webhooks", *webhooks != new.webhooks);
     // Read once at start: a reload cannot change them.
     for (setting, differs) in [
-        ("admin", old.admin != new.admin),
-        ("reload", old.reload != new.reload),
-        ("access_log", old.access_log != new.access_log),
-        ("fleet", old.fleet != new.fleet),
+        ("admin", *admin != new.admin),
+        ("reload", *reload != new.reload),
+        ("access_log", *access_log != new.access_log),
+        ("fleet", *fleet != new.fleet),
     ] {
         if differs {
             summary.not_applied.push(NotApplied {
@@ -118,20 +140,33 @@ fn pool_changes(old: &PoolConfig, new: &PoolConfig, summary: &mut ReloadSummary)
     for &i in &plan.removed {
         summary.backends_removed.push(label(&old.backends[i].name));
     }
+    // Destructured without `..`: a new pool setting does not compile until it is named here,
+    // so none drops out of reload summaries unnoticed.
+    let PoolConfig {
+        name: _,
+        backends: _,
+        algorithm,
+        retries,
+        retry_on,
+        retry_budget,
+        panic_threshold,
+        slow_start,
+        health_check,
+        outlier,
+        upstream,
+        discovery,
+    } = old;
     let settings = [
-        ("algorithm", old.algorithm != new.algorithm),
-        ("retries", old.retries != new.retries),
-        ("retry_on", old.retry_on != new.retry_on),
-        ("retry_budget", old.retry_budget != new.retry_budget),
-        (
-            "panic_threshold",
-            old.panic_threshold != new.panic_threshold,
-        ),
-        ("slow_start", old.slow_start != new.slow_start),
-        ("health_check", old.health_check != new.health_check),
-        ("outlier_detection", old.outlier != new.outlier),
-        ("upstream", old.upstream != new.upstream),
-        ("discovery", old.discovery != new.discovery),
+        ("algorithm", *algorithm != new.algorithm),
+        ("retries", *retries != new.retries),
+        ("retry_on", *retry_on != new.retry_on),
+        ("retry_budget", *retry_budget != new.retry_budget),
+        ("panic_threshold", *panic_threshold != new.panic_threshold),
+        ("slow_start", *slow_start != new.slow_start),
+        ("health_check", *health_check != new.health_check),
+        ("outlier_detection", *outlier != new.outlier),
+        ("upstream", *upstream != new.upstream),
+        ("discovery", *discovery != new.discovery),
     ];
     for (setting, differs) in settings {
         if differs {
