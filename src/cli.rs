@@ -46,7 +46,8 @@ pub enum Command {
     /// Keep one service instance registered in a Redis registry until stopped (SIGTERM or
     /// SIGINT deregister it).
     Register(RegisterArgs),
-    /// Print configuration: with --defaults, every option at its default value, as TOML.
+    /// Print configuration: with --defaults, every option at its default value, as TOML; with
+    /// --schema, a JSON Schema of the config file.
     Config(ConfigPrint),
     /// Print a shell completion script.
     Completions {
@@ -99,10 +100,14 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 }
 
 #[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
 pub struct ConfigPrint {
     /// Print the effective default config.
-    #[arg(long, required = true)]
+    #[arg(long)]
     defaults: bool,
+    /// Print a JSON Schema of the config file, for editors (Taplo, Even Better TOML).
+    #[arg(long)]
+    schema: bool,
 }
 
 #[derive(Debug, Args)]
@@ -141,10 +146,12 @@ pub fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
-/// `switchyard config --defaults`.
+/// `switchyard config --defaults` or `--schema`.
 pub fn config(args: &ConfigPrint) -> ExitCode {
-    if !args.defaults {
-        return ExitCode::SUCCESS;
+    if args.schema {
+        let mut schema = switchyard::config::schema();
+        schema.push('\n');
+        return emit(schema.as_bytes());
     }
     emit(switchyard::config::DEFAULTS.as_bytes())
 }

@@ -1,22 +1,26 @@
 //! The serde mirror of the TOML file: exactly what an operator may write, nothing typed yet.
 //! Every field that validation may complain about keeps its span so errors carry `line:col`.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
 /// The whole file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     #[serde(default)]
+    #[schemars(with = "Vec<ListenerFile>")]
     pub listeners: Vec<Spanned<ListenerFile>>,
     #[serde(default)]
     pub timeouts: TimeoutsFile,
     #[serde(default)]
     pub limits: LimitsFile,
     #[serde(default)]
+    #[schemars(with = "Vec<RouteFile>")]
     pub routes: Vec<Spanned<RouteFile>>,
     #[serde(default)]
+    #[schemars(with = "Vec<PoolFile>")]
     pub pools: Vec<Spanned<PoolFile>>,
     pub admin: Option<AdminFile>,
     #[serde(default)]
@@ -29,30 +33,40 @@ pub struct FileConfig {
 }
 
 /// The `[fleet]` table: operator state shared with other replicas through Redis.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FleetFile {
+    #[schemars(with = "String")]
     pub redis: Spanned<String>,
+    #[schemars(with = "Option<String>")]
     pub replica: Option<Spanned<String>>,
 }
 
 /// A pool's `discovery` table: where backends come from besides the file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoveryFile {
     #[serde(rename = "type")]
+    #[schemars(with = "DiscoveryKindFile")]
     pub kind: Spanned<DiscoveryKindFile>,
+    #[schemars(with = "Option<String>")]
     pub name: Option<Spanned<String>>,
+    #[schemars(with = "Option<i64>")]
     pub port: Option<Spanned<i64>>,
+    #[schemars(with = "Option<String>")]
     pub resolver: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub url: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub service: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub refresh: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub drain_timeout: Option<Spanned<String>>,
 }
 
 /// Discovery sources accepted in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DiscoveryKindFile {
     Dns,
@@ -61,40 +75,53 @@ pub enum DiscoveryKindFile {
 }
 
 /// The `[notify]` table.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyFile {
     #[serde(default)]
+    #[schemars(with = "Vec<WebhookFile>")]
     pub webhooks: Vec<Spanned<WebhookFile>>,
 }
 
 /// A `[[notify.webhooks]]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookFile {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
+    #[schemars(with = "String")]
     pub url: Spanned<String>,
+    #[schemars(with = "Option<String>")]
     pub token_env: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub token_file: Option<Spanned<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub events: Option<Spanned<Vec<String>>>,
+    #[schemars(with = "Option<i64>")]
     pub retries: Option<Spanned<i64>>,
+    #[schemars(with = "Option<String>")]
     pub backoff: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Spanned<String>>,
+    #[schemars(with = "Option<i64>")]
     pub queue: Option<Spanned<i64>>,
 }
 
 /// The `[access_log]` table.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessLogFile {
     pub enabled: Option<bool>,
+    #[schemars(with = "Option<AccessLogFormatFile>")]
     pub format: Option<Spanned<AccessLogFormatFile>>,
+    #[schemars(with = "Option<String>")]
     pub path: Option<Spanned<String>>,
+    #[schemars(with = "Option<i64>")]
     pub buffer: Option<Spanned<i64>>,
 }
 
 /// Access log formats accepted in the file.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessLogFormatFile {
     Json,
@@ -103,88 +130,123 @@ pub enum AccessLogFormatFile {
 }
 
 /// The `[admin]` table.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminFile {
     pub enabled: Option<bool>,
+    #[schemars(with = "Option<String>")]
     pub bind: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub token_env: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub token_file: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub read_token_env: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub read_token_file: Option<Spanned<String>>,
 }
 
 /// The `[reload]` table.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReloadFile {
     pub watch: Option<bool>,
+    #[schemars(with = "Option<String>")]
     pub debounce: Option<Spanned<String>>,
 }
 
 /// One `[[listeners]]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerFile {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
+    #[schemars(with = "String")]
     pub bind: Spanned<String>,
+    #[schemars(with = "Option<ListenerTlsFile>")]
     pub tls: Option<Spanned<ListenerTlsFile>>,
+    #[schemars(with = "Option<bool>")]
     pub redirect_to_https: Option<Spanned<bool>>,
+    #[schemars(with = "Option<i64>")]
     pub https_port: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub backlog: Option<Spanned<i64>>,
 }
 
 /// A listener's `[listeners.tls]` table: terminate TLS on it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTlsFile {
     #[serde(default)]
+    #[schemars(with = "Vec<CertificateFile>")]
     pub certificates: Vec<Spanned<CertificateFile>>,
+    #[schemars(with = "Option<String>")]
     pub min_version: Option<Spanned<String>>,
     pub strict_sni: Option<bool>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub alpn: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<String>")]
     pub handshake_timeout: Option<Spanned<String>>,
 }
 
 /// One `[[listeners.tls.certificates]]` table: a chain and its key, PEM files.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateFile {
+    #[schemars(with = "String")]
     pub cert: Spanned<String>,
+    #[schemars(with = "String")]
     pub key: Spanned<String>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub names: Option<Vec<Spanned<String>>>,
 }
 
 /// The `[timeouts]` table; every entry is a human duration such as `"500ms"` or `"5s"`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsFile {
+    #[schemars(with = "Option<String>")]
     pub connect: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub response_header: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub request_header: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub request_body: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub http2_ping_interval: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub http2_ping_timeout: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub idle: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub upstream_idle: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub shutdown: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub request: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub tunnel_idle: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub shutdown_delay: Option<Spanned<String>>,
 }
 
 /// The `[limits]` table: what a client request may hold.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
+    #[schemars(with = "Option<i64>")]
     pub max_header_bytes: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub max_headers: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub max_uri_bytes: Option<Spanned<i64>>,
+    #[schemars(with = "Option<UnderscoreHeadersFile>")]
     pub underscore_headers: Option<Spanned<UnderscoreHeadersFile>>,
 }
 
 /// What to do with header names holding `_` that read as framing or hop-by-hop names.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UnderscoreHeadersFile {
     Drop,
@@ -192,43 +254,62 @@ pub enum UnderscoreHeadersFile {
 }
 
 /// One `[[routes]]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
+    #[schemars(with = "Option<String>")]
     pub host: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub path_prefix: Option<Spanned<String>>,
+    #[schemars(with = "String")]
     pub pool: Spanned<String>,
+    #[schemars(with = "Option<i64>")]
     pub max_body_bytes: Option<Spanned<i64>>,
     pub websocket: Option<bool>,
 }
 
 /// One `[[pools]]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolFile {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<AlgorithmFile>")]
     pub algorithm: Option<Spanned<AlgorithmFile>>,
     #[serde(default)]
+    #[schemars(with = "Vec<BackendFile>")]
     pub backends: Vec<Spanned<BackendFile>>,
+    #[schemars(with = "Option<i64>")]
     pub retries: Option<Spanned<i64>>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub retry_on: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<i64>")]
     pub retry_budget_percent: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub retry_budget_min_per_second: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub panic_threshold: Option<Spanned<i64>>,
+    #[schemars(with = "Option<String>")]
     pub slow_start: Option<Spanned<String>>,
+    #[schemars(with = "Option<HealthCheckFile>")]
     pub health_check: Option<Spanned<HealthCheckFile>>,
     #[serde(default)]
     pub outlier_detection: OutlierFile,
+    #[schemars(with = "Option<ProtocolFile>")]
     pub protocol: Option<Spanned<ProtocolFile>>,
+    #[schemars(with = "Option<UpstreamTlsFile>")]
     pub tls: Option<Spanned<UpstreamTlsFile>>,
+    #[schemars(with = "Option<i64>")]
     pub max_idle_per_backend: Option<Spanned<i64>>,
+    #[schemars(with = "Option<DiscoveryFile>")]
     pub discovery: Option<Spanned<DiscoveryFile>>,
 }
 
 /// Protocols a pool speaks to its backends.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProtocolFile {
     Http1,
@@ -237,36 +318,51 @@ pub enum ProtocolFile {
 }
 
 /// A pool's `[pools.tls]` table: TLS to its backends.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTlsFile {
+    #[schemars(with = "Option<String>")]
     pub ca: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub server_name: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub cert: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub key: Option<Spanned<String>>,
     pub insecure_skip_verify: Option<bool>,
 }
 
 /// A pool's `[pools.health_check]` table: active probes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckFile {
     #[serde(rename = "type")]
+    #[schemars(with = "Option<ProbeKindFile>")]
     pub kind: Option<Spanned<ProbeKindFile>>,
+    #[schemars(with = "Option<String>")]
     pub interval: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Spanned<String>>,
+    #[schemars(with = "Option<i64>")]
     pub healthy_threshold: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub unhealthy_threshold: Option<Spanned<i64>>,
+    #[schemars(with = "Option<InitialStateFile>")]
     pub initial_state: Option<Spanned<InitialStateFile>>,
+    #[schemars(with = "Option<String>")]
     pub method: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub path: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub expected_status: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub host: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub service: Option<Spanned<String>>,
 }
 
 /// Probe kinds accepted in the file.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProbeKindFile {
     Http,
@@ -275,7 +371,7 @@ pub enum ProbeKindFile {
 }
 
 /// Initial health states accepted in the file.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InitialStateFile {
     Healthy,
@@ -283,19 +379,24 @@ pub enum InitialStateFile {
 }
 
 /// A pool's `[pools.outlier_detection]` table: passive ejection from real traffic.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutlierFile {
+    #[schemars(with = "Option<i64>")]
     pub consecutive_failures: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub consecutive_5xx: Option<Spanned<i64>>,
+    #[schemars(with = "Option<String>")]
     pub base_ejection_time: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub max_ejection_time: Option<Spanned<String>>,
+    #[schemars(with = "Option<i64>")]
     pub max_ejection_percent: Option<Spanned<i64>>,
     pub uneject_on_probe: Option<bool>,
 }
 
 /// The balancing algorithm names accepted in the file.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlgorithmFile {
     WeightedRoundRobin,
@@ -303,12 +404,17 @@ pub enum AlgorithmFile {
 }
 
 /// One `[[pools.backends]]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendFile {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
+    #[schemars(with = "String")]
     pub address: Spanned<String>,
+    #[schemars(with = "Option<i64>")]
     pub weight: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub max_requests: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
     pub max_connections: Option<Spanned<i64>>,
 }

@@ -24,6 +24,14 @@ pub const DEFAULTS: &str = include_str!("defaults.toml");
 
 use std::path::Path;
 
+/// A JSON Schema (draft 2020-12) of the config file, as `switchyard config --schema` prints it:
+/// editors with a TOML language server complete and check `switchyard.toml` against it.
+pub fn schema() -> String {
+    let mut schema = schemars::schema_for!(file::FileConfig);
+    schema.insert("title".into(), "Switchyard configuration".into());
+    serde_json::to_string_pretty(&schema).expect("a schema is plain JSON")
+}
+
 /// Reads, parses and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
