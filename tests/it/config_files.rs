@@ -515,3 +515,73 @@ fn check_takes_the_file_as_a_positional_argument_too() {
         "{text}"
     );
 }
+
+/// The key names of every option `config --defaults` prints (set or commented out).
+fn default_keys() -> std::collections::BTreeSet<String> {
+    switchyard::config::DEFAULTS
+        .lines()
+        .map(|line| line.trim_start_matches(['#', ' ']))
+        .filter_map(|line| line.split_once(" = ").map(|(key, _)| key.trim().to_owned()))
+        .filter(|key| key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect()
+}
+
+/// The reference book's pages, with their paths.
+fn docs_pages() -> Vec<(std::path::PathBuf, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src");
+    let mut pages: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            (path, text)
+        })
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= 10, "docs/src has {} pages", pages.len());
+    pages
+}
+
+#[test]
+fn every_option_of_the_defaults_is_documented_in_the_book() {
+    let docs: String = docs_pages().into_iter().map(|(_, text)| text).collect();
+    let undocumented: Vec<_> = default_keys()
+        .into_iter()
+        .filter(|key| {
+            ![format!("`{key}`"), format!("`{key} ="), format!(".{key}`")]
+                .iter()
+                .any(|spelling| docs.contains(spelling.as_str()))
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "options without a word in docs/src: {undocumented:?}"
+    );
+}
+
+#[test]
+fn relative_links_of_the_readme_and_the_book_lead_to_files_that_exist() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = docs_pages();
+    pages.push((
+        root.join("README.md"),
+        std::fs::read_to_string(root.join("README.md")).unwrap(),
+    ));
+    let mut broken = Vec::new();
+    for (path, text) in &pages {
+        for link in text.split("](").skip(1) {
+            let Some(target) = link.split(')').next() else {
+                continue;
+            };
+            let file = target.split('#').next().unwrap_or("");
+            if file.is_empty() || file.contains("://") || file.starts_with("mailto:") {
+                continue;
+            }
+            if !path.parent().unwrap().join(file).exists() {
+                broken.push(format!("{}: {target}", path.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links: {broken:#?}");
+}

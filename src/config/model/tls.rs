@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// The one crypto provider: aws-lc-rs, for its faster handshakes (its P-256 signatures and
-/// X25519 come from the same assembly as BoringSSL's; see the README for the measured rate).
+/// X25519 come from the same assembly as BoringSSL's; see docs/src/performance.md for the measured rate).
 pub fn crypto_provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())))
