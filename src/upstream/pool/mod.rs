@@ -4,10 +4,12 @@
 //! driven by a task of its own; the request path only pops, sends and pushes back.
 
 mod connect;
+mod h1;
 mod h2;
 mod idle;
 
 pub use connect::Pings;
+pub use h1::{H1Connection, H1Lease};
 pub use h2::{H2Connection, H2Stream};
 
 use super::BackendState;
@@ -17,7 +19,6 @@ use arc_swap::ArcSwap;
 use connect::OpenGuard;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
 use idle::IdleStack;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -104,33 +105,6 @@ impl Lease {
     }
 }
 
-/// An HTTP/1.1 connection lent out, with the pool it returns to.
-#[derive(Debug)]
-pub struct H1Lease {
-    connection: Option<Box<H1Connection>>,
-    pool: Arc<ConnectionPool>,
-    /// `max_idle_per_backend` when it was lent.
-    idle_limit: usize,
-    reusable: bool,
-}
-
-impl Drop for H1Lease {
-    fn drop(&mut self) {
-        if let Some(connection) = self.connection.take().filter(|_| self.reusable) {
-            self.pool.check_in(connection, self.idle_limit);
-        }
-    }
-}
-
-/// An HTTP/1.1 connection between requests.
-#[derive(Debug)]
-pub struct H1Connection {
-    sender: http1::SendRequest<UpstreamBody>,
-    generation: u64,
-    /// `ticks()` when it was last returned.
-    idle_since: u64,
-}
-
 /// One backend's connections.
 #[derive(Debug)]
 pub struct ConnectionPool {
@@ -146,10 +120,6 @@ pub struct ConnectionPool {
     /// Signalled when a connection comes back, for requests waiting under `max_connections`.
     returned: Notify,
 }
-
-/// Waiting this long for a returned connection to finish its last exchange is plenty: it is
-/// either about to be ready or about to close.
-const SETTLE: Duration = Duration::from_millis(50);
 
 impl ConnectionPool {
     /// An empty pool allowing `max_connections` at once.
@@ -169,19 +139,6 @@ impl ConnectionPool {
     pub fn set_max_connections(&self, max: Option<u32>) {
         self.max_connections
             .store(max.unwrap_or(u32::MAX), Ordering::Relaxed);
-    }
-
-    /// Takes a connection back after its response ended cleanly.
-    fn check_in(&self, mut connection: Box<H1Connection>, idle_limit: usize) {
-        if connection.sender.is_closed() {
-            return;
-        }
-        connection.idle_since = ticks();
-        // Past the bound the connection is dropped, which closes it.
-        let _ = self.idle.push(connection, idle_limit);
-        if self.max_connections.load(Ordering::Relaxed) != u32::MAX {
-            self.returned.notify_one();
-        }
     }
 
     /// Closes connections idle for `idle`, closed by the backend, or opened under settings
@@ -231,67 +188,7 @@ pub async fn send(
         // Boxed: HTTP/1.1 pools, the common case, keep their requests' futures small.
         Box::pin(h2::send(backend, upstream, dial, request)).await
     } else {
-        send_h1(backend, upstream, dial, request).await
-    }
-}
-
-async fn send_h1(
-    backend: &BackendState,
-    upstream: &Upstream,
-    dial: &Dial,
-    mut request: Request<UpstreamBody>,
-) -> Result<(Response<Incoming>, Lease), SendError> {
-    let pool = &backend.connections;
-    loop {
-        let (mut connection, reused) = match pool.idle.pop() {
-            Some(mut connection) => {
-                if connection.generation != upstream.generation || connection.sender.is_closed() {
-                    continue;
-                }
-                if !connection.sender.is_ready()
-                    && !matches!(
-                        tokio::time::timeout(SETTLE, connection.sender.ready()).await,
-                        Ok(Ok(()))
-                    )
-                {
-                    continue;
-                }
-                (connection, true)
-            }
-            None => {
-                let Some(open) = pool.reserve(backend) else {
-                    wait_for_return(pool, dial.connect_timeout).await?;
-                    continue;
-                };
-                // Boxed: connecting (DNS, TCP, TLS) is a large future, and keeping it inline
-                // would make every request's future that much larger to move around.
-                let sender = Box::pin(async {
-                    let stream =
-                        connect::open(&backend.authority, upstream, dial.connect_timeout).await?;
-                    connect::http1(stream, open).await
-                })
-                .await?;
-                let connection = Box::new(H1Connection {
-                    sender,
-                    generation: upstream.generation,
-                    idle_since: 0,
-                });
-                (connection, false)
-            }
-        };
-        match connection.sender.try_send_request(request).await {
-            Ok(response) => {
-                let lease = Lease::H1(H1Lease {
-                    connection: Some(connection),
-                    pool: Arc::clone(pool),
-                    idle_limit: upstream.config.max_idle_per_backend,
-                    reusable: false,
-                });
-                return Ok((response, lease));
-            }
-            // The backend had closed the pooled connection: nothing left, try a fresh one.
-            Err(err) => request = unsent(err, reused)?,
-        }
+        h1::send(backend, upstream, dial, request).await
     }
 }
 
@@ -307,13 +204,6 @@ fn unsent(
         Some(_) => Err(SendError::Connect(Box::new(err.into_error()))),
         None => Err(SendError::Protocol(err.into_error())),
     }
-}
-
-/// Waits until a connection comes back to a pool at its `max_connections`.
-async fn wait_for_return(pool: &ConnectionPool, timeout: Duration) -> Result<(), SendError> {
-    tokio::time::timeout(timeout, pool.returned.notified())
-        .await
-        .map_err(|_| SendError::Saturated)
 }
 
 /// Sends one request on a connection of its own, closed afterwards (health probes).
