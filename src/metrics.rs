@@ -4,6 +4,8 @@
 //!
 //! Each running proxy owns its own Prometheus recorder (no global), so several proxies in one
 //! process (tests) keep separate numbers.
+//!
+//! Longer than most files on purpose: the table of every metric is the point of it.
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};

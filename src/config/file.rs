@@ -1,5 +1,8 @@
 //! The serde mirror of the TOML file: exactly what an operator may write, nothing typed yet.
 //! Every field that validation may complain about keeps its span so errors carry `line:col`.
+//!
+//! Longer than most files on purpose: one struct per table of the file, each field with its
+//! serde and schema attributes, read top to bottom as the format itself.
 
 use schemars::JsonSchema;
 use serde::Deserialize;

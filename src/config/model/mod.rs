@@ -1,4 +1,7 @@
 //! The typed runtime configuration: durations, socket addresses and non-zero weights, no serde.
+//!
+//! Longer than most files on purpose: one struct per section, each field documented, so the
+//! whole runtime config reads in one place.
 
 mod tls;
 mod upstream;
