@@ -12,13 +12,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A proxy with one route to one pool of these backend addresses, plus extra TOML.
-async fn proxy_to(backends: &[SocketAddr], extra: &str) -> TestProxy {
+/// The proxy over one round-robin pool of `backends`, with `settings` (dotted paths) set.
+async fn proxy_to(backends: &[SocketAddr], settings: &[(&str, &str)]) -> TestProxy {
     let list: Vec<_> = backends
         .iter()
         .enumerate()
         .map(|(i, a)| (["b0", "b1", "b2"][i], *a, 1))
         .collect();
-    TestProxy::start(&single_pool_toml("weighted_round_robin", &list, extra, "")).await
+    let config = settings.iter().fold(
+        crate::support::config::ConfigBuilder::single_pool(&list),
+        |config, (path, value)| config.set(path, *value),
+    );
+    TestProxy::start(&config.toml()).await
 }
 
 /// Writes raw bytes and reads until the proxy closes or 10s pass.
@@ -33,7 +38,7 @@ async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added_both_ways() {
     let upstream = Upstream::start("up").await;
-    let proxy = proxy_to(&[upstream.addr], "").await;
+    let proxy = proxy_to(&[upstream.addr], &[]).await;
     let client = client();
 
     let request = Request::get(proxy.url("/headers"))
@@ -92,7 +97,7 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added_both_ways()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_prior_knowledge_clients_are_served_and_keep_their_authority() {
     let upstream = Upstream::start("up").await;
-    let proxy = proxy_to(&[upstream.addr], "").await;
+    let proxy = proxy_to(&[upstream.addr], &[]).await;
     // The request names another host than the one we connect to, as through a DNS name.
     let request = Request::get(format!(
         "http://h2.example.com:{}/headers",
@@ -117,7 +122,7 @@ async fn http2_prior_knowledge_clients_are_served_and_keep_their_authority() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_cookies_are_joined_and_an_asterisk_get_is_refused() {
     let upstream = Upstream::start("up").await;
-    let proxy = proxy_to(&[upstream.addr], "").await;
+    let proxy = proxy_to(&[upstream.addr], &[]).await;
     let (mut sender, _conn) = h2c(proxy.addr).await;
     let request = Request::get(format!("http://a.test:{}/headers", proxy.addr.port()))
         .header("cookie", "a=1")
@@ -151,7 +156,7 @@ async fn http2_cookies_are_joined_and_an_asterisk_get_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_upstream_port_gives_502() {
-    let proxy = proxy_to(&[closed_port()], "").await;
+    let proxy = proxy_to(&[closed_port()], &[]).await;
     let answer = get(&client(), &proxy.url("/"), None).await;
     assert_eq!(answer.status, 502);
     assert_eq!(answer.body, "upstream connection failed\n");
@@ -160,14 +165,14 @@ async fn closed_upstream_port_gives_502() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_speaking_garbage_gives_502() {
     let (garbage, _) = start_raw(b"THIS IS NOT HTTP\r\n\r\n").await;
-    let proxy = proxy_to(&[garbage], "").await;
+    let proxy = proxy_to(&[garbage], &[]).await;
     assert_eq!(get(&client(), &proxy.url("/"), None).await.status, 502);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_upstream_gives_504_after_the_response_header_timeout() {
     let hung = start_hung().await;
-    let proxy = proxy_to(&[hung], "[timeouts]\nresponse_header = \"200ms\"\n").await;
+    let proxy = proxy_to(&[hung], &[("timeouts.response_header", "200ms")]).await;
     let started = tokio::time::Instant::now();
     let answer = get(&client(), &proxy.url("/"), None).await;
     assert_eq!(answer.status, 504);
@@ -204,7 +209,7 @@ async fn full_backends_give_503_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_400_and_the_proxy_keeps_serving() {
     let upstream = Upstream::start("up").await;
-    let proxy = proxy_to(&[upstream.addr], "").await;
+    let proxy = proxy_to(&[upstream.addr], &[]).await;
     let bad_inputs: [&[u8]; 7] = [
         b"GARBAGE\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n",
@@ -233,7 +238,7 @@ async fn malformed_requests_get_400_and_the_proxy_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_request_headers_are_cut_off_by_the_header_timeout() {
     let upstream = Upstream::start("up").await;
-    let proxy = proxy_to(&[upstream.addr], "[timeouts]\nrequest_header = \"300ms\"\n").await;
+    let proxy = proxy_to(&[upstream.addr], &[("timeouts.request_header", "300ms")]).await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n")
@@ -252,7 +257,7 @@ async fn slow_request_headers_are_cut_off_by_the_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_http2_connections_are_closed() {
     let upstream = Upstream::start("up").await;
-    let proxy = proxy_to(&[upstream.addr], "[timeouts]\nidle = \"400ms\"\n").await;
+    let proxy = proxy_to(&[upstream.addr], &[("timeouts.idle", "400ms")]).await;
     let (mut sender, conn) = h2c(proxy.addr).await;
     let response = sender
         .send_request(
@@ -273,7 +278,7 @@ async fn idle_http2_connections_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_connections_closed_by_the_backend_are_replaced_without_failing_a_request() {
     let upstream = Upstream::start("up").await;
-    let proxy = proxy_to(&[upstream.addr], "").await;
+    let proxy = proxy_to(&[upstream.addr], &[]).await;
     let client = client();
     assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
     // The backend restarts: every idle connection in the proxy's pool is now closed.
@@ -304,7 +309,7 @@ async fn random_bytes_never_take_the_proxy_down() {
         default_hook(info);
     }));
     let upstream = Upstream::start("up").await;
-    let proxy = proxy_to(&[upstream.addr], "[timeouts]\nrequest_header = \"200ms\"\n").await;
+    let proxy = proxy_to(&[upstream.addr], &[("timeouts.request_header", "200ms")]).await;
     let mut rng = fastrand::Rng::with_seed(0x5157_7c4a);
     let fragments: [&[u8]; 8] = [
         b"GET / HTTP/1.1\r\n",
