@@ -299,7 +299,9 @@ async fn panic_mode_sends_traffic_to_every_backend_when_too_few_are_healthy() {
         upstreams.iter().all(|u| u.requests() == 5),
         "panic mode uses all backends evenly"
     );
-    assert!(proxy.gateway.snapshot().load().pools[0].panic);
+    // As an operator sees it: the pool's view says so.
+    let (_, view) = proxy.admin("GET", "/api/pools/pool", None, None).await;
+    assert_eq!(view["panic"], true, "{view}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
