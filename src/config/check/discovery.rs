@@ -5,7 +5,6 @@ use super::values::{is_dns_name, is_name};
 use crate::config::file::{DiscoveryFile, DiscoveryKindFile, FleetFile};
 use crate::config::model::{DiscoveryConfig, DiscoverySource, FleetConfig};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 use toml::Spanned;
 
 /// `host:pid`: unique among replicas on one host, and the same for the life of the process.
@@ -41,12 +40,12 @@ impl Checker {
         let refresh = self.duration(
             &file.refresh,
             &format!("{field}.refresh"),
-            Duration::from_secs(5),
+            DiscoveryConfig::DEFAULT_REFRESH,
         );
         let drain_timeout = self.duration_or_zero(
             &file.drain_timeout,
             &format!("{field}.drain_timeout"),
-            Duration::from_secs(30),
+            DiscoveryConfig::DEFAULT_DRAIN_TIMEOUT,
         );
         let source = match kind {
             DiscoveryKindFile::Dns => DiscoverySource::Dns {

@@ -4,7 +4,6 @@ use super::Checker;
 use crate::config::file::{HealthCheckFile, InitialStateFile, ProbeKindFile};
 use crate::config::model::{HealthCheckConfig, InitialState, Probe};
 use std::num::NonZeroU32;
-use std::time::Duration;
 use toml::Spanned;
 
 impl Checker {
@@ -16,12 +15,12 @@ impl Checker {
         let interval = self.duration(
             &file.interval,
             &format!("{field}.interval"),
-            Duration::from_secs(2),
+            HealthCheckConfig::DEFAULT_INTERVAL,
         );
         let timeout = self.duration(
             &file.timeout,
             &format!("{field}.timeout"),
-            Duration::from_secs(1),
+            HealthCheckConfig::DEFAULT_TIMEOUT,
         );
         if let Some(t) = &file.timeout {
             if timeout > interval {
@@ -86,12 +85,12 @@ impl Checker {
             healthy_threshold: self.threshold(
                 &file.healthy_threshold,
                 &format!("{field}.healthy_threshold"),
-                2,
+                HealthCheckConfig::DEFAULT_HEALTHY_THRESHOLD,
             ),
             unhealthy_threshold: self.threshold(
                 &file.unhealthy_threshold,
                 &format!("{field}.unhealthy_threshold"),
-                3,
+                HealthCheckConfig::DEFAULT_UNHEALTHY_THRESHOLD,
             ),
             initial_state: match file.initial_state.as_ref().map(|s| *s.get_ref()) {
                 None | Some(InitialStateFile::Healthy) => InitialState::Healthy,

@@ -98,7 +98,7 @@ impl Checker {
                         ),
                     );
                 }
-                Some(https_port.unwrap_or(443))
+                Some(https_port.unwrap_or(ListenerConfig::DEFAULT_HTTPS_PORT))
             }
             _ => None,
         }

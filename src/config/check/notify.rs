@@ -3,7 +3,6 @@
 use super::Checker;
 use crate::config::file::WebhookFile;
 use crate::config::model::WebhookConfig;
-use std::time::Duration;
 use toml::Spanned;
 
 impl Checker {
@@ -66,18 +65,28 @@ impl Checker {
             url,
             token,
             events,
-            retries: self.int(&file.retries, "notify.webhooks.retries", 0..=10, 3),
+            retries: self.int(
+                &file.retries,
+                "notify.webhooks.retries",
+                0..=10,
+                WebhookConfig::DEFAULT_RETRIES,
+            ),
             backoff: self.duration(
                 &file.backoff,
                 "notify.webhooks.backoff",
-                Duration::from_secs(1),
+                WebhookConfig::DEFAULT_BACKOFF,
             ),
             timeout: self.duration(
                 &file.timeout,
                 "notify.webhooks.timeout",
-                Duration::from_secs(5),
+                WebhookConfig::DEFAULT_TIMEOUT,
             ),
-            queue: self.int(&file.queue, "notify.webhooks.queue", 1..=100_000, 1024),
+            queue: self.int(
+                &file.queue,
+                "notify.webhooks.queue",
+                1..=100_000,
+                WebhookConfig::DEFAULT_QUEUE,
+            ),
         })
     }
 }

@@ -86,7 +86,12 @@ impl Checker {
             }
             Some(p) => Some(p.get_ref().into()),
         };
-        let buffer: usize = self.int(&file.buffer, "access_log.buffer", 1..=1_048_576, 8192);
+        let buffer: usize = self.int(
+            &file.buffer,
+            "access_log.buffer",
+            1..=1_048_576,
+            AccessLogConfig::DEFAULT_BUFFER,
+        );
         Some(AccessLogConfig {
             format,
             path,

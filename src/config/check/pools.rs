@@ -71,7 +71,7 @@ impl Checker {
                 &pool.panic_threshold,
                 &format!("{field}.panic_threshold"),
                 0..=100,
-                0,
+                PoolConfig::DEFAULT_PANIC_THRESHOLD,
             ),
             slow_start: Some(self.duration(
                 &pool.slow_start,

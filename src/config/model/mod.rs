@@ -115,6 +115,14 @@ impl WebhookConfig {
     /// The event types a webhook may filter on.
     pub const EVENT_TYPES: [&'static str; 5] =
         ["backend", "panic", "weight", "membership", "reload"];
+    /// Deliveries retried after the first fails, when the file says nothing.
+    pub const DEFAULT_RETRIES: u32 = 3;
+    /// The wait before the first retry (doubling after), when the file says nothing.
+    pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+    /// One delivery's limit, when the file says nothing.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Events waiting for delivery before new ones are dropped, when the file says nothing.
+    pub const DEFAULT_QUEUE: usize = 1024;
 }
 
 /// Where and how requests are logged.
@@ -202,6 +210,9 @@ pub struct ListenerConfig {
 }
 
 impl ListenerConfig {
+    /// The port `redirect_to_https = true` sends clients to.
+    pub const DEFAULT_HTTPS_PORT: u16 = 443;
+
     /// A plain-HTTP listener with no options.
     pub fn plain(name: &str, bind: SocketAddr) -> Self {
         Self {
@@ -497,6 +508,32 @@ impl Default for OutlierConfig {
 impl PoolConfig {
     /// Retries when the file says nothing.
     pub const DEFAULT_RETRIES: u32 = 2;
+    /// Panic mode is off unless the file sets a threshold.
+    pub const DEFAULT_PANIC_THRESHOLD: u8 = 0;
+}
+
+impl DiscoveryConfig {
+    /// How often the source is read again, when the file says nothing.
+    pub const DEFAULT_REFRESH: Duration = Duration::from_secs(5);
+    /// How long a departed backend may finish its requests, when the file says nothing.
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
+impl HealthCheckConfig {
+    /// Time between probes, when the file says nothing.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+    /// One probe's limit, when the file says nothing.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Passes in a row that make a backend healthy, when the file says nothing.
+    pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
+    /// Failures in a row that make a backend unhealthy, when the file says nothing.
+    pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
+}
+
+impl AccessLogConfig {
+    /// Lines buffered for the writer thread before new ones are dropped, when the file says
+    /// nothing.
+    pub const DEFAULT_BUFFER: usize = 8192;
 }
 
 /// One upstream server.
