@@ -6,6 +6,7 @@
 mod support;
 
 mod access_log_formats;
+mod admin_api;
 mod admin_guard;
 mod architecture;
 mod balancing;
@@ -13,6 +14,7 @@ mod config_files;
 mod control_plane;
 mod discovery_dns;
 mod discovery_redis;
+mod drain;
 mod edge;
 mod edge_framing;
 mod failover;
@@ -20,8 +22,8 @@ mod fleet;
 mod forwarding;
 mod grpc;
 mod health;
-mod live;
 mod observability;
+mod reload;
 mod routing;
 mod signals;
 mod status_page;

@@ -33,6 +33,11 @@ pub struct TestProxy {
 }
 
 impl TestProxy {
+    /// Starts the proxy on a typed config.
+    pub async fn start_config(config: &config::ConfigBuilder) -> Self {
+        Self::start(&config.toml()).await
+    }
+
     /// Starts the proxy; the TOML should bind its listener to `127.0.0.1:0`.
     pub async fn start(toml: &str) -> Self {
         // Logs go to the test's captured output (shown for failing tests, or with --nocapture).
@@ -107,6 +112,16 @@ pub fn single_pool_toml(
         .with_pool(|pool| pool.set("algorithm", algorithm).merge(pool_settings))
         .merge(top)
         .toml()
+}
+
+/// A config with one round-robin pool over `backends` (name, address, weight); `top` is
+/// top-level TOML, `pool_settings` goes into the pool table.
+pub fn round_robin_toml(
+    backends: &[(&str, SocketAddr, u32)],
+    top: &str,
+    pool_settings: &str,
+) -> String {
+    single_pool_toml("weighted_round_robin", backends, top, pool_settings)
 }
 
 /// A keep-alive HTTP/1.1 client.

@@ -1,19 +1,16 @@
-//! Live changes through the real proxy: reloads under load, rejected configs, drains, weight
-//! overrides, state kept across reloads, admin authentication, and the event stream.
+//! Config reloads through the real proxy: reloads under load lose no request, rejected configs
+//! are reported with line and column while the old one serves, runtime state (weights, health,
+//! probe counts) survives reloads that do not touch it, a broken file is reported once per
+//! content, and the summary names what changed and what waits for a restart.
 
+use crate::support::config::{ConfigBuilder, PoolBuilder};
 use crate::support::events::EventStream;
 use crate::support::*;
-use std::net::SocketAddr;
+use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use switchyard::upstream::State;
 use tokio::time::Instant;
-
-/// A config with one round-robin pool over `backends` (name, address, weight); `extra` is
-/// top-level TOML, `pool_extra` goes into the pool table.
-fn config(backends: &[(&str, SocketAddr, u32)], extra: &str, pool_extra: &str) -> String {
-    single_pool_toml("weighted_round_robin", backends, extra, pool_extra)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_storm_drops_no_request_and_weights_follow_each_reload() {
@@ -24,13 +21,13 @@ async fn reload_storm_drops_no_request_and_weights_follow_each_reload() {
     );
     let version = |i: usize| {
         if i % 2 == 0 {
-            config(
+            round_robin_toml(
                 &[("a", a.addr, 1), ("b", b.addr, 3), ("c", c.addr, 2)],
                 "[reload]\nwatch = false\n",
                 "",
             )
         } else {
-            config(
+            round_robin_toml(
                 &[("a", a.addr, 3), ("b", b.addr, 1)],
                 "[reload]\nwatch = false\n",
                 "",
@@ -116,7 +113,7 @@ async fn reload_storm_drops_no_request_and_weights_follow_each_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_configs_are_rejected_with_line_and_column_and_the_old_one_keeps_serving() {
     let up = Upstream::start("up").await;
-    let good = config(
+    let good = round_robin_toml(
         &[("up", up.addr, 1)],
         "[reload]\nwatch = true\ndebounce = \"50ms\"\n",
         "",
@@ -196,66 +193,9 @@ async fn invalid_configs_are_rejected_with_line_and_column_and_the_old_one_keeps
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drained_backend_finishes_its_slow_request_and_takes_no_new_ones() {
-    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
-    let proxy = TestProxy::start(&config(&[("a", a.addr, 1), ("b", b.addr, 1)], "", "")).await;
-
-    let url = proxy.url("/hold");
-    let slow = tokio::spawn(async move { get(&client(), &url, None).await });
-    eventually(DEADLINE, "a held request", || a.held() + b.held() == 1).await;
-    let (busy, other) = if a.held() == 1 { (&a, &b) } else { (&b, &a) };
-
-    let backend_path = format!("/api/pools/pool/backends/{}", busy.name);
-    let (status, view) = proxy
-        .admin("POST", &format!("{backend_path}/drain"), None, None)
-        .await;
-    assert_eq!(status, 200, "{view}");
-    assert_eq!(
-        (view["state"].as_str(), view["in_flight"].as_u64()),
-        (Some("draining"), Some(1))
-    );
-
-    let client = client();
-    for _ in 0..10 {
-        assert_eq!(
-            get(&client, &proxy.url("/"), None).await.upstream(),
-            other.name
-        );
-    }
-    busy.release_held();
-    assert_eq!(
-        slow.await.unwrap().status,
-        200,
-        "the in-flight request on the drained backend failed"
-    );
-    let view = poll_until(DEADLINE, "the backend drained", || async {
-        let (_, view) = proxy.admin("GET", &backend_path, None, None).await;
-        (view["state"] == "drained").then_some(view)
-    })
-    .await;
-    assert_eq!(view["in_flight"], 0);
-
-    let (status, view) = proxy
-        .admin("POST", &format!("{backend_path}/undrain"), None, None)
-        .await;
-    assert_eq!(
-        (status.as_u16(), view["state"].as_str()),
-        (200, Some("healthy"))
-    );
-    let served = busy.requests();
-    for _ in 0..4 {
-        get(&client, &proxy.url("/"), None).await;
-    }
-    assert!(
-        busy.requests() > served,
-        "undrained backend gets traffic again"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weight_override_applies_live_and_survives_a_reload_that_does_not_touch_it() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
-    let text = config(
+    let text = round_robin_toml(
         &[("a", a.addr, 1), ("b", b.addr, 1)],
         "[reload]\nwatch = false\n",
         "",
@@ -291,7 +231,7 @@ async fn weight_override_applies_live_and_survives_a_reload_that_does_not_touch_
     );
 
     // A reload that changes only b keeps a's override; b's file weight wins for b.
-    let reweighted = config(
+    let reweighted = round_robin_toml(
         &[("a", a.addr, 1), ("b", b.addr, 2)],
         "[reload]\nwatch = false\n",
         "",
@@ -327,7 +267,7 @@ async fn weight_override_applies_live_and_survives_a_reload_that_does_not_touch_
 async fn health_state_survives_a_reload_that_does_not_touch_the_backend() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
     let check = "[pools.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\nhealthy_threshold = 100\n\n";
-    let text = config(
+    let text = round_robin_toml(
         &[("a", a.addr, 1), ("b", b.addr, 1)],
         "[reload]\nwatch = false\n",
         check,
@@ -342,7 +282,7 @@ async fn health_state_survives_a_reload_that_does_not_touch_the_backend() {
         .admin("GET", "/api/pools/pool/backends/b", None, None)
         .await;
 
-    let reweighted = config(
+    let reweighted = round_robin_toml(
         &[("a", a.addr, 2), ("b", b.addr, 1)],
         "[reload]\nwatch = false\n",
         check,
@@ -368,124 +308,101 @@ async fn health_state_survives_a_reload_that_does_not_touch_the_backend() {
     assert_eq!(b.requests(), served);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_api_requires_the_token_and_answers_unknown_routes_and_methods() {
-    let up = Upstream::start("up").await;
-    let token_path = temp_config("").with_file_name("token");
-    std::fs::write(&token_path, "s3cret-token\n").unwrap();
-    let admin = format!("token_file = \"{}\"\n", token_path.display());
-    let toml = config(&[("up", up.addr, 1)], &format!("[admin]\n{admin}"), "");
-    let proxy = TestProxy::start(&toml).await;
+/// A proxy reloadable from its file, over `a` and `b` with probes every 100 ms and the given
+/// thresholds; returns it and the config, to be written again with other probe settings.
+async fn probed(
+    a: &Upstream,
+    b: &Upstream,
+    fall: i64,
+    rise: i64,
+) -> (TestProxy, ConfigBuilder, std::path::PathBuf) {
+    let config = ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)])
+        .set("reload.watch", false)
+        .with_pool(|pool| pool.http_checks("100ms", fall, rise));
+    let path = temp_config(&config.toml());
+    (TestProxy::start_file(&path).await, config, path)
+}
 
-    for (method, path, token, expected) in [
-        ("GET", "/api/pools", None, 401),
-        ("GET", "/api/pools", Some("wrong"), 401),
-        (
-            "POST",
-            "/api/pools/pool/backends/up/drain",
-            Some("s3cret-tok"),
-            401,
-        ),
-    ] {
-        let status = proxy.admin(method, path, None, token).await.0;
-        assert_eq!(status, expected, "{method} {path} with {token:?}");
-    }
-    let (status, pools) = proxy
-        .admin("GET", "/api/pools", None, Some("s3cret-token"))
-        .await;
-    assert_eq!(
-        (status.as_u16(), pools[0]["name"].as_str()),
-        (200, Some("pool"))
-    );
-    assert_eq!(
-        proxy.admin("GET", "/healthz", None, None).await.0,
-        200,
-        "health check needs no token"
-    );
-    for (method, path, expected) in [
-        ("GET", "/api/nothing", 404),
-        ("GET", "/api/pools/none", 404),
-        ("GET", "/api/pools/pool/backends/none", 404),
-        ("DELETE", "/api/pools", 405),
-        ("GET", "/api/pools/pool/backends/up/drain", 405),
-    ] {
-        let status = proxy
-            .admin(method, path, None, Some("s3cret-token"))
-            .await
-            .0;
-        assert_eq!(status, expected, "{method} {path}");
-    }
-    let (status, config) = proxy
-        .admin("GET", "/api/config", None, Some("s3cret-token"))
-        .await;
-    assert_eq!(status, 200);
-    assert!(config.get("config").is_some());
+/// Writes `config` with another probe interval and reloads it.
+async fn reload_probe_settings(proxy: &TestProxy, config: ConfigBuilder, path: &std::path::Path) {
+    let changed = config.with_pool(|pool| pool.set("health_check.interval", "120ms"));
+    std::fs::write(path, changed.toml()).unwrap();
+    let (status, outcome): (_, Value) = proxy.admin("POST", "/api/reload", None, None).await;
+    assert_eq!(status, 200, "{outcome}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_on_a_public_address_without_a_token_refuses_to_start() {
-    let toml = config(
-        &[("up", closed_port(), 1)],
-        "[admin]\nbind = \"0.0.0.0:0\"\ntoken_env = \"SWITCHYARD_TEST_TOKEN_THAT_IS_NEVER_SET\"",
-        "",
-    );
-    let config = switchyard::config::parse(&toml, "test.toml").unwrap();
-    let err = switchyard::gateway::Gateway::start(&config)
-        .await
-        .expect_err("must refuse to start");
-    assert!(
-        matches!(err, switchyard::gateway::StartError::AdminWithoutToken(_)),
-        "{err}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn event_stream_reports_drains_and_health_transitions() {
+async fn an_unhealthy_backend_still_needs_its_healthy_threshold_after_a_probe_reload() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
-    let check = "[pools.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\n\n";
-    let proxy = TestProxy::start(&config(&[("a", a.addr, 1), ("b", b.addr, 1)], "", check)).await;
+    let (proxy, config, path) = probed(&a, &b, 1, 3).await;
+    b.set_health_status(503);
+    wait_for_state(&proxy, "pool", "b", State::Unhealthy).await;
+
+    reload_probe_settings(&proxy, config, &path).await;
+    let before = b.health_probes();
+    b.set_health_status(200);
+    wait_for_state(&proxy, "pool", "b", State::Healthy).await;
+    let passes = b.health_probes() - before;
+    assert!(
+        passes >= 3,
+        "back after {passes} passing probes; healthy_threshold is 3"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_backend_still_needs_its_unhealthy_threshold_after_a_probe_reload() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let (proxy, config, path) = probed(&a, &b, 3, 1).await;
+    eventually(DEADLINE, "b probed", || b.health_probes() >= 1).await;
+
+    reload_probe_settings(&proxy, config, &path).await;
+    let before = b.health_probes();
+    b.set_health_status(503);
+    wait_for_state(&proxy, "pool", "b", State::Unhealthy).await;
+    let failures = b.health_probes() - before;
+    assert!(
+        failures >= 3,
+        "down after {failures} failed probes; unhealthy_threshold is 3"
+    );
+}
+
+/// A reload that changes a backend's weight in the file ends its weight override, and says so
+/// on the event stream as the API's own change does; before any reload, GET /api/reload says
+/// there was none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_change_that_ends_a_weight_override_is_announced() {
+    let a = Upstream::start("a").await;
+    let config = |weight: i64| {
+        ConfigBuilder::new()
+            .set("reload.watch", false)
+            .pool(PoolBuilder::new("pool").backend("a", a.addr, weight as u32))
+            .route("all", None, "/", "pool")
+    };
+    let path = temp_config(&config(1).toml());
+    let proxy = TestProxy::start_file(&path).await;
+    let (status, last) = proxy.admin("GET", "/api/reload", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(last["result"], "none", "{last}");
+    assert_eq!(last["generation"], 1, "{last}");
 
     let mut events = EventStream::open(proxy.gateway.admin_addr().unwrap(), None).await;
-
-    proxy
-        .admin("POST", "/api/pools/pool/backends/a/drain", None, None)
+    let (status, _) = proxy
+        .admin(
+            "PUT",
+            "/api/pools/pool/backends/a/weight",
+            Some(r#"{"weight": 7}"#),
+            None,
+        )
         .await;
-    let event = events
-        .next_matching(|e| e["type"] == "backend" && e["backend"] == "a")
-        .await;
-    assert_eq!(
-        (event["from"].as_str(), event["to"].as_str()),
-        (Some("healthy"), Some("drained"))
-    );
-
-    b.set_health_status(500);
-    let event = events
-        .next_matching(|e| e["type"] == "backend" && e["backend"] == "b")
-        .await;
-    assert_eq!(event["to"], "unhealthy");
-    assert!(
-        event["reason"].as_str().unwrap().contains("status 500"),
-        "{event}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lame_duck_through_the_api_fails_healthz_but_keeps_serving() {
-    let up = Upstream::start("up").await;
-    let proxy = TestProxy::start(&config(&[("up", up.addr, 1)], "", "")).await;
-    let client = client();
-    let healthz = format!("http://{}/healthz", proxy.gateway.admin_addr().unwrap());
-    let (status, answer) = proxy.admin("POST", "/api/lameduck", None, None).await;
-    assert_eq!((status.as_u16(), &answer["lame_duck"]), (200, &true.into()));
-    let health = get(&client, &healthz, None).await;
-    assert_eq!(
-        (health.status.as_u16(), health.body.as_str()),
-        (503, "lame duck\n")
-    );
-    assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
-    let (_, answer) = proxy.admin("DELETE", "/api/lameduck", None, None).await;
-    assert_eq!(answer["lame_duck"], false);
-    assert_eq!(get(&client, &healthz, None).await.status, 200);
+    assert_eq!(status, 200);
+    let set = events.next_matching(|e| e["type"] == "weight").await;
+    assert_eq!(set["weight"], 7, "{set}");
+    std::fs::write(&path, config(3).toml()).unwrap();
+    let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
+    assert_eq!(status, 200, "{outcome}");
+    let cleared = events.next_matching(|e| e["type"] == "weight").await;
+    assert!(cleared["weight"].is_null(), "{cleared}");
+    assert_eq!(cleared["backend"], "a", "{cleared}");
 }
 
 /// `switchyard_config_reloads_total{result="rejected"}` now.
