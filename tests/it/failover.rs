@@ -2,6 +2,7 @@
 //! three backends killed under steady GET load fail no request, a dead backend is tried only a
 //! few times per second, and a failing backend still gets only its share of first attempts.
 
+use crate::support::config::ConfigBuilder;
 use crate::support::upstream::start_raw;
 use crate::support::*;
 use std::sync::Arc;
@@ -29,9 +30,14 @@ async fn two_of_three_backends_killed_under_load_fail_no_get() {
         .zip(&backends)
         .map(|(name, u)| (*name, u.addr, 1))
         .collect();
-    let probes = "[pools.health_check]\ntype = \"http\"\npath = \"/health\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nunhealthy_threshold = 2\n\n";
-    let proxy =
-        TestProxy::start(&single_pool_toml("weighted_round_robin", &list, "", probes)).await;
+    let proxy = TestProxy::start_config(&ConfigBuilder::single_pool(&list).with_pool(|pool| {
+        pool.set("health_check.type", "http")
+            .set("health_check.path", "/health")
+            .set("health_check.interval", "1s")
+            .set("health_check.timeout", "500ms")
+            .set("health_check.unhealthy_threshold", 2)
+    }))
+    .await;
     let stop = Arc::new(AtomicBool::new(false));
     let load = get_load(
         proxy.url("/"),
@@ -82,14 +88,14 @@ async fn retries_do_not_shift_the_rotation_of_first_attempts() {
     let c = Upstream::start("c").await;
     // b closes every connection without answering: each attempt on it fails and is retried.
     let (b, b_attempts) = start_raw(b"").await;
-    let settings =
-        "retry_budget_percent = 100\n[pools.outlier_detection]\nconsecutive_failures = 0\n\n";
-    let proxy = TestProxy::start(&single_pool_toml(
-        "weighted_round_robin",
-        &[("a", a.addr, 1), ("b", b, 1), ("c", c.addr, 1)],
-        "",
-        settings,
-    ))
+    let proxy = TestProxy::start_config(
+        &ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b, 1), ("c", c.addr, 1)]).with_pool(
+            |pool| {
+                pool.set("retry_budget_percent", 100)
+                    .set("outlier_detection.consecutive_failures", 0)
+            },
+        ),
+    )
     .await;
     let client = client();
     let failed = AtomicUsize::new(0);
@@ -120,27 +126,30 @@ async fn retries_do_not_shift_the_rotation_of_first_attempts() {
     }
 }
 
-/// A pool over a hung backend and a healthy one with `settings`, and `top`.
-async fn hung_and_healthy(settings: &str, top: &str) -> (Upstream, TestProxy) {
+/// A pool over a hung backend and a healthy one, with the whole retry budget, no passive
+/// ejection, a 300 ms response timeout and `retry_on` as given (`None`: the default).
+async fn hung_and_healthy(retry_on: Option<&[&str]>) -> (Upstream, TestProxy) {
     let healthy = Upstream::start("ok").await;
     let hung = crate::support::upstream::start_hung().await;
-    let settings = format!("{settings}\n[pools.outlier_detection]\nconsecutive_failures = 0\n\n");
-    let proxy = TestProxy::start(&single_pool_toml(
-        "weighted_round_robin",
-        &[("hung", hung, 1), ("ok", healthy.addr, 1)],
-        top,
-        &settings,
-    ))
-    .await;
-    (healthy, proxy)
+    let config = ConfigBuilder::single_pool(&[("hung", hung, 1), ("ok", healthy.addr, 1)])
+        .set("timeouts.response_header", "300ms")
+        .with_pool(|pool| {
+            let pool = pool
+                .set("retry_budget_percent", 100)
+                .set("outlier_detection.consecutive_failures", 0);
+            match retry_on {
+                Some(conditions) => pool.set("retry_on", conditions.to_vec()),
+                None => pool,
+            }
+        });
+    (healthy, TestProxy::start_config(&config).await)
 }
 
 /// By default (NGINX's `proxy_next_upstream error timeout`) a hung backend that still accepts
 /// connections costs GETs nothing; a POST is never replayed.
 #[tokio::test]
 async fn by_default_a_hung_backend_costs_gets_nothing_and_posts_still_time_out() {
-    let top = "[timeouts]\nresponse_header = \"300ms\"\n";
-    let (healthy, proxy) = hung_and_healthy("retry_budget_percent = 100\n", top).await;
+    let (healthy, proxy) = hung_and_healthy(None).await;
     let client = client();
     for i in 0..6 {
         let answer = get(&client, &proxy.url("/"), None).await;
@@ -158,11 +167,7 @@ async fn by_default_a_hung_backend_costs_gets_nothing_and_posts_still_time_out()
     assert!(statuses.contains(&504), "{statuses:?}");
 
     // Without `timeout` in retry_on the GETs that meet the hung backend get 504.
-    let (_healthy, proxy) = hung_and_healthy(
-        "retry_on = [\"connect-failure\", \"reset\"]\nretry_budget_percent = 100\n",
-        top,
-    )
-    .await;
+    let (_healthy, proxy) = hung_and_healthy(Some(&["connect-failure", "reset"])).await;
     let mut timed_out = 0;
     for _ in 0..6 {
         if get(&client, &proxy.url("/"), None).await.status == 504 {
@@ -179,13 +184,14 @@ async fn by_default_a_hung_backend_costs_gets_nothing_and_posts_still_time_out()
 async fn with_retry_on_5xx_an_erroring_backend_is_skipped_and_a_pool_of_them_passes_the_5xx_on() {
     let (bad, good) = (Upstream::start("bad").await, Upstream::start("good").await);
     bad.set_status(503);
-    let settings = "retry_on = [\"5xx\"]\nretry_budget_percent = 100\n";
-    let proxy = TestProxy::start(&single_pool_toml(
-        "weighted_round_robin",
-        &[("bad", bad.addr, 1), ("good", good.addr, 1)],
-        "",
-        settings,
-    ))
+    let proxy = TestProxy::start_config(
+        &ConfigBuilder::single_pool(&[("bad", bad.addr, 1), ("good", good.addr, 1)]).with_pool(
+            |pool| {
+                pool.set("retry_on", vec!["5xx"])
+                    .set("retry_budget_percent", 100)
+            },
+        ),
+    )
     .await;
     let client = client();
     for i in 0..6 {
@@ -217,13 +223,16 @@ async fn the_request_deadline_bounds_every_attempt_together() {
         crate::support::upstream::start_hung().await,
     ]
     .into();
-    let settings = "retry_on = [\"timeout\"]\nretry_budget_percent = 100\n[pools.outlier_detection]\nconsecutive_failures = 0\n\n";
-    let proxy = TestProxy::start(&single_pool_toml(
-        "weighted_round_robin",
-        &[("a", hung[0], 1), ("b", hung[1], 1), ("c", hung[2], 1)],
-        "[timeouts]\nresponse_header = \"2s\"\nrequest = \"300ms\"\n",
-        settings,
-    ))
+    let proxy = TestProxy::start_config(
+        &ConfigBuilder::single_pool(&[("a", hung[0], 1), ("b", hung[1], 1), ("c", hung[2], 1)])
+            .set("timeouts.response_header", "2s")
+            .set("timeouts.request", "300ms")
+            .with_pool(|pool| {
+                pool.set("retry_on", vec!["timeout"])
+                    .set("retry_budget_percent", 100)
+                    .set("outlier_detection.consecutive_failures", 0)
+            }),
+    )
     .await;
     let started = tokio::time::Instant::now();
     let answer = get(&client(), &proxy.url("/"), None).await;
