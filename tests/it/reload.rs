@@ -21,17 +21,13 @@ async fn reload_storm_drops_no_request_and_weights_follow_each_reload() {
     );
     let version = |i: usize| {
         if i % 2 == 0 {
-            round_robin_toml(
-                &[("a", a.addr, 1), ("b", b.addr, 3), ("c", c.addr, 2)],
-                "[reload]\nwatch = false\n",
-                "",
-            )
+            ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 3), ("c", c.addr, 2)])
+                .set("reload.watch", false)
+                .toml()
         } else {
-            round_robin_toml(
-                &[("a", a.addr, 3), ("b", b.addr, 1)],
-                "[reload]\nwatch = false\n",
-                "",
-            )
+            ConfigBuilder::single_pool(&[("a", a.addr, 3), ("b", b.addr, 1)])
+                .set("reload.watch", false)
+                .toml()
         }
     };
     let path = temp_config(&version(1));
@@ -113,11 +109,10 @@ async fn reload_storm_drops_no_request_and_weights_follow_each_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_configs_are_rejected_with_line_and_column_and_the_old_one_keeps_serving() {
     let up = Upstream::start("up").await;
-    let good = round_robin_toml(
-        &[("up", up.addr, 1)],
-        "[reload]\nwatch = true\ndebounce = \"50ms\"\n",
-        "",
-    );
+    let good = ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+        .set("reload.watch", true)
+        .set("reload.debounce", "50ms")
+        .toml();
     let path = temp_config(&good);
     let proxy = TestProxy::start_file(&path).await;
     let client = client();
@@ -195,11 +190,9 @@ async fn invalid_configs_are_rejected_with_line_and_column_and_the_old_one_keeps
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weight_override_applies_live_and_survives_a_reload_that_does_not_touch_it() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
-    let text = round_robin_toml(
-        &[("a", a.addr, 1), ("b", b.addr, 1)],
-        "[reload]\nwatch = false\n",
-        "",
-    );
+    let text = ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)])
+        .set("reload.watch", false)
+        .toml();
     let path = temp_config(&text);
     let proxy = TestProxy::start_file(&path).await;
 
@@ -231,11 +224,9 @@ async fn weight_override_applies_live_and_survives_a_reload_that_does_not_touch_
     );
 
     // A reload that changes only b keeps a's override; b's file weight wins for b.
-    let reweighted = round_robin_toml(
-        &[("a", a.addr, 1), ("b", b.addr, 2)],
-        "[reload]\nwatch = false\n",
-        "",
-    );
+    let reweighted = ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 2)])
+        .set("reload.watch", false)
+        .toml();
     assert_ne!(reweighted, text);
     std::fs::write(&path, reweighted).unwrap();
     let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
@@ -266,12 +257,19 @@ async fn weight_override_applies_live_and_survives_a_reload_that_does_not_touch_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_state_survives_a_reload_that_does_not_touch_the_backend() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
-    let check = "[pools.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\nhealthy_threshold = 100\n\n";
-    let text = round_robin_toml(
-        &[("a", a.addr, 1), ("b", b.addr, 1)],
-        "[reload]\nwatch = false\n",
-        check,
-    );
+    let config = |backends: &[(&str, std::net::SocketAddr, u32)]| {
+        ConfigBuilder::single_pool(backends)
+            .set("reload.watch", false)
+            .with_pool(|pool| {
+                pool.set("health_check.path", "/health")
+                    .set("health_check.interval", "100ms")
+                    .set("health_check.timeout", "100ms")
+                    .set("health_check.unhealthy_threshold", 1)
+                    .set("health_check.healthy_threshold", 100)
+            })
+            .toml()
+    };
+    let text = config(&[("a", a.addr, 1), ("b", b.addr, 1)]);
     let path = temp_config(&text);
     let proxy = TestProxy::start_file(&path).await;
 
@@ -282,11 +280,7 @@ async fn health_state_survives_a_reload_that_does_not_touch_the_backend() {
         .admin("GET", "/api/pools/pool/backends/b", None, None)
         .await;
 
-    let reweighted = round_robin_toml(
-        &[("a", a.addr, 2), ("b", b.addr, 1)],
-        "[reload]\nwatch = false\n",
-        check,
-    );
+    let reweighted = config(&[("a", a.addr, 2), ("b", b.addr, 1)]);
     assert_ne!(reweighted, text);
     std::fs::write(&path, reweighted).unwrap();
     let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
