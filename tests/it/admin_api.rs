@@ -61,11 +61,10 @@ async fn admin_api_requires_the_token_and_answers_unknown_routes_and_methods() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_on_a_public_address_without_a_token_refuses_to_start() {
-    let toml = round_robin_toml(
-        &[("up", closed_port(), 1)],
-        "[admin]\nbind = \"0.0.0.0:0\"\ntoken_env = \"SWITCHYARD_TEST_TOKEN_THAT_IS_NEVER_SET\"",
-        "",
-    );
+    let toml = ConfigBuilder::single_pool(&[("up", closed_port(), 1)])
+        .set("admin.bind", "0.0.0.0:0")
+        .set("admin.token_env", "SWITCHYARD_TEST_TOKEN_THAT_IS_NEVER_SET")
+        .toml();
     let config = switchyard::config::parse(&toml, "test.toml").unwrap();
     let err = switchyard::gateway::Gateway::start(&config)
         .await
@@ -79,7 +78,7 @@ async fn admin_on_a_public_address_without_a_token_refuses_to_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lame_duck_through_the_api_fails_healthz_but_keeps_serving() {
     let up = Upstream::start("up").await;
-    let proxy = TestProxy::start(&round_robin_toml(&[("up", up.addr, 1)], "", "")).await;
+    let proxy = TestProxy::start_config(&ConfigBuilder::single_pool(&[("up", up.addr, 1)])).await;
     let client = client();
     let healthz = format!("http://{}/healthz", proxy.gateway.admin_addr().unwrap());
     let (status, answer) = proxy.admin("POST", "/api/lameduck", None, None).await;

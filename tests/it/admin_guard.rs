@@ -1,6 +1,7 @@
 //! The admin API cannot be driven from a browser when it has no token, the bearer scheme is
 //! matched in any case, and a read-only token reads but cannot change anything.
 
+use crate::support::config::ConfigBuilder;
 use crate::support::{TestProxy, Upstream};
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -9,7 +10,7 @@ use http_body_util::Full;
 async fn proxy_with(admin_settings: &str) -> (Upstream, TestProxy) {
     let upstream = Upstream::start("a").await;
     // `admin_settings` are keys of `[admin]`, merged into that table.
-    let config = crate::support::config::ConfigBuilder::single_pool(&[("a", upstream.addr, 1)])
+    let config = ConfigBuilder::single_pool(&[("a", upstream.addr, 1)])
         .merge(&format!("[admin]\n{admin_settings}"))
         .toml();
     (upstream, TestProxy::start(&config).await)

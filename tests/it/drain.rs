@@ -10,11 +10,10 @@ use switchyard::upstream::State;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drained_backend_finishes_its_slow_request_and_takes_no_new_ones() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
-    let proxy = TestProxy::start(&round_robin_toml(
-        &[("a", a.addr, 1), ("b", b.addr, 1)],
-        "",
-        "",
-    ))
+    let proxy = TestProxy::start_config(&ConfigBuilder::single_pool(&[
+        ("a", a.addr, 1),
+        ("b", b.addr, 1),
+    ]))
     .await;
 
     let url = proxy.url("/hold");

@@ -1,6 +1,7 @@
 //! Edge safety through the real proxy with raw-bytes clients: a client's broken or abandoned
 //! request body is the client's fault (never a backend's), and a stalled body is cut off.
 
+use crate::support::config::ConfigBuilder;
 use crate::support::raw;
 use crate::support::{DEADLINE, TestProxy, Upstream, poll_until};
 use std::net::SocketAddr;
@@ -58,11 +59,10 @@ async fn abandoned_uploads_are_logged_499_and_never_count_against_a_backend() {
     let log = crate::support::temp_dir().join("access.log");
     let a = Upstream::start("a").await;
     let b = Upstream::start("b").await;
-    let config =
-        crate::support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)])
-            .set("access_log.enabled", true)
-            .set("access_log.path", log.display().to_string())
-            .toml();
+    let config = ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)])
+        .set("access_log.enabled", true)
+        .set("access_log.path", log.display().to_string())
+        .toml();
     let proxy = TestProxy::start(&config).await;
     for declared in [100, 1_000_000] {
         for _ in 0..12 {
@@ -209,7 +209,7 @@ fn accept_queue(port: u16) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_queue_a_burst_of_connections() {
     let a = Upstream::start("a").await;
-    let config = crate::support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)]);
+    let config = ConfigBuilder::single_pool(&[("a", a.addr, 1)]);
     let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
         .unwrap()
         .trim()

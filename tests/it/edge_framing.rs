@@ -3,12 +3,13 @@
 //! byte-recording backend shows exactly what was forwarded.
 
 use crate::support::TestProxy;
+use crate::support::config::ConfigBuilder;
 use crate::support::raw::{self, Recorder};
 use crate::support::upstream::start_raw;
 
 async fn recorded_proxy(top: &str, route_settings: &str) -> (Recorder, TestProxy) {
     let recorder = Recorder::start().await;
-    let config = crate::support::config::ConfigBuilder::single_pool(&[("r", recorder.addr, 1)])
+    let config = ConfigBuilder::single_pool(&[("r", recorder.addr, 1)])
         .merge(top)
         .with_route(|route| route.merge(route_settings))
         .toml();
@@ -187,13 +188,9 @@ async fn unsound_upstream_responses_are_refused_or_reframed() {
         ),
     ] {
         let (upstream, _) = start_raw(reply).await;
-        let config = crate::support::single_pool_toml(
-            "weighted_round_robin",
-            &[("raw", upstream, 1)],
-            "",
-            "retries = 0\n",
-        );
-        let proxy = TestProxy::start(&config).await;
+        let config = ConfigBuilder::single_pool(&[("raw", upstream, 1)])
+            .with_pool(|pool| pool.set("retries", 0));
+        let proxy = TestProxy::start_config(&config).await;
         let answer = crate::support::get(&crate::support::client(), &proxy.url("/"), None).await;
         assert_eq!(answer.status, expected_status, "{}", String::from_utf8_lossy(reply));
         if let Some(body) = expected_body {

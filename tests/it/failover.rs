@@ -250,7 +250,7 @@ async fn the_request_deadline_bounds_every_attempt_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_stalling_their_uploads_get_408_and_never_eject_the_backend() {
     let a = Upstream::start("a").await;
-    let config = crate::support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)])
+    let config = ConfigBuilder::single_pool(&[("a", a.addr, 1)])
         .set("timeouts.response_header", "1s")
         .set("timeouts.request_body", "2s");
     let proxy = TestProxy::start(&config.toml()).await;
@@ -276,7 +276,7 @@ async fn clients_stalling_their_uploads_get_408_and_never_eject_the_backend() {
 async fn a_slow_upload_is_not_a_silent_backend() {
     use tokio::io::AsyncWriteExt;
     let a = Upstream::start("a").await;
-    let config = crate::support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)])
+    let config = ConfigBuilder::single_pool(&[("a", a.addr, 1)])
         .set("timeouts.response_header", "300ms")
         .set("timeouts.request_body", "10s");
     let proxy = TestProxy::start(&config.toml()).await;

@@ -1,6 +1,7 @@
 //! Forwarding through the real proxy: header rewriting both ways, HTTP/2 cleartext, every
 //! error status triggered for real, client timeouts, and malformed input.
 
+use crate::support::config::ConfigBuilder;
 use crate::support::upstream::{start_hung, start_raw};
 use crate::support::*;
 use bytes::Bytes;
@@ -20,7 +21,7 @@ async fn proxy_to(backends: &[SocketAddr], settings: &[(&str, &str)]) -> TestPro
         .map(|(i, a)| (["b0", "b1", "b2"][i], *a, 1))
         .collect();
     let config = settings.iter().fold(
-        crate::support::config::ConfigBuilder::single_pool(&list),
+        ConfigBuilder::single_pool(&list),
         |config, (path, value)| config.set(path, *value),
     );
     TestProxy::start(&config.toml()).await
@@ -185,7 +186,7 @@ async fn hung_upstream_gives_504_after_the_response_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_backends_give_503_with_retry_after() {
     let upstream = Upstream::start("up").await;
-    let toml = crate::support::config::ConfigBuilder::single_pool(&[("only", upstream.addr, 1)])
+    let toml = ConfigBuilder::single_pool(&[("only", upstream.addr, 1)])
         .with_pool(|pool| pool.set_backend("max_requests", 1))
         .toml();
     let proxy = TestProxy::start(&toml).await;

@@ -2,6 +2,7 @@
 //! stream and a bidirectional stream, with statuses carried in trailers (and in trailers-only
 //! answers), and `grpc_status` in the access log.
 
+use crate::support::config::ConfigBuilder;
 use crate::support::*;
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -41,7 +42,7 @@ async fn start_grpc_server() -> (std::net::SocketAddr, tonic_health::server::Hea
 }
 
 async fn proxy_for(grpc: std::net::SocketAddr, log: &std::path::Path) -> TestProxy {
-    let toml = crate::support::config::ConfigBuilder::single_pool(&[("grpc", grpc, 1)])
+    let toml = ConfigBuilder::single_pool(&[("grpc", grpc, 1)])
         .with_pool(|pool| pool.set("protocol", "h2c"))
         .set("access_log.enabled", true)
         .set("access_log.format", "json")

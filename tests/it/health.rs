@@ -408,7 +408,7 @@ async fn a_demo_upstream_told_to_fail_leaves_the_rotation_and_comes_back() {
         switchyard::demo::UPSTREAMS[1],
         stop.clone(),
     ));
-    let config = crate::support::config::ConfigBuilder::single_pool(&[("beta", addr, 1)])
+    let config = ConfigBuilder::single_pool(&[("beta", addr, 1)])
         .with_pool(|pool| pool.http_checks("100ms", 2, 2));
     let proxy = TestProxy::start(&config.toml()).await;
     wait_for_state(&proxy, "pool", "beta", State::Healthy).await;

@@ -195,13 +195,15 @@ async fn counters_histograms_and_gauges_match_scripted_traffic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_gauges_follow_a_health_transition_and_a_drain() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
-    let toml = single_pool_toml(
-        "weighted_round_robin",
-        &[("a", a.addr, 1), ("b", b.addr, 1)],
-        "",
-        "[pools.health_check]\npath = \"/health\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\nhealthy_threshold = 1\n",
-    );
-    let proxy = TestProxy::start(&toml).await;
+    let config =
+        ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)]).with_pool(|pool| {
+            pool.set("health_check.path", "/health")
+                .set("health_check.interval", "100ms")
+                .set("health_check.timeout", "100ms")
+                .set("health_check.unhealthy_threshold", 1)
+                .set("health_check.healthy_threshold", 1)
+        });
+    let proxy = TestProxy::start_config(&config).await;
     let state = |s: &[Sample], backend: &str, state: &str| {
         sum(
             s,
@@ -237,12 +239,9 @@ async fn state_gauges_follow_a_health_transition_and_a_drain() {
 async fn series_of_a_removed_backend_are_gone_after_reload() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
     let text = |backends: &[(&str, std::net::SocketAddr, u32)]| {
-        single_pool_toml(
-            "weighted_round_robin",
-            backends,
-            "[reload]\nwatch = false\n",
-            "",
-        )
+        ConfigBuilder::single_pool(backends)
+            .set("reload.watch", false)
+            .toml()
     };
     let path = temp_config(&text(&[("a", a.addr, 1), ("b", b.addr, 1)]));
     let proxy = TestProxy::start_file(&path).await;
@@ -412,7 +411,7 @@ fn has(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_alerts_rely_on_exist_at_zero_before_the_first_event() {
     let a = Upstream::start("a").await;
-    let config = crate::support::config::ConfigBuilder::single_pool(&[("a", a.addr, 1)])
+    let config = ConfigBuilder::single_pool(&[("a", a.addr, 1)])
         .with_pool(|pool| pool.http_checks("1s", 3, 2));
     let proxy = TestProxy::start(&config.toml()).await;
     let samples = scrape(&proxy).await;

@@ -414,7 +414,7 @@ async fn rejections(proxy: &TestProxy) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_file_left_on_disk_is_reported_once_per_content() {
     let up = Upstream::start("up").await;
-    let config = crate::support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+    let config = ConfigBuilder::single_pool(&[("up", up.addr, 1)])
         .set("reload.watch", true)
         .set("reload.debounce", "50ms");
     let path = temp_config(&config.toml());
@@ -445,8 +445,7 @@ async fn a_broken_file_left_on_disk_is_reported_once_per_content() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_names_changed_pool_settings_and_what_waits_for_a_restart() {
     let up = Upstream::start("up").await;
-    let config = crate::support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
-        .set("reload.watch", false);
+    let config = ConfigBuilder::single_pool(&[("up", up.addr, 1)]).set("reload.watch", false);
     let path = temp_config(&config.toml());
     let proxy = TestProxy::start_file(&path).await;
     let changed = config.set("access_log.enabled", true).with_pool(|pool| {
@@ -484,7 +483,7 @@ fn relative_to_cwd(path: &std::path::Path) -> std::path::PathBuf {
 async fn a_config_given_by_a_relative_path_is_watched_too() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
     let config = |backend: std::net::SocketAddr| {
-        crate::support::config::ConfigBuilder::single_pool(&[("up", backend, 1)])
+        ConfigBuilder::single_pool(&[("up", backend, 1)])
             .set("reload.watch", true)
             .set("reload.debounce", "50ms")
             .toml()

@@ -1,6 +1,7 @@
 //! The real binary under signals: SIGTERM drains in-flight requests and refuses new
 //! connections, a second signal exits at once, SIGHUP reloads (and rejects a bad config).
 
+use crate::support::config::ConfigBuilder;
 use crate::support::process::Running;
 use crate::support::*;
 use std::io::{BufRead, BufReader};
@@ -75,7 +76,7 @@ async fn sighup_reloads_and_rejects_a_bad_config_with_its_location() {
     let client = client();
     let url = format!("http://{}/", proxy.addr);
 
-    let negative = crate::support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+    let negative = ConfigBuilder::single_pool(&[("up", up.addr, 1)])
         .set("reload.watch", false)
         .with_pool(|pool| pool.set_backend("weight", -1))
         .toml();
@@ -107,12 +108,9 @@ async fn sighup_reloads_and_rejects_a_bad_config_with_its_location() {
         "old config stopped serving"
     );
 
-    let with_second = crate::support::config::ConfigBuilder::single_pool(&[
-        ("up", up.addr, 1),
-        ("second", second.addr, 1),
-    ])
-    .set("reload.watch", false)
-    .toml();
+    let with_second = ConfigBuilder::single_pool(&[("up", up.addr, 1), ("second", second.addr, 1)])
+        .set("reload.watch", false)
+        .toml();
     std::fs::write(&path, with_second).unwrap();
     proxy.signal("HUP");
     poll_until(DEADLINE, "the valid config applied on SIGHUP", || async {
@@ -132,7 +130,7 @@ async fn sighup_reloads_and_rejects_a_bad_config_with_its_location() {
 async fn sigterm_with_a_shutdown_delay_serves_as_a_lame_duck_first_and_keeps_the_admin_api_to_the_end()
  {
     let up = Upstream::start("up").await;
-    let config = crate::support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+    let config = ConfigBuilder::single_pool(&[("up", up.addr, 1)])
         .set("reload.watch", false)
         .set("timeouts.shutdown_delay", "1s");
     let mut proxy = Running::start(&temp_config(&config.toml()));
@@ -198,7 +196,7 @@ async fn sigusr1_reopens_the_access_log_after_a_rotation() {
     let up = Upstream::start("up").await;
     let dir = temp_dir();
     let log = dir.join("access.log");
-    let config = crate::support::config::ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+    let config = ConfigBuilder::single_pool(&[("up", up.addr, 1)])
         .set("reload.watch", false)
         .set("access_log.enabled", true)
         .set("access_log.path", log.display().to_string());

@@ -2,6 +2,7 @@
 //! versions, ALPN, the handshake timeout, key formats, session resumption, the access log and
 //! metrics, and the plain-HTTP redirect.
 
+use crate::support::config::ConfigBuilder;
 use crate::support::tls::{self, Http, KeyFormat, Leaf, Pki, presented, tls_config};
 use crate::support::{DEADLINE, TestProxy, Upstream, poll_until};
 use std::net::SocketAddr;
@@ -207,7 +208,7 @@ async fn every_key_format_loads_and_serves() {
 #[tokio::test]
 async fn a_redirect_listener_answers_308_with_the_https_url() {
     let upstream = Upstream::start("u").await;
-    let config = crate::support::config::ConfigBuilder::single_pool(&[("a", upstream.addr, 1)])
+    let config = ConfigBuilder::single_pool(&[("a", upstream.addr, 1)])
         .with_listener(|listener| {
             listener.insert("name".into(), "plain".into());
             listener.insert("redirect_to_https".into(), true.into());

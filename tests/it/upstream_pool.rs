@@ -2,13 +2,14 @@
 //! no reuse after a broken body, `max_connections`, and HTTP/2 (h2c) multiplexing within the
 //! backend's stream limit. Every backend counts the connections it accepted.
 
+use crate::support::config::ConfigBuilder;
 use crate::support::upstream::{Options, start_scripted};
 use crate::support::*;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 async fn proxy_to(upstream: &Upstream, pool_settings: &str, backend_settings: &str) -> TestProxy {
-    let toml = crate::support::config::ConfigBuilder::single_pool(&[("up", upstream.addr, 1)])
+    let toml = ConfigBuilder::single_pool(&[("up", upstream.addr, 1)])
         .with_pool(|pool| pool.merge(pool_settings).merge_backend(backend_settings))
         .toml();
     TestProxy::start(&toml).await
@@ -71,13 +72,9 @@ async fn a_connection_whose_response_body_broke_is_not_reused() {
         true,
     )
     .await;
-    let toml = single_pool_toml(
-        "weighted_round_robin",
-        &[("up", addr, 1)],
-        "",
-        "retries = 0\n",
-    );
-    let proxy = TestProxy::start(&toml).await;
+    let config =
+        ConfigBuilder::single_pool(&[("up", addr, 1)]).with_pool(|pool| pool.set("retries", 0));
+    let proxy = TestProxy::start_config(&config).await;
     let broken = client()
         .get(proxy.url("/").parse().expect("uri"))
         .await

@@ -2,6 +2,7 @@
 //! over TLS: the tunnel counts as in flight on its backend, a drain waits for it, an idle
 //! tunnel and shutdown close it, and a route can refuse upgrades.
 
+use crate::support::config::ConfigBuilder;
 use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -91,7 +92,7 @@ async fn open(
 
 async fn proxy_to_echo(top: &str, route: &str) -> TestProxy {
     let echo = start_echo().await;
-    let toml = crate::support::config::ConfigBuilder::single_pool(&[("ws", echo, 1)])
+    let toml = ConfigBuilder::single_pool(&[("ws", echo, 1)])
         .with_pool(|pool| pool.set("algorithm", "least_connections"))
         .merge(top)
         .with_route(|r| r.merge(route))
@@ -202,10 +203,8 @@ async fn a_route_can_refuse_upgrades() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_websocket_is_offered_to_the_backend() {
     let recorder = crate::support::raw::Recorder::start().await;
-    let proxy = TestProxy::start(
-        &crate::support::config::ConfigBuilder::single_pool(&[("a", recorder.addr, 1)]).toml(),
-    )
-    .await;
+    let proxy =
+        TestProxy::start(&ConfigBuilder::single_pool(&[("a", recorder.addr, 1)]).toml()).await;
     let request = "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket, h2c\r\n\
         Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
@@ -226,7 +225,7 @@ async fn a_101_to_another_protocol_is_a_502() {
     )
     .await;
     let proxy = TestProxy::start(
-        &crate::support::config::ConfigBuilder::single_pool(&[("a", backend, 1)])
+        &ConfigBuilder::single_pool(&[("a", backend, 1)])
             .with_pool(|pool| pool.set("retries", 0))
             .toml(),
     )
