@@ -176,12 +176,17 @@ fn tokio_stream_from<T: Send + 'static>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpc_health_probe_follows_the_servers_serving_status() {
     let (grpc, reporter) = start_grpc_server().await;
-    let toml = single_pool_toml(
-        "weighted_round_robin",
-        &[("grpc", grpc, 1)],
-        "",
-        "protocol = \"h2c\"\n[pools.health_check]\ntype = \"grpc\"\nservice = \"echo\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 1\n",
-    );
+    let toml = ConfigBuilder::single_pool(&[("grpc", grpc, 1)])
+        .with_pool(|pool| {
+            pool.set("protocol", "h2c")
+                .set("health_check.type", "grpc")
+                .set("health_check.service", "echo")
+                .set("health_check.interval", "200ms")
+                .set("health_check.timeout", "150ms")
+                .set("health_check.healthy_threshold", 1)
+                .set("health_check.unhealthy_threshold", 1)
+        })
+        .toml();
     let proxy = TestProxy::start(&toml).await;
     let state = |want: &'static str| {
         let proxy = &proxy;

@@ -19,12 +19,9 @@ async fn last_reload(proxy: &Running) -> serde_json::Value {
 }
 
 fn config_for(up: &Upstream) -> String {
-    single_pool_toml(
-        "weighted_round_robin",
-        &[("up", up.addr, 1)],
-        "[reload]\nwatch = false\n",
-        "",
-    )
+    ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+        .set("reload.watch", false)
+        .toml()
 }
 
 /// Starts the binary, holds one request in flight on `up`, sends SIGTERM and waits until new

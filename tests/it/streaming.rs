@@ -2,6 +2,7 @@
 //! proxy, the fixture upstream and the client all run in this process, so its peak RSS bounds
 //! what the proxy buffered. This file holds one test so no other test shares the process.
 
+use crate::support::config::ConfigBuilder;
 use crate::support::upstream::{RepeatBody, repeat_body};
 use crate::support::*;
 use bytes::Bytes;
@@ -48,8 +49,8 @@ async fn count_body(response: hyper::Response<hyper::body::Incoming>) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_stream_both_ways_with_bounded_memory() {
     let upstream = Upstream::start("up").await;
-    let toml = single_pool_toml("weighted_round_robin", &[("up", upstream.addr, 1)], "", "");
-    let proxy = TestProxy::start(&toml).await;
+    let proxy =
+        TestProxy::start_config(&ConfigBuilder::single_pool(&[("up", upstream.addr, 1)])).await;
 
     // Warm up allocator arenas and connection pools, then reset the peak-RSS mark ("5" clears
     // VmHWM, see proc(5)), so the peak below is what the transfers themselves cost.
