@@ -93,13 +93,8 @@ async fn one_event_stream_shows_drain_ejection_and_panic_each_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_stream_reports_drains_and_health_transitions() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
-    let config =
-        ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)]).with_pool(|pool| {
-            pool.set("health_check.path", "/health")
-                .set("health_check.interval", "100ms")
-                .set("health_check.timeout", "100ms")
-                .set("health_check.unhealthy_threshold", 1)
-        });
+    let config = ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)])
+        .with_pool(|pool| pool.quick_probes());
     let proxy = TestProxy::start_config(&config).await;
 
     let mut events = EventStream::open(proxy.gateway.admin_addr().unwrap(), None).await;

@@ -195,14 +195,8 @@ async fn counters_histograms_and_gauges_match_scripted_traffic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_gauges_follow_a_health_transition_and_a_drain() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
-    let config =
-        ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)]).with_pool(|pool| {
-            pool.set("health_check.path", "/health")
-                .set("health_check.interval", "100ms")
-                .set("health_check.timeout", "100ms")
-                .set("health_check.unhealthy_threshold", 1)
-                .set("health_check.healthy_threshold", 1)
-        });
+    let config = ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)])
+        .with_pool(|pool| pool.quick_probes().set("health_check.healthy_threshold", 1));
     let proxy = TestProxy::start_config(&config).await;
     let state = |s: &[Sample], backend: &str, state: &str| {
         sum(

@@ -261,10 +261,7 @@ async fn health_state_survives_a_reload_that_does_not_touch_the_backend() {
         ConfigBuilder::single_pool(backends)
             .set("reload.watch", false)
             .with_pool(|pool| {
-                pool.set("health_check.path", "/health")
-                    .set("health_check.interval", "100ms")
-                    .set("health_check.timeout", "100ms")
-                    .set("health_check.unhealthy_threshold", 1)
+                pool.quick_probes()
                     .set("health_check.healthy_threshold", 100)
             })
             .toml()

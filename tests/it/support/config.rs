@@ -173,6 +173,15 @@ impl PoolBuilder {
         self
     }
 
+    /// HTTP probes of `/health` every 100 ms (100 ms timeout), one failure marking a backend
+    /// unhealthy: state changes within a fraction of a second.
+    pub fn quick_probes(self) -> Self {
+        self.set("health_check.path", "/health")
+            .set("health_check.interval", "100ms")
+            .set("health_check.timeout", "100ms")
+            .set("health_check.unhealthy_threshold", 1)
+    }
+
     /// Adds a backend.
     pub fn backend(mut self, name: &str, addr: SocketAddr, weight: u32) -> Self {
         let mut backend = Table::new();
