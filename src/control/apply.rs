@@ -13,13 +13,12 @@ use crate::snapshot::{Pool, Snapshot};
 use crate::upstream::Exclusion;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::time::Instant;
 
 impl Control {
     /// Reconciles the registry with a new config. Backends keep their state when pool, name and
     /// address are unchanged; their runtime overrides survive unless the file changed them.
     pub(super) fn apply_config(&mut self, config: Config) -> ReloadSummary {
-        let now = Instant::now();
+        let now = self.now;
         // What changed is worked out from the two configs alone (as `check --diff` does); this
         // function only carries it out.
         let mut summary = super::diff::diff(&self.config, &config);
@@ -71,7 +70,7 @@ impl Control {
                 }
             }
             for backend in &runtime.backends {
-                backend.refresh_weight(now, pool_config.slow_start);
+                backend.refresh_weight(now.at, pool_config.slow_start);
             }
             pools.push(runtime);
         }
@@ -111,7 +110,7 @@ impl Control {
         for (p, b) in override_cleared {
             self.weight_changed(p, b);
         }
-        self.remove_departed(now);
+        self.remove_departed(now.at);
         summary
     }
 
@@ -180,7 +179,7 @@ impl Control {
             .iter()
             .find(|old| old.name == pool.name)
             .is_some_and(|old| old.panic);
-        self.publisher.pool_rebuilt(&pool, was_panic);
+        self.publisher.pool_rebuilt(&pool, was_panic, self.now.wall);
         pool
     }
 

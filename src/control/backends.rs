@@ -10,7 +10,7 @@ use crate::events::Event;
 use crate::health::{Report, ReportKind, Verdict};
 use crate::upstream::{BackendState, BackendStatus, Drain, Exclusion, Mark, OutlierReport};
 use crate::upstream::{State, timestamp};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// How often a drain is checked for its last request ending.
@@ -74,8 +74,8 @@ impl Control {
         let size = pool.backends.len();
         let failure = report.failure.as_str();
         let reason = format!("{} consecutive failures ({failure})", report.consecutive);
+        let now = self.now.at;
         let runtime = &mut self.pools[p].backends[b];
-        let now = Instant::now();
         let duration = match runtime.ejection.consider(now, &outlier, ejected, size) {
             Decision::Eject { duration, .. } => duration,
             Decision::AlreadyEjected => return,
@@ -107,8 +107,9 @@ impl Control {
 
     /// Ends a passive ejection; returns whether there was one.
     fn end_ejection(&mut self, p: usize, b: usize) -> bool {
+        let now = self.now.at;
         let runtime = &mut self.pools[p].backends[b];
-        let ended = runtime.ejection.end(Instant::now());
+        let ended = runtime.ejection.end(now);
         if ended {
             runtime.state.set(Exclusion::Ejected, false);
             update_status(&runtime.state, |s| s.ejected = None);
@@ -119,8 +120,8 @@ impl Control {
     /// Starts a slow-start ramp, if the pool has slow start.
     pub(super) fn start_ramp(&mut self, p: usize, b: usize) {
         let window = self.pools[p].config.slow_start;
+        let now = self.now.at;
         let runtime = &mut self.pools[p].backends[b];
-        let now = Instant::now();
         runtime.ramp.start(now, window);
         runtime
             .state
@@ -206,7 +207,7 @@ impl Control {
         if state == runtime.announced {
             return;
         }
-        let time = SystemTime::now();
+        let time = self.now.wall;
         let change = (runtime.announced, state);
         runtime.announced = state;
         runtime.counters.state_changes[state.index()].increment(1);
@@ -221,8 +222,8 @@ impl Control {
         let runtime = &mut self.pools[p].backends[b];
         let already = runtime.state.is(Exclusion::Draining);
         // Checked: a deadline the clock cannot reach is no deadline (inputs are bounded first).
-        runtime.drain_deadline = deadline.and_then(|after| Instant::now().checked_add(after));
-        let now = SystemTime::now();
+        runtime.drain_deadline = deadline.and_then(|after| self.now.at.checked_add(after));
+        let now = self.now.wall;
         update_status(&runtime.state, |s| {
             s.drain = Some(Drain {
                 since: s
@@ -259,7 +260,7 @@ impl Control {
         let window = self.pools[p].config.slow_start;
         let runtime = &mut self.pools[p].backends[b];
         runtime.weight_override = weight;
-        runtime.refresh_weight(Instant::now(), window);
+        runtime.refresh_weight(self.now.at, window);
         self.rebuild(p);
         self.weight_changed(p, b);
     }
@@ -284,7 +285,7 @@ impl Control {
             pool,
             backend,
             weight: runtime.weight_override,
-            time: timestamp(SystemTime::now()),
+            time: timestamp(self.now.wall),
         });
     }
 }

@@ -5,6 +5,7 @@
 //! or `timeouts.shutdown` for the file's. Also runs each pool's discovery task.
 
 use super::Control;
+use super::Now;
 use super::backends::update_status;
 use super::reconcile::{self, Changed, Step};
 use super::registry::{self, BackendRuntime, PoolRuntime};
@@ -13,7 +14,6 @@ use crate::discovery::{self, Discovered};
 use crate::events::{Event, Membership};
 use crate::metrics::Metrics;
 use crate::upstream::{Drain, Exclusion, Mark, timestamp};
-use std::time::SystemTime;
 use tokio::time::Instant;
 
 /// Why a discovered backend is draining.
@@ -57,7 +57,7 @@ pub(super) fn take_set(
     runtime: &mut PoolRuntime,
     config: &PoolConfig,
     metrics: &Metrics,
-    now: Instant,
+    now: Now,
     grace: std::time::Duration,
 ) -> Taken {
     let desired = desired(config, &runtime.discovered);
@@ -99,7 +99,7 @@ pub(super) fn take_set(
                 let mut added =
                     BackendRuntime::new(&runtime.name, backend_config, healthy, metrics);
                 added.discovered = discovered;
-                added.ramp.start(now, config.slow_start);
+                added.ramp.start(now.at, config.slow_start);
                 added.state.mark(Mark::SlowStart, added.ramp.is_running());
                 taken.added.push(b);
                 runtime.backends.push(added);
@@ -116,9 +116,9 @@ pub(super) fn take_set(
             } else {
                 grace
             };
-            gone.drain_deadline = now.checked_add(timeout);
+            gone.drain_deadline = now.at.checked_add(timeout);
             let reason = leaving_reason(&gone).unwrap_or(LEFT);
-            let since = SystemTime::now();
+            let since = now.wall;
             update_status(&gone.state, |s| {
                 s.drain = Some(Drain {
                     since,
@@ -164,14 +164,14 @@ impl Control {
 
     /// Gives pool `p` the file's backends plus its discovered ones, and announces the result.
     pub(super) fn retake(&mut self, p: usize) {
-        let now = Instant::now();
+        let now = self.now;
         let runtime = &mut self.pools[p];
         let config = runtime.config.clone();
         let grace = self.config.timeouts.shutdown;
         let taken = take_set(runtime, &config, &self.metrics, now, grace);
         runtime.refresh_traffic(&self.config, &self.metrics);
         for backend in &runtime.backends {
-            backend.refresh_weight(now, config.slow_start);
+            backend.refresh_weight(now.at, config.slow_start);
         }
         for &b in &taken.added {
             let name = self.pools[p].backends[b].config.name.clone();
@@ -185,7 +185,7 @@ impl Control {
             let reason = leaving_reason(&self.pools[p].backends[b]).unwrap_or("discovered");
             self.announce(p, b, reason);
         }
-        self.remove_departed(now);
+        self.remove_departed(now.at);
     }
 
     /// Removes backends that left and have no request in flight any more, or whose drain
@@ -218,7 +218,7 @@ impl Control {
             pool: self.pools[p].config.name.clone(),
             backend: backend.to_owned(),
             change,
-            time: timestamp(SystemTime::now()),
+            time: timestamp(self.now.wall),
         });
     }
 

@@ -38,7 +38,7 @@ use publish::Publisher;
 use registry::PoolRuntime;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -74,6 +74,9 @@ pub struct Control {
     replica: String,
     /// Where periodic checks' grid starts.
     origin: Instant,
+    /// The time of the event being handled, read once when it arrives: every decision it
+    /// leads to sees the same instant, and no handler reads the clock itself.
+    now: Now,
     metrics: Metrics,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -137,6 +140,7 @@ impl Control {
             shared: HashMap::new(),
             replica,
             origin: Instant::now(),
+            now: Now::read(),
             pools,
             router,
             certificates,
@@ -183,12 +187,15 @@ impl Control {
         loop {
             let deadline = self.next_deadline(Instant::now());
             tokio::select! {
-                Some(report) = self.reports.recv() => self.apply_report(report),
-                Some(report) = self.outliers.recv() => self.apply_outlier(report),
-                Some(command) = self.commands.recv() => self.apply_command(command),
-                Some(found) = self.discovered.recv() => self.apply_discovered(found),
-                Some(change) = self.shared_rx.recv() => self.apply_shared(change),
-                () = sleep_until(deadline) => self.apply_timers(Instant::now()),
+                Some(report) = self.reports.recv() => self.at_now().apply_report(report),
+                Some(report) = self.outliers.recv() => self.at_now().apply_outlier(report),
+                Some(command) = self.commands.recv() => self.at_now().apply_command(command),
+                Some(found) = self.discovered.recv() => self.at_now().apply_discovered(found),
+                Some(change) = self.shared_rx.recv() => self.at_now().apply_shared(change),
+                () = sleep_until(deadline) => {
+                    let now = self.at_now().now.at;
+                    self.apply_timers(now);
+                }
                 _ = refill.tick() => {
                     for pool in &self.pools {
                         pool.policy.retry_budget.refill();
@@ -200,6 +207,12 @@ impl Control {
         for pool in &mut self.pools {
             pool.stop_tasks();
         }
+    }
+
+    /// Stamps the event about to be handled with the time.
+    fn at_now(&mut self) -> &mut Self {
+        self.now = Now::read();
+        self
     }
 
     fn apply_command(&mut self, command: Command) {
@@ -268,6 +281,25 @@ impl Control {
             .find(backend)
             .ok_or_else(|| LookupError::Backend(pool.to_owned(), backend.to_owned()))?;
         Ok((p, b))
+    }
+}
+
+/// The time of one event, on both clocks: the monotonic one for deadlines and durations, the
+/// wall clock for what is shown and shared.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Now {
+    /// Monotonic.
+    pub at: Instant,
+    /// Wall clock.
+    pub wall: SystemTime,
+}
+
+impl Now {
+    fn read() -> Self {
+        Self {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        }
     }
 }
 

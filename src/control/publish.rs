@@ -62,9 +62,9 @@ impl Publisher {
         });
     }
 
-    /// Announces a rebuilt pool entering or leaving panic mode (`was_panic` before), and says
-    /// when nothing in it is eligible.
-    pub fn pool_rebuilt(&self, pool: &Pool, was_panic: bool) {
+    /// Announces a rebuilt pool entering or leaving panic mode (`was_panic` before) at `time`,
+    /// and says when nothing in it is eligible.
+    pub fn pool_rebuilt(&self, pool: &Pool, was_panic: bool, time: SystemTime) {
         let eligible = pool.eligible_count();
         if pool.panic != was_panic {
             if pool.panic {
@@ -76,7 +76,7 @@ impl Publisher {
                 pool: pool.name.to_string(),
                 active: pool.panic,
                 eligible,
-                time: timestamp(SystemTime::now()),
+                time: timestamp(time),
             });
         }
         if eligible == 0 {

@@ -7,7 +7,7 @@ use super::Control;
 use super::views::{DRAINED, UNDRAINED};
 use crate::fleet::{Override, SharedDrain, unix_ms};
 use crate::upstream::{Exclusion, MAX_DRAIN_DEADLINE};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 impl Control {
     /// Hands backend `b`'s operator state, just changed here, to the fleet.
@@ -23,7 +23,7 @@ impl Control {
             .as_ref()
             .and_then(|d| d.deadline)
             .map(unix_ms);
-        let at = unix_ms(SystemTime::now()).max(runtime.override_at.saturating_add(1));
+        let at = unix_ms(self.now.wall).max(runtime.override_at.saturating_add(1));
         runtime.override_at = at;
         let change = Override {
             pool,
@@ -73,7 +73,7 @@ impl Control {
         let draining = runtime.state.is(Exclusion::Draining);
         match change.drain {
             Some(drain) => {
-                let now = unix_ms(SystemTime::now());
+                let now = unix_ms(self.now.wall);
                 let remaining = drain.deadline.map(|at| {
                     Duration::from_millis(at.saturating_sub(now)).min(MAX_DRAIN_DEADLINE)
                 });
