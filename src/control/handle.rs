@@ -4,7 +4,7 @@
 use super::views::{BackendView, PoolView};
 use crate::config::Config;
 use crate::events::EventLog;
-use crate::events::{Event, ReloadSummary};
+use crate::events::ReloadSummary;
 use crate::snapshot::Snapshot;
 use crate::upstream::OutlierReport;
 use arc_swap::ArcSwap;
@@ -46,12 +46,17 @@ pub enum Command {
         /// The backend afterwards.
         reply: Reply<BackendView>,
     },
-    /// Apply a new, validated config.
+    /// Apply a new, validated config (and announce the reload).
     Apply {
         /// The config.
         config: Box<Config>,
         /// What changed.
         reply: oneshot::Sender<ReloadSummary>,
+    },
+    /// Announce a reload that was rejected before it reached the control plane.
+    Rejected {
+        /// Every problem, as reported.
+        problems: Vec<String>,
     },
 }
 
@@ -88,10 +93,5 @@ impl ControlHandle {
         let (reply, answer) = oneshot::channel();
         self.commands.send(command(reply)).await.ok()?;
         answer.await.ok()
-    }
-
-    /// Publishes an event; having no subscriber is normal.
-    pub fn publish(&self, event: Event) {
-        self.events.publish(event);
     }
 }

@@ -237,8 +237,20 @@ impl Control {
             } => respond(reply, self.change_backend(&pool, &backend, change)),
             Command::Apply { config, reply } => {
                 let summary = self.apply_config(*config);
+                self.publisher.emit(Event::Reload {
+                    result: ReloadResult::Applied,
+                    problems: Vec::new(),
+                    time: crate::events::timestamp(self.now.wall),
+                    changes: Some(summary.clone()),
+                });
                 respond(reply, summary);
             }
+            Command::Rejected { problems } => self.publisher.emit(Event::Reload {
+                result: ReloadResult::Rejected,
+                problems,
+                time: crate::events::timestamp(self.now.wall),
+                changes: None,
+            }),
         }
     }
 

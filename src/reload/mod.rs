@@ -4,7 +4,7 @@
 
 use crate::config::{self, Config};
 use crate::control::{Command, ControlHandle};
-use crate::events::{Event, ReloadResult, ReloadSummary};
+use crate::events::{ReloadResult, ReloadSummary};
 use crate::listeners::Listeners;
 use crate::metrics::Metrics;
 use crate::upstream::timestamp;
@@ -264,20 +264,24 @@ impl Reloader {
             }
         };
         let time = timestamp(SystemTime::now());
-        let (result, changes, problems) = match &outcome {
-            ReloadOutcome::Applied { changes } => {
-                (ReloadResult::Applied, Some((**changes).clone()), Vec::new())
-            }
+        // The reload event is control's to publish: an applied config's when it is applied,
+        // a rejected one's when told here.
+        let changes = match &outcome {
+            ReloadOutcome::Applied { changes } => Some((**changes).clone()),
             ReloadOutcome::Rejected { problems } => {
-                (ReloadResult::Rejected, None, problems.clone())
+                let problems = problems.clone();
+                if self
+                    .control
+                    .commands
+                    .send(Command::Rejected { problems })
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!("control plane stopped; reload rejection not announced");
+                }
+                None
             }
         };
-        self.control.publish(Event::Reload {
-            result,
-            problems,
-            time: time.clone(),
-            changes: changes.clone(),
-        });
         self.running.rcu(|running| {
             let mut next = (**running).clone();
             if let (Some(changes), Some(text)) = (&changes, &applied_text) {
@@ -318,7 +322,7 @@ impl Reloader {
                 return Err(vec![err.to_string()]);
             }
         };
-        let Some(mut changes) = self
+        let Some(changes) = self
             .control
             .ask(|reply| Command::Apply {
                 config: Box::new(config),
@@ -328,9 +332,23 @@ impl Reloader {
         else {
             return Err(vec!["the control plane has stopped".to_owned()]);
         };
-        let (added, removed) = self.listeners.commit(prepared);
-        changes.listeners_added = added;
-        changes.listeners_removed = removed;
+        // The summary is `diff`'s alone; what the listeners did is checked against it.
+        let (mut added, mut removed) = self.listeners.commit(prepared);
+        added.sort();
+        removed.sort();
+        let (mut said_added, mut said_removed) = (
+            changes.listeners_added.clone(),
+            changes.listeners_removed.clone(),
+        );
+        said_added.sort();
+        said_removed.sort();
+        if (&added, &removed) != (&said_added, &said_removed) {
+            tracing::error!(
+                ?added, ?removed, summary_added = ?said_added, summary_removed = ?said_removed,
+                "listeners changed otherwise than the reload summary says (a bug)"
+            );
+            debug_assert!(false, "listeners disagree with the reload summary");
+        }
         Ok((changes, text))
     }
 }

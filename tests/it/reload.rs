@@ -496,3 +496,37 @@ async fn a_config_given_by_a_relative_path_is_watched_too() {
     })
     .await;
 }
+
+/// Each reload, applied or rejected, is one `reload` event on the stream: an applied one with
+/// its summary and generation, a rejected one with its problems.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reload_is_one_event_applied_with_its_summary_or_rejected_with_its_problems() {
+    let up = Upstream::start("up").await;
+    let config = ConfigBuilder::single_pool(&[("up", up.addr, 1)]).set("reload.watch", false);
+    let path = temp_config(&config.toml());
+    let proxy = TestProxy::start_file(&path).await;
+    let mut events = EventStream::open(proxy.gateway.admin_addr().unwrap(), None).await;
+
+    std::fs::write(&path, config.clone().set("timeouts.connect", "2s").toml()).unwrap();
+    let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
+    assert_eq!(status, 200, "{outcome}");
+    let applied = events.next_matching(|e| e["type"] == "reload").await;
+    assert_eq!(applied["result"], "applied", "{applied}");
+    assert_eq!(applied["changes"]["generation"], 2, "{applied}");
+    assert_eq!(
+        applied["changes"]["settings_changed"][0], "timeouts",
+        "{applied}"
+    );
+
+    std::fs::write(&path, format!("{}\nbroken = [", config.toml())).unwrap();
+    let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
+    assert_eq!(status, 400, "{outcome}");
+    let rejected = events.next_matching(|e| e["type"] == "reload").await;
+    assert_eq!(rejected["result"], "rejected", "{rejected}");
+    assert!(
+        rejected["problems"][0]
+            .as_str()
+            .is_some_and(|p| p.contains(":")),
+        "{rejected}"
+    );
+}
