@@ -164,20 +164,25 @@ pub async fn send(
         // Boxed: streamed uploads are the rare case; the common one's future stays small.
         Some(body) => Box::pin(wait.watch(body, exchange)).await,
     };
-    let name = backend.name.clone();
+    // Named only on failure: a successful send takes no reference to the name.
+    let name = || backend.name.clone();
     match outcome {
         Some(Ok(sent)) => Ok(sent),
-        Some(Err(SendError::Connect(source))) => {
-            Err(UpstreamError::caused(name, UpstreamFault::Connect, source))
-        }
+        Some(Err(SendError::Connect(source))) => Err(UpstreamError::caused(
+            name(),
+            UpstreamFault::Connect,
+            source,
+        )),
         Some(Err(SendError::ConnectTimeout)) => {
-            Err(UpstreamError::new(name, UpstreamFault::ConnectTimeout))
+            Err(UpstreamError::new(name(), UpstreamFault::ConnectTimeout))
         }
-        Some(Err(SendError::Saturated)) => Err(UpstreamError::new(name, UpstreamFault::Saturated)),
+        Some(Err(SendError::Saturated)) => {
+            Err(UpstreamError::new(name(), UpstreamFault::Saturated))
+        }
         Some(Err(SendError::Protocol(source))) => {
-            Err(UpstreamError::caused(name, UpstreamFault::Reset, source))
+            Err(UpstreamError::caused(name(), UpstreamFault::Reset, source))
         }
-        None => Err(UpstreamError::new(name, UpstreamFault::ResponseTimeout)),
+        None => Err(UpstreamError::new(name(), UpstreamFault::ResponseTimeout)),
     }
 }
 

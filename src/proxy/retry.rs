@@ -10,12 +10,12 @@ use super::request_policy::Applied;
 use super::routing::RequestSettings;
 use super::upgrade::TunnelLimits;
 use crate::body::ClientFault;
+use crate::config::RetryOn;
 use crate::error::{Failure, ProxyError, UpstreamError, UpstreamFault, is_idempotent};
 use crate::snapshot::Pool;
 use crate::upstream::pool::Lease;
 use crate::upstream::{BackendState, InFlightGuard, Mark};
-use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use std::sync::Arc;
@@ -33,23 +33,23 @@ pub struct Forwarded {
     pub upgrade: Option<(OnUpgrade, TunnelLimits)>,
 }
 
-/// An attempt that brought no response to pass on as it is.
-enum Failed {
-    /// A 5xx response, kept in case no other backend can take the retry (boxed: the rare
-    /// case keeps the common one's result small).
-    ServerError(Box<Forwarded>),
+/// How one attempt ended.
+enum Outcome {
+    /// A response to pass on as it is.
+    Answered(Forwarded),
+    /// A 5xx response, kept in case no other backend can take the retry.
+    ServerError(Forwarded),
     /// No usable response.
-    Error(ProxyError),
+    Failed(ProxyError),
 }
 
-impl Failed {
+impl Outcome {
     /// Whether another backend may take the request (the one retry decision).
-    fn may_retry(&self, parts: &Parts, pool: &Pool) -> bool {
-        let retry_on = &pool.policy.retry_on;
+    fn may_retry(&self, method: &Method, retry_on: &RetryOn) -> bool {
         match self {
-            Self::ServerError(_) => retry_on.server_error && is_idempotent(&parts.method),
-            Self::Error(ProxyError::Upstream(err)) => err.fault.may_retry(&parts.method, retry_on),
-            Self::Error(_) => false,
+            Self::ServerError(_) => retry_on.server_error && is_idempotent(method),
+            Self::Failed(ProxyError::Upstream(err)) => err.fault.may_retry(method, retry_on),
+            Self::Answered(_) | Self::Failed(_) => false,
         }
     }
 
@@ -57,16 +57,16 @@ impl Failed {
     /// the backends nothing, and spends no retry budget.
     fn sent(&self) -> bool {
         match self {
-            Self::Error(ProxyError::Upstream(err)) => err.fault.sent(),
-            Self::ServerError(_) | Self::Error(_) => true,
+            Self::Failed(ProxyError::Upstream(err)) => err.fault.sent(),
+            Self::Answered(_) | Self::ServerError(_) | Self::Failed(_) => true,
         }
     }
 
     /// What the client gets when no retry follows.
     fn give_up(self) -> Result<Forwarded, ProxyError> {
         match self {
-            Self::ServerError(forwarded) => Ok(*forwarded),
-            Self::Error(err) => Err(err),
+            Self::Answered(forwarded) | Self::ServerError(forwarded) => Ok(forwarded),
+            Self::Failed(err) => Err(err),
         }
     }
 }
@@ -142,13 +142,13 @@ pub async fn forward(
             backend: &backend,
             in_flight,
         };
-        let failed = match attempt.outcome(result, &body, &mut upgrade, settings.tunnel) {
-            Ok(forwarded) => return Ok(forwarded),
-            Err(failed) => failed,
-        };
+        let outcome = attempt.outcome(result, &body, &mut upgrade, settings.tunnel);
+        if let Outcome::Answered(forwarded) = outcome {
+            return Ok(forwarded);
+        }
         let retry = another_possible
             && deadline.is_none_or(|deadline| Instant::now() < deadline)
-            && failed.may_retry(&parts, &pool);
+            && outcome.may_retry(&parts.method, &policy.retry_on);
         let next = if retry {
             tried.push(Arc::clone(&backend));
             pool.pick_other(&tried)
@@ -157,7 +157,7 @@ pub async fn forward(
         };
         // The budget guards against retry storms on backends that do receive the requests.
         let next = next.filter(|_| {
-            let spent = !failed.sent() || policy.retry_budget.try_spend();
+            let spent = !outcome.sent() || policy.retry_budget.try_spend();
             if !spent {
                 backend.metrics.budget_exhausted.increment(1);
                 tracing::debug!(pool = %pool.name, "retry budget exhausted; not retrying");
@@ -165,7 +165,7 @@ pub async fn forward(
             spent
         });
         let Some((index, next)) = next else {
-            return failed.give_up();
+            return outcome.give_up();
         };
         backend.metrics.retries.increment(1);
         tracing::debug!(pool = %pool.name, from = %backend.name, to = %next.name, "retrying on another backend");
@@ -193,7 +193,7 @@ impl Attempt<'_> {
         body: &RequestBody,
         upgrade: &mut Option<OnUpgrade>,
         tunnel: TunnelLimits,
-    ) -> Result<Forwarded, Failed> {
+    ) -> Outcome {
         let (backend, policy) = (self.backend, &self.pool.policy);
         match result {
             Ok((response, lease)) => {
@@ -211,23 +211,25 @@ impl Attempt<'_> {
                     upgrade,
                 };
                 if status.is_server_error() {
-                    Err(Failed::ServerError(Box::new(forwarded)))
+                    Outcome::ServerError(forwarded)
                 } else {
-                    Ok(forwarded)
+                    Outcome::Answered(forwarded)
                 }
             }
             Err(err) => {
                 drop(self.in_flight);
                 let err = blame(err, body.fault(), backend.has(Mark::DrainCut));
-                if let Some(failure) = err.upstream_fault().and_then(UpstreamFault::failure) {
-                    if let (Failure::Connect, ProxyError::Upstream(cause)) = (failure, &err) {
-                        forward::log_connect_failure(cause, backend);
+                if let ProxyError::Upstream(cause) = &err {
+                    if let Some(failure) = cause.fault.failure() {
+                        if failure == Failure::Connect {
+                            forward::log_connect_failure(cause, backend);
+                        }
+                        let threshold = policy.outlier.consecutive_failures;
+                        self.proxy
+                            .report(backend.record_failure(failure, threshold));
                     }
-                    let threshold = policy.outlier.consecutive_failures;
-                    self.proxy
-                        .report(backend.record_failure(failure, threshold));
                 }
-                Err(Failed::Error(err))
+                Outcome::Failed(err)
             }
         }
     }
