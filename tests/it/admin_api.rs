@@ -10,9 +10,9 @@ async fn admin_api_requires_the_token_and_answers_unknown_routes_and_methods() {
     let up = Upstream::start("up").await;
     let token_path = temp_config("").with_file_name("token");
     std::fs::write(&token_path, "s3cret-token\n").unwrap();
-    let admin = format!("token_file = \"{}\"\n", token_path.display());
-    let toml = round_robin_toml(&[("up", up.addr, 1)], &format!("[admin]\n{admin}"), "");
-    let proxy = TestProxy::start(&toml).await;
+    let config = ConfigBuilder::single_pool(&[("up", up.addr, 1)])
+        .set("admin.token_file", token_path.display().to_string());
+    let proxy = TestProxy::start_config(&config).await;
 
     for (method, path, token, expected) in [
         ("GET", "/api/pools", None, 401),

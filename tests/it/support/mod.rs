@@ -114,16 +114,6 @@ pub fn single_pool_toml(
         .toml()
 }
 
-/// A config with one round-robin pool over `backends` (name, address, weight); `top` is
-/// top-level TOML, `pool_settings` goes into the pool table.
-pub fn round_robin_toml(
-    backends: &[(&str, SocketAddr, u32)],
-    top: &str,
-    pool_settings: &str,
-) -> String {
-    single_pool_toml("weighted_round_robin", backends, top, pool_settings)
-}
-
 /// A keep-alive HTTP/1.1 client.
 pub type TestClient = Client<HttpConnector, Full<Bytes>>;
 
