@@ -29,9 +29,9 @@ promtool check config conf/prometheus.yml
 promtool test rules conf/prometheus/alerts_test.yml
 # Every metric the alerts and the dashboard read is one the proxy exports: in the demo's scrape,
 # or, for those of modes the demo does not run (fleet, discovery, webhooks), by name in
-# src/metrics.rs.
+# src/metrics/mod.rs.
 for name in $(grep -oh 'switchyard_[a-z_]*' conf/prometheus/alerts.yml conf/grafana/switchyard.json | sort -u); do
-  grep -q "^${name}" "$metrics" || grep -q "\"${name}\"" src/metrics.rs ||
+  grep -q "^${name}" "$metrics" || grep -q "\"${name}\"" src/metrics/mod.rs ||
     { echo "alerts or dashboard read $name, which the proxy does not export"; exit 1; }
 done
 rules=$(mktemp --suffix=.yml)

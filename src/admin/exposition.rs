@@ -1,5 +1,6 @@
 //! `GET /metrics`: refreshes the gauges that mirror live state, then renders the Prometheus
-//! text exposition without the series of backends and pools a reload removed.
+//! text exposition without the series of backends, pools and certificates a reload removed
+//! (chosen by their labels, from the registry).
 
 use crate::metrics::{self, Metrics};
 use crate::snapshot::Snapshot;
@@ -51,25 +52,25 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot) -> String {
             )
             .set(certificate.expires);
     }
-    let text = metrics.render();
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        let stale_certificate = line.starts_with(metrics::TLS_CERTIFICATE_EXPIRY)
-            && !snapshot.certificates.iter().any(|c| {
-                label(line, "listener") == Some(&c.listener) && label(line, "name") == Some(&c.name)
-            });
-        if !stale_certificate && (line.starts_with('#') || is_live(line, &pools, &backends)) {
-            out.push_str(line);
-            out.push('\n');
+    metrics.render(|key| {
+        let label = |name| key.labels().find(|l| l.key() == name).map(|l| l.value());
+        if key.name() == metrics::TLS_CERTIFICATE_EXPIRY {
+            return snapshot
+                .certificates
+                .iter()
+                .any(|c| label("listener") == Some(&c.listener) && label("name") == Some(&c.name));
         }
-    }
-    out
+        is_live(label("pool"), label("backend"), &pools, &backends)
+    })
 }
 
-/// Whether a sample line belongs to a pool and backend that still exist (or names none).
-fn is_live(line: &str, pools: &HashSet<&str>, backends: &HashSet<(&str, &str)>) -> bool {
-    let pool = label(line, "pool");
-    let backend = label(line, "backend");
+/// Whether a series belongs to a pool and backend that still exist (or names none).
+fn is_live(
+    pool: Option<&str>,
+    backend: Option<&str>,
+    pools: &HashSet<&str>,
+    backends: &HashSet<(&str, &str)>,
+) -> bool {
     match (pool, backend) {
         (Some(pool), Some(backend)) if !backend.is_empty() => backends.contains(&(pool, backend)),
         (Some(pool), _) if !pool.is_empty() => pools.contains(pool),
@@ -77,44 +78,18 @@ fn is_live(line: &str, pools: &HashSet<&str>, backends: &HashSet<(&str, &str)>) 
     }
 }
 
-/// The value of label `name` in a sample line. Pool and backend names are restricted to
-/// characters that need no escaping, so a plain search is exact.
-fn label<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let labels = &line[line.find('{')? + 1..line.rfind('}')?];
-    labels.split("\",").find_map(|pair| {
-        let (key, value) = pair.split_once("=\"")?;
-        (key.trim_start_matches(',') == name).then(|| value.trim_end_matches('"'))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn reads_labels_and_keeps_only_live_series() {
-        let line = r#"switchyard_requests_total{route="r",pool="web",backend="b1",code="200"} 3"#;
-        assert_eq!(label(line, "pool"), Some("web"));
-        assert_eq!(label(line, "backend"), Some("b1"));
-        assert_eq!(label(line, "code"), Some("200"));
+    fn keeps_only_series_of_live_pools_and_backends() {
         let pools = HashSet::from(["web"]);
         let backends = HashSet::from([("web", "b1")]);
-        assert!(is_live(line, &pools, &backends));
-        assert!(!is_live(&line.replace("b1", "gone"), &pools, &backends));
-        assert!(!is_live(
-            r#"switchyard_pool_panic{pool="old"} 0"#,
-            &pools,
-            &backends
-        ));
-        assert!(is_live(
-            r#"switchyard_requests_total{route="",pool="",backend="",code="404"} 1"#,
-            &pools,
-            &backends
-        ));
-        assert!(is_live(
-            "switchyard_downstream_connections 2",
-            &pools,
-            &backends
-        ));
+        assert!(is_live(Some("web"), Some("b1"), &pools, &backends));
+        assert!(!is_live(Some("web"), Some("gone"), &pools, &backends));
+        assert!(!is_live(Some("old"), None, &pools, &backends));
+        assert!(is_live(Some(""), Some(""), &pools, &backends));
+        assert!(is_live(None, None, &pools, &backends));
     }
 }

@@ -2,13 +2,15 @@
 //! per-route handles that are registered once, when state is built, so the request path records
 //! without formatting labels or looking anything up.
 //!
-//! Each running proxy owns its own Prometheus recorder (no global), so several proxies in one
-//! process (tests) keep separate numbers.
+//! Each running proxy owns its own registry (no global recorder), so several proxies in one
+//! process (tests) keep separate numbers; `registry` holds the values and writes them out.
 //!
 //! Longer than most files on purpose: the table of every metric is the point of it.
 
-use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+mod registry;
+
+use metrics::{Counter, Gauge, Histogram, Key, Label};
+use registry::Series;
 use std::sync::{Arc, OnceLock};
 
 /// Declares each metric once: a constant for its name, documented by its help text, and its
@@ -106,14 +108,10 @@ pub const DURATION_BUCKETS: [f64; 17] = [
     5.0, 10.0, 30.0,
 ];
 
-static METADATA: Metadata<'static> =
-    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
-
 /// One proxy's metrics registry.
 #[derive(Clone)]
 pub struct Metrics {
-    recorder: Arc<PrometheusRecorder>,
-    handle: PrometheusHandle,
+    series: Arc<Series>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -129,63 +127,44 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every metric described.
+    /// A fresh registry with the build info set.
     pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets(&DURATION_BUCKETS)
-            .expect("the duration buckets are not empty")
-            .build_recorder();
-        let handle = recorder.handle();
         let metrics = Self {
-            recorder: Arc::new(recorder),
-            handle,
+            series: Arc::new(Series::new()),
         };
-        metrics.describe();
         metrics
             .gauge(BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))])
             .set(1.0);
         metrics
     }
 
-    fn describe(&self) {
-        let r = &self.recorder;
-        for &(name, kind, help) in TABLE {
-            match kind {
-                Kind::Counter => r.describe_counter(name.into(), None, help.into()),
-                Kind::Gauge => r.describe_gauge(name.into(), None, help.into()),
-                Kind::Histogram => {
-                    r.describe_histogram(name.into(), Some(Unit::Seconds), help.into())
-                }
-            }
-        }
-    }
-
     /// The counter `name` with these labels (registered on first use).
     pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
-        self.recorder
-            .register_counter(&key(name, labels), &METADATA)
+        let values = &self.series.values;
+        values.get_or_create_counter(&key(name, labels), |c| Counter::from_arc(Arc::clone(c)))
     }
 
     /// The gauge `name` with these labels.
     pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
-        self.recorder.register_gauge(&key(name, labels), &METADATA)
+        let values = &self.series.values;
+        values.get_or_create_gauge(&key(name, labels), |g| Gauge::from_arc(Arc::clone(g)))
     }
 
     /// The histogram `name` with these labels.
     pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
-        self.recorder
-            .register_histogram(&key(name, labels), &METADATA)
+        let values = &self.series.values;
+        values.get_or_create_histogram(&key(name, labels), |h| Histogram::from_arc(Arc::clone(h)))
     }
 
-    /// The Prometheus text exposition of everything recorded.
-    pub fn render(&self) -> String {
-        self.handle.render()
+    /// The Prometheus text exposition of the series `keep` accepts.
+    pub fn render(&self, keep: impl Fn(&Key) -> bool) -> String {
+        self.series.render(keep)
     }
 
     /// Folds recorded histogram samples into their buckets; run periodically so samples do not
     /// pile up between scrapes.
     pub fn run_upkeep(&self) {
-        self.handle.run_upkeep();
+        self.series.fold_samples();
     }
 }
 
