@@ -2,16 +2,15 @@
 //! tasks, and rebuilding pools into new snapshots.
 
 use super::Control;
-use super::backends::update_status;
 use super::membership;
-use super::registry::PoolRuntime;
+use super::registry::{PoolRuntime, Pools};
+use super::runtime::update_status;
 use crate::config::Config;
 use crate::events::ReloadSummary;
 use crate::health::{self, ProbeTarget};
 use crate::metrics;
 use crate::snapshot::{Pool, Snapshot};
-use crate::upstream::Exclusion;
-use std::collections::HashMap;
+use crate::upstream::{BackendKey, Exclusion};
 use std::sync::Arc;
 
 impl Control {
@@ -22,32 +21,27 @@ impl Control {
         // What changed is worked out from the two configs alone (as `check --diff` does); this
         // function only carries it out.
         let mut summary = super::diff::diff(&self.config, &config);
-        let mut old: HashMap<String, PoolRuntime> = self
-            .pools
-            .drain(..)
-            .map(|p| (p.config.name.clone(), p))
-            .collect();
+        let mut old = std::mem::take(&mut self.pools);
         // New backends' probers start from the configured initial state; those restarted for
         // new probe settings resume from the backend's current health.
-        let mut needs_prober: Vec<(usize, usize)> = Vec::new();
-        let mut resumed_prober: Vec<(usize, usize)> = Vec::new();
-        let mut rediscover: Vec<usize> = Vec::new();
-        let mut override_cleared: Vec<(usize, usize)> = Vec::new();
-        let mut pools = Vec::new();
+        let mut needs_prober: Vec<BackendKey> = Vec::new();
+        let mut resumed_prober: Vec<BackendKey> = Vec::new();
+        let mut rediscover: Vec<Arc<str>> = Vec::new();
+        let mut override_cleared: Vec<BackendKey> = Vec::new();
+        let mut pools = Pools::default();
         for pool_config in &config.pools {
-            let p = pools.len();
             let Some(mut runtime) = old.remove(&pool_config.name) else {
                 let runtime = PoolRuntime::new(pool_config, &config, &self.metrics);
-                needs_prober.extend((0..runtime.backends.len()).map(|b| (p, b)));
-                rediscover.push(p);
-                pools.push(runtime);
+                needs_prober.extend(runtime.backends.iter().map(|b| runtime.key(b.state.serial)));
+                rediscover.push(Arc::clone(&runtime.name));
+                pools.insert(runtime);
                 continue;
             };
             // Probes speak the pool's protocol: new connection settings restart them too.
             let probes_changed = runtime.config.health_check != pool_config.health_check
                 || runtime.config.upstream != pool_config.upstream;
             if runtime.config.discovery != pool_config.discovery {
-                rediscover.push(p);
+                rediscover.push(Arc::clone(&runtime.name));
             }
             // The discovered set stays until a changed source reports its own.
             if pool_config.discovery.is_none() {
@@ -55,10 +49,12 @@ impl Control {
             }
             let grace = config.timeouts.shutdown;
             let taken = membership::take_set(&mut runtime, pool_config, &self.metrics, now, grace);
-            needs_prober.extend(taken.added.iter().map(|&b| (p, b)));
-            override_cleared.extend(taken.override_cleared.iter().map(|&b| (p, b)));
+            let keys =
+                |serials: &[u64]| serials.iter().map(|&s| runtime.key(s)).collect::<Vec<_>>();
+            needs_prober.extend(keys(&taken.added));
+            override_cleared.extend(keys(&taken.override_cleared));
             if probes_changed {
-                resumed_prober.extend(taken.kept.iter().map(|&b| (p, b)));
+                resumed_prober.extend(keys(&taken.kept));
             }
             runtime.update_config(pool_config, &config, &self.metrics);
             if pool_config.health_check.is_none() {
@@ -72,7 +68,7 @@ impl Control {
             for backend in &runtime.backends {
                 backend.refresh_weight(now.at, pool_config.slow_start);
             }
-            pools.push(runtime);
+            pools.insert(runtime);
         }
         for mut removed in old.into_values() {
             removed.stop_tasks();
@@ -89,26 +85,27 @@ impl Control {
         self.config = config;
         self.generation += 1;
         summary.generation = self.generation;
-        for (p, b) in needs_prober {
-            self.apply_shared_override(p, b);
-            self.start_prober(p, b, false);
+        for key in needs_prober {
+            self.apply_shared_override(&key);
+            self.start_prober(&key, false);
         }
-        for (p, b) in resumed_prober {
-            self.start_prober(p, b, true);
+        for key in resumed_prober {
+            self.start_prober(&key, true);
         }
-        for p in rediscover {
-            self.follow_discovery(p);
+        for pool in rediscover {
+            self.follow_discovery(&pool);
         }
         self.swap_all();
-        for p in 0..self.pools.len() {
-            for b in 0..self.pools[p].backends.len() {
-                let reason = membership::leaving_reason(&self.pools[p].backends[b])
-                    .unwrap_or("config reloaded");
-                self.announce(p, b, reason);
-            }
+        for key in self.pools.keys() {
+            let reason = self
+                .pools
+                .backend(&key)
+                .and_then(membership::leaving_reason)
+                .unwrap_or("config reloaded");
+            self.announce(&key, reason);
         }
-        for (p, b) in override_cleared {
-            self.weight_changed(p, b);
+        for key in override_cleared {
+            self.weight_changed(&key);
         }
         self.remove_departed(now.at);
         summary
@@ -117,16 +114,22 @@ impl Control {
     /// Starts (or restarts) the probe task of a backend, if its pool has health checks; with
     /// `resume`, its rise/fall counting starts from the backend's current health rather than
     /// from the configured initial state.
-    pub(super) fn start_prober(&mut self, pool: usize, backend: usize, resume: bool) {
-        let Some(check) = self.pools[pool].config.health_check.clone() else {
+    pub(super) fn start_prober(&mut self, key: &BackendKey, resume: bool) {
+        let dial = crate::upstream::pool::Dial::from(&self.config.timeouts);
+        let Some(pool) = self.pools.get_mut(&key.pool) else {
+            return;
+        };
+        let Some(check) = pool.config.health_check.clone() else {
             return;
         };
         let stop = self.shutdown.child_token();
         let target = ProbeTarget {
-            upstream: Arc::clone(&self.pools[pool].policy.upstream),
-            dial: crate::upstream::pool::Dial::from(&self.config.timeouts),
+            upstream: Arc::clone(&pool.policy.upstream),
+            dial,
         };
-        let runtime = &mut self.pools[pool].backends[backend];
+        let Some(runtime) = pool.backend_mut(key.serial) else {
+            return;
+        };
         runtime.stop_prober();
         runtime.prober = Some(stop.clone());
         let labels = |result| {
@@ -156,21 +159,24 @@ impl Control {
         self.tasks.spawn(health::probe_loop(prober, reports, stop));
     }
 
-    /// Rebuilds pool `p` and swaps in a snapshot that shares everything else.
-    pub(super) fn rebuild(&mut self, p: usize) {
+    /// Rebuilds pool `name` and swaps in a snapshot that shares everything else.
+    pub(super) fn rebuild(&mut self, name: &str) {
+        let (Some(i), Some(pool)) = (self.pools.position(name), self.pools.get(name)) else {
+            return;
+        };
         let mut pools = self.publisher.current().pools.clone();
-        pools[p] = self.build_pool(p);
+        pools[i] = self.build_pool(pool);
         self.store(pools);
     }
 
     /// Rebuilds every pool and the router (after a reload).
     fn swap_all(&mut self) {
-        let pools = (0..self.pools.len()).map(|p| self.build_pool(p)).collect();
+        let pools = self.pools.iter().map(|p| self.build_pool(p)).collect();
         self.store(pools);
     }
 
-    fn build_pool(&self, p: usize) -> Arc<Pool> {
-        let pool = Arc::new(self.pools[p].build());
+    fn build_pool(&self, runtime: &PoolRuntime) -> Arc<Pool> {
+        let pool = Arc::new(runtime.build());
         // Panic mode as the data plane saw it until now: the snapshot is the one record of it.
         let was_panic = self
             .publisher

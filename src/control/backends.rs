@@ -1,15 +1,12 @@
-//! The single writer's decisions about individual backends, carried out on the registry:
-//! probe verdicts, passive ejections and their end, slow-start steps, drains and weights.
-//! What to decide comes from the pure `ejection` and `ramp` machines; this file applies it and
-//! announces each resulting change of state once (`announce`).
+//! The single writer's handlers for what happens to individual backends: probe reports,
+//! passive failure reports, timers, drains and weights. Each finds the backend by its key,
+//! has `runtime` carry the decision out at the event's instant, announces the resulting state
+//! once and rebuilds the pool's snapshot when the data plane must see it.
 
 use super::Control;
-use super::ejection::Decision;
-use super::registry::BackendRuntime;
 use crate::events::Event;
 use crate::health::{Report, ReportKind, Verdict};
-use crate::upstream::{BackendState, BackendStatus, Drain, Exclusion, Mark, OutlierReport};
-use crate::upstream::{State, timestamp};
+use crate::upstream::{BackendKey, OutlierReport, State, timestamp};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -18,115 +15,54 @@ const DRAIN_CHECK: Duration = Duration::from_millis(100);
 
 impl Control {
     pub(super) fn apply_report(&mut self, report: Report) {
-        let Some((p, b)) = self.find_state(&report.backend) else {
+        let now = self.now.at;
+        let Some(pool) = self.pools.get_mut(&report.backend.pool) else {
             return;
         };
-        let backend = &report.backend;
+        let (window, uneject_on_probe) =
+            (pool.config.slow_start, pool.config.outlier.uneject_on_probe);
+        let Some(runtime) = pool.backend_mut(report.backend.serial) else {
+            return; // a report about a backend since removed
+        };
         let reason = match report.kind {
             ReportKind::Verdict {
                 verdict: Verdict::Unhealthy,
                 detail,
             } => {
-                backend.set(Exclusion::Unhealthy, true);
-                update_status(backend, |s| s.unhealthy = Some(detail.clone()));
+                runtime.probes_failed(&detail);
                 detail
             }
             ReportKind::Verdict {
                 verdict: Verdict::Healthy,
                 detail,
             } => {
-                backend.set(Exclusion::Unhealthy, false);
-                update_status(backend, |s| s.unhealthy = None);
-                // The probes saw the failure and then the recovery: that ends an ejection too.
-                self.end_ejection(p, b);
-                self.start_ramp(p, b);
+                runtime.probes_passed(now, window);
                 detail
             }
             ReportKind::PassedWhileEjected => {
                 // Probes that never failed prove little about real traffic (a backend may fail
                 // every POST and answer its GET probe): only where asked do they end an
                 // ejection early.
-                if !self.pools[p].config.outlier.uneject_on_probe || !self.end_ejection(p, b) {
+                if !uneject_on_probe || !runtime.end_ejection(now) {
                     return;
                 }
-                self.start_ramp(p, b);
+                runtime.start_ramp(now, window);
                 "active probe passed during ejection".to_owned()
             }
         };
         // The backend's change first, then what it does to the pool (panic mode).
-        self.announce(p, b, &reason);
-        self.rebuild(p);
+        self.announce(&report.backend, &reason);
+        self.rebuild(&report.backend.pool);
     }
 
     pub(super) fn apply_outlier(&mut self, report: OutlierReport) {
-        let Some((p, b)) = self.find_state(&report.backend) else {
+        let Some(pool) = self.pools.get_mut(&report.backend.pool) else {
             return;
         };
-        let backend = &report.backend;
-        backend.reset_failure_counts();
-        let pool = &self.pools[p];
-        let outlier = pool.config.outlier;
-        let ejected = pool
-            .backends
-            .iter()
-            .filter(|b| b.state.is(Exclusion::Ejected))
-            .count();
-        let size = pool.backends.len();
-        let failure = report.failure.as_str();
-        let reason = format!("{} consecutive failures ({failure})", report.consecutive);
-        let now = self.now.at;
-        let runtime = &mut self.pools[p].backends[b];
-        let duration = match runtime.ejection.consider(now, &outlier, ejected, size) {
-            Decision::Eject { duration, .. } => duration,
-            Decision::AlreadyEjected => return,
-            Decision::Capped { first } => {
-                if first {
-                    let allowed = size * usize::from(outlier.max_ejection_percent) / 100;
-                    tracing::warn!(
-                        pool = %backend.pool, backend = %backend.name, %reason, ejected, allowed,
-                        "not ejecting: max_ejection_percent reached"
-                    );
-                }
-                // Shown as failing for as long as an ejection would have lasted, renewed by
-                // each further threshold's worth of failures.
-                runtime.held_in_until = Some(now + outlier.base_ejection_time);
-                backend.mark(Mark::HeldIn, true);
-                let detail = format!("{reason}; held in service: max_ejection_percent reached");
-                update_status(backend, |s| s.held_in = Some(detail));
-                return;
-            }
-        };
-        clear_held_in(runtime);
-        backend.set(Exclusion::Ejected, true);
-        let reason = format!("{reason}; ejected for {duration:?}");
-        update_status(backend, |s| s.ejected = Some(reason.clone()));
-        runtime.counters.ejections[report.failure.index()].increment(1);
-        self.announce(p, b, &reason);
-        self.rebuild(p);
-    }
-
-    /// Ends a passive ejection; returns whether there was one.
-    fn end_ejection(&mut self, p: usize, b: usize) -> bool {
-        let now = self.now.at;
-        let runtime = &mut self.pools[p].backends[b];
-        let ended = runtime.ejection.end(now);
-        if ended {
-            runtime.state.set(Exclusion::Ejected, false);
-            update_status(&runtime.state, |s| s.ejected = None);
+        if let Some(reason) = pool.consider_outlier(&report, self.now.at) {
+            self.announce(&report.backend, &reason);
+            self.rebuild(&report.backend.pool);
         }
-        ended
-    }
-
-    /// Starts a slow-start ramp, if the pool has slow start.
-    pub(super) fn start_ramp(&mut self, p: usize, b: usize) {
-        let window = self.pools[p].config.slow_start;
-        let now = self.now.at;
-        let runtime = &mut self.pools[p].backends[b];
-        runtime.ramp.start(now, window);
-        runtime
-            .state
-            .mark(Mark::SlowStart, runtime.ramp.is_running());
-        runtime.refresh_weight(now, window);
     }
 
     /// The next time something is due: an ejection ending, a ramp stepping, a drain's deadline,
@@ -158,116 +94,71 @@ impl Control {
     }
 
     pub(super) fn apply_timers(&mut self, now: Instant) {
-        for p in 0..self.pools.len() {
-            let window = self.pools[p].config.slow_start;
-            for b in 0..self.pools[p].backends.len() {
-                let mut reason = None;
-                let mut rebuild = false;
-                if self.pools[p].backends[b].ejection.is_due(now) {
-                    self.end_ejection(p, b);
-                    self.start_ramp(p, b);
-                    reason = Some("ejection time over".to_owned());
-                    rebuild = true;
-                }
-                let runtime = &mut self.pools[p].backends[b];
-                if runtime.held_in_until.is_some_and(|until| until <= now) {
-                    clear_held_in(runtime);
-                }
-                if runtime.ramp.is_running() {
-                    rebuild |= runtime.refresh_weight(now, window);
-                    if runtime.ramp.finish_if_done(now, window) {
-                        runtime.state.mark(Mark::SlowStart, false);
-                        reason.get_or_insert_with(|| "slow start finished".to_owned());
-                    }
-                }
-                if runtime.drain_deadline.is_some_and(|at| at <= now) {
-                    runtime.drain_deadline = None;
-                    let cut = runtime.state.in_flight();
-                    runtime.state.mark(Mark::DrainCut, true);
-                    runtime.state.cut_connections();
-                    reason = Some(format!(
-                        "drain deadline reached: {cut} requests or tunnels still open were closed"
-                    ));
-                }
-                let reason = reason.unwrap_or_else(|| "no request in flight".to_owned());
-                self.announce(p, b, &reason);
-                if rebuild {
-                    self.rebuild(p);
-                }
+        for key in self.pools.keys() {
+            let Some(pool) = self.pools.get_mut(&key.pool) else {
+                continue;
+            };
+            let window = pool.config.slow_start;
+            let Some(runtime) = pool.backend_mut(key.serial) else {
+                continue;
+            };
+            let timed = runtime.on_timers(now, window);
+            let reason = timed.reason.as_deref().unwrap_or("no request in flight");
+            self.announce(&key, reason);
+            if timed.rebuild {
+                self.rebuild(&key.pool);
             }
         }
         self.remove_departed(now);
     }
 
-    /// Announces backend `b`'s state if it differs from the one last announced: once, in the
-    /// log, on the event stream and in the metrics, and from then on the state's `since`.
-    pub(super) fn announce(&mut self, p: usize, b: usize, reason: &str) {
-        let runtime = &mut self.pools[p].backends[b];
-        let state = runtime.state.state();
-        if state == runtime.announced {
-            return;
+    /// Announces backend `key`'s state if it differs from the one last announced.
+    pub(super) fn announce(&mut self, key: &BackendKey, reason: &str) {
+        if let Some(runtime) = self.pools.backend_mut(key) {
+            runtime.announce(&self.publisher, self.now.wall, reason);
         }
-        let time = self.now.wall;
-        let change = (runtime.announced, state);
-        runtime.announced = state;
-        runtime.counters.state_changes[state.index()].increment(1);
-        update_status(&runtime.state, |s| s.since = time);
-        self.publisher
-            .backend_changed(&runtime.state, change, reason, time);
     }
 
-    /// Stops new requests to a backend; with a deadline, closes what remains once it passes.
-    /// Draining again replaces the deadline.
-    pub(super) fn drain(&mut self, p: usize, b: usize, deadline: Option<Duration>, reason: &str) {
-        let runtime = &mut self.pools[p].backends[b];
-        let already = runtime.state.is(Exclusion::Draining);
-        // Checked: a deadline the clock cannot reach is no deadline (inputs are bounded first).
-        runtime.drain_deadline = deadline.and_then(|after| self.now.at.checked_add(after));
-        let now = self.now.wall;
-        update_status(&runtime.state, |s| {
-            s.drain = Some(Drain {
-                since: s
-                    .drain
-                    .as_ref()
-                    .filter(|_| already)
-                    .map_or(now, |d| d.since),
-                reason: reason.to_owned(),
-                deadline: deadline.and_then(|after| now.checked_add(after)),
-            });
-        });
-        runtime.state.set(Exclusion::Draining, true);
-        self.announce(p, b, reason);
+    /// Stops new requests to backend `key`; with a deadline, closes what remains once it
+    /// passes. Draining again replaces the deadline.
+    pub(super) fn drain(&mut self, key: &BackendKey, deadline: Option<Duration>, reason: &str) {
+        let Some(runtime) = self.pools.backend_mut(key) else {
+            return;
+        };
+        let already = runtime.drain(self.now, deadline, reason);
+        self.announce(key, reason);
         if !already {
-            self.rebuild(p);
+            self.rebuild(&key.pool);
         }
     }
 
     /// Sends new requests to a drained backend again.
-    pub(super) fn undrain(&mut self, p: usize, b: usize, reason: &str) {
-        let runtime = &mut self.pools[p].backends[b];
-        if !runtime.state.is(Exclusion::Draining) {
-            return;
+    pub(super) fn undrain(&mut self, key: &BackendKey, reason: &str) {
+        if self.pools.backend_mut(key).is_some_and(|b| b.undrain()) {
+            self.announce(key, reason);
+            self.rebuild(&key.pool);
         }
-        runtime.drain_deadline = None;
-        runtime.state.set(Exclusion::Draining, false);
-        runtime.state.mark(Mark::DrainCut, false);
-        update_status(&runtime.state, |s| s.drain = None);
-        self.announce(p, b, reason);
-        self.rebuild(p);
     }
 
-    pub(super) fn set_weight(&mut self, p: usize, b: usize, weight: Option<u32>) {
-        let window = self.pools[p].config.slow_start;
-        let runtime = &mut self.pools[p].backends[b];
-        runtime.weight_override = weight;
-        runtime.refresh_weight(self.now.at, window);
-        self.rebuild(p);
-        self.weight_changed(p, b);
+    pub(super) fn set_weight(&mut self, key: &BackendKey, weight: Option<u32>) {
+        let now = self.now.at;
+        let Some(pool) = self.pools.get_mut(&key.pool) else {
+            return;
+        };
+        let window = pool.config.slow_start;
+        let Some(runtime) = pool.backend_mut(key.serial) else {
+            return;
+        };
+        runtime.set_weight(now, window, weight);
+        self.rebuild(&key.pool);
+        self.weight_changed(key);
     }
 
-    /// Logs and announces backend `b`'s weight override (or its end).
-    pub(super) fn weight_changed(&self, p: usize, b: usize) {
-        let runtime = &self.pools[p].backends[b];
+    /// Logs and announces backend `key`'s weight override (or its end).
+    pub(super) fn weight_changed(&self, key: &BackendKey) {
+        let Some(runtime) = self.pools.backend(key) else {
+            return;
+        };
         let (pool, backend) = (
             runtime.state.pool.to_string(),
             runtime.state.name.to_string(),
@@ -288,19 +179,4 @@ impl Control {
             time: timestamp(self.now.wall),
         });
     }
-}
-
-/// Ends a backend's showing as held in service by the ejection cap.
-fn clear_held_in(runtime: &mut BackendRuntime) {
-    if runtime.held_in_until.take().is_some() {
-        runtime.state.mark(Mark::HeldIn, false);
-        update_status(&runtime.state, |s| s.held_in = None);
-    }
-}
-
-/// Changes the recorded reasons of a backend. Control plane only.
-pub(super) fn update_status(backend: &BackendState, change: impl FnOnce(&mut BackendStatus)) {
-    let mut status = BackendStatus::clone(&backend.status());
-    change(&mut status);
-    backend.set_status(status);
 }

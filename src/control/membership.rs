@@ -6,14 +6,15 @@
 
 use super::Control;
 use super::Now;
-use super::backends::update_status;
 use super::reconcile::{self, Changed, Step};
 use super::registry::{self, BackendRuntime, PoolRuntime};
+use super::runtime::update_status;
 use crate::config::{BackendConfig, PoolConfig};
 use crate::discovery::{self, Discovered};
 use crate::events::{Event, Membership};
 use crate::metrics::Metrics;
-use crate::upstream::{Drain, Exclusion, Mark, timestamp};
+use crate::upstream::{BackendKey, Drain, Exclusion, Mark, timestamp};
+use std::sync::Arc;
 use tokio::time::Instant;
 
 /// Why a discovered backend is draining.
@@ -28,14 +29,14 @@ pub(super) fn leaving_reason(backend: &BackendRuntime) -> Option<&'static str> {
         .then_some(if backend.discovered { LEFT } else { REMOVED })
 }
 
-/// What taking a set did, for the caller to follow up: new index of each backend that needs a
+/// What taking a set did, for the caller to follow up: the serial of each backend that needs a
 /// probe task started, and of each kept one.
 #[derive(Debug, Default)]
 pub(super) struct Taken {
-    pub added: Vec<usize>,
-    pub kept: Vec<usize>,
+    pub added: Vec<u64>,
+    pub kept: Vec<u64>,
     /// Kept backends whose weight override the file's change cleared.
-    pub override_cleared: Vec<usize>,
+    pub override_cleared: Vec<u64>,
 }
 
 /// The backends a pool should have: the file's, then the discovered ones the file does not
@@ -85,13 +86,13 @@ pub(super) fn take_set(
                         kept.config = backend_config.clone();
                     } else {
                         if kept.weight_override.is_some() {
-                            taken.override_cleared.push(b);
+                            taken.override_cleared.push(kept.state.serial);
                         }
                         file_changed_backend(&mut kept, backend_config);
                     }
                 }
                 kept.discovered = discovered;
-                taken.kept.push(b);
+                taken.kept.push(kept.state.serial);
                 runtime.backends.push(kept);
             }
             Step::Add(_) => {
@@ -101,7 +102,7 @@ pub(super) fn take_set(
                 added.discovered = discovered;
                 added.ramp.start(now.at, config.slow_start);
                 added.state.mark(Mark::SlowStart, added.ramp.is_running());
-                taken.added.push(b);
+                taken.added.push(added.state.serial);
                 runtime.backends.push(added);
             }
         }
@@ -152,38 +153,52 @@ fn file_changed_backend(kept: &mut BackendRuntime, config: &BackendConfig) {
 impl Control {
     /// Takes a set found by pool `name`'s discovery task.
     pub(super) fn apply_discovered(&mut self, found: Discovered) {
-        let Some(p) = self.pools.iter().position(|pool| pool.name == found.pool) else {
+        let Some(pool) = self.pools.get_mut(&found.pool) else {
             return;
         };
-        if self.pools[p].discovery.as_ref().map(|d| d.0) != Some(found.epoch) {
+        if pool.discovery.as_ref().map(|d| d.0) != Some(found.epoch) {
             return; // from a task since replaced
         }
-        self.pools[p].discovered = found.backends;
-        self.retake(p);
+        pool.discovered = found.backends;
+        let name = Arc::clone(&pool.name);
+        self.retake(&name);
     }
 
-    /// Gives pool `p` the file's backends plus its discovered ones, and announces the result.
-    pub(super) fn retake(&mut self, p: usize) {
+    /// Gives pool `name` the file's backends plus its discovered ones, and announces the result.
+    pub(super) fn retake(&mut self, name: &str) {
         let now = self.now;
-        let runtime = &mut self.pools[p];
-        let config = runtime.config.clone();
         let grace = self.config.timeouts.shutdown;
+        let Some(runtime) = self.pools.get_mut(name) else {
+            return;
+        };
+        let config = runtime.config.clone();
         let taken = take_set(runtime, &config, &self.metrics, now, grace);
         runtime.refresh_traffic(&self.config, &self.metrics);
         for backend in &runtime.backends {
             backend.refresh_weight(now.at, config.slow_start);
         }
-        for &b in &taken.added {
-            let name = self.pools[p].backends[b].config.name.clone();
-            tracing::info!(pool = %config.name, backend = %name, "backend discovered");
-            self.membership(p, &name, Membership::Added);
-            self.apply_shared_override(p, b);
-            self.start_prober(p, b, false);
+        let added: Vec<(BackendKey, String)> = taken
+            .added
+            .iter()
+            .filter_map(|&serial| {
+                let name = runtime.backend_mut(serial)?.config.name.clone();
+                Some((runtime.key(serial), name))
+            })
+            .collect();
+        for (key, backend) in added {
+            tracing::info!(pool = %config.name, %backend, "backend discovered");
+            self.membership(&config.name, &backend, Membership::Added);
+            self.apply_shared_override(&key);
+            self.start_prober(&key, false);
         }
-        self.rebuild(p);
-        for b in 0..self.pools[p].backends.len() {
-            let reason = leaving_reason(&self.pools[p].backends[b]).unwrap_or("discovered");
-            self.announce(p, b, reason);
+        self.rebuild(name);
+        for key in self.pools.keys().into_iter().filter(|k| &*k.pool == name) {
+            let reason = self
+                .pools
+                .backend(&key)
+                .and_then(leaving_reason)
+                .unwrap_or("discovered");
+            self.announce(&key, reason);
         }
         self.remove_departed(now.at);
     }
@@ -191,41 +206,46 @@ impl Control {
     /// Removes backends that left and have no request in flight any more, or whose drain
     /// deadline has passed (what remained was closed when it did).
     pub(super) fn remove_departed(&mut self, now: Instant) {
-        for p in 0..self.pools.len() {
+        for name in self.pools.names() {
             let done = |b: &BackendRuntime| {
                 b.leaving
                     && (b.state.in_flight() == 0 || b.drain_deadline.is_none_or(|at| at <= now))
             };
-            if !self.pools[p].backends.iter().any(done) {
+            let Some(pool) = self.pools.get_mut(&name) else {
+                continue;
+            };
+            if !pool.backends.iter().any(done) {
                 continue;
             }
             let (gone, stay): (Vec<BackendRuntime>, Vec<BackendRuntime>) =
-                std::mem::take(&mut self.pools[p].backends)
+                std::mem::take(&mut pool.backends)
                     .into_iter()
                     .partition(done);
-            self.pools[p].backends = stay;
-            self.pools[p].refresh_traffic(&self.config, &self.metrics);
-            self.rebuild(p);
+            pool.backends = stay;
+            pool.refresh_traffic(&self.config, &self.metrics);
+            self.rebuild(&name);
             for backend in gone {
                 tracing::info!(pool = %backend.state.pool, backend = %backend.config.name, "departed backend removed");
-                self.membership(p, &backend.config.name, Membership::Removed);
+                self.membership(&name, &backend.config.name, Membership::Removed);
             }
         }
     }
 
-    fn membership(&self, p: usize, backend: &str, change: Membership) {
+    fn membership(&self, pool: &str, backend: &str, change: Membership) {
         self.publisher.emit(Event::Membership {
-            pool: self.pools[p].config.name.clone(),
+            pool: pool.to_owned(),
             backend: backend.to_owned(),
             change,
             time: timestamp(self.now.wall),
         });
     }
 
-    /// Starts, restarts or stops pool `p`'s discovery task to match its config; a restarted
+    /// Starts, restarts or stops pool `name`'s discovery task to match its config; a restarted
     /// task's set replaces the last one only when it reports.
-    pub(super) fn follow_discovery(&mut self, p: usize) {
-        let pool = &mut self.pools[p];
+    pub(super) fn follow_discovery(&mut self, name: &str) {
+        let Some(pool) = self.pools.get_mut(name) else {
+            return;
+        };
         pool.stop_discovery();
         let Some(config) = pool.config.discovery.clone() else {
             pool.discovered.clear();
@@ -234,7 +254,7 @@ impl Control {
         self.discovery_epoch += 1;
         let stop = self.shutdown.child_token();
         discovery::spawn(
-            std::sync::Arc::clone(&pool.name),
+            Arc::clone(&pool.name),
             self.discovery_epoch,
             &config,
             self.discovered_tx.clone(),

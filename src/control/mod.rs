@@ -2,8 +2,11 @@
 //! ejection, slow start, drains, weights, reloads) and is the only code that stores a new
 //! `Snapshot`. Probers, the data plane and the admin API send it reports and commands; this
 //! file is its event loop. The decisions themselves are pure and live apart: `ejection`,
-//! `ramp` and `reconcile`; `backends` and `apply` carry them out on the registry; `publish`
-//! stores snapshots and announces changes; `views` is what the outside reads.
+//! `ramp` and `reconcile`. The registry (`registry`) holds pools keyed by name and backends
+//! known by `BackendKey`, which every report and command carries; `runtime` carries decisions
+//! out on one backend or pool at the event's instant; `backends`, `apply`, `membership` and
+//! `shared` are the handlers that find the backend and call it; `publish` stores snapshots and
+//! announces changes; `views` is what the outside reads.
 
 mod apply;
 mod backends;
@@ -15,6 +18,7 @@ mod publish;
 mod ramp;
 mod reconcile;
 mod registry;
+mod runtime;
 mod shared;
 mod views;
 
@@ -32,10 +36,10 @@ use crate::health::Report;
 use crate::metrics::Metrics;
 use crate::route::Router;
 use crate::snapshot::{CertificateExpiry, Snapshot};
-use crate::upstream::{OutlierReport, State};
+use crate::upstream::{BackendKey, OutlierReport, State};
 use arc_swap::ArcSwap;
 use publish::Publisher;
-use registry::PoolRuntime;
+use registry::{PoolRuntime, Pools};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -48,7 +52,7 @@ use tokio_util::task::TaskTracker;
 /// The single writer. Build with `Control::new`, then `run` it as a task.
 #[derive(Debug)]
 pub struct Control {
-    pools: Vec<PoolRuntime>,
+    pools: Pools,
     router: Arc<Router>,
     /// The served certificates' expiries, derived once per config rather than per rebuild.
     certificates: Arc<[CertificateExpiry]>,
@@ -90,7 +94,7 @@ impl Control {
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) -> (Self, ControlHandle) {
-        let pools: Vec<PoolRuntime> = config
+        let pools: Pools = config
             .pools
             .iter()
             .map(|p| PoolRuntime::new(p, config, metrics))
@@ -160,7 +164,7 @@ impl Control {
 
     /// Applies reports and commands until shutdown.
     pub async fn run(mut self) {
-        for pool in &self.pools {
+        for pool in self.pools.iter() {
             let in_service = pool
                 .backends
                 .iter()
@@ -176,11 +180,11 @@ impl Control {
                 "pool ready"
             );
         }
-        for pool in 0..self.pools.len() {
-            for backend in 0..self.pools[pool].backends.len() {
-                self.start_prober(pool, backend, false);
-            }
-            self.follow_discovery(pool);
+        for key in self.pools.keys() {
+            self.start_prober(&key, false);
+        }
+        for pool in self.pools.names() {
+            self.follow_discovery(&pool);
         }
         let mut refill = tokio::time::interval(Duration::from_secs(1));
         refill.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -197,14 +201,14 @@ impl Control {
                     self.apply_timers(now);
                 }
                 _ = refill.tick() => {
-                    for pool in &self.pools {
+                    for pool in self.pools.iter() {
                         pool.policy.retry_budget.refill();
                     }
                 }
                 () = self.shutdown.cancelled() => break,
             }
         }
-        for pool in &mut self.pools {
+        for pool in self.pools.iter_mut() {
             pool.stop_tasks();
         }
     }
@@ -222,8 +226,7 @@ impl Control {
                     None => Ok(self.pools.iter().map(|p| self.pool_view(p)).collect()),
                     Some(name) => self
                         .pools
-                        .iter()
-                        .find(|p| p.config.name == name)
+                        .get(&name)
                         .map(|p| vec![self.pool_view(p)])
                         .ok_or(LookupError::Pool(name)),
                 };
@@ -261,38 +264,32 @@ impl Control {
         backend: &str,
         change: BackendChange,
     ) -> Result<BackendView, LookupError> {
-        let (p, b) = self.find(pool, backend)?;
+        let key = self.find(pool, backend)?;
         match change {
             BackendChange::Nothing => {}
-            BackendChange::Drain(deadline) => self.drain(p, b, deadline, views::DRAINED),
-            BackendChange::Undrain => self.undrain(p, b, views::UNDRAINED),
-            BackendChange::Weight(weight) => self.set_weight(p, b, weight),
+            BackendChange::Drain(deadline) => self.drain(&key, deadline, views::DRAINED),
+            BackendChange::Undrain => self.undrain(&key, views::UNDRAINED),
+            BackendChange::Weight(weight) => self.set_weight(&key, weight),
         }
         if change != BackendChange::Nothing {
-            self.share(p, b);
+            self.share(&key);
         }
-        Ok(views::backend_view(&self.pools[p].backends[b]))
+        let runtime = self.pools.backend(&key);
+        Ok(views::backend_view(
+            runtime.expect("found above; changes remove no backend"),
+        ))
     }
 
-    fn find_state(&self, backend: &Arc<crate::upstream::BackendState>) -> Option<(usize, usize)> {
-        self.pools.iter().enumerate().find_map(|(p, pool)| {
-            pool.backends
-                .iter()
-                .position(|b| Arc::ptr_eq(&b.state, backend))
-                .map(|b| (p, b))
-        })
-    }
-
-    fn find(&self, pool: &str, backend: &str) -> Result<(usize, usize), LookupError> {
-        let p = self
+    /// The key of backend `backend` of pool `pool`.
+    fn find(&self, pool: &str, backend: &str) -> Result<BackendKey, LookupError> {
+        let runtime = self
             .pools
-            .iter()
-            .position(|p| p.config.name == pool)
+            .get(pool)
             .ok_or_else(|| LookupError::Pool(pool.to_owned()))?;
-        let b = self.pools[p]
+        let found = runtime
             .find(backend)
             .ok_or_else(|| LookupError::Backend(pool.to_owned(), backend.to_owned()))?;
-        Ok((p, b))
+        Ok(runtime.key(found.state.serial))
     }
 }
 
@@ -322,13 +319,8 @@ fn respond<T>(reply: oneshot::Sender<T>, value: T) {
     }
 }
 
-fn router(config: &Config, pools: &[PoolRuntime]) -> Arc<Router> {
-    let index: HashMap<&str, usize> = pools
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (&*p.name, i))
-        .collect();
-    Arc::new(Router::new(&config.routes, |name| index.get(name).copied()))
+fn router(config: &Config, pools: &Pools) -> Arc<Router> {
+    Arc::new(Router::new(&config.routes, |name| pools.position(name)))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

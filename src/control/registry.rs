@@ -8,9 +8,10 @@ use crate::health::ProbeRecord;
 use crate::metrics::{self, BackendMetrics, Metrics, PoolTraffic};
 use crate::snapshot::{Pool, PoolPolicy};
 use crate::upstream::pool::Upstream;
-use crate::upstream::{BackendState, Failure, RetryBudget, State};
+use crate::upstream::{BackendKey, BackendState, Failure, RetryBudget, State};
 use ::metrics::Counter;
 use arc_swap::ArcSwapOption;
+use indexmap::IndexMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -196,8 +197,100 @@ impl PoolRuntime {
         self.stop_discovery();
     }
 
-    pub fn find(&self, backend: &str) -> Option<usize> {
-        self.backends.iter().position(|b| b.config.name == backend)
+    /// The backend named `backend` that is not leaving, if any (else the one leaving).
+    pub fn find(&self, backend: &str) -> Option<&BackendRuntime> {
+        self.backends.iter().find(|b| b.config.name == backend)
+    }
+
+    /// The backend with this serial, while it is in the pool.
+    pub fn backend_mut(&mut self, serial: u64) -> Option<&mut BackendRuntime> {
+        self.backends.iter_mut().find(|b| b.state.serial == serial)
+    }
+
+    /// The key of backend `serial` of this pool.
+    pub fn key(&self, serial: u64) -> BackendKey {
+        BackendKey {
+            pool: Arc::clone(&self.name),
+            serial,
+        }
+    }
+}
+
+/// Every pool, keyed by name, in the config's order (the order the router and the snapshot
+/// number them in).
+#[derive(Debug, Default)]
+pub(super) struct Pools(IndexMap<Arc<str>, PoolRuntime>);
+
+impl Pools {
+    /// The pool named `name`.
+    pub fn get(&self, name: &str) -> Option<&PoolRuntime> {
+        self.0.get(name)
+    }
+
+    /// The pool named `name`, to change.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut PoolRuntime> {
+        self.0.get_mut(name)
+    }
+
+    /// Where pool `name` sits in the snapshot.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.0.get_index_of(name)
+    }
+
+    /// The backend `key` names, while it exists.
+    pub fn backend(&self, key: &BackendKey) -> Option<&BackendRuntime> {
+        let pool = self.get(&key.pool)?;
+        pool.backends.iter().find(|b| b.state.serial == key.serial)
+    }
+
+    /// The backend `key` names, to change.
+    pub fn backend_mut(&mut self, key: &BackendKey) -> Option<&mut BackendRuntime> {
+        self.get_mut(&key.pool)?.backend_mut(key.serial)
+    }
+
+    /// Every backend's key, for handling each in turn.
+    pub fn keys(&self) -> Vec<BackendKey> {
+        self.iter()
+            .flat_map(|pool| pool.backends.iter().map(|b| pool.key(b.state.serial)))
+            .collect()
+    }
+
+    /// Every pool's name.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.0.keys().cloned().collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &PoolRuntime> {
+        self.0.values()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut PoolRuntime> {
+        self.0.values_mut()
+    }
+
+    /// Takes pool `name` out, to be put back (or not) by `insert`.
+    pub fn remove(&mut self, name: &str) -> Option<PoolRuntime> {
+        self.0.shift_remove(name)
+    }
+
+    /// Adds a pool after the others.
+    pub fn insert(&mut self, pool: PoolRuntime) {
+        self.0.insert(Arc::clone(&pool.name), pool);
+    }
+
+    /// Every pool, taken out.
+    pub fn into_values(self) -> impl Iterator<Item = PoolRuntime> {
+        self.0.into_values()
+    }
+}
+
+impl FromIterator<PoolRuntime> for Pools {
+    fn from_iter<T: IntoIterator<Item = PoolRuntime>>(pools: T) -> Self {
+        let mut all = Self::default();
+        for pool in pools {
+            all.insert(pool);
+        }
+        all
     }
 }
 

@@ -6,15 +6,16 @@
 use super::Control;
 use super::views::{DRAINED, UNDRAINED};
 use crate::fleet::{Override, SharedDrain, unix_ms};
-use crate::upstream::{Exclusion, MAX_DRAIN_DEADLINE};
+use crate::upstream::{BackendKey, Exclusion, MAX_DRAIN_DEADLINE};
 use std::time::Duration;
 
 impl Control {
-    /// Hands backend `b`'s operator state, just changed here, to the fleet.
-    pub(super) fn share(&mut self, p: usize, b: usize) {
+    /// Hands backend `key`'s operator state, just changed here, to the fleet.
+    pub(super) fn share(&mut self, key: &BackendKey) {
         let Some(fleet) = &self.fleet else { return };
-        let pool = self.pools[p].config.name.clone();
-        let runtime = &mut self.pools[p].backends[b];
+        let Some(runtime) = self.pools.backend_mut(key) else {
+            return;
+        };
         let drained = runtime.state.is(Exclusion::Draining) && !runtime.leaving;
         let deadline = runtime
             .state
@@ -26,7 +27,7 @@ impl Control {
         let at = unix_ms(self.now.wall).max(runtime.override_at.saturating_add(1));
         runtime.override_at = at;
         let change = Override {
-            pool,
+            pool: key.pool.to_string(),
             backend: runtime.config.name.clone(),
             drain: drained.then_some(SharedDrain { deadline }),
             weight: runtime.weight_override,
@@ -52,25 +53,29 @@ impl Control {
             return;
         }
         self.shared.insert(key, change.clone());
-        if let Ok((p, b)) = self.find(&change.pool, &change.backend) {
-            self.apply_shared_override(p, b);
+        if let Ok(key) = self.find(&change.pool, &change.backend) {
+            self.apply_shared_override(&key);
         }
     }
 
-    /// Applies the fleet's state of backend `b`, if newer than what it has.
-    pub(super) fn apply_shared_override(&mut self, p: usize, b: usize) {
-        let runtime = &self.pools[p].backends[b];
-        let key = (
-            self.pools[p].config.name.clone(),
-            runtime.config.name.clone(),
-        );
-        let Some(change) = self.shared.get(&key).filter(|c| c.at > runtime.override_at) else {
+    /// Applies the fleet's state of backend `key`, if newer than what it has.
+    pub(super) fn apply_shared_override(&mut self, key: &BackendKey) {
+        let Some(runtime) = self.pools.backend_mut(key) else {
+            return;
+        };
+        let shared = (key.pool.to_string(), runtime.config.name.clone());
+        let Some(change) = self
+            .shared
+            .get(&shared)
+            .filter(|c| c.at > runtime.override_at)
+        else {
             return;
         };
         let change = change.clone();
-        self.pools[p].backends[b].override_at = change.at;
-        let runtime = &self.pools[p].backends[b];
+        runtime.override_at = change.at;
         let draining = runtime.state.is(Exclusion::Draining);
+        let leaving = runtime.leaving;
+        let weight_changed = runtime.weight_override != change.weight;
         match change.drain {
             Some(drain) => {
                 let now = unix_ms(self.now.wall);
@@ -78,16 +83,16 @@ impl Control {
                     Duration::from_millis(at.saturating_sub(now)).min(MAX_DRAIN_DEADLINE)
                 });
                 let reason = format!("{DRAINED} of replica {}", change.by);
-                self.drain(p, b, remaining, &reason);
+                self.drain(key, remaining, &reason);
             }
-            None if draining && !runtime.leaving => {
+            None if draining && !leaving => {
                 let reason = format!("{UNDRAINED} of replica {}", change.by);
-                self.undrain(p, b, &reason);
+                self.undrain(key, &reason);
             }
             None => {}
         }
-        if self.pools[p].backends[b].weight_override != change.weight {
-            self.set_weight(p, b, change.weight);
+        if weight_changed {
+            self.set_weight(key, change.weight);
         }
     }
 }

@@ -9,7 +9,7 @@ pub use probe::{ProbeTarget, run_probe};
 pub use tracker::{Tracker, Verdict};
 
 use crate::config::HealthCheckConfig;
-use crate::upstream::{BackendState, Exclusion, timestamp};
+use crate::upstream::{BackendKey, BackendState, Exclusion, timestamp};
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ pub struct ProbeRecord {
 #[derive(Debug)]
 pub struct Report {
     /// The backend probed.
-    pub backend: Arc<BackendState>,
+    pub backend: BackendKey,
     /// What happened.
     pub kind: ReportKind,
 }
@@ -132,7 +132,7 @@ pub async fn probe_loop(prober: Prober, reports: UnboundedSender<Report>, stop: 
         };
         if let Some(kind) = kind {
             let report = Report {
-                backend: Arc::clone(&backend),
+                backend: backend.key(),
                 kind,
             };
             if reports.send(report).is_err() {

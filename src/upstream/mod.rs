@@ -11,5 +11,5 @@ pub use crate::error::Failure;
 pub use crate::events::{State, timestamp};
 pub use connect_log::ConnectFailureLog;
 pub use retry_budget::RetryBudget;
-pub use state::{BackendState, Exclusion, InFlightGuard, Mark, OutlierReport};
+pub use state::{BackendKey, BackendState, Exclusion, InFlightGuard, Mark, OutlierReport};
 pub use status::{BackendStatus, Drain, MAX_DRAIN_DEADLINE};

@@ -51,11 +51,22 @@ pub enum Mark {
     HeldIn = 32,
 }
 
+/// Names one backend for as long as it exists: its pool's name and a serial unique in the
+/// process. A name alone is not enough: a backend leaving and the one replacing it may share
+/// one, and a report about the first must not reach the second.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendKey {
+    /// Its pool's name.
+    pub pool: Arc<str>,
+    /// Its serial.
+    pub serial: u64,
+}
+
 /// Sent to the control plane when a backend crosses a passive failure threshold.
 #[derive(Debug)]
 pub struct OutlierReport {
     /// The backend.
-    pub backend: Arc<BackendState>,
+    pub backend: BackendKey,
     /// The failure that crossed the threshold.
     pub failure: Failure,
     /// How many in a row.
@@ -67,8 +78,10 @@ pub struct OutlierReport {
 pub struct BackendState {
     /// The pool this backend belongs to.
     pub pool: Arc<str>,
-    /// Unique within the pool.
+    /// Unique within the pool among backends not leaving it.
     pub name: Arc<str>,
+    /// Unique in the process (see `BackendKey`).
+    pub serial: u64,
     /// Where requests are sent (`host:port`).
     pub authority: Authority,
     /// Circuit breaker: at this many requests in flight the backend is skipped.
@@ -101,9 +114,12 @@ impl BackendState {
         healthy: bool,
         metrics: BackendMetrics,
     ) -> Self {
+        // Relaxed: only uniqueness matters.
+        static SERIALS: AtomicU64 = AtomicU64::new(0);
         Self {
             pool,
             name: config.name.as_str().into(),
+            serial: SERIALS.fetch_add(1, Ordering::Relaxed),
             authority: config.address.clone(),
             max_requests: AtomicU32::new(max_requests(config)),
             in_flight: AtomicU32::new(0),
@@ -221,11 +237,7 @@ impl BackendState {
 
     /// Counts a failure (and its metric); returns a report exactly when the count reaches
     /// `threshold` (0: off).
-    pub fn record_failure(
-        self: &Arc<Self>,
-        failure: Failure,
-        threshold: u32,
-    ) -> Option<OutlierReport> {
+    pub fn record_failure(&self, failure: Failure, threshold: u32) -> Option<OutlierReport> {
         let counter = match failure {
             Failure::Status5xx => &self.consecutive_5xx,
             Failure::Connect => {
@@ -243,10 +255,18 @@ impl BackendState {
         // Relaxed: counters only; equality with the threshold makes exactly one caller report.
         let consecutive = counter.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         (threshold != 0 && consecutive == threshold).then(|| OutlierReport {
-            backend: Arc::clone(self),
+            backend: self.key(),
             failure,
             consecutive,
         })
+    }
+
+    /// The key the control plane knows this backend by.
+    pub fn key(&self) -> BackendKey {
+        BackendKey {
+            pool: Arc::clone(&self.pool),
+            serial: self.serial,
+        }
     }
 
     /// Restarts the passive counters after an ejection decision. Control plane only.
