@@ -155,7 +155,7 @@ impl Control {
             counters,
             resume,
         };
-        let reports = self.reports_tx.clone();
+        let reports = self.inbox.reports_tx.clone();
         self.tasks.spawn(health::probe_loop(prober, reports, stop));
     }
 

@@ -257,7 +257,7 @@ impl Control {
             Arc::clone(&pool.name),
             self.discovery_epoch,
             &config,
-            self.discovered_tx.clone(),
+            self.inbox.discovered_tx.clone(),
             &self.metrics,
             &self.tasks,
             stop.clone(),

@@ -60,22 +60,10 @@ pub struct Control {
     generation: u64,
     publisher: Publisher,
     notifier: crate::notify::Notifier,
-    reports_tx: UnboundedSender<Report>,
-    reports: UnboundedReceiver<Report>,
-    outliers: UnboundedReceiver<OutlierReport>,
-    commands: mpsc::Receiver<Command>,
-    discovered_tx: UnboundedSender<Discovered>,
-    discovered: UnboundedReceiver<Discovered>,
+    inbox: Inbox,
     /// Numbers discovery tasks, so that a replaced task's late report is ignored.
     discovery_epoch: u64,
-    /// Where operator changes go to be shared, in fleet mode.
-    fleet: Option<UnboundedSender<Override>>,
-    /// Changes stored by the fleet.
-    shared_rx: UnboundedReceiver<Override>,
-    /// The latest shared change of each (pool, backend), also for backends not (yet) here.
-    shared: HashMap<(String, String), Override>,
-    /// This replica's name in shared changes.
-    replica: String,
+    fleet: FleetLink,
     /// Where periodic checks' grid starts.
     origin: Instant,
     /// The time of the event being handled, read once when it arrives: every decision it
@@ -136,13 +124,21 @@ impl Control {
             .map_or_else(String::new, |f| f.replica.clone());
         let control = Self {
             notifier,
-            discovered_tx,
-            discovered,
+            inbox: Inbox {
+                reports_tx,
+                reports,
+                outliers,
+                commands,
+                discovered_tx,
+                discovered,
+                shared: shared_rx,
+            },
             discovery_epoch: 0,
-            fleet,
-            shared_rx,
-            shared: HashMap::new(),
-            replica,
+            fleet: FleetLink {
+                sender: fleet,
+                latest: HashMap::new(),
+                replica,
+            },
             origin: Instant::now(),
             now: Now::read(),
             pools,
@@ -151,10 +147,6 @@ impl Control {
             config: config.clone(),
             generation: 1,
             publisher: Publisher::new(Arc::clone(&handle.snapshot), Arc::clone(&handle.events)),
-            reports_tx,
-            reports,
-            outliers,
-            commands,
             metrics: metrics.clone(),
             tasks,
             shutdown,
@@ -191,11 +183,11 @@ impl Control {
         loop {
             let deadline = self.next_deadline(Instant::now());
             tokio::select! {
-                Some(report) = self.reports.recv() => self.at_now().apply_report(report),
-                Some(report) = self.outliers.recv() => self.at_now().apply_outlier(report),
-                Some(command) = self.commands.recv() => self.at_now().apply_command(command),
-                Some(found) = self.discovered.recv() => self.at_now().apply_discovered(found),
-                Some(change) = self.shared_rx.recv() => self.at_now().apply_shared(change),
+                Some(report) = self.inbox.reports.recv() => self.at_now().apply_report(report),
+                Some(report) = self.inbox.outliers.recv() => self.at_now().apply_outlier(report),
+                Some(command) = self.inbox.commands.recv() => self.at_now().apply_command(command),
+                Some(found) = self.inbox.discovered.recv() => self.at_now().apply_discovered(found),
+                Some(change) = self.inbox.shared.recv() => self.at_now().apply_shared(change),
                 () = sleep_until(deadline) => {
                     let now = self.at_now().now.at;
                     self.apply_timers(now);
@@ -291,6 +283,31 @@ impl Control {
             .ok_or_else(|| LookupError::Backend(pool.to_owned(), backend.to_owned()))?;
         Ok(runtime.key(found.state.serial))
     }
+}
+
+/// Where reports, commands and shared changes arrive, and the senders handed to the tasks the
+/// control plane starts (probers, discovery).
+#[derive(Debug)]
+struct Inbox {
+    reports_tx: UnboundedSender<Report>,
+    reports: UnboundedReceiver<Report>,
+    outliers: UnboundedReceiver<OutlierReport>,
+    commands: mpsc::Receiver<Command>,
+    discovered_tx: UnboundedSender<Discovered>,
+    discovered: UnboundedReceiver<Discovered>,
+    /// Changes stored by the fleet.
+    shared: UnboundedReceiver<Override>,
+}
+
+/// This replica's part in the fleet.
+#[derive(Debug)]
+struct FleetLink {
+    /// Where operator changes go to be shared, in fleet mode.
+    sender: Option<UnboundedSender<Override>>,
+    /// The latest shared change of each (pool, backend), also for backends not (yet) here.
+    latest: HashMap<(String, String), Override>,
+    /// This replica's name in shared changes.
+    replica: String,
 }
 
 /// The time of one event, on both clocks: the monotonic one for deadlines and durations, the

@@ -12,7 +12,9 @@ use std::time::Duration;
 impl Control {
     /// Hands backend `key`'s operator state, just changed here, to the fleet.
     pub(super) fn share(&mut self, key: &BackendKey) {
-        let Some(fleet) = &self.fleet else { return };
+        let Some(fleet) = &self.fleet.sender else {
+            return;
+        };
         let Some(runtime) = self.pools.backend_mut(key) else {
             return;
         };
@@ -32,9 +34,9 @@ impl Control {
             drain: drained.then_some(SharedDrain { deadline }),
             weight: runtime.weight_override,
             at,
-            by: self.replica.clone(),
+            by: self.fleet.replica.clone(),
         };
-        self.shared.insert(
+        self.fleet.latest.insert(
             (change.pool.clone(), change.backend.clone()),
             change.clone(),
         );
@@ -46,13 +48,14 @@ impl Control {
     pub(super) fn apply_shared(&mut self, change: Override) {
         let key = (change.pool.clone(), change.backend.clone());
         if self
-            .shared
+            .fleet
+            .latest
             .get(&key)
             .is_some_and(|known| known.at >= change.at)
         {
             return;
         }
-        self.shared.insert(key, change.clone());
+        self.fleet.latest.insert(key, change.clone());
         if let Ok(key) = self.find(&change.pool, &change.backend) {
             self.apply_shared_override(&key);
         }
@@ -65,7 +68,8 @@ impl Control {
         };
         let shared = (key.pool.to_string(), runtime.config.name.clone());
         let Some(change) = self
-            .shared
+            .fleet
+            .latest
             .get(&shared)
             .filter(|c| c.at > runtime.override_at)
         else {
