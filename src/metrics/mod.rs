@@ -76,6 +76,8 @@ metric_table! {
         "1 while the pool ignores health because too few backends are usable.";
     RELOADS: Counter, "switchyard_config_reloads_total",
         "Config reload attempts, by result.";
+    CONFIG_WATCH_SKIPPED: Counter, "switchyard_config_watch_skipped_total",
+        "File changes the watcher saw and did not reload: the config holds the text in force or the one last rejected, and no certificate changed.";
     LAST_RELOAD_SUCCESS: Gauge, "switchyard_config_last_reload_success_timestamp_seconds",
         "Unix time of the last successful config load.";
     CONFIG_GENERATION: Gauge, "switchyard_config_generation",

@@ -95,6 +95,8 @@ struct ReloadMetrics {
     rejected: metrics::Counter,
     generation: metrics::Gauge,
     last_success: metrics::Gauge,
+    /// File changes the watcher did not reload (nothing new in them).
+    watch_skipped: metrics::Counter,
 }
 
 impl ReloadMetrics {
@@ -110,6 +112,7 @@ impl ReloadMetrics {
             ),
             generation: metrics.gauge(crate::metrics::CONFIG_GENERATION, &[]),
             last_success: metrics.gauge(crate::metrics::LAST_RELOAD_SUCCESS, &[]),
+            watch_skipped: metrics.counter(crate::metrics::CONFIG_WATCH_SKIPPED, &[]),
         };
         this.succeeded(1);
         this
@@ -189,6 +192,7 @@ impl Reloader {
                     } else if self.certificates_differ() {
                         "certificate"
                     } else {
+                        self.counters.watch_skipped.increment(1);
                         continue;
                     };
                     ReloadRequest { trigger, reply: None }

@@ -7,13 +7,10 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 
-async fn proxy_with(admin_settings: &str) -> (Upstream, TestProxy) {
+async fn proxy_with(change: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> (Upstream, TestProxy) {
     let upstream = Upstream::start("a").await;
-    // `admin_settings` are keys of `[admin]`, merged into that table.
-    let config = ConfigBuilder::single_pool(&[("a", upstream.addr, 1)])
-        .merge(&format!("[admin]\n{admin_settings}"))
-        .toml();
-    (upstream, TestProxy::start(&config).await)
+    let config = change(ConfigBuilder::single_pool(&[("a", upstream.addr, 1)]));
+    (upstream, TestProxy::start(&config.toml()).await)
 }
 
 /// Sends `method path` to the admin API with `headers` (a `host` among them replaces the
@@ -48,7 +45,7 @@ async fn drained(proxy: &TestProxy) -> bool {
 
 #[tokio::test]
 async fn without_a_token_browsers_cannot_drive_the_api() {
-    let (_upstream, proxy) = proxy_with("").await;
+    let (_upstream, proxy) = proxy_with(|c| c).await;
     let drain = "/api/pools/pool/backends/a/drain";
     for (headers, expected) in [
         (
@@ -94,12 +91,11 @@ async fn the_read_only_token_reads_and_the_admin_token_in_any_case_changes() {
     let (full, read) = (dir.join("admin-token"), dir.join("read-token"));
     std::fs::write(&full, "full-secret\n").unwrap();
     std::fs::write(&read, "read-secret\n").unwrap();
-    let settings = format!(
-        "token_file = \"{}\"\nread_token_file = \"{}\"\n",
-        full.display(),
-        read.display()
-    );
-    let (_upstream, proxy) = proxy_with(&settings).await;
+    let (_upstream, proxy) = proxy_with(|c| {
+        c.set("admin.token_file", full.display().to_string())
+            .set("admin.read_token_file", read.display().to_string())
+    })
+    .await;
     let drain = "/api/pools/pool/backends/a/drain";
     let reader = [("authorization", "Bearer read-secret")];
     assert_eq!(admin(&proxy, "GET", "/api/pools", &reader).await, 200);

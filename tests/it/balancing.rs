@@ -1,13 +1,15 @@
 //! Balancing through the real proxy: smooth weighted round-robin shares and order, and
 //! least-connections steering away from a backend holding slow requests.
 
+use crate::support::config::ConfigBuilder;
 use crate::support::*;
 use std::collections::HashMap;
 use std::time::Duration;
 
 async fn wrr_proxy(backends: &[(&Upstream, u32)], algorithm: &str) -> TestProxy {
     let list: Vec<_> = backends.iter().map(|(u, w)| (u.name, u.addr, *w)).collect();
-    TestProxy::start(&single_pool_toml(algorithm, &list, "", "")).await
+    let config = ConfigBuilder::single_pool(&list).with_pool(|p| p.set("algorithm", algorithm));
+    TestProxy::start(&config.toml()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

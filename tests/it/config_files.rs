@@ -561,6 +561,24 @@ fn every_option_of_the_defaults_is_documented_in_the_book() {
 }
 
 #[test]
+fn every_metric_is_listed_in_the_observability_page() {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/src/observability.md"
+    ))
+    .unwrap();
+    let unlisted: Vec<&str> = switchyard::metrics::TABLE
+        .iter()
+        .map(|&(name, _, _)| name)
+        .filter(|name| !page.contains(&format!("| `{name}` |")))
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "metrics missing from observability.md: {unlisted:?}"
+    );
+}
+
+#[test]
 fn relative_links_of_the_readme_and_the_book_lead_to_files_that_exist() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut pages = docs_pages();

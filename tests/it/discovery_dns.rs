@@ -33,9 +33,20 @@ fn ip(upstream: &Upstream) -> IpAddr {
     upstream.addr.ip()
 }
 
-fn discovering_pool(discovery: &str) -> String {
+/// One pool whose backends come from DNS name `name` (type `kind`) as `resolver` answers it,
+/// `change` applied to the pool.
+fn discovering_pool(
+    kind: &str,
+    name: &str,
+    resolver: SocketAddr,
+    change: impl FnOnce(PoolBuilder) -> PoolBuilder,
+) -> String {
+    let pool = PoolBuilder::new("pool")
+        .set("discovery.type", kind)
+        .set("discovery.name", name)
+        .set("discovery.resolver", resolver.to_string());
     ConfigBuilder::new()
-        .pool(PoolBuilder::new("pool").merge(discovery))
+        .pool(change(pool))
         .route("all", None, "/", "pool")
         .toml()
 }
@@ -48,10 +59,10 @@ async fn dns_addresses_become_backends_and_changes_drain_before_removal() {
     let dns = DnsServer::start().await;
     dns.set_addresses("api.test", &[ip(a), ip(b)], 1);
     // `refresh` is long: only the records' 1 s TTL makes the proxy look again.
-    let proxy = TestProxy::start(&discovering_pool(&format!(
-        "[discovery]\ntype = \"dns\"\nname = \"api.test\"\nport = {port}\nresolver = \"{}\"\nrefresh = \"60s\"\n",
-        dns.addr
-    )))
+    let proxy = TestProxy::start(&discovering_pool("dns", "api.test", dns.addr, |p| {
+        p.set("discovery.port", i64::from(port))
+            .set("discovery.refresh", "60s")
+    }))
     .await;
     let (name_a, name_b, name_c) = (a.addr.to_string(), b.addr.to_string(), c.addr.to_string());
     poll_until(DEADLINE, "both addresses as backends", || async {
@@ -139,10 +150,12 @@ async fn srv_records_give_addresses_ports_and_weights_of_the_preferred_priority(
     dns.set_addresses("one.test", &[ip(&ups[0])], 30);
     dns.set_addresses("two.test", &[ip(&ups[1])], 30);
     dns.set_addresses("backup.test", &[ip(&ups[2])], 30);
-    let proxy = TestProxy::start(&discovering_pool(&format!(
-        "[discovery]\ntype = \"dns_srv\"\nname = \"_http._tcp.api.test\"\nresolver = \"{}\"\n",
-        dns.addr
-    )))
+    let proxy = TestProxy::start(&discovering_pool(
+        "dns_srv",
+        "_http._tcp.api.test",
+        dns.addr,
+        |p| p,
+    ))
     .await;
     let (one, two) = (ups[0].addr.to_string(), ups[1].addr.to_string());
     poll_until(DEADLINE, "the SRV targets as backends", || async {
@@ -174,10 +187,9 @@ async fn srv_records_give_addresses_ports_and_weights_of_the_preferred_priority(
 #[tokio::test]
 async fn a_pool_waiting_for_its_first_answer_says_503_and_a_bad_discovery_table_is_rejected() {
     let dns = DnsServer::start().await;
-    let proxy = TestProxy::start(&discovering_pool(&format!(
-        "[discovery]\ntype = \"dns\"\nname = \"nothing.test\"\nport = 80\nresolver = \"{}\"\n",
-        dns.addr
-    )))
+    let proxy = TestProxy::start(&discovering_pool("dns", "nothing.test", dns.addr, |p| {
+        p.set("discovery.port", 80)
+    }))
     .await;
     poll_until(DEADLINE, "a query answered", || async {
         (dns.queries() > 0).then_some(())
@@ -186,8 +198,9 @@ async fn a_pool_waiting_for_its_first_answer_says_503_and_a_bad_discovery_table_
     let answer = get(&client(), &proxy.url("/"), None).await;
     assert_eq!(answer.status, 503);
 
-    let bad =
-        discovering_pool("[discovery]\ntype = \"dns\"\nname = \"api.test\"\nservice = \"x\"\n");
+    let bad = discovering_pool("dns", "api.test", dns.addr, |p| {
+        p.set("discovery.service", "x")
+    });
     let err = switchyard::config::parse(&bad, "bad.toml")
         .unwrap_err()
         .to_string();

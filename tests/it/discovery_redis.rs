@@ -21,10 +21,14 @@ const SERVICE: &str = "api";
 
 fn registry_pool(redis: &RedisServer) -> String {
     ConfigBuilder::new()
-        .pool(PoolBuilder::new("pool").merge(&format!(
-            "[discovery]\ntype = \"redis\"\nurl = \"{}\"\nservice = \"{SERVICE}\"\nrefresh = \"2s\"\ndrain_timeout = \"30s\"\n",
-            redis.url()
-        )))
+        .pool(
+            PoolBuilder::new("pool")
+                .set("discovery.type", "redis")
+                .set("discovery.url", redis.url())
+                .set("discovery.service", SERVICE)
+                .set("discovery.refresh", "2s")
+                .set("discovery.drain_timeout", "30s"),
+        )
         .route("all", None, "/", "pool")
         .toml()
 }

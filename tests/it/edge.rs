@@ -8,17 +8,16 @@ use std::net::SocketAddr;
 use switchyard::upstream::State;
 use tokio::io::AsyncWriteExt;
 
-/// Two backends with the default passive ejection (5 consecutive failures), `top` added.
-async fn two_backends(top: &str) -> (Upstream, Upstream, TestProxy) {
+/// Two backends with the default passive ejection (5 consecutive failures), `timeouts` set
+/// (`(key, value)` of `[timeouts]`).
+async fn two_backends(timeouts: &[(&str, &str)]) -> (Upstream, Upstream, TestProxy) {
     let a = Upstream::start("a").await;
     let b = Upstream::start("b").await;
-    let config = crate::support::single_pool_toml(
-        "weighted_round_robin",
-        &[("a", a.addr, 1), ("b", b.addr, 1)],
-        top,
-        "",
-    );
-    let proxy = TestProxy::start(&config).await;
+    let mut config = ConfigBuilder::single_pool(&[("a", a.addr, 1), ("b", b.addr, 1)]);
+    for (key, value) in timeouts {
+        config = config.set(&format!("timeouts.{key}"), *value);
+    }
+    let proxy = TestProxy::start(&config.toml()).await;
     (a, b, proxy)
 }
 
@@ -32,7 +31,7 @@ async fn assert_no_backend_failure(proxy: &TestProxy) {
 
 #[tokio::test]
 async fn malformed_chunked_bodies_get_400_and_never_count_against_a_backend() {
-    let (_a, _b, proxy) = two_backends("").await;
+    let (_a, _b, proxy) = two_backends(&[]).await;
     // Small (replayable) and streamed bodies both: a bad chunk size, then a bad chunk end.
     for i in 0..12 {
         let body = if i % 2 == 0 {
@@ -89,7 +88,7 @@ async fn abandoned_uploads_are_logged_499_and_never_count_against_a_backend() {
 
 #[tokio::test]
 async fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
-    let (_a, _b, proxy) = two_backends("[timeouts]\nrequest_body = \"300ms\"\n").await;
+    let (_a, _b, proxy) = two_backends(&[("request_body", "300ms")]).await;
     let addr: SocketAddr = proxy.addr;
     for declared in [100, 1_000_000] {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -105,8 +104,7 @@ async fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
 
 #[tokio::test]
 async fn connections_that_never_start_a_request_are_closed_after_the_header_timeout() {
-    let (_a, _b, proxy) =
-        two_backends("[timeouts]\nrequest_header = \"300ms\"\nidle = \"60s\"\n").await;
+    let (_a, _b, proxy) = two_backends(&[("request_header", "300ms"), ("idle", "60s")]).await;
     for (sent, what) in [
         (&b""[..], "sends nothing"),
         (
@@ -128,9 +126,12 @@ async fn connections_that_never_start_a_request_are_closed_after_the_header_time
 
 #[tokio::test]
 async fn an_idle_http2_connection_whose_peer_never_answers_is_closed() {
-    let (_a, _b, proxy) = two_backends(
-        "[timeouts]\nrequest_header = \"300ms\"\nidle = \"400ms\"\nhttp2_ping_interval = \"200ms\"\nhttp2_ping_timeout = \"200ms\"\n",
-    )
+    let (_a, _b, proxy) = two_backends(&[
+        ("request_header", "300ms"),
+        ("idle", "400ms"),
+        ("http2_ping_interval", "200ms"),
+        ("http2_ping_timeout", "200ms"),
+    ])
     .await;
     let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     // The client preface and an empty SETTINGS frame, then silence: no ACK, no PING answer.
@@ -148,8 +149,7 @@ async fn an_idle_http2_connection_whose_peer_never_answers_is_closed() {
 
 #[tokio::test]
 async fn a_kept_alive_connection_that_stalls_inside_its_next_head_is_closed() {
-    let (_a, _b, proxy) =
-        two_backends("[timeouts]\nrequest_header = \"300ms\"\nidle = \"60s\"\n").await;
+    let (_a, _b, proxy) = two_backends(&[("request_header", "300ms"), ("idle", "60s")]).await;
     // One complete request, then the start of another that never ends.
     let answer = raw::exchange(
         proxy.addr,
@@ -162,8 +162,7 @@ async fn a_kept_alive_connection_that_stalls_inside_its_next_head_is_closed() {
 #[tokio::test]
 async fn a_response_streaming_longer_than_the_header_timeout_keeps_its_connection() {
     use http_body_util::{BodyExt, Empty};
-    let (_a, _b, proxy) =
-        two_backends("[timeouts]\nrequest_header = \"300ms\"\nidle = \"60s\"\n").await;
+    let (_a, _b, proxy) = two_backends(&[("request_header", "300ms"), ("idle", "60s")]).await;
     let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))

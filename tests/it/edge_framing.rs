@@ -7,13 +7,12 @@ use crate::support::config::ConfigBuilder;
 use crate::support::raw::{self, Recorder};
 use crate::support::upstream::start_raw;
 
-async fn recorded_proxy(top: &str, route_settings: &str) -> (Recorder, TestProxy) {
+async fn recorded_proxy(
+    change: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+) -> (Recorder, TestProxy) {
     let recorder = Recorder::start().await;
-    let config = ConfigBuilder::single_pool(&[("r", recorder.addr, 1)])
-        .merge(top)
-        .with_route(|route| route.merge(route_settings))
-        .toml();
-    (recorder, TestProxy::start(&config).await)
+    let config = change(ConfigBuilder::single_pool(&[("r", recorder.addr, 1)]));
+    (recorder, TestProxy::start(&config.toml()).await)
 }
 
 /// Sends `request` (closing after it) and returns the status and the whole answer.
@@ -24,7 +23,7 @@ async fn send(proxy: &TestProxy, request: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn ambiguous_targets_and_hosts_are_refused_and_never_forwarded() {
-    let (recorder, proxy) = recorded_proxy("", "").await;
+    let (recorder, proxy) = recorded_proxy(|c| c).await;
     for (request, expected) in [
         (
             "GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
@@ -92,7 +91,7 @@ async fn ambiguous_targets_and_hosts_are_refused_and_never_forwarded() {
 
 #[tokio::test]
 async fn framing_is_forwarded_canonically() {
-    let (recorder, proxy) = recorded_proxy("", "").await;
+    let (recorder, proxy) = recorded_proxy(|c| c).await;
     for request in [
         "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 010\r\nConnection: close\r\n\r\n0123456789",
         "POST /b HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\nContent_Length: 3\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
@@ -116,7 +115,7 @@ async fn framing_is_forwarded_canonically() {
 
 #[tokio::test]
 async fn underscore_aliases_can_be_refused() {
-    let (recorder, proxy) = recorded_proxy("[limits]\nunderscore_headers = \"reject\"\n", "").await;
+    let (recorder, proxy) = recorded_proxy(|c| c.set("limits.underscore_headers", "reject")).await;
     let (status, _) = send(
         &proxy,
         "GET / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n",
@@ -134,7 +133,8 @@ async fn underscore_aliases_can_be_refused() {
 
 #[tokio::test]
 async fn limits_answer_with_the_anchors_statuses() {
-    let (recorder, proxy) = recorded_proxy("", "max_body_bytes = 100\n").await;
+    let (recorder, proxy) =
+        recorded_proxy(|c| c.with_route(|r| r.set("max_body_bytes", 100))).await;
     let big_header = format!(
         "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
         "a".repeat(70 * 1024)
@@ -206,7 +206,7 @@ async fn unsound_upstream_responses_are_refused_or_reframed() {
 
 #[tokio::test]
 async fn http2_requests_get_the_same_limits() {
-    let (_recorder, proxy) = recorded_proxy("", "").await;
+    let (_recorder, proxy) = recorded_proxy(|c| c).await;
     let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),

@@ -269,20 +269,18 @@ async fn series_of_a_removed_backend_are_gone_after_reload() {
     assert_eq!(sum(&samples, "switchyard_config_generation", &[]), 2.0);
 }
 
-/// One pool over `up`, logging to `path`, with `extra` keys of `[access_log]` merged in.
-fn access_log_toml(up: &Upstream, path: &std::path::Path, extra: &str) -> String {
+/// One pool over `up`, logging to `path`.
+fn access_log_config(up: &Upstream, path: &std::path::Path) -> ConfigBuilder {
     ConfigBuilder::single_pool(&[("up", up.addr, 1)])
         .set("access_log.enabled", true)
         .set("access_log.path", path.display().to_string())
-        .merge(&format!("[access_log]\n{extra}"))
-        .toml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_line_has_every_field() {
     let up = Upstream::start("up").await;
     let log = temp_config("").with_file_name("access.log");
-    let proxy = TestProxy::start(&access_log_toml(&up, &log, "")).await;
+    let proxy = TestProxy::start(&access_log_config(&up, &log).toml()).await;
     let request = http::Request::post(proxy.url("/sink?secret=1"))
         .header("x-request-id", "req-42")
         .body(http_body_util::Full::new(bytes::Bytes::from_static(
@@ -374,7 +372,12 @@ async fn a_full_access_log_buffer_drops_lines_instead_of_blocking_requests() {
         let reader = std::fs::File::open(reader_path).expect("open the FIFO for reading");
         opened_tx.send(reader).ok();
     });
-    let proxy = TestProxy::start(&access_log_toml(&up, &fifo, "buffer = 1\n")).await;
+    let proxy = TestProxy::start(
+        &access_log_config(&up, &fifo)
+            .set("access_log.buffer", 1)
+            .toml(),
+    )
+    .await;
     let _reader = opened
         .recv_timeout(DEADLINE)
         .expect("the proxy opened the FIFO");

@@ -398,12 +398,21 @@ async fn a_file_change_that_ends_a_weight_override_is_announced() {
 
 /// `switchyard_config_reloads_total{result="rejected"}` now.
 async fn rejections(proxy: &TestProxy) -> f64 {
+    sample(
+        proxy,
+        "switchyard_config_reloads_total{result=\"rejected\"} ",
+    )
+    .await
+}
+
+/// The value of the series `prefix` (name and labels, then a space) in a scrape; 0 if absent.
+async fn sample(proxy: &TestProxy, prefix: &str) -> f64 {
     let admin = proxy.gateway.admin_addr().unwrap();
     get(&client(), &format!("http://{admin}/metrics"), None)
         .await
         .body
         .lines()
-        .find_map(|l| l.strip_prefix("switchyard_config_reloads_total{result=\"rejected\"} "))
+        .find_map(|l| l.strip_prefix(prefix))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
@@ -424,12 +433,15 @@ async fn a_broken_file_left_on_disk_is_reported_once_per_content() {
     // Touched again and again with the same text (as a tool rewriting it, or other files in
     // its directory changing, make the watcher fire), it is not tried again.
     let broken = std::fs::read(&path).unwrap();
-    for _ in 0..8 {
+    for touch in 1..=3 {
+        let skipped = sample(&proxy, "switchyard_config_watch_skipped_total ").await;
         std::fs::write(&path, &broken).unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        poll_until(DEADLINE, "the touch seen and skipped", || async {
+            (sample(&proxy, "switchyard_config_watch_skipped_total ").await > skipped).then_some(())
+        })
+        .await;
+        assert_eq!(rejections(&proxy).await, 1.0, "touch {touch}");
     }
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(rejections(&proxy).await, 1.0);
     // Another broken content is news: reported once more.
     std::fs::write(&path, format!("{}\nbroken = {{", config.toml())).unwrap();
     poll_until(DEADLINE, "the new content rejected", || async {

@@ -107,6 +107,27 @@ impl Page {
     }
 
     /// Evaluates `expression` in the page and returns its value as a string.
+    /// Evaluates `expression` until `done` accepts its value (returned), for at most `DEADLINE`.
+    async fn wait_for(
+        &mut self,
+        what: &str,
+        expression: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let value = self.eval(expression).await;
+            if done(&value) {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {DEADLINE:?} waiting for {what} (last: {value:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     async fn eval(&mut self, expression: &str) -> String {
         let result = self
             .call(
@@ -139,14 +160,10 @@ async fn the_status_page_lists_the_backends_and_shows_a_drain_within_a_second() 
             "document.querySelector('[data-backend=\"pool/{name}\"] .state')?.textContent ?? ''"
         )
     };
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !page_ready(&mut page).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the page never went live"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let live = "document.getElementById('status').textContent === 'live' \
+                && document.querySelectorAll('[data-backend]').length === 3";
+    page.wait_for("the page live with three backends", live, |v| v == "true")
+        .await;
     for name in ["alpha", "beta", "gamma"] {
         assert_eq!(page.eval(&state(name)).await, "healthy", "{name}");
     }
@@ -156,14 +173,8 @@ async fn the_status_page_lists_the_backends_and_shows_a_drain_within_a_second() 
         .await;
     assert_eq!(status, 200);
     let drained = tokio::time::Instant::now();
-    let deadline = drained + DEADLINE;
-    while page.eval(&state("alpha")).await != "drained" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the drain never showed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    page.wait_for("the drain shown", &state("alpha"), |v| v == "drained")
+        .await;
     let shown_after = drained.elapsed();
     println!("the drain showed on the page {shown_after:?} after the API answered");
     assert!(
@@ -181,17 +192,6 @@ async fn the_status_page_lists_the_backends_and_shows_a_drain_within_a_second() 
     let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/status-page.png");
     std::fs::write(path, png).unwrap();
-}
-
-/// Whether the page has connected its event stream and lists all three backends.
-async fn page_ready(page: &mut Page) -> bool {
-    let status = page
-        .eval("document.getElementById('status').textContent")
-        .await;
-    let rows = page
-        .eval("String(document.querySelectorAll('[data-backend]').length)")
-        .await;
-    status == "live" && rows == "3"
 }
 
 /// Standard base64, as DevTools sends screenshots.
@@ -223,14 +223,8 @@ async fn with_an_admin_token_the_page_asks_for_it_and_then_shows_the_backends() 
     let browser = Browser::open(&format!("http://{admin}/"));
     let mut page = Page::attach(&browser).await;
     let asks = "getComputedStyle(document.getElementById('token')).display";
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while page.eval(asks).await != "block" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the page never asked for a token"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    page.wait_for("the page asking for a token", asks, |v| v == "block")
+        .await;
     assert_eq!(
         page.eval("String(document.querySelectorAll('[data-backend]').length)")
             .await,
@@ -239,13 +233,8 @@ async fn with_an_admin_token_the_page_asks_for_it_and_then_shows_the_backends() 
     page.eval("document.getElementById('token-input').value = 't0ken'; document.querySelector('#token button').click()")
         .await;
     let rows = "String(document.querySelectorAll('[data-backend]').length)";
-    while page.eval(rows).await != "1" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no backend shown with the token"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    page.wait_for("the backend shown with the token", rows, |v| v == "1")
+        .await;
 }
 
 /// The page shows what happened before it was opened (the server's recent events), a summary
@@ -272,14 +261,10 @@ async fn the_status_page_shows_past_events_a_summary_and_drains_on_a_click() {
     let browser = Browser::open(&format!("http://{admin}/"));
     let mut page = Page::attach(&browser).await;
     let events = "document.getElementById('events').innerText";
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !page.eval(events).await.contains("pool/beta weight 3") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no past event shown"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    page.wait_for("the past event shown", events, |v| {
+        v.contains("pool/beta weight 3")
+    })
+    .await;
     let summary = page
         .eval("document.getElementById('summary').textContent")
         .await;
@@ -299,11 +284,10 @@ async fn the_status_page_shows_past_events_a_summary_and_drains_on_a_click() {
     )
     .await;
     assert_eq!(view.state, switchyard::upstream::State::Drained);
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while page.eval(&click("undrain")).await != "true" {
-        assert!(tokio::time::Instant::now() < deadline, "no undrain button");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    page.wait_for("the undrain button clicked", &click("undrain"), |v| {
+        v == "true"
+    })
+    .await;
     wait_for_state(
         &proxy,
         "pool",

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A proxy serving the usual test names: localhost (default), a.test, b.test, *.example.test.
-async fn sni_proxy(pki: &Pki, upstream: SocketAddr, tls_settings: &str) -> (TestProxy, [Leaf; 4]) {
+async fn sni_proxy(pki: &Pki, upstream: SocketAddr, strict_sni: bool) -> (TestProxy, [Leaf; 4]) {
     let leaves = [
         pki.leaf("localhost", &["localhost"]),
         pki.leaf("a", &["a.test"]),
@@ -18,15 +18,19 @@ async fn sni_proxy(pki: &Pki, upstream: SocketAddr, tls_settings: &str) -> (Test
         pki.leaf("wildcard", &["*.example.test"]),
     ];
     let refs: Vec<&Leaf> = leaves.iter().collect();
-    let proxy = TestProxy::start(&tls_config(upstream, &refs, tls_settings, "")).await;
+    let config = tls_config(upstream, &refs).set_listener("tls.strict_sni", strict_sni);
+    let proxy = TestProxy::start(&config.toml()).await;
     (proxy, leaves)
 }
 
-/// An upstream and a proxy terminating TLS with one `localhost` certificate and `tls_settings`.
-async fn localhost_proxy(tls_settings: &str) -> (Upstream, Leaf, TestProxy) {
+/// An upstream and a proxy terminating TLS with one `localhost` certificate, `change` applied.
+async fn localhost_proxy(
+    change: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+) -> (Upstream, Leaf, TestProxy) {
     let upstream = Upstream::start("u").await;
     let leaf = Pki::new().leaf("localhost", &["localhost"]);
-    let proxy = TestProxy::start(&tls_config(upstream.addr, &[&leaf], tls_settings, "")).await;
+    let config = change(tls_config(upstream.addr, &[&leaf]));
+    let proxy = TestProxy::start(&config.toml()).await;
     (upstream, leaf, proxy)
 }
 
@@ -43,7 +47,7 @@ async fn assert_failures(proxy: &TestProxy, reason: &str, count: u32) {
 async fn sni_chooses_the_certificate_and_unknown_or_missing_names_get_the_default() {
     let upstream = Upstream::start("u").await;
     let pki = Pki::new();
-    let (proxy, [default, a, b, wildcard]) = sni_proxy(&pki, upstream.addr, "").await;
+    let (proxy, [default, a, b, wildcard]) = sni_proxy(&pki, upstream.addr, false).await;
     let addr = proxy.addr;
     for (sni, expected, what) in [
         (Some("a.test"), &a, "exact name"),
@@ -71,7 +75,7 @@ async fn sni_chooses_the_certificate_and_unknown_or_missing_names_get_the_defaul
 async fn strict_sni_refuses_unknown_names_and_serves_known_ones() {
     let upstream = Upstream::start("u").await;
     let pki = Pki::new();
-    let (proxy, [_, a, _, _]) = sni_proxy(&pki, upstream.addr, "strict_sni = true").await;
+    let (proxy, [_, a, _, _]) = sni_proxy(&pki, upstream.addr, true).await;
     assert_eq!(
         presented(proxy.addr, Some("a.test")).await.expect("known"),
         a.der
@@ -83,7 +87,7 @@ async fn strict_sni_refuses_unknown_names_and_serves_known_ones() {
 
 #[tokio::test]
 async fn tls_1_2_and_1_3_work_and_a_client_offering_only_tls_1_1_is_refused() {
-    let (_upstream, _leaf, proxy) = localhost_proxy("").await;
+    let (_upstream, _leaf, proxy) = localhost_proxy(|c| c).await;
     for (version, name) in [
         (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
         (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
@@ -127,7 +131,8 @@ async fn tls_1_2_and_1_3_work_and_a_client_offering_only_tls_1_1_is_refused() {
 
 #[tokio::test]
 async fn min_version_1_3_refuses_tls_1_2() {
-    let (_upstream, _leaf, proxy) = localhost_proxy("min_version = \"1.3\"").await;
+    let (_upstream, _leaf, proxy) =
+        localhost_proxy(|c| c.set_listener("tls.min_version", "1.3")).await;
     let tls12 = tls::client_config(&[&rustls::version::TLS12], &[]);
     assert!(tls::connect(proxy.addr, None, &tls12).await.is_err());
     let tls13 = tls::client_config(&[&rustls::version::TLS13], &[]);
@@ -136,7 +141,7 @@ async fn min_version_1_3_refuses_tls_1_2() {
 
 #[tokio::test]
 async fn http2_by_alpn_reaches_the_upstream_and_http1_works_on_the_same_port() {
-    let (_upstream, _leaf, proxy) = localhost_proxy("").await;
+    let (_upstream, _leaf, proxy) = localhost_proxy(|c| c).await;
     for (alpn, version) in [
         ("h2", http::Version::HTTP_2),
         ("http/1.1", http::Version::HTTP_11),
@@ -168,7 +173,8 @@ async fn http2_by_alpn_reaches_the_upstream_and_http1_works_on_the_same_port() {
 
 #[tokio::test]
 async fn silent_and_stalled_clients_are_closed_after_the_handshake_timeout() {
-    let (_upstream, _leaf, proxy) = localhost_proxy("handshake_timeout = \"300ms\"").await;
+    let (_upstream, _leaf, proxy) =
+        localhost_proxy(|c| c.set_listener("tls.handshake_timeout", "300ms")).await;
     let hello = tls11_client_hello(&[]);
     for (sent, what) in [
         (&[][..], "sends nothing"),
@@ -195,7 +201,7 @@ async fn every_key_format_loads_and_serves() {
         KeyFormat::Ed25519,
     ] {
         let leaf = pki.leaf_with(&format!("{format:?}"), &["localhost"], format);
-        let proxy = TestProxy::start(&tls_config(upstream.addr, &[&leaf], "", "")).await;
+        let proxy = TestProxy::start(&tls_config(upstream.addr, &[&leaf]).toml()).await;
         let stream = tls::connect(proxy.addr, Some("localhost"), &tls::default_client())
             .await
             .unwrap_or_else(|err| panic!("{format:?}: {err}"));
@@ -238,7 +244,7 @@ async fn a_redirect_listener_answers_308_with_the_https_url() {
 async fn certificate_expiry_is_exported_per_listener_and_name() {
     let upstream = Upstream::start("u").await;
     let pki = Pki::new();
-    let (proxy, _) = sni_proxy(&pki, upstream.addr, "").await;
+    let (proxy, _) = sni_proxy(&pki, upstream.addr, false).await;
     let metrics = metrics(&proxy).await;
     for name in ["localhost", "a.test", "b.test", "*.example.test"] {
         let prefix = format!(
@@ -298,7 +304,7 @@ async fn sessions_resume_on_tls_1_2_and_1_3_and_the_access_log_has_the_tls_detai
     let pki = Pki::new();
     let leaf = pki.leaf("localhost", &["localhost"]);
     let log = crate::support::temp_dir().join("access.log");
-    let config = tls::tls_config_builder(upstream.addr, &[&leaf], "")
+    let config = tls_config(upstream.addr, &[&leaf])
         .set("access_log.enabled", true)
         .set("access_log.path", log.display().to_string())
         .toml();

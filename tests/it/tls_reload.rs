@@ -5,13 +5,16 @@
 use crate::support::tls::{self, Http, Leaf, Pki, presented, tls_config};
 use crate::support::{DEADLINE, TestProxy, Upstream, poll_until};
 
-/// A proxy started from a config file with one `localhost` certificate and `reload` settings,
+/// A proxy started from a config file with one `localhost` certificate, the file watched or not,
 /// and a connection to it that has served one request and keeps that certificate.
-async fn rotating_proxy(reload: &str) -> (Upstream, Pki, Leaf, TestProxy, Http) {
+async fn rotating_proxy(watch: bool) -> (Upstream, Pki, Leaf, TestProxy, Http) {
     let upstream = Upstream::start("u").await;
     let pki = Pki::new();
     let leaf = pki.leaf("localhost", &["localhost"]);
-    let path = crate::support::temp_config(&tls_config(upstream.addr, &[&leaf], "", reload));
+    let config = tls_config(upstream.addr, &[&leaf])
+        .set("reload.watch", watch)
+        .set("reload.debounce", "50ms");
+    let path = crate::support::temp_config(&config.toml());
     let proxy = TestProxy::start_file(&path).await;
     let stream = tls::connect(proxy.addr, Some("localhost"), &tls::default_client())
         .await
@@ -25,8 +28,7 @@ async fn rotating_proxy(reload: &str) -> (Upstream, Pki, Leaf, TestProxy, Http) 
 #[tokio::test]
 async fn reload_rotates_the_certificate_keeps_the_socket_and_old_connections_and_rejects_a_broken_one()
  {
-    let (_upstream, pki, leaf, proxy, mut established) =
-        rotating_proxy("[reload]\nwatch = false\n").await;
+    let (_upstream, pki, leaf, proxy, mut established) = rotating_proxy(false).await;
     let old = leaf.der.clone();
 
     let new = pki.leaf("localhost", &["localhost"]).der; // same files, new certificate and key
@@ -79,8 +81,7 @@ async fn reload_rotates_the_certificate_keeps_the_socket_and_old_connections_and
 
 #[tokio::test]
 async fn replaced_certificate_files_are_picked_up_by_the_watcher_and_a_broken_one_is_rejected() {
-    let (_upstream, pki, leaf, proxy, mut established) =
-        rotating_proxy("[reload]\nwatch = true\ndebounce = \"50ms\"\n").await;
+    let (_upstream, pki, leaf, proxy, mut established) = rotating_proxy(true).await;
 
     let new = pki.leaf("localhost", &["localhost"]).der;
     let addr = proxy.addr;

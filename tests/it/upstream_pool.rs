@@ -2,15 +2,18 @@
 //! no reuse after a broken body, `max_connections`, and HTTP/2 (h2c) multiplexing within the
 //! backend's stream limit. Every backend counts the connections it accepted.
 
-use crate::support::config::ConfigBuilder;
+use crate::support::config::{ConfigBuilder, PoolBuilder};
 use crate::support::upstream::{Options, start_scripted};
 use crate::support::*;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-async fn proxy_to(upstream: &Upstream, pool_settings: &str, backend_settings: &str) -> TestProxy {
+async fn proxy_to(
+    upstream: &Upstream,
+    change: impl FnOnce(PoolBuilder) -> PoolBuilder,
+) -> TestProxy {
     let toml = ConfigBuilder::single_pool(&[("up", upstream.addr, 1)])
-        .with_pool(|pool| pool.merge(pool_settings).merge_backend(backend_settings))
+        .with_pool(change)
         .toml();
     TestProxy::start(&toml).await
 }
@@ -18,7 +21,7 @@ async fn proxy_to(upstream: &Upstream, pool_settings: &str, backend_settings: &s
 #[tokio::test]
 async fn sequential_requests_share_one_upstream_connection() {
     let upstream = Upstream::start("up").await;
-    let proxy = proxy_to(&upstream, "", "").await;
+    let proxy = proxy_to(&upstream, |p| p).await;
     let client = client();
     for _ in 0..20 {
         assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
@@ -41,7 +44,7 @@ async fn a_backend_closing_idle_connections_fails_no_request() {
         },
     )
     .await;
-    let proxy = proxy_to(&upstream, "", "").await;
+    let proxy = proxy_to(&upstream, |p| p).await;
     let client = client();
     for closed in 1..=3 {
         assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
@@ -97,7 +100,7 @@ async fn a_connection_whose_response_body_broke_is_not_reused() {
 #[tokio::test]
 async fn max_connections_makes_requests_wait_for_a_free_connection() {
     let upstream = Upstream::start("up").await;
-    let proxy = proxy_to(&upstream, "", "max_connections = 2\n").await;
+    let proxy = proxy_to(&upstream, |p| p.set_backend("max_connections", 2)).await;
     let requests = spawn_gets(5, proxy.url("/hold"));
     eventually(DEADLINE, "two requests held", || upstream.held() == 2).await;
     assert_eq!(upstream.connections(), 2);
@@ -113,7 +116,7 @@ async fn max_connections_makes_requests_wait_for_a_free_connection() {
 #[tokio::test]
 async fn h2c_multiplexes_100_concurrent_requests_over_at_most_two_connections() {
     let upstream = Upstream::start("up").await;
-    let proxy = proxy_to(&upstream, "protocol = \"h2c\"\n", "").await;
+    let proxy = proxy_to(&upstream, |p| p.set("protocol", "h2c")).await;
     multiplex_100_held_requests(&proxy, &upstream).await;
 }
 
@@ -127,7 +130,7 @@ async fn reaching_the_backends_stream_limit_opens_a_second_connection() {
         },
     )
     .await;
-    let proxy = proxy_to(&upstream, "protocol = \"h2c\"\n", "").await;
+    let proxy = proxy_to(&upstream, |p| p.set("protocol", "h2c")).await;
     let client = client();
     // One exchange first, so the connection has the backend's SETTINGS (its limit of 10).
     assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
@@ -146,15 +149,12 @@ async fn reaching_the_backends_stream_limit_opens_a_second_connection() {
 #[tokio::test]
 async fn connections_survive_a_reload_unless_the_connection_settings_change() {
     let upstream = Upstream::start("up").await;
-    let config = |pool_settings: &str| {
-        single_pool_toml(
-            "weighted_round_robin",
-            &[("up", upstream.addr, 1)],
-            "",
-            pool_settings,
-        )
+    let config = |change: fn(PoolBuilder) -> PoolBuilder| {
+        ConfigBuilder::single_pool(&[("up", upstream.addr, 1)])
+            .with_pool(change)
+            .toml()
     };
-    let path = temp_config(&config("retries = 1\n"));
+    let path = temp_config(&config(|p| p.set("retries", 1)));
     let proxy = TestProxy::start_file(&path).await;
     let client = client();
     let reload = |text: String| {
@@ -166,7 +166,7 @@ async fn connections_survive_a_reload_unless_the_connection_settings_change() {
     };
     assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
     // A reload that leaves the connection settings alone keeps the pooled connection...
-    reload(config("retries = 2\n")).await;
+    reload(config(|p| p.set("retries", 2))).await;
     assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
     assert_eq!(
         upstream.connections(),
@@ -174,7 +174,7 @@ async fn connections_survive_a_reload_unless_the_connection_settings_change() {
         "the connection outlived the reload"
     );
     // ...and one that changes them (here to HTTP/2 without TLS) retires it.
-    reload(config("retries = 2\nprotocol = \"h2c\"\n")).await;
+    reload(config(|p| p.set("retries", 2).set("protocol", "h2c"))).await;
     assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
     assert_eq!(
         upstream.connections(),

@@ -90,19 +90,16 @@ async fn open(
     ws
 }
 
-async fn proxy_to_echo(top: &str, route: &str) -> TestProxy {
+async fn proxy_to_echo(change: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> TestProxy {
     let echo = start_echo().await;
-    let toml = ConfigBuilder::single_pool(&[("ws", echo, 1)])
-        .with_pool(|pool| pool.set("algorithm", "least_connections"))
-        .merge(top)
-        .with_route(|r| r.merge(route))
-        .toml();
-    TestProxy::start(&toml).await
+    let config = ConfigBuilder::single_pool(&[("ws", echo, 1)])
+        .with_pool(|pool| pool.set("algorithm", "least_connections"));
+    TestProxy::start(&change(config).toml()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoes_through_the_proxy_and_counts_in_flight_until_closed() {
-    let proxy = proxy_to_echo("", "").await;
+    let proxy = proxy_to_echo(|c| c).await;
     let mut ws = open(&proxy).await;
     for text in ["hello", "again", &"x".repeat(100_000)] {
         echo_once(&mut ws, text).await;
@@ -122,7 +119,7 @@ async fn echoes_over_a_tls_listener() {
     let echo = start_echo().await;
     let pki = crate::support::tls::Pki::new();
     let leaf = pki.leaf("localhost", &["localhost"]);
-    let proxy = TestProxy::start(&crate::support::tls::tls_config(echo, &[&leaf], "", "")).await;
+    let proxy = TestProxy::start(&crate::support::tls::tls_config(echo, &[&leaf]).toml()).await;
     let client = crate::support::tls::client_config(rustls::ALL_VERSIONS, &["http/1.1"]);
     let stream = crate::support::tls::connect(proxy.addr, Some("localhost"), &client)
         .await
@@ -137,7 +134,7 @@ async fn echoes_over_a_tls_listener() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_waits_for_an_open_tunnel() {
-    let proxy = proxy_to_echo("", "").await;
+    let proxy = proxy_to_echo(|c| c).await;
     let mut ws = open(&proxy).await;
     echo_once(&mut ws, "before").await;
     let (status, view) = proxy
@@ -157,7 +154,7 @@ async fn a_drain_waits_for_an_open_tunnel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_tunnel_is_closed_after_tunnel_idle() {
-    let proxy = proxy_to_echo("[timeouts]\ntunnel_idle = \"300ms\"\n", "").await;
+    let proxy = proxy_to_echo(|c| c.set("timeouts.tunnel_idle", "300ms")).await;
     let mut ws = open(&proxy).await;
     echo_once(&mut ws, "one").await;
     assert!(
@@ -169,7 +166,7 @@ async fn an_idle_tunnel_is_closed_after_tunnel_idle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_tunnels_after_the_drain_timeout() {
-    let proxy = proxy_to_echo("[timeouts]\nshutdown = \"1s\"\n", "").await;
+    let proxy = proxy_to_echo(|c| c.set("timeouts.shutdown", "1s")).await;
     let mut ws = open(&proxy).await;
     echo_once(&mut ws, "before shutdown").await;
     let shutdown = tokio::spawn(proxy.gateway.shutdown(Duration::from_secs(10)));
@@ -188,7 +185,7 @@ async fn shutdown_closes_tunnels_after_the_drain_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_can_refuse_upgrades() {
-    let proxy = proxy_to_echo("", "websocket = false\n").await;
+    let proxy = proxy_to_echo(|c| c.with_route(|r| r.set("websocket", false))).await;
     let refused = tokio_tungstenite::connect_async(format!("ws://{}/chat", proxy.addr)).await;
     let Err(tokio_tungstenite::tungstenite::Error::Http(response)) = refused else {
         panic!("the handshake passed: {refused:?}");

@@ -62,12 +62,10 @@ impl ConfigBuilder {
         self.push("routes", route)
     }
 
-    /// Merges a TOML fragment (such as `"[timeouts]\nconnect = \"1s\""`) into the config:
-    /// parsed, then its tables merged key by key and its arrays of tables appended, never
-    /// pasted as text.
-    pub fn merge(mut self, fragment: &str) -> Self {
-        merge(&mut self.root, parse(fragment));
-        self
+    /// Sets `path` (dotted, such as `tls.min_version`) of the first listener.
+    pub fn set_listener(self, path: &str, value: impl Into<Value>) -> Self {
+        let value = value.into();
+        self.with_listener(|listener| set(listener, path, value))
     }
 
     /// Changes the first listener's table.
@@ -145,9 +143,9 @@ pub struct RouteBuilder {
 }
 
 impl RouteBuilder {
-    /// Merges a TOML fragment of route keys (`"max_body_bytes = 10\nwebsocket = false"`).
-    pub fn merge(mut self, fragment: &str) -> Self {
-        merge(&mut self.table, parse(fragment));
+    /// Sets `path` (dotted) of the route.
+    pub fn set(mut self, path: &str, value: impl Into<Value>) -> Self {
+        set(&mut self.table, path, value.into());
         self
     }
 }
@@ -192,27 +190,9 @@ impl PoolBuilder {
         self
     }
 
-    /// Merges a TOML fragment of pool keys and sub-tables (`"retries = 0\n[health_check]..."`
-    /// or, as the file spells them, `[pools.health_check]`).
-    pub fn merge(mut self, fragment: &str) -> Self {
-        let mut parsed = parse(fragment);
-        // Sub-tables written as in the file (`[pools.x]`) are the pool's own `x`.
-        if let Some(Value::Table(pools)) = parsed.remove("pools") {
-            merge(&mut parsed, pools);
-        }
-        merge(&mut self.table, parsed);
-        self
-    }
-
     /// Sets `key` of the last backend added.
     pub fn set_backend(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.last_backend().insert(key.to_owned(), value.into());
-        self
-    }
-
-    /// Merges a TOML fragment of backend keys into the last backend added.
-    pub fn merge_backend(mut self, fragment: &str) -> Self {
-        merge(self.last_backend(), parse(fragment));
         self
     }
 
@@ -231,26 +211,6 @@ impl PoolBuilder {
             .set("health_check.timeout", interval)
             .set("health_check.unhealthy_threshold", fall)
             .set("health_check.healthy_threshold", rise)
-    }
-}
-
-/// A TOML fragment as a table.
-pub fn parse(fragment: &str) -> Table {
-    fragment
-        .parse::<Table>()
-        .unwrap_or_else(|err| panic!("test config fragment is not TOML: {err}\n{fragment}"))
-}
-
-/// Merges `from` into `into`: tables key by key, arrays appended, other values replaced.
-fn merge(into: &mut Table, from: Table) {
-    for (key, value) in from {
-        match (into.get_mut(&key), value) {
-            (Some(Value::Table(old)), Value::Table(new)) => merge(old, new),
-            (Some(Value::Array(old)), Value::Array(new)) => old.extend(new),
-            (_, value) => {
-                into.insert(key, value);
-            }
-        }
     }
 }
 

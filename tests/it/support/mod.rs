@@ -98,22 +98,6 @@ impl TestProxy {
     }
 }
 
-/// A whole config from the typed builder: the test listener, `top` merged in (e.g. a
-/// `[timeouts]` table), one catch-all route `all`, and one pool `pool` of `algorithm` over
-/// `backends` with `pool_settings` (its keys, then sub-tables such as `[pools.health_check]`)
-/// merged in. Fragments are parsed and merged as tables, never pasted as text.
-pub fn single_pool_toml(
-    algorithm: &str,
-    backends: &[(&str, SocketAddr, u32)],
-    top: &str,
-    pool_settings: &str,
-) -> String {
-    config::ConfigBuilder::single_pool(backends)
-        .with_pool(|pool| pool.set("algorithm", algorithm).merge(pool_settings))
-        .merge(top)
-        .toml()
-}
-
 /// A keep-alive HTTP/1.1 client.
 pub type TestClient = Client<HttpConnector, Full<Bytes>>;
 

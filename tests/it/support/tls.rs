@@ -275,25 +275,8 @@ impl Http {
 }
 
 /// A config whose first listener terminates TLS with `certificates` (the first is the
-/// default) and `tls_settings` (keys of `[listeners.tls]`), `top` merged in, in front of one
-/// pool over `upstream`.
-pub fn tls_config(
-    upstream: SocketAddr,
-    certificates: &[&Leaf],
-    tls_settings: &str,
-    top: &str,
-) -> String {
-    tls_config_builder(upstream, certificates, tls_settings)
-        .merge(top)
-        .toml()
-}
-
-/// `tls_config` as a builder, for tests that change more.
-pub fn tls_config_builder(
-    upstream: SocketAddr,
-    certificates: &[&Leaf],
-    tls_settings: &str,
-) -> super::config::ConfigBuilder {
+/// default), in front of one pool over `upstream`; `set_listener("tls.…", …)` adds settings.
+pub fn tls_config(upstream: SocketAddr, certificates: &[&Leaf]) -> super::config::ConfigBuilder {
     let certificates: Vec<toml::Value> = certificates
         .iter()
         .map(|leaf| {
@@ -303,7 +286,7 @@ pub fn tls_config_builder(
             toml::Value::Table(table)
         })
         .collect();
-    let mut tls = super::config::parse(tls_settings);
+    let mut tls = toml::Table::new();
     tls.insert("certificates".into(), toml::Value::Array(certificates));
     super::config::ConfigBuilder::single_pool(&[("a", upstream, 1)]).with_listener(|listener| {
         listener.insert("name".into(), "https".into());
