@@ -20,6 +20,8 @@ mod reconcile;
 mod registry;
 mod runtime;
 mod shared;
+#[cfg(test)]
+mod timing_tests;
 mod views;
 
 pub use crate::events::{
