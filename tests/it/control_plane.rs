@@ -62,10 +62,7 @@ async fn one_event_stream_shows_drain_ejection_and_panic_each_once() {
 
     // b fails once: ejected, which leaves one usable backend of three: panic mode.
     b.set_status(500);
-    let client = client();
-    while backend_view(&proxy, "pool", "b").await.state != State::Ejected {
-        get(&client, &proxy.url("/"), None).await;
-    }
+    send_until_state(&proxy, "pool", "b", State::Ejected).await;
     b.set_status(200);
     expect(&["backend b healthy->ejected", "panic pool on"]).await;
     // The ejection ends on its own: b is healthy again and the pool leaves panic mode.

@@ -372,8 +372,7 @@ async fn recovered_backend_ramps_up_over_the_slow_start_window() {
     let full = weight().await;
 
     upstreams[0].set_status(500);
-    let client = client();
-    wait_for_ejection(&proxy, &client).await;
+    send_until_state(&proxy, "pool", "u0", State::Ejected).await;
     upstreams[0].set_status(200);
     let view = wait_for_state(&proxy, "pool", "u0", State::SlowStart).await;
     let start = view.weight.effective;
@@ -387,13 +386,6 @@ async fn recovered_backend_ramps_up_over_the_slow_start_window() {
     .await;
     let view = wait_for_state(&proxy, "pool", "u0", State::Healthy).await;
     assert_eq!(view.weight.effective, full);
-}
-
-/// Sends requests until backend u0 is ejected.
-async fn wait_for_ejection(proxy: &TestProxy, client: &TestClient) {
-    while backend_view(proxy, "pool", "u0").await.state != State::Ejected {
-        get(client, &proxy.url("/"), None).await;
-    }
 }
 
 /// The demo's upstreams have a switch: `POST /fail` makes one fail its probes until
@@ -445,11 +437,8 @@ async fn passing_probes_end_an_ejection_early_only_with_uneject_on_probe() {
         };
         let backends = [("u0", upstreams[0].addr), ("u1", upstreams[1].addr)];
         let proxy = proxy(&backends, settings, same).await;
-        let client = client();
         upstreams[0].set_status(500);
-        while backend_view(&proxy, "pool", "u0").await.state != State::Ejected {
-            get(&client, &proxy.url("/"), None).await;
-        }
+        send_until_state(&proxy, "pool", "u0", State::Ejected).await;
         // Its probes go on passing (`/health` answers 200).
         let probes = upstreams[0].health_probes();
         eventually(DEADLINE, "five more probes", || {

@@ -310,6 +310,27 @@ pub async fn metric(proxy: &TestProxy, series: &str) -> Option<f64> {
     })
 }
 
+/// Sends requests through the proxy until backend `name` of pool `pool` is in `state` (a
+/// failing backend crossing its threshold); fails the test after `DEADLINE`.
+pub async fn send_until_state(
+    proxy: &TestProxy,
+    pool: &str,
+    name: &str,
+    state: State,
+) -> BackendView {
+    let client = client();
+    let what = format!("{pool}/{name} {} under traffic", state.as_str());
+    poll_until(DEADLINE, &what, || async {
+        let view = backend_view(proxy, pool, name).await;
+        if view.state == state {
+            return Some(view);
+        }
+        get(&client, &proxy.url("/"), None).await;
+        None
+    })
+    .await
+}
+
 /// Polls backend `name` of pool `pool` until it is in `state`; fails the test after `DEADLINE`.
 pub async fn wait_for_state(
     proxy: &TestProxy,
