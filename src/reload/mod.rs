@@ -1,22 +1,25 @@
 //! Config reloads: triggered by SIGHUP, a change to the config file or to a certificate or key
-//! file it names (watched, debounced) or the admin API. Parsing and validation run here, off the request path; a bad config changes
-//! nothing and every problem is reported with `file:line:col`.
+//! file it names (watched, debounced) or the admin API. Parsing and validation run here, off
+//! the request path; a bad config changes nothing and every problem is reported with
+//! `file:line:col`.
 
 use crate::config::{self, Config};
 use crate::control::{Command, ControlHandle};
-use crate::events::{ReloadResult, ReloadSummary};
+use crate::events::ReloadSummary;
 use crate::listeners::Listeners;
 use crate::metrics::Metrics;
 use crate::upstream::timestamp;
 use arc_swap::ArcSwap;
+use counters::ReloadMetrics;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use watch::{read_all, watch_files};
+use watch::{hangup_signals, read_all, recv_signal, watch_files};
 
+mod counters;
 mod watch;
 
 /// The config in force, for the admin API.
@@ -86,45 +89,6 @@ pub struct Reloader {
     /// broken file left on disk is reported once per change of its contents.
     rejected: Option<String>,
     shutdown: CancellationToken,
-}
-
-/// The reload metrics.
-#[derive(Debug)]
-struct ReloadMetrics {
-    applied: metrics::Counter,
-    rejected: metrics::Counter,
-    generation: metrics::Gauge,
-    last_success: metrics::Gauge,
-    /// File changes the watcher did not reload (nothing new in them).
-    watch_skipped: metrics::Counter,
-}
-
-impl ReloadMetrics {
-    fn new(metrics: &Metrics) -> Self {
-        let this = Self {
-            applied: metrics.counter(
-                crate::metrics::RELOADS,
-                &[("result", ReloadResult::Applied.as_str())],
-            ),
-            rejected: metrics.counter(
-                crate::metrics::RELOADS,
-                &[("result", ReloadResult::Rejected.as_str())],
-            ),
-            generation: metrics.gauge(crate::metrics::CONFIG_GENERATION, &[]),
-            last_success: metrics.gauge(crate::metrics::LAST_RELOAD_SUCCESS, &[]),
-            watch_skipped: metrics.counter(crate::metrics::CONFIG_WATCH_SKIPPED, &[]),
-        };
-        this.succeeded(1);
-        this
-    }
-
-    fn succeeded(&self, generation: u64) {
-        self.generation.set(generation as f64);
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        self.last_success.set(now.as_secs_f64());
-    }
 }
 
 impl Reloader {
@@ -354,25 +318,5 @@ impl Reloader {
             debug_assert!(false, "listeners disagree with the reload summary");
         }
         Ok((changes, text))
-    }
-}
-
-type Hangups = Option<tokio::signal::unix::Signal>;
-
-fn hangup_signals() -> Hangups {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::hangup()) {
-        Ok(signals) => Some(signals),
-        Err(err) => {
-            tracing::error!(%err, "cannot listen for SIGHUP; reload through the file or the API");
-            None
-        }
-    }
-}
-
-async fn recv_signal(signals: &mut Hangups) -> Option<()> {
-    match signals {
-        Some(signals) => signals.recv().await,
-        None => std::future::pending().await,
     }
 }

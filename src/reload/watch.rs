@@ -1,4 +1,5 @@
-//! Watching the config file and the certificate and key files it names.
+//! What triggers a reload besides the API: changes to the config file and the certificate and
+//! key files it names, watched, and SIGHUP.
 
 use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
@@ -64,4 +65,27 @@ pub(super) fn watch_files(
         "watching the config and certificate files for changes"
     );
     Some(watcher)
+}
+
+/// SIGHUP, when it can be listened for.
+pub(super) type Hangups = Option<tokio::signal::unix::Signal>;
+
+/// Starts listening for SIGHUP.
+pub(super) fn hangup_signals() -> Hangups {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(signals) => Some(signals),
+        Err(err) => {
+            tracing::error!(%err, "cannot listen for SIGHUP; reload through the file or the API");
+            None
+        }
+    }
+}
+
+/// The next SIGHUP (never, when it cannot be listened for).
+pub(super) async fn recv_signal(signals: &mut Hangups) -> Option<()> {
+    match signals {
+        Some(signals) => signals.recv().await,
+        None => std::future::pending().await,
+    }
 }

@@ -1,5 +1,8 @@
 //! `BackendState`: one backend's identity plus the atomics every request touches: in-flight
 //! count, exclusion flags, effective weight and passive failure counters.
+//!
+//! Longer than most files on purpose: every atomic and every accessor to it stays in one
+//! place, so the memory orderings chosen for each can be read side by side.
 
 use super::clock::millis_now;
 use super::connect_log::ConnectFailureLog;
