@@ -2,8 +2,9 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
-use switchyard::config::{HostPattern, RouteConfig};
-use switchyard::route::Router;
+use switchyard::config::{HostPattern, PathMatch, RouteAction, RouteConfig};
+use switchyard::metrics::Metrics;
+use switchyard::route::{Asked, Router};
 
 fn routes(n: usize) -> Vec<RouteConfig> {
     (0..n)
@@ -16,8 +17,11 @@ fn routes(n: usize) -> Vec<RouteConfig> {
                 1 => Some(HostPattern::Suffix(format!(".tenant{i}.example.com"))),
                 _ => None,
             },
-            path_prefix: format!("/api/v{}/{}", i % 7, i),
-            pool: "p".into(),
+            path: PathMatch::Prefix(format!("/api/v{}/{}", i % 7, i)),
+            methods: Vec::new(),
+            headers: Vec::new(),
+            query: Vec::new(),
+            action: RouteAction::Pool("p".into()),
         })
         .collect()
 }
@@ -25,16 +29,29 @@ fn routes(n: usize) -> Vec<RouteConfig> {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("route_find");
     for n in [10, 1000] {
-        let router = Router::new(&routes(n), |_| Some(0));
+        let router = Router::new(&routes(n), |_| Some(0), &Metrics::new());
+        let headers = http::HeaderMap::new();
+        let asked = Asked {
+            method: &http::Method::GET,
+            headers: &headers,
+            query: None,
+        };
         let exact_host = format!("svc{}.example.com", (n / 3) * 3 - 3);
         group.bench_with_input(BenchmarkId::new("exact_host", n), &n, |b, _| {
-            b.iter(|| router.find(black_box(Some(exact_host.as_str())), black_box("/api/v0/x")))
+            b.iter(|| {
+                router.find(
+                    black_box(Some(exact_host.as_str())),
+                    black_box("/api/v0/x"),
+                    &asked,
+                )
+            })
         });
         group.bench_with_input(BenchmarkId::new("wildcard_host", n), &n, |b, _| {
             b.iter(|| {
                 router.find(
                     black_box(Some("a.tenant1.example.com")),
                     black_box("/api/v1/1/x"),
+                    &asked,
                 )
             })
         });
@@ -44,6 +61,7 @@ fn bench(c: &mut Criterion) {
                 router.find(
                     black_box(Some("unknown.org:8080")),
                     black_box(path.as_str()),
+                    &asked,
                 )
             })
         });

@@ -8,7 +8,7 @@ use clap::Parser;
 use cli::{Cli, Command, RunArgs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use switchyard::config::{self, Config, HostPattern};
+use switchyard::config::{self, Config};
 use switchyard::gateway::{ConfigSource, Gateway};
 use tokio_util::sync::CancellationToken;
 
@@ -84,6 +84,9 @@ fn check(path: &Path) -> ExitCode {
                 return ExitCode::from(EXIT_INVALID_CONFIG);
             }
             print!("{}", summary(path, &config));
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
             for warning in expiry_warnings(&config, std::time::SystemTime::now()) {
                 eprintln!("warning: {warning}");
             }
@@ -308,12 +311,7 @@ fn summary(path: &Path, config: &Config) -> String {
     }
     out += "routes:\n";
     for r in &config.routes {
-        let host = match &r.host {
-            None => "*".to_owned(),
-            Some(HostPattern::Exact(h)) => h.clone(),
-            Some(HostPattern::Suffix(s)) => format!("*{s}"),
-        };
-        out += &format!("  {:<16} {host}{} -> {}\n", r.name, r.path_prefix, r.pool);
+        out += &format!("  {:<16} {r}\n", r.name);
     }
     out += "pools:\n";
     for p in &config.pools {

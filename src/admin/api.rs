@@ -128,6 +128,12 @@ async fn api(
                 }
             })
         }
+        ["routes"] => {
+            allow(&req, &[Method::GET])?;
+            let explained =
+                super::routes::explain(&state.control.snapshot.load(), req.uri().query())?;
+            Ok(json_reply(StatusCode::OK, &explained))
+        }
         ["config"] => {
             allow(&req, &[Method::GET])?;
             let running = state.running.load();

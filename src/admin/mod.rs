@@ -11,6 +11,7 @@ mod guard;
 mod input;
 mod page;
 mod reply;
+mod routes;
 
 pub use auth::{Token, TokenError, load_token};
 

@@ -266,11 +266,81 @@ pub struct RouteFile {
     pub host: Option<Spanned<String>>,
     #[schemars(with = "Option<String>")]
     pub path_prefix: Option<Spanned<String>>,
-    #[schemars(with = "String")]
-    pub pool: Spanned<String>,
+    #[schemars(with = "Option<String>")]
+    pub path: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub path_regex: Option<Spanned<String>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub methods: Vec<Spanned<String>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<HeaderMatchFile>")]
+    pub headers: Vec<Spanned<HeaderMatchFile>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<QueryMatchFile>")]
+    pub query: Vec<Spanned<QueryMatchFile>>,
+    #[schemars(with = "Option<String>")]
+    pub pool: Option<Spanned<String>>,
+    #[schemars(with = "Option<RedirectFile>")]
+    pub redirect: Option<Spanned<RedirectFile>>,
+    #[schemars(with = "Option<RespondFile>")]
+    pub respond: Option<Spanned<RespondFile>>,
     #[schemars(with = "Option<i64>")]
     pub max_body_bytes: Option<Spanned<i64>>,
     pub websocket: Option<bool>,
+}
+
+/// One of a route's `headers` conditions: `name` and exactly one of the tests.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatchFile {
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    pub exact: Option<String>,
+    pub prefix: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub regex: Option<Spanned<String>>,
+    pub present: Option<bool>,
+}
+
+/// One of a route's `query` conditions: `name`, and `exact` or `present = true`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryMatchFile {
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    pub exact: Option<String>,
+    pub present: Option<bool>,
+}
+
+/// A route's `redirect` table.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectFile {
+    #[schemars(with = "Option<i64>")]
+    pub status: Option<Spanned<i64>>,
+    #[schemars(with = "Option<String>")]
+    pub scheme: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub host: Option<Spanned<String>>,
+    #[schemars(with = "Option<i64>")]
+    pub port: Option<Spanned<i64>>,
+    #[schemars(with = "Option<String>")]
+    pub path: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub prefix: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub query: Option<Spanned<String>>,
+}
+
+/// A route's `respond` table.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RespondFile {
+    #[schemars(with = "Option<i64>")]
+    pub status: Option<Spanned<i64>>,
+    pub body: Option<String>,
+    pub content_type: Option<String>,
 }
 
 /// One `[[pools]]` table.

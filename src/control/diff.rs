@@ -72,6 +72,7 @@ pub fn diff(old: &Config, new: &Config) -> ReloadSummary {
         reload,
         access_log,
         fleet,
+        warnings: _,
     } = old;
     let mut changed = |name: &str, differs: bool| {
         if differs {

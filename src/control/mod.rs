@@ -89,7 +89,7 @@ impl Control {
             .iter()
             .map(|p| PoolRuntime::new(p, config, metrics))
             .collect();
-        let router = router(config, &pools);
+        let router = router(config, &pools, metrics);
         let certificates = CertificateExpiry::of(config);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot {
             router: Arc::clone(&router),
@@ -158,6 +158,9 @@ impl Control {
 
     /// Applies reports and commands until shutdown.
     pub async fn run(mut self) {
+        for warning in &self.config.warnings {
+            tracing::warn!(%warning, "config warning");
+        }
         for pool in self.pools.iter() {
             let in_service = pool
                 .backends
@@ -338,8 +341,12 @@ fn respond<T>(reply: oneshot::Sender<T>, value: T) {
     }
 }
 
-fn router(config: &Config, pools: &Pools) -> Arc<Router> {
-    Arc::new(Router::new(&config.routes, |name| pools.position(name)))
+fn router(config: &Config, pools: &Pools, metrics: &Metrics) -> Arc<Router> {
+    Arc::new(Router::new(
+        &config.routes,
+        |name| pools.position(name),
+        metrics,
+    ))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -313,7 +313,7 @@ fn traffic(
     let routes: Vec<&str> = all
         .routes
         .iter()
-        .filter(|r| r.pool == config.name)
+        .filter(|r| r.pool() == Some(config.name.as_str()))
         .map(|r| r.name.as_str())
         .collect();
     let backends: Vec<&str> = backends.iter().map(|b| b.config.name.as_str()).collect();

@@ -17,8 +17,9 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 enum Target {
     /// A routed request: pool traffic, route slot, backend index (none: no backend chosen).
     Pool(Arc<PoolTraffic>, usize, Option<usize>),
-    /// A request that matched no route.
-    Unrouted(Arc<RequestMetrics>),
+    /// A request counted without a pool: one that matched no route, or one its route
+    /// answered itself.
+    Direct(Arc<RequestMetrics>),
 }
 
 /// One request in progress.
@@ -88,7 +89,7 @@ impl Exchange {
                 grpc_status: None,
                 tls: downstream.tls.clone(),
             },
-            target: Target::Unrouted(Arc::clone(unrouted)),
+            target: Target::Direct(Arc::clone(unrouted)),
         }
     }
 
@@ -105,6 +106,12 @@ impl Exchange {
         self.target = Target::Pool(Arc::clone(traffic), slot, None);
     }
 
+    /// The request matched route `route`, which answers it itself, counted in `metrics`.
+    pub fn answered(&mut self, route: &Arc<str>, metrics: &Arc<RequestMetrics>) {
+        self.record.route = Some(Arc::clone(route));
+        self.target = Target::Direct(Arc::clone(metrics));
+    }
+
     /// The request is going to backend `index` of the pool.
     pub fn chose(&mut self, index: usize, name: &Arc<str>) {
         self.record.backend = Some(Arc::clone(name));
@@ -116,7 +123,7 @@ impl Exchange {
     fn metrics(&self) -> Option<&RequestMetrics> {
         match &self.target {
             Target::Pool(traffic, slot, backend) => traffic.cell(*slot, *backend),
-            Target::Unrouted(metrics) => Some(metrics),
+            Target::Direct(metrics) => Some(metrics),
         }
     }
 

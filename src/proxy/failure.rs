@@ -1,9 +1,10 @@
 //! What a failed request becomes: one debug log line and a short error response.
 
 use super::ProxyBody;
+use super::exchange::Exchange;
 use crate::error::ProxyError;
 use bytes::Bytes;
-use http::{HeaderValue, Response, header};
+use http::{HeaderValue, Response, Version, header};
 
 /// Logs a failed request. Per-request failures are logged at debug level only: under a failing backend a line per
 /// request would flood the log, and the access log, the metrics and the control plane's state
@@ -24,6 +25,23 @@ pub fn log_failure(err: &ProxyError) {
 }
 
 /// The response for a failed request: status, short text, and `Retry-After` on 503.
+/// The response for a request that failed with `err`, noted in `exchange`; after a malformed
+/// HTTP/1 request the connection closes, as the stream cannot be trusted to be in sync.
+pub fn failed(err: &ProxyError, version: Version, exchange: &mut Exchange) -> Response<ProxyBody> {
+    log_failure(err);
+    exchange.record.upstream_error = err.upstream_error();
+    let mut response = error_response(err);
+    if matches!(err, ProxyError::Refused(..) | ProxyError::ClientBody(_))
+        && version < Version::HTTP_2
+    {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// The short response a client gets for `err`.
 pub fn error_response(err: &ProxyError) -> Response<ProxyBody> {
     let status = err.status();
     let mut response = Response::new(ProxyBody::local(Bytes::from_static(

@@ -21,21 +21,20 @@ pub mod upgrade;
 pub use body::{ProxyBody, RequestBody};
 pub use downstream::{ActiveRequest, ConnActivity, Downstream};
 pub use failure::error_response;
-use failure::log_failure;
+use failure::failed;
 pub use upgrade::Tunnels;
 
 use crate::access_log::AccessLog;
-use crate::error::ProxyError;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::snapshot::Snapshot;
 use crate::upstream::OutlierReport;
 use arc_swap::ArcSwap;
 use exchange::{Exchange, X_REQUEST_ID};
-use http::{HeaderValue, Request, Response, Version, header};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use metrics::{Counter, Gauge};
 use retry::Prepared;
-use routing::Routed;
+use routing::{Early, Routed};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -91,26 +90,13 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let mut exchange = Exchange::begin(&mut req, downstream, &self.unrouted);
         let version = req.version();
-        let forwarded = match self.prepare(&mut req, downstream, &mut exchange) {
-            Ok(prepared) => retry::forward(self, prepared, req, &mut exchange).await,
-            Err(err) => Err(err),
-        };
-        let mut response = match forwarded {
-            Ok(forwarded) => response_policy::apply(forwarded, &mut exchange, &self.tunnels),
-            Err(err) => {
-                log_failure(&err);
-                exchange.record.upstream_error = err.upstream_error();
-                let mut response = error_response(&err);
-                if matches!(err, ProxyError::Refused(..) | ProxyError::ClientBody(_))
-                    && version < Version::HTTP_2
-                {
-                    // After a malformed request the stream cannot be trusted to be in sync.
-                    response
-                        .headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                }
-                response
-            }
+        let mut response = match self.prepare(&mut req, downstream, &mut exchange) {
+            Ok(prepared) => match retry::forward(self, prepared, req, &mut exchange).await {
+                Ok(forwarded) => response_policy::apply(forwarded, &mut exchange, &self.tunnels),
+                Err(err) => failed(&err, version, &mut exchange),
+            },
+            Err(Early::Failed(err)) => failed(&err, version, &mut exchange),
+            Err(Early::Answer(answer)) => redirect::answer(&answer, &req, downstream.tls.is_some()),
         };
         response
             .headers_mut()
@@ -127,12 +113,12 @@ impl Proxy {
         req: &mut Request<Incoming>,
         downstream: &Downstream,
         exchange: &mut Exchange,
-    ) -> Result<Prepared, ProxyError> {
+    ) -> Result<Prepared, Early> {
         let (host, Routed { pool, settings }) = {
             // One snapshot load per request; the guard is dropped before any await.
             let snapshot = self.snapshot.load();
             let host = request_check::check(req, &snapshot.limits)?;
-            let routed = routing::route(&snapshot, host.as_ref(), req.uri().path(), exchange)?;
+            let routed = routing::route(&snapshot, host.as_ref(), req, exchange)?;
             (host, routed)
         };
         let applied = request_policy::apply(req, host, &pool, &settings, downstream)?;

@@ -1,9 +1,14 @@
-//! A plain-HTTP listener's redirect to HTTPS: 308, so the method and body are kept, to the same
-//! host and path (NGINX's `return 308 https://$host$request_uri`).
+//! Answers the proxy gives without a backend: a plain-HTTP listener's redirect to HTTPS (308,
+//! so the method and body are kept, to the same host and path: NGINX's
+//! `return 308 https://$host$request_uri`), and the redirects and fixed responses of routes
+//! that answer themselves.
 
 use super::ProxyBody;
+use crate::config::Redirect;
 use crate::error::ProxyError;
+use crate::route::{Answer, AnswerKind};
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 
 /// The 308 that sends `req` to `https://host[:port]/path?query`; 400 without a usable host.
@@ -18,6 +23,19 @@ pub fn to_https<B>(req: &Request<B>, port: u16) -> Response<ProxyBody> {
 }
 
 fn location<B>(req: &Request<B>, port: u16) -> Option<HeaderValue> {
+    let authority = authority(req)?;
+    let host = authority.host();
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let url = if port == 443 {
+        format!("https://{host}{target}")
+    } else {
+        format!("https://{host}:{port}{target}")
+    };
+    HeaderValue::try_from(url).ok()
+}
+
+/// The host (and port) the client asked for: the URI's authority (HTTP/2), else `Host`.
+fn authority<B>(req: &Request<B>) -> Option<Authority> {
     let authority = match req.uri().authority() {
         Some(authority) => authority.clone(),
         None => req
@@ -28,16 +46,94 @@ fn location<B>(req: &Request<B>, port: u16) -> Option<HeaderValue> {
             .parse()
             .ok()?,
     };
-    let host = authority.host();
-    if host.is_empty() {
-        return None;
+    (!authority.host().is_empty()).then_some(authority)
+}
+
+/// The answer of a route that answers itself: its redirect (400 without a usable host, when
+/// the redirect keeps the request's) or its fixed response.
+pub fn answer<B>(answer: &Answer, req: &Request<B>, tls: bool) -> Response<ProxyBody> {
+    match &answer.kind {
+        AnswerKind::Respond {
+            status,
+            content_type,
+            body,
+        } => {
+            let mut response = Response::new(ProxyBody::local(body.clone()));
+            *response.status_mut() = *status;
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type.clone());
+            response
+        }
+        AnswerKind::Redirect(redirect) => {
+            let Some(location) = route_location(redirect, answer.prefix.as_deref(), req, tls)
+            else {
+                return super::error_response(&ProxyError::bad_request(
+                    "missing or invalid Host\n",
+                ));
+            };
+            let mut response = Response::new(ProxyBody::local(Bytes::new()));
+            *response.status_mut() = redirect.status;
+            response.headers_mut().insert(header::LOCATION, location);
+            response
+        }
     }
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let url = if port == 443 {
-        format!("https://{host}{target}")
-    } else {
-        format!("https://{host}:{port}{target}")
+}
+
+/// Where a route's redirect sends `req`: each part replaced or the request's own. The port
+/// is kept only when neither scheme nor host is replaced, and a scheme's default is left out.
+fn route_location<B>(
+    redirect: &Redirect,
+    prefix: Option<&str>,
+    req: &Request<B>,
+    tls: bool,
+) -> Option<HeaderValue> {
+    let asked = authority(req);
+    let scheme = match &redirect.scheme {
+        Some(scheme) => scheme.as_str(),
+        None if tls => "https",
+        None => "http",
     };
+    let host = match &redirect.host {
+        Some(host) => host.as_str(),
+        None => asked.as_ref()?.host(),
+    };
+    let port = redirect.port.or_else(|| {
+        let same_place = redirect.scheme.is_none() && redirect.host.is_none();
+        asked
+            .as_ref()
+            .and_then(Authority::port_u16)
+            .filter(|_| same_place)
+    });
+    let path = req.uri().path();
+    let path = match (&redirect.path, &redirect.prefix, prefix) {
+        (Some(path), _, _) => path.clone(),
+        (None, Some(new), Some(old)) => {
+            let rest = path.strip_prefix(old).unwrap_or(path);
+            // `/` for `/old` turns `/old/x` into `/x`, not `//x`.
+            let new = match new.strip_suffix('/') {
+                Some(trimmed) if rest.starts_with('/') => trimmed,
+                _ => new.as_str(),
+            };
+            format!("{new}{rest}")
+        }
+        _ => path.to_owned(),
+    };
+    let query = match &redirect.query {
+        Some(query) if query.is_empty() => None,
+        Some(query) => Some(query.as_str()),
+        None => req.uri().query(),
+    };
+    let mut url = format!("{scheme}://{host}");
+    match (scheme, port) {
+        ("http", Some(80)) | ("https", Some(443)) | (_, None) => {}
+        (_, Some(port)) => url += &format!(":{port}"),
+    }
+    url += &path;
+    if let Some(query) = query {
+        url += "?";
+        url += query;
+    }
     HeaderValue::try_from(url).ok()
 }
 

@@ -1,13 +1,15 @@
-//! Phase 3, route: the request's host and path find its route and pool in the snapshot, and
+//! Phase 3, route: the request's host, path, method, headers and query find its route in the
+//! snapshot. A route that answers itself ends the request here; otherwise its pool is found and
 //! what the request needs of the snapshot's settings is copied out, so that the caller can
 //! drop the snapshot's guard before anything waits.
 
 use super::exchange::Exchange;
 use super::upgrade::TunnelLimits;
 use crate::error::ProxyError;
+use crate::route::{Answer, Asked, Target};
 use crate::snapshot::{Pool, Snapshot};
 use crate::upstream::pool::Dial;
-use http::HeaderValue;
+use http::{HeaderValue, Request};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,28 +43,54 @@ pub struct RequestSettings {
     pub tunnel: TunnelLimits,
 }
 
-/// The route for a request to `host` and `path`, counted in `exchange`; a 404 when none
-/// matches.
+/// Why a request goes no further than its route: it failed, or its route answers it.
+pub enum Early {
+    /// An error answers it.
+    Failed(ProxyError),
+    /// Its route answers it (a redirect, a fixed response).
+    Answer(Arc<Answer>),
+}
+
+impl From<ProxyError> for Early {
+    fn from(err: ProxyError) -> Self {
+        Self::Failed(err)
+    }
+}
+
+/// The route for `req` (to `host`), counted in `exchange`; a 404 when none matches.
 #[inline]
-pub fn route(
+pub fn route<B>(
     snapshot: &Snapshot,
     host: Option<&HeaderValue>,
-    path: &str,
+    req: &Request<B>,
     exchange: &mut Exchange,
-) -> Result<Routed, ProxyError> {
+) -> Result<Routed, Early> {
+    let asked = Asked {
+        method: req.method(),
+        headers: req.headers(),
+        query: req.uri().query(),
+    };
     let route = snapshot
         .router
         .find(
             host.and_then(|h| h.to_str().ok()),
             // `OPTIONS *` asks about the server as a whole: it goes where `/` goes.
-            match path {
+            match req.uri().path() {
                 "*" => "/",
                 path => path,
             },
+            &asked,
         )
         .ok_or(ProxyError::NoRoute)?;
-    let pool = Arc::clone(&snapshot.pools[route.pool]);
-    exchange.routed(&route.name, route.slot, &pool.name, &pool.policy.traffic);
+    let (pool, slot) = match &route.target {
+        Target::Pool { pool, slot } => (*pool, *slot),
+        Target::Answer(answer) => {
+            exchange.answered(&route.name, &answer.metrics);
+            return Err(Early::Answer(Arc::clone(answer)));
+        }
+    };
+    let pool = Arc::clone(&snapshot.pools[pool]);
+    exchange.routed(&route.name, slot, &pool.name, &pool.policy.traffic);
     let timeouts = &snapshot.timeouts;
     let settings = RequestSettings {
         request: timeouts.request,

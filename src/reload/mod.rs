@@ -283,6 +283,9 @@ impl Reloader {
                 .collect::<Vec<_>>()
         })?;
         self.rejected = None;
+        for warning in &config.warnings {
+            tracing::warn!(%warning, "config warning");
+        }
         let prepared = match self.listeners.prepare(&config.listeners).await {
             Ok(prepared) => prepared,
             Err(err) => {

@@ -12,7 +12,7 @@ const DATA_PLANE: &[&str] = &[
     "src/snapshot.rs",
     "src/upstream",
     "src/balance",
-    "src/route.rs",
+    "src/route",
 ];
 
 fn rust_files(path: &Path, out: &mut Vec<(String, String)>) {

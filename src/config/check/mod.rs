@@ -17,6 +17,7 @@ mod notify;
 mod operator;
 mod pools;
 mod report;
+mod route_parts;
 mod routes;
 mod tls;
 mod values;
@@ -55,7 +56,18 @@ pub(in crate::config) fn parse_and_validate(
             .unwrap_or_default(),
         ..Checker::default()
     };
-    let config = checker.config(file);
+    let mut config = checker.config(file);
+    config.warnings = checker
+        .warnings
+        .iter()
+        .map(|(at, message)| {
+            let warning = locate(text, *at, message.clone());
+            format!(
+                "{origin}:{}:{}: {}",
+                warning.line, warning.col, warning.message
+            )
+        })
+        .collect();
     // Every type error, and every other problem of what was read (the keys at fault left out,
     // as if unset), unless something could not be read at all: then what the checks say could
     // be caused by its absence.
@@ -86,6 +98,8 @@ pub(in crate::config) fn parse_and_validate(
 #[derive(Default)]
 pub(super) struct Checker {
     problems: Vec<(usize, String)>,
+    /// What is allowed but probably not meant.
+    warnings: Vec<(usize, String)>,
     /// The config file's directory: relative paths in the file are relative to it.
     pub(super) base: std::path::PathBuf,
 }
@@ -93,6 +107,10 @@ pub(super) struct Checker {
 impl Checker {
     pub(super) fn report(&mut self, span: Range<usize>, message: String) {
         self.problems.push((span.start, message));
+    }
+
+    pub(super) fn warn(&mut self, span: Range<usize>, message: String) {
+        self.warnings.push((span.start, message));
     }
 
     pub(super) fn config(&mut self, file: FileConfig) -> Config {
@@ -154,6 +172,7 @@ impl Checker {
             webhooks,
             reload,
             access_log,
+            warnings: Vec::new(),
         }
     }
 }

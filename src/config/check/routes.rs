@@ -1,9 +1,10 @@
-//! Routes: host patterns, path prefixes, the pool each names.
+//! Routes: host patterns, how the path is matched, what the route does (a pool, a redirect, a
+//! fixed response), and routes that can never match (a warning: allowed, rarely meant).
 
 use super::Checker;
 use super::values::is_dns_name;
 use crate::config::file::RouteFile;
-use crate::config::model::{HostPattern, RouteConfig};
+use crate::config::model::{HostPattern, PathMatch, Pattern, RouteAction, RouteConfig};
 use std::collections::HashSet;
 use toml::Spanned;
 
@@ -14,43 +15,18 @@ impl Checker {
         pools: &HashSet<&str>,
     ) -> Vec<RouteConfig> {
         self.unique_names(routes.iter().map(|r| &r.get_ref().name), "routes", "route");
-        let mut matches = HashSet::new();
-        let mut out = Vec::new();
+        let mut out: Vec<(std::ops::Range<usize>, RouteConfig)> = Vec::new();
         for (i, route) in routes.iter().enumerate() {
             let span = route.span();
             let route = route.get_ref();
             self.name(&route.name, &format!("routes[{i}].name"));
             let host = route.host.as_ref().and_then(|h| self.host(h, i));
-            let path_prefix = match &route.path_prefix {
-                None => "/".to_owned(),
-                Some(p) if p.get_ref().starts_with('/') && !p.get_ref().contains(['?', '#']) => {
-                    p.get_ref().clone()
-                }
-                Some(p) => {
-                    self.report(
-                        p.span(),
-                        format!(
-                            "routes[{i}].path_prefix: {:?} must start with '/' and hold no '?' or '#'",
-                            p.get_ref()
-                        ),
-                    );
-                    continue;
-                }
+            let Some(path) = self.path_match(route, i) else {
+                continue;
             };
-            if !pools.contains(route.pool.get_ref().as_str()) {
-                self.report(
-                    route.pool.span(),
-                    format!("routes[{i}].pool: no pool named {:?}", route.pool.get_ref()),
-                );
-            }
-            if !matches.insert((host.clone(), path_prefix.clone())) {
-                self.report(
-                    span.clone(),
-                    format!(
-                        "routes[{i}]: another route already matches the same host and path_prefix {path_prefix:?}"
-                    ),
-                );
-            }
+            let Some(action) = self.action(route, i, pools, &path, span.clone()) else {
+                continue;
+            };
             let max_body_bytes = route.max_body_bytes.as_ref().map(|_| {
                 self.int(
                     &route.max_body_bytes,
@@ -59,16 +35,150 @@ impl Checker {
                     0,
                 )
             });
-            out.push(RouteConfig {
+            let config = RouteConfig {
                 name: route.name.get_ref().clone(),
                 host,
-                path_prefix,
-                pool: route.pool.get_ref().clone(),
+                path,
+                methods: self.methods(&route.methods, i),
+                headers: self.header_matches(&route.headers, i),
+                query: self.query_matches(&route.query, i),
+                action,
                 max_body_bytes,
                 websocket: route.websocket.unwrap_or(true),
-            });
+            };
+            out.push((span, config));
         }
-        out
+        self.unreachable_routes(&out);
+        out.into_iter().map(|(_, route)| route).collect()
+    }
+
+    /// One of `path_prefix`, `path` and `path_regex`; `/` as a prefix when none is given.
+    fn path_match(&mut self, route: &RouteFile, i: usize) -> Option<PathMatch> {
+        let given = [&route.path_prefix, &route.path, &route.path_regex];
+        if given.iter().filter(|p| p.is_some()).count() > 1 {
+            let span = given
+                .iter()
+                .rev()
+                .find_map(|p| p.as_ref())
+                .map(Spanned::span);
+            self.report(
+                span.unwrap_or_default(),
+                format!("routes[{i}]: give one of path_prefix, path and path_regex"),
+            );
+            return None;
+        }
+        let literal = |this: &mut Self, path: &Spanned<String>, field: &str| {
+            let text = path.get_ref();
+            if text.starts_with('/') && !text.contains(['?', '#']) {
+                Some(text.clone())
+            } else {
+                this.report(
+                    path.span(),
+                    format!(
+                        "routes[{i}].{field}: {text:?} must start with '/' and hold no '?' or '#'"
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(prefix) = &route.path_prefix {
+            return literal(self, prefix, "path_prefix").map(PathMatch::Prefix);
+        }
+        if let Some(path) = &route.path {
+            return literal(self, path, "path").map(PathMatch::Exact);
+        }
+        match &route.path_regex {
+            Some(regex) => self
+                .pattern(regex, &format!("routes[{i}].path_regex"))
+                .map(PathMatch::Regex),
+            None => Some(PathMatch::Prefix("/".to_owned())),
+        }
+    }
+
+    /// A regular expression matching a whole value, compiled once.
+    pub(super) fn pattern(&mut self, source: &Spanned<String>, field: &str) -> Option<Pattern> {
+        match regex::RegexBuilder::new(&format!("^(?:{})$", source.get_ref()))
+            .size_limit(1 << 20)
+            .build()
+        {
+            Ok(regex) => Some(Pattern(regex)),
+            Err(err) => {
+                let reason = err.to_string();
+                let reason = reason.lines().last().unwrap_or("invalid").trim();
+                self.report(
+                    source.span(),
+                    format!("{field}: not a regular expression: {reason}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Exactly one of `pool`, `redirect` and `respond`.
+    fn action(
+        &mut self,
+        route: &RouteFile,
+        i: usize,
+        pools: &HashSet<&str>,
+        path: &PathMatch,
+        span: std::ops::Range<usize>,
+    ) -> Option<RouteAction> {
+        match (&route.pool, &route.redirect, &route.respond) {
+            (Some(pool), None, None) => {
+                if !pools.contains(pool.get_ref().as_str()) {
+                    self.report(
+                        pool.span(),
+                        format!("routes[{i}].pool: no pool named {:?}", pool.get_ref()),
+                    );
+                }
+                Some(RouteAction::Pool(pool.get_ref().clone()))
+            }
+            (None, Some(redirect), None) => self
+                .route_redirect(redirect, i, path)
+                .map(RouteAction::Redirect),
+            (None, None, Some(respond)) => Some(RouteAction::Respond(self.respond(respond, i))),
+            _ => {
+                self.report(
+                    span,
+                    format!(
+                        "routes[{i}]: give one of pool, redirect and respond (what the route does)"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Warns of a route that can never match, and refuses two that match the same requests.
+    fn unreachable_routes(&mut self, routes: &[(std::ops::Range<usize>, RouteConfig)]) {
+        let order = precedence(routes.iter().map(|(_, r)| r));
+        for (later, &b) in order.iter().enumerate() {
+            let (span, route) = &routes[b];
+            let Some(&a) = order[..later]
+                .iter()
+                .find(|&&a| covers(&routes[a].1, route))
+            else {
+                continue;
+            };
+            let first = &routes[a].1;
+            if covers(route, first) {
+                self.report(
+                    span.clone(),
+                    format!(
+                        "routes[{b}]: route {:?} matches the same requests as route {:?}",
+                        route.name, first.name
+                    ),
+                );
+            } else {
+                self.warn(
+                    span.clone(),
+                    format!(
+                        "routes[{b}]: route {:?} can never match: route {:?} comes first and matches every request it would",
+                        route.name, first.name
+                    ),
+                );
+            }
+        }
     }
 
     pub(super) fn host(&mut self, host: &Spanned<String>, i: usize) -> Option<HostPattern> {
@@ -90,4 +200,27 @@ impl Checker {
             None
         }
     }
+}
+
+/// The routes' indices in the order a virtual host tries them (see `RouteConfig::rank`).
+fn precedence<'a>(routes: impl Iterator<Item = &'a RouteConfig>) -> Vec<usize> {
+    let mut order: Vec<(usize, _)> = routes.map(RouteConfig::rank).enumerate().collect();
+    order.sort_by_key(|(i, rank)| (*rank, *i));
+    order.into_iter().map(|(i, _)| i).collect()
+}
+
+/// Whether route `a` matches every request route `b` matches.
+fn covers(a: &RouteConfig, b: &RouteConfig) -> bool {
+    let path = match (&a.path, &b.path) {
+        (PathMatch::Prefix(p), PathMatch::Prefix(q) | PathMatch::Exact(q)) => q.starts_with(p),
+        (PathMatch::Prefix(p), PathMatch::Regex(_)) => p == "/",
+        (PathMatch::Exact(p), PathMatch::Exact(q)) => p == q,
+        (PathMatch::Regex(p), PathMatch::Regex(q)) => p == q,
+        _ => false,
+    };
+    path && a.host == b.host
+        && (a.methods.is_empty()
+            || (!b.methods.is_empty() && b.methods.iter().all(|m| a.methods.contains(m))))
+        && a.headers.iter().all(|h| b.headers.contains(h))
+        && a.query.iter().all(|q| b.query.contains(q))
 }

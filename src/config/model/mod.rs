@@ -3,10 +3,15 @@
 //! Longer than most files on purpose: one struct per section, each field documented, so the
 //! whole runtime config reads in one place.
 
+mod route;
 mod tls;
 mod upstream;
 
 use http::uri::Authority;
+pub use route::{
+    HeaderMatch, HostPattern, PathMatch, Pattern, QueryMatch, Redirect, Respond, RouteAction,
+    RouteConfig, ValueTest,
+};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -38,6 +43,9 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// Operator state shared with other replicas, if enabled.
     pub fleet: Option<FleetConfig>,
+    /// What is allowed but probably not meant (a route that can never match), each as
+    /// `file:line:col: message`.
+    pub warnings: Vec<String>,
 }
 
 /// `[fleet]`: drains and weight overrides shared with every replica through Redis, and every
@@ -307,32 +315,6 @@ pub enum UnderscoreHeaders {
     Drop,
     /// Answer 400.
     Reject,
-}
-
-/// Which hosts a route answers for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum HostPattern {
-    /// One host name, lower-case, no port.
-    Exact(String),
-    /// `*.example.com`, stored as the suffix `.example.com`.
-    Suffix(String),
-}
-
-/// A route from host and path prefix to a pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteConfig {
-    /// Unique name, used in logs and metrics.
-    pub name: String,
-    /// `None` matches any host (the default virtual host).
-    pub host: Option<HostPattern>,
-    /// Matched against the start of the request path; `/` matches every path.
-    pub path_prefix: String,
-    /// Name of an existing pool.
-    pub pool: String,
-    /// Largest request body accepted, in bytes (413 beyond); `None`: no limit.
-    pub max_body_bytes: Option<u64>,
-    /// Whether `Upgrade: websocket` requests are passed through.
-    pub websocket: bool,
 }
 
 /// The balancing algorithm of a pool.

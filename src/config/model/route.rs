@@ -1,0 +1,195 @@
+//! Routes as the config states them: what a route matches (host, path, methods, headers,
+//! query) and what it does with a request (send it to a pool, redirect it, or answer it).
+
+use http::{HeaderName, Method, StatusCode};
+use std::cmp::Reverse;
+
+/// Which hosts a route answers for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// One host name, lower-case, no port.
+    Exact(String),
+    /// `*.example.com`, stored as the suffix `.example.com`.
+    Suffix(String),
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// Unique name, used in logs and metrics.
+    pub name: String,
+    /// `None` matches any host (the default virtual host).
+    pub host: Option<HostPattern>,
+    /// How the request path is matched.
+    pub path: PathMatch,
+    /// Methods matched; empty: any.
+    pub methods: Vec<Method>,
+    /// Header conditions, all of which must hold.
+    pub headers: Vec<HeaderMatch>,
+    /// Query parameter conditions, all of which must hold.
+    pub query: Vec<QueryMatch>,
+    /// What the route does with a request it matches.
+    pub action: RouteAction,
+    /// Largest request body accepted, in bytes (413 beyond); `None`: no limit.
+    pub max_body_bytes: Option<u64>,
+    /// Whether `Upgrade: websocket` requests are passed through.
+    pub websocket: bool,
+}
+
+impl RouteConfig {
+    /// The pool the route sends requests to, if it does.
+    pub fn pool(&self) -> Option<&str> {
+        match &self.action {
+            RouteAction::Pool(pool) => Some(pool),
+            RouteAction::Redirect(_) | RouteAction::Respond(_) => None,
+        }
+    }
+
+    /// How many conditions besides host and path the route has (more is more specific).
+    pub fn conditions(&self) -> usize {
+        usize::from(!self.methods.is_empty()) + self.headers.len() + self.query.len()
+    }
+
+    /// Where the route stands among those of its virtual host, lowest first: exact paths,
+    /// then regular expressions, then prefixes, longest first; among equals, the route with
+    /// more conditions first. Ties go to file order.
+    pub fn rank(&self) -> (u8, Reverse<usize>, Reverse<usize>) {
+        let (kind, length) = match &self.path {
+            PathMatch::Exact(_) => (0, 0),
+            PathMatch::Regex(_) => (1, 0),
+            PathMatch::Prefix(prefix) => (2, prefix.len()),
+        };
+        (kind, Reverse(length), Reverse(self.conditions()))
+    }
+}
+
+impl std::fmt::Display for RouteConfig {
+    /// One line: what it matches, then what it does (`api.test/v1 [GET] -> pool api`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.host {
+            None => f.write_str("*")?,
+            Some(HostPattern::Exact(host)) => f.write_str(host)?,
+            Some(HostPattern::Suffix(suffix)) => write!(f, "*{suffix}")?,
+        }
+        match &self.path {
+            PathMatch::Prefix(prefix) => write!(f, "{prefix}")?,
+            PathMatch::Exact(path) => write!(f, "{path} (exact)")?,
+            PathMatch::Regex(regex) => write!(f, " ~{}", regex.0.as_str())?,
+        }
+        if !self.methods.is_empty() {
+            let methods: Vec<&str> = self.methods.iter().map(Method::as_str).collect();
+            write!(f, " [{}]", methods.join(","))?;
+        }
+        for header in &self.headers {
+            write!(f, " [{}]", header.name)?;
+        }
+        for parameter in &self.query {
+            write!(f, " ?{}", parameter.name)?;
+        }
+        match &self.action {
+            RouteAction::Pool(pool) => write!(f, " -> {pool}"),
+            RouteAction::Redirect(redirect) => {
+                write!(f, " -> redirect {}", redirect.status.as_u16())
+            }
+            RouteAction::Respond(respond) => write!(f, " -> respond {}", respond.status.as_u16()),
+        }
+    }
+}
+
+/// How a route matches the request path (after the request check normalised it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// The path starts with this; `/` matches every path.
+    Prefix(String),
+    /// The path is exactly this.
+    Exact(String),
+    /// The whole path matches this regular expression.
+    Regex(Pattern),
+}
+
+/// A compiled regular expression (linear time: the `regex` crate), equal to another when
+/// their sources are.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for Pattern {}
+
+/// A condition on a request header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderMatch {
+    /// The header.
+    pub name: HeaderName,
+    /// What its value must be.
+    pub test: ValueTest,
+}
+
+/// What a header's value must be. With several values of one name, any one may satisfy it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueTest {
+    /// Exactly this.
+    Exact(String),
+    /// Starting with this.
+    Prefix(String),
+    /// Matching this regular expression (the whole value).
+    Regex(Pattern),
+    /// Present, whatever its value.
+    Present,
+    /// Absent.
+    Absent,
+}
+
+/// A condition on a query parameter (names and values compared percent-decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryMatch {
+    /// The parameter's name.
+    pub name: String,
+    /// Its value, or `None`: present with any value.
+    pub exact: Option<String>,
+}
+
+/// What a route does with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAction {
+    /// Send it to the pool of this name.
+    Pool(String),
+    /// Answer with a redirect.
+    Redirect(Redirect),
+    /// Answer with a fixed response.
+    Respond(Respond),
+}
+
+/// `redirect`: each part of the target is the request's own unless replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// 301, 302, 303, 307 or 308.
+    pub status: StatusCode,
+    /// `http` or `https`.
+    pub scheme: Option<String>,
+    /// The host (without port).
+    pub host: Option<String>,
+    /// The port; `None` keeps the request's, the scheme's default leaves it out.
+    pub port: Option<u16>,
+    /// The whole path.
+    pub path: Option<String>,
+    /// Replaces the route's matched path prefix (a prefix route only).
+    pub prefix: Option<String>,
+    /// The query (without `?`); `Some("")` drops it.
+    pub query: Option<String>,
+}
+
+/// `respond`: a fixed answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Respond {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its body.
+    pub body: String,
+    /// Its `Content-Type`.
+    pub content_type: String,
+}
