@@ -603,3 +603,96 @@ fn relative_links_of_the_readme_and_the_book_lead_to_files_that_exist() {
     }
     assert!(broken.is_empty(), "broken links: {broken:#?}");
 }
+
+const POOL_P: &str =
+    "[[pools]]\nname = \"p\"\n[[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:9000\"\n";
+
+#[test]
+fn route_mistakes_are_reported_at_their_place() {
+    let text = format!(
+        "{LISTENER}[[routes]]\nname = \"a\"\npath_regex = \"/x(\"\npool = \"p\"\n\
+         [[routes]]\nname = \"b\"\npath = \"/x\"\npath_prefix = \"/y\"\npool = \"p\"\n\
+         [[routes]]\nname = \"c\"\nredirect = {{ status = 301 }}\n\
+         [[routes]]\nname = \"d\"\npool = \"p\"\nrespond = {{ status = 200 }}\n\
+         [[routes]]\nname = \"e\"\nmethods = [\"get\"]\npool = \"p\"\n\
+         [[routes]]\nname = \"f\"\npool = \"p\"\nheaders = [{{ name = \"x\", exact = \"1\", present = true }}]\n\
+         [[routes]]\nname = \"g\"\npath = \"/g\"\nredirect = {{ prefix = \"/h\" }}\n\
+         [[routes]]\nname = \"h\"\npool = \"p\"\nheaders = [{{ name = \"x y\", present = true }}]\n\
+         {POOL_P}"
+    );
+    let found = problems(&text);
+    let expect = [
+        "6:14: routes[0].path_regex: not a regular expression",
+        "10:8: routes[1]: give one of path_prefix, path and path_regex",
+        "15:12: routes[2].redirect: no target",
+        "16:1: routes[3]: give one of pool, redirect and respond",
+        "22:12: routes[4].methods: \"get\" is not a method name in upper case",
+        "27:12: routes[5].headers[0]: give one of exact, prefix, regex and present",
+        "31:12: routes[6].redirect.prefix: only a path_prefix route can replace its prefix",
+        "35:21: routes[7].headers[0].name: \"x y\" is not a header name",
+    ];
+    for expected in expect {
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "{expected} missing from {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expect.len(), "one problem each: {found:#?}");
+}
+
+#[test]
+fn a_route_that_can_never_match_is_a_warning_that_check_prints() {
+    let text = format!(
+        "{LISTENER}[[routes]]\nname = \"all\"\npath_prefix = \"/api\"\npool = \"p\"\n\
+         [[routes]]\nname = \"shadowed\"\npath_prefix = \"/api/v1\"\npool = \"p\"\nmethods = [\"GET\"]\n\
+         [[routes]]\nname = \"deeper\"\npath_prefix = \"/api/v1/x\"\npool = \"p\"\n\
+         [[routes]]\nname = \"posts\"\npath_prefix = \"/api\"\nmethods = [\"POST\"]\npool = \"p\"\n\
+         [[routes]]\nname = \"gets\"\npath_prefix = \"/api/z\"\nmethods = [\"GET\"]\nheaders = [{{ name = \"x\", present = true }}]\npool = \"p\"\n\
+         {POOL_P}"
+    );
+    // A longer prefix is more specific: `/api` never hides `/api/v1`. Nothing here is dead.
+    let config = config::parse(&text, "x.toml").unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    // Equal prefixes: the one with more conditions comes first, so a plain route after it is
+    // alive, but a route whose conditions another, earlier one already covers is not.
+    let text = format!(
+        "{LISTENER}[[routes]]\nname = \"wide\"\npath_prefix = \"/api\"\npool = \"p\"\n\
+         [[routes]]\nname = \"dead\"\npath_regex = \"/api/.*\"\nmethods = [\"GET\"]\npool = \"p\"\n\
+         [[routes]]\nname = \"first\"\npath = \"/x\"\nmethods = [\"GET\", \"POST\"]\npool = \"p\"\n\
+         [[routes]]\nname = \"hidden\"\npath = \"/x\"\nmethods = [\"GET\"]\nquery = [{{ name = \"q\", present = true }}]\nheaders = [{{ name = \"h\", present = true }}]\npool = \"p\"\n\
+         {POOL_P}"
+    );
+    let config = config::parse(&text, "x.toml").unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    // Same path, as many conditions, the wider first in the file: the narrower is dead.
+    let text = format!(
+        "{LISTENER}[[routes]]\nname = \"reads-and-writes\"\npath = \"/x\"\nmethods = [\"GET\", \"POST\"]\npool = \"p\"\n\
+         [[routes]]\nname = \"reads\"\npath = \"/x\"\nmethods = [\"GET\"]\npool = \"p\"\n\
+         [[routes]]\nname = \"tagged\"\nheaders = [{{ name = \"x-tag\", prefix = \"a\" }}]\npool = \"p\"\n\
+         [[routes]]\nname = \"tagged-ab\"\nheaders = [{{ name = \"x-tag\", exact = \"ab\" }}]\npool = \"p\"\n\
+         {POOL_P}"
+    );
+    let config = config::parse(&text, "x.toml").unwrap();
+    assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+    assert!(
+        config.warnings[0].starts_with("x.toml:9:1: routes[1]: route \"reads\" can never match: route \"reads-and-writes\" comes first"),
+        "{:?}",
+        config.warnings
+    );
+    assert!(config.warnings[1].contains("routes[3]: route \"tagged-ab\" can never match"));
+    let path = std::env::temp_dir().join(format!("shadow-{}.toml", std::process::id()));
+    std::fs::write(&path, &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run switchyard check");
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let location = path.display().to_string();
+    assert!(
+        stderr.contains(&format!("warning: {location}:")) && stderr.contains("routes["),
+        "{stderr}"
+    );
+    std::fs::remove_file(&path).ok();
+}

@@ -109,6 +109,11 @@ impl Checker {
         self.problems.push((span.start, message));
     }
 
+    /// How many problems were found so far.
+    pub(super) fn problem_count(&self) -> usize {
+        self.problems.len()
+    }
+
     pub(super) fn warn(&mut self, span: Range<usize>, message: String) {
         self.warnings.push((span.start, message));
     }

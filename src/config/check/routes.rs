@@ -4,7 +4,7 @@
 use super::Checker;
 use super::values::is_dns_name;
 use crate::config::file::RouteFile;
-use crate::config::model::{HostPattern, PathMatch, Pattern, RouteAction, RouteConfig};
+use crate::config::model::{HostPattern, PathMatch, Pattern, RouteAction, RouteConfig, ValueTest};
 use std::collections::HashSet;
 use toml::Spanned;
 
@@ -15,8 +15,11 @@ impl Checker {
         pools: &HashSet<&str>,
     ) -> Vec<RouteConfig> {
         self.unique_names(routes.iter().map(|r| &r.get_ref().name), "routes", "route");
-        let mut out: Vec<(std::ops::Range<usize>, RouteConfig)> = Vec::new();
+        // Each checked route with its index in the file, its place, and whether it was read
+        // without a problem (only those are compared with each other).
+        let mut out: Vec<Checked> = Vec::new();
         for (i, route) in routes.iter().enumerate() {
+            let problems_before = self.problem_count();
             let span = route.span();
             let route = route.get_ref();
             self.name(&route.name, &format!("routes[{i}].name"));
@@ -46,10 +49,17 @@ impl Checker {
                 max_body_bytes,
                 websocket: route.websocket.unwrap_or(true),
             };
-            out.push((span, config));
+            let clean = self.problem_count() == problems_before;
+            out.push(Checked {
+                index: i,
+                span,
+                clean,
+                route: config,
+            });
         }
-        self.unreachable_routes(&out);
-        out.into_iter().map(|(_, route)| route).collect()
+        let clean: Vec<&Checked> = out.iter().filter(|c| c.clean).collect();
+        self.unreachable_routes(&clean);
+        out.into_iter().map(|checked| checked.route).collect()
     }
 
     /// One of `path_prefix`, `path` and `path_regex`; `/` as a prefix when none is given.
@@ -150,30 +160,31 @@ impl Checker {
     }
 
     /// Warns of a route that can never match, and refuses two that match the same requests.
-    fn unreachable_routes(&mut self, routes: &[(std::ops::Range<usize>, RouteConfig)]) {
-        let order = precedence(routes.iter().map(|(_, r)| r));
+    fn unreachable_routes(&mut self, routes: &[&Checked]) {
+        let order = precedence(routes.iter().map(|c| &c.route));
         for (later, &b) in order.iter().enumerate() {
-            let (span, route) = &routes[b];
+            let checked = routes[b];
+            let (route, i) = (&checked.route, checked.index);
             let Some(&a) = order[..later]
                 .iter()
-                .find(|&&a| covers(&routes[a].1, route))
+                .find(|&&a| covers(&routes[a].route, route))
             else {
                 continue;
             };
-            let first = &routes[a].1;
+            let first = &routes[a].route;
             if covers(route, first) {
                 self.report(
-                    span.clone(),
+                    checked.span.clone(),
                     format!(
-                        "routes[{b}]: route {:?} matches the same requests as route {:?}",
+                        "routes[{i}]: route {:?} matches the same requests as route {:?}",
                         route.name, first.name
                     ),
                 );
             } else {
                 self.warn(
-                    span.clone(),
+                    checked.span.clone(),
                     format!(
-                        "routes[{b}]: route {:?} can never match: route {:?} comes first and matches every request it would",
+                        "routes[{i}]: route {:?} can never match: route {:?} comes first and matches every request it would",
                         route.name, first.name
                     ),
                 );
@@ -202,6 +213,14 @@ impl Checker {
     }
 }
 
+/// A route as read, for the comparisons between routes.
+struct Checked {
+    index: usize,
+    span: std::ops::Range<usize>,
+    clean: bool,
+    route: RouteConfig,
+}
+
 /// The routes' indices in the order a virtual host tries them (see `RouteConfig::rank`).
 fn precedence<'a>(routes: impl Iterator<Item = &'a RouteConfig>) -> Vec<usize> {
     let mut order: Vec<(usize, _)> = routes.map(RouteConfig::rank).enumerate().collect();
@@ -209,7 +228,10 @@ fn precedence<'a>(routes: impl Iterator<Item = &'a RouteConfig>) -> Vec<usize> {
     order.into_iter().map(|(i, _)| i).collect()
 }
 
-/// Whether route `a` matches every request route `b` matches.
+/// Whether route `a` matches every request route `b` matches. (Since a route with more
+/// conditions comes first, this happens to two routes of the same path and as many
+/// conditions, `a` first in the file, whose conditions are wider: `[GET, POST]` before
+/// `[GET]`, a header `present` before one `exact`.)
 fn covers(a: &RouteConfig, b: &RouteConfig) -> bool {
     let path = match (&a.path, &b.path) {
         (PathMatch::Prefix(p), PathMatch::Prefix(q) | PathMatch::Exact(q)) => q.starts_with(p),
@@ -218,9 +240,29 @@ fn covers(a: &RouteConfig, b: &RouteConfig) -> bool {
         (PathMatch::Regex(p), PathMatch::Regex(q)) => p == q,
         _ => false,
     };
-    path && a.host == b.host
-        && (a.methods.is_empty()
-            || (!b.methods.is_empty() && b.methods.iter().all(|m| a.methods.contains(m))))
-        && a.headers.iter().all(|h| b.headers.contains(h))
-        && a.query.iter().all(|q| b.query.contains(q))
+    let methods = a.methods.is_empty()
+        || (!b.methods.is_empty() && b.methods.iter().all(|m| a.methods.contains(m)));
+    let headers = a.headers.iter().all(|wide| {
+        b.headers
+            .iter()
+            .any(|narrow| wide.name == narrow.name && test_covers(&wide.test, &narrow.test))
+    });
+    let query = a.query.iter().all(|wide| {
+        b.query.iter().any(|narrow| {
+            wide.name == narrow.name && (wide.exact.is_none() || wide.exact == narrow.exact)
+        })
+    });
+    path && a.host == b.host && methods && headers && query
+}
+
+/// Whether every value passing `narrow` passes `wide`.
+fn test_covers(wide: &ValueTest, narrow: &ValueTest) -> bool {
+    match (wide, narrow) {
+        (ValueTest::Present, ValueTest::Absent) => false,
+        (ValueTest::Present, _) => true,
+        (ValueTest::Prefix(p), ValueTest::Exact(v) | ValueTest::Prefix(v)) => {
+            v.starts_with(p.as_str())
+        }
+        (wide, narrow) => wide == narrow,
+    }
 }

@@ -62,6 +62,15 @@ impl ConfigBuilder {
         self.push("routes", route)
     }
 
+    /// Adds a route named `name`, built by `build` (which sets its pool, or its answer, and
+    /// what it matches).
+    pub fn push_route(self, name: &str, build: impl FnOnce(RouteBuilder) -> RouteBuilder) -> Self {
+        let mut table = Table::new();
+        table.insert("name".into(), name.into());
+        let route = build(RouteBuilder { table });
+        self.push("routes", route.table)
+    }
+
     /// Sets `path` (dotted, such as `tls.min_version`) of the first listener.
     pub fn set_listener(self, path: &str, value: impl Into<Value>) -> Self {
         let value = value.into();
@@ -146,6 +155,27 @@ impl RouteBuilder {
     /// Sets `path` (dotted) of the route.
     pub fn set(mut self, path: &str, value: impl Into<Value>) -> Self {
         set(&mut self.table, path, value.into());
+        self
+    }
+
+    /// Adds a header condition: `name` and its `test` (`exact`, `prefix`, `regex`, `present`).
+    pub fn header(mut self, name: &str, test: &str, value: impl Into<Value>) -> Self {
+        let mut condition = Table::new();
+        condition.insert("name".into(), name.into());
+        condition.insert(test.into(), value.into());
+        push(&mut self.table, "headers", condition);
+        self
+    }
+
+    /// Adds a query condition: parameter `name` with value `exact`, or present (`None`).
+    pub fn query(mut self, name: &str, exact: Option<&str>) -> Self {
+        let mut condition = Table::new();
+        condition.insert("name".into(), name.into());
+        match exact {
+            Some(value) => condition.insert("exact".into(), value.into()),
+            None => condition.insert("present".into(), true.into()),
+        };
+        push(&mut self.table, "query", condition);
         self
     }
 }
