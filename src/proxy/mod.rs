@@ -9,6 +9,7 @@ pub mod exchange;
 pub mod failure;
 pub mod forward;
 pub mod headers;
+pub mod normalize;
 pub mod pick;
 pub mod redirect;
 pub mod request_check;
@@ -118,6 +119,9 @@ impl Proxy {
             // One snapshot load per request; the guard is dropped before any await.
             let snapshot = self.snapshot.load();
             let host = request_check::check(req, &snapshot.limits)?;
+            if let Some(normal) = normalize::without_dot_segments(req.uri()) {
+                *req.uri_mut() = normal;
+            }
             let routed = routing::route(&snapshot, host.as_ref(), req, exchange)?;
             (host, routed)
         };

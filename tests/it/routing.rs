@@ -267,3 +267,30 @@ async fn the_admin_api_says_which_route_a_sample_request_takes() {
     let (status, _) = proxy.admin("GET", "/api/routes?path=x", None, None).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_are_removed_before_routing_so_no_route_is_stepped_around() {
+    let recorder = crate::support::raw::Recorder::start().await;
+    let config = ConfigBuilder::new()
+        .pool(PoolBuilder::new("admin").backend("admin", recorder.addr, 1))
+        .push_route("public", |r| {
+            r.set("path_prefix", "/public/")
+                .set("respond.body", "public\n")
+        })
+        .route("admin", None, "/admin", "admin");
+    let proxy = TestProxy::start(&config.toml()).await;
+    for target in ["/public/../admin/x", "/public/%2E%2e/admin/x"] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+        let answer = crate::support::raw::exchange(proxy.addr, request.as_bytes()).await;
+        assert_eq!(crate::support::raw::status(&answer), 200, "{answer}");
+        assert!(
+            !answer.contains("public"),
+            "{target} was answered by the public route"
+        );
+    }
+    assert!(
+        recorder.received().starts_with("GET /admin/x HTTP/1.1\r\n"),
+        "{}",
+        recorder.received()
+    );
+}
