@@ -185,8 +185,8 @@ impl Control {
         }
         let mut refill = tokio::time::interval(Duration::from_secs(1));
         refill.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut deadline = self.next_deadline(Instant::now());
         loop {
-            let deadline = self.next_deadline(Instant::now());
             tokio::select! {
                 Some(report) = self.inbox.reports.recv() => self.at_now().apply_report(report),
                 Some(report) = self.inbox.outliers.recv() => self.at_now().apply_outlier(report),
@@ -196,6 +196,7 @@ impl Control {
                 () = sleep_until(deadline) => {
                     let now = self.at_now().now.at;
                     self.apply_timers(now);
+                    deadline = None;
                 }
                 _ = refill.tick() => {
                     for pool in self.pools.iter() {
@@ -204,6 +205,13 @@ impl Control {
                 }
                 () = self.shutdown.cancelled() => break,
             }
+            // Another event may have won the race at the very instant a timer was due; the
+            // next deadline, reckoned from now, would step over it (a ramp's last step, say).
+            if deadline.is_some_and(|due| due <= Instant::now()) {
+                let now = self.at_now().now.at;
+                self.apply_timers(now);
+            }
+            deadline = self.next_deadline(Instant::now());
         }
         for pool in self.pools.iter_mut() {
             pool.stop_tasks();
@@ -344,6 +352,7 @@ fn respond<T>(reply: oneshot::Sender<T>, value: T) {
 fn router(config: &Config, pools: &Pools, metrics: &Metrics) -> Arc<Router> {
     Arc::new(Router::new(
         &config.routes,
+        &config.pools,
         |name| pools.position(name),
         metrics,
     ))
