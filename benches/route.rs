@@ -22,6 +22,10 @@ fn routes(n: usize) -> Vec<RouteConfig> {
             headers: Vec::new(),
             query: Vec::new(),
             action: RouteAction::Pool("p".into()),
+            rewrite: Default::default(),
+            host_rewrite: Default::default(),
+            request_headers: Default::default(),
+            response_headers: Default::default(),
         })
         .collect()
 }
@@ -29,7 +33,7 @@ fn routes(n: usize) -> Vec<RouteConfig> {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("route_find");
     for n in [10, 1000] {
-        let router = Router::new(&routes(n), |_| Some(0), &Metrics::new());
+        let router = Router::new(&routes(n), &[], |_| Some(0), &Metrics::new());
         let headers = http::HeaderMap::new();
         let asked = Asked {
             method: &http::Method::GET,

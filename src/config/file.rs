@@ -285,6 +285,20 @@ pub struct RouteFile {
     pub redirect: Option<Spanned<RedirectFile>>,
     #[schemars(with = "Option<RespondFile>")]
     pub respond: Option<Spanned<RespondFile>>,
+    #[schemars(with = "Option<bool>")]
+    pub strip_prefix: Option<Spanned<bool>>,
+    #[schemars(with = "Option<String>")]
+    pub add_prefix: Option<Spanned<String>>,
+    #[schemars(with = "Option<RewriteFile>")]
+    pub rewrite: Option<Spanned<RewriteFile>>,
+    #[schemars(with = "Option<String>")]
+    pub host_rewrite: Option<Spanned<String>>,
+    #[schemars(with = "Option<bool>")]
+    pub auto_host_rewrite: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub request_headers: HeaderRulesFile,
+    #[serde(default)]
+    pub response_headers: HeaderRulesFile,
     #[schemars(with = "Option<i64>")]
     pub max_body_bytes: Option<Spanned<i64>>,
     pub websocket: Option<bool>,
@@ -311,6 +325,31 @@ pub struct QueryMatchFile {
     pub name: Spanned<String>,
     pub exact: Option<String>,
     pub present: Option<bool>,
+}
+
+/// A route's `rewrite` table: the path becomes `replace` when it matches `regex`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteFile {
+    #[schemars(with = "String")]
+    pub regex: Spanned<String>,
+    #[schemars(with = "String")]
+    pub replace: Spanned<String>,
+}
+
+/// `request_headers` or `response_headers` of a route or pool.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRulesFile {
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    pub set: std::collections::BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    pub add: std::collections::BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub remove: Vec<Spanned<String>>,
 }
 
 /// A route's `redirect` table.
@@ -379,6 +418,10 @@ pub struct PoolFile {
     pub max_idle_per_backend: Option<Spanned<i64>>,
     #[schemars(with = "Option<DiscoveryFile>")]
     pub discovery: Option<Spanned<DiscoveryFile>>,
+    #[serde(default)]
+    pub request_headers: HeaderRulesFile,
+    #[serde(default)]
+    pub response_headers: HeaderRulesFile,
 }
 
 /// Protocols a pool speaks to its backends.

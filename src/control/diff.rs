@@ -156,6 +156,8 @@ fn pool_changes(old: &PoolConfig, new: &PoolConfig, summary: &mut ReloadSummary)
         outlier,
         upstream,
         discovery,
+        request_headers,
+        response_headers,
     } = old;
     let settings = [
         ("algorithm", *algorithm != new.algorithm),
@@ -168,6 +170,11 @@ fn pool_changes(old: &PoolConfig, new: &PoolConfig, summary: &mut ReloadSummary)
         ("outlier_detection", *outlier != new.outlier),
         ("upstream", *upstream != new.upstream),
         ("discovery", *discovery != new.discovery),
+        ("request_headers", *request_headers != new.request_headers),
+        (
+            "response_headers",
+            *response_headers != new.response_headers,
+        ),
     ];
     for (setting, differs) in settings {
         if differs {

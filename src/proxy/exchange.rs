@@ -4,6 +4,7 @@
 use super::Downstream;
 use crate::access_log::{AccessLog, Record};
 use crate::metrics::{PoolTraffic, RequestMetrics};
+use crate::route::Vars;
 use http::{HeaderName, HeaderValue, Request, StatusCode};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -110,6 +111,19 @@ impl Exchange {
     pub fn answered(&mut self, route: &Arc<str>, metrics: &Arc<RequestMetrics>) {
         self.record.route = Some(Arc::clone(route));
         self.target = Target::Direct(Arc::clone(metrics));
+    }
+
+    /// What header templates are filled from; `tls`: whether the client connected over TLS.
+    pub fn vars(&self, tls: bool) -> Vars<'_> {
+        let record = &self.record;
+        Vars {
+            client_ip: &record.client,
+            request_id: &record.request_id,
+            host: record.host.as_ref(),
+            scheme: if tls { "https" } else { "http" },
+            route: record.route.as_deref().unwrap_or(""),
+            backend: record.backend.as_deref(),
+        }
     }
 
     /// The request is going to backend `index` of the pool.

@@ -9,7 +9,6 @@ pub mod exchange;
 pub mod failure;
 pub mod forward;
 pub mod headers;
-pub mod normalize;
 pub mod pick;
 pub mod redirect;
 pub mod request_check;
@@ -92,10 +91,23 @@ impl Proxy {
         let mut exchange = Exchange::begin(&mut req, downstream, &self.unrouted);
         let version = req.version();
         let mut response = match self.prepare(&mut req, downstream, &mut exchange) {
-            Ok(prepared) => match retry::forward(self, prepared, req, &mut exchange).await {
-                Ok(forwarded) => response_policy::apply(forwarded, &mut exchange, &self.tunnels),
-                Err(err) => failed(&err, version, &mut exchange),
-            },
+            Ok(prepared) => {
+                let policies = prepared.settings.policies.clone();
+                match retry::forward(self, prepared, req, &mut exchange).await {
+                    Ok(forwarded) => {
+                        let mut response =
+                            response_policy::apply(forwarded, &mut exchange, &self.tunnels);
+                        if let Some(edits) =
+                            policies.as_ref().and_then(|p| p.response_headers.as_ref())
+                        {
+                            let vars = exchange.vars(downstream.tls.is_some());
+                            edits.apply(response.headers_mut(), &vars);
+                        }
+                        response
+                    }
+                    Err(err) => failed(&err, version, &mut exchange),
+                }
+            }
             Err(Early::Failed(err)) => failed(&err, version, &mut exchange),
             Err(Early::Answer(answer)) => redirect::answer(&answer, &req, downstream.tls.is_some()),
         };
@@ -119,13 +131,13 @@ impl Proxy {
             // One snapshot load per request; the guard is dropped before any await.
             let snapshot = self.snapshot.load();
             let host = request_check::check(req, &snapshot.limits)?;
-            if let Some(normal) = normalize::without_dot_segments(req.uri()) {
+            if let Some(normal) = crate::route::normalize::without_dot_segments(req.uri()) {
                 *req.uri_mut() = normal;
             }
             let routed = routing::route(&snapshot, host.as_ref(), req, exchange)?;
             (host, routed)
         };
-        let applied = request_policy::apply(req, host, &pool, &settings, downstream)?;
+        let applied = request_policy::apply(req, host, &pool, &settings, downstream, exchange)?;
         let backend = pick::pick(&pool, exchange)?;
         Ok(Prepared {
             pool,

@@ -4,12 +4,14 @@
 //! is applied and run here in a fixed order, so a route without them pays nothing.
 
 use super::downstream::Downstream;
+use super::exchange::Exchange;
 use super::headers;
 use super::routing::RequestSettings;
 use super::upgrade;
 use crate::error::ProxyError;
+use crate::route::{HostRewriteTo, Policies};
 use crate::snapshot::Pool;
-use http::{HeaderValue, Request};
+use http::{HeaderValue, Request, StatusCode, Uri, header};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
@@ -31,6 +33,7 @@ pub fn apply(
     pool: &Pool,
     settings: &RequestSettings,
     downstream: &Downstream,
+    exchange: &Exchange,
 ) -> Result<Applied, ProxyError> {
     let to_h2 = pool.policy.upstream.config.protocol.is_h2();
     // A WebSocket handshake passes only to HTTP/1.1 backends, from HTTP/1.1 clients.
@@ -53,5 +56,49 @@ pub fn apply(
     if upgrade.is_some() {
         upgrade::restore(headers);
     }
+    let mut hostless = hostless;
+    if let Some(policies) = &settings.policies {
+        hostless |= route_policies(req, policies, exchange, downstream)?;
+    }
     Ok(Applied { hostless, upgrade })
 }
+
+/// A route's own request policies, in order: the path rewritten, the headers edited, the host
+/// rewritten. Returns whether each attempt names its backend as the host.
+fn route_policies(
+    req: &mut Request<Incoming>,
+    policies: &Policies,
+    exchange: &Exchange,
+    downstream: &Downstream,
+) -> Result<bool, ProxyError> {
+    if let Some(rewrite) = &policies.rewrite {
+        let rewritten = rewrite.apply(req.uri()).ok_or(ProxyError::Refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the route's rewrite made an invalid request target\n",
+        ))?;
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = Some(rewritten.target);
+        *req.uri_mut() = Uri::from_parts(parts)
+            .map_err(|_| ProxyError::bad_request("invalid request target\n"))?;
+        if let Some(prefix) = rewritten.stripped {
+            req.headers_mut().insert(X_FORWARDED_PREFIX, prefix);
+        }
+    }
+    if let Some(edits) = &policies.request_headers {
+        edits.apply(req.headers_mut(), &exchange.vars(downstream.tls.is_some()));
+    }
+    Ok(match &policies.host {
+        HostRewriteTo::Keep => false,
+        HostRewriteTo::To(host) => {
+            req.headers_mut().insert(header::HOST, host.clone());
+            false
+        }
+        HostRewriteTo::Backend => {
+            req.headers_mut().remove(header::HOST);
+            true
+        }
+    })
+}
+
+/// The prefix a route stripped from the path (Traefik's and Caddy's header for it).
+const X_FORWARDED_PREFIX: http::HeaderName = http::HeaderName::from_static("x-forwarded-prefix");

@@ -6,7 +6,7 @@
 use super::exchange::Exchange;
 use super::upgrade::TunnelLimits;
 use crate::error::ProxyError;
-use crate::route::{Answer, Asked, Target};
+use crate::route::{Answer, Asked, Policies, Target};
 use crate::snapshot::{Pool, Snapshot};
 use crate::upstream::pool::Dial;
 use http::{HeaderValue, Request};
@@ -41,6 +41,8 @@ pub struct RequestSettings {
     pub dial: Dial,
     /// Limits of an upgraded connection's tunnel.
     pub tunnel: TunnelLimits,
+    /// The route's rewrites and header edits, if it has any.
+    pub policies: Option<Arc<Policies>>,
 }
 
 /// Why a request goes no further than its route: it failed, or its route answers it.
@@ -104,6 +106,7 @@ pub fn route<B>(
             idle: timeouts.tunnel_idle,
             drain: timeouts.shutdown,
         },
+        policies: route.policies.clone(),
     };
     Ok(Routed { pool, settings })
 }

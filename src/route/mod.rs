@@ -5,12 +5,15 @@
 //! answers it itself (a redirect, a fixed response).
 
 mod matching;
+pub mod normalize;
+mod policies;
 #[cfg(test)]
 mod precedence_tests;
 
 pub use matching::Asked;
+pub use policies::{HeaderEdits, HostRewriteTo, PathRewrite, Policies, Rewritten, Vars};
 
-use crate::config::{HostPattern, Redirect, RouteAction, RouteConfig};
+use crate::config::{HostPattern, PoolConfig, Redirect, RouteAction, RouteConfig};
 use crate::metrics::{Metrics, RequestMetrics};
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
@@ -29,6 +32,8 @@ pub struct Route {
     pub max_body_bytes: Option<u64>,
     /// Whether WebSocket upgrades pass.
     pub websocket: bool,
+    /// Rewrites and header edits; `None` for a route (and pool) without any.
+    pub policies: Option<Arc<Policies>>,
     path: PathRule,
     conditions: Option<Box<Conditions>>,
 }
@@ -108,6 +113,7 @@ impl Router {
     /// routes that answer themselves get their request metrics from `metrics`.
     pub fn new(
         routes: &[RouteConfig],
+        pools: &[PoolConfig],
         pool_index: impl Fn(&str) -> Option<usize>,
         metrics: &Metrics,
     ) -> Self {
@@ -160,6 +166,13 @@ impl Router {
                 target,
                 max_body_bytes: config.max_body_bytes,
                 websocket: config.websocket,
+                policies: Policies::of(
+                    config,
+                    pools
+                        .iter()
+                        .find(|p| Some(p.name.as_str()) == config.pool()),
+                )
+                .map(Arc::new),
                 path: PathRule::new(&config.path),
                 conditions: Conditions::of(config),
             };
@@ -259,6 +272,10 @@ mod tests {
             headers: Vec::new(),
             query: Vec::new(),
             action: RouteAction::Pool("p".into()),
+            rewrite: Default::default(),
+            host_rewrite: Default::default(),
+            request_headers: Default::default(),
+            response_headers: Default::default(),
         }
     }
 
@@ -272,6 +289,7 @@ mod tests {
                 route("wild", Some("*.example.com"), "/"),
                 route("deep-wild", Some("*.eu.example.com"), "/only"),
             ],
+            &[],
             |_| Some(0),
             &Metrics::new(),
         )
@@ -341,6 +359,7 @@ mod tests {
     fn no_default_route_means_no_match() {
         let r = Router::new(
             &[route("api", Some("api.example.com"), "/api")],
+            &[],
             |_| Some(0),
             &Metrics::new(),
         );

@@ -55,7 +55,7 @@ fn dots(segment: &str) -> Option<usize> {
 
 /// RFC 3986 §5.2.4 on an absolute path: `.` segments go, `..` removes the segment before it
 /// (never past the root); a trailing dot segment leaves a trailing `/`.
-fn remove_dot_segments(path: &str) -> String {
+pub(crate) fn remove_dot_segments(path: &str) -> String {
     let mut kept: Vec<&str> = Vec::new();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let last = segments.len().saturating_sub(1);

@@ -24,6 +24,7 @@ mod grpc;
 mod health;
 mod observability;
 mod reload;
+mod route_policies;
 mod routing;
 mod signals;
 mod status_page;

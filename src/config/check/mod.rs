@@ -18,6 +18,7 @@ mod operator;
 mod pools;
 mod report;
 mod route_parts;
+mod route_policies;
 mod routes;
 mod tls;
 mod values;

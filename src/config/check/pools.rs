@@ -59,6 +59,16 @@ impl Checker {
             name: pool.name.get_ref().clone(),
             algorithm,
             backends,
+            request_headers: self.header_rules(
+                &pool.request_headers,
+                &format!("{field}.request_headers"),
+                false,
+            ),
+            response_headers: self.header_rules(
+                &pool.response_headers,
+                &format!("{field}.response_headers"),
+                true,
+            ),
             retries: self.int(
                 &pool.retries,
                 &format!("{field}.retries"),

@@ -38,9 +38,25 @@ impl Checker {
                     0,
                 )
             });
+            let rewrite = self.rewrite(route, i, &path, &action);
+            let host_rewrite = self.host_rewrite(route, i);
+            let request_headers = self.header_rules(
+                &route.request_headers,
+                &format!("routes[{i}].request_headers"),
+                false,
+            );
+            let response_headers = self.header_rules(
+                &route.response_headers,
+                &format!("routes[{i}].response_headers"),
+                true,
+            );
             let config = RouteConfig {
                 name: route.name.get_ref().clone(),
                 host,
+                rewrite,
+                host_rewrite,
+                request_headers,
+                response_headers,
                 path,
                 methods: self.methods(&route.methods, i),
                 headers: self.header_matches(&route.headers, i),

@@ -9,8 +9,8 @@ mod upstream;
 
 use http::uri::Authority;
 pub use route::{
-    HeaderMatch, HostPattern, PathMatch, Pattern, QueryMatch, Redirect, Respond, RouteAction,
-    RouteConfig, ValueTest,
+    HeaderMatch, HeaderRules, HostPattern, HostRewrite, PathMatch, Pattern, Piece, QueryMatch,
+    Redirect, Respond, Rewrite, RouteAction, RouteConfig, Template, ValueTest, Variable,
 };
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -363,6 +363,10 @@ pub struct PoolConfig {
     pub upstream: UpstreamConfig,
     /// Where further backends come from, if anywhere.
     pub discovery: Option<DiscoveryConfig>,
+    /// Header rules for requests forwarded to the pool (before a route's).
+    pub request_headers: HeaderRules,
+    /// Header rules for the pool's responses (before a route's).
+    pub response_headers: HeaderRules,
 }
 
 /// Which failures of idempotent requests a pool retries on another backend. A connection that

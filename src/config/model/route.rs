@@ -30,6 +30,14 @@ pub struct RouteConfig {
     pub query: Vec<QueryMatch>,
     /// What the route does with a request it matches.
     pub action: RouteAction,
+    /// How the path is rewritten before it is forwarded.
+    pub rewrite: Rewrite,
+    /// What the backend is told the host is.
+    pub host_rewrite: HostRewrite,
+    /// Header rules for the request forwarded (after the pool's).
+    pub request_headers: HeaderRules,
+    /// Header rules for the response returned (after the pool's).
+    pub response_headers: HeaderRules,
     /// Largest request body accepted, in bytes (413 beyond); `None`: no limit.
     pub max_body_bytes: Option<u64>,
     /// Whether `Upgrade: websocket` requests are passed through.
@@ -192,4 +200,96 @@ pub struct Respond {
     pub body: String,
     /// Its `Content-Type`.
     pub content_type: String,
+}
+
+/// How a route rewrites the path it forwards, in this order: the matched prefix stripped,
+/// a prefix added, a regular expression's replacement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Remove the route's `path_prefix` (and say so in `X-Forwarded-Prefix`).
+    pub strip_prefix: bool,
+    /// Put this before the path.
+    pub add_prefix: Option<String>,
+    /// When the path matches the expression, it becomes the replacement, `$1` and `${name}`
+    /// standing for the captured groups.
+    pub regex: Option<(Pattern, String)>,
+}
+
+impl Rewrite {
+    /// Whether the path is forwarded as received.
+    pub fn is_none(&self) -> bool {
+        !self.strip_prefix && self.add_prefix.is_none() && self.regex.is_none()
+    }
+}
+
+/// What the backend is told the host is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum HostRewrite {
+    /// The client's (default).
+    #[default]
+    Keep,
+    /// This one (`host` or `host:port`).
+    To(String),
+    /// The backend's own address.
+    Backend,
+}
+
+/// Headers set, added and removed, in that order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderRules {
+    /// Replaced (or added) with this value.
+    pub set: Vec<(HeaderName, Template)>,
+    /// Added beside any already there.
+    pub add: Vec<(HeaderName, Template)>,
+    /// Removed.
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderRules {
+    /// Whether there is no rule.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// A header value, text with `{variable}`s in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template(pub Vec<Piece>);
+
+/// A piece of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// As written.
+    Text(String),
+    /// Filled in per request.
+    Var(Variable),
+}
+
+/// What a template may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variable {
+    /// `{client_ip}`: the client's address.
+    ClientIp,
+    /// `{request_id}`: the request's `X-Request-Id`.
+    RequestId,
+    /// `{host}`: the host the client asked for.
+    Host,
+    /// `{scheme}`: `http` or `https`, as the client connected.
+    Scheme,
+    /// `{route}`: the route's name.
+    Route,
+    /// `{backend}`: the backend's name (responses only: it is chosen after the request's rules).
+    Backend,
+}
+
+impl Variable {
+    /// Every variable with its name.
+    pub const ALL: [(&'static str, Variable); 6] = [
+        ("client_ip", Self::ClientIp),
+        ("request_id", Self::RequestId),
+        ("host", Self::Host),
+        ("scheme", Self::Scheme),
+        ("route", Self::Route),
+        ("backend", Self::Backend),
+    ];
 }

@@ -1,0 +1,238 @@
+//! What a route does to the requests it forwards and to their responses, compiled when the
+//! config is applied: path and host rewrites, and header edits (the pool's, then the
+//! route's). A route with none holds no `Policies` at all, so it pays nothing for them.
+
+use crate::config::{HeaderRules, HostRewrite, Piece, PoolConfig, RouteConfig, Variable};
+use bytes::BytesMut;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+
+/// What templates are filled from: the request's facts.
+#[derive(Debug)]
+pub struct Vars<'a> {
+    /// The client's address.
+    pub client_ip: &'a HeaderValue,
+    /// The request's `X-Request-Id`.
+    pub request_id: &'a HeaderValue,
+    /// The host the client asked for.
+    pub host: Option<&'a HeaderValue>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The route's name.
+    pub route: &'a str,
+    /// The backend's name, once chosen.
+    pub backend: Option<&'a str>,
+}
+
+/// A route's policies.
+#[derive(Debug)]
+pub struct Policies {
+    /// How the path is rewritten; `None`: forwarded as received.
+    pub rewrite: Option<PathRewrite>,
+    /// What the backend is told the host is.
+    pub host: HostRewriteTo,
+    /// Edits of the forwarded request's headers.
+    pub request_headers: Option<HeaderEdits>,
+    /// Edits of the response's headers.
+    pub response_headers: Option<HeaderEdits>,
+}
+
+/// The host a backend is told, compiled.
+#[derive(Debug)]
+pub enum HostRewriteTo {
+    /// The client's.
+    Keep,
+    /// This one.
+    To(HeaderValue),
+    /// The backend's own address, per attempt.
+    Backend,
+}
+
+impl Policies {
+    /// The policies of `route` to a pool configured as `pool`, or `None` when there are none.
+    pub fn of(route: &RouteConfig, pool: Option<&PoolConfig>) -> Option<Self> {
+        let edits = |first: Option<&HeaderRules>, then: &HeaderRules| {
+            let rules = first.into_iter().chain([then]);
+            HeaderEdits::of(rules)
+        };
+        let policies = Self {
+            rewrite: (!route.rewrite.is_none()).then(|| PathRewrite {
+                strip: route.rewrite.strip_prefix.then(|| match &route.path {
+                    crate::config::PathMatch::Prefix(prefix) => prefix.clone(),
+                    _ => String::new(),
+                }),
+                add: route.rewrite.add_prefix.clone(),
+                regex: route
+                    .rewrite
+                    .regex
+                    .as_ref()
+                    .map(|(p, r)| (p.0.clone(), r.clone())),
+            }),
+            host: match &route.host_rewrite {
+                HostRewrite::Keep => HostRewriteTo::Keep,
+                // Checked as `host[:port]` when the config was read.
+                HostRewrite::To(host) => {
+                    HeaderValue::from_str(host).map_or(HostRewriteTo::Keep, HostRewriteTo::To)
+                }
+                HostRewrite::Backend => HostRewriteTo::Backend,
+            },
+            request_headers: edits(pool.map(|p| &p.request_headers), &route.request_headers),
+            response_headers: edits(pool.map(|p| &p.response_headers), &route.response_headers),
+        };
+        let none = policies.rewrite.is_none()
+            && matches!(policies.host, HostRewriteTo::Keep)
+            && policies.request_headers.is_none()
+            && policies.response_headers.is_none();
+        (!none).then_some(policies)
+    }
+}
+
+/// A path rewrite: the matched prefix stripped, a prefix added, a regex replacement.
+#[derive(Debug)]
+pub struct PathRewrite {
+    strip: Option<String>,
+    add: Option<String>,
+    regex: Option<(regex::Regex, String)>,
+}
+
+/// What a rewrite made of a request target.
+#[derive(Debug)]
+pub struct Rewritten {
+    /// The new target (path and query).
+    pub target: PathAndQuery,
+    /// The prefix stripped, for `X-Forwarded-Prefix`.
+    pub stripped: Option<HeaderValue>,
+}
+
+impl PathRewrite {
+    /// The rewritten target of `uri`, its query kept; `None` when the result is not a valid
+    /// target (a clean 500 for the client: the config's fault, not the backend's). The path is
+    /// never percent-decoded; dot segments a replacement makes are removed again.
+    pub fn apply(&self, uri: &Uri) -> Option<Rewritten> {
+        let mut path = uri.path().to_owned();
+        let mut stripped = None;
+        if let Some(prefix) = &self.strip {
+            if let Some(rest) = path.strip_prefix(prefix.as_str()) {
+                let rest = if rest.starts_with('/') {
+                    rest.to_owned()
+                } else {
+                    format!("/{rest}")
+                };
+                stripped = HeaderValue::from_str(prefix.trim_end_matches('/')).ok();
+                path = rest;
+            }
+        }
+        if let Some(prefix) = &self.add {
+            path.insert_str(0, prefix);
+        }
+        if let Some((regex, replacement)) = &self.regex {
+            if let Some(captures) = regex.captures(&path) {
+                let mut replaced = String::new();
+                captures.expand(replacement, &mut replaced);
+                path = replaced;
+            }
+        }
+        if !path.starts_with('/') {
+            return None;
+        }
+        let mut target = super::normalize::remove_dot_segments(&path);
+        if let Some(query) = uri.query() {
+            target.push('?');
+            target.push_str(query);
+        }
+        let target = PathAndQuery::try_from(target).ok()?;
+        Some(Rewritten { target, stripped })
+    }
+}
+
+/// Header edits: set, add, remove, in that order.
+#[derive(Debug)]
+pub struct HeaderEdits {
+    set: Box<[(HeaderName, Value)]>,
+    add: Box<[(HeaderName, Value)]>,
+    remove: Box<[HeaderName]>,
+}
+
+/// A header value: fixed, or filled in per request.
+#[derive(Debug)]
+enum Value {
+    Fixed(HeaderValue),
+    Template(Box<[Piece]>),
+}
+
+impl HeaderEdits {
+    /// The edits of `rules`, one after the other; `None` when there is none.
+    fn of<'a>(rules: impl Iterator<Item = &'a HeaderRules>) -> Option<Self> {
+        let (mut set, mut add, mut remove) = (Vec::new(), Vec::new(), Vec::new());
+        for rules in rules {
+            set.extend(rules.set.iter().map(|(n, t)| (n.clone(), Value::of(&t.0))));
+            add.extend(rules.add.iter().map(|(n, t)| (n.clone(), Value::of(&t.0))));
+            remove.extend(rules.remove.iter().cloned());
+        }
+        let none = set.is_empty() && add.is_empty() && remove.is_empty();
+        (!none).then(|| Self {
+            set: set.into(),
+            add: add.into(),
+            remove: remove.into(),
+        })
+    }
+
+    /// Applies the edits to `headers`, filling templates from `vars`.
+    pub fn apply(&self, headers: &mut HeaderMap, vars: &Vars<'_>) {
+        for (name, value) in &self.set {
+            if let Some(value) = value.fill(vars) {
+                headers.insert(name.clone(), value);
+            }
+        }
+        for (name, value) in &self.add {
+            if let Some(value) = value.fill(vars) {
+                headers.append(name.clone(), value);
+            }
+        }
+        for name in &self.remove {
+            headers.remove(name);
+        }
+    }
+}
+
+impl Value {
+    fn of(pieces: &[Piece]) -> Self {
+        match pieces {
+            [] => Self::Fixed(HeaderValue::from_static("")),
+            // Checked as a header value when the config was read.
+            [Piece::Text(text)] => HeaderValue::from_str(text)
+                .map_or_else(|_| Self::Template(pieces.into()), Self::Fixed),
+            _ => Self::Template(pieces.into()),
+        }
+    }
+
+    /// The value for this request; `None` if a variable makes it invalid (a header is then
+    /// left out rather than sent broken).
+    fn fill(&self, vars: &Vars<'_>) -> Option<HeaderValue> {
+        let pieces = match self {
+            Self::Fixed(value) => return Some(value.clone()),
+            Self::Template(pieces) => pieces,
+        };
+        let mut out = BytesMut::new();
+        for piece in pieces.iter() {
+            match piece {
+                Piece::Text(text) => out.extend_from_slice(text.as_bytes()),
+                Piece::Var(variable) => out.extend_from_slice(vars.get(*variable)),
+            }
+        }
+        HeaderValue::from_maybe_shared(out.freeze()).ok()
+    }
+}
+
+impl Vars<'_> {
+    fn get(&self, variable: Variable) -> &[u8] {
+        match variable {
+            Variable::ClientIp => self.client_ip.as_bytes(),
+            Variable::RequestId => self.request_id.as_bytes(),
+            Variable::Host => self.host.map_or(&b""[..], HeaderValue::as_bytes),
+            Variable::Scheme => self.scheme.as_bytes(),
+            Variable::Route => self.route.as_bytes(),
+            Variable::Backend => self.backend.map_or(&b""[..], str::as_bytes),
+        }
+    }
+}
