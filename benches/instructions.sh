@@ -12,18 +12,21 @@
 #   $DURATION s, counters dumped: instructions of every thread of the proxy (kernel work, the
 #   system calls, is not counted) divided by the requests wrk completed.
 # - Under valgrind each proxy runs ~50x slower, so request rates here mean nothing.
+# - `switchyard-policies` is `switchyard` with a route that strips a prefix, adds another and
+#   has three header rules (one a template): what per-route policies cost.
 # - `nginx-https` and `switchyard-https` (access log on) are the same over HTTPS keep-alive with
 #   the certs/ ECDSA P-256 certificate (TLS 1.3, AES-256-GCM as both choose for wrk's OpenSSL).
 #
 # Usage: benches/instructions.sh   (DURATION=8, PROXIES="nginx haproxy hyper-floor switchyard
-#        switchyard-nolog nginx-https switchyard-https"; a dump for callgrind_annotate stays in
+#        switchyard-nolog switchyard-policies nginx-https switchyard-https"; a dump for
+#        callgrind_annotate stays in
 #        the printed directory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
 
 DURATION=${DURATION:-8}
-PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog nginx-https switchyard-https}
+PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog switchyard-policies nginx-https switchyard-https}
 PORT=18392
 TLS_PORT=18393
 
@@ -43,6 +46,12 @@ EXTRA="master_process off;" TLS_PORT=$TLS_PORT nginx_proxy_conf "$work" $PORT 18
 haproxy_conf $PORT 18381 18382 >"$work/haproxy.cfg"
 TLS_PORT=$TLS_PORT switchyard_config $PORT "path = \"$work/switchyard-access.log\"" 18381 18382 >"$work/switchyard.toml"
 switchyard_config $PORT "enabled = false" 18381 18382 >"$work/switchyard-nolog.toml"
+# A route with a prefix strip and three header rules, the access log on as in `switchyard`.
+ROUTE_EXTRA='strip_prefix = true
+add_prefix = "/v1"
+request_headers = { set = { x-env = "bench" }, add = { x-request = "{request_id}" } }
+response_headers = { set = { x-proxy = "switchyard" } }' \
+  switchyard_config $PORT "path = \"$work/switchyard-policies.log\"" 18381 18382 >"$work/switchyard-policies.toml"
 
 nginx -p "$work" -c "$work/upstreams.conf" &
 pids+=($!)
@@ -78,6 +87,7 @@ for name in $PROXIES; do
     hyper-floor) measure hyper-floor $http "$floor" 127.0.0.1:$PORT 127.0.0.1:18381 127.0.0.1:18382 ;;
     switchyard) measure switchyard $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
     switchyard-nolog) measure switchyard-nolog $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
+    switchyard-policies) measure switchyard-policies $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-policies.toml" --log-level warn ;;
     nginx-https) measure nginx-https $https nginx -p "$work" -c "$work/nginx.conf" ;;
     switchyard-https) measure switchyard-https $https "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
   esac

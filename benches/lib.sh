@@ -75,6 +75,7 @@ watch = false
 [[routes]]
 name = "all"
 pool = "pool"
+${ROUTE_EXTRA:-}
 
 [[pools]]
 name = "pool"
