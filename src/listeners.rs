@@ -121,6 +121,12 @@ impl Listeners {
             settings: ListenerSettings {
                 tls,
                 redirect_to_https: config.redirect_to_https,
+                // Checked as a header value when the config was read.
+                hsts: config
+                    .tls
+                    .as_ref()
+                    .and_then(|tls| tls.hsts.as_deref())
+                    .and_then(|hsts| http::HeaderValue::from_str(hsts).ok()),
             },
             resumption,
         })

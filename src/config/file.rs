@@ -190,6 +190,18 @@ pub struct ListenerTlsFile {
     pub alpn: Option<Vec<Spanned<String>>>,
     #[schemars(with = "Option<String>")]
     pub handshake_timeout: Option<Spanned<String>>,
+    #[schemars(with = "Option<HstsFile>")]
+    pub hsts: Option<Spanned<HstsFile>>,
+}
+
+/// `[listeners.tls.hsts]`: `Strict-Transport-Security` on every response of the listener.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HstsFile {
+    #[schemars(with = "Option<String>")]
+    pub max_age: Option<Spanned<String>>,
+    pub include_subdomains: Option<bool>,
+    pub preload: Option<bool>,
 }
 
 /// One `[[listeners.tls.certificates]]` table: a chain and its key, PEM files.

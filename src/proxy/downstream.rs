@@ -16,6 +16,8 @@ pub struct Downstream {
     pub tls: Option<Arc<TlsInfo>>,
     /// The client's IP as a header value, formatted once per connection rather than per request.
     pub forwarded_for: HeaderValue,
+    /// `Strict-Transport-Security` for every response, when the listener sends it.
+    pub hsts: Option<HeaderValue>,
 }
 
 impl Downstream {
@@ -27,6 +29,7 @@ impl Downstream {
             peer,
             tls,
             forwarded_for,
+            hsts: None,
         }
     }
 }

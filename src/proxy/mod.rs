@@ -114,6 +114,11 @@ impl Proxy {
         response
             .headers_mut()
             .insert(X_REQUEST_ID, exchange.record.request_id.clone());
+        if let Some(hsts) = &downstream.hsts {
+            response
+                .headers_mut()
+                .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
         // Log and count: the record is finished when the response body ends.
         exchange.respond(response.status());
         response.map(|body| body.finishing(exchange, &self.access_log))

@@ -85,6 +85,8 @@ pub struct ListenerSettings {
     pub tls: Option<Terminator>,
     /// Answer every request with a 308 to HTTPS on this port.
     pub redirect_to_https: Option<u16>,
+    /// `Strict-Transport-Security` for every response, on a TLS listener that asks for it.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// Accepts and serves client connections on `listener` until `stop`, which also drains its
@@ -155,7 +157,8 @@ async fn connection(
     };
     match handshake {
         Ok((stream, info)) => {
-            let downstream = Downstream::new(peer, Some(Arc::new(info)));
+            let mut downstream = Downstream::new(peer, Some(Arc::new(info)));
+            downstream.hsts = settings.hsts.clone();
             serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
         }
         Err(failure) => tracing::debug!(%peer, %failure, "TLS handshake failed"),

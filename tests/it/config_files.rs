@@ -729,3 +729,21 @@ fn rewrite_and_header_rule_mistakes_are_reported_at_their_place() {
     }
     assert_eq!(found.len(), expect.len(), "{found:#?}");
 }
+
+#[test]
+fn hsts_preload_needs_a_year_and_subdomains() {
+    let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/localhost.pem");
+    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/localhost-key.pem");
+    let text = format!(
+        "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\
+         [[listeners.tls.certificates]]\ncert = {cert:?}\nkey = {key:?}\n\
+         [listeners.tls.hsts]\nmax_age = \"30d\"\npreload = true\n{VALID_TAIL}"
+    );
+    let found = problems(&text);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("listeners[0].tls.hsts.preload: the preload list needs")),
+        "{found:?}"
+    );
+}

@@ -345,3 +345,26 @@ async fn sessions_resume_on_tls_1_2_and_1_3_and_the_access_log_has_the_tls_detai
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn a_listener_with_hsts_sends_it_on_every_response_over_both_protocols() {
+    let (_upstream, _leaf, proxy) = localhost_proxy(|c| {
+        c.set_listener("tls.hsts.max_age", "1d")
+            .set_listener("tls.hsts.include_subdomains", true)
+    })
+    .await;
+    for alpn in ["http/1.1", "h2"] {
+        let client = tls::client_config(&[&rustls::version::TLS13], &[alpn]);
+        let stream = tls::connect(proxy.addr, Some("localhost"), &client)
+            .await
+            .expect("handshake");
+        let mut http = Http::over(stream).await;
+        for path in ["/", "/missing-route-too"] {
+            let (head, _) = http.fetch("localhost", path).await;
+            assert_eq!(
+                head.headers["strict-transport-security"], "max-age=86400; includeSubDomains",
+                "{alpn} {path}"
+            );
+        }
+    }
+}

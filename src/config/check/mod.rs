@@ -12,6 +12,7 @@ use values::binds_overlap;
 
 mod discovery;
 mod health;
+mod hsts;
 mod listeners;
 mod notify;
 mod operator;

@@ -111,8 +111,10 @@ impl Checker {
             &format!("{field}.handshake_timeout"),
             ListenerTls::DEFAULT_HANDSHAKE_TIMEOUT,
         );
+        let hsts = tls.hsts.as_ref().and_then(|hsts| self.hsts(hsts, field));
         (certificates.len() == tls.certificates.len() && !certificates.is_empty()).then(|| {
             ListenerTls {
+                hsts,
                 certificates,
                 strict_sni: tls.strict_sni.unwrap_or(false),
                 min_version,

@@ -26,6 +26,8 @@ pub struct ListenerTls {
     pub alpn: Vec<&'static str>,
     /// A client that has not finished its handshake in this time is disconnected.
     pub handshake_timeout: Duration,
+    /// The `Strict-Transport-Security` value every response of the listener carries, if any.
+    pub hsts: Option<String>,
 }
 
 impl ListenerTls {

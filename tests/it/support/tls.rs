@@ -253,6 +253,12 @@ impl Http {
 
     /// GET `path` with `Host: host`: the status, the version and the body.
     pub async fn get(&mut self, host: &str, path: &str) -> (StatusCode, http::Version, String) {
+        let (parts, body) = self.fetch(host, path).await;
+        (parts.status, parts.version, body)
+    }
+
+    /// GET `path` with `Host: host`: the response head and the body.
+    pub async fn fetch(&mut self, host: &str, path: &str) -> (http::response::Parts, String) {
         let mut req = Request::get(path);
         req = match self {
             Self::One(_) => req.header(http::header::HOST, host),
@@ -266,11 +272,7 @@ impl Http {
         .expect("response");
         let (parts, body) = response.into_parts();
         let body = body.collect().await.expect("body").to_bytes();
-        (
-            parts.status,
-            parts.version,
-            String::from_utf8_lossy(&body).into_owned(),
-        )
+        (parts, String::from_utf8_lossy(&body).into_owned())
     }
 }
 
