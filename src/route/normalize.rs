@@ -24,7 +24,7 @@ pub fn without_dot_segments(uri: &Uri) -> Option<Uri> {
 }
 
 /// Whether a segment of `path` is `.` or `..` (spelled with `%2E` or not).
-fn has_dot_segment(path: &str) -> bool {
+pub(crate) fn has_dot_segment(path: &str) -> bool {
     // Cheap first: no `.` and no `%` means no dot segment.
     if !path.bytes().any(|b| b == b'.' || b == b'%') {
         return false;

@@ -53,21 +53,10 @@ impl Policies {
     pub fn of(route: &RouteConfig, pool: Option<&PoolConfig>) -> Option<Self> {
         let edits = |first: Option<&HeaderRules>, then: &HeaderRules| {
             let rules = first.into_iter().chain([then]);
-            HeaderEdits::of(rules)
+            HeaderEdits::of(rules, &route.name)
         };
         let policies = Self {
-            rewrite: (!route.rewrite.is_none()).then(|| PathRewrite {
-                strip: route.rewrite.strip_prefix.then(|| match &route.path {
-                    crate::config::PathMatch::Prefix(prefix) => prefix.clone(),
-                    _ => String::new(),
-                }),
-                add: route.rewrite.add_prefix.clone(),
-                regex: route
-                    .rewrite
-                    .regex
-                    .as_ref()
-                    .map(|(p, r)| (p.0.clone(), r.clone())),
-            }),
+            rewrite: (!route.rewrite.is_none()).then(|| PathRewrite::new(route)),
             host: match &route.host_rewrite {
                 HostRewrite::Keep => HostRewriteTo::Keep,
                 // Checked as `host[:port]` when the config was read.
@@ -90,7 +79,8 @@ impl Policies {
 /// A path rewrite: the matched prefix stripped, a prefix added, a regex replacement.
 #[derive(Debug)]
 pub struct PathRewrite {
-    strip: Option<String>,
+    /// The prefix to strip, and its `X-Forwarded-Prefix` value (none for `/`), built once.
+    strip: Option<(String, Option<HeaderValue>)>,
     add: Option<String>,
     regex: Option<(regex::Regex, String)>,
 }
@@ -105,38 +95,66 @@ pub struct Rewritten {
 }
 
 impl PathRewrite {
+    fn new(route: &RouteConfig) -> Self {
+        let strip = match (&route.path, route.rewrite.strip_prefix) {
+            (crate::config::PathMatch::Prefix(prefix), true) => {
+                let shown = prefix.trim_end_matches('/');
+                let header = (!shown.is_empty()).then(|| HeaderValue::from_str(shown).ok());
+                Some((prefix.clone(), header.flatten()))
+            }
+            _ => None,
+        };
+        Self {
+            strip,
+            add: route.rewrite.add_prefix.clone(),
+            regex: route
+                .rewrite
+                .regex
+                .as_ref()
+                .map(|(p, r)| (p.0.clone(), r.clone())),
+        }
+    }
+
     /// The rewritten target of `uri`, its query kept; `None` when the result is not a valid
     /// target (a clean 500 for the client: the config's fault, not the backend's). The path is
     /// never percent-decoded; dot segments a replacement makes are removed again.
     pub fn apply(&self, uri: &Uri) -> Option<Rewritten> {
-        let mut path = uri.path().to_owned();
+        let mut path = uri.path();
         let mut stripped = None;
-        if let Some(prefix) = &self.strip {
+        if let Some((prefix, header)) = &self.strip {
             if let Some(rest) = path.strip_prefix(prefix.as_str()) {
-                let rest = if rest.starts_with('/') {
-                    rest.to_owned()
-                } else {
-                    format!("/{rest}")
-                };
-                stripped = HeaderValue::from_str(prefix.trim_end_matches('/')).ok();
                 path = rest;
+                stripped = header.clone();
             }
         }
+        // One buffer: the added prefix, a `/` if stripping left none, the rest, the query.
+        let query = uri.query();
+        let capacity = path.len()
+            + self.add.as_ref().map_or(0, String::len)
+            + 1
+            + query.map_or(0, |q| q.len() + 1);
+        let mut target = String::with_capacity(capacity);
         if let Some(prefix) = &self.add {
-            path.insert_str(0, prefix);
-        }
-        if let Some((regex, replacement)) = &self.regex {
-            if let Some(captures) = regex.captures(&path) {
-                let mut replaced = String::new();
-                captures.expand(replacement, &mut replaced);
-                path = replaced;
-            }
+            target.push_str(prefix);
         }
         if !path.starts_with('/') {
-            return None;
+            target.push('/');
         }
-        let mut target = super::normalize::remove_dot_segments(&path);
-        if let Some(query) = uri.query() {
+        target.push_str(path);
+        if let Some((regex, replacement)) = &self.regex {
+            if let Some(captures) = regex.captures(&target) {
+                let mut replaced = String::with_capacity(capacity);
+                captures.expand(replacement, &mut replaced);
+                target = replaced;
+            }
+            if !target.starts_with('/') {
+                return None;
+            }
+        }
+        if super::normalize::has_dot_segment(&target) {
+            target = super::normalize::remove_dot_segments(&target);
+        }
+        if let Some(query) = query {
             target.push('?');
             target.push_str(query);
         }
@@ -153,20 +171,23 @@ pub struct HeaderEdits {
     remove: Box<[HeaderName]>,
 }
 
-/// A header value: fixed, or filled in per request.
+/// A header value: fixed, one variable, or text and variables filled in per request.
 #[derive(Debug)]
 enum Value {
     Fixed(HeaderValue),
+    Var(Variable),
     Template(Box<[Piece]>),
 }
 
 impl HeaderEdits {
-    /// The edits of `rules`, one after the other; `None` when there is none.
-    fn of<'a>(rules: impl Iterator<Item = &'a HeaderRules>) -> Option<Self> {
+    /// The edits of `rules`, one after the other, for route `route`; `None` when there is
+    /// none.
+    fn of<'a>(rules: impl Iterator<Item = &'a HeaderRules>, route: &str) -> Option<Self> {
         let (mut set, mut add, mut remove) = (Vec::new(), Vec::new(), Vec::new());
+        let value = |pieces: &[Piece]| Value::of(pieces, route);
         for rules in rules {
-            set.extend(rules.set.iter().map(|(n, t)| (n.clone(), Value::of(&t.0))));
-            add.extend(rules.add.iter().map(|(n, t)| (n.clone(), Value::of(&t.0))));
+            set.extend(rules.set.iter().map(|(n, t)| (n.clone(), value(&t.0))));
+            add.extend(rules.add.iter().map(|(n, t)| (n.clone(), value(&t.0))));
             remove.extend(rules.remove.iter().cloned());
         }
         let none = set.is_empty() && add.is_empty() && remove.is_empty();
@@ -196,13 +217,27 @@ impl HeaderEdits {
 }
 
 impl Value {
-    fn of(pieces: &[Piece]) -> Self {
-        match pieces {
+    /// The value of `pieces` on route `route`: `{route}` is known already, and what is then
+    /// all text is fixed once.
+    fn of(pieces: &[Piece], route: &str) -> Self {
+        let mut known: Vec<Piece> = Vec::new();
+        for piece in pieces {
+            let piece = match piece {
+                Piece::Var(Variable::Route) => Piece::Text(route.to_owned()),
+                other => other.clone(),
+            };
+            match (known.last_mut(), piece) {
+                (Some(Piece::Text(before)), Piece::Text(text)) => before.push_str(&text),
+                (_, piece) => known.push(piece),
+            }
+        }
+        match known.as_slice() {
             [] => Self::Fixed(HeaderValue::from_static("")),
-            // Checked as a header value when the config was read.
+            // Checked as a header value when the config was read (a route name is one too).
             [Piece::Text(text)] => HeaderValue::from_str(text)
-                .map_or_else(|_| Self::Template(pieces.into()), Self::Fixed),
-            _ => Self::Template(pieces.into()),
+                .map_or_else(|_| Self::Template(known.clone().into()), Self::Fixed),
+            [Piece::Var(variable)] => Self::Var(*variable),
+            _ => Self::Template(known.into()),
         }
     }
 
@@ -211,6 +246,7 @@ impl Value {
     fn fill(&self, vars: &Vars<'_>) -> Option<HeaderValue> {
         let pieces = match self {
             Self::Fixed(value) => return Some(value.clone()),
+            Self::Var(variable) => return vars.value(*variable),
             Self::Template(pieces) => pieces,
         };
         let mut out = BytesMut::new();
@@ -225,6 +261,18 @@ impl Value {
 }
 
 impl Vars<'_> {
+    /// One variable as a whole header value: the request's own values are shared, not copied.
+    fn value(&self, variable: Variable) -> Option<HeaderValue> {
+        match variable {
+            Variable::ClientIp => Some(self.client_ip.clone()),
+            Variable::RequestId => Some(self.request_id.clone()),
+            Variable::Host => self.host.cloned(),
+            Variable::Scheme => Some(HeaderValue::from_static(self.scheme)),
+            Variable::Route => HeaderValue::from_str(self.route).ok(),
+            Variable::Backend => self.backend.and_then(|b| HeaderValue::from_str(b).ok()),
+        }
+    }
+
     fn get(&self, variable: Variable) -> &[u8] {
         match variable {
             Variable::ClientIp => self.client_ip.as_bytes(),
