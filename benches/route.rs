@@ -26,6 +26,7 @@ fn routes(n: usize) -> Vec<RouteConfig> {
             host_rewrite: Default::default(),
             request_headers: Default::default(),
             response_headers: Default::default(),
+            cors: None,
         })
         .collect()
 }

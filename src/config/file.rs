@@ -311,9 +311,30 @@ pub struct RouteFile {
     pub request_headers: HeaderRulesFile,
     #[serde(default)]
     pub response_headers: HeaderRulesFile,
+    #[schemars(with = "Option<CorsFile>")]
+    pub cors: Option<Spanned<CorsFile>>,
     #[schemars(with = "Option<i64>")]
     pub max_body_bytes: Option<Spanned<i64>>,
     pub websocket: Option<bool>,
+}
+
+/// A route's `cors` table.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorsFile {
+    #[schemars(with = "Vec<String>")]
+    pub allow_origins: Vec<Spanned<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub allow_methods: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub allow_headers: Vec<Spanned<String>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub expose_headers: Vec<Spanned<String>>,
+    pub allow_credentials: Option<bool>,
+    #[schemars(with = "Option<String>")]
+    pub max_age: Option<Spanned<String>>,
 }
 
 /// One of a route's `headers` conditions: `name` and exactly one of the tests.

@@ -30,7 +30,7 @@ use crate::snapshot::Snapshot;
 use crate::upstream::OutlierReport;
 use arc_swap::ArcSwap;
 use exchange::{Exchange, X_REQUEST_ID};
-use http::{Request, Response};
+use http::{Request, Response, header};
 use hyper::body::Incoming;
 use metrics::{Counter, Gauge};
 use retry::Prepared;
@@ -93,15 +93,17 @@ impl Proxy {
         let mut response = match self.prepare(&mut req, downstream, &mut exchange) {
             Ok(prepared) => {
                 let policies = prepared.settings.policies.clone();
+                let origin = policies
+                    .as_ref()
+                    .and_then(|p| p.cors.as_ref())
+                    .and_then(|_| req.headers().get(header::ORIGIN).cloned());
                 match retry::forward(self, prepared, req, &mut exchange).await {
                     Ok(forwarded) => {
                         let mut response =
                             response_policy::apply(forwarded, &mut exchange, &self.tunnels);
-                        if let Some(edits) =
-                            policies.as_ref().and_then(|p| p.response_headers.as_ref())
-                        {
+                        if let Some(policies) = &policies {
                             let vars = exchange.vars(downstream.tls.is_some());
-                            edits.apply(response.headers_mut(), &vars);
+                            policies.respond(response.headers_mut(), &vars, origin.as_ref());
                         }
                         response
                     }
@@ -110,6 +112,12 @@ impl Proxy {
             }
             Err(Early::Failed(err)) => failed(&err, version, &mut exchange),
             Err(Early::Answer(answer)) => redirect::answer(&answer, &req, downstream.tls.is_some()),
+            Err(Early::Preflight(headers)) => {
+                let mut response = Response::new(ProxyBody::local(bytes::Bytes::new()));
+                *response.status_mut() = http::StatusCode::NO_CONTENT;
+                *response.headers_mut() = *headers;
+                response
+            }
         };
         response
             .headers_mut()
@@ -142,6 +150,11 @@ impl Proxy {
             let routed = routing::route(&snapshot, host.as_ref(), req, exchange)?;
             (host, routed)
         };
+        if let Some(cors) = settings.policies.as_ref().and_then(|p| p.cors.as_ref()) {
+            if let Some(answer) = cors.preflight(req.method(), req.headers()) {
+                return Err(Early::Preflight(Box::new(answer)));
+            }
+        }
         let applied = request_policy::apply(req, host, &pool, &settings, downstream, exchange)?;
         let backend = pick::pick(&pool, exchange)?;
         Ok(Prepared {

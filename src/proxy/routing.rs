@@ -51,6 +51,8 @@ pub enum Early {
     Failed(ProxyError),
     /// Its route answers it (a redirect, a fixed response).
     Answer(Arc<Answer>),
+    /// It is a CORS preflight its route answers: 204 with these headers.
+    Preflight(Box<http::HeaderMap>),
 }
 
 impl From<ProxyError> for Early {

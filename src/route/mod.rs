@@ -4,12 +4,14 @@
 //! equals; then file order: `RouteConfig::rank`). A route sends the request to a pool or
 //! answers it itself (a redirect, a fixed response).
 
+mod cors;
 mod matching;
 pub mod normalize;
 mod policies;
 #[cfg(test)]
 mod precedence_tests;
 
+pub use cors::CorsPolicy;
 pub use matching::Asked;
 pub use policies::{HeaderEdits, HostRewriteTo, PathRewrite, Policies, Rewritten, Vars};
 
@@ -276,6 +278,7 @@ mod tests {
             host_rewrite: Default::default(),
             request_headers: Default::default(),
             response_headers: Default::default(),
+            cors: None,
         }
     }
 

@@ -35,6 +35,8 @@ pub struct Policies {
     pub request_headers: Option<HeaderEdits>,
     /// Edits of the response's headers.
     pub response_headers: Option<HeaderEdits>,
+    /// Cross-origin requests from browsers.
+    pub cors: Option<super::CorsPolicy>,
 }
 
 /// The host a backend is told, compiled.
@@ -67,12 +69,26 @@ impl Policies {
             },
             request_headers: edits(pool.map(|p| &p.request_headers), &route.request_headers),
             response_headers: edits(pool.map(|p| &p.response_headers), &route.response_headers),
+            cors: route.cors.as_ref().map(super::CorsPolicy::new),
         };
         let none = policies.rewrite.is_none()
             && matches!(policies.host, HostRewriteTo::Keep)
             && policies.request_headers.is_none()
-            && policies.response_headers.is_none();
+            && policies.response_headers.is_none()
+            && policies.cors.is_none();
         (!none).then_some(policies)
+    }
+}
+
+impl Policies {
+    /// The response policies: header edits, then the CORS headers for a request from `origin`.
+    pub fn respond(&self, headers: &mut HeaderMap, vars: &Vars<'_>, origin: Option<&HeaderValue>) {
+        if let Some(edits) = &self.response_headers {
+            edits.apply(headers, vars);
+        }
+        if let Some(cors) = &self.cors {
+            cors.respond(origin, headers);
+        }
     }
 }
 

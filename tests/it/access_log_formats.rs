@@ -14,18 +14,13 @@ struct Nginx {
     log: std::path::PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Nginx {
     fn start() -> Self {
         let dir = temp_dir();
-        let (port, h2_port) = (free_port(), free_port());
+        let (port, h2_port) = (
+            crate::support::closed_port().port(),
+            crate::support::closed_port().port(),
+        );
         let log = dir.join("access.log");
         let conf = format!(
             "daemon off; master_process off; pid {dir}/nginx.pid; error_log {dir}/error.log;

@@ -747,3 +747,23 @@ fn hsts_preload_needs_a_year_and_subdomains() {
         "{found:?}"
     );
 }
+
+#[test]
+fn cors_mistakes_are_reported_at_their_place() {
+    let text = format!(
+        "{LISTENER}[[routes]]\nname = \"a\"\npool = \"p\"\ncors = {{ allow_origins = [\"*\"], allow_credentials = true }}\n\
+         [[routes]]\nname = \"b\"\npath = \"/b\"\npool = \"p\"\ncors = {{ allow_origins = [\"app.test\"] }}\n\
+         [[routes]]\nname = \"c\"\npath = \"/c\"\nrespond = {{ body = \"x\" }}\ncors = {{ allow_origins = [\"*\"] }}\n\
+         {POOL_P}"
+    );
+    let found = problems(&text);
+    let expect = [
+        "routes[0].cors: allow_credentials = true with \"*\" is refused by browsers",
+        "routes[1].cors.allow_origins: \"app.test\" is not an origin",
+        "routes[2].cors: applies to a route that forwards to a pool",
+    ];
+    for expected in expect {
+        assert!(found.iter().any(|p| p.contains(expected)), "{expected} missing from {found:#?}");
+    }
+    assert_eq!(found.len(), expect.len(), "{found:#?}");
+}

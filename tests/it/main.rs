@@ -10,6 +10,7 @@ mod admin_api;
 mod admin_guard;
 mod architecture;
 mod balancing;
+mod browser_routes;
 mod config_files;
 mod control_plane;
 mod discovery_dns;

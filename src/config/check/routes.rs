@@ -50,7 +50,17 @@ impl Checker {
                 &format!("routes[{i}].response_headers"),
                 true,
             );
+            let cors = route.cors.as_ref().and_then(|cors| {
+                if !matches!(action, RouteAction::Pool(_)) {
+                    self.report(
+                        cors.span(),
+                        format!("routes[{i}].cors: applies to a route that forwards to a pool"),
+                    );
+                }
+                self.cors(cors, i)
+            });
             let config = RouteConfig {
+                cors,
                 name: route.name.get_ref().clone(),
                 host,
                 rewrite,

@@ -38,6 +38,8 @@ pub struct RouteConfig {
     pub request_headers: HeaderRules,
     /// Header rules for the response returned (after the pool's).
     pub response_headers: HeaderRules,
+    /// Cross-origin requests from browsers, if the route allows any.
+    pub cors: Option<Cors>,
     /// Largest request body accepted, in bytes (413 beyond); `None`: no limit.
     pub max_body_bytes: Option<u64>,
     /// Whether `Upgrade: websocket` requests are passed through.
@@ -292,4 +294,21 @@ impl Variable {
         ("route", Self::Route),
         ("backend", Self::Backend),
     ];
+}
+
+/// `cors`: which other origins' pages may call the route, and how (the Fetch standard's CORS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cors {
+    /// Origins allowed (`https://app.example.com`); `None`: any (`*`).
+    pub origins: Option<Vec<String>>,
+    /// Methods a preflight allows.
+    pub methods: Vec<Method>,
+    /// Request headers a preflight allows.
+    pub headers: Vec<HeaderName>,
+    /// Response headers the page may read.
+    pub expose: Vec<HeaderName>,
+    /// Whether cookies and credentials may come along.
+    pub credentials: bool,
+    /// How long a browser may keep a preflight's answer.
+    pub max_age: Option<std::time::Duration>,
 }

@@ -1,6 +1,7 @@
 //! Test fixtures: in-process upstream servers and the real proxy, all on 127.0.0.1 ephemeral
 //! ports, plus a keep-alive client and polling helpers.
 
+pub mod browser;
 pub mod config;
 pub mod dns;
 pub mod events;
