@@ -27,6 +27,7 @@ fn routes(n: usize) -> Vec<RouteConfig> {
             request_headers: Default::default(),
             response_headers: Default::default(),
             cors: None,
+            compress: None,
         })
         .collect()
 }

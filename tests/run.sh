@@ -6,10 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # command:package — nginx: the access log compared with NGINX's; redis-server: discovery and
-# fleet tests; chromium: the status page; ss: listen backlogs.
+# fleet tests; chromium: the status page, CORS and redirects; ss: listen backlogs; curl:
+# redirects followed. Python's brotli and zstandard decode compressed responses independently.
 missing=()
-for need in nginx:nginx-light redis-server:redis-server chromium:chromium ss:iproute2; do
+for need in nginx:nginx-light redis-server:redis-server chromium:chromium ss:iproute2 curl:curl; do
   command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need#*:}")
+done
+for module in brotli:python3-brotli zstandard:python3-zstandard; do
+  python3 -c "import ${module%%:*}" 2>/dev/null || missing+=("${module#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing the Debian packages the tests need: ${missing[*]}"

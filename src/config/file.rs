@@ -313,9 +313,29 @@ pub struct RouteFile {
     pub response_headers: HeaderRulesFile,
     #[schemars(with = "Option<CorsFile>")]
     pub cors: Option<Spanned<CorsFile>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub compress: Option<Spanned<Vec<Spanned<String>>>>,
+    #[schemars(with = "Option<i64>")]
+    pub compress_min_bytes: Option<Spanned<i64>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub compress_types: Option<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<CompressLevelsFile>")]
+    pub compress_levels: Option<Spanned<CompressLevelsFile>>,
     #[schemars(with = "Option<i64>")]
     pub max_body_bytes: Option<Spanned<i64>>,
     pub websocket: Option<bool>,
+}
+
+/// A route's `compress_levels` table.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompressLevelsFile {
+    #[schemars(with = "Option<i64>")]
+    pub gzip: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
+    pub br: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
+    pub zstd: Option<Spanned<i64>>,
 }
 
 /// A route's `cors` table.

@@ -11,13 +11,14 @@ mod sections;
 pub use check::{ConfigError, Problem, is_name};
 pub use duration::parse_duration;
 pub use model::{
-    AccessLogConfig, AccessLogFormat, AdminConfig, Algorithm, BackendConfig, Certificate, Config,
-    Cors, DiscoveryConfig, DiscoverySource, FleetConfig, HeaderMatch, HeaderRules,
-    HealthCheckConfig, HostPattern, HostRewrite, InitialState, Limits, ListenerConfig, ListenerTls,
-    OutlierConfig, PathMatch, Pattern, Piece, PoolConfig, Probe, Protocol, QueryMatch, Redirect,
-    ReloadConfig, Respond, RetryBudgetConfig, RetryOn, Rewrite, RouteAction, RouteConfig,
-    SkipVerify, Template, Timeouts, TlsVersion, TokenSource, UnderscoreHeaders, UpstreamConfig,
-    UpstreamTls, ValueTest, Variable, WebhookConfig, crypto_provider,
+    AccessLogConfig, AccessLogFormat, AdminConfig, Algorithm, BackendConfig, Certificate,
+    Compression, Config, Cors, DiscoveryConfig, DiscoverySource, Encoding, FleetConfig,
+    HeaderMatch, HeaderRules, HealthCheckConfig, HostPattern, HostRewrite, InitialState, Limits,
+    ListenerConfig, ListenerTls, OutlierConfig, PathMatch, Pattern, Piece, PoolConfig, Probe,
+    Protocol, QueryMatch, Redirect, ReloadConfig, Respond, RetryBudgetConfig, RetryOn, Rewrite,
+    RouteAction, RouteConfig, SkipVerify, Template, Timeouts, TlsVersion, TokenSource,
+    UnderscoreHeaders, UpstreamConfig, UpstreamTls, ValueTest, Variable, WebhookConfig,
+    crypto_provider,
 };
 
 /// The effective default config: every option at its default value, as TOML

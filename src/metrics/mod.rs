@@ -70,6 +70,10 @@ metric_table! {
         "Events for a webhook, by result: delivered, failed (after its retries) or dropped (queue full).";
     BACKEND_STATE_CHANGES: Counter, "switchyard_backend_state_changes_total",
         "Times the backend entered a state, by state (each change announced once).";
+    COMPRESSED_IN: Counter, "switchyard_compression_bytes_in_total",
+        "Response bytes compressed, as the backend sent them, by route and encoding.";
+    COMPRESSED_OUT: Counter, "switchyard_compression_bytes_out_total",
+        "Compressed response bytes sent, by route and encoding.";
     NO_BACKEND: Counter, "switchyard_pool_no_backend_total",
         "Requests answered 503 because no backend of the pool could take them.";
     POOL_PANIC: Gauge, "switchyard_pool_panic",

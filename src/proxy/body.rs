@@ -2,6 +2,7 @@
 //! short local body), which finishes the request's record when it ends; and the request body
 //! sent upstream, read whole when small enough to replay.
 
+use super::compress::{Compressing, Encoder};
 use super::downstream::ActiveRequest;
 use super::exchange::Exchange;
 use crate::access_log::AccessLog;
@@ -19,6 +20,8 @@ use std::task::{Context, Poll};
 #[derive(Debug)]
 pub struct ProxyBody {
     kind: Kind,
+    /// Compresses what the body yields, when the route compresses this response.
+    compress: Option<Box<Compressing>>,
     finish: Option<Finish>,
     /// The request on its client connection, finished when this body is dropped.
     active: Option<ActiveRequest>,
@@ -54,6 +57,7 @@ impl ProxyBody {
                 in_flight: Some(in_flight),
                 lease: Some(lease),
             },
+            compress: None,
             finish: None,
             active: None,
         }
@@ -63,9 +67,20 @@ impl ProxyBody {
     pub fn local(bytes: Bytes) -> Self {
         Self {
             kind: Kind::Local(Full::new(bytes)),
+            compress: None,
             finish: None,
             active: None,
         }
+    }
+
+    /// Compresses the body with `encoder` as it streams, counting bytes in and out.
+    pub fn compressed(
+        mut self,
+        encoder: Encoder,
+        counters: (metrics::Counter, metrics::Counter),
+    ) -> Self {
+        self.compress = Some(Box::new(Compressing::new(encoder, counters)));
+        self
     }
 
     /// Finishes `exchange` (duration, access log) when this body ends or is dropped.
@@ -131,7 +146,56 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let frame = match &mut this.kind {
+        let frame = this.poll_inner(cx);
+        let frame = match &mut this.compress {
+            None => frame,
+            Some(compressing) => compressing.compress(frame),
+        };
+        match &frame {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(finish) = &mut this.finish {
+                    if let Some(data) = frame.data_ref() {
+                        finish.bytes_out += data.len() as u64;
+                    } else if let Some(trailers) = frame.trailers_ref() {
+                        finish.exchange.record.grpc_status = crate::body::grpc_status(trailers);
+                    }
+                }
+            }
+            Poll::Ready(None | Some(Err(_))) => this.complete(),
+            Poll::Pending => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        if self.compress.is_some() {
+            // The encoder's last bytes come after the inner body's end.
+            return false;
+        }
+        match &self.kind {
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Local(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.compress.is_some() {
+            return SizeHint::default();
+        }
+        match &self.kind {
+            Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Local(body) => body.size_hint(),
+        }
+    }
+}
+
+impl ProxyBody {
+    /// The next frame of the body as the backend (or the proxy) made it.
+    fn poll_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.kind {
             Kind::Upstream {
                 body,
                 in_flight,
@@ -151,34 +215,6 @@ impl Body for ProxyBody {
                 frame
             }
             Kind::Local(body) => poll_full(body, cx),
-        };
-        match &frame {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(finish) = &mut this.finish {
-                    if let Some(data) = frame.data_ref() {
-                        finish.bytes_out += data.len() as u64;
-                    } else if let Some(trailers) = frame.trailers_ref() {
-                        finish.exchange.record.grpc_status = crate::body::grpc_status(trailers);
-                    }
-                }
-            }
-            Poll::Ready(None | Some(Err(_))) => this.complete(),
-            Poll::Pending => {}
-        }
-        frame
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Upstream { body, .. } => body.is_end_stream(),
-            Kind::Local(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Upstream { body, .. } => body.size_hint(),
-            Kind::Local(body) => body.size_hint(),
         }
     }
 }

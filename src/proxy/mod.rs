@@ -4,6 +4,7 @@
 //! (`exchange`, finished by the response body).
 
 pub mod body;
+pub mod compress;
 pub mod downstream;
 pub mod exchange;
 pub mod failure;
@@ -97,6 +98,14 @@ impl Proxy {
                     .as_ref()
                     .and_then(|p| p.cors.as_ref())
                     .and_then(|_| req.headers().get(header::ORIGIN).cloned());
+                // The coding the client takes, if the route compresses (and not for HEAD).
+                let encoding = policies
+                    .as_ref()
+                    .and_then(|p| p.compress.as_ref())
+                    .filter(|_| req.method() != http::Method::HEAD)
+                    .and_then(|c| {
+                        compress::negotiate(&c.config, req.headers().get(compress::ACCEPT))
+                    });
                 match retry::forward(self, prepared, req, &mut exchange).await {
                     Ok(forwarded) => {
                         let mut response =
@@ -104,6 +113,11 @@ impl Proxy {
                         if let Some(policies) = &policies {
                             let vars = exchange.vars(downstream.tls.is_some());
                             policies.respond(response.headers_mut(), &vars, origin.as_ref());
+                            if let (Some(encoding), Some(compression)) =
+                                (encoding, &policies.compress)
+                            {
+                                response = compressed(response, encoding, compression);
+                            }
                         }
                         response
                     }
@@ -173,4 +187,28 @@ impl Proxy {
             }
         }
     }
+}
+
+/// `response` compressed with `encoding`, when the route's rules let it be.
+fn compressed(
+    mut response: Response<ProxyBody>,
+    encoding: crate::config::Encoding,
+    compression: &crate::route::CompressPolicy,
+) -> Response<ProxyBody> {
+    let config = &compression.config;
+    // HEAD was left out before: the method here only matters for that.
+    if !compress::applies(
+        config,
+        &http::Method::GET,
+        response.status(),
+        response.headers(),
+    ) {
+        return response;
+    }
+    let Ok(encoder) = compress::Encoder::new(encoding, config) else {
+        return response;
+    };
+    compress::rewrite_head(response.headers_mut(), encoding);
+    let counters = compression.counters[encoding as usize].clone();
+    response.map(|body| body.compressed(encoder, counters))
 }

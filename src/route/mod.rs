@@ -13,7 +13,9 @@ mod precedence_tests;
 
 pub use cors::CorsPolicy;
 pub use matching::Asked;
-pub use policies::{HeaderEdits, HostRewriteTo, PathRewrite, Policies, Rewritten, Vars};
+pub use policies::{
+    CompressPolicy, HeaderEdits, HostRewriteTo, PathRewrite, Policies, Rewritten, Vars,
+};
 
 use crate::config::{HostPattern, PoolConfig, Redirect, RouteAction, RouteConfig};
 use crate::metrics::{Metrics, RequestMetrics};
@@ -173,6 +175,7 @@ impl Router {
                     pools
                         .iter()
                         .find(|p| Some(p.name.as_str()) == config.pool()),
+                    metrics,
                 )
                 .map(Arc::new),
                 path: PathRule::new(&config.path),
@@ -279,6 +282,7 @@ mod tests {
             request_headers: Default::default(),
             response_headers: Default::default(),
             cors: None,
+            compress: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! route's). A route with none holds no `Policies` at all, so it pays nothing for them.
 
 use crate::config::{HeaderRules, HostRewrite, Piece, PoolConfig, RouteConfig, Variable};
+use crate::metrics::Metrics;
 use bytes::BytesMut;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
@@ -37,6 +38,17 @@ pub struct Policies {
     pub response_headers: Option<HeaderEdits>,
     /// Cross-origin requests from browsers.
     pub cors: Option<super::CorsPolicy>,
+    /// Response compression.
+    pub compress: Option<CompressPolicy>,
+}
+
+/// A route's compression, with its byte counters per encoding (in, out).
+#[derive(Debug)]
+pub struct CompressPolicy {
+    /// What and how to compress.
+    pub config: crate::config::Compression,
+    /// `switchyard_compression_bytes_{in,out}_total` of the route, indexed by `Encoding`.
+    pub counters: [(metrics::Counter, metrics::Counter); 3],
 }
 
 /// The host a backend is told, compiled.
@@ -52,7 +64,7 @@ pub enum HostRewriteTo {
 
 impl Policies {
     /// The policies of `route` to a pool configured as `pool`, or `None` when there are none.
-    pub fn of(route: &RouteConfig, pool: Option<&PoolConfig>) -> Option<Self> {
+    pub fn of(route: &RouteConfig, pool: Option<&PoolConfig>, metrics: &Metrics) -> Option<Self> {
         let edits = |first: Option<&HeaderRules>, then: &HeaderRules| {
             let rules = first.into_iter().chain([then]);
             HeaderEdits::of(rules, &route.name)
@@ -70,12 +82,26 @@ impl Policies {
             request_headers: edits(pool.map(|p| &p.request_headers), &route.request_headers),
             response_headers: edits(pool.map(|p| &p.response_headers), &route.response_headers),
             cors: route.cors.as_ref().map(super::CorsPolicy::new),
+            compress: route.compress.as_ref().map(|config| CompressPolicy {
+                config: config.clone(),
+                counters: crate::config::Encoding::ALL.map(|encoding| {
+                    let labels = [
+                        ("route", route.name.as_str()),
+                        ("encoding", encoding.as_str()),
+                    ];
+                    (
+                        metrics.counter(crate::metrics::COMPRESSED_IN, &labels),
+                        metrics.counter(crate::metrics::COMPRESSED_OUT, &labels),
+                    )
+                }),
+            }),
         };
         let none = policies.rewrite.is_none()
             && matches!(policies.host, HostRewriteTo::Keep)
             && policies.request_headers.is_none()
             && policies.response_headers.is_none()
-            && policies.cors.is_none();
+            && policies.cors.is_none()
+            && policies.compress.is_none();
         (!none).then_some(policies)
     }
 }

@@ -763,7 +763,10 @@ fn cors_mistakes_are_reported_at_their_place() {
         "routes[2].cors: applies to a route that forwards to a pool",
     ];
     for expected in expect {
-        assert!(found.iter().any(|p| p.contains(expected)), "{expected} missing from {found:#?}");
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "{expected} missing from {found:#?}"
+        );
     }
     assert_eq!(found.len(), expect.len(), "{found:#?}");
 }

@@ -11,6 +11,7 @@ mod admin_guard;
 mod architecture;
 mod balancing;
 mod browser_routes;
+mod compression;
 mod config_files;
 mod control_plane;
 mod discovery_dns;

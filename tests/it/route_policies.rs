@@ -213,7 +213,8 @@ proptest::proptest! {
              [[pools]]\nname = \"p\"\n[[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:1\"\n"
         );
         let config = switchyard::config::parse(&text, "t.toml").unwrap();
-        let policies = switchyard::route::Policies::of(&config.routes[0], None).unwrap();
+        let policies = switchyard::route::Policies::of(&config.routes[0], None, &switchyard::metrics::Metrics::new())
+            .unwrap();
         let rewrite = policies.rewrite.as_ref().unwrap();
         let mut target = format!("/a/{}", segments.join("/"));
         if let Some(query) = &query {

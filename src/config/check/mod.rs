@@ -10,6 +10,8 @@ use std::ops::Range;
 use toml::Spanned;
 use values::binds_overlap;
 
+mod compress;
+mod cors;
 mod discovery;
 mod health;
 mod hsts;

@@ -59,7 +59,15 @@ impl Checker {
                 }
                 self.cors(cors, i)
             });
+            let compress = self.compression(route, i);
+            if compress.is_some() && !matches!(action, RouteAction::Pool(_)) {
+                self.report(
+                    span.clone(),
+                    format!("routes[{i}].compress: applies to a route that forwards to a pool"),
+                );
+            }
             let config = RouteConfig {
+                compress,
                 cors,
                 name: route.name.get_ref().clone(),
                 host,

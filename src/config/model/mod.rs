@@ -9,9 +9,9 @@ mod upstream;
 
 use http::uri::Authority;
 pub use route::{
-    Cors, HeaderMatch, HeaderRules, HostPattern, HostRewrite, PathMatch, Pattern, Piece,
-    QueryMatch, Redirect, Respond, Rewrite, RouteAction, RouteConfig, Template, ValueTest,
-    Variable,
+    Compression, Cors, Encoding, HeaderMatch, HeaderRules, HostPattern, HostRewrite, PathMatch,
+    Pattern, Piece, QueryMatch, Redirect, Respond, Rewrite, RouteAction, RouteConfig, Template,
+    ValueTest, Variable,
 };
 use std::net::SocketAddr;
 use std::num::NonZeroU32;

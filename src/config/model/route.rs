@@ -40,6 +40,8 @@ pub struct RouteConfig {
     pub response_headers: HeaderRules,
     /// Cross-origin requests from browsers, if the route allows any.
     pub cors: Option<Cors>,
+    /// Response compression, if the route compresses.
+    pub compress: Option<Compression>,
     /// Largest request body accepted, in bytes (413 beyond); `None`: no limit.
     pub max_body_bytes: Option<u64>,
     /// Whether `Upgrade: websocket` requests are passed through.
@@ -311,4 +313,67 @@ pub struct Cors {
     pub credentials: bool,
     /// How long a browser may keep a preflight's answer.
     pub max_age: Option<std::time::Duration>,
+}
+
+/// `compress`: responses compressed for clients that accept it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compression {
+    /// The encodings offered, the route's preference first (for equal q-values).
+    pub encodings: Vec<Encoding>,
+    /// Responses whose `Content-Length` is below this are sent as they are.
+    pub min_bytes: u64,
+    /// Media types compressed (`text/html`, or `text/*`).
+    pub types: Vec<String>,
+    /// Levels for gzip (0..9), br (0..11), zstd (1..22).
+    pub levels: [u32; 3],
+}
+
+impl Compression {
+    /// Below this, compression rarely pays for its framing (Traefik's and Caddy's choice).
+    pub const DEFAULT_MIN_BYTES: u64 = 1024;
+    /// Text and the structured text types that compress well.
+    pub const DEFAULT_TYPES: [&'static str; 10] = [
+        "text/*",
+        "application/json",
+        "application/javascript",
+        "application/xml",
+        "application/xhtml+xml",
+        "application/rss+xml",
+        "application/atom+xml",
+        "application/manifest+json",
+        "application/wasm",
+        "image/svg+xml",
+    ];
+    /// gzip 6 (zlib's own default), br 4 and zstd 3: good ratios at streaming speed.
+    pub const DEFAULT_LEVELS: [u32; 3] = [6, 4, 3];
+
+    /// The level for `encoding`.
+    pub fn level(&self, encoding: Encoding) -> u32 {
+        self.levels[encoding as usize]
+    }
+}
+
+/// A content coding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// `gzip`.
+    Gzip = 0,
+    /// `br` (Brotli).
+    Brotli = 1,
+    /// `zstd`.
+    Zstd = 2,
+}
+
+impl Encoding {
+    /// Every coding, in level order.
+    pub const ALL: [Encoding; 3] = [Self::Gzip, Self::Brotli, Self::Zstd];
+
+    /// Its name in `Accept-Encoding` and `Content-Encoding`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gzip => "gzip",
+            Self::Brotli => "br",
+            Self::Zstd => "zstd",
+        }
+    }
 }

@@ -1,0 +1,291 @@
+//! Response compression, a route policy: the encoding chosen from the client's
+//! `Accept-Encoding` (q-values, then the route's order), only for listed content types above a
+//! minimum size, never for what is already encoded, `no-transform`, ranges, `HEAD`, 204 or
+//! 304. The body is compressed as it streams, each chunk flushed as it comes, so a
+//! `text/event-stream`'s first event reaches the client at once; nothing is buffered whole.
+
+use crate::config::{Compression, Encoding};
+use bytes::Bytes;
+use http::header::{
+    ACCEPT_ENCODING, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_TYPE, ETAG, VARY,
+};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use hyper::body::Frame;
+use std::io::Write;
+use std::task::Poll;
+
+/// The encoding to use for a response to a request with `accept` (its `Accept-Encoding`),
+/// among the route's; `None`: the client takes none of them.
+pub fn negotiate(compression: &Compression, accept: Option<&HeaderValue>) -> Option<Encoding> {
+    let accept = accept?.to_str().ok()?;
+    let mut best: Option<(Encoding, u16, usize)> = None;
+    for (rank, &encoding) in compression.encodings.iter().enumerate() {
+        let q = quality(accept, encoding.as_str());
+        if q == 0 {
+            continue;
+        }
+        if best.is_none_or(|(_, best_q, _)| q > best_q) {
+            best = Some((encoding, q, rank));
+        }
+    }
+    best.map(|(encoding, _, _)| encoding)
+}
+
+/// The q-value (in thousandths) `accept` gives `coding`: its own, else `*`'s, else 0.
+fn quality(accept: &str, coding: &str) -> u16 {
+    let mut star = None;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let q = parts
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .or_else(|| p.trim().strip_prefix("Q="))
+            })
+            .map_or(1000, parse_q);
+        if name.eq_ignore_ascii_case(coding) {
+            return q;
+        }
+        if name == "*" {
+            star = Some(q);
+        }
+    }
+    star.unwrap_or(0)
+}
+
+/// `0.8` as 800 (RFC 9110 §12.4.2: up to three decimals); anything malformed as 0.
+fn parse_q(text: &str) -> u16 {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits: String = fraction
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(3)
+        .collect();
+    match (whole, digits.parse::<u16>()) {
+        ("1", Ok(0)) => 1000,
+        ("0", Ok(thousandths)) if fraction.len() <= 3 => thousandths,
+        _ => 0,
+    }
+}
+
+/// Whether a response with `status` and `headers` to a `method` request may be compressed
+/// under `compression`.
+pub fn applies(
+    compression: &Compression,
+    method: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> bool {
+    if method == Method::HEAD
+        || matches!(
+            status,
+            StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED | StatusCode::PARTIAL_CONTENT
+        )
+        || status.is_informational()
+        || headers.contains_key(CONTENT_ENCODING)
+        || headers.contains_key(CONTENT_RANGE)
+    {
+        return false;
+    }
+    let no_transform = headers.get_all(CACHE_CONTROL).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|d| d.trim().eq_ignore_ascii_case("no-transform"))
+        })
+    });
+    if no_transform {
+        return false;
+    }
+    let long_enough = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_none_or(|length| length >= compression.min_bytes);
+    let media = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let listed = media.is_some_and(|media| {
+        compression
+            .types
+            .iter()
+            .any(|t| match t.strip_suffix("/*") {
+                Some(kind) => media.split('/').next() == Some(kind),
+                None => *t == media,
+            })
+    });
+    long_enough && listed
+}
+
+/// Turns the response head into that of the compressed response.
+pub fn rewrite_head(headers: &mut HeaderMap, encoding: Encoding) {
+    headers.insert(
+        CONTENT_ENCODING,
+        HeaderValue::from_static(encoding.as_str()),
+    );
+    headers.remove(CONTENT_LENGTH);
+    headers.remove(ACCEPT_RANGES);
+    headers.append(VARY, HeaderValue::from_static("Accept-Encoding"));
+    // The bytes differ from the backend's: a strong validator would promise otherwise.
+    if let Some(etag) = headers.get(ETAG) {
+        if !etag.as_bytes().starts_with(b"W/") {
+            let mut weak = b"W/".to_vec();
+            weak.extend_from_slice(etag.as_bytes());
+            if let Ok(weak) = HeaderValue::from_bytes(&weak) {
+                headers.insert(ETAG, weak);
+            }
+        }
+    }
+}
+
+/// The header a request's accepted encodings come in.
+pub const ACCEPT: http::HeaderName = ACCEPT_ENCODING;
+
+/// A streaming encoder: each chunk written comes out at once (flushed), decodable so far.
+pub enum Encoder {
+    /// `gzip`.
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    /// `br`.
+    Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
+    /// `zstd`.
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Gzip(_) => "Encoder(gzip)",
+            Self::Brotli(_) => "Encoder(br)",
+            Self::Zstd(_) => "Encoder(zstd)",
+        })
+    }
+}
+
+impl Encoder {
+    /// An encoder for `encoding` at the route's level.
+    pub fn new(encoding: Encoding, compression: &Compression) -> std::io::Result<Self> {
+        let level = compression.level(encoding);
+        Ok(match encoding {
+            Encoding::Gzip => Self::Gzip(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::new(level),
+            )),
+            Encoding::Brotli => Self::Brotli(Box::new(brotli::CompressorWriter::new(
+                Vec::new(),
+                4096,
+                level,
+                22,
+            ))),
+            Encoding::Zstd => Self::Zstd(zstd::stream::write::Encoder::new(
+                Vec::new(),
+                i32::try_from(level).unwrap_or(3),
+            )?),
+        })
+    }
+
+    /// Compresses `data` and flushes: what comes out can be decoded up to here.
+    pub fn push(&mut self, data: &[u8]) -> std::io::Result<Bytes> {
+        match self {
+            Self::Gzip(e) => {
+                e.write_all(data)?;
+                e.flush()?;
+                Ok(Bytes::from(std::mem::take(e.get_mut())))
+            }
+            Self::Brotli(e) => {
+                e.write_all(data)?;
+                e.flush()?;
+                Ok(Bytes::from(std::mem::take(e.get_mut())))
+            }
+            Self::Zstd(e) => {
+                e.write_all(data)?;
+                e.flush()?;
+                Ok(Bytes::from(std::mem::take(e.get_mut())))
+            }
+        }
+    }
+
+    /// Ends the stream: what remains to send.
+    pub fn finish(self) -> std::io::Result<Bytes> {
+        Ok(Bytes::from(match self {
+            Self::Gzip(e) => e.finish()?,
+            Self::Brotli(e) => e.into_inner(),
+            Self::Zstd(e) => e.finish()?,
+        }))
+    }
+}
+
+/// A body being compressed: the encoder (until the end), its counters, and trailers held
+/// back until the encoder's last bytes are out.
+#[derive(Debug)]
+pub struct Compressing {
+    encoder: Option<Encoder>,
+    counters: (metrics::Counter, metrics::Counter),
+    trailers: Option<http::HeaderMap>,
+}
+
+impl Compressing {
+    /// Compresses with `encoder`, counting bytes in and out on `counters`.
+    pub fn new(encoder: Encoder, counters: (metrics::Counter, metrics::Counter)) -> Self {
+        Self {
+            encoder: Some(encoder),
+            counters,
+            trailers: None,
+        }
+    }
+
+    /// The compressed counterpart of an inner frame: data compressed and flushed, the end of
+    /// the body turned into the encoder's last bytes (then the held trailers, then the end).
+    pub fn compress(
+        &mut self,
+        frame: Poll<Option<Result<Frame<Bytes>, hyper::Error>>>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match frame {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    let Some(encoder) = &mut self.encoder else {
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    };
+                    self.counters.0.increment(data.len() as u64);
+                    // An encoder writes to memory: it fails only out of memory. Sent as is
+                    // then, the client would get garbage: end the body instead.
+                    match encoder.push(&data) {
+                        Ok(out) => {
+                            self.counters.1.increment(out.len() as u64);
+                            Poll::Ready(Some(Ok(Frame::data(out))))
+                        }
+                        Err(_) => Poll::Ready(None),
+                    }
+                }
+                Err(frame) => {
+                    // Trailers: the encoder's end goes first.
+                    self.trailers = frame.into_trailers().ok();
+                    self.end()
+                }
+            },
+            Poll::Ready(None) => self.end(),
+            other => other,
+        }
+    }
+
+    /// The encoder's last bytes, once; then the held trailers; then the end.
+    fn end(&mut self) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(encoder) = self.encoder.take() {
+            if let Ok(out) = encoder.finish() {
+                self.counters.1.increment(out.len() as u64);
+                return Poll::Ready(Some(Ok(Frame::data(out))));
+            }
+        }
+        Poll::Ready(
+            self.trailers
+                .take()
+                .map(|trailers| Ok(Frame::trailers(trailers))),
+        )
+    }
+}
