@@ -243,3 +243,27 @@ proptest::proptest! {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_swaps_a_routes_policies_like_everything_else() {
+    let up = Upstream::start("up").await;
+    let config = |tag: &str| {
+        ConfigBuilder::new()
+            .set("reload.watch", false)
+            .pool(PoolBuilder::new("p").backend("up", up.addr, 1))
+            .push_route("r", |r| {
+                r.set("pool", "p")
+                    .set("response_headers.set.x-version", tag.to_owned())
+            })
+            .toml()
+    };
+    let path = temp_config(&config("one"));
+    let proxy = TestProxy::start_file(&path).await;
+    let version =
+        || async { get(&client(), &proxy.url("/"), None).await.headers["x-version"].clone() };
+    assert_eq!(version().await, "one");
+    std::fs::write(&path, config("two")).unwrap();
+    let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(version().await, "two");
+}
