@@ -14,6 +14,8 @@
 # - Under valgrind each proxy runs ~50x slower, so request rates here mean nothing.
 # - `switchyard-policies` is `switchyard` with a route that strips a prefix, adds another and
 #   has three header rules (one a template): what per-route policies cost.
+# - `nginx-gzip`, `switchyard-gzip` and `switchyard-zstd` (no access log) fetch a 10 KB JSON
+#   document compressed (zlib level 6 for both gzips, zstd level 3).
 # - `nginx-https` and `switchyard-https` (access log on) are the same over HTTPS keep-alive with
 #   the certs/ ECDSA P-256 certificate (TLS 1.3, AES-256-GCM as both choose for wrk's OpenSSL).
 #
@@ -26,7 +28,7 @@ cd "$(dirname "$0")/.."
 source benches/lib.sh
 
 DURATION=${DURATION:-8}
-PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog switchyard-policies nginx-https switchyard-https}
+PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog switchyard-policies nginx-https switchyard-https nginx-gzip switchyard-gzip switchyard-zstd}
 PORT=18392
 TLS_PORT=18393
 
@@ -42,6 +44,13 @@ fi
 start_work
 
 upstreams_conf "$work" 18381 18382 >"$work/upstreams.conf"
+chmod 755 "$work"
+python3 -c 'import json; print(json.dumps([{"id": i, "name": "item %d" % i, "tags": ["a", "b"]} for i in range(230)]))' >"$work/10k.json"
+# The compression rows: NGINX's gzip at zlib's level 6 (ours by default), a route compressing.
+HTTP_EXTRA="gzip on; gzip_types application/json; gzip_comp_level 6; gzip_min_length 1024;" \
+  EXTRA="master_process off;" nginx_proxy_conf "$work" $PORT 18381 18382 >"$work/nginx-gzip.conf"
+ROUTE_EXTRA='compress = ["zstd", "gzip"]' \
+  switchyard_config $PORT "enabled = false" 18381 18382 >"$work/switchyard-compress.toml"
 EXTRA="master_process off;" TLS_PORT=$TLS_PORT nginx_proxy_conf "$work" $PORT 18381 18382 >"$work/nginx.conf"
 haproxy_conf $PORT 18381 18382 >"$work/haproxy.cfg"
 TLS_PORT=$TLS_PORT switchyard_config $PORT "path = \"$work/switchyard-access.log\"" 18381 18382 >"$work/switchyard.toml"
@@ -67,10 +76,10 @@ measure() { # name url command...
   local port=${url##*:}
   port=${port%/}
   for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-  wrk -t1 -c16 -d3s "$url" >/dev/null
+  wrk -t1 -c16 -d3s "${wrk_args[@]}" "$url" >/dev/null
   callgrind_control -z "$pid" >/dev/null
   local out
-  out=$(wrk -t1 -c16 -d"${DURATION}s" "$url")
+  out=$(wrk -t1 -c16 -d"${DURATION}s" "${wrk_args[@]}" "$url")
   callgrind_control -d "$pid" >/dev/null
   kill "$pid"
   wait "$pid" 2>/dev/null || true
@@ -80,7 +89,13 @@ measure() { # name url command...
 
 http=http://127.0.0.1:$PORT/
 https=https://127.0.0.1:$TLS_PORT/
+json=http://127.0.0.1:$PORT/10k.json
 for name in $PROXIES; do
+  wrk_args=()
+  case $name in
+    *-gzip) wrk_args=(-H "Accept-Encoding: gzip") ;;
+    *-zstd) wrk_args=(-H "Accept-Encoding: zstd") ;;
+  esac
   case $name in
     nginx) measure nginx $http nginx -p "$work" -c "$work/nginx.conf" ;;
     haproxy) measure haproxy $http haproxy -db -f "$work/haproxy.cfg" ;;
@@ -89,6 +104,9 @@ for name in $PROXIES; do
     switchyard-nolog) measure switchyard-nolog $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
     switchyard-policies) measure switchyard-policies $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-policies.toml" --log-level warn ;;
     nginx-https) measure nginx-https $https nginx -p "$work" -c "$work/nginx.conf" ;;
+    nginx-gzip) measure nginx-gzip $json nginx -p "$work" -c "$work/nginx-gzip.conf" ;;
+    switchyard-gzip) measure switchyard-gzip $json "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-compress.toml" --log-level warn ;;
+    switchyard-zstd) measure switchyard-zstd $json "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-compress.toml" --log-level warn ;;
     switchyard-https) measure switchyard-https $https "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
   esac
 done

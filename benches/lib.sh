@@ -96,8 +96,10 @@ upstreams_conf() {
   echo "events { worker_connections 8192; }"
   echo "http {"
   echo "  access_log off; keepalive_requests 10000000; keepalive_timeout 300s;"
+  # /10k.json: 10 KB of JSON, for the compression rows (written by the caller, in $work).
   for port in "$@"; do
-    echo "  server { listen 127.0.0.1:$port; location / { return 200 \"ok\\n\"; } }"
+    echo "  server { listen 127.0.0.1:$port; location / { return 200 \"ok\\n\"; }"
+    echo "    location = /10k.json { default_type application/json; alias $work/10k.json; } }"
   done
   echo "}"
 }
@@ -119,6 +121,7 @@ http {
   access_log off;
   keepalive_requests 10000000;
   keepalive_timeout 300s;
+  ${HTTP_EXTRA:-}
   upstream pool {
     server 127.0.0.1:$up1;
     server 127.0.0.1:$up2;
