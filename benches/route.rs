@@ -2,32 +2,20 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
-use switchyard::config::{HostPattern, PathMatch, RouteAction, RouteConfig};
+use switchyard::config::{HostPattern, RouteConfig};
 use switchyard::metrics::Metrics;
 use switchyard::route::{Asked, Router};
 
 fn routes(n: usize) -> Vec<RouteConfig> {
     (0..n)
-        .map(|i| RouteConfig {
-            max_body_bytes: None,
-            websocket: true,
-            name: format!("r{i}"),
-            host: match i % 3 {
+        .map(|i| {
+            let host = match i % 3 {
                 0 => Some(HostPattern::Exact(format!("svc{i}.example.com"))),
                 1 => Some(HostPattern::Suffix(format!(".tenant{i}.example.com"))),
                 _ => None,
-            },
-            path: PathMatch::Prefix(format!("/api/v{}/{}", i % 7, i)),
-            methods: Vec::new(),
-            headers: Vec::new(),
-            query: Vec::new(),
-            action: RouteAction::Pool("p".into()),
-            rewrite: Default::default(),
-            host_rewrite: Default::default(),
-            request_headers: Default::default(),
-            response_headers: Default::default(),
-            cors: None,
-            compress: None,
+            };
+            let prefix = format!("/api/v{}/{}", i % 7, i);
+            RouteConfig::to_pool(&format!("r{i}"), host, &prefix, "p")
         })
         .collect()
 }

@@ -264,26 +264,11 @@ mod tests {
     use super::*;
 
     fn route(name: &str, host: Option<&str>, prefix: &str) -> RouteConfig {
-        RouteConfig {
-            max_body_bytes: None,
-            websocket: true,
-            name: name.into(),
-            host: host.map(|h| match h.strip_prefix('*') {
-                Some(suffix) => HostPattern::Suffix(suffix.into()),
-                None => HostPattern::Exact(h.into()),
-            }),
-            path: crate::config::PathMatch::Prefix(prefix.into()),
-            methods: Vec::new(),
-            headers: Vec::new(),
-            query: Vec::new(),
-            action: RouteAction::Pool("p".into()),
-            rewrite: Default::default(),
-            host_rewrite: Default::default(),
-            request_headers: Default::default(),
-            response_headers: Default::default(),
-            cors: None,
-            compress: None,
-        }
+        let host = host.map(|h| match h.strip_prefix('*') {
+            Some(suffix) => HostPattern::Suffix(suffix.into()),
+            None => HostPattern::Exact(h.into()),
+        });
+        RouteConfig::to_pool(name, host, prefix, "p")
     }
 
     fn router() -> Router {

@@ -49,6 +49,28 @@ pub struct RouteConfig {
 }
 
 impl RouteConfig {
+    /// A route named `name` from `host` (any, when `None`) and path prefix `prefix` to pool
+    /// `pool`, with nothing else: what code that builds routes itself starts from.
+    pub fn to_pool(name: &str, host: Option<HostPattern>, prefix: &str, pool: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            host,
+            path: PathMatch::Prefix(prefix.to_owned()),
+            methods: Vec::new(),
+            headers: Vec::new(),
+            query: Vec::new(),
+            action: RouteAction::Pool(pool.to_owned()),
+            rewrite: Rewrite::default(),
+            host_rewrite: HostRewrite::Keep,
+            request_headers: HeaderRules::default(),
+            response_headers: HeaderRules::default(),
+            cors: None,
+            compress: None,
+            max_body_bytes: None,
+            websocket: true,
+        }
+    }
+
     /// The pool the route sends requests to, if it does.
     pub fn pool(&self) -> Option<&str> {
         match &self.action {
