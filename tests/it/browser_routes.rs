@@ -169,4 +169,24 @@ async fn cors_headers_go_to_allowed_origins_only_and_other_preflights_reach_the_
     let refused = send("GET", "https://evil.test", false).await.unwrap();
     assert_eq!(refused.headers().get("access-control-allow-origin"), None);
     assert_eq!(refused.headers()["vary"], "Origin");
+    // The same preflight over HTTP/2.
+    let (mut h2, _connection) = h2c(proxy.addr).await;
+    let preflight = http::Request::builder()
+        .method("OPTIONS")
+        .uri(format!("http://{}/x", proxy.addr))
+        .header("origin", "https://app.test")
+        .header("access-control-request-method", "POST")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let answer = h2.send_request(preflight).await.unwrap();
+    assert_eq!(answer.status(), 204);
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        "https://app.test"
+    );
+    assert_eq!(
+        up.requests(),
+        3,
+        "the HTTP/2 preflight did not reach the backend either"
+    );
 }

@@ -296,3 +296,18 @@ async fn an_event_streams_first_event_comes_through_while_the_backend_holds_the_
         "data: first\n\ndata: second\n\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http2_too_the_response_is_compressed_and_decodes() {
+    let (proxy, _) = compressing_proxy().await;
+    let (mut h2, _connection) = h2c(proxy.addr).await;
+    let req = http::Request::get(format!("http://{}/json", proxy.addr))
+        .header("accept-encoding", "br;q=1, gzip;q=0.5")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = h2.send_request(req).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.headers()["content-encoding"], "br");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(python_decode("br", &body), json().to_vec());
+}

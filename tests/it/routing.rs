@@ -6,7 +6,7 @@
 use crate::support::config::{ConfigBuilder, PoolBuilder};
 use crate::support::*;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_follow_host_then_longest_prefix_precedence() {
@@ -293,4 +293,36 @@ async fn dot_segments_are_removed_before_routing_so_no_route_is_stepped_around()
         "{}",
         recorder.received()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http2_routes_answer_themselves_as_over_http1() {
+    let (_a, _b, proxy) = two_pools(|config| {
+        config
+            .push_route("old", |r| {
+                r.set("path_prefix", "/old/")
+                    .set("redirect.status", 308)
+                    .set("redirect.prefix", "/new/")
+            })
+            .push_route("robots", |r| {
+                r.set("path", "/robots.txt").set("respond.body", "no\n")
+            })
+    })
+    .await;
+    let (mut h2, _connection) = h2c(proxy.addr).await;
+    let get = |path: &str| {
+        http::Request::get(format!("http://{}{path}", proxy.addr))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let redirect = h2.send_request(get("/old/x?y=1")).await.unwrap();
+    assert_eq!(redirect.status(), 308);
+    assert_eq!(
+        redirect.headers()["location"],
+        format!("http://{}/new/x?y=1", proxy.addr).as_str()
+    );
+    let robots = h2.send_request(get("/robots.txt")).await.unwrap();
+    assert_eq!(robots.status(), 200);
+    let body = robots.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "no\n");
 }
