@@ -184,6 +184,9 @@ fn run(
     block_on(
         &runtime,
         Box::pin(async {
+            // From the start: a signal sent while the proxy starts, or between two waits,
+            // is not lost.
+            let mut stops = switchyard::shutdown::StopSignals::listen();
             let upstreams = CancellationToken::new();
             if demo {
                 if let Err(err) = switchyard::demo::start_upstreams(upstreams.clone()).await {
@@ -206,7 +209,7 @@ fn run(
                 print_demo_help(gateway.first_addr(), gateway.addr_of("demo-tls"));
             }
             let control_failed = tokio::select! {
-                () = switchyard::shutdown::signal() => false,
+                () = stops.next() => false,
                 () = gateway.control_failed() => true,
             };
             // Lame duck first: /healthz answers 503 while requests are still served, so a balancer
@@ -220,7 +223,7 @@ fn run(
                 );
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    () = switchyard::shutdown::signal() => {}
+                    () = stops.next() => {}
                 }
             }
             let grace = gateway.shutdown_timeout();
@@ -230,7 +233,7 @@ fn run(
             );
             tokio::select! {
                 _ = gateway.shutdown(grace) => tracing::info!("shut down"),
-                () = switchyard::shutdown::signal() => tracing::warn!("second signal: exiting now"),
+                () = stops.next() => tracing::warn!("second signal: exiting now"),
             }
             upstreams.cancel();
             if control_failed {

@@ -5,29 +5,49 @@ use tokio_util::sync::CancellationToken;
 
 /// Resolves on the first SIGINT or SIGTERM.
 pub async fn signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    r = tokio::signal::ctrl_c() => log_ctrl_c_error(r),
-                }
-            }
-            Err(err) => {
-                tracing::error!(%err, "cannot listen for SIGTERM; only Ctrl-C will stop the proxy");
-                log_ctrl_c_error(tokio::signal::ctrl_c().await);
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    log_ctrl_c_error(tokio::signal::ctrl_c().await);
+    StopSignals::listen().next().await;
 }
 
-fn log_ctrl_c_error(result: std::io::Result<()>) {
-    if let Err(err) = result {
-        tracing::error!(%err, "cannot listen for Ctrl-C");
+/// SIGINT and SIGTERM, listened for from the moment this is made: one that arrives while no
+/// one is waiting (between the first signal's handling and the wait for a second) is kept for
+/// the next wait rather than lost.
+#[derive(Debug)]
+pub struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Starts listening (inside the runtime).
+    pub fn listen() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind, name| match signal(kind) {
+            Ok(signals) => Some(signals),
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for {name}");
+                None
+            }
+        };
+        Self {
+            term: listen(SignalKind::terminate(), "SIGTERM"),
+            int: listen(SignalKind::interrupt(), "SIGINT"),
+        }
+    }
+
+    /// The next SIGINT or SIGTERM (never, if neither can be listened for).
+    pub async fn next(&mut self) {
+        async fn recv(signals: &mut Option<tokio::signal::unix::Signal>) {
+            match signals {
+                Some(signals) => {
+                    signals.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = recv(&mut self.term) => {}
+            () = recv(&mut self.int) => {}
+        }
     }
 }
 
