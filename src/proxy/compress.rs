@@ -7,10 +7,10 @@
 use crate::config::{Compression, Encoding};
 use bytes::Bytes;
 use http::header::{
-    ACCEPT_ENCODING, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE,
-    CONTENT_TYPE, ETAG, VARY,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    ETAG, VARY,
 };
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use hyper::body::Frame;
 use std::io::Write;
 use std::task::Poll;
@@ -70,20 +70,13 @@ fn parse_q(text: &str) -> u16 {
     }
 }
 
-/// Whether a response with `status` and `headers` to a `method` request may be compressed
-/// under `compression`.
-pub fn applies(
-    compression: &Compression,
-    method: &Method,
-    status: StatusCode,
-    headers: &HeaderMap,
-) -> bool {
-    if method == Method::HEAD
-        || matches!(
-            status,
-            StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED | StatusCode::PARTIAL_CONTENT
-        )
-        || status.is_informational()
+/// Whether a response with `status` and `headers` may be compressed under `compression` (a
+/// `HEAD` request's is never asked about: it has no body).
+pub fn applies(compression: &Compression, status: StatusCode, headers: &HeaderMap) -> bool {
+    if matches!(
+        status,
+        StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED | StatusCode::PARTIAL_CONTENT
+    ) || status.is_informational()
         || headers.contains_key(CONTENT_ENCODING)
         || headers.contains_key(CONTENT_RANGE)
     {
@@ -144,9 +137,6 @@ pub fn rewrite_head(headers: &mut HeaderMap, encoding: Encoding) {
         }
     }
 }
-
-/// The header a request's accepted encodings come in.
-pub const ACCEPT: http::HeaderName = ACCEPT_ENCODING;
 
 /// A streaming encoder: each chunk written comes out at once (flushed), decodable so far.
 pub enum Encoder {

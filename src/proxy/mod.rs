@@ -104,7 +104,7 @@ impl Proxy {
                     .and_then(|p| p.compress.as_ref())
                     .filter(|_| req.method() != http::Method::HEAD)
                     .and_then(|c| {
-                        compress::negotiate(&c.config, req.headers().get(compress::ACCEPT))
+                        compress::negotiate(&c.config, req.headers().get(header::ACCEPT_ENCODING))
                     });
                 match retry::forward(self, prepared, req, &mut exchange).await {
                     Ok(forwarded) => {
@@ -196,13 +196,7 @@ fn compressed(
     compression: &crate::route::CompressPolicy,
 ) -> Response<ProxyBody> {
     let config = &compression.config;
-    // HEAD was left out before: the method here only matters for that.
-    if !compress::applies(
-        config,
-        &http::Method::GET,
-        response.status(),
-        response.headers(),
-    ) {
+    if !compress::applies(config, response.status(), response.headers()) {
         return response;
     }
     let Ok(encoder) = compress::Encoder::new(encoding, config) else {
