@@ -76,7 +76,7 @@ fn route_policies(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the route's rewrite made an invalid request target\n",
         ))?;
-        let mut parts = req.uri().clone().into_parts();
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
         parts.path_and_query = Some(rewritten.target);
         *req.uri_mut() = Uri::from_parts(parts)
             .map_err(|_| ProxyError::bad_request("invalid request target\n"))?;
