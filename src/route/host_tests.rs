@@ -1,4 +1,5 @@
 //! Host and prefix precedence: exact host, longest wildcard, the default virtual host.
+
 use super::*;
 
 fn route(name: &str, host: Option<&str>, prefix: &str) -> RouteConfig {
