@@ -112,12 +112,13 @@ impl Proxy {
                             response_policy::apply(forwarded, &mut exchange, &self.tunnels);
                         if let Some(policies) = &policies {
                             let vars = exchange.vars(downstream.tls.is_some());
-                            policies.respond(response.headers_mut(), &vars, origin.as_ref());
-                            if let (Some(encoding), Some(compression)) =
-                                (encoding, &policies.compress)
-                            {
-                                response = compressed(response, encoding, compression);
-                            }
+                            response = response_policy::route(
+                                response,
+                                policies,
+                                &vars,
+                                origin.as_ref(),
+                                encoding,
+                            );
                         }
                         response
                     }
@@ -126,12 +127,7 @@ impl Proxy {
             }
             Err(Early::Failed(err)) => failed(&err, version, &mut exchange),
             Err(Early::Answer(answer)) => redirect::answer(&answer, &req, downstream.tls.is_some()),
-            Err(Early::Preflight(headers)) => {
-                let mut response = Response::new(ProxyBody::local(bytes::Bytes::new()));
-                *response.status_mut() = http::StatusCode::NO_CONTENT;
-                *response.headers_mut() = *headers;
-                response
-            }
+            Err(Early::Preflight(headers)) => redirect::preflight(*headers),
         };
         response
             .headers_mut()
@@ -187,22 +183,4 @@ impl Proxy {
             }
         }
     }
-}
-
-/// `response` compressed with `encoding`, when the route's rules let it be.
-fn compressed(
-    mut response: Response<ProxyBody>,
-    encoding: crate::config::Encoding,
-    compression: &crate::route::CompressPolicy,
-) -> Response<ProxyBody> {
-    let config = &compression.config;
-    if !compress::applies(config, response.status(), response.headers()) {
-        return response;
-    }
-    let Ok(encoder) = compress::Encoder::new(encoding, config) else {
-        return response;
-    };
-    compress::rewrite_head(response.headers_mut(), encoding);
-    let counters = compression.counters[encoding as usize].clone();
-    response.map(|body| body.compressed(encoder, counters))
 }

@@ -49,6 +49,14 @@ fn authority<B>(req: &Request<B>) -> Option<Authority> {
     (!authority.host().is_empty()).then_some(authority)
 }
 
+/// The proxy's own answer to a CORS preflight: 204 with the route's `headers`.
+pub fn preflight(headers: http::HeaderMap) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::local(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    *response.headers_mut() = headers;
+    response
+}
+
 /// The answer of a route that answers itself: its redirect (400 without a usable host, when
 /// the redirect keeps the request's) or its fixed response.
 pub fn answer<B>(answer: &Answer, req: &Request<B>, tls: bool) -> Response<ProxyBody> {

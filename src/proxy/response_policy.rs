@@ -1,6 +1,7 @@
 //! Phase 7, response policies: what the proxy does to a backend's response before the client
 //! gets it. Today the response headers the proxy owns (hop-by-hop removal, `Via`) and the
-//! switch of an upgraded connection to a tunnel; a route's own response policies run here.
+//! switch of an upgraded connection to a tunnel; then a route's own response policies (`route`):
+//! header edits, CORS, compression.
 
 use super::body::ProxyBody;
 use super::exchange::Exchange;
@@ -32,4 +33,38 @@ pub fn apply(
     }
     headers::prepare_response(&mut parts.headers, parts.version);
     http::Response::from_parts(parts, ProxyBody::upstream(body, in_flight, lease))
+}
+
+/// A route's own response policies, in order: header edits, CORS for a request from
+/// `origin`, then compression with `encoding` (the coding the client takes, if any).
+pub fn route(
+    mut response: http::Response<ProxyBody>,
+    policies: &crate::route::Policies,
+    vars: &crate::route::Vars<'_>,
+    origin: Option<&http::HeaderValue>,
+    encoding: Option<crate::config::Encoding>,
+) -> http::Response<ProxyBody> {
+    policies.respond(response.headers_mut(), vars, origin);
+    if let (Some(encoding), Some(compression)) = (encoding, &policies.compress) {
+        response = compressed(response, encoding, compression);
+    }
+    response
+}
+
+/// `response` compressed with `encoding`, when the route's rules let it be.
+fn compressed(
+    mut response: http::Response<ProxyBody>,
+    encoding: crate::config::Encoding,
+    compression: &crate::route::CompressPolicy,
+) -> http::Response<ProxyBody> {
+    let config = &compression.config;
+    if !super::compress::applies(config, response.status(), response.headers()) {
+        return response;
+    }
+    let Ok(encoder) = super::compress::Encoder::new(encoding, config) else {
+        return response;
+    };
+    super::compress::rewrite_head(response.headers_mut(), encoding);
+    let counters = compression.counters[encoding as usize].clone();
+    response.map(|body| body.compressed(encoder, counters))
 }

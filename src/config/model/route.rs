@@ -271,13 +271,6 @@ pub struct HeaderRules {
     pub remove: Vec<HeaderName>,
 }
 
-impl HeaderRules {
-    /// Whether there is no rule.
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
-    }
-}
-
 /// A header value, text with `{variable}`s in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template(pub Vec<Piece>);
