@@ -21,11 +21,18 @@
 #   CPU-second of the proxy; and HTTPS keep-alive (`wrk -t1 -c64` over TLS, $DURATION s): CPU
 #   per request. s_time runs one connection at a time, so its rates are the client's; the
 #   proxy's CPU per handshake is the figure that counts.
+# - Compression, for NGINX's gzip and Switchyard's gzip and zstd (access logs off): `wrk -t1
+#   -c$CONNS` with `Accept-Encoding` fetching a 10 KB JSON document for $DURATION s, each proxy
+#   compressing every response (zlib level 6 for both gzips, zstd level 3). Reported: the
+#   proxy's CPU per response and the JSON bytes it compressed per CPU-second of the proxy
+#   (everything it did for the request included, as a user would pay for it), and the size of
+#   one compressed response.
 # - Ratios are against NGINX. Everything runs on loopback, bounded in time, and stops by itself.
 #
 # Usage: benches/compare.sh   (tune with DURATION=10 H2_REQUESTS=200000 STRACE_SECONDS=3 CONNS=64
 #        TLS_SECONDS=10, PROXIES="nginx haproxy switchyard switchyard-nolog" to pick which to
-#        run, and TLS_PROXIES="nginx switchyard" for the TLS runs; TLS_PROXIES= skips them)
+#        run, TLS_PROXIES="nginx switchyard" for the TLS runs and GZIP_PROXIES="nginx-gzip
+#        switchyard-gzip switchyard-zstd" for the compression runs; set either empty to skip it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
@@ -35,11 +42,12 @@ H2_REQUESTS=${H2_REQUESTS:-200000}
 STRACE_SECONDS=${STRACE_SECONDS:-3}
 TLS_SECONDS=${TLS_SECONDS:-10}
 TLS_PROXIES=${TLS_PROXIES-nginx switchyard}
+GZIP_PROXIES=${GZIP_PROXIES-nginx-gzip switchyard-gzip switchyard-zstd}
 CONNS=${CONNS:-64}
 LOAD_CORE=0
 PROXY_CORE=1
 
-require nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client strace:strace openssl:openssl
+require nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client strace:strace openssl:openssl curl:curl
 # PROFILE=release measures the quick start's build; dist (fat LTO) is what ships.
 PROFILE=${PROFILE:-dist}
 cargo build --profile "$PROFILE" --quiet
@@ -49,6 +57,10 @@ ulimit -n 65536 2>/dev/null || true
 hz=$(getconf CLK_TCK)
 
 upstreams_conf "$work" 18081 18082 >"$work/upstreams.conf"
+write_10k_json "$work"
+HTTP_EXTRA=$NGINX_GZIP nginx_proxy_conf "$work" 18093 18081 18082 >"$work/nginx-gzip.conf"
+ROUTE_EXTRA='compress = ["zstd", "gzip"]' \
+  switchyard_config 18094 "enabled = false" 18081 18082 >"$work/switchyard-compress.toml"
 TLS_PORT=18290 nginx_proxy_conf "$work" 18090 18081 18082 18190 >"$work/nginx.conf"
 haproxy_conf 18091 18081 18082 18191 >"$work/haproxy.cfg"
 TLS_PORT=18292 switchyard_config 18092 "path = \"$work/switchyard-access.log\"" 18081 18082 >"$work/switchyard.toml"
@@ -144,6 +156,24 @@ tls_measure() { # name pid port
   result[$name,tls_cpu]=$(awk -v t=$((u1 - u0 + s1 - s0)) -v r="$requests" -v hz="$hz" 'BEGIN {printf "%.2f", t * 1e6 / hz / r}')
 }
 
+gzip_measure() { # name pid port encoding
+  local name=$1 pid=$2 port=$3 encoding=$4 out u0 s0 u1 s1 requests size
+  local url="http://127.0.0.1:$port/10k.json"
+  size=$(curl -s -H "Accept-Encoding: $encoding" "$url" | wc -c)
+  taskset -c $LOAD_CORE wrk -t1 -c"$CONNS" -d2s -H "Accept-Encoding: $encoding" "$url" >/dev/null
+  read -r u0 s0 < <(cpu "$pid")
+  out=$(taskset -c $LOAD_CORE wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Accept-Encoding: $encoding" "$url")
+  read -r u1 s1 < <(cpu "$pid")
+  echo "$out" >"$work/$name-wrk-gzip.txt"
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  result[$name,gz_rps]=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  result[$name,gz_errors]=$(awk -F'[ ,]+' '/Non-2xx/ {n = $NF} /Socket errors/ {s = $4+$6+$8+$10} END {print n + s}' <<<"$out")
+  result[$name,gz_cpu]=$(awk -v t=$((u1 - u0 + s1 - s0)) -v r="$requests" -v hz="$hz" 'BEGIN {printf "%.2f", t * 1e6 / hz / r}')
+  result[$name,gz_mb]=$(awk -v t=$((u1 - u0 + s1 - s0)) -v r="$requests" -v b="$(wc -c <"$work/10k.json")" -v hz="$hz" \
+    'BEGIN {if (t <= 0) print "-"; else printf "%.1f", r * b / (t / hz) / 1e6}')
+  result[$name,gz_size]=$size
+}
+
 run_proxy() { # name h1 h2 command...
   local name=$1 h1=$2 h2=$3
   shift 3
@@ -153,10 +183,14 @@ run_proxy() { # name h1 h2 command...
   wait_port "$h1"
   # NGINX serves from its worker process, not the master.
   local serving=$pid
-  if [ "$name" = nginx ]; then
+  if [[ $name == nginx* ]]; then
     for _ in $(seq 50); do serving=$(pgrep -P "$pid" | head -1) && [ -n "$serving" ] && break; sleep 0.1; done
   fi
-  measure "$name" "$serving" "$h1" "$h2"
+  case $name in
+    *-gzip) gzip_measure "$name" "$serving" "$h1" gzip ;;
+    *-zstd) gzip_measure "$name" "$serving" "$h1" zstd ;;
+    *) measure "$name" "$serving" "$h1" "$h2" ;;
+  esac
   if [[ " $TLS_PROXIES " == *" $name "* ]]; then
     tls_measure "$name" "$serving" "${tls_port[$name]}"
   fi
@@ -172,6 +206,12 @@ for name in $PROXIES; do
     haproxy) run_proxy haproxy 18091 18191 haproxy -f "$work/haproxy.cfg" ;;
     switchyard) run_proxy switchyard 18092 18092 "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
     switchyard-nolog) run_proxy switchyard-nolog 18092 18092 "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
+  esac
+done
+for name in $GZIP_PROXIES; do
+  case $name in
+    nginx-gzip) run_proxy nginx-gzip 18093 - nginx -p "$work" -c "$work/nginx-gzip.conf" ;;
+    switchyard-gzip | switchyard-zstd) run_proxy "$name" 18094 - "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-compress.toml" --log-level warn ;;
   esac
 done
 
@@ -201,5 +241,19 @@ if [ -n "$TLS_PROXIES" ]; then
   if [ -n "${result[nginx,tls_cpu]:-}" ] && [ -n "${result[switchyard,tls_cpu]:-}" ]; then
     echo
     echo "Against NGINX: full handshakes per CPU-second ×$(ratio "${result[switchyard,tls_new]}" "${result[nginx,tls_new]}"), resumed ×$(ratio "${result[switchyard,tls_reuse]}" "${result[nginx,tls_reuse]}"); HTTPS keep-alive CPU/req ×$(ratio "${result[switchyard,tls_cpu]}" "${result[nginx,tls_cpu]}") (plain HTTP ×$(ratio "${result[switchyard,cpu]}" "${result[nginx,cpu]}"))."
+  fi
+fi
+if [ -n "$GZIP_PROXIES" ]; then
+  echo
+  echo "Compression (a 10 KB JSON document, $(wc -c <"$work/10k.json") bytes, compressed on every response; wrk -t1 -c$CONNS, ${DURATION}s; access logs off):"
+  echo
+  echo "| proxy | req/s | errors | CPU µs/req | JSON MB compressed per CPU-second | compressed size |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+  for name in $GZIP_PROXIES; do
+    echo "| $name | ${result[$name,gz_rps]} | ${result[$name,gz_errors]} | ${result[$name,gz_cpu]} | ${result[$name,gz_mb]} | ${result[$name,gz_size]} |"
+  done
+  if [ -n "${result[nginx-gzip,gz_mb]:-}" ] && [ -n "${result[switchyard-gzip,gz_mb]:-}" ]; then
+    echo
+    echo "Against NGINX's gzip: bytes per CPU-second ×$(ratio "${result[switchyard-gzip,gz_mb]}" "${result[nginx-gzip,gz_mb]}") (gzip), ×$(ratio "${result[switchyard-zstd,gz_mb]:-}" "${result[nginx-gzip,gz_mb]}") (zstd)."
   fi
 fi

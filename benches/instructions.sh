@@ -44,10 +44,9 @@ fi
 start_work
 
 upstreams_conf "$work" 18381 18382 >"$work/upstreams.conf"
-chmod 755 "$work"
-python3 -c 'import json; print(json.dumps([{"id": i, "name": "item %d" % i, "tags": ["a", "b"]} for i in range(230)]))' >"$work/10k.json"
+write_10k_json "$work"
 # The compression rows: NGINX's gzip at zlib's level 6 (ours by default), a route compressing.
-HTTP_EXTRA="gzip on; gzip_types application/json; gzip_comp_level 6; gzip_min_length 1024;" \
+HTTP_EXTRA=$NGINX_GZIP \
   EXTRA="master_process off;" nginx_proxy_conf "$work" $PORT 18381 18382 >"$work/nginx-gzip.conf"
 ROUTE_EXTRA='compress = ["zstd", "gzip"]' \
   switchyard_config $PORT "enabled = false" 18381 18382 >"$work/switchyard-compress.toml"

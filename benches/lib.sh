@@ -87,6 +87,15 @@ CONF
   done
 }
 
+# The 10 KB JSON document the compression rows fetch, written to $1/10k.json.
+write_10k_json() {
+  python3 -c 'import json; print(json.dumps([{"id": i, "name": "item %d" % i, "tags": ["a", "b"]} for i in range(230)]))' >"$1/10k.json"
+  chmod 755 "$1"
+}
+
+# What NGINX's gzip rows add to its http block: zlib level 6, as Switchyard's default.
+NGINX_GZIP="gzip on; gzip_types application/json; gzip_comp_level 6; gzip_min_length 1024;"
+
 # NGINX serving `return 200 "ok\n"` on 127.0.0.1 at each port given after the work dir $1:
 # the fixed upstreams every proxy is measured in front of.
 upstreams_conf() {
