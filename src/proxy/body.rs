@@ -146,10 +146,9 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let frame = this.poll_inner(cx);
         let frame = match &mut this.compress {
-            None => frame,
-            Some(compressing) => compressing.compress(frame),
+            None => this.kind.poll_frame(cx),
+            Some(compressing) => compressing.poll(|| this.kind.poll_frame(cx)),
         };
         match &frame {
             Poll::Ready(Some(Ok(frame))) => {
@@ -189,13 +188,13 @@ impl Body for ProxyBody {
     }
 }
 
-impl ProxyBody {
+impl Kind {
     /// The next frame of the body as the backend (or the proxy) made it.
-    fn poll_inner(
+    fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.kind {
+        match self {
             Kind::Upstream {
                 body,
                 in_flight,

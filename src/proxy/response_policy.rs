@@ -61,7 +61,8 @@ fn compressed(
     if !super::compress::applies(config, response.status(), response.headers()) {
         return response;
     }
-    let Ok(encoder) = super::compress::Encoder::new(encoding, config) else {
+    let length = super::compress::declared_length(response.headers());
+    let Ok(encoder) = super::compress::Encoder::new(encoding, config, length) else {
         return response;
     };
     super::compress::rewrite_head(response.headers_mut(), encoding);

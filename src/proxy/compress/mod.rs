@@ -5,15 +5,17 @@
 //! `text/event-stream`'s first event reaches the client at once; nothing is buffered whole.
 
 use crate::config::{Compression, Encoding};
-use bytes::Bytes;
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
     ETAG, VARY,
 };
 use http::{HeaderMap, HeaderValue, StatusCode};
-use hyper::body::Frame;
-use std::io::Write;
-use std::task::Poll;
+
+mod stream;
+#[cfg(test)]
+mod tests;
+
+pub use stream::{Compressing, Encoder};
 
 /// The encoding to use for a response to a request with `accept` (its `Accept-Encoding`),
 /// among the route's; `None`: the client takes none of them.
@@ -91,10 +93,7 @@ pub fn applies(compression: &Compression, status: StatusCode, headers: &HeaderMa
     if no_transform {
         return false;
     }
-    let long_enough = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_none_or(|length| length >= compression.min_bytes);
+    let long_enough = declared_length(headers).is_none_or(|length| length >= compression.min_bytes);
     let media = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -117,6 +116,13 @@ pub fn applies(compression: &Compression, status: StatusCode, headers: &HeaderMa
     long_enough && listed
 }
 
+/// The body length a response head declares.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+}
+
 /// Turns the response head into that of the compressed response.
 pub fn rewrite_head(headers: &mut HeaderMap, encoding: Encoding) {
     headers.insert(
@@ -135,147 +141,5 @@ pub fn rewrite_head(headers: &mut HeaderMap, encoding: Encoding) {
                 headers.insert(ETAG, weak);
             }
         }
-    }
-}
-
-/// A streaming encoder: each chunk written comes out at once (flushed), decodable so far.
-pub enum Encoder {
-    /// `gzip`.
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
-    /// `br`.
-    Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
-    /// `zstd`.
-    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
-}
-
-impl std::fmt::Debug for Encoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Gzip(_) => "Encoder(gzip)",
-            Self::Brotli(_) => "Encoder(br)",
-            Self::Zstd(_) => "Encoder(zstd)",
-        })
-    }
-}
-
-impl Encoder {
-    /// An encoder for `encoding` at the route's level.
-    pub fn new(encoding: Encoding, compression: &Compression) -> std::io::Result<Self> {
-        let level = compression.level(encoding);
-        Ok(match encoding {
-            Encoding::Gzip => Self::Gzip(flate2::write::GzEncoder::new(
-                Vec::new(),
-                flate2::Compression::new(level),
-            )),
-            Encoding::Brotli => Self::Brotli(Box::new(brotli::CompressorWriter::new(
-                Vec::new(),
-                4096,
-                level,
-                22,
-            ))),
-            Encoding::Zstd => Self::Zstd(zstd::stream::write::Encoder::new(
-                Vec::new(),
-                i32::try_from(level).unwrap_or(3),
-            )?),
-        })
-    }
-
-    /// Compresses `data` and flushes: what comes out can be decoded up to here.
-    pub fn push(&mut self, data: &[u8]) -> std::io::Result<Bytes> {
-        match self {
-            Self::Gzip(e) => {
-                e.write_all(data)?;
-                e.flush()?;
-                Ok(Bytes::from(std::mem::take(e.get_mut())))
-            }
-            Self::Brotli(e) => {
-                e.write_all(data)?;
-                e.flush()?;
-                Ok(Bytes::from(std::mem::take(e.get_mut())))
-            }
-            Self::Zstd(e) => {
-                e.write_all(data)?;
-                e.flush()?;
-                Ok(Bytes::from(std::mem::take(e.get_mut())))
-            }
-        }
-    }
-
-    /// Ends the stream: what remains to send.
-    pub fn finish(self) -> std::io::Result<Bytes> {
-        Ok(Bytes::from(match self {
-            Self::Gzip(e) => e.finish()?,
-            Self::Brotli(e) => e.into_inner(),
-            Self::Zstd(e) => e.finish()?,
-        }))
-    }
-}
-
-/// A body being compressed: the encoder (until the end), its counters, and trailers held
-/// back until the encoder's last bytes are out.
-#[derive(Debug)]
-pub struct Compressing {
-    encoder: Option<Encoder>,
-    counters: (metrics::Counter, metrics::Counter),
-    trailers: Option<http::HeaderMap>,
-}
-
-impl Compressing {
-    /// Compresses with `encoder`, counting bytes in and out on `counters`.
-    pub fn new(encoder: Encoder, counters: (metrics::Counter, metrics::Counter)) -> Self {
-        Self {
-            encoder: Some(encoder),
-            counters,
-            trailers: None,
-        }
-    }
-
-    /// The compressed counterpart of an inner frame: data compressed and flushed, the end of
-    /// the body turned into the encoder's last bytes (then the held trailers, then the end).
-    pub fn compress(
-        &mut self,
-        frame: Poll<Option<Result<Frame<Bytes>, hyper::Error>>>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match frame {
-            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) => {
-                    let Some(encoder) = &mut self.encoder else {
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    };
-                    self.counters.0.increment(data.len() as u64);
-                    // An encoder writes to memory: it fails only out of memory. Sent as is
-                    // then, the client would get garbage: end the body instead.
-                    match encoder.push(&data) {
-                        Ok(out) => {
-                            self.counters.1.increment(out.len() as u64);
-                            Poll::Ready(Some(Ok(Frame::data(out))))
-                        }
-                        Err(_) => Poll::Ready(None),
-                    }
-                }
-                Err(frame) => {
-                    // Trailers: the encoder's end goes first.
-                    self.trailers = frame.into_trailers().ok();
-                    self.end()
-                }
-            },
-            Poll::Ready(None) => self.end(),
-            other => other,
-        }
-    }
-
-    /// The encoder's last bytes, once; then the held trailers; then the end.
-    fn end(&mut self) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Some(encoder) = self.encoder.take() {
-            if let Ok(out) = encoder.finish() {
-                self.counters.1.increment(out.len() as u64);
-                return Poll::Ready(Some(Ok(Frame::data(out))));
-            }
-        }
-        Poll::Ready(
-            self.trailers
-                .take()
-                .map(|trailers| Ok(Frame::trailers(trailers))),
-        )
     }
 }
