@@ -190,6 +190,7 @@ impl Body for ProxyBody {
 
 impl Kind {
     /// The next frame of the body as the backend (or the proxy) made it.
+    #[inline]
     fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,

@@ -208,7 +208,10 @@ impl Router {
     /// upper case are allowed); `path` is the request path; `asked` what conditions look at.
     #[inline]
     pub fn find(&self, host: Option<&str>, path: &str, asked: &Asked<'_>) -> Option<&Route> {
+        // Without virtual hosts, every request tries the same routes: the host is not read.
+        let virtual_hosts = !self.exact.is_empty() || !self.suffix.is_empty();
         let group = host
+            .filter(|_| virtual_hosts)
             .map(normalize_host)
             .and_then(|host| self.host_group(&host))
             .unwrap_or(&self.any_host);
