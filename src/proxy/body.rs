@@ -74,13 +74,8 @@ impl ProxyBody {
     }
 
     /// Compresses the body with `encoder` as it streams, counting bytes in and out.
-    pub fn compressed(
-        mut self,
-        encoder: Encoder,
-        counters: (metrics::Counter, metrics::Counter),
-    ) -> Self {
+    pub fn compress(&mut self, encoder: Encoder, counters: (metrics::Counter, metrics::Counter)) {
         self.compress = Some(Box::new(Compressing::new(encoder, counters)));
-        self
     }
 
     /// Finishes `exchange` (duration, access log) when this body ends or is dropped.

@@ -112,8 +112,8 @@ impl Proxy {
                             response_policy::apply(forwarded, &mut exchange, &self.tunnels);
                         if let Some(policies) = &policies {
                             let vars = exchange.vars(downstream.tls.is_some());
-                            response = response_policy::route(
-                                response,
+                            response_policy::route(
+                                &mut response,
                                 policies,
                                 &vars,
                                 origin.as_ref(),

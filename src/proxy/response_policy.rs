@@ -36,36 +36,36 @@ pub fn apply(
 }
 
 /// A route's own response policies, in order: header edits, CORS for a request from
-/// `origin`, then compression with `encoding` (the coding the client takes, if any).
+/// `origin`, then compression with `encoding` (the coding the client takes, if any). In
+/// place: a response is large, and moving it in and out costs more than the edits.
 pub fn route(
-    mut response: http::Response<ProxyBody>,
+    response: &mut http::Response<ProxyBody>,
     policies: &crate::route::Policies,
     vars: &crate::route::Vars<'_>,
     origin: Option<&http::HeaderValue>,
     encoding: Option<crate::config::Encoding>,
-) -> http::Response<ProxyBody> {
+) {
     policies.respond(response.headers_mut(), vars, origin);
     if let (Some(encoding), Some(compression)) = (encoding, &policies.compress) {
-        response = compressed(response, encoding, compression);
+        compress(response, encoding, compression);
     }
-    response
 }
 
-/// `response` compressed with `encoding`, when the route's rules let it be.
-fn compressed(
-    mut response: http::Response<ProxyBody>,
+/// Compresses `response` with `encoding`, when the route's rules let it be.
+fn compress(
+    response: &mut http::Response<ProxyBody>,
     encoding: crate::config::Encoding,
     compression: &crate::route::CompressPolicy,
-) -> http::Response<ProxyBody> {
+) {
     let config = &compression.config;
     if !super::compress::applies(config, response.status(), response.headers()) {
-        return response;
+        return;
     }
     let length = super::compress::declared_length(response.headers());
     let Ok(encoder) = super::compress::Encoder::new(encoding, config, length) else {
-        return response;
+        return;
     };
     super::compress::rewrite_head(response.headers_mut(), encoding);
     let counters = compression.counters[encoding as usize].clone();
-    response.map(|body| body.compressed(encoder, counters))
+    response.body_mut().compress(encoder, counters);
 }

@@ -125,6 +125,9 @@ pub struct PathRewrite {
     strip: Option<(String, Option<HeaderValue>)>,
     add: Option<String>,
     regex: Option<(regex::Regex, String)>,
+    /// Whether the result may hold a dot segment though the request path did not: a regex
+    /// replacement, or a strip that ends inside a segment (`/api` from `/api../x`).
+    may_make_dots: bool,
 }
 
 /// What a rewrite made of a request target.
@@ -146,14 +149,30 @@ impl PathRewrite {
             }
             _ => None,
         };
+        // The added prefix's own dot segments are resolved once: `/v1/..` + `/x` is `/x`.
+        let add = route.rewrite.add_prefix.as_ref().map(|add| {
+            if super::normalize::has_dot_segment(add) {
+                super::normalize::remove_dot_segments(add)
+                    .trim_end_matches('/')
+                    .to_owned()
+            } else {
+                add.clone()
+            }
+        });
+        let regex = route
+            .rewrite
+            .regex
+            .as_ref()
+            .map(|(p, r)| (p.0.clone(), r.clone()));
+        let may_make_dots = regex.is_some()
+            || strip
+                .as_ref()
+                .is_some_and(|(prefix, _)| !prefix.ends_with('/'));
         Self {
             strip,
-            add: route.rewrite.add_prefix.clone(),
-            regex: route
-                .rewrite
-                .regex
-                .as_ref()
-                .map(|(p, r)| (p.0.clone(), r.clone())),
+            add,
+            regex,
+            may_make_dots,
         }
     }
 
@@ -193,7 +212,7 @@ impl PathRewrite {
                 return None;
             }
         }
-        if super::normalize::has_dot_segment(&target) {
+        if self.may_make_dots && super::normalize::has_dot_segment(&target) {
             target = super::normalize::remove_dot_segments(&target);
         }
         if let Some(query) = query {

@@ -169,9 +169,11 @@ type Rewrite = (
 );
 
 /// The rewrites the property below draws from.
-const REWRITES: [Rewrite; 6] = [
+const REWRITES: [Rewrite; 8] = [
     (true, None, None),
     (false, Some("/v2"), None),
+    (false, Some("/v2/.."), None),
+    (true, Some("/x/./y/%2E%2e"), None),
     (true, Some("/x/"), None),
     (false, None, Some(("^/a/(.*)$", "/b/$1"))),
     (true, None, Some(("^(.*)/([^/]*)$", "/$2/..$1/.."))),
@@ -224,6 +226,8 @@ proptest::proptest! {
         let Ok(uri) = target.parse::<http::Uri>() else {
             return Ok(()); // not a target a client could send
         };
+        // As the proxy does before routing.
+        let uri = switchyard::route::normalize::without_dot_segments(&uri).unwrap_or(uri);
         if let Some(rewritten) = rewrite.apply(&uri) {
             let forwarded: http::Uri = rewritten.target.as_str().parse().unwrap();
             proptest::prop_assert!(
