@@ -127,6 +127,7 @@ impl Listeners {
                     .as_ref()
                     .and_then(|tls| tls.hsts.as_deref())
                     .and_then(|hsts| http::HeaderValue::from_str(hsts).ok()),
+                trusted_proxies: config.trusted_proxies.as_slice().into(),
             },
             resumption,
         })

@@ -13,10 +13,10 @@ pub use duration::parse_duration;
 pub use model::{
     AccessLogConfig, AccessLogFormat, AdminConfig, Algorithm, BackendConfig, Certificate,
     Compression, Config, Cors, DiscoveryConfig, DiscoverySource, Encoding, FleetConfig,
-    HeaderMatch, HeaderRules, HealthCheckConfig, HostPattern, HostRewrite, InitialState, Limits,
-    ListenerConfig, ListenerTls, OutlierConfig, PathMatch, Pattern, Piece, PoolConfig, Probe,
-    Protocol, QueryMatch, Redirect, ReloadConfig, Respond, RetryBudgetConfig, RetryOn, Rewrite,
-    RouteAction, RouteConfig, SkipVerify, Template, Timeouts, TlsVersion, TokenSource,
+    HeaderMatch, HeaderRules, HealthCheckConfig, HostPattern, HostRewrite, InitialState, IpRule,
+    Limits, ListenerConfig, ListenerTls, OutlierConfig, PathMatch, Pattern, Piece, PoolConfig,
+    Probe, Protocol, QueryMatch, Redirect, ReloadConfig, Respond, RetryBudgetConfig, RetryOn,
+    Rewrite, RouteAction, RouteConfig, SkipVerify, Template, Timeouts, TlsVersion, TokenSource,
     UnderscoreHeaders, UpstreamConfig, UpstreamTls, ValueTest, Variable, WebhookConfig,
     crypto_provider,
 };

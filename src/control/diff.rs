@@ -36,8 +36,10 @@ pub fn diff(old: &Config, new: &Config) -> ReloadSummary {
                     tls: _,
                     redirect_to_https,
                     backlog,
+                    trusted_proxies,
                 } = before;
                 let changed = *redirect_to_https != listener.redirect_to_https
+                    || *trusted_proxies != listener.trusted_proxies
                     || tls_settings(before) != tls_settings(listener);
                 if changed {
                     summary

@@ -32,6 +32,9 @@ pub enum ProxyError {
     /// what the proxy accepts (405, 413, 414, 431, 501).
     #[error("request refused with {0}: {1}")]
     Refused(StatusCode, &'static str),
+    /// The route does not let the client's address in (403).
+    #[error("the route's ip_rules refuse the client's address")]
+    Forbidden,
 }
 
 impl ProxyError {
@@ -47,6 +50,7 @@ impl ProxyError {
             Self::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(err) => err.fault.status(),
             Self::Refused(status, _) => *status,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::ClientBody(ClientFault::Malformed) => StatusCode::BAD_REQUEST,
             Self::ClientBody(ClientFault::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ClientBody(ClientFault::Timeout) => StatusCode::REQUEST_TIMEOUT,
@@ -74,6 +78,7 @@ impl ProxyError {
             Self::ClientBody(ClientFault::Abandoned) => "client closed the request\n",
             Self::ClientBody(ClientFault::TooLarge) => "request body too large\n",
             Self::Refused(_, reason) => reason,
+            Self::Forbidden => "forbidden\n",
         }
     }
 
@@ -81,9 +86,11 @@ impl ProxyError {
     pub fn upstream_fault(&self) -> Option<UpstreamFault> {
         match self {
             Self::Upstream(err) => Some(err.fault),
-            Self::NoRoute | Self::NoBackend { .. } | Self::ClientBody(_) | Self::Refused(..) => {
-                None
-            }
+            Self::NoRoute
+            | Self::NoBackend { .. }
+            | Self::ClientBody(_)
+            | Self::Refused(..)
+            | Self::Forbidden => None,
         }
     }
 

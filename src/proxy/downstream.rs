@@ -18,9 +18,20 @@ pub struct Downstream {
     pub forwarded_for: HeaderValue,
     /// `Strict-Transport-Security` for every response, when the listener sends it.
     pub hsts: Option<HeaderValue>,
+    /// The listener's trusted proxies, when the peer is one of them: its requests' forwarding
+    /// headers then name the client.
+    pub trusted_proxies: Option<Arc<[ipnet::IpNet]>>,
 }
 
 impl Downstream {
+    /// Notes `trusted` as the listener's trusted proxies, if the peer is one of them.
+    pub fn trusting(mut self, trusted: &Arc<[ipnet::IpNet]>) -> Self {
+        if crate::route::client::is_trusted(trusted, self.peer.ip()) {
+            self.trusted_proxies = Some(Arc::clone(trusted));
+        }
+        self
+    }
+
     /// The downstream of a connection from `peer`.
     pub fn new(peer: SocketAddr, tls: Option<Arc<TlsInfo>>) -> Self {
         let forwarded_for = HeaderValue::from_str(&peer.ip().to_string())
@@ -30,6 +41,7 @@ impl Downstream {
             tls,
             forwarded_for,
             hsts: None,
+            trusted_proxies: None,
         }
     }
 }

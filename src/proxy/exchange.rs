@@ -64,11 +64,22 @@ impl Exchange {
                 id
             }
         };
+        // Behind trusted proxies, the client they name; the peer otherwise (and for a request
+        // that names none).
+        let named = downstream
+            .trusted_proxies
+            .as_deref()
+            .and_then(|trusted| crate::route::client::behind_proxies(req.headers(), trusted));
+        let client = match named {
+            Some(ip) => HeaderValue::from_str(&ip.to_string())
+                .expect("an IP address is a valid header value"),
+            None => downstream.forwarded_for.clone(),
+        };
         Self {
             start: Instant::now(),
             record: Record {
                 time: SystemTime::now(),
-                client: downstream.forwarded_for.clone(),
+                client,
                 host,
                 version: req.version(),
                 user_agent,
@@ -111,6 +122,13 @@ impl Exchange {
     pub fn answered(&mut self, route: &Arc<str>, metrics: &Arc<RequestMetrics>) {
         self.record.route = Some(Arc::clone(route));
         self.target = Target::Direct(Arc::clone(metrics));
+    }
+
+    /// The client's address: the connection's peer, or the client its trusted proxies name.
+    /// Read back from the record, where it is kept formatted, as only a route with address
+    /// rules asks.
+    pub fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.record.client.to_str().ok()?.parse().ok()
     }
 
     /// What header templates are filled from; `tls`: whether the client connected over TLS.

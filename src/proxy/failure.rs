@@ -20,7 +20,8 @@ pub fn log_failure(err: &ProxyError) {
         ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
         | ProxyError::ClientBody(_)
-        | ProxyError::Refused(..) => tracing::debug!(error = %err, "request failed"),
+        | ProxyError::Refused(..)
+        | ProxyError::Forbidden => tracing::debug!(error = %err, "request failed"),
     }
 }
 

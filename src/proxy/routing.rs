@@ -86,6 +86,15 @@ pub fn route<B>(
             &asked,
         )
         .ok_or(ProxyError::NoRoute)?;
+    if let Some(rules) = &route.ip_rules {
+        let admitted = exchange
+            .client_ip()
+            .is_some_and(|ip| crate::route::client::admits(rules, ip));
+        if !admitted {
+            exchange.record.route = Some(Arc::clone(&route.name));
+            return Err(ProxyError::Forbidden.into());
+        }
+    }
     let (pool, slot) = match &route.target {
         Target::Pool { pool, slot } => (*pool, *slot),
         Target::Answer(answer) => {

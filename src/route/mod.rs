@@ -4,6 +4,7 @@
 //! equals; then file order: `RouteConfig::rank`). A route sends the request to a pool or
 //! answers it itself (a redirect, a fixed response).
 
+pub mod client;
 mod cors;
 mod matching;
 pub mod normalize;
@@ -38,6 +39,8 @@ pub struct Route {
     pub websocket: bool,
     /// Rewrites and header edits; `None` for a route (and pool) without any.
     pub policies: Option<Arc<Policies>>,
+    /// Who may use the route, by address; `None`: anyone.
+    pub ip_rules: Option<Box<[crate::config::IpRule]>>,
     path: PathRule,
     conditions: Option<Box<Conditions>>,
 }
@@ -178,6 +181,7 @@ impl Router {
                     metrics,
                 )
                 .map(Arc::new),
+                ip_rules: (!config.ip_rules.is_empty()).then(|| config.ip_rules.clone().into()),
                 path: PathRule::new(&config.path),
                 conditions: Conditions::of(config),
             };

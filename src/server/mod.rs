@@ -87,6 +87,8 @@ pub struct ListenerSettings {
     pub redirect_to_https: Option<u16>,
     /// `Strict-Transport-Security` for every response, on a TLS listener that asks for it.
     pub hsts: Option<http::HeaderValue>,
+    /// Proxies whose forwarding headers name the client.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 /// Accepts and serves client connections on `listener` until `stop`, which also drains its
@@ -148,7 +150,7 @@ async fn connection(
     proxy.connections_total.increment(1);
     let _open = OpenConnection::count(&proxy.connections_open);
     let Some(tls) = &settings.tls else {
-        let downstream = Downstream::new(peer, None);
+        let downstream = Downstream::new(peer, None).trusting(&settings.trusted_proxies);
         return serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
     };
     let handshake = tokio::select! {
@@ -157,7 +159,8 @@ async fn connection(
     };
     match handshake {
         Ok((stream, info)) => {
-            let mut downstream = Downstream::new(peer, Some(Arc::new(info)));
+            let mut downstream =
+                Downstream::new(peer, Some(Arc::new(info))).trusting(&settings.trusted_proxies);
             downstream.hsts = settings.hsts.clone();
             serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
         }

@@ -770,3 +770,21 @@ fn cors_mistakes_are_reported_at_their_place() {
     }
     assert_eq!(found.len(), expect.len(), "{found:#?}");
 }
+
+#[test]
+fn address_rule_mistakes_are_reported_at_their_place() {
+    let text = "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\
+                trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.1/8\"]\n\
+                [[routes]]\nname = \"a\"\npool = \"p\"\n\
+                ip_rules = [\"allow 192.0.2.0/24\", \"permit all\", \"deny 300.1.1.1\", \"deny\"]\n\
+                [[pools]]\nname = \"p\"\n[[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:9000\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            "4:34: listeners[0].trusted_proxies: \"10.0.0.1/8\" is not an address or a network in CIDR form (\"10.0.0.0/8\", \"2001:db8::/32\", \"192.0.2.7\")",
+            "8:35: routes[0].ip_rules: \"permit all\" is not \"allow <network>\" or \"deny <network>\" (a network in CIDR form, one address, or all)",
+            "8:49: routes[0].ip_rules: \"deny 300.1.1.1\" is not \"allow <network>\" or \"deny <network>\" (a network in CIDR form, one address, or all)",
+            "8:67: routes[0].ip_rules: \"deny\" is not \"allow <network>\" or \"deny <network>\" (a network in CIDR form, one address, or all)",
+        ]
+    );
+}

@@ -11,6 +11,7 @@ mod admin_guard;
 mod architecture;
 mod balancing;
 mod browser_routes;
+mod client_identity;
 mod compression;
 mod config_files;
 mod control_plane;

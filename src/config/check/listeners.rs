@@ -50,12 +50,18 @@ impl Checker {
                     let backlog = listener.backlog.is_some().then(|| {
                         self.int(&listener.backlog, &format!("{field}.backlog"), 1..=65_535, 1024)
                     });
+                    let trusted_proxies = listener
+                        .trusted_proxies
+                        .iter()
+                        .filter_map(|net| self.network(net, &format!("{field}.trusted_proxies")))
+                        .collect();
                     out.push(ListenerConfig {
                         name: listener.name.get_ref().clone(),
                         bind,
                         tls,
                         redirect_to_https,
                         backlog,
+                        trusted_proxies,
                     });
                 }
                 Err(_) => self.report(

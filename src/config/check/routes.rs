@@ -82,6 +82,7 @@ impl Checker {
                 action,
                 max_body_bytes,
                 websocket: route.websocket.unwrap_or(true),
+                ip_rules: self.ip_rules(&route.ip_rules, i),
             };
             let clean = self.problem_count() == problems_before;
             out.push(Checked {

@@ -178,6 +178,9 @@ pub struct ListenerFile {
     pub https_port: Option<Spanned<i64>>,
     #[schemars(with = "Option<i64>")]
     pub backlog: Option<Spanned<i64>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub trusted_proxies: Vec<Spanned<String>>,
 }
 
 /// A listener's `[listeners.tls]` table: terminate TLS on it.

@@ -22,6 +22,9 @@ pub struct RouteFile {
     #[schemars(with = "Vec<String>")]
     pub methods: Vec<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub ip_rules: Vec<Spanned<String>>,
+    #[serde(default)]
     #[schemars(with = "Vec<HeaderMatchFile>")]
     pub headers: Vec<Spanned<HeaderMatchFile>>,
     #[serde(default)]

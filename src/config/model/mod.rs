@@ -3,10 +3,12 @@
 //! Longer than most files on purpose: one struct per section, each field documented, so the
 //! whole runtime config reads in one place.
 
+mod client;
 mod route;
 mod tls;
 mod upstream;
 
+pub use client::IpRule;
 use http::uri::Authority;
 pub use route::{
     Compression, Cors, Encoding, HeaderMatch, HeaderRules, HostPattern, HostRewrite, PathMatch,
@@ -216,6 +218,9 @@ pub struct ListenerConfig {
     /// Connections the kernel queues before they are accepted; `None`: 1024 or
     /// `net.core.somaxconn`, whichever is lower (as NGINX and HAProxy size it).
     pub backlog: Option<u32>,
+    /// Proxies whose `X-Forwarded-For` (or `Forwarded`) names the client; empty: none, the
+    /// connection's peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl ListenerConfig {
@@ -230,6 +235,7 @@ impl ListenerConfig {
             tls: None,
             redirect_to_https: None,
             backlog: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct RouteConfig {
     pub max_body_bytes: Option<u64>,
     /// Whether `Upgrade: websocket` requests are passed through.
     pub websocket: bool,
+    /// Who may use the route, by client address: the first rule that covers it decides.
+    pub ip_rules: Vec<super::IpRule>,
 }
 
 impl RouteConfig {
@@ -68,6 +70,7 @@ impl RouteConfig {
             compress: None,
             max_body_bytes: None,
             websocket: true,
+            ip_rules: Vec::new(),
         }
     }
 

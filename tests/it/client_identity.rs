@@ -1,0 +1,142 @@
+//! Who the client is and whether a route lets it in: `ip_rules` on real connections over IPv4
+//! and IPv6, `trusted_proxies` naming the client from `X-Forwarded-For` and `Forwarded`, and a
+//! spoofed header from an untrusted peer ignored, in the rules and the access log alike.
+
+use crate::support::config::{ConfigBuilder, PoolBuilder};
+use crate::support::*;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use std::path::PathBuf;
+
+/// The proxy over one backend, its route with `rules`, its listener (bound to `bind`)
+/// trusting `trusted`, its JSON access log at the returned path.
+async fn proxy(
+    up: &Upstream,
+    bind: &str,
+    rules: &[&str],
+    trusted: &[&str],
+) -> (TestProxy, PathBuf) {
+    let log = temp_dir().join("access.log");
+    let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let config = ConfigBuilder::new()
+        .set("reload.watch", false)
+        .set("access_log.enabled", true)
+        .set("access_log.path", log.display().to_string())
+        .set_listener("bind", bind)
+        .set_listener("trusted_proxies", strings(trusted))
+        .pool(PoolBuilder::new("p").backend("up", up.addr, 1))
+        .push_route("r", |r| r.set("pool", "p").set("ip_rules", strings(rules)));
+    (TestProxy::start(&config.toml()).await, log)
+}
+
+/// GET `/` with `headers`; the status.
+async fn status(proxy: &TestProxy, headers: &[(&str, &str)]) -> u16 {
+    let mut request = Request::get(proxy.url("/"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(&client(), request.body(Full::<Bytes>::default()).unwrap())
+        .await
+        .status
+        .as_u16()
+}
+
+/// The `client` of each line of the access log at `log`, once it has `count` lines.
+async fn logged_clients(log: &PathBuf, count: usize) -> Vec<String> {
+    poll_until(DEADLINE, "access log lines", || async {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let clients: Vec<String> = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|line| line["client"].as_str().map(str::to_owned))
+            .collect();
+        (clients.len() >= count).then_some(clients)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_matching_rule_decides_and_a_refusal_is_a_403_never_sent_upstream() {
+    let up = Upstream::start("up").await;
+    let (proxy, _) = proxy(
+        &up,
+        "127.0.0.1:0",
+        &["deny 127.0.0.2", "allow 127.0.0.0/8", "deny all"],
+        &[],
+    )
+    .await;
+    assert_eq!(status(&proxy, &[]).await, 200);
+    let before = up.requests();
+    let (denied, _) = proxy_denying_loopback(&up).await;
+    let answer = get(&client(), &denied.url("/"), None).await;
+    assert_eq!(answer.status, 403);
+    assert_eq!(answer.body, "forbidden\n");
+    assert_eq!(
+        up.requests(),
+        before,
+        "a refused request reached the backend"
+    );
+}
+
+/// A proxy whose route refuses every loopback client.
+async fn proxy_denying_loopback(up: &Upstream) -> (TestProxy, PathBuf) {
+    proxy(up, "127.0.0.1:0", &["deny 127.0.0.0/8", "allow all"], &[]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_hold_for_ipv6_clients_too() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    }
+    let up = Upstream::start("up").await;
+    let (allowed, _) = proxy(&up, "[::1]:0", &["allow ::1/128", "deny all"], &[]).await;
+    assert_eq!(status(&allowed, &[]).await, 200);
+    let (denied, _) = proxy(&up, "[::1]:0", &["allow 127.0.0.0/8", "deny ::/0"], &[]).await;
+    assert_eq!(status(&denied, &[]).await, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoofed_forwarding_header_from_an_untrusted_peer_is_ignored() {
+    let up = Upstream::start("up").await;
+    let (proxy, log) = proxy(
+        &up,
+        "127.0.0.1:0",
+        &["allow 203.0.113.0/24", "deny all"],
+        &[],
+    )
+    .await;
+    let spoofed = [("x-forwarded-for", "203.0.113.9")];
+    assert_eq!(status(&proxy, &spoofed).await, 403);
+    assert_eq!(
+        status(&proxy, &[("forwarded", "for=203.0.113.9")]).await,
+        403
+    );
+    assert_eq!(logged_clients(&log, 2).await, ["127.0.0.1", "127.0.0.1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_trusted_proxies_the_first_untrusted_hop_is_the_client() {
+    let up = Upstream::start("up").await;
+    let (proxy, log) = proxy(
+        &up,
+        "127.0.0.1:0",
+        &["allow 203.0.113.0/24", "deny all"],
+        &["127.0.0.0/8", "10.0.0.0/8"],
+    )
+    .await;
+    // The leftmost entry is whatever the client claimed: never believed past an untrusted hop.
+    let chain = [("x-forwarded-for", "203.0.113.9, 198.51.100.1, 10.0.0.7")];
+    assert_eq!(status(&proxy, &chain).await, 403);
+    let chain = [("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.0.0.7")];
+    assert_eq!(status(&proxy, &chain).await, 200);
+    let forwarded = [("forwarded", "for=198.51.100.1, for=\"203.0.113.10:443\"")];
+    assert_eq!(status(&proxy, &forwarded).await, 200);
+    // Naming nobody, the request's client is the trusted peer itself.
+    assert_eq!(status(&proxy, &[]).await, 403);
+    assert_eq!(
+        logged_clients(&log, 4).await,
+        ["198.51.100.1", "203.0.113.9", "203.0.113.10", "127.0.0.1"]
+    );
+}
