@@ -32,7 +32,7 @@ PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog switchy
 PORT=18392
 TLS_PORT=18393
 
-require nginx:nginx-light haproxy:haproxy wrk:wrk valgrind:valgrind
+require nginx:nginx-light haproxy:haproxy wrk:wrk valgrind:valgrind curl:curl
 # PROFILE=release measures the quick start's build; dist (fat LTO) is what ships.
 PROFILE=${PROFILE:-dist}
 cargo build --profile "$PROFILE" --quiet
@@ -72,9 +72,10 @@ measure() { # name url command...
   valgrind --tool=callgrind --callgrind-out-file="$work/$name.callgrind" "$@" >"$work/$name.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
-  local port=${url##*:}
-  port=${port%/}
-  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  # Until it answers, not merely until the port opens: a bound socket queues connections while
+  # the proxy is still starting (under valgrind, aws-lc's entropy set-up for a TLS listener
+  # can take longer than the warm-up), and start-up work must not reach the counts.
+  for _ in $(seq 600); do curl -sk -o /dev/null --max-time 5 "$url" && break; sleep 0.1; done
   wrk -t1 -c16 -d3s "${wrk_args[@]}" "$url" >/dev/null
   callgrind_control -z "$pid" >/dev/null
   local out
