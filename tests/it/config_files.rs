@@ -788,3 +788,19 @@ fn address_rule_mistakes_are_reported_at_their_place() {
         ]
     );
 }
+
+#[test]
+fn trusting_every_address_is_a_warning() {
+    let text = "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\
+                trusted_proxies = [\"10.0.0.0/8\", \"::/0\"]\n\
+                [[routes]]\nname = \"a\"\npool = \"p\"\n\
+                [[pools]]\nname = \"p\"\n[[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:9000\"\n";
+    let config = config::parse(text, "x.toml").unwrap();
+    assert_eq!(
+        config.warnings,
+        [
+            "x.toml:4:34: listeners[0].trusted_proxies: \"::/0\" trusts every address: any client can then choose the address it is known by"
+        ]
+    );
+    assert_eq!(config.listeners[0].trusted_proxies.len(), 2);
+}

@@ -9,6 +9,16 @@ impl Checker {
     /// A network (`10.0.0.0/8`, `2001:db8::/32`) or one address (`192.0.2.7`, `::1`).
     pub(super) fn network(&mut self, text: &Spanned<String>, field: &str) -> Option<IpNet> {
         match parse_network(text.get_ref()) {
+            Some(net) if net.prefix_len() == 0 && field.ends_with("trusted_proxies") => {
+                self.warn(
+                    text.span(),
+                    format!(
+                        "{field}: {:?} trusts every address: any client can then choose the address it is known by",
+                        text.get_ref()
+                    ),
+                );
+                Some(net)
+            }
             Some(net) => Some(net),
             None => {
                 self.report(
