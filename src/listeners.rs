@@ -128,6 +128,7 @@ impl Listeners {
                     .and_then(|tls| tls.hsts.as_deref())
                     .and_then(|hsts| http::HeaderValue::from_str(hsts).ok()),
                 trusted_proxies: config.trusted_proxies.as_slice().into(),
+                proxy_protocol: config.proxy_protocol,
             },
             resumption,
         })

@@ -7,13 +7,17 @@ cd "$(dirname "$0")/.."
 
 # command:package — nginx: the access log compared with NGINX's; redis-server: discovery and
 # fleet tests; chromium: the status page, CORS and redirects; ss: listen backlogs; curl:
-# redirects followed. Python's brotli and zstandard decode compressed responses independently.
+# redirects followed; haproxy: PROXY protocol headers from a real balancer. Python's brotli and
+# zstandard (Debian's interpreter, which the tests call) decode compressed responses.
 missing=()
-for need in nginx:nginx-light redis-server:redis-server chromium:chromium ss:iproute2 curl:curl; do
+for need in nginx:nginx-light redis-server:redis-server chromium:chromium ss:iproute2 curl:curl \
+  haproxy:haproxy; do
   command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need#*:}")
 done
+python=python3
+[ -x /usr/bin/python3 ] && python=/usr/bin/python3
 for module in brotli:python3-brotli zstandard:python3-zstandard; do
-  python3 -c "import ${module%%:*}" 2>/dev/null || missing+=("${module#*:}")
+  "$python" -c "import ${module%%:*}" 2>/dev/null || missing+=("${module#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing the Debian packages the tests need: ${missing[*]}"

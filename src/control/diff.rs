@@ -37,9 +37,11 @@ pub fn diff(old: &Config, new: &Config) -> ReloadSummary {
                     redirect_to_https,
                     backlog,
                     trusted_proxies,
+                    proxy_protocol,
                 } = before;
                 let changed = *redirect_to_https != listener.redirect_to_https
                     || *trusted_proxies != listener.trusted_proxies
+                    || *proxy_protocol != listener.proxy_protocol
                     || tls_settings(before) != tls_settings(listener);
                 if changed {
                     summary

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod closing;
+pub mod proxy_protocol;
 
 /// A listener that could not be bound or set up.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,8 @@ pub struct ListenerSettings {
     pub hsts: Option<http::HeaderValue>,
     /// Proxies whose forwarding headers name the client.
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Whether connections start with a PROXY protocol header naming the client.
+    pub proxy_protocol: Option<crate::config::ProxyProtocol>,
 }
 
 /// Accepts and serves client connections on `listener` until `stop`, which also drains its
@@ -138,14 +141,29 @@ async fn accept_loop(
 
 /// One client connection: the TLS handshake if the listener has TLS, then HTTP.
 async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
     settings: Arc<ListenerSettings>,
     proxy: Arc<Proxy>,
     shutdown: CancellationToken,
 ) {
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(%err, %peer, "cannot set TCP_NODELAY");
+    }
+    if let Some(mode) = settings.proxy_protocol {
+        // Before anything else: the client the balancer in front accepted becomes the peer.
+        let header = tokio::select! {
+            header = proxy_protocol::read(&mut stream, mode) => header,
+            () = shutdown.cancelled() => return,
+        };
+        match header {
+            Ok(Some(client)) => peer = client,
+            Ok(None) => {}
+            Err(err) => {
+                tracing::debug!(%peer, %err, "connection closed");
+                return;
+            }
+        }
     }
     proxy.connections_total.increment(1);
     let _open = OpenConnection::count(&proxy.connections_open);

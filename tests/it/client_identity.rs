@@ -140,3 +140,129 @@ async fn behind_trusted_proxies_the_first_untrusted_hop_is_the_client() {
         ["198.51.100.1", "203.0.113.9", "203.0.113.10", "127.0.0.1"]
     );
 }
+
+/// A real HAProxy in TCP mode on a free port, passing every connection to `to` with the PROXY
+/// protocol header `send` (`send-proxy` for v1, `send-proxy-v2`); stopped when dropped.
+struct Haproxy {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    _dir: PathBuf,
+}
+
+impl Haproxy {
+    async fn start(to: std::net::SocketAddr, send: &str) -> Self {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let dir = temp_dir();
+        let config = dir.join("haproxy.cfg");
+        std::fs::write(
+            &config,
+            format!(
+                "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+                 frontend fe\n  bind {addr}\n  default_backend be\n\
+                 backend be\n  server proxy {to} {send}\n"
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&config)
+            .spawn()
+            .expect("haproxy runs (tests/run.sh installs it)");
+        poll_until(DEADLINE, "haproxy listening", || async {
+            tokio::net::TcpStream::connect(addr).await.ok()
+        })
+        .await;
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// GET `/` over a connection from `from` (a loopback address) to `to`; the status line, or
+/// what came back.
+async fn get_from(from: &str, to: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(to).await.expect("connect");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.lines().next().unwrap_or("").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_a_real_haproxy_sends_by_proxy_protocol_is_the_client() {
+    let up = Upstream::start("up").await;
+    let log = temp_dir().join("access.log");
+    let config = ConfigBuilder::new()
+        .set("reload.watch", false)
+        .set("access_log.enabled", true)
+        .set("access_log.path", log.display().to_string())
+        .set_listener("proxy_protocol", "required")
+        .pool(PoolBuilder::new("p").backend("up", up.addr, 1))
+        .push_route("r", |r| {
+            r.set("pool", "p").set(
+                "ip_rules",
+                vec!["allow 127.0.0.2".to_owned(), "deny all".to_owned()],
+            )
+        });
+    let proxy = TestProxy::start(&config.toml()).await;
+    let v2 = Haproxy::start(proxy.addr, "send-proxy-v2").await;
+    let v1 = Haproxy::start(proxy.addr, "send-proxy").await;
+    // HAProxy connects from 127.0.0.1; the clients from 127.0.0.2 and 127.0.0.3.
+    assert_eq!(get_from("127.0.0.2", v2.addr).await, "HTTP/1.1 200 OK");
+    assert_eq!(
+        get_from("127.0.0.3", v1.addr).await,
+        "HTTP/1.1 403 Forbidden"
+    );
+    assert_eq!(get_from("127.0.0.2", v1.addr).await, "HTTP/1.1 200 OK");
+    assert_eq!(
+        logged_clients(&log, 3).await,
+        ["127.0.0.2", "127.0.0.3", "127.0.0.2"]
+    );
+    // Straight to the proxy, without a header, on a listener that requires one: closed.
+    assert_eq!(get_from("127.0.0.2", proxy.addr).await, "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optional_header_may_be_left_out() {
+    let up = Upstream::start("up").await;
+    let config = ConfigBuilder::new()
+        .set("reload.watch", false)
+        .set_listener("proxy_protocol", "optional")
+        .set_listener("proxy_protocol_timeout", "2s")
+        .pool(PoolBuilder::new("p").backend("up", up.addr, 1))
+        .push_route("r", |r| {
+            r.set("pool", "p").set(
+                "ip_rules",
+                vec!["allow 127.0.0.2".to_owned(), "deny all".to_owned()],
+            )
+        });
+    let proxy = TestProxy::start(&config.toml()).await;
+    let v2 = Haproxy::start(proxy.addr, "send-proxy-v2").await;
+    assert_eq!(get_from("127.0.0.2", v2.addr).await, "HTTP/1.1 200 OK");
+    // Without a header the peer is the client: 127.0.0.3 is refused, 127.0.0.2 let in.
+    assert_eq!(
+        get_from("127.0.0.3", proxy.addr).await,
+        "HTTP/1.1 403 Forbidden"
+    );
+    assert_eq!(get_from("127.0.0.2", proxy.addr).await, "HTTP/1.1 200 OK");
+}

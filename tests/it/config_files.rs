@@ -804,3 +804,23 @@ fn trusting_every_address_is_a_warning() {
     );
     assert_eq!(config.listeners[0].trusted_proxies.len(), 2);
 }
+
+#[test]
+fn a_proxy_protocol_mode_that_is_neither_required_nor_optional_is_refused() {
+    let text = "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\
+                proxy_protocol = \"v2\"\nproxy_protocol_timeout = \"soon\"\n\
+                [[routes]]\nname = \"a\"\npool = \"p\"\n\
+                [[pools]]\nname = \"p\"\n[[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:9000\"\n";
+    let found = problems(text);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        found[0].starts_with(
+            "4:18: listeners[0].proxy_protocol: \"v2\" is not \"required\" or \"optional\""
+        ),
+        "{found:#?}"
+    );
+    assert!(
+        found[1].starts_with("5:26: listeners[0].proxy_protocol_timeout"),
+        "{found:#?}"
+    );
+}

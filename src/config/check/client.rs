@@ -1,7 +1,7 @@
 //! Addresses in the config: a listener's trusted proxies and a route's `ip_rules`.
 
 use super::Checker;
-use crate::config::model::IpRule;
+use crate::config::model::{IpRule, ProxyProtocol};
 use ipnet::IpNet;
 use toml::Spanned;
 
@@ -31,6 +31,34 @@ impl Checker {
                 None
             }
         }
+    }
+
+    /// A listener's `proxy_protocol` (`"required"`, `"optional"`) and its timeout.
+    pub(super) fn proxy_protocol(
+        &mut self,
+        listener: &crate::config::file::ListenerFile,
+        field: &str,
+    ) -> Option<ProxyProtocol> {
+        let timeout = self.duration(
+            &listener.proxy_protocol_timeout,
+            &format!("{field}.proxy_protocol_timeout"),
+            ProxyProtocol::DEFAULT_TIMEOUT,
+        );
+        let mode = listener.proxy_protocol.as_ref()?;
+        let required = match mode.get_ref().as_str() {
+            "required" => true,
+            "optional" => false,
+            other => {
+                self.report(
+                    mode.span(),
+                    format!(
+                        "{field}.proxy_protocol: {other:?} is not \"required\" or \"optional\""
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(ProxyProtocol { required, timeout })
     }
 
     /// `ip_rules = ["allow 10.0.0.0/8", "deny all"]`, in order.

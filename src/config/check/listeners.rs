@@ -55,6 +55,7 @@ impl Checker {
                         .iter()
                         .filter_map(|net| self.network(net, &format!("{field}.trusted_proxies")))
                         .collect();
+                    let proxy_protocol = self.proxy_protocol(listener, &field);
                     out.push(ListenerConfig {
                         name: listener.name.get_ref().clone(),
                         bind,
@@ -62,6 +63,7 @@ impl Checker {
                         redirect_to_https,
                         backlog,
                         trusted_proxies,
+                        proxy_protocol,
                     });
                 }
                 Err(_) => self.report(

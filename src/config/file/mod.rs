@@ -181,6 +181,10 @@ pub struct ListenerFile {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub trusted_proxies: Vec<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub proxy_protocol: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub proxy_protocol_timeout: Option<Spanned<String>>,
 }
 
 /// A listener's `[listeners.tls]` table: terminate TLS on it.

@@ -8,7 +8,7 @@ mod route;
 mod tls;
 mod upstream;
 
-pub use client::IpRule;
+pub use client::{IpRule, ProxyProtocol};
 use http::uri::Authority;
 pub use route::{
     Compression, Cors, Encoding, HeaderMatch, HeaderRules, HostPattern, HostRewrite, PathMatch,
@@ -221,6 +221,8 @@ pub struct ListenerConfig {
     /// Proxies whose `X-Forwarded-For` (or `Forwarded`) names the client; empty: none, the
     /// connection's peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Whether connections start with a PROXY protocol header naming the client.
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl ListenerConfig {
@@ -236,6 +238,7 @@ impl ListenerConfig {
             redirect_to_https: None,
             backlog: None,
             trusted_proxies: Vec::new(),
+            proxy_protocol: None,
         }
     }
 }
