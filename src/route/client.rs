@@ -28,13 +28,20 @@ pub fn is_trusted(trusted: &[IpNet], address: IpAddr) -> bool {
 /// the farthest; `None` when the request names no valid hop. A hop that cannot be read ends the
 /// walk at the last address read, so a forged or garbled entry is never believed.
 pub fn behind_proxies(headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
-    let hops = if headers.contains_key(X_FORWARDED_FOR) {
-        hops(headers, &X_FORWARDED_FOR, parse_forwarded_for)
+    let (name, parse): (_, fn(&str) -> Option<IpAddr>) = if headers.contains_key(X_FORWARDED_FOR) {
+        (X_FORWARDED_FOR, parse_forwarded_for)
     } else {
-        hops(headers, &FORWARDED, parse_forwarded_element)
+        (FORWARDED, parse_forwarded_element)
     };
+    // Nearest first: the last line's last entry, walked in place. A line that is not text is
+    // read as one empty entry, which is no address and ends the walk.
+    let hops = headers
+        .get_all(name)
+        .into_iter()
+        .rev()
+        .flat_map(|line| line.to_str().unwrap_or("").rsplit(',').map(parse));
     let mut client = None;
-    for hop in hops.into_iter().rev() {
+    for hop in hops {
         let Some(address) = hop else { break };
         client = Some(address);
         if !is_trusted(trusted, address) {
@@ -45,22 +52,6 @@ pub fn behind_proxies(headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> 
 }
 
 const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
-
-/// Every hop the `name` fields list, in order (all lines joined), each read by `parse`.
-fn hops(
-    headers: &HeaderMap,
-    name: &http::HeaderName,
-    parse: fn(&str) -> Option<IpAddr>,
-) -> Vec<Option<IpAddr>> {
-    headers
-        .get_all(name)
-        .iter()
-        .flat_map(|line| match line.to_str() {
-            Ok(line) => line.split(',').map(parse).collect::<Vec<_>>(),
-            Err(_) => vec![None],
-        })
-        .collect()
-}
 
 /// One `X-Forwarded-For` entry: an address, possibly with a port (`192.0.2.1:443`,
 /// `[2001:db8::1]:443`).
@@ -133,6 +124,13 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "203.0.113.9, nonsense, 10.0.0.2")]);
         assert_eq!(behind_proxies(&h, &trusted), Some(ip("10.0.0.2")));
         assert_eq!(behind_proxies(&HeaderMap::new(), &trusted), None);
+        let mut h = headers(&[("x-forwarded-for", "203.0.113.9")]);
+        h.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff1.2.3.4").unwrap(),
+        );
+        h.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        assert_eq!(behind_proxies(&h, &trusted), Some(ip("10.0.0.2")));
     }
 
     #[test]
