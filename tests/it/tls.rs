@@ -368,3 +368,28 @@ async fn a_listener_with_hsts_sends_it_on_every_response_over_both_protocols() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_protocol_header_comes_before_the_tls_handshake() {
+    let (_upstream, _leaf, proxy) =
+        localhost_proxy(|c| c.set_listener("proxy_protocol", "required")).await;
+    // A v1 header, as a balancer writes it, then TLS on the same connection.
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 443\r\n")
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls::default_client())
+        .connect(name, tcp)
+        .await
+        .expect("the handshake right after the header");
+    let mut http = Http::over(stream).await;
+    let (status, _, seen) = http.get("localhost", "/headers").await;
+    assert_eq!(status, 200);
+    assert!(
+        seen.to_ascii_lowercase()
+            .lines()
+            .any(|l| l == "x-forwarded-for: 192.0.2.7"),
+        "{seen}"
+    );
+}
