@@ -9,14 +9,9 @@ use http::Request;
 use http_body_util::Full;
 use std::path::PathBuf;
 
-/// The proxy over one backend, its route with `rules`, its listener (bound to `bind`)
-/// trusting `trusted`, its JSON access log at the returned path.
-async fn proxy(
-    up: &Upstream,
-    bind: &str,
-    rules: &[&str],
-    trusted: &[&str],
-) -> (TestProxy, PathBuf) {
+/// The config of a proxy over one backend, its route with `rules`, its listener (bound to
+/// `bind`) trusting `trusted`, its JSON access log at the returned path.
+fn config(up: &Upstream, bind: &str, rules: &[&str], trusted: &[&str]) -> (ConfigBuilder, PathBuf) {
     let log = temp_dir().join("access.log");
     let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let config = ConfigBuilder::new()
@@ -27,6 +22,27 @@ async fn proxy(
         .set_listener("trusted_proxies", strings(trusted))
         .pool(PoolBuilder::new("p").backend("up", up.addr, 1))
         .push_route("r", |r| r.set("pool", "p").set("ip_rules", strings(rules)));
+    (config, log)
+}
+
+/// That proxy, started.
+async fn proxy(
+    up: &Upstream,
+    bind: &str,
+    rules: &[&str],
+    trusted: &[&str],
+) -> (TestProxy, PathBuf) {
+    let (config, log) = config(up, bind, rules, trusted);
+    (TestProxy::start(&config.toml()).await, log)
+}
+
+/// A proxy whose route lets in only 127.0.0.2, its listener taking PROXY protocol headers as
+/// `mode` says (`set_listener` pairs).
+async fn proxy_protocol_proxy(up: &Upstream, mode: &[(&str, &str)]) -> (TestProxy, PathBuf) {
+    let (config, log) = config(up, "127.0.0.1:0", &["allow 127.0.0.2", "deny all"], &[]);
+    let config = mode.iter().fold(config, |config, (key, value)| {
+        config.set_listener(key, *value)
+    });
     (TestProxy::start(&config.toml()).await, log)
 }
 
@@ -211,20 +227,7 @@ async fn get_from(from: &str, to: std::net::SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_address_a_real_haproxy_sends_by_proxy_protocol_is_the_client() {
     let up = Upstream::start("up").await;
-    let log = temp_dir().join("access.log");
-    let config = ConfigBuilder::new()
-        .set("reload.watch", false)
-        .set("access_log.enabled", true)
-        .set("access_log.path", log.display().to_string())
-        .set_listener("proxy_protocol", "required")
-        .pool(PoolBuilder::new("p").backend("up", up.addr, 1))
-        .push_route("r", |r| {
-            r.set("pool", "p").set(
-                "ip_rules",
-                vec!["allow 127.0.0.2".to_owned(), "deny all".to_owned()],
-            )
-        });
-    let proxy = TestProxy::start(&config.toml()).await;
+    let (proxy, log) = proxy_protocol_proxy(&up, &[("proxy_protocol", "required")]).await;
     let v2 = Haproxy::start(proxy.addr, "send-proxy-v2").await;
     let v1 = Haproxy::start(proxy.addr, "send-proxy").await;
     // HAProxy connects from 127.0.0.1; the clients from 127.0.0.2 and 127.0.0.3.
@@ -245,18 +248,11 @@ async fn the_address_a_real_haproxy_sends_by_proxy_protocol_is_the_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_optional_header_may_be_left_out() {
     let up = Upstream::start("up").await;
-    let config = ConfigBuilder::new()
-        .set("reload.watch", false)
-        .set_listener("proxy_protocol", "optional")
-        .set_listener("proxy_protocol_timeout", "2s")
-        .pool(PoolBuilder::new("p").backend("up", up.addr, 1))
-        .push_route("r", |r| {
-            r.set("pool", "p").set(
-                "ip_rules",
-                vec!["allow 127.0.0.2".to_owned(), "deny all".to_owned()],
-            )
-        });
-    let proxy = TestProxy::start(&config.toml()).await;
+    let mode = [
+        ("proxy_protocol", "optional"),
+        ("proxy_protocol_timeout", "2s"),
+    ];
+    let (proxy, _) = proxy_protocol_proxy(&up, &mode).await;
     let v2 = Haproxy::start(proxy.addr, "send-proxy-v2").await;
     assert_eq!(get_from("127.0.0.2", v2.addr).await, "HTTP/1.1 200 OK");
     // Without a header the peer is the client: 127.0.0.3 is refused, 127.0.0.2 let in.
