@@ -168,7 +168,7 @@ async fn connection(
     proxy.connections_total.increment(1);
     let _open = OpenConnection::count(&proxy.connections_open);
     let Some(tls) = &settings.tls else {
-        let downstream = Downstream::new(peer, None).trusting(&settings.trusted_proxies);
+        let downstream = downstream(peer, None, &settings);
         return serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
     };
     let handshake = tokio::select! {
@@ -177,13 +177,22 @@ async fn connection(
     };
     match handshake {
         Ok((stream, info)) => {
-            let mut downstream =
-                Downstream::new(peer, Some(Arc::new(info))).trusting(&settings.trusted_proxies);
-            downstream.hsts = settings.hsts.clone();
+            let downstream = downstream(peer, Some(Arc::new(info)), &settings);
             serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
         }
         Err(failure) => tracing::debug!(%peer, %failure, "TLS handshake failed"),
     }
+}
+
+/// A connection from `peer` as its requests see it, under the listener's `settings`.
+fn downstream(
+    peer: SocketAddr,
+    tls: Option<Arc<TlsInfo>>,
+    settings: &ListenerSettings,
+) -> Downstream {
+    let mut downstream = Downstream::new(peer, tls).trusting(&settings.trusted_proxies);
+    downstream.hsts = settings.hsts.clone();
+    downstream
 }
 
 /// hyper's own limit on HTTP/1 header fields.

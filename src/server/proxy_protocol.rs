@@ -65,8 +65,8 @@ async fn read_header(
         }
         match parse(seen) {
             Parsed::Header { length, client } => {
-                let mut header = vec![0u8; length];
-                stream.read_exact(&mut header).await?;
+                // Consumed now, into the buffer that held its peeked copy.
+                stream.read_exact(&mut buf[..length]).await?;
                 return Ok(client);
             }
             Parsed::Incomplete if n < MAX_HEADER => {

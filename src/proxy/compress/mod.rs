@@ -1,8 +1,8 @@
 //! Response compression, a route policy: the encoding chosen from the client's
 //! `Accept-Encoding` (q-values, then the route's order), only for listed content types above a
 //! minimum size, never for what is already encoded, `no-transform`, ranges, `HEAD`, 204 or
-//! 304. The body is compressed as it streams, each chunk flushed as it comes, so a
-//! `text/event-stream`'s first event reaches the client at once; nothing is buffered whole.
+//! 304. The body is compressed as it streams (`stream.rs`), flushed whenever the backend pauses,
+//! so a `text/event-stream`'s first event reaches the client at once; nothing is buffered whole.
 
 use crate::config::{Compression, Encoding};
 use http::header::{

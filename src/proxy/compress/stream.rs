@@ -179,7 +179,7 @@ impl Compressing {
     pub fn poll(&mut self, mut inner: impl FnMut() -> Polled) -> Polled {
         loop {
             let Some(encoder) = &mut self.encoder else {
-                return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
+                return self.end();
             };
             let frame = match inner() {
                 Poll::Ready(Some(Ok(frame))) => frame,
