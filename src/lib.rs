@@ -17,6 +17,7 @@ pub mod events;
 pub mod fleet;
 pub mod gateway;
 pub mod health;
+pub mod keeper;
 pub mod listeners;
 pub mod metrics;
 pub mod notify;

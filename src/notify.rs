@@ -6,13 +6,13 @@
 //! run of drops.
 
 use crate::body::UpstreamBody;
-use crate::config::{Protocol, TokenSource, UpstreamConfig, UpstreamTls, WebhookConfig};
+use crate::config::{TokenSource, WebhookConfig};
 use crate::events::{EventLog, Numbered};
 use crate::metrics::{self, Metrics};
-use crate::upstream::pool::{self, Dial, Pings, Upstream};
+use crate::upstream::endpoint::Endpoint;
 use ::metrics::Counter;
 use bytes::Bytes;
-use http::{HeaderValue, Request, header};
+use http::{HeaderValue, header};
 use http_body_util::Full;
 use std::sync::Arc;
 use std::time::Duration;
@@ -193,36 +193,14 @@ async fn deliver(
     }
 }
 
-/// Where a webhook POSTs: its URL's host, path and TLS, and its token.
+/// Where a webhook POSTs: its URL's endpoint, and its token.
 struct Target {
-    authority: http::uri::Authority,
-    /// The URL's path and query: requests go in origin form.
-    path: http::Uri,
-    upstream: Upstream,
+    endpoint: Endpoint,
     token: Option<HeaderValue>,
 }
 
 impl Target {
     fn new(config: &WebhookConfig) -> Result<Self, String> {
-        let authority = config.url.authority().ok_or("the URL has no host")?.clone();
-        let authority = if authority.port().is_some() {
-            authority
-        } else {
-            let port = if config.url.scheme_str() == Some("https") {
-                443
-            } else {
-                80
-            };
-            format!("{}:{port}", authority.host())
-                .parse()
-                .map_err(|err| format!("{err}"))?
-        };
-        let tls = match config.url.scheme_str() {
-            Some("https") => Some(Arc::new(
-                UpstreamTls::system().ok_or("no system CA certificates to verify https with")?,
-            )),
-            _ => None,
-        };
         let token = match &config.token {
             None => None,
             Some(source) => {
@@ -233,49 +211,27 @@ impl Target {
             }
         };
         Ok(Self {
-            authority,
-            path: config
-                .url
-                .path_and_query()
-                .map_or_else(|| http::Uri::from_static("/"), |p| p.clone().into()),
-            upstream: Upstream::new(UpstreamConfig {
-                protocol: Protocol::Http1,
-                tls,
-                ..UpstreamConfig::default()
-            }),
+            endpoint: Endpoint::new(&config.url)?,
             token,
         })
     }
 
     /// One attempt: a 2xx answer within `timeout` is a delivery.
     async fn post(&self, body: Bytes, timeout: Duration) -> Result<(), String> {
-        let mut request = Request::post(self.path.clone())
-            .header(header::HOST, self.authority.as_str())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("switchyard/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(UpstreamBody::Bytes(Full::new(body)))
-            .map_err(|err| err.to_string())?;
+        let mut request = self
+            .endpoint
+            .request(http::Method::POST, UpstreamBody::Bytes(Full::new(body)));
+        let headers = request.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(token) = &self.token {
-            request
-                .headers_mut()
-                .insert(header::AUTHORIZATION, token.clone());
+            headers.insert(header::AUTHORIZATION, token.clone());
         }
-        let dial = Dial {
-            connect_timeout: timeout,
-            pings: Pings {
-                interval: timeout,
-                timeout,
-            },
-        };
-        let sent = pool::send_alone(&self.authority, &self.upstream, &dial, request);
-        match tokio::time::timeout(timeout, sent).await {
-            Err(_) => Err(format!("no answer within {timeout:?}")),
-            Ok(Err(err)) => Err(crate::error::chain(&err)),
-            Ok(Ok(response)) if response.status().is_success() => Ok(()),
-            Ok(Ok(response)) => Err(format!("status {}", response.status().as_u16())),
+        match self.endpoint.send(request, timeout).await? {
+            response if response.status().is_success() => Ok(()),
+            response => Err(format!("status {}", response.status().as_u16())),
         }
     }
 }

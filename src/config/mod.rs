@@ -5,11 +5,16 @@
 mod check;
 mod duration;
 mod file;
+pub mod jwt_keys;
 mod model;
 mod sections;
 
 pub use check::{ConfigError, Problem, is_name};
 pub use duration::parse_duration;
+pub use model::{
+    AccessConfig, BasicAuthConfig, ForwardAuthConfig, JwtConfig, JwtKeys, LimitKey, LimitScope,
+    OnStoreError, RateLimitConfig,
+};
 pub use model::{
     AccessLogConfig, AccessLogFormat, AdminConfig, Algorithm, BackendConfig, Certificate,
     Compression, Config, Cors, DiscoveryConfig, DiscoverySource, Encoding, FleetConfig,

@@ -74,7 +74,7 @@ impl Control {
             removed.stop_tasks();
         }
         self.pools = pools;
-        self.router = super::router(&config, &self.pools, &self.metrics);
+        self.router = super::router(&config, &self.pools, &self.metrics, &self.shelf);
         self.certificates = crate::snapshot::CertificateExpiry::of(&config);
         if config.webhooks != self.config.webhooks {
             self.notifier.apply(&config.webhooks);

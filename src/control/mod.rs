@@ -37,6 +37,7 @@ use crate::fleet::Override;
 use crate::health::Report;
 use crate::metrics::Metrics;
 use crate::route::Router;
+use crate::route::access::Shelf;
 use crate::snapshot::{CertificateExpiry, Snapshot};
 use crate::upstream::{BackendKey, OutlierReport, State};
 use arc_swap::ArcSwap;
@@ -72,6 +73,8 @@ pub struct Control {
     /// leads to sees the same instant, and no handler reads the clock itself.
     now: Now,
     metrics: Metrics,
+    /// Access policies' state that outlives a config.
+    shelf: Arc<Shelf>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -89,7 +92,14 @@ impl Control {
             .iter()
             .map(|p| PoolRuntime::new(p, config, metrics))
             .collect();
-        let router = router(config, &pools, metrics);
+        let shelf = Arc::new(Shelf::default());
+        let router = router(config, &pools, metrics, &shelf);
+        crate::keeper::spawn(
+            Arc::clone(&shelf),
+            metrics.clone(),
+            &tasks,
+            shutdown.clone(),
+        );
         let certificates = CertificateExpiry::of(config);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot {
             router: Arc::clone(&router),
@@ -150,6 +160,7 @@ impl Control {
             generation: 1,
             publisher: Publisher::new(Arc::clone(&handle.snapshot), Arc::clone(&handle.events)),
             metrics: metrics.clone(),
+            shelf,
             tasks,
             shutdown,
         };
@@ -349,13 +360,16 @@ fn respond<T>(reply: oneshot::Sender<T>, value: T) {
     }
 }
 
-fn router(config: &Config, pools: &Pools, metrics: &Metrics) -> Arc<Router> {
-    Arc::new(Router::new(
+fn router(config: &Config, pools: &Pools, metrics: &Metrics, shelf: &Shelf) -> Arc<Router> {
+    let router = Router::new(
         &config.routes,
         &config.pools,
         |name| pools.position(name),
         metrics,
-    ))
+        shelf,
+    );
+    shelf.settle();
+    Arc::new(router)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -74,6 +74,18 @@ metric_table! {
         "Response bytes compressed, as the backend sent them, by route and encoding.";
     COMPRESSED_OUT: Counter, "switchyard_compression_bytes_out_total",
         "Compressed response bytes sent, by route and encoding.";
+    AUTH_FAILURES: Counter, "switchyard_auth_failures_total",
+        "Requests a route's basic auth, JWT or forward auth refused, by route, kind and reason.";
+    FORWARD_AUTH: Counter, "switchyard_forward_auth_requests_total",
+        "Forward-auth decisions by route and result: allowed, remembered (a cached answer), denied, error.";
+    RATE_LIMIT_REQUESTS: Counter, "switchyard_rate_limit_requests_total",
+        "Requests a rate-limit rule decided on, by route, rule and result: allowed, limited, dry_run (would have been limited).";
+    RATE_LIMIT_KEYS: Gauge, "switchyard_rate_limit_keys",
+        "Keys a rate-limit rule's table holds now (idle keys are swept each second).";
+    RATE_LIMIT_STORE_ERRORS: Counter, "switchyard_rate_limit_store_errors_total",
+        "Times a fleet rate limit could not reach Redis and fell back to its on_store_error.";
+    JWKS_FETCHES: Counter, "switchyard_jwks_fetches_total",
+        "Fetches of a JWT key set, by result; a failed fetch keeps the keys in force.";
     NO_BACKEND: Counter, "switchyard_pool_no_backend_total",
         "Requests answered 503 because no backend of the pool could take them.";
     POOL_PANIC: Gauge, "switchyard_pool_panic",

@@ -3,6 +3,7 @@
 //! (`retry`, sending with `forward`), response policies (`response_policy`), log and count
 //! (`exchange`, finished by the response body).
 
+pub mod access;
 pub mod body;
 pub mod compress;
 pub mod downstream;
@@ -35,7 +36,7 @@ use http::{Request, Response, header};
 use hyper::body::Incoming;
 use metrics::{Counter, Gauge};
 use retry::Prepared;
-use routing::{Early, Routed};
+use routing::{Early, Reached, Routed};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -91,7 +92,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let mut exchange = Exchange::begin(&mut req, downstream, &self.unrouted);
         let version = req.version();
-        let mut response = match self.prepare(&mut req, downstream, &mut exchange) {
+        let mut response = match self.prepare(&mut req, downstream, &mut exchange).await {
             Ok(prepared) => {
                 let policies = prepared.settings.policies.clone();
                 let origin = policies
@@ -128,6 +129,7 @@ impl Proxy {
             Err(Early::Failed(err)) => failed(&err, version, &mut exchange),
             Err(Early::Answer(answer)) => redirect::answer(&answer, &req, downstream.tls.is_some()),
             Err(Early::Preflight(headers)) => redirect::preflight(*headers),
+            Err(Early::Reply(response)) => response,
         };
         response
             .headers_mut()
@@ -142,29 +144,39 @@ impl Proxy {
         response.map(|body| body.finishing(exchange, &self.access_log))
     }
 
-    /// Check, route, request policies and pick: everything before the first attempt, none of
-    /// which waits.
-    fn prepare(
+    /// Check, route, request policies and pick: everything before the first attempt. Only a
+    /// route with access policies may wait here (basic auth's hash, forward auth).
+    async fn prepare(
         &self,
         req: &mut Request<Incoming>,
         downstream: &Downstream,
         exchange: &mut Exchange,
     ) -> Result<Prepared, Early> {
-        let (host, Routed { pool, settings }) = {
+        let (host, reached, gate) = {
             // One snapshot load per request; the guard is dropped before any await.
             let snapshot = self.snapshot.load();
             let host = request_check::check(req, &snapshot.limits)?;
             if let Some(normal) = crate::route::normalize::without_dot_segments(req.uri()) {
                 *req.uri_mut() = normal;
             }
-            let routed = routing::route(&snapshot, host.as_ref(), req, exchange)?;
-            (host, routed)
+            let (reached, gate) = routing::route(&snapshot, host.as_ref(), req, exchange)?;
+            (host, reached, gate)
         };
-        if let Some(cors) = settings.policies.as_ref().and_then(|p| p.cors.as_ref()) {
-            if let Some(answer) = cors.preflight(req.method(), req.headers()) {
-                return Err(Early::Preflight(Box::new(answer)));
+        // A CORS preflight carries no credentials: it is answered before the access policies.
+        if let Reached::Pool(Routed { settings, .. }) = &reached {
+            if let Some(cors) = settings.policies.as_ref().and_then(|p| p.cors.as_ref()) {
+                if let Some(answer) = cors.preflight(req.method(), req.headers()) {
+                    return Err(Early::Preflight(Box::new(answer)));
+                }
             }
         }
+        if let Some(gate) = gate {
+            access::admit(self, &gate, req, downstream, exchange).await?;
+        }
+        let Routed { pool, settings } = match reached {
+            Reached::Pool(routed) => routed,
+            Reached::Answer(answer) => return Err(Early::Answer(answer)),
+        };
         let applied = request_policy::apply(req, host, &pool, &settings, downstream, exchange)?;
         let backend = pick::pick(&pool, exchange)?;
         Ok(Prepared {

@@ -6,12 +6,21 @@
 use super::exchange::Exchange;
 use super::upgrade::TunnelLimits;
 use crate::error::ProxyError;
+use crate::route::access::Gate;
 use crate::route::{Answer, Asked, Policies, Target};
 use crate::snapshot::{Pool, Snapshot};
 use crate::upstream::pool::Dial;
 use http::{HeaderValue, Request};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Where a matched route sends the request.
+pub enum Reached {
+    /// To a pool.
+    Pool(Routed),
+    /// Nowhere: the route answers it.
+    Answer(Arc<Answer>),
+}
 
 /// The route's pool and the settings the request runs under.
 pub struct Routed {
@@ -53,6 +62,8 @@ pub enum Early {
     Answer(Arc<Answer>),
     /// It is a CORS preflight its route answers: 204 with these headers.
     Preflight(Box<http::HeaderMap>),
+    /// The route's access policies answer it (401, 429, the auth service's refusal).
+    Reply(http::Response<super::ProxyBody>),
 }
 
 impl From<ProxyError> for Early {
@@ -61,14 +72,15 @@ impl From<ProxyError> for Early {
     }
 }
 
-/// The route for `req` (to `host`), counted in `exchange`; a 404 when none matches.
+/// The route for `req` (to `host`), counted in `exchange`, with its access policies; a 404
+/// when none matches.
 #[inline]
 pub fn route<B>(
     snapshot: &Snapshot,
     host: Option<&HeaderValue>,
     req: &Request<B>,
     exchange: &mut Exchange,
-) -> Result<Routed, Early> {
+) -> Result<(Reached, Option<Arc<Gate>>), Early> {
     let asked = Asked {
         method: req.method(),
         headers: req.headers(),
@@ -99,7 +111,7 @@ pub fn route<B>(
         Target::Pool { pool, slot } => (*pool, *slot),
         Target::Answer(answer) => {
             exchange.answered(&route.name, &answer.metrics);
-            return Err(Early::Answer(Arc::clone(answer)));
+            return Ok((Reached::Answer(Arc::clone(answer)), route.gate.clone()));
         }
     };
     let pool = Arc::clone(&snapshot.pools[pool]);
@@ -119,5 +131,5 @@ pub fn route<B>(
         },
         policies: route.policies.clone(),
     };
-    Ok(Routed { pool, settings })
+    Ok((Reached::Pool(Routed { pool, settings }), route.gate.clone()))
 }

@@ -23,6 +23,7 @@ fn router() -> Router {
         &[],
         |_| Some(0),
         &Metrics::new(),
+        &Default::default(),
     )
 }
 
@@ -93,6 +94,7 @@ fn no_default_route_means_no_match() {
         &[],
         |_| Some(0),
         &Metrics::new(),
+        &Default::default(),
     );
     assert_eq!(name(&r, Some("other.org"), "/api"), None);
     assert_eq!(name(&r, Some("api.example.com"), "/"), None);

@@ -4,6 +4,7 @@
 //! equals; then file order: `RouteConfig::rank`). A route sends the request to a pool or
 //! answers it itself (a redirect, a fixed response).
 
+pub mod access;
 pub mod client;
 mod cors;
 mod matching;
@@ -41,6 +42,8 @@ pub struct Route {
     pub policies: Option<Arc<Policies>>,
     /// Who may use the route, by address; `None`: anyone.
     pub ip_rules: Option<Box<[crate::config::IpRule]>>,
+    /// Auth and rate limits; `None`: none.
+    pub gate: Option<Arc<access::Gate>>,
     path: PathRule,
     conditions: Option<Box<Conditions>>,
 }
@@ -116,13 +119,15 @@ pub struct Listed {
 }
 
 impl Router {
-    /// Builds the router; `pool_index` maps a pool name to its index in the snapshot, and
-    /// routes that answer themselves get their request metrics from `metrics`.
+    /// Builds the router; `pool_index` maps a pool name to its index in the snapshot, routes
+    /// that answer themselves get their request metrics from `metrics`, and access policies
+    /// their lasting state from `shelf`.
     pub fn new(
         routes: &[RouteConfig],
         pools: &[PoolConfig],
         pool_index: impl Fn(&str) -> Option<usize>,
         metrics: &Metrics,
+        shelf: &access::Shelf,
     ) -> Self {
         let mut router = Router::default();
         let mut order: Vec<(usize, &RouteConfig)> = routes.iter().enumerate().collect();
@@ -182,6 +187,7 @@ impl Router {
                 )
                 .map(Arc::new),
                 ip_rules: (!config.ip_rules.is_empty()).then(|| config.ip_rules.clone().into()),
+                gate: access::Gate::of(config, &pool_index, metrics, shelf).map(Arc::new),
                 path: PathRule::new(&config.path),
                 conditions: Conditions::of(config),
             };

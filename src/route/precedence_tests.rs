@@ -11,7 +11,13 @@ fn router(routes: &str) -> Router {
          [[pools]]\nname = \"p\"\n[[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:1\"\n"
     );
     let config = crate::config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
-    Router::new(&config.routes, &config.pools, |_| Some(0), &Metrics::new())
+    Router::new(
+        &config.routes,
+        &config.pools,
+        |_| Some(0),
+        &Metrics::new(),
+        &Default::default(),
+    )
 }
 
 fn take(

@@ -2,6 +2,7 @@
 
 mod clock;
 mod connect_log;
+pub mod endpoint;
 pub mod pool;
 mod retry_budget;
 mod state;

@@ -127,6 +127,7 @@ const TIERS: &[(&str, u8)] = &[
     ("discovery", 4),
     ("fleet", 4),
     ("notify", 4),
+    ("keeper", 4),
     ("control", 5),
     ("reload", 6),
     ("admin", 6),

@@ -10,6 +10,7 @@ use std::ops::Range;
 use toml::Spanned;
 use values::binds_overlap;
 
+mod access;
 mod client;
 mod compress;
 mod cors;

@@ -83,6 +83,7 @@ impl Checker {
                 max_body_bytes,
                 websocket: route.websocket.unwrap_or(true),
                 ip_rules: self.ip_rules(&route.ip_rules, i),
+                access: self.access(route, i, pools),
             };
             let clean = self.problem_count() == problems_before;
             out.push(Checked {

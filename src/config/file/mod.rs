@@ -4,8 +4,10 @@
 //! Longer than most files on purpose: one struct per table of the file, each field with its
 //! serde and schema attributes, read top to bottom as the format itself.
 
+mod access;
 mod route;
 
+pub use access::*;
 pub use route::*;
 
 use schemars::JsonSchema;

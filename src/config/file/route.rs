@@ -24,6 +24,15 @@ pub struct RouteFile {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub ip_rules: Vec<Spanned<String>>,
+    #[schemars(with = "Option<super::BasicAuthFile>")]
+    pub basic_auth: Option<Spanned<super::BasicAuthFile>>,
+    #[schemars(with = "Option<super::JwtFile>")]
+    pub jwt: Option<Spanned<super::JwtFile>>,
+    #[schemars(with = "Option<super::ForwardAuthFile>")]
+    pub forward_auth: Option<Spanned<super::ForwardAuthFile>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<super::RateLimitFile>")]
+    pub rate_limit: Vec<Spanned<super::RateLimitFile>>,
     #[serde(default)]
     #[schemars(with = "Vec<HeaderMatchFile>")]
     pub headers: Vec<Spanned<HeaderMatchFile>>,

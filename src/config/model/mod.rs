@@ -3,11 +3,16 @@
 //! Longer than most files on purpose: one struct per section, each field documented, so the
 //! whole runtime config reads in one place.
 
+mod access;
 mod client;
 mod route;
 mod tls;
 mod upstream;
 
+pub use access::{
+    AccessConfig, BasicAuthConfig, ForwardAuthConfig, JwtConfig, JwtKeys, LimitKey, LimitScope,
+    OnStoreError, RateLimitConfig,
+};
 pub use client::{IpRule, ProxyProtocol};
 use http::uri::Authority;
 pub use route::{

@@ -48,6 +48,8 @@ pub struct RouteConfig {
     pub websocket: bool,
     /// Who may use the route, by client address: the first rule that covers it decides.
     pub ip_rules: Vec<super::IpRule>,
+    /// Auth and rate limits.
+    pub access: super::AccessConfig,
 }
 
 impl RouteConfig {
@@ -71,6 +73,7 @@ impl RouteConfig {
             max_body_bytes: None,
             websocket: true,
             ip_rules: Vec::new(),
+            access: super::AccessConfig::default(),
         }
     }
 

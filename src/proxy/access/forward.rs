@@ -1,0 +1,223 @@
+//! Forward auth: before the request goes on, the same method, URI and headers (no body) go
+//! to a backend of the auth pool, with `X-Forwarded-Method`, `-Uri`, `-Host`, `-Proto` and
+//! `-For`. A 2xx lets the request through, with the chosen headers of the answer copied onto
+//! it; any other answer goes back to the client as it is (401, 403, a 302 to a login page);
+//! no answer in time, or no auth backend, fails closed with `on_error`.
+
+use super::super::headers::strip_hop_by_hop;
+use super::super::routing::Early;
+use super::super::{Downstream, Exchange, Proxy, ProxyBody};
+use super::short;
+use crate::body::UpstreamBody;
+use crate::route::access::{ForwardGate, Gate, REMEMBERED_ANSWERS, clock};
+use http::{HeaderName, HeaderValue, Request, header};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use std::sync::Arc;
+
+/// Asks the auth service about `req`; copies what it allows onto `req`.
+pub(super) async fn ask(
+    proxy: &Proxy,
+    gate: &Gate,
+    forward: &ForwardGate,
+    req: &mut Request<Incoming>,
+    downstream: &Downstream,
+    exchange: &Exchange,
+) -> Result<(), Early> {
+    let config = &forward.config;
+    let counted = |result: &'static str| {
+        let i = ["allowed", "remembered", "denied", "error"]
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(3);
+        forward.results[i].increment(1);
+    };
+    let remember = !config.cache.is_zero();
+    let digest = remember.then(|| credentials_digest(req.headers()));
+    if let Some(digest) = &digest {
+        if let Some((expires, copied)) = forward.remembered.pin().get(digest) {
+            if *expires > clock() {
+                copy(req, &config.copy_headers, copied);
+                counted("remembered");
+                return Ok(());
+            }
+        }
+    }
+    let pool = Arc::clone(
+        proxy
+            .snapshot
+            .load()
+            .pools
+            .get(forward.pool)
+            .ok_or_else(|| {
+                gate.failed(crate::route::access::Failure::ForwardError);
+                unavailable(config.on_error)
+            })?,
+    );
+    let Some((_, backend)) = pool.pick() else {
+        counted("error");
+        gate.failed(crate::route::access::Failure::ForwardError);
+        return Err(unavailable(config.on_error));
+    };
+    let backend = Arc::clone(backend);
+    let subrequest = subrequest(req, config.path.as_ref(), downstream, exchange);
+    let (mut parts, ()) = subrequest.into_parts();
+    let empty = UpstreamBody::Bytes(http_body_util::Full::new(bytes::Bytes::new()));
+    let request = super::super::forward::upstream_request(
+        &mut parts,
+        empty,
+        (&backend.authority, false),
+        &pool.policy.upstream,
+        true,
+    )
+    .map_err(|_| unavailable(config.on_error))?;
+    let in_flight = backend.begin_request();
+    let dial = crate::upstream::pool::Dial::from(&proxy.snapshot.load().timeouts);
+    let sent = crate::upstream::pool::send(&backend, &pool.policy.upstream, &dial, request);
+    let (response, lease) = match tokio::time::timeout(config.timeout, sent).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(err)) => {
+            tracing::debug!(route = route_of(exchange), error = %crate::error::chain(&err), "forward auth: no answer");
+            counted("error");
+            gate.failed(crate::route::access::Failure::ForwardError);
+            return Err(unavailable(config.on_error));
+        }
+        Err(_) => {
+            tracing::debug!(route = route_of(exchange), "forward auth: timed out");
+            counted("error");
+            gate.failed(crate::route::access::Failure::ForwardError);
+            return Err(unavailable(config.on_error));
+        }
+    };
+    if !response.status().is_success() {
+        counted("denied");
+        gate.failed(crate::route::access::Failure::ForwardDenied);
+        let (mut head, body) = response.into_parts();
+        strip_hop_by_hop(&mut head.headers);
+        let body = ProxyBody::upstream(body, in_flight, lease);
+        return Err(Early::Reply(http::Response::from_parts(head, body)));
+    }
+    let copied: Arc<[(HeaderName, HeaderValue)]> = config
+        .copy_headers
+        .iter()
+        .filter_map(|name| Some((name.clone(), response.headers().get(name)?.clone())))
+        .collect();
+    // The answer's body is read (and dropped) so its connection can serve the next one.
+    let read = tokio::time::timeout(config.timeout, response.into_body().collect()).await;
+    if matches!(read, Ok(Ok(_))) {
+        lease.release();
+    }
+    drop(in_flight);
+    if let Some(digest) = digest {
+        let remembered = forward.remembered.pin();
+        if remembered.len() >= REMEMBERED_ANSWERS {
+            remembered.clear();
+        }
+        let expires =
+            clock().saturating_add(u64::try_from(config.cache.as_nanos()).unwrap_or(u64::MAX));
+        remembered.insert(digest, (expires, Arc::clone(&copied)));
+    }
+    copy(req, &config.copy_headers, &copied);
+    counted("allowed");
+    Ok(())
+}
+
+/// The subrequest: the client's method, URI (or the configured path) and headers, no body.
+fn subrequest(
+    req: &Request<Incoming>,
+    path: Option<&http::uri::PathAndQuery>,
+    downstream: &Downstream,
+    exchange: &Exchange,
+) -> Request<()> {
+    let original = req
+        .uri()
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    let mut sub = Request::new(());
+    *sub.method_mut() = req.method().clone();
+    *sub.uri_mut() = match path {
+        Some(path) => http::Uri::from(path.clone()),
+        None => req.uri().clone(),
+    };
+    let mut headers = req.headers().clone();
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::CONTENT_LENGTH);
+    let set = |headers: &mut http::HeaderMap, name: &'static str, value: Option<HeaderValue>| {
+        if let Some(value) = value {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    };
+    set(
+        &mut headers,
+        "x-forwarded-method",
+        HeaderValue::from_str(req.method().as_str()).ok(),
+    );
+    set(
+        &mut headers,
+        "x-forwarded-uri",
+        HeaderValue::from_str(original).ok(),
+    );
+    set(
+        &mut headers,
+        "x-forwarded-host",
+        exchange.record.host.clone(),
+    );
+    let proto = if downstream.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    set(
+        &mut headers,
+        "x-forwarded-proto",
+        Some(HeaderValue::from_static(proto)),
+    );
+    set(
+        &mut headers,
+        "x-forwarded-for",
+        Some(exchange.record.client.clone()),
+    );
+    *sub.headers_mut() = headers;
+    sub
+}
+
+/// Puts the auth service's headers on the request, never the client's own values for them.
+fn copy(req: &mut Request<Incoming>, names: &[HeaderName], copied: &[(HeaderName, HeaderValue)]) {
+    let headers = req.headers_mut();
+    for name in names {
+        headers.remove(name);
+    }
+    for (name, value) in copied {
+        headers.append(name.clone(), value.clone());
+    }
+}
+
+/// What identifies a client to the auth service: its `Authorization` and `Cookie` headers.
+fn credentials_digest(headers: &http::HeaderMap) -> [u8; 32] {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for name in [header::AUTHORIZATION, header::COOKIE] {
+        for value in headers.get_all(&name) {
+            context.update(value.as_bytes());
+            context.update(b"\n");
+        }
+        context.update(b"\0");
+    }
+    let digest = context.finish();
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+fn unavailable(status: http::StatusCode) -> Early {
+    let mut response = short(status, "authentication service unavailable\n");
+    if status == http::StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    }
+    Early::Reply(response)
+}
+
+fn route_of(exchange: &Exchange) -> &str {
+    exchange.record.route.as_deref().unwrap_or("")
+}
