@@ -5,6 +5,7 @@
 
 mod support;
 
+mod access;
 mod access_log_formats;
 mod admin_api;
 mod admin_guard;

@@ -1,0 +1,415 @@
+//! A route's access policies on real connections: basic auth with a users file made by
+//! Debian's `htpasswd -B`, forward auth against an auth service started here (allow, deny,
+//! redirect, timeout, down, remembered answers), and local rate limits under load.
+
+use crate::support::config::{ConfigBuilder, PoolBuilder};
+use crate::support::*;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use toml::Value;
+
+/// A proxy over `up` whose route `r` has `build`'s settings.
+async fn proxy_with(
+    up: &Upstream,
+    extra: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+    build: impl FnOnce(config::RouteBuilder) -> config::RouteBuilder,
+) -> TestProxy {
+    let config = ConfigBuilder::new()
+        .set("reload.watch", false)
+        .pool(PoolBuilder::new("p").backend("up", up.addr, 1))
+        .push_route("r", |r| build(r.set("pool", "p")));
+    TestProxy::start(&extra(config).toml()).await
+}
+
+/// GET `path` with `headers`; the whole answer.
+async fn get_with(proxy: &TestProxy, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut request = Request::get(proxy.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(&client(), request.body(Full::<Bytes>::default()).unwrap()).await
+}
+
+/// The sample of `name` whose labels include every `key="value"` of `labels`, in any order.
+async fn sample(proxy: &TestProxy, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let addr = proxy.gateway.admin_addr().expect("admin API enabled");
+    let text = get(&client(), &format!("http://{addr}/metrics"), None)
+        .await
+        .body;
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let pair = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// A users file made by `htpasswd` with `flag` (`-B`: bcrypt, `-m`: MD5-crypt).
+fn htpasswd(flag: &str, users: &[(&str, &str)]) -> std::path::PathBuf {
+    let path = temp_dir().join("users.htpasswd");
+    for (n, (user, password)) in users.iter().enumerate() {
+        let mut command = std::process::Command::new("htpasswd");
+        command.arg("-b");
+        if n == 0 {
+            command.arg("-c");
+        }
+        let status = command
+            .args(
+                [flag, "-C", "5"]
+                    .iter()
+                    .filter(|a| flag == "-B" || **a == flag),
+            )
+            .arg(&path)
+            .args([user, password])
+            .status()
+            .expect("htpasswd runs (apache2-utils)");
+        assert!(status.success());
+    }
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_with_an_htpasswd_b_file_lets_in_only_its_users() {
+    let up = Upstream::start("up").await;
+    let users = htpasswd("-B", &[("alice", "wonder land"), ("bob", "builder")]);
+    let proxy = proxy_with(
+        &up,
+        |c| c,
+        |r| {
+            r.set("basic_auth.users_file", users.display().to_string())
+                .set("basic_auth.realm", "staff")
+        },
+    )
+    .await;
+    let missing = get_with(&proxy, "/", &[]).await;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        missing.headers["www-authenticate"],
+        "Basic realm=\"staff\", charset=\"UTF-8\""
+    );
+    for _ in 0..2 {
+        // The second time from the remembered digest.
+        let ok = get_with(
+            &proxy,
+            "/",
+            &[("authorization", &basic("alice", "wonder land"))],
+        )
+        .await;
+        assert_eq!(ok.status, StatusCode::OK);
+    }
+    let bob = get_with(&proxy, "/", &[("authorization", &basic("bob", "builder"))]).await;
+    assert_eq!(bob.status, StatusCode::OK);
+    for (user, password) in [("alice", "wonderland"), ("mallory", "builder"), ("bob", "")] {
+        let refused = get_with(&proxy, "/", &[("authorization", &basic(user, password))]).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNAUTHORIZED,
+            "{user}:{password}"
+        );
+    }
+    assert_eq!(up.requests(), 3, "no refused request reached the backend");
+    let failed = |reason| [("route", "r"), ("kind", "basic"), ("reason", reason)];
+    let failures = "switchyard_auth_failures_total";
+    assert_eq!(
+        sample(&proxy, failures, &failed("invalid")).await,
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&proxy, failures, &failed("missing")).await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn an_md5_users_file_is_a_config_error_naming_the_field() {
+    let users = htpasswd("-m", &[("alice", "secret")]);
+    let config = ConfigBuilder::new()
+        .pool(PoolBuilder::new("p").backend("up", closed_port(), 1))
+        .push_route("r", |r| {
+            r.set("pool", "p")
+                .set("basic_auth.users_file", users.display().to_string())
+        });
+    let err = switchyard::config::parse(&config.toml(), "switchyard.toml")
+        .expect_err("an MD5 file is refused");
+    let text = err.to_string();
+    assert!(text.contains("routes[0].basic_auth.users_file"), "{text}");
+    assert!(text.contains("MD5-crypt"), "{text}");
+    assert!(text.contains("htpasswd -B"), "{text}");
+}
+
+/// An auth service: `Bearer good` → 200 with `X-User: alice`; `Bearer login` → 302 to a
+/// login page; anything else → 401 with a body of its own. Counts what it is asked.
+async fn auth_service() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&asked);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let counted = Arc::clone(&counted);
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let auth = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let seen_uri = req
+                    .headers()
+                    .get("x-forwarded-uri")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                async move {
+                    let response = match auth.as_str() {
+                        "Bearer good" => Response::builder()
+                            .status(200)
+                            .header("x-user", "alice")
+                            .header("x-seen-uri", seen_uri)
+                            .body(Full::new(Bytes::new())),
+                        "Bearer login" => Response::builder()
+                            .status(302)
+                            .header("location", "https://login.example/?next=/")
+                            .body(Full::new(Bytes::new())),
+                        _ => Response::builder()
+                            .status(401)
+                            .header("www-authenticate", "Bearer realm=\"corp\"")
+                            .body(Full::new(Bytes::from_static(b"who are you?\n"))),
+                    };
+                    Ok::<_, std::convert::Infallible>(response.unwrap())
+                }
+            });
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    (addr, asked)
+}
+
+/// A proxy whose route asks the auth pool (one backend at `auth`), remembering for `cache`.
+async fn forward_proxy(up: &Upstream, auth: SocketAddr, cache: &str) -> TestProxy {
+    proxy_with(
+        up,
+        |c| {
+            c.pool(PoolBuilder::new("auth").backend("auth", auth, 1))
+                .set("timeouts.connect", "1s")
+        },
+        |r| {
+            r.set("forward_auth.pool", "auth")
+                .set("forward_auth.copy_headers", vec!["X-User".to_owned()])
+                .set("forward_auth.timeout", "1s")
+                .set("forward_auth.cache", cache)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_allows_copies_headers_and_returns_refusals_as_they_are() {
+    let up = Upstream::start("up").await;
+    let (auth, asked) = auth_service().await;
+    let proxy = forward_proxy(&up, auth, "0s").await;
+    // Allowed: the auth service's X-User replaces the client's own.
+    let ok = get_with(
+        &proxy,
+        "/headers?q=1",
+        &[("authorization", "Bearer good"), ("x-user", "root")],
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert!(ok.body.contains("x-user: alice"), "{}", ok.body);
+    assert!(!ok.body.contains("x-user: root"), "{}", ok.body);
+    // Denied: the auth service's own 401, body and challenge included.
+    let denied = get_with(&proxy, "/", &[("authorization", "Bearer bad")]).await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(denied.body, "who are you?\n");
+    assert_eq!(denied.headers["www-authenticate"], "Bearer realm=\"corp\"");
+    // Redirected to a login page.
+    let login = get_with(&proxy, "/", &[("authorization", "Bearer login")]).await;
+    assert_eq!(login.status, StatusCode::FOUND);
+    assert_eq!(login.headers["location"], "https://login.example/?next=/");
+    assert_eq!(up.requests(), 1, "refusals never reach the backend");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        3,
+        "no cache: every request asks"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_remembers_an_allowed_answer_per_credential() {
+    let up = Upstream::start("up").await;
+    let (auth, asked) = auth_service().await;
+    let proxy = forward_proxy(&up, auth, "30s").await;
+    for _ in 0..5 {
+        let ok = get_with(&proxy, "/headers", &[("authorization", "Bearer good")]).await;
+        assert_eq!(ok.status, StatusCode::OK);
+        assert!(ok.body.contains("x-user: alice"), "{}", ok.body);
+    }
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "one answer for five requests"
+    );
+    // Other credentials are asked about afresh, and refusals are never remembered.
+    for _ in 0..2 {
+        let denied = get_with(&proxy, "/", &[("authorization", "Bearer bad")]).await;
+        assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_fails_closed_when_the_service_hangs_or_is_down() {
+    let up = Upstream::start("up").await;
+    let hung = crate::support::upstream::start_hung().await;
+    let proxy = forward_proxy(&up, hung, "0s").await;
+    let timed_out = get_with(&proxy, "/", &[("authorization", "Bearer good")]).await;
+    assert_eq!(timed_out.status, StatusCode::SERVICE_UNAVAILABLE);
+    let down = forward_proxy(&up, closed_port(), "0s").await;
+    let refused = get_with(&down, "/", &[("authorization", "Bearer good")]).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(up.requests(), 0, "nothing passes without an answer");
+    let errors = [("route", "r"), ("result", "error")];
+    let name = "switchyard_forward_auth_requests_total";
+    assert_eq!(sample(&proxy, name, &errors).await, Some(1.0));
+}
+
+/// A rate-limit table as a TOML value.
+fn rule(pairs: &[(&str, Value)]) -> Value {
+    let mut table = toml::Table::new();
+    for (key, value) in pairs {
+        table.insert((*key).to_owned(), value.clone());
+    }
+    Value::Array(vec![Value::Table(table)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_clients_for_ten_seconds_at_50_per_second_burst_10_get_about_500() {
+    let up = Upstream::start("up").await;
+    let limit = rule(&[
+        ("rate", "50/s".into()),
+        ("burst", 10.into()),
+        ("legacy_headers", true.into()),
+    ]);
+    let proxy = proxy_with(&up, |c| c, |r| r.set("rate_limit", limit)).await;
+    let url = proxy.url("/");
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let limited = Arc::new(AtomicUsize::new(0));
+    let end = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let clients: Vec<_> = (0..10)
+        .map(|_| {
+            let (url, admitted, limited) = (url.clone(), admitted.clone(), limited.clone());
+            tokio::spawn(async move {
+                let client = client();
+                while tokio::time::Instant::now() < end {
+                    let answer = get(&client, &url, None).await;
+                    match answer.status {
+                        StatusCode::OK => admitted.fetch_add(1, Ordering::SeqCst),
+                        StatusCode::TOO_MANY_REQUESTS => limited.fetch_add(1, Ordering::SeqCst),
+                        other => panic!("unexpected {other}"),
+                    };
+                    // Paced a little, so the run is about admission, not about the machine.
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let admitted = admitted.load(Ordering::SeqCst);
+    assert!(
+        (450..=550).contains(&admitted),
+        "{admitted} admitted, {} limited",
+        limited.load(Ordering::SeqCst)
+    );
+    assert!(limited.load(Ordering::SeqCst) > 0);
+    // The bucket refills as time goes: spend it again to see a refusal's fields.
+    let mut refused = get_with(&proxy, "/", &[]).await;
+    for _ in 0..20 {
+        if refused.status == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        refused = get_with(&proxy, "/", &[]).await;
+    }
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    assert_eq!(refused.headers["ratelimit-policy"], "\"r.0\";q=50;w=1");
+    assert!(
+        refused.headers["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"r.0\";r=0;t="),
+        "{:?}",
+        refused.headers["ratelimit"]
+    );
+    assert_eq!(refused.headers["x-ratelimit-limit"], "50");
+    let limited = [("route", "r"), ("rule", "0"), ("result", "limited")];
+    let name = "switchyard_rate_limit_requests_total";
+    assert!(sample(&proxy, name, &limited).await.unwrap_or(0.0) > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_limit_counts_but_never_refuses_and_keys_keep_clients_apart() {
+    let up = Upstream::start("up").await;
+    let limits = Value::Array(
+        vec![
+            rule(&[("rate", "1/m".into()), ("dry_run", true.into())]),
+            rule(&[
+                ("rate", "1/m".into()),
+                ("burst", 1.into()),
+                ("key", "header:X-Api-Key".into()),
+            ]),
+        ]
+        .into_iter()
+        .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+        .collect(),
+    );
+    let proxy = proxy_with(&up, |c| c, |r| r.set("rate_limit", limits)).await;
+    let status = |key: &'static str| {
+        let proxy = &proxy;
+        async move { get_with(proxy, "/", &[("x-api-key", key)]).await.status }
+    };
+    // Key a: 1 + a burst of 1, then refused; key b has its own.
+    assert_eq!(status("a").await, StatusCode::OK);
+    assert_eq!(status("a").await, StatusCode::OK);
+    assert_eq!(status("a").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(status("b").await, StatusCode::OK);
+    let dry = [("route", "r"), ("rule", "0"), ("result", "dry_run")];
+    let name = "switchyard_rate_limit_requests_total";
+    assert_eq!(
+        sample(&proxy, name, &dry).await,
+        Some(3.0),
+        "the dry run admitted 1 of 4"
+    );
+}
