@@ -26,6 +26,7 @@ mod fleet;
 mod forwarding;
 mod grpc;
 mod health;
+mod jwt;
 mod observability;
 mod reload;
 mod route_policies;
