@@ -14,6 +14,10 @@
 # - Under valgrind each proxy runs ~50x slower, so request rates here mean nothing.
 # - `switchyard-policies` is `switchyard` with a route that strips a prefix, adds another and
 #   has three header rules (one a template): what per-route policies cost.
+# - `switchyard-ratelimit` is `switchyard` with one local rate limit by client address that
+#   never refuses (every request still takes its cell); `switchyard-jwt` checks an ES256 bearer
+#   token from a key file and copies its `sub` as a header (the same token on every request,
+#   as a client sends it).
 # - `nginx-gzip`, `switchyard-gzip` and `switchyard-zstd` (no access log) fetch a 10 KB JSON
 #   document compressed (zlib level 6 for both gzips, zstd level 3).
 # - `nginx-https` and `switchyard-https` (access log on) are the same over HTTPS keep-alive with
@@ -28,7 +32,7 @@ cd "$(dirname "$0")/.."
 source benches/lib.sh
 
 DURATION=${DURATION:-8}
-PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog switchyard-policies nginx-https switchyard-https nginx-gzip switchyard-gzip switchyard-zstd}
+PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog switchyard-policies switchyard-ratelimit switchyard-jwt nginx-https switchyard-https nginx-gzip switchyard-gzip switchyard-zstd}
 PORT=18392
 TLS_PORT=18393
 
@@ -60,6 +64,18 @@ add_prefix = "/v1"
 request_headers = { set = { x-env = "bench" }, add = { x-request = "{request_id}" } }
 response_headers = { set = { x-proxy = "switchyard" } }' \
   switchyard_config $PORT "path = \"$work/switchyard-policies.log\"" 18381 18382 >"$work/switchyard-policies.toml"
+
+# One rate limit that admits everything wrk can send under valgrind.
+ROUTE_EXTRA='[[routes.rate_limit]]
+rate = "1000000/s"
+burst = 1000000' \
+  switchyard_config $PORT "path = \"$work/switchyard-ratelimit.log\"" 18381 18382 >"$work/switchyard-ratelimit.toml"
+# An ES256 key pair, its public half the route's key file, and one token signed with it.
+openssl ecparam -genkey -name prime256v1 -noout -out "$work/jwt.key" 2>/dev/null
+openssl ec -in "$work/jwt.key" -pubout -out "$work/jwt.pub" 2>/dev/null
+jwt_token=$(python3 benches/es256_token.py "$work/jwt.key")
+ROUTE_EXTRA="jwt = { keys_file = \"$work/jwt.pub\", algorithms = [\"ES256\"], issuer = \"bench\", claims_to_headers = { sub = \"x-user\" } }" \
+  switchyard_config $PORT "path = \"$work/switchyard-jwt.log\"" 18381 18382 >"$work/switchyard-jwt.toml"
 
 nginx -p "$work" -c "$work/upstreams.conf" &
 pids+=($!)
@@ -95,6 +111,7 @@ for name in $PROXIES; do
   case $name in
     *-gzip) wrk_args=(-H "Accept-Encoding: gzip") ;;
     *-zstd) wrk_args=(-H "Accept-Encoding: zstd") ;;
+    *-jwt) wrk_args=(-H "Authorization: Bearer $jwt_token") ;;
   esac
   case $name in
     nginx) measure nginx $http nginx -p "$work" -c "$work/nginx.conf" ;;
@@ -103,6 +120,8 @@ for name in $PROXIES; do
     switchyard) measure switchyard $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
     switchyard-nolog) measure switchyard-nolog $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
     switchyard-policies) measure switchyard-policies $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-policies.toml" --log-level warn ;;
+    switchyard-ratelimit) measure switchyard-ratelimit $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-ratelimit.toml" --log-level warn ;;
+    switchyard-jwt) measure switchyard-jwt $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-jwt.toml" --log-level warn ;;
     nginx-https) measure nginx-https $https nginx -p "$work" -c "$work/nginx.conf" ;;
     nginx-gzip) measure nginx-gzip $json nginx -p "$work" -c "$work/nginx-gzip.conf" ;;
     switchyard-gzip) measure switchyard-gzip $json "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-compress.toml" --log-level warn ;;

@@ -81,7 +81,7 @@ pub async fn admit(
                 req,
                 downstream,
                 exchange,
-                claims.as_ref(),
+                claims.as_deref(),
                 &gate.hasher,
             );
             let decision = rule.table.admit(&rule.gcra, key, now);

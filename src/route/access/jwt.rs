@@ -56,7 +56,24 @@ pub struct JwtGate {
     cookie: Option<Box<str>>,
     /// Claims copied to the forwarded request as headers.
     pub claims_to_headers: Box<[(Box<str>, HeaderName)]>,
+    /// Tokens verified before, with their claims: a signature check costs far more than the
+    /// request (an ES256 verification is some 200,000 instructions), and a client sends the
+    /// same token many times. `exp` and `nbf` are checked again on every use. Emptied whole
+    /// when full, and with every reload.
+    verified: papaya::HashMap<Box<[u8]>, Arc<Verified>>,
+    leeway: u64,
 }
+
+/// A token verified once: its claims and the times it is valid between.
+#[derive(Debug)]
+struct Verified {
+    claims: Arc<Claims>,
+    not_before: Option<u64>,
+    expires: u64,
+}
+
+/// Tokens a JWT policy remembers at most.
+const REMEMBERED_TOKENS: usize = 10_000;
 
 /// Why a request's token was refused: RFC 6750's error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,12 +139,46 @@ impl JwtGate {
                 .iter()
                 .map(|(claim, header)| (claim.as_str().into(), header.clone()))
                 .collect(),
+            verified: papaya::HashMap::new(),
+            leeway: config.leeway.as_secs(),
         }
     }
 
     /// The request's verified claims, or why there are none.
-    pub fn verify(&self, headers: &HeaderMap) -> Result<Claims, Refusal> {
+    pub fn verify(&self, headers: &HeaderMap) -> Result<Arc<Claims>, Refusal> {
         let token = self.token(headers).ok_or(Refusal::Missing)?;
+        let remembered = self.verified.pin();
+        if let Some(known) = remembered.get(token.as_bytes()) {
+            let now = jsonwebtoken::get_current_timestamp();
+            if now > known.expires.saturating_add(self.leeway) {
+                return Err(Refusal::Invalid("token expired"));
+            }
+            if known
+                .not_before
+                .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
+            {
+                return Err(Refusal::Invalid("token not valid yet"));
+            }
+            return Ok(Arc::clone(&known.claims));
+        }
+        let claims = Arc::new(self.check(token)?);
+        let time = |name: &str| claims.get(name).and_then(serde_json::Value::as_u64);
+        if let Some(expires) = time("exp") {
+            if remembered.len() >= REMEMBERED_TOKENS {
+                remembered.clear();
+            }
+            let verified = Verified {
+                claims: Arc::clone(&claims),
+                not_before: time("nbf"),
+                expires,
+            };
+            remembered.insert(token.as_bytes().into(), Arc::new(verified));
+        }
+        Ok(claims)
+    }
+
+    /// Verifies `token`'s signature and claims.
+    fn check(&self, token: &str) -> Result<Claims, Refusal> {
         let head =
             jsonwebtoken::decode_header(token).map_err(|_| Refusal::Invalid("malformed token"))?;
         let validation = self
