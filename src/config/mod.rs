@@ -20,9 +20,9 @@ pub use model::{
     Compression, Config, Cors, DiscoveryConfig, DiscoverySource, Encoding, FleetConfig,
     HeaderMatch, HeaderRules, HealthCheckConfig, HostPattern, HostRewrite, InitialState, IpRule,
     Limits, ListenerConfig, ListenerTls, OutlierConfig, PathMatch, Pattern, Piece, PoolConfig,
-    Probe, Protocol, ProxyProtocol, QueryMatch, Redirect, ReloadConfig, Respond, RetryBudgetConfig,
-    RetryOn, Rewrite, RouteAction, RouteConfig, SkipVerify, Template, Timeouts, TlsVersion,
-    TokenSource, UnderscoreHeaders, UpstreamConfig, UpstreamTls, ValueTest, Variable,
+    Probe, Protocol, ProxyProtocol, ProxyVersion, QueryMatch, Redirect, ReloadConfig, Respond,
+    RetryBudgetConfig, RetryOn, Rewrite, RouteAction, RouteConfig, SkipVerify, Template, Timeouts,
+    TlsVersion, TokenSource, UnderscoreHeaders, UpstreamConfig, UpstreamTls, ValueTest, Variable,
     WebhookConfig, crypto_provider,
 };
 

@@ -21,6 +21,9 @@ pub struct Downstream {
     /// The listener's trusted proxies, when the peer is one of them: its requests' forwarding
     /// headers then name the client.
     pub trusted_proxies: Option<Arc<[ipnet::IpNet]>>,
+    /// The address the client connected to (the PROXY protocol's destination when the
+    /// listener takes one), for pools that send the PROXY protocol.
+    pub local: Option<SocketAddr>,
 }
 
 impl Downstream {
@@ -42,6 +45,7 @@ impl Downstream {
             forwarded_for,
             hsts: None,
             trusted_proxies: None,
+            local: None,
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::body::{Progress, UpstreamBody};
 use crate::config::Protocol;
 use crate::error::{ProxyError, UpstreamError, UpstreamFault};
 use crate::upstream::BackendState;
+use crate::upstream::pool::proxy_header::ClientAddresses;
 use crate::upstream::pool::{self, Dial, Lease, SendError, Upstream};
 use http::header::{self, HeaderValue};
 use http::request::Parts;
@@ -33,6 +34,11 @@ pub fn upstream_request(
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let framing = body.size_hint().exact();
     let mut request = Request::new(body);
+    if upstream.config.send_proxy_protocol.is_some() {
+        if let Some(client) = parts.extensions.get::<ClientAddresses>() {
+            request.extensions_mut().insert(*client);
+        }
+    }
     *request.method_mut() = parts.method.clone();
     *request.headers_mut() = if last_attempt {
         std::mem::take(&mut parts.headers)

@@ -11,6 +11,7 @@ use super::upgrade;
 use crate::error::ProxyError;
 use crate::route::{HostRewriteTo, Policies};
 use crate::snapshot::Pool;
+use crate::upstream::pool::proxy_header::ClientAddresses;
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -36,6 +37,14 @@ pub fn apply(
     exchange: &Exchange,
 ) -> Result<Applied, ProxyError> {
     let to_h2 = pool.policy.upstream.config.protocol.is_h2();
+    if pool.policy.upstream.config.send_proxy_protocol.is_some() {
+        if let Some(destination) = downstream.local {
+            req.extensions_mut().insert(ClientAddresses {
+                source: downstream.peer,
+                destination,
+            });
+        }
+    }
     // A WebSocket handshake passes only to HTTP/1.1 backends, from HTTP/1.1 clients.
     let upgrade = if settings.websocket && !to_h2 {
         upgrade::handshake(req)

@@ -150,6 +150,9 @@ async fn connection(
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(%err, %peer, "cannot set TCP_NODELAY");
     }
+    // Where the client connected: the PROXY header's destination, else the socket's own
+    // address (one getsockname per connection), for pools that send the PROXY protocol.
+    let mut local = None;
     if let Some(mode) = settings.proxy_protocol {
         // Before anything else: the client the balancer in front accepted becomes the peer.
         let header = tokio::select! {
@@ -157,7 +160,10 @@ async fn connection(
             () = shutdown.cancelled() => return,
         };
         match header {
-            Ok(Some(client)) => peer = client,
+            Ok(Some((client, destination))) => {
+                peer = client;
+                local = Some(destination);
+            }
             Ok(None) => {}
             Err(err) => {
                 tracing::debug!(%peer, %err, "connection closed");
@@ -167,8 +173,9 @@ async fn connection(
     }
     proxy.connections_total.increment(1);
     let _open = OpenConnection::count(&proxy.connections_open);
+    let local = local.or_else(|| stream.local_addr().ok());
     let Some(tls) = &settings.tls else {
-        let downstream = downstream(peer, None, &settings);
+        let downstream = downstream(peer, local, None, &settings);
         return serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
     };
     let handshake = tokio::select! {
@@ -177,21 +184,24 @@ async fn connection(
     };
     match handshake {
         Ok((stream, info)) => {
-            let downstream = downstream(peer, Some(Arc::new(info)), &settings);
+            let downstream = downstream(peer, local, Some(Arc::new(info)), &settings);
             serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
         }
         Err(failure) => tracing::debug!(%peer, %failure, "TLS handshake failed"),
     }
 }
 
-/// A connection from `peer` as its requests see it, under the listener's `settings`.
+/// A connection from `peer` to `local` as its requests see it, under the listener's
+/// `settings`.
 fn downstream(
     peer: SocketAddr,
+    local: Option<SocketAddr>,
     tls: Option<Arc<TlsInfo>>,
     settings: &ListenerSettings,
 ) -> Downstream {
     let mut downstream = Downstream::new(peer, tls).trusting(&settings.trusted_proxies);
     downstream.hsts = settings.hsts.clone();
+    downstream.local = local;
     downstream
 }
 

@@ -31,13 +31,14 @@ const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
 /// addresses and a few TLVs); a longer one is refused rather than buffered.
 const MAX_HEADER: usize = 1024;
 
-/// Reads the header `stream` starts with, under `mode`: the client address it names, or
+/// Reads the header `stream` starts with, under `mode`: the client address it names and the
+/// address that client connected to, or
 /// `None` when it names none (a `LOCAL` health check, `UNKNOWN`, or no header where one is
 /// optional) and the connection's own peer stands.
 pub async fn read(
     stream: &mut TcpStream,
     mode: ProxyProtocol,
-) -> Result<Option<SocketAddr>, HeaderError> {
+) -> Result<Option<(SocketAddr, SocketAddr)>, HeaderError> {
     tokio::time::timeout(mode.timeout, read_header(stream, mode.required))
         .await
         .map_err(|_| HeaderError::Timeout)?
@@ -46,7 +47,7 @@ pub async fn read(
 async fn read_header(
     stream: &mut TcpStream,
     required: bool,
-) -> Result<Option<SocketAddr>, HeaderError> {
+) -> Result<Option<(SocketAddr, SocketAddr)>, HeaderError> {
     let mut buf = [0u8; MAX_HEADER];
     loop {
         // Peeked, not read: without a header (where it is optional) the bytes stay for HTTP.
@@ -82,10 +83,11 @@ async fn read_header(
 /// What the bytes received so far hold.
 #[derive(Debug, PartialEq, Eq)]
 enum Parsed {
-    /// A whole header of `length` bytes, naming `client` (if it names one).
+    /// A whole header of `length` bytes, naming `client` and the address it connected to
+    /// (if it names them).
     Header {
         length: usize,
-        client: Option<SocketAddr>,
+        client: Option<(SocketAddr, SocketAddr)>,
     },
     /// The start of one.
     Incomplete,
@@ -104,20 +106,28 @@ fn parse(bytes: &[u8]) -> Parsed {
         HeaderResult::V1(Ok(header)) => Parsed::Header {
             length: header.header.len(),
             client: match header.addresses {
-                v1::Addresses::Tcp4(a) => Some((a.source_address, a.source_port).into()),
-                v1::Addresses::Tcp6(a) => Some((a.source_address, a.source_port).into()),
+                v1::Addresses::Tcp4(a) => Some((
+                    (a.source_address, a.source_port).into(),
+                    (a.destination_address, a.destination_port).into(),
+                )),
+                v1::Addresses::Tcp6(a) => Some((
+                    (a.source_address, a.source_port).into(),
+                    (a.destination_address, a.destination_port).into(),
+                )),
                 v1::Addresses::Unknown => None,
             },
         },
         HeaderResult::V2(Ok(header)) => Parsed::Header {
             length: header.len(),
             client: match (header.command, header.addresses) {
-                (v2::Command::Proxy, v2::Addresses::IPv4(a)) => {
-                    Some((a.source_address, a.source_port).into())
-                }
-                (v2::Command::Proxy, v2::Addresses::IPv6(a)) => {
-                    Some((a.source_address, a.source_port).into())
-                }
+                (v2::Command::Proxy, v2::Addresses::IPv4(a)) => Some((
+                    (a.source_address, a.source_port).into(),
+                    (a.destination_address, a.destination_port).into(),
+                )),
+                (v2::Command::Proxy, v2::Addresses::IPv6(a)) => Some((
+                    (a.source_address, a.source_port).into(),
+                    (a.destination_address, a.destination_port).into(),
+                )),
                 _ => None,
             },
         },

@@ -35,22 +35,6 @@ async fn get_with(proxy: &TestProxy, path: &str, headers: &[(&str, &str)]) -> An
     send(&client(), request.body(Full::<Bytes>::default()).unwrap()).await
 }
 
-/// The sample of `name` whose labels include every `key="value"` of `labels`, in any order.
-async fn sample(proxy: &TestProxy, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let addr = proxy.gateway.admin_addr().expect("admin API enabled");
-    let text = get(&client(), &format!("http://{addr}/metrics"), None)
-        .await
-        .body;
-    text.lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")))
-        .find(|line| {
-            labels
-                .iter()
-                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-}
-
 fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
     let pair = format!("{user}:{password}");

@@ -3,6 +3,7 @@
 //! spoofed header from an untrusted peer ignored, in the rules and the access log alike.
 
 use crate::support::config::{ConfigBuilder, PoolBuilder};
+use crate::support::peer::Peer;
 use crate::support::*;
 use bytes::Bytes;
 use http::Request;
@@ -157,59 +158,9 @@ async fn behind_trusted_proxies_the_first_untrusted_hop_is_the_client() {
     );
 }
 
-/// A real HAProxy in TCP mode on a free port, passing every connection to `to` with the PROXY
-/// protocol header `send` (`send-proxy` for v1, `send-proxy-v2`); stopped when dropped.
-struct Haproxy {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    _dir: PathBuf,
-}
-
-impl Haproxy {
-    async fn start(to: std::net::SocketAddr, send: &str) -> Self {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let dir = temp_dir();
-        let config = dir.join("haproxy.cfg");
-        std::fs::write(
-            &config,
-            format!(
-                "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
-                 frontend fe\n  bind {addr}\n  default_backend be\n\
-                 backend be\n  server proxy {to} {send}\n"
-            ),
-        )
-        .unwrap();
-        let child = std::process::Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(&config)
-            .spawn()
-            .expect("haproxy runs (tests/run.sh installs it)");
-        poll_until(DEADLINE, "haproxy listening", || async {
-            tokio::net::TcpStream::connect(addr).await.ok()
-        })
-        .await;
-        Self {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
 /// GET `/` over a connection from `from` (a loopback address) to `to`; the status line, or
 /// what came back.
-async fn get_from(from: &str, to: std::net::SocketAddr) -> String {
+pub(crate) async fn get_from(from: &str, to: std::net::SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
@@ -228,8 +179,8 @@ async fn get_from(from: &str, to: std::net::SocketAddr) -> String {
 async fn the_address_a_real_haproxy_sends_by_proxy_protocol_is_the_client() {
     let up = Upstream::start("up").await;
     let (proxy, log) = proxy_protocol_proxy(&up, &[("proxy_protocol", "required")]).await;
-    let v2 = Haproxy::start(proxy.addr, "send-proxy-v2").await;
-    let v1 = Haproxy::start(proxy.addr, "send-proxy").await;
+    let v2 = Peer::haproxy_tcp(proxy.addr, "send-proxy-v2").await;
+    let v1 = Peer::haproxy_tcp(proxy.addr, "send-proxy").await;
     // HAProxy connects from 127.0.0.1; the clients from 127.0.0.2 and 127.0.0.3.
     assert_eq!(get_from("127.0.0.2", v2.addr).await, "HTTP/1.1 200 OK");
     assert_eq!(
@@ -253,7 +204,7 @@ async fn an_optional_header_may_be_left_out() {
         ("proxy_protocol_timeout", "2s"),
     ];
     let (proxy, _) = proxy_protocol_proxy(&up, &mode).await;
-    let v2 = Haproxy::start(proxy.addr, "send-proxy-v2").await;
+    let v2 = Peer::haproxy_tcp(proxy.addr, "send-proxy-v2").await;
     assert_eq!(get_from("127.0.0.2", v2.addr).await, "HTTP/1.1 200 OK");
     // Without a header the peer is the client: 127.0.0.3 is refused, 127.0.0.2 let in.
     assert_eq!(

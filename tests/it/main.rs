@@ -28,6 +28,7 @@ mod grpc;
 mod health;
 mod jwt;
 mod observability;
+mod proxy_protocol_out;
 mod reload;
 mod route_policies;
 mod routing;

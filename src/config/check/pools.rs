@@ -5,7 +5,7 @@ use super::Checker;
 use super::values::parse_address;
 use crate::config::file::{AlgorithmFile, BackendFile, OutlierFile, PoolFile, ProtocolFile};
 use crate::config::model::{
-    Algorithm, BackendConfig, OutlierConfig, PoolConfig, Protocol, RetryBudgetConfig,
+    Algorithm, BackendConfig, OutlierConfig, PoolConfig, Protocol, ProxyVersion, RetryBudgetConfig,
     UpstreamConfig,
 };
 use std::collections::HashSet;
@@ -317,10 +317,34 @@ impl Checker {
                 &format!("{field}.tls"),
             )?)),
         };
+        let send_proxy_protocol = match &pool.send_proxy_protocol {
+            None => None,
+            Some(version) => {
+                let parsed = match version.get_ref().as_str() {
+                    "v1" => Some(ProxyVersion::V1),
+                    "v2" => Some(ProxyVersion::V2),
+                    other => {
+                        self.report(
+                            version.span(),
+                            format!(
+                                "{field}.send_proxy_protocol: {other:?} is not \"v1\" or \"v2\""
+                            ),
+                        );
+                        None
+                    }
+                };
+                if protocol.is_h2() {
+                    // One HTTP/2 connection carries many clients' requests; a header names one.
+                    self.report(version.span(), format!("{field}.send_proxy_protocol: a PROXY header names one client, and an HTTP/2 connection carries many: use protocol = \"http1\""));
+                }
+                parsed
+            }
+        };
         Some(UpstreamConfig {
             protocol,
             tls,
             max_idle_per_backend,
+            send_proxy_protocol,
         })
     }
 }

@@ -313,6 +313,8 @@ pub struct PoolFile {
     pub protocol: Option<Spanned<ProtocolFile>>,
     #[schemars(with = "Option<UpstreamTlsFile>")]
     pub tls: Option<Spanned<UpstreamTlsFile>>,
+    #[schemars(with = "Option<String>")]
+    pub send_proxy_protocol: Option<Spanned<String>>,
     #[schemars(with = "Option<i64>")]
     pub max_idle_per_backend: Option<Spanned<i64>>,
     #[schemars(with = "Option<DiscoveryFile>")]

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 pub use tls::{Certificate, ListenerTls, TlsVersion, crypto_provider};
 pub(in crate::config) use upstream::system_roots;
-pub use upstream::{Protocol, SkipVerify, UpstreamConfig, UpstreamTls};
+pub use upstream::{Protocol, ProxyVersion, SkipVerify, UpstreamConfig, UpstreamTls};
 
 /// A validated configuration, ready to build a snapshot from.
 #[derive(Debug, Clone)]

@@ -126,6 +126,21 @@ impl std::fmt::Display for RouteConfig {
         for parameter in &self.query {
             write!(f, " ?{}", parameter.name)?;
         }
+        let access = &self.access;
+        let guards = [
+            (access.basic_auth.is_some(), "basic auth"),
+            (access.jwt.is_some(), "jwt"),
+            (access.forward_auth.is_some(), "forward auth"),
+            (!access.rate_limits.is_empty(), "rate limit"),
+        ];
+        let guards: Vec<&str> = guards
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+        if !guards.is_empty() {
+            write!(f, " ({})", guards.join(", "))?;
+        }
         match &self.action {
             RouteAction::Pool(pool) => write!(f, " -> {pool}"),
             RouteAction::Redirect(redirect) => {

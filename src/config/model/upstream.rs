@@ -33,6 +33,17 @@ pub struct UpstreamConfig {
     pub tls: Option<Arc<UpstreamTls>>,
     /// Idle keep-alive connections kept per backend (HTTP/1.1).
     pub max_idle_per_backend: usize,
+    /// The PROXY protocol header each connection starts with (`send_proxy_protocol`).
+    pub send_proxy_protocol: Option<ProxyVersion>,
+}
+
+/// A PROXY protocol version sent to backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyVersion {
+    /// The text header.
+    V1,
+    /// The binary header.
+    V2,
 }
 
 impl UpstreamConfig {
@@ -48,6 +59,7 @@ impl Default for UpstreamConfig {
             protocol: Protocol::Http1,
             tls: None,
             max_idle_per_backend: Self::DEFAULT_MAX_IDLE,
+            send_proxy_protocol: None,
         }
     }
 }

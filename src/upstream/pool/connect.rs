@@ -37,12 +37,14 @@ pub struct Pings {
     pub timeout: Duration,
 }
 
-/// Opens a connection to `authority` in `upstream`'s protocol and TLS settings: TCP, then TLS if
-/// the pool has it, all within `timeout`.
+/// Opens a connection to `authority` in `upstream`'s protocol and TLS settings: TCP, then
+/// `preface` (a PROXY protocol header) if given, then TLS if the pool has it, all within
+/// `timeout`.
 pub async fn open(
     authority: &Authority,
     upstream: &super::Upstream,
     timeout: Duration,
+    preface: Option<&[u8]>,
 ) -> Result<Stream, SendError> {
     let tls: Option<&UpstreamTls> = upstream.config.tls.as_deref();
     let protocol = upstream.config.protocol;
@@ -52,6 +54,29 @@ pub async fn open(
             .map_err(|err| SendError::Connect(Box::new(err)))?;
         tcp.set_nodelay(true)
             .map_err(|err| SendError::Connect(Box::new(err)))?;
+        if let Some(preface) = preface {
+            use tokio::io::AsyncWriteExt as _;
+            let mut tcp = tcp;
+            tcp.write_all(preface)
+                .await
+                .map_err(|err| SendError::Connect(Box::new(err)))?;
+            return finish(tcp, tls, authority, protocol).await;
+        }
+        finish(tcp, tls, authority, protocol).await
+    };
+    tokio::time::timeout(timeout, connecting)
+        .await
+        .unwrap_or(Err(SendError::ConnectTimeout))
+}
+
+/// TLS over `tcp` if the pool has it.
+async fn finish(
+    tcp: TcpStream,
+    tls: Option<&UpstreamTls>,
+    authority: &Authority,
+    protocol: Protocol,
+) -> Result<Stream, SendError> {
+    {
         let Some(tls) = tls else {
             return Ok(Stream::Plain(tcp));
         };
@@ -69,10 +94,7 @@ pub async fn open(
             ));
         }
         Ok(Stream::Tls(Box::new(stream)))
-    };
-    tokio::time::timeout(timeout, connecting)
-        .await
-        .unwrap_or(Err(SendError::ConnectTimeout))
+    }
 }
 
 /// The backend's host as a TLS server name (an IP address without its brackets).

@@ -66,8 +66,20 @@ pub(super) async fn send(
     mut request: Request<UpstreamBody>,
 ) -> Result<(Response<Incoming>, Lease), SendError> {
     let pool = &backend.connections;
+    // A connection that starts with a PROXY header belongs to its client: never reused.
+    let preface = upstream.config.send_proxy_protocol.map(|version| {
+        let client = request
+            .extensions()
+            .get::<super::proxy_header::ClientAddresses>();
+        super::proxy_header::header(version, client)
+    });
     loop {
-        let (mut connection, reused) = match pool.idle.pop() {
+        let idle = if preface.is_none() {
+            pool.idle.pop()
+        } else {
+            None
+        };
+        let (mut connection, reused) = match idle {
             Some(mut connection) => {
                 if connection.generation != upstream.generation || connection.sender.is_closed() {
                     continue;
@@ -90,8 +102,13 @@ pub(super) async fn send(
                 // Boxed: connecting (DNS, TCP, TLS) is a large future, and keeping it inline
                 // would make every request's future that much larger to move around.
                 let sender = Box::pin(async {
-                    let stream =
-                        connect::open(&backend.authority, upstream, dial.connect_timeout).await?;
+                    let stream = connect::open(
+                        &backend.authority,
+                        upstream,
+                        dial.connect_timeout,
+                        preface.as_deref(),
+                    )
+                    .await?;
                     connect::http1(stream, open).await
                 })
                 .await?;
@@ -108,7 +125,11 @@ pub(super) async fn send(
                 let lease = Lease::H1(H1Lease {
                     connection: Some(connection),
                     pool: Arc::clone(pool),
-                    idle_limit: upstream.config.max_idle_per_backend,
+                    idle_limit: if preface.is_none() {
+                        upstream.config.max_idle_per_backend
+                    } else {
+                        0
+                    },
                     reusable: false,
                 });
                 return Ok((response, lease));

@@ -148,7 +148,8 @@ pub(super) async fn send(
         };
         // Boxed, as for HTTP/1.1: only the rare request that connects pays for the space.
         let connection = Box::pin(async {
-            let stream = connect::open(&backend.authority, upstream, dial.connect_timeout).await?;
+            let stream =
+                connect::open(&backend.authority, upstream, dial.connect_timeout, None).await?;
             handshake(stream, open, dial.pings, upstream.generation).await
         })
         .await?;

@@ -7,6 +7,7 @@ mod connect;
 mod h1;
 mod h2;
 mod idle;
+pub mod proxy_header;
 
 pub use connect::Pings;
 pub use h1::{H1Connection, H1Lease};
@@ -213,7 +214,18 @@ pub async fn send_alone(
     dial: &Dial,
     request: Request<UpstreamBody>,
 ) -> Result<Response<Incoming>, SendError> {
-    let stream = connect::open(authority, upstream, dial.connect_timeout).await?;
+    // A probe's connection names no client.
+    let preface = upstream
+        .config
+        .send_proxy_protocol
+        .map(|version| proxy_header::header(version, None));
+    let stream = connect::open(
+        authority,
+        upstream,
+        dial.connect_timeout,
+        preface.as_deref(),
+    )
+    .await?;
     let open = OpenGuard::new(
         Arc::new(AtomicU32::new(1)),
         metrics::Gauge::noop(),

@@ -5,6 +5,7 @@ pub mod browser;
 pub mod config;
 pub mod dns;
 pub mod events;
+pub mod peer;
 pub mod process;
 pub mod raw;
 pub mod redis;
@@ -309,6 +310,22 @@ pub async fn metric(proxy: &TestProxy, series: &str) -> Option<f64> {
             .parse()
             .ok()
     })
+}
+
+/// The sample of `name` whose labels include every `key="value"` of `labels`, in any order.
+pub async fn sample(proxy: &TestProxy, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let addr = proxy.gateway.admin_addr().expect("admin API enabled");
+    let text = get(&client(), &format!("http://{addr}/metrics"), None)
+        .await
+        .body;
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
 }
 
 /// Sends requests through the proxy until backend `name` of pool `pool` is in `state` (a
