@@ -51,6 +51,9 @@ pub fn spawn(
                     .gauge(metrics::RATE_LIMIT_KEYS, &[("route", route), ("rule", rule)])
                     .set(held as f64);
             }
+            for (_, share) in &chores.shares {
+                share.sweep(now);
+            }
             fetches.retain(|url, _| chores.key_sets.iter().any(|f| f.url.to_string() == *url));
             for fetched in chores.key_sets {
                 let state = fetches.entry(fetched.url.to_string()).or_default();

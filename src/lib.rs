@@ -15,6 +15,7 @@ mod dormant;
 pub mod error;
 pub mod events;
 pub mod fleet;
+pub mod fleet_limits;
 pub mod gateway;
 pub mod health;
 pub mod keeper;

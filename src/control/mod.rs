@@ -100,6 +100,9 @@ impl Control {
             &tasks,
             shutdown.clone(),
         );
+        if let Some(fleet) = &config.fleet {
+            crate::fleet_limits::spawn(fleet, Arc::clone(&shelf), &tasks, shutdown.clone());
+        }
         let certificates = CertificateExpiry::of(config);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot {
             router: Arc::clone(&router),

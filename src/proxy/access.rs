@@ -84,7 +84,10 @@ pub async fn admit(
                 claims.as_deref(),
                 &gate.hasher,
             );
-            let decision = rule.table.admit(&rule.gcra, key, now);
+            let decision = match &rule.fleet {
+                None => rule.table.admit(&rule.gcra, key, now),
+                Some(share) => share.admit(key, now, rule.config.on_store_error),
+            };
             if decision.admitted {
                 rule.allowed.increment(1);
             } else if rule.config.dry_run {
@@ -138,9 +141,21 @@ fn key_of(
                     other => other.to_string(),
                 })
                 .unwrap_or_default();
-            limit::text_key(hasher, value.as_bytes())
+            text(rule, hasher, value.as_bytes())
         }
         LimitKey::Route => 0,
+    }
+}
+
+/// A text key: this replica's random hashing for a local rule, the fleet's fixed one for a
+/// fleet rule.
+fn text(rule: &LimitRule, hasher: &std::hash::RandomState, value: &[u8]) -> u128 {
+    match rule.fleet {
+        None => limit::text_key(hasher, value),
+        Some(_) => limit::text_key(
+            &std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default(),
+            value,
+        ),
     }
 }
 

@@ -126,6 +126,7 @@ const TIERS: &[(&str, u8)] = &[
     ("health", 4),
     ("discovery", 4),
     ("fleet", 4),
+    ("fleet_limits", 4),
     ("notify", 4),
     ("keeper", 4),
     ("control", 5),

@@ -23,6 +23,7 @@ mod edge;
 mod edge_framing;
 mod failover;
 mod fleet;
+mod fleet_limits;
 mod forwarding;
 mod grpc;
 mod health;

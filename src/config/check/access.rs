@@ -311,7 +311,11 @@ impl Checker {
         };
         let scope = match rule.scope.as_ref().map(|s| s.get_ref().as_str()) {
             None | Some("local") => LimitScope::Local,
-            Some("fleet") => LimitScope::Fleet,
+            Some("fleet") => {
+                self.fleet_rules
+                    .extend(rule.scope.as_ref().map(Spanned::span));
+                LimitScope::Fleet
+            }
             Some(other) => {
                 let span = rule.scope.as_ref().map(Spanned::span).unwrap_or_default();
                 self.report(

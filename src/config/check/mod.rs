@@ -108,6 +108,8 @@ pub(super) struct Checker {
     warnings: Vec<(usize, String)>,
     /// The config file's directory: relative paths in the file are relative to it.
     pub(super) base: std::path::PathBuf,
+    /// Where rate limits with `scope = "fleet"` are, which need `[fleet]`.
+    pub(super) fleet_rules: Vec<Range<usize>>,
 }
 
 impl Checker {
@@ -172,6 +174,11 @@ impl Checker {
         let access_log = self.access_log(&file.access_log);
         let webhooks = self.webhooks(&file.notify.webhooks);
         let fleet = file.fleet.as_ref().and_then(|fleet| self.fleet(fleet));
+        if file.fleet.is_none() {
+            for span in std::mem::take(&mut self.fleet_rules) {
+                self.report(span, "rate_limit.scope: \"fleet\" shares the limit through the fleet's Redis: configure [fleet]".to_owned());
+            }
+        }
         Config {
             fleet,
             listeners,

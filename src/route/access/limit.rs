@@ -135,9 +135,11 @@ pub fn ip_key(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> u128 {
     }
 }
 
-/// A text key (a header, a cookie, a claim) hashed with this process's random key: a
-/// client cannot aim two values at one cell, and 128 bits make accidental sharing moot.
-pub fn text_key(hasher: &std::hash::RandomState, text: &[u8]) -> u128 {
+/// A text key (a header, a cookie, a claim) hashed to 128 bits: with this process's random key
+/// for a local rule (a client cannot aim two values at one cell), with a fixed one for a
+/// fleet rule (every replica must name the key alike; finding two values that share 128 bits
+/// is out of reach either way).
+pub fn text_key(hasher: &impl BuildHasher, text: &[u8]) -> u128 {
     let mut first = hasher.build_hasher();
     text.hash(&mut first);
     let mut second = hasher.build_hasher();

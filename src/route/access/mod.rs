@@ -7,6 +7,7 @@
 //! `Shelf`, which the control plane owns and each new router takes it from.
 
 pub mod basic;
+pub mod fleet;
 pub mod jwt;
 pub mod limit;
 
@@ -118,20 +119,38 @@ pub struct LimitRule {
     pub limited: Counter,
     /// Would have been refused, under `dry_run`.
     pub dry_run: Counter,
+    /// The fleet's state on this replica, for `scope = "fleet"`.
+    pub fleet: Option<Arc<fleet::FleetShare>>,
 }
 
 /// State kept across configs; the control plane's, with a mutex touched only when a config
 /// is applied and by the background keeper, never per request.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shelf {
     inner: Mutex<Stock>,
     /// Hashes text keys; one random key per process.
     pub hasher: std::hash::RandomState,
+    wants: tokio::sync::mpsc::UnboundedSender<fleet::Want>,
+    /// What fleet rules ask of Redis, for the leaser to take once.
+    pub wanted: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<fleet::Want>>>,
+}
+
+impl Default for Shelf {
+    fn default() -> Self {
+        let (wants, wanted) = tokio::sync::mpsc::unbounded_channel();
+        Self {
+            inner: Mutex::default(),
+            hasher: std::hash::RandomState::new(),
+            wants,
+            wanted: Mutex::new(Some(wanted)),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Stock {
     tables: HashMap<String, Arc<limit::Table>>,
+    shares: HashMap<String, Arc<fleet::FleetShare>>,
     key_sets: HashMap<String, Fetched>,
     used: HashSet<String>,
 }
@@ -154,6 +173,8 @@ pub struct Chores {
     pub tables: Vec<(String, Arc<limit::Table>)>,
     /// Key sets to fetch.
     pub key_sets: Vec<Fetched>,
+    /// Fleet rules' shares.
+    pub shares: Vec<(String, Arc<fleet::FleetShare>)>,
 }
 
 impl Shelf {
@@ -161,6 +182,22 @@ impl Shelf {
         let mut stock = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         stock.used.insert(id.clone());
         Arc::clone(stock.tables.entry(id).or_default())
+    }
+
+    fn share(
+        &self,
+        id: String,
+        make: impl FnOnce(tokio::sync::mpsc::UnboundedSender<fleet::Want>) -> fleet::FleetShare,
+    ) -> Arc<fleet::FleetShare> {
+        let mut stock = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        stock.used.insert(id.clone());
+        let wants = self.wants.clone();
+        Arc::clone(
+            stock
+                .shares
+                .entry(id)
+                .or_insert_with(|| Arc::new(make(wants))),
+        )
     }
 
     fn key_set(&self, url: &http::Uri, refresh: Duration) -> Arc<jwt::KeySet> {
@@ -181,6 +218,7 @@ impl Shelf {
         let mut stock = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let used = std::mem::take(&mut stock.used);
         stock.tables.retain(|id, _| used.contains(id));
+        stock.shares.retain(|id, _| used.contains(id));
         stock.key_sets.retain(|id, _| used.contains(id));
     }
 
@@ -194,6 +232,11 @@ impl Shelf {
                 .map(|(id, t)| (id.clone(), Arc::clone(t)))
                 .collect(),
             key_sets: stock.key_sets.values().cloned().collect(),
+            shares: stock
+                .shares
+                .iter()
+                .map(|(id, s)| (id.clone(), Arc::clone(s)))
+                .collect(),
         }
     }
 }
@@ -280,6 +323,26 @@ impl LimitRule {
             "{route}#{n}#{:?}#{}/{:?}#{}#{scope}",
             config.key, config.count, config.period, config.burst
         );
+        let gcra = limit::Gcra::of(config);
+        let fleet = (config.scope == LimitScope::Fleet).then(|| {
+            // About a tenth of a second's worth at a time, and never more than a burst.
+            let per_second = f64::from(config.count) / config.period.as_secs_f64();
+            let batch =
+                ((per_second / 10.0).ceil() as u32).clamp(1, config.burst.saturating_add(1));
+            let store_errors = metrics.counter(
+                metrics::RATE_LIMIT_STORE_ERRORS,
+                &[("route", route), ("rule", &rule)],
+            );
+            shelf.share(format!("{id}#fleet"), |wants| {
+                fleet::FleetShare::new(
+                    format!("switchyard:ratelimit:{route}.{n}:"),
+                    gcra,
+                    batch,
+                    wants,
+                    store_errors,
+                )
+            })
+        });
         let policy = format!(
             "\"{}\";q={};w={}",
             name.replace(['"', '\\'], "_"),
@@ -287,8 +350,9 @@ impl LimitRule {
             config.period.as_secs().max(1)
         );
         Self {
-            gcra: limit::Gcra::of(config),
+            gcra,
             table: shelf.table(id),
+            fleet,
             policy: HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("")),
             name: name.into(),
             allowed: counter("allowed"),

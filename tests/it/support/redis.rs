@@ -49,6 +49,28 @@ impl RedisServer {
         }
     }
 
+    /// Stops the server without closing anything (SIGSTOP): connections stay open and
+    /// commands hang, as with a stalled or partitioned server.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = self.child.lock().unwrap().as_ref() {
+            let status = Command::new("kill")
+                .arg(signal)
+                .arg(child.id().to_string())
+                .status()
+                .expect("kill runs");
+            assert!(status.success());
+        }
+    }
+
     /// Starts the server again on the same port and files.
     pub async fn restart(&self) {
         self.kill();
