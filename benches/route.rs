@@ -23,7 +23,13 @@ fn routes(n: usize) -> Vec<RouteConfig> {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("route_find");
     for n in [10, 1000] {
-        let router = Router::new(&routes(n), &[], |_| Some(0), &Metrics::new());
+        let router = Router::new(
+            &routes(n),
+            &[],
+            |_| Some(0),
+            &Metrics::new(),
+            &Default::default(),
+        );
         let headers = http::HeaderMap::new();
         let asked = Asked {
             method: &http::Method::GET,

@@ -7,7 +7,7 @@ use super::routing::Early;
 use super::{Downstream, Exchange, Proxy, ProxyBody};
 use crate::config::LimitKey;
 use crate::route::access::basic::Verdict;
-use crate::route::access::jwt::{Claims, claim_value, cookie};
+use crate::route::access::jwt::{Claims, Refusal, claim_value, cookie};
 use crate::route::access::limit::{self, Decision};
 use crate::route::access::{Failure, Gate, LimitRule, clock};
 use bytes::Bytes;
@@ -47,55 +47,77 @@ pub async fn admit(
             return Err(unauthorized(basic.challenge.clone()));
         }
     }
-    let claims = match &gate.jwt {
-        None => None,
-        Some(jwt) => match jwt.verify(req.headers()) {
-            Ok(claims) => {
-                let headers = req.headers_mut();
-                for (claim, name) in &jwt.claims_to_headers {
-                    // Never the client's own value for a header the token fills.
-                    headers.remove(name);
-                    if let Some(value) = claim_value(&claims, claim) {
-                        headers.insert(name.clone(), value);
-                    }
-                }
-                Some(claims)
-            }
-            Err(refusal) => {
-                gate.failed(match refusal {
-                    crate::route::access::jwt::Refusal::Missing => Failure::JwtMissing,
-                    crate::route::access::jwt::Refusal::Invalid(_) => Failure::JwtInvalid,
-                });
-                return Err(unauthorized(refusal.challenge()));
-            }
-        },
-    };
+    let claims = verify_token(gate, req)?;
     if let Some(forward) = &gate.forward {
         forward::ask(proxy, gate, forward, req, downstream, exchange).await?;
     }
-    if !gate.limits.is_empty() {
-        let now = clock();
-        for rule in &gate.limits {
-            let key = key_of(
-                rule,
-                req,
-                downstream,
-                exchange,
-                claims.as_deref(),
-                &gate.hasher,
-            );
-            let decision = match &rule.fleet {
-                None => rule.table.admit(&rule.gcra, key, now),
-                Some(share) => share.admit(key, now, rule.config.on_store_error),
-            };
-            if decision.admitted {
-                rule.allowed.increment(1);
-            } else if rule.config.dry_run {
-                rule.dry_run.increment(1);
-            } else {
-                rule.limited.increment(1);
-                return Err(Early::Reply(too_many(rule, &decision)));
+    limit(gate, req, downstream, exchange, claims.as_deref())
+}
+
+/// Lets the request through a `gate` that never waits (JWT, rate limits), or answers it.
+#[inline]
+pub fn admit_now(
+    gate: &Gate,
+    req: &mut Request<Incoming>,
+    downstream: &Downstream,
+    exchange: &Exchange,
+) -> Result<(), Early> {
+    let claims = verify_token(gate, req)?;
+    limit(gate, req, downstream, exchange, claims.as_deref())
+}
+
+/// The JWT policy: the token's claims (their headers set on `req`), or a 401.
+fn verify_token(gate: &Gate, req: &mut Request<Incoming>) -> Result<Option<Arc<Claims>>, Early> {
+    let Some(jwt) = &gate.jwt else {
+        return Ok(None);
+    };
+    match jwt.verify(req.headers()) {
+        Ok(claims) => {
+            let headers = req.headers_mut();
+            for (claim, name) in &jwt.claims_to_headers {
+                // Never the client's own value for a header the token fills.
+                headers.remove(name);
+                if let Some(value) = claim_value(&claims, claim) {
+                    headers.insert(name.clone(), value);
+                }
             }
+            Ok(Some(claims))
+        }
+        Err(refusal) => {
+            gate.failed(match refusal {
+                Refusal::Missing => Failure::JwtMissing,
+                Refusal::Invalid(_) => Failure::JwtInvalid,
+            });
+            Err(unauthorized(refusal.challenge()))
+        }
+    }
+}
+
+/// Every rate-limit rule, in order: the first that refuses answers 429.
+fn limit(
+    gate: &Gate,
+    req: &Request<Incoming>,
+    downstream: &Downstream,
+    exchange: &Exchange,
+    claims: Option<&Claims>,
+) -> Result<(), Early> {
+    if gate.limits.is_empty() {
+        return Ok(());
+    }
+    let now = clock();
+    for rule in &gate.limits {
+        let key = key_of(rule, req, downstream, exchange, claims, &gate.hasher);
+        let decision = match &rule.fleet {
+            None => rule.table.admit(&rule.gcra, key, now),
+            Some(share) => share.admit(key, now, rule.config.on_store_error),
+        };
+        if decision.admitted {
+            rule.allowed.increment(1);
+        } else if rule.config.dry_run {
+            rule.dry_run.increment(1);
+        } else {
+            rule.limited.increment(1);
+            return Err(Early::Reply(Box::new(too_many(rule, &decision))));
         }
     }
     Ok(())
@@ -165,7 +187,7 @@ fn unauthorized(challenge: HeaderValue) -> Early {
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, challenge);
-    Early::Reply(response)
+    Early::Reply(Box::new(response))
 }
 
 /// 429 with `Retry-After`, the IETF `RateLimit-Policy` and `RateLimit` fields and, when the

@@ -129,7 +129,7 @@ impl Proxy {
             Err(Early::Failed(err)) => failed(&err, version, &mut exchange),
             Err(Early::Answer(answer)) => redirect::answer(&answer, &req, downstream.tls.is_some()),
             Err(Early::Preflight(headers)) => redirect::preflight(*headers),
-            Err(Early::Reply(response)) => response,
+            Err(Early::Reply(response)) => *response,
         };
         response
             .headers_mut()
@@ -171,7 +171,12 @@ impl Proxy {
             }
         }
         if let Some(gate) = gate {
-            access::admit(self, &gate, req, downstream, exchange).await?;
+            if gate.waits() {
+                // Boxed: only these routes carry the waiting policies' state in their future.
+                Box::pin(access::admit(self, &gate, req, downstream, exchange)).await?;
+            } else {
+                access::admit_now(&gate, req, downstream, exchange)?;
+            }
         }
         let Routed { pool, settings } = match reached {
             Reached::Pool(routed) => routed,

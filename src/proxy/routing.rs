@@ -63,7 +63,7 @@ pub enum Early {
     /// It is a CORS preflight its route answers: 204 with these headers.
     Preflight(Box<http::HeaderMap>),
     /// The route's access policies answer it (401, 429, the auth service's refusal).
-    Reply(http::Response<super::ProxyBody>),
+    Reply(Box<http::Response<super::ProxyBody>>),
 }
 
 impl From<ProxyError> for Early {

@@ -146,11 +146,16 @@ mod tests {
             parse(bytes),
             Parsed::Header {
                 length: 45,
-                client: Some("192.0.2.7:56324".parse().unwrap())
+                client: Some((
+                    "192.0.2.7:56324".parse().unwrap(),
+                    "198.51.100.1:443".parse().unwrap()
+                ))
             }
         );
         let v6 = b"PROXY TCP6 2001:db8::1 2001:db8::2 1000 443\r\n";
-        assert!(matches!(parse(v6), Parsed::Header { client: Some(c), .. } if c.ip().is_ipv6()));
+        assert!(
+            matches!(parse(v6), Parsed::Header { client: Some(c), .. } if c.0.ip().is_ipv6() && c.1.port() == 443)
+        );
         assert_eq!(
             parse(b"PROXY UNKNOWN\r\n"),
             Parsed::Header {
@@ -176,7 +181,10 @@ mod tests {
             parse(&with_data),
             Parsed::Header {
                 length: 28,
-                client: Some("192.0.2.7:56324".parse().unwrap())
+                client: Some((
+                    "192.0.2.7:56324".parse().unwrap(),
+                    "198.51.100.1:443".parse().unwrap()
+                ))
             }
         );
         assert_eq!(parse(&header[..20]), Parsed::Incomplete);

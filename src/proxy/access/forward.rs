@@ -95,7 +95,9 @@ pub(super) async fn ask(
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers);
         let body = ProxyBody::upstream(body, in_flight, lease);
-        return Err(Early::Reply(http::Response::from_parts(head, body)));
+        return Err(Early::Reply(Box::new(http::Response::from_parts(
+            head, body,
+        ))));
     }
     let copied: Arc<[(HeaderName, HeaderValue)]> = config
         .copy_headers
@@ -215,7 +217,7 @@ fn unavailable(status: http::StatusCode) -> Early {
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
     }
-    Early::Reply(response)
+    Early::Reply(Box::new(response))
 }
 
 fn route_of(exchange: &Exchange) -> &str {

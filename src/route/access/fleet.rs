@@ -26,7 +26,7 @@ pub struct FleetShare {
     pub gcra: Gcra,
     /// Tokens asked for at a time.
     pub batch: u32,
-    leases: papaya::HashMap<u128, Lease>,
+    leases: papaya::HashMap<u128, Lease, foldhash::fast::RandomState>,
     /// Whether the last exchange with Redis succeeded (the leaser's to set).
     pub healthy: AtomicBool,
     /// Live replicas, by their heartbeats in Redis (at least 1).
@@ -74,7 +74,7 @@ impl FleetShare {
             prefix,
             gcra,
             batch: batch.max(1),
-            leases: papaya::HashMap::new(),
+            leases: papaya::HashMap::default(),
             healthy: AtomicBool::new(false),
             replicas: AtomicU32::new(1),
             local: Table::default(),

@@ -77,6 +77,11 @@ impl Failure {
 }
 
 impl Gate {
+    /// Whether a request may have to wait here (a password hash, the auth service).
+    pub fn waits(&self) -> bool {
+        self.basic.is_some() || self.forward.is_some()
+    }
+
     /// Counts a refusal.
     pub fn failed(&self, failure: Failure) {
         self.failures[failure as usize].increment(1);
@@ -92,10 +97,13 @@ pub struct ForwardGate {
     pub pool: usize,
     /// 2xx answers by credentials digest: when each expires (limiter clock) and the headers
     /// it copies. Bounded; emptied whole when full.
-    pub remembered: papaya::HashMap<[u8; 32], (u64, Arc<[(HeaderName, HeaderValue)]>)>,
+    pub remembered: papaya::HashMap<[u8; 32], Remembered>,
     /// `switchyard_forward_auth_requests_total` by result: allowed, remembered, denied, error.
     pub results: [Counter; 4],
 }
+
+/// A remembered answer: when it expires (limiter clock) and the headers it copies.
+pub type Remembered = (u64, Arc<[(HeaderName, HeaderValue)]>);
 
 /// Answers a forward-auth gate remembers at most.
 pub const REMEMBERED_ANSWERS: usize = 10_000;
