@@ -16,6 +16,7 @@ use redis::{Client, RedisResult};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -49,21 +50,15 @@ if granted == 0 then wait = tat + interval - window - now end
 return {granted, wait}
 ";
 
-/// Starts the leaser for `shelf`'s fleet rules, on the fleet's Redis.
+/// Starts the leaser for `shelf`'s fleet rules, on the fleet's Redis: it takes what they
+/// want from `wanted`.
 pub fn spawn(
     config: &FleetConfig,
     shelf: Arc<Shelf>,
+    mut wanted: UnboundedReceiver<Want>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let Some(mut wanted) = shelf
-        .wanted
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-    else {
-        return;
-    };
     let client = match Client::open(config.redis.as_str()) {
         Ok(client) => client,
         Err(err) => {

@@ -92,7 +92,8 @@ impl Control {
             .iter()
             .map(|p| PoolRuntime::new(p, config, metrics))
             .collect();
-        let shelf = Arc::new(Shelf::default());
+        let (wants, wanted) = mpsc::unbounded_channel();
+        let shelf = Arc::new(Shelf::new(wants));
         let router = router(config, &pools, metrics, &shelf);
         crate::keeper::spawn(
             Arc::clone(&shelf),
@@ -101,7 +102,7 @@ impl Control {
             shutdown.clone(),
         );
         if let Some(fleet) = &config.fleet {
-            crate::fleet_limits::spawn(fleet, Arc::clone(&shelf), &tasks, shutdown.clone());
+            crate::fleet_limits::spawn(fleet, Arc::clone(&shelf), wanted, &tasks, shutdown.clone());
         }
         let certificates = CertificateExpiry::of(config);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot {

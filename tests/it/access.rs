@@ -7,7 +7,6 @@ use crate::support::*;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -140,58 +139,32 @@ async fn an_md5_users_file_is_a_config_error_naming_the_field() {
 /// An auth service: `Bearer good` → 200 with `X-User: alice`; `Bearer login` → 302 to a
 /// login page; anything else → 401 with a body of its own. Counts what it is asked.
 async fn auth_service() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let asked = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&asked);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let counted = Arc::clone(&counted);
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                counted.fetch_add(1, Ordering::SeqCst);
-                let auth = req
-                    .headers()
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                let seen_uri = req
-                    .headers()
-                    .get("x-forwarded-uri")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                async move {
-                    let response = match auth.as_str() {
-                        "Bearer good" => Response::builder()
-                            .status(200)
-                            .header("x-user", "alice")
-                            .header("x-seen-uri", seen_uri)
-                            .body(Full::new(Bytes::new())),
-                        "Bearer login" => Response::builder()
-                            .status(302)
-                            .header("location", "https://login.example/?next=/")
-                            .body(Full::new(Bytes::new())),
-                        _ => Response::builder()
-                            .status(401)
-                            .header("www-authenticate", "Bearer realm=\"corp\"")
-                            .body(Full::new(Bytes::from_static(b"who are you?\n"))),
-                    };
-                    Ok::<_, std::convert::Infallible>(response.unwrap())
-                }
-            });
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
-        }
-    });
-    (addr, asked)
+    crate::support::upstream::serve_fn(|req| {
+        let header = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let response = match header("authorization").as_str() {
+            "Bearer good" => Response::builder()
+                .status(200)
+                .header("x-user", "alice")
+                .header("x-seen-uri", header("x-forwarded-uri"))
+                .body(Full::new(Bytes::new())),
+            "Bearer login" => Response::builder()
+                .status(302)
+                .header("location", "https://login.example/?next=/")
+                .body(Full::new(Bytes::new())),
+            _ => Response::builder()
+                .status(401)
+                .header("www-authenticate", "Bearer realm=\"corp\"")
+                .body(Full::new(Bytes::from_static(b"who are you?\n"))),
+        };
+        response.unwrap()
+    })
+    .await
 }
 
 /// A proxy whose route asks the auth pool (one backend at `auth`), remembering for `cache`.

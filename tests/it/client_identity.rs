@@ -161,12 +161,19 @@ async fn behind_trusted_proxies_the_first_untrusted_hop_is_the_client() {
 /// GET `/` over a connection from `from` (a loopback address) to `to`; the status line, or
 /// what came back.
 pub(crate) async fn get_from(from: &str, to: std::net::SocketAddr) -> String {
+    get_path_from(from, to, "/").await
+}
+
+/// GET `path` over a connection from `from` to `to`; the status line.
+async fn get_path_from(from: &str, to: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
     let mut stream = socket.connect(to).await.expect("connect");
     stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
     let mut out = Vec::new();
@@ -212,4 +219,30 @@ async fn an_optional_header_may_be_left_out() {
         "HTTP/1.1 403 Forbidden"
     );
     assert_eq!(get_from("127.0.0.2", proxy.addr).await, "HTTP/1.1 200 OK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_count_the_client_the_balancer_names_not_the_balancer() {
+    let up = Upstream::start("up").await;
+    let mut rule = toml::Table::new();
+    rule.insert("rate".into(), "1/m".into());
+    let (config, _) = config(&up, "127.0.0.1:0", &[], &[]);
+    let config = config
+        .set_listener("proxy_protocol", "required")
+        .push_route("limited", |r| {
+            r.set("pool", "p").set("path_prefix", "/limited").set(
+                "rate_limit",
+                toml::Value::Array(vec![toml::Value::Table(rule)]),
+            )
+        });
+    let proxy = TestProxy::start(&config.toml()).await;
+    let haproxy = Peer::haproxy_tcp(proxy.addr, "send-proxy-v2").await;
+    let status = |from: &'static str| {
+        let to = haproxy.addr;
+        async move { get_path_from(from, to, "/limited").await }
+    };
+    // Every connection comes from HAProxy; each client has its own allowance of one.
+    assert_eq!(status("127.0.0.2").await, "HTTP/1.1 200 OK");
+    assert_eq!(status("127.0.0.3").await, "HTTP/1.1 200 OK");
+    assert_eq!(status("127.0.0.2").await, "HTTP/1.1 429 Too Many Requests");
 }

@@ -9,7 +9,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -99,37 +98,14 @@ fn token(signer: &Signer, overrides: serde_json::Value) -> String {
 
 /// A JWKS endpoint serving what `keys` holds now; counts its fetches.
 async fn jwks_server(keys: Arc<Mutex<Vec<serde_json::Value>>>) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let fetches = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&fetches);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let (keys, counted) = (Arc::clone(&keys), Arc::clone(&counted));
-            let service = hyper::service::service_fn(move |_: Request<Incoming>| {
-                counted.fetch_add(1, Ordering::SeqCst);
-                let body = serde_json::json!({"keys": *keys.lock().unwrap()}).to_string();
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        Response::builder()
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from(body)))
-                            .unwrap(),
-                    )
-                }
-            });
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
-        }
-    });
-    (addr, fetches)
+    crate::support::upstream::serve_fn(move |_| {
+        let body = serde_json::json!({"keys": *keys.lock().unwrap()}).to_string();
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    })
+    .await
 }
 
 async fn get_bearer(proxy: &TestProxy, token: &str) -> Answer {

@@ -2,10 +2,9 @@
 //! claims, the forward-auth pool, and rate-limit rules.
 
 use super::Checker;
-use crate::config::file::{BasicAuthFile, ForwardAuthFile, JwtFile, RateLimitFile, RouteFile};
+use crate::config::file::{BasicAuthFile, ForwardAuthFile, JwtFile, RouteFile};
 use crate::config::model::{
-    AccessConfig, BasicAuthConfig, ForwardAuthConfig, JwtConfig, JwtKeys, LimitKey, LimitScope,
-    OnStoreError, RateLimitConfig,
+    AccessConfig, BasicAuthConfig, ForwardAuthConfig, JwtConfig, JwtKeys, LimitKey,
 };
 use http::HeaderName;
 use std::collections::HashSet;
@@ -263,104 +262,6 @@ impl Checker {
             cache: self.duration_or_zero(&file.cache, &format!("{field}.cache"), Duration::ZERO),
         })
     }
-
-    /// One rate-limit rule: `rate = "50/s"`, a burst, a key and a scope.
-    fn rate_limit(
-        &mut self,
-        rule: &Spanned<RateLimitFile>,
-        field: &str,
-    ) -> Option<RateLimitConfig> {
-        let rule = rule.get_ref();
-        let Some((count, period)) = parse_rate(rule.rate.get_ref()) else {
-            self.report(
-                rule.rate.span(),
-                format!(
-                    "{field}.rate: {:?} is not \"<requests>/<s|m|h>\" (\"50/s\", \"1000/m\")",
-                    rule.rate.get_ref()
-                ),
-            );
-            return None;
-        };
-        let v4_prefix = self.int(
-            &rule.ipv4_prefix,
-            &format!("{field}.ipv4_prefix"),
-            1..=32,
-            32u8,
-        );
-        let v6_prefix = self.int(
-            &rule.ipv6_prefix,
-            &format!("{field}.ipv6_prefix"),
-            1..=128,
-            64u8,
-        );
-        let key = match rule.key.as_ref().map(|k| k.get_ref().as_str()) {
-            None | Some("client_ip") => LimitKey::ClientIp {
-                v4_prefix,
-                v6_prefix,
-            },
-            Some("route") => LimitKey::Route,
-            Some(other) => match other.split_once(':') {
-                Some(("header", name)) => match header_name(name) {
-                    Some(name) => LimitKey::Header(name),
-                    None => return self.bad_key(rule, field),
-                },
-                Some(("cookie", name)) if !name.is_empty() => LimitKey::Cookie(name.to_owned()),
-                Some(("claim", name)) if !name.is_empty() => LimitKey::Claim(name.to_owned()),
-                _ => return self.bad_key(rule, field),
-            },
-        };
-        let scope = match rule.scope.as_ref().map(|s| s.get_ref().as_str()) {
-            None | Some("local") => LimitScope::Local,
-            Some("fleet") => {
-                self.fleet_rules
-                    .extend(rule.scope.as_ref().map(Spanned::span));
-                LimitScope::Fleet
-            }
-            Some(other) => {
-                let span = rule.scope.as_ref().map(Spanned::span).unwrap_or_default();
-                self.report(
-                    span,
-                    format!("{field}.scope: {other:?} is not \"local\" or \"fleet\""),
-                );
-                return None;
-            }
-        };
-        let on_store_error = match rule.on_store_error.as_ref().map(|s| s.get_ref().as_str()) {
-            None | Some("local") => OnStoreError::Local,
-            Some("allow") => OnStoreError::Allow,
-            Some("deny") => OnStoreError::Deny,
-            Some(other) => {
-                let span = rule
-                    .on_store_error
-                    .as_ref()
-                    .map(Spanned::span)
-                    .unwrap_or_default();
-                self.report(
-                    span,
-                    format!(
-                        "{field}.on_store_error: {other:?} is not \"local\", \"allow\" or \"deny\""
-                    ),
-                );
-                return None;
-            }
-        };
-        Some(RateLimitConfig {
-            key,
-            count,
-            period,
-            burst: self.int(&rule.burst, &format!("{field}.burst"), 0..=1_000_000, 0u32),
-            scope,
-            on_store_error,
-            dry_run: rule.dry_run.unwrap_or(false),
-            legacy_headers: rule.legacy_headers.unwrap_or(false),
-        })
-    }
-
-    fn bad_key<T>(&mut self, rule: &RateLimitFile, field: &str) -> Option<T> {
-        let key = rule.key.as_ref()?;
-        self.report(key.span(), format!("{field}.key: {:?} is not client_ip, route, header:<name>, cookie:<name> or claim:<name>", key.get_ref()));
-        None
-    }
 }
 
 /// Whether `hash` is one we verify: bcrypt (`$2a$`, `$2b$`, `$2y$`) or argon2 (PHC string).
@@ -393,21 +294,7 @@ fn password_hash_kind(hash: &str) -> Result<(), String> {
     ))
 }
 
-/// `50/s`, `1000/m`, `10/h` as (count, period).
-fn parse_rate(text: &str) -> Option<(u32, Duration)> {
-    let (count, unit) = text.trim().split_once('/')?;
-    let count: u32 = count.trim().parse().ok().filter(|&c| c > 0)?;
-    let period = match unit.trim() {
-        "s" | "sec" | "second" => Duration::from_secs(1),
-        "m" | "min" | "minute" => Duration::from_secs(60),
-        "h" | "hour" => Duration::from_secs(3600),
-        _ => return None,
-    };
-    // Below one admission per nanosecond the interval cannot be represented.
-    (period / count > Duration::ZERO).then_some((count, period))
-}
-
-fn header_name(text: &str) -> Option<HeaderName> {
+pub(super) fn header_name(text: &str) -> Option<HeaderName> {
     HeaderName::from_bytes(text.as_bytes()).ok()
 }
 

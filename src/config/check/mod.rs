@@ -21,6 +21,7 @@ mod listeners;
 mod notify;
 mod operator;
 mod pools;
+mod rate_limit;
 mod report;
 mod route_parts;
 mod route_policies;

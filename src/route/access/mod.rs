@@ -10,15 +10,16 @@ pub mod basic;
 pub mod fleet;
 pub mod jwt;
 pub mod limit;
+mod shelf;
+
+pub use shelf::{Chores, Fetched, Shelf};
 
 use crate::config::{ForwardAuthConfig, JwtKeys, LimitScope, RateLimitConfig, RouteConfig};
 use crate::metrics::{self, Metrics};
 use ::metrics::Counter;
 use http::{HeaderName, HeaderValue};
-use std::collections::{HashMap, HashSet};
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 /// A route's access policies, in the order they run.
 #[derive(Debug)]
@@ -129,124 +130,6 @@ pub struct LimitRule {
     pub dry_run: Counter,
     /// The fleet's state on this replica, for `scope = "fleet"`.
     pub fleet: Option<Arc<fleet::FleetShare>>,
-}
-
-/// State kept across configs; the control plane's, with a mutex touched only when a config
-/// is applied and by the background keeper, never per request.
-#[derive(Debug)]
-pub struct Shelf {
-    inner: Mutex<Stock>,
-    /// Hashes text keys; one random key per process.
-    pub hasher: std::hash::RandomState,
-    wants: tokio::sync::mpsc::UnboundedSender<fleet::Want>,
-    /// What fleet rules ask of Redis, for the leaser to take once.
-    pub wanted: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<fleet::Want>>>,
-}
-
-impl Default for Shelf {
-    fn default() -> Self {
-        let (wants, wanted) = tokio::sync::mpsc::unbounded_channel();
-        Self {
-            inner: Mutex::default(),
-            hasher: std::hash::RandomState::new(),
-            wants,
-            wanted: Mutex::new(Some(wanted)),
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-struct Stock {
-    tables: HashMap<String, Arc<limit::Table>>,
-    shares: HashMap<String, Arc<fleet::FleetShare>>,
-    key_sets: HashMap<String, Fetched>,
-    used: HashSet<String>,
-}
-
-/// A key set fetched from a URL, and how often.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    /// Where from.
-    pub url: http::Uri,
-    /// How often.
-    pub refresh: Duration,
-    /// The keys.
-    pub keys: Arc<jwt::KeySet>,
-}
-
-/// What the keeper looks after.
-#[derive(Debug, Default)]
-pub struct Chores {
-    /// Limiter tables to sweep, with their label.
-    pub tables: Vec<(String, Arc<limit::Table>)>,
-    /// Key sets to fetch.
-    pub key_sets: Vec<Fetched>,
-    /// Fleet rules' shares.
-    pub shares: Vec<(String, Arc<fleet::FleetShare>)>,
-}
-
-impl Shelf {
-    fn table(&self, id: String) -> Arc<limit::Table> {
-        let mut stock = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        stock.used.insert(id.clone());
-        Arc::clone(stock.tables.entry(id).or_default())
-    }
-
-    fn share(
-        &self,
-        id: String,
-        make: impl FnOnce(tokio::sync::mpsc::UnboundedSender<fleet::Want>) -> fleet::FleetShare,
-    ) -> Arc<fleet::FleetShare> {
-        let mut stock = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        stock.used.insert(id.clone());
-        let wants = self.wants.clone();
-        Arc::clone(
-            stock
-                .shares
-                .entry(id)
-                .or_insert_with(|| Arc::new(make(wants))),
-        )
-    }
-
-    fn key_set(&self, url: &http::Uri, refresh: Duration) -> Arc<jwt::KeySet> {
-        let mut stock = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let id = url.to_string();
-        stock.used.insert(id.clone());
-        let fetched = stock.key_sets.entry(id).or_insert_with(|| Fetched {
-            url: url.clone(),
-            refresh,
-            keys: Arc::new(jwt::KeySet::new(Vec::new())),
-        });
-        fetched.refresh = fetched.refresh.min(refresh);
-        Arc::clone(&fetched.keys)
-    }
-
-    /// Forgets what the config just applied no longer uses.
-    pub fn settle(&self) {
-        let mut stock = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let used = std::mem::take(&mut stock.used);
-        stock.tables.retain(|id, _| used.contains(id));
-        stock.shares.retain(|id, _| used.contains(id));
-        stock.key_sets.retain(|id, _| used.contains(id));
-    }
-
-    /// What the keeper should look after now.
-    pub fn chores(&self) -> Chores {
-        let stock = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        Chores {
-            tables: stock
-                .tables
-                .iter()
-                .map(|(id, t)| (id.clone(), Arc::clone(t)))
-                .collect(),
-            key_sets: stock.key_sets.values().cloned().collect(),
-            shares: stock
-                .shares
-                .iter()
-                .map(|(id, s)| (id.clone(), Arc::clone(s)))
-                .collect(),
-        }
-    }
 }
 
 impl Gate {
@@ -371,11 +254,12 @@ impl LimitRule {
     }
 }
 
-/// Nanoseconds on the limiter clock (monotonic, from the first call; tokio's clock, so that
-/// tests with paused time drive it).
+/// Nanoseconds on the limiter clock (monotonic, from the first call). The system's clock, not
+/// tokio's: reading tokio's looks up the runtime first, and the decisions that depend on time
+/// are pure functions of `now`, tested with the time they are given.
 pub fn clock() -> u64 {
-    static BASE: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
-    let base = *BASE.get_or_init(tokio::time::Instant::now);
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(std::time::Instant::now);
     // One second in: a TAT of zero always lies in the past.
     u64::try_from(base.elapsed().as_nanos())
         .unwrap_or(u64::MAX)

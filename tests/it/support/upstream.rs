@@ -414,3 +414,38 @@ pub async fn start_scripted(
     });
     (addr, connections)
 }
+
+/// An HTTP/1.1 server on an ephemeral port answering every request with `answer` (a small
+/// service of the test's own: an auth service, a JWKS endpoint); counts the requests.
+pub async fn serve_fn(
+    answer: impl Fn(&Request<hyper::body::Incoming>) -> Response<http_body_util::Full<Bytes>>
+    + Send
+    + Sync
+    + 'static,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&asked);
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (counted, answer) = (Arc::clone(&counted), Arc::clone(&answer));
+            let service = hyper::service::service_fn(move |req| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let response = answer(&req);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    (addr, asked)
+}
