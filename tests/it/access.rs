@@ -370,3 +370,55 @@ async fn a_dry_run_limit_counts_but_never_refuses_and_keys_keep_clients_apart() 
         "the dry run admitted 1 of 4"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_reads_the_users_file_again_and_keeps_rate_limit_state() {
+    let up = Upstream::start("up").await;
+    let users = htpasswd("-B", &[("alice", "one")]);
+    let mut limit = toml::Table::new();
+    limit.insert("rate".into(), "1/m".into());
+    let config = ConfigBuilder::new()
+        .set("reload.watch", false)
+        .pool(PoolBuilder::new("p").backend("up", up.addr, 1))
+        .push_route("r", |r| {
+            r.set("pool", "p")
+                .set("basic_auth.users_file", users.display().to_string())
+                .set("rate_limit", Value::Array(vec![Value::Table(limit)]))
+        });
+    let path = temp_config(&config.toml());
+    let proxy = TestProxy::start_file(&path).await;
+    let alice = basic("alice", "one");
+    let bob = basic("bob", "two");
+    assert_eq!(
+        get_with(&proxy, "/", &[("authorization", &alice)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_with(&proxy, "/", &[("authorization", &bob)])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Bob joins the file; the reload reads it, and the limit's state (alice's one request a
+    // minute, spent) survives the reload.
+    let status = std::process::Command::new("htpasswd")
+        .args(["-b", "-B", "-C", "5"])
+        .arg(&users)
+        .args(["bob", "two"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        proxy.admin("POST", "/api/reload", None, None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_with(&proxy, "/", &[("authorization", &bob)])
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "bob is let in by the new file, and the one request a minute was spent before the reload"
+    );
+}

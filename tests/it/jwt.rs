@@ -135,6 +135,7 @@ async fn tokens_are_checked_against_a_fetched_key_set() {
                 .set("jwt.issuer", "https://idp.test")
                 .set("jwt.audience", vec!["api".to_owned()])
                 .set("jwt.claims_to_headers.sub", "X-User")
+                .set("jwt.cookie", "session")
         });
     let proxy = TestProxy::start(&config.toml()).await;
     // The key set arrives in the background; until then tokens are refused.
@@ -154,6 +155,18 @@ async fn tokens_are_checked_against_a_fetched_key_set() {
     );
     let rs = get_bearer(&proxy, &token(&rsa, serde_json::json!({}))).await;
     assert_eq!(rs.status, StatusCode::OK);
+    // The same token in the cookie the policy names.
+    let by_cookie = Request::get(proxy.url("/"))
+        .header(
+            "cookie",
+            format!(
+                "theme=dark; session={}",
+                token(&ec, serde_json::json!({"sub": "carol"}))
+            ),
+        )
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    assert_eq!(send(&client(), by_cookie).await.status, StatusCode::OK);
 
     let refused = |answer: &Answer, why: &str| {
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{why}");
@@ -194,8 +207,8 @@ async fn tokens_are_checked_against_a_fetched_key_set() {
     assert_eq!(missing.headers["www-authenticate"], "Bearer");
     assert_eq!(
         up.requests(),
-        3,
-        "only the valid tokens reached the backend (the poll's and two more)"
+        4,
+        "only the valid tokens reached the backend (the poll's and three more)"
     );
 
     // A new key at the provider: the first token with its kid is refused and asks for one

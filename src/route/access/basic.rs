@@ -164,6 +164,18 @@ mod tests {
     }
 
     #[test]
+    fn argon2_hashes_verify_too() {
+        use argon2::password_hash::PasswordHasher;
+        let hash: argon2::PasswordHash = argon2::Argon2::default()
+            .hash_password_with_salt(b"s3cret", b"some salt, 16+ bytes")
+            .unwrap();
+        let hash = hash.to_string();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_hash(b"s3cret", &hash));
+        assert!(!verify_hash(b"guess", &hash));
+    }
+
+    #[test]
     fn the_unknown_user_hash_is_a_valid_bcrypt_hash() {
         assert_eq!(bcrypt::verify("", UNKNOWN_USER).ok(), Some(false));
     }
