@@ -36,6 +36,8 @@ pub fn spawn(
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut fetches: HashMap<String, Fetching> = HashMap::new();
+        // Each table's size gauge, registered once rather than looked up every second.
+        let mut sizes: HashMap<String, ::metrics::Gauge> = HashMap::new();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -43,13 +45,15 @@ pub fn spawn(
             }
             let chores = shelf.chores();
             let now = clock();
+            sizes.retain(|id, _| chores.tables.iter().any(|(t, _)| t == id));
             for (id, table) in &chores.tables {
                 let held = table.sweep(now);
-                let mut parts = id.split('#');
-                let (route, rule) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                metrics
-                    .gauge(metrics::RATE_LIMIT_KEYS, &[("route", route), ("rule", rule)])
-                    .set(held as f64);
+                let gauge = sizes.entry(id.clone()).or_insert_with(|| {
+                    let mut parts = id.split('#');
+                    let (route, rule) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    metrics.gauge(metrics::RATE_LIMIT_KEYS, &[("route", route), ("rule", rule)])
+                });
+                gauge.set(held as f64);
             }
             for (_, share) in &chores.shares {
                 share.sweep(now);

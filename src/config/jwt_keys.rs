@@ -103,3 +103,35 @@ fn key_of(jwk: &Jwk) -> Option<JwtKey> {
         key: DecodingKey::from_jwk(jwk).ok()?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pem_public_key_or_a_key_set_gives_its_signing_keys() {
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let keys = parse(&pair.public_key_pem()).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].kind, KeyKind::Ec);
+        let raw = pair.public_key_raw();
+        let b64 = |b: &[u8]| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+        };
+        let set = serde_json::json!({"keys": [
+            {"kty": "EC", "crv": "P-256", "kid": "sig", "x": b64(&raw[1..33]), "y": b64(&raw[33..])},
+            {"kty": "EC", "crv": "P-256", "kid": "enc", "use": "enc", "x": b64(&raw[1..33]), "y": b64(&raw[33..])},
+            {"kty": "oct", "kid": "secret", "k": "c2VjcmV0"},
+        ]});
+        let keys = parse(&set.to_string()).unwrap();
+        let kids: Vec<_> = keys.iter().map(|k| k.kid.as_deref()).collect();
+        assert_eq!(
+            kids,
+            [Some("sig")],
+            "encryption and symmetric keys are left out"
+        );
+        assert!(parse(r#"{"keys": []}"#).is_err());
+        assert!(parse("not a key").is_err());
+    }
+}

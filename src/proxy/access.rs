@@ -67,6 +67,7 @@ pub fn admit_now(
 }
 
 /// The JWT policy: the token's claims (their headers set on `req`), or a 401.
+#[inline]
 fn verify_token(gate: &Gate, req: &mut Request<Incoming>) -> Result<Option<Arc<Claims>>, Early> {
     let Some(jwt) = &gate.jwt else {
         return Ok(None);

@@ -123,6 +123,7 @@ pub fn prepare_response(headers: &mut HeaderMap, version: Version) {
 }
 
 /// Removes the standard hop-by-hop headers and every header named in `Connection`.
+#[inline]
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     strip(headers, false, false);
 }

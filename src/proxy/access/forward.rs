@@ -25,20 +25,15 @@ pub(super) async fn ask(
     exchange: &Exchange,
 ) -> Result<(), Early> {
     let config = &forward.config;
-    let counted = |result: &'static str| {
-        let i = ["allowed", "remembered", "denied", "error"]
-            .iter()
-            .position(|r| *r == result)
-            .unwrap_or(3);
-        forward.results[i].increment(1);
-    };
+    // `ForwardGate::results` in its order: allowed, remembered, denied, error.
+    let counted = |result: usize| forward.results[result].increment(1);
     let remember = !config.cache.is_zero();
     let digest = remember.then(|| credentials_digest(req.headers()));
     if let Some(digest) = &digest {
         if let Some((expires, copied)) = forward.remembered.pin().get(digest) {
             if *expires > clock() {
                 copy(req, &config.copy_headers, copied);
-                counted("remembered");
+                counted(REMEMBERED);
                 return Ok(());
             }
         }
@@ -55,22 +50,21 @@ pub(super) async fn ask(
             })?,
     );
     let Some((_, backend)) = pool.pick() else {
-        counted("error");
+        counted(ERROR);
         gate.failed(crate::route::access::Failure::ForwardError);
         return Err(unavailable(config.on_error));
     };
     let backend = Arc::clone(backend);
-    let subrequest = subrequest(req, config.path.as_ref(), downstream, exchange);
-    let (mut parts, ()) = subrequest.into_parts();
-    let empty = UpstreamBody::Bytes(http_body_util::Full::new(bytes::Bytes::new()));
-    let request = super::super::forward::upstream_request(
-        &mut parts,
-        empty,
-        (&backend.authority, false),
-        &pool.policy.upstream,
-        true,
+    let protocol = pool.policy.upstream.config.protocol;
+    let request = subrequest(
+        req,
+        config.path.as_ref(),
+        downstream,
+        exchange,
+        protocol,
+        &backend.authority,
     )
-    .map_err(|_| unavailable(config.on_error))?;
+    .ok_or_else(|| unavailable(config.on_error))?;
     let in_flight = backend.begin_request();
     let dial = crate::upstream::pool::Dial::from(&proxy.snapshot.load().timeouts);
     let sent = crate::upstream::pool::send(&backend, &pool.policy.upstream, &dial, request);
@@ -78,19 +72,19 @@ pub(super) async fn ask(
         Ok(Ok(answer)) => answer,
         Ok(Err(err)) => {
             tracing::debug!(route = route_of(exchange), error = %crate::error::chain(&err), "forward auth: no answer");
-            counted("error");
+            counted(ERROR);
             gate.failed(crate::route::access::Failure::ForwardError);
             return Err(unavailable(config.on_error));
         }
         Err(_) => {
             tracing::debug!(route = route_of(exchange), "forward auth: timed out");
-            counted("error");
+            counted(ERROR);
             gate.failed(crate::route::access::Failure::ForwardError);
             return Err(unavailable(config.on_error));
         }
     };
     if !response.status().is_success() {
-        counted("denied");
+        counted(DENIED);
         gate.failed(crate::route::access::Failure::ForwardDenied);
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers);
@@ -120,30 +114,55 @@ pub(super) async fn ask(
         remembered.insert(digest, (expires, Arc::clone(&copied)));
     }
     copy(req, &config.copy_headers, &copied);
-    counted("allowed");
+    counted(ALLOWED);
     Ok(())
 }
 
-/// The subrequest: the client's method, URI (or the configured path) and headers, no body.
+/// The subrequest: the client's method, URI (or the configured path) and headers, no body, in
+/// the auth pool's protocol (an HTTP/2 pool takes the host as `:authority`).
 fn subrequest(
     req: &Request<Incoming>,
     path: Option<&http::uri::PathAndQuery>,
     downstream: &Downstream,
     exchange: &Exchange,
-) -> Request<()> {
+    protocol: crate::config::Protocol,
+    backend: &http::uri::Authority,
+) -> Option<Request<UpstreamBody>> {
     let original = req
         .uri()
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
-    let mut sub = Request::new(());
+    let empty = UpstreamBody::Bytes(http_body_util::Full::new(bytes::Bytes::new()));
+    let mut sub = Request::new(empty);
     *sub.method_mut() = req.method().clone();
-    *sub.uri_mut() = match path {
-        Some(path) => http::Uri::from(path.clone()),
-        None => req.uri().clone(),
+    let target = match path {
+        Some(path) => path.clone(),
+        None => req.uri().path_and_query()?.clone(),
     };
     let mut headers = req.headers().clone();
     strip_hop_by_hop(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
+    if protocol.is_h2() {
+        let authority = headers
+            .remove(header::HOST)
+            .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok())
+            .unwrap_or_else(|| backend.clone());
+        *sub.uri_mut() = http::Uri::builder()
+            .scheme(match protocol {
+                crate::config::Protocol::H2 => "https",
+                _ => "http",
+            })
+            .authority(authority)
+            .path_and_query(target)
+            .build()
+            .ok()?;
+        *sub.version_mut() = http::Version::HTTP_2;
+    } else {
+        if !headers.contains_key(header::HOST) {
+            headers.insert(header::HOST, HeaderValue::from_str(backend.as_str()).ok()?);
+        }
+        *sub.uri_mut() = http::Uri::from(target);
+    }
     let set = |headers: &mut http::HeaderMap, name: &'static str, value: Option<HeaderValue>| {
         if let Some(value) = value {
             headers.insert(HeaderName::from_static(name), value);
@@ -180,7 +199,7 @@ fn subrequest(
         Some(exchange.record.client.clone()),
     );
     *sub.headers_mut() = headers;
-    sub
+    Some(sub)
 }
 
 /// Puts the auth service's headers on the request, never the client's own values for them.
@@ -219,6 +238,11 @@ fn unavailable(status: http::StatusCode) -> Early {
     }
     Early::Reply(Box::new(response))
 }
+
+const ALLOWED: usize = 0;
+const REMEMBERED: usize = 1;
+const DENIED: usize = 2;
+const ERROR: usize = 3;
 
 fn route_of(exchange: &Exchange) -> &str {
     exchange.record.route.as_deref().unwrap_or("")
