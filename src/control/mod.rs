@@ -7,6 +7,9 @@
 //! out on one backend or pool at the event's instant; `backends`, `apply`, `membership` and
 //! `shared` are the handlers that find the backend and call it; `publish` stores snapshots and
 //! announces changes; `views` is what the outside reads.
+//!
+//! Longer than most files on purpose: the control task's state, its construction and its event
+//! loop read together; the handlers live in the sibling files.
 
 mod apply;
 mod backends;

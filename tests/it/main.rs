@@ -30,6 +30,7 @@ mod health;
 mod jwt;
 mod observability;
 mod proxy_protocol_out;
+mod rate_limits;
 mod reload;
 mod route_policies;
 mod routing;

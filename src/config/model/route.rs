@@ -1,5 +1,8 @@
 //! Routes as the config states them: what a route matches (host, path, methods, headers,
 //! query) and what it does with a request (send it to a pool, redirect it, or answer it).
+//!
+//! Longer than most files on purpose: a route's whole vocabulary (matching, actions, rewrites,
+//! header rules) in one place, each type small.
 
 use http::{HeaderName, Method, StatusCode};
 use std::cmp::Reverse;

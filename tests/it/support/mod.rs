@@ -1,5 +1,8 @@
 //! Test fixtures: in-process upstream servers and the real proxy, all on 127.0.0.1 ephemeral
 //! ports, plus a keep-alive client and polling helpers.
+//!
+//! Longer than most files on purpose: the helpers every test file shares (the proxy under test,
+//! its client, polling with deadlines, metrics), kept in one place.
 
 pub mod browser;
 pub mod config;

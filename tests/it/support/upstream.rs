@@ -10,6 +10,9 @@
 //!
 //! `stop()` closes the listener and every open connection; `restart()` listens again on the
 //! same port.
+//!
+//! Longer than most files on purpose: every fixture server the tests start (the echoing
+//! upstream, hung, raw and scripted ones, small services), so each behaves alike.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
