@@ -9,7 +9,7 @@ use crate::config::LimitKey;
 use crate::route::access::basic::Verdict;
 use crate::route::access::jwt::{Claims, Refusal, claim_value, cookie};
 use crate::route::access::limit::{self, Decision};
-use crate::route::access::{Failure, Gate, LimitRule, clock};
+use crate::route::access::{Failure, Gate, LimitRule, clock_at};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -105,7 +105,7 @@ fn limit(
     if gate.limits.is_empty() {
         return Ok(());
     }
-    let now = clock();
+    let now = clock_at(exchange.started());
     for rule in &gate.limits {
         let key = key_of(rule, req, downstream, exchange, claims, &gate.hasher);
         let decision = match &rule.fleet {

@@ -105,6 +105,11 @@ impl Exchange {
         }
     }
 
+    /// When the request began.
+    pub fn started(&self) -> std::time::Instant {
+        self.start.into_std()
+    }
+
     /// The request matched a route to a pool.
     pub fn routed(
         &mut self,

@@ -88,6 +88,9 @@ pub struct Reloader {
     /// The config text last rejected: the file watcher does not try the same text again, so a
     /// broken file left on disk is reported once per change of its contents.
     rejected: Option<String>,
+    /// SIGHUP, listened for from construction: a signal that came before the reloader's task
+    /// first ran would otherwise meet the default action and end the process.
+    hangups: watch::Hangups,
     shutdown: CancellationToken,
 }
 
@@ -124,6 +127,7 @@ impl Reloader {
             counters: ReloadMetrics::new(metrics),
             certificates: Vec::new(),
             rejected: None,
+            hangups: hangup_signals(),
             shutdown,
         };
         (reloader, tx, running)
@@ -136,7 +140,7 @@ impl Reloader {
 
     /// Serves reload requests, SIGHUP and file changes until shutdown.
     pub async fn run(mut self) {
-        let mut hangups = hangup_signals();
+        let mut hangups = self.hangups.take();
         let (file_tx, mut file_changes) = mpsc::channel::<()>(1);
         let mut _watcher = self.watch_files(&file_tx);
         // An edit made between loading the file and watching it would otherwise go unseen.

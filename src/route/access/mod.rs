@@ -258,10 +258,15 @@ impl LimitRule {
 /// tokio's: reading tokio's looks up the runtime first, and the decisions that depend on time
 /// are pure functions of `now`, tested with the time they are given.
 pub fn clock() -> u64 {
+    clock_at(std::time::Instant::now())
+}
+
+/// `at` on the limiter clock: a request's rate limits use the instant it began, read once.
+pub fn clock_at(at: std::time::Instant) -> u64 {
     static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let base = *BASE.get_or_init(std::time::Instant::now);
+    let base = *BASE.get_or_init(|| at);
     // One second in: a TAT of zero always lies in the past.
-    u64::try_from(base.elapsed().as_nanos())
+    u64::try_from(at.saturating_duration_since(base).as_nanos())
         .unwrap_or(u64::MAX)
         .saturating_add(1_000_000_000)
 }
