@@ -99,9 +99,9 @@ pub fn spawn(
             let healthy = result.is_ok();
             if let Err(err) = result {
                 link = None;
+                // Each may be asked for again (what a failed round had taken, it gave back).
                 for want in wants {
-                    let spent = want.share.take_spent(want.key);
-                    want.share.failed(want.key, spent);
+                    want.share.failed(want.key, 0);
                 }
                 if !std::mem::replace(&mut down_logged, true) {
                     tracing::warn!(%err, "fleet rate limits: Redis unreachable; each replica limits alone (on_store_error)");

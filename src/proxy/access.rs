@@ -107,7 +107,7 @@ fn limit(
     }
     let now = clock_at(exchange.started());
     for rule in &gate.limits {
-        let key = key_of(rule, req, downstream, exchange, claims, &gate.hasher);
+        let key = key_of(rule, req, downstream, exchange, claims);
         let decision = match &rule.fleet {
             None => rule.table.admit(&rule.gcra, key, now),
             Some(share) => share.admit(key, now, rule.config.on_store_error),
@@ -131,7 +131,6 @@ fn key_of(
     downstream: &Downstream,
     exchange: &Exchange,
     claims: Option<&Claims>,
-    hasher: &std::hash::RandomState,
 ) -> u128 {
     match &rule.config.key {
         LimitKey::ClientIp {
@@ -150,35 +149,18 @@ fn key_of(
                 .headers()
                 .get(name)
                 .map_or(&b""[..], HeaderValue::as_bytes);
-            limit::text_key(hasher, value)
+            rule.text_keys.key(value)
         }
         LimitKey::Cookie(name) => {
             let value = cookie(req.headers(), name).unwrap_or("");
-            limit::text_key(hasher, value.as_bytes())
+            rule.text_keys.key(value.as_bytes())
         }
-        LimitKey::Claim(name) => {
-            let value = claims
-                .and_then(|c| c.get(name.as_str()))
-                .map(|v| match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .unwrap_or_default();
-            text(rule, hasher, value.as_bytes())
-        }
+        LimitKey::Claim(name) => match claims.and_then(|c| c.get(name.as_str())) {
+            Some(serde_json::Value::String(text)) => rule.text_keys.key(text.as_bytes()),
+            Some(other) => rule.text_keys.key(other.to_string().as_bytes()),
+            None => rule.text_keys.key(b""),
+        },
         LimitKey::Route => 0,
-    }
-}
-
-/// A text key: this replica's random hashing for a local rule, the fleet's fixed one for a
-/// fleet rule.
-fn text(rule: &LimitRule, hasher: &std::hash::RandomState, value: &[u8]) -> u128 {
-    match rule.fleet {
-        None => limit::text_key(hasher, value),
-        Some(_) => limit::text_key(
-            &std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default(),
-            value,
-        ),
     }
 }
 

@@ -9,7 +9,8 @@ use super::super::routing::Early;
 use super::super::{Downstream, Exchange, Proxy, ProxyBody};
 use super::short;
 use crate::body::UpstreamBody;
-use crate::route::access::{ForwardGate, Gate, REMEMBERED_ANSWERS, clock};
+use crate::route::access::{Failure, ForwardGate, Gate, REMEMBERED_ANSWERS, clock};
+use crate::upstream::pool::Dial;
 use http::{HeaderName, HeaderValue, Request, header};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -38,23 +39,23 @@ pub(super) async fn ask(
             }
         }
     }
-    let pool = Arc::clone(
-        proxy
-            .snapshot
-            .load()
+    // Fails closed, counted in both the forward-auth and the auth-failure metrics.
+    let error = || {
+        counted(ERROR);
+        gate.failed(Failure::ForwardError);
+        unavailable(config.on_error)
+    };
+    // One snapshot load for the auth pool and the dial settings; the guard goes before waiting.
+    let (pool, dial) = {
+        let snapshot = proxy.snapshot.load();
+        let pool = snapshot
             .pools
             .get(forward.pool)
-            .ok_or_else(|| {
-                gate.failed(crate::route::access::Failure::ForwardError);
-                unavailable(config.on_error)
-            })?,
-    );
-    let Some((_, backend)) = pool.pick() else {
-        counted(ERROR);
-        gate.failed(crate::route::access::Failure::ForwardError);
-        return Err(unavailable(config.on_error));
+            .cloned()
+            .ok_or_else(error)?;
+        (pool, Dial::from(&snapshot.timeouts))
     };
-    let backend = Arc::clone(backend);
+    let backend = Arc::clone(pool.pick().ok_or_else(error)?.1);
     let protocol = pool.policy.upstream.config.protocol;
     let request = subrequest(
         req,
@@ -64,28 +65,23 @@ pub(super) async fn ask(
         protocol,
         &backend.authority,
     )
-    .ok_or_else(|| unavailable(config.on_error))?;
+    .ok_or_else(error)?;
     let in_flight = backend.begin_request();
-    let dial = crate::upstream::pool::Dial::from(&proxy.snapshot.load().timeouts);
     let sent = crate::upstream::pool::send(&backend, &pool.policy.upstream, &dial, request);
     let (response, lease) = match tokio::time::timeout(config.timeout, sent).await {
         Ok(Ok(answer)) => answer,
-        Ok(Err(err)) => {
-            tracing::debug!(route = route_of(exchange), error = %crate::error::chain(&err), "forward auth: no answer");
-            counted(ERROR);
-            gate.failed(crate::route::access::Failure::ForwardError);
-            return Err(unavailable(config.on_error));
-        }
-        Err(_) => {
-            tracing::debug!(route = route_of(exchange), "forward auth: timed out");
-            counted(ERROR);
-            gate.failed(crate::route::access::Failure::ForwardError);
-            return Err(unavailable(config.on_error));
+        failed => {
+            let why = match failed {
+                Ok(Err(err)) => crate::error::chain(&err),
+                _ => "timed out".to_owned(),
+            };
+            tracing::debug!(route = route_of(exchange), why, "forward auth: no answer");
+            return Err(error());
         }
     };
     if !response.status().is_success() {
         counted(DENIED);
-        gate.failed(crate::route::access::Failure::ForwardDenied);
+        gate.failed(Failure::ForwardDenied);
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers);
         let body = ProxyBody::upstream(body, in_flight, lease);

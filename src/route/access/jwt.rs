@@ -35,16 +35,6 @@ impl KeySet {
     pub fn store(&self, keys: Vec<JwtKey>) {
         self.keys.store(Arc::new(keys));
     }
-
-    /// How many keys are held.
-    pub fn len(&self) -> usize {
-        self.keys.load().len()
-    }
-
-    /// Whether none is held (a URL not fetched yet).
-    pub fn is_empty(&self) -> bool {
-        self.keys.load().is_empty()
-    }
 }
 
 /// A route's JWT policy, compiled.

@@ -3,7 +3,7 @@
 //! passed is exactly as if it had never been seen, so the sweeper removes such keys with no
 //! error at all, and the table holds only keys active within their last burst window.
 
-use crate::config::{LimitKey, RateLimitConfig};
+use crate::config::RateLimitConfig;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,17 +137,33 @@ pub fn ip_key(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> u128 {
     }
 }
 
-/// A text key (a header, a cookie, a claim) hashed to 128 bits: with this process's random key
-/// for a local rule (a client cannot aim two values at one cell), with a fixed one for a
-/// fleet rule (every replica must name the key alike; finding two values that share 128 bits
-/// is out of reach either way).
-pub fn text_key(hasher: &impl BuildHasher, text: &[u8]) -> u128 {
-    (u128::from(hasher.hash_one(text)) << 64) | u128::from(hasher.hash_one((text, 1u8)))
+/// How a rule hashes a text key (a header, a cookie, a claim) to 128 bits: with this process's
+/// random key for a local rule (a client cannot aim two values at one cell), with a fixed one
+/// for a fleet rule (every replica must name the key alike; finding two values that share 128
+/// bits is out of reach either way).
+#[derive(Debug, Clone)]
+pub enum TextKeys {
+    /// This process's random key.
+    Local(std::hash::RandomState),
+    /// The same on every replica.
+    Fleet,
 }
 
-/// Whether a key of this kind comes from the client's address.
-pub fn by_address(key: &LimitKey) -> bool {
-    matches!(key, LimitKey::ClientIp { .. })
+impl TextKeys {
+    /// The key of `text`.
+    pub fn key(&self, text: &[u8]) -> u128 {
+        match self {
+            Self::Local(hasher) => hash128(hasher, text),
+            Self::Fleet => hash128(
+                &std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default(),
+                text,
+            ),
+        }
+    }
+}
+
+fn hash128(hasher: &impl BuildHasher, text: &[u8]) -> u128 {
+    (u128::from(hasher.hash_one(text)) << 64) | u128::from(hasher.hash_one((text, 1u8)))
 }
 
 #[cfg(test)]
@@ -213,6 +229,14 @@ mod tests {
         table.admit(&g, 2, 500 * MS);
         assert_eq!(table.sweep(1_000 * MS), 1, "key 1's TAT has passed");
         assert_eq!(table.sweep(1_500 * MS), 0);
+    }
+
+    #[test]
+    fn a_fleet_rule_names_a_text_key_alike_everywhere() {
+        let local = TextKeys::Local(std::hash::RandomState::new());
+        assert_eq!(TextKeys::Fleet.key(b"k1"), TextKeys::Fleet.key(b"k1"));
+        assert_ne!(TextKeys::Fleet.key(b"k1"), TextKeys::Fleet.key(b"k2"));
+        assert_eq!(local.key(b"k1"), local.key(b"k1"));
     }
 
     #[test]

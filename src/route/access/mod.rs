@@ -32,8 +32,6 @@ pub struct Gate {
     pub forward: Option<ForwardGate>,
     /// Rate limits, every one of which must admit.
     pub limits: Box<[LimitRule]>,
-    /// Hashes text keys of the rate limits (the shelf's, so keys survive reloads).
-    pub hasher: std::hash::RandomState,
     /// `switchyard_auth_failures_total` of the route, by `Failure`.
     failures: [Counter; Failure::ALL.len()],
 }
@@ -130,6 +128,9 @@ pub struct LimitRule {
     pub dry_run: Counter,
     /// The fleet's state on this replica, for `scope = "fleet"`.
     pub fleet: Option<Arc<fleet::FleetShare>>,
+    /// How its text keys are hashed (the shelf's random key for a local rule, so keys survive
+    /// reloads; a fixed one for a fleet rule).
+    pub text_keys: limit::TextKeys,
 }
 
 impl Gate {
@@ -177,7 +178,6 @@ impl Gate {
                 })
             }),
             limits,
-            hasher: shelf.hasher.clone(),
             failures: Failure::ALL.map(|f| {
                 let (kind, reason) = f.labels();
                 metrics.counter(
@@ -243,6 +243,10 @@ impl LimitRule {
         Self {
             gcra,
             table: shelf.table(id),
+            text_keys: match fleet {
+                None => limit::TextKeys::Local(shelf.hasher.clone()),
+                Some(_) => limit::TextKeys::Fleet,
+            },
             fleet,
             policy: HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("")),
             name: name.into(),
