@@ -45,19 +45,11 @@ impl Checker {
             ProxyProtocol::DEFAULT_TIMEOUT,
         );
         let mode = listener.proxy_protocol.as_ref()?;
-        let required = match mode.get_ref().as_str() {
-            "required" => true,
-            "optional" => false,
-            other => {
-                self.report(
-                    mode.span(),
-                    format!(
-                        "{field}.proxy_protocol: {other:?} is not \"required\" or \"optional\""
-                    ),
-                );
-                return None;
-            }
-        };
+        let required = self.word(
+            mode,
+            &format!("{field}.proxy_protocol"),
+            &[("required", true), ("optional", false)],
+        )?;
         Some(ProxyProtocol { required, timeout })
     }
 

@@ -110,7 +110,7 @@ pub(super) struct Checker {
     /// The config file's directory: relative paths in the file are relative to it.
     pub(super) base: std::path::PathBuf,
     /// Where rate limits with `scope = "fleet"` are, which need `[fleet]`.
-    pub(super) fleet_rules: Vec<Range<usize>>,
+    pub(super) fleet_rules: Vec<(Range<usize>, String)>,
 }
 
 impl Checker {
@@ -176,8 +176,8 @@ impl Checker {
         let webhooks = self.webhooks(&file.notify.webhooks);
         let fleet = file.fleet.as_ref().and_then(|fleet| self.fleet(fleet));
         if file.fleet.is_none() {
-            for span in std::mem::take(&mut self.fleet_rules) {
-                self.report(span, "rate_limit.scope: \"fleet\" shares the limit through the fleet's Redis: configure [fleet]".to_owned());
+            for (span, field) in std::mem::take(&mut self.fleet_rules) {
+                self.report(span, format!("{field}: \"fleet\" shares the limit through the fleet's Redis: configure [fleet]"));
             }
         }
         Config {

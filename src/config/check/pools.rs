@@ -320,19 +320,11 @@ impl Checker {
         let send_proxy_protocol = match &pool.send_proxy_protocol {
             None => None,
             Some(version) => {
-                let parsed = match version.get_ref().as_str() {
-                    "v1" => Some(ProxyVersion::V1),
-                    "v2" => Some(ProxyVersion::V2),
-                    other => {
-                        self.report(
-                            version.span(),
-                            format!(
-                                "{field}.send_proxy_protocol: {other:?} is not \"v1\" or \"v2\""
-                            ),
-                        );
-                        None
-                    }
-                };
+                let parsed = self.word(
+                    version,
+                    &format!("{field}.send_proxy_protocol"),
+                    &[("v1", ProxyVersion::V1), ("v2", ProxyVersion::V2)],
+                );
                 if protocol.is_h2() {
                     // One HTTP/2 connection carries many clients' requests; a header names one.
                     self.report(version.span(), format!("{field}.send_proxy_protocol: a PROXY header names one client, and an HTTP/2 connection carries many: use protocol = \"http1\""));

@@ -54,40 +54,29 @@ impl Checker {
                 _ => return self.bad_key(rule, field),
             },
         };
-        let scope = match rule.scope.as_ref().map(|s| s.get_ref().as_str()) {
-            None | Some("local") => LimitScope::Local,
-            Some("fleet") => {
-                self.fleet_rules
-                    .extend(rule.scope.as_ref().map(Spanned::span));
-                LimitScope::Fleet
-            }
-            Some(other) => {
-                let span = rule.scope.as_ref().map(Spanned::span).unwrap_or_default();
-                self.report(
-                    span,
-                    format!("{field}.scope: {other:?} is not \"local\" or \"fleet\""),
-                );
-                return None;
+        let scope = match &rule.scope {
+            None => LimitScope::Local,
+            Some(scope) => {
+                let choices = [("local", LimitScope::Local), ("fleet", LimitScope::Fleet)];
+                let chosen = self.word(scope, &format!("{field}.scope"), &choices)?;
+                if chosen == LimitScope::Fleet {
+                    self.fleet_rules
+                        .push((scope.span(), format!("{field}.scope")));
+                }
+                chosen
             }
         };
-        let on_store_error = match rule.on_store_error.as_ref().map(|s| s.get_ref().as_str()) {
-            None | Some("local") => OnStoreError::Local,
-            Some("allow") => OnStoreError::Allow,
-            Some("deny") => OnStoreError::Deny,
-            Some(other) => {
-                let span = rule
-                    .on_store_error
-                    .as_ref()
-                    .map(Spanned::span)
-                    .unwrap_or_default();
-                self.report(
-                    span,
-                    format!(
-                        "{field}.on_store_error: {other:?} is not \"local\", \"allow\" or \"deny\""
-                    ),
-                );
-                return None;
-            }
+        let on_store_error = match &rule.on_store_error {
+            None => OnStoreError::Local,
+            Some(value) => self.word(
+                value,
+                &format!("{field}.on_store_error"),
+                &[
+                    ("local", OnStoreError::Local),
+                    ("allow", OnStoreError::Allow),
+                    ("deny", OnStoreError::Deny),
+                ],
+            )?,
         };
         Some(RateLimitConfig {
             key,

@@ -233,6 +233,31 @@ impl Checker {
         None
     }
 
+    /// One of `choices`' words: its value, or a problem listing the words
+    /// (`field: "x" is not "a", "b" or "c"`).
+    pub(super) fn word<T: Copy>(
+        &mut self,
+        value: &Spanned<String>,
+        field: &str,
+        choices: &[(&str, T)],
+    ) -> Option<T> {
+        let text = value.get_ref();
+        if let Some((_, chosen)) = choices.iter().find(|(word, _)| word == text) {
+            return Some(*chosen);
+        }
+        let words: Vec<String> = choices
+            .iter()
+            .map(|(word, _)| format!("{word:?}"))
+            .collect();
+        let listed = match words.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        self.report(value.span(), format!("{field}: {text:?} is not {listed}"));
+        None
+    }
+
     /// A path from the file, relative to the config file's directory.
     pub(super) fn resolve(&self, path: &str) -> PathBuf {
         self.base.join(path)
