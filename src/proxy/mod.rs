@@ -152,7 +152,7 @@ impl Proxy {
         downstream: &Downstream,
         exchange: &mut Exchange,
     ) -> Result<Prepared, Early> {
-        let (host, reached, gate) = {
+        let (host, reached, waiting) = {
             // One snapshot load per request; the guard is dropped before any await.
             let snapshot = self.snapshot.load();
             let host = request_check::check(req, &snapshot.limits)?;
@@ -160,23 +160,30 @@ impl Proxy {
                 *req.uri_mut() = normal;
             }
             let (reached, gate) = routing::route(&snapshot, host.as_ref(), req, exchange)?;
-            (host, reached, gate)
-        };
-        // A CORS preflight carries no credentials: it is answered before the access policies.
-        if let Reached::Pool(Routed { settings, .. }) = &reached {
-            if let Some(cors) = settings.policies.as_ref().and_then(|p| p.cors.as_ref()) {
-                if let Some(answer) = cors.preflight(req.method(), req.headers()) {
-                    return Err(Early::Preflight(Box::new(answer)));
+            // A CORS preflight carries no credentials: it is answered before the access
+            // policies.
+            if let Reached::Pool(Routed { settings, .. }) = &reached {
+                if let Some(cors) = settings.policies.as_ref().and_then(|p| p.cors.as_ref()) {
+                    if let Some(answer) = cors.preflight(req.method(), req.headers()) {
+                        return Err(Early::Preflight(Box::new(answer)));
+                    }
                 }
             }
-        }
-        if let Some(gate) = gate {
-            if gate.waits() {
-                // Boxed: only these routes carry the waiting policies' state in their future.
-                Box::pin(access::admit(self, &gate, req, downstream, exchange)).await?;
-            } else {
-                access::admit_now(&gate, req, downstream, exchange)?;
-            }
+            // A gate that never waits is passed here, under the snapshot; one that may wait
+            // is kept for after it.
+            let waiting = match gate {
+                Some(gate) if gate.waits() => Some(Arc::clone(gate)),
+                Some(gate) => {
+                    access::admit_now(gate, req, downstream, exchange)?;
+                    None
+                }
+                None => None,
+            };
+            (host, reached, waiting)
+        };
+        if let Some(gate) = waiting {
+            // Boxed: only these routes carry the waiting policies' state in their future.
+            Box::pin(access::admit(self, &gate, req, downstream, exchange)).await?;
         }
         let Routed { pool, settings } = match reached {
             Reached::Pool(routed) => routed,

@@ -75,12 +75,12 @@ impl From<ProxyError> for Early {
 /// The route for `req` (to `host`), counted in `exchange`, with its access policies; a 404
 /// when none matches.
 #[inline]
-pub fn route<B>(
-    snapshot: &Snapshot,
+pub fn route<'s, B>(
+    snapshot: &'s Snapshot,
     host: Option<&HeaderValue>,
     req: &Request<B>,
     exchange: &mut Exchange,
-) -> Result<(Reached, Option<Arc<Gate>>), Early> {
+) -> Result<(Reached, Option<&'s Arc<Gate>>), Early> {
     let asked = Asked {
         method: req.method(),
         headers: req.headers(),
@@ -111,7 +111,7 @@ pub fn route<B>(
         Target::Pool { pool, slot } => (*pool, *slot),
         Target::Answer(answer) => {
             exchange.answered(&route.name, &answer.metrics);
-            return Ok((Reached::Answer(Arc::clone(answer)), route.gate.clone()));
+            return Ok((Reached::Answer(Arc::clone(answer)), route.gate.as_ref()));
         }
     };
     let pool = Arc::clone(&snapshot.pools[pool]);
@@ -131,5 +131,8 @@ pub fn route<B>(
         },
         policies: route.policies.clone(),
     };
-    Ok((Reached::Pool(Routed { pool, settings }), route.gate.clone()))
+    Ok((
+        Reached::Pool(Routed { pool, settings }),
+        route.gate.as_ref(),
+    ))
 }
