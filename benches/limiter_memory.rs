@@ -1,6 +1,7 @@
-//! Memory of a rate-limit table: resident bytes per key after a million distinct client
-//! addresses each sent one request, and after the sweep once they have gone idle.
-//! `cargo bench --bench limiter_memory` (figures in docs/src/access.md).
+//! Memory of a rate-limit table: resident bytes per key as distinct client addresses arrive,
+//! each sending one request, up to a million; then rounds of a million new clients each, once
+//! the previous round's keys are idle. `cargo bench --bench limiter_memory` (figures in
+//! docs/src/access.md).
 
 use switchyard::route::access::limit::{Gcra, Table, ip_key};
 
@@ -10,39 +11,47 @@ fn resident() -> u64 {
     pages * 4096
 }
 
+fn client(round: u128, i: u128) -> u128 {
+    let ip = std::net::IpAddr::V6(std::net::Ipv6Addr::from((round << 96) | (i << 64)));
+    ip_key(ip, 32, 64)
+}
+
 fn main() {
     let table = Table::default();
-    // 50/s, burst 10: each key stays in the table for 220 ms after its request.
+    // 50/s, burst 10: each key stays live for 220 ms after its request.
     let gcra = Gcra {
         interval: 20_000_000,
         window: 220_000_000,
     };
     let before = resident();
     let now = 1_000_000_000;
-    for i in 0..1_000_000u32 {
-        let ip = std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::from(i) << 64));
-        assert!(table.admit(&gcra, ip_key(ip, 32, 64), now).admitted);
+    let mut keys = 0;
+    for checkpoint in [1_000, 10_000, 100_000, 1_000_000u128] {
+        while keys < checkpoint {
+            assert!(table.admit(&gcra, client(0, keys), now).admitted);
+            keys += 1;
+        }
+        let grown = resident() - before;
+        println!(
+            "{keys:>9} keys: {} held, {} cells, resident +{:.1} MiB, {} bytes per key",
+            table.held(now),
+            table.capacity(),
+            grown as f64 / (1 << 20) as f64,
+            grown / keys as u64
+        );
     }
-    let full = resident();
-    println!("keys: {}", table.len());
-    println!(
-        "resident: +{:.1} MiB, {} bytes per key",
-        (full - before) as f64 / (1 << 20) as f64,
-        (full - before) / 1_000_000
-    );
-    // Rounds of a million new clients, each round's keys idle and swept before the next:
-    // what the sweep frees is reused, so memory stays near where one full table put it.
+    // The previous round's keys are idle: their cells go to the new ones, so memory stays
+    // where one full table put it.
     let mut at = now;
     for round in 1..=3u128 {
         at += 1_000_000_000;
-        let left = table.sweep(at);
         for i in 0..1_000_000u128 {
-            let ip = std::net::IpAddr::V6(std::net::Ipv6Addr::from((round << 96) | (i << 64)));
-            table.admit(&gcra, ip_key(ip, 32, 64), at);
+            table.admit(&gcra, client(round, i), at);
         }
         println!(
-            "round {round}: {left} keys left by the sweep, {} now, resident +{:.1} MiB",
-            table.len(),
+            "round {round}: {} held, {} cells, resident +{:.1} MiB",
+            table.held(at),
+            table.capacity(),
             resident().saturating_sub(before) as f64 / (1 << 20) as f64
         );
     }

@@ -1,7 +1,7 @@
-//! The access policies' background chores, once a second: limiter tables swept of idle keys
-//! (and their size published), JWT key sets fetched when due, early when a request met an
-//! unknown `kid` (at most once per `KID_REFRESH_SPACING`). Nothing here is ever awaited by a
-//! request.
+//! The access policies' background chores, once a second: limiter tables' active keys counted
+//! for their gauge, fleet leases swept of idle keys, JWT key sets fetched when due, early when
+//! a request met an unknown `kid` (at most once per `KID_REFRESH_SPACING`). Nothing here is
+//! ever awaited by a request.
 
 use crate::metrics::{self, Metrics};
 use crate::route::access::{Shelf, clock, jwt::KeySet};
@@ -47,7 +47,7 @@ pub fn spawn(
             let now = clock();
             sizes.retain(|id, _| chores.tables.iter().any(|(t, _)| t == id));
             for (id, table) in &chores.tables {
-                let held = table.sweep(now);
+                let held = table.held(now);
                 let gauge = sizes.entry(id.clone()).or_insert_with(|| {
                     let mut parts = id.split('#');
                     let (route, rule) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));

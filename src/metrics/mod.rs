@@ -81,7 +81,7 @@ metric_table! {
     RATE_LIMIT_REQUESTS: Counter, "switchyard_rate_limit_requests_total",
         "Requests a rate-limit rule decided on, by route, rule and result: allowed, limited, dry_run (would have been limited).";
     RATE_LIMIT_KEYS: Gauge, "switchyard_rate_limit_keys",
-        "Keys a rate-limit rule's table holds now (idle keys are swept each second).";
+        "Keys active in a rate-limit rule's table (within their burst window), counted each second.";
     RATE_LIMIT_STORE_ERRORS: Counter, "switchyard_rate_limit_store_errors_total",
         "Times a fleet rate limit could not reach Redis and fell back to its on_store_error.";
     JWKS_FETCHES: Counter, "switchyard_jwks_fetches_total",

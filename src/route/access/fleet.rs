@@ -201,7 +201,6 @@ impl FleetShare {
 
     /// Drops leases with nothing left to spend, ask or charge. Returns how many remain.
     pub fn sweep(&self, now: u64) -> usize {
-        self.local.sweep(now);
         let leases = self.leases.pin();
         leases.retain(|_, l| {
             l.expires.load(Ordering::Relaxed) > now

@@ -1,26 +1,17 @@
-//! Rate limits: GCRA (the generic cell rate algorithm) per key, one `AtomicU64` per key in a
-//! lock-free map. A key's state is its theoretical arrival time (TAT); a key whose TAT has
-//! passed is exactly as if it had never been seen, so the sweeper removes such keys with no
-//! error at all, and the table holds only keys active within their last burst window.
+//! Rate limits: GCRA (the generic cell rate algorithm) per key, one 16-byte cell per key in a
+//! table of fixed buckets read without locks or guards. A key's state is its theoretical
+//! arrival time (TAT); a key whose TAT has passed is exactly as if it had never been seen, so
+//! its cell is free for the next key that needs the room, with no error at all, and the table
+//! grows only with the keys active within their last burst window.
+
+mod table;
+
+pub use table::Table;
 
 use crate::config::RateLimitConfig;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-/// Keys a table holds at most; past it, a new key is admitted without being remembered (and
-/// counted), so a flood of addresses cannot grow memory without bound. A key costs about
-/// 64 bytes (measured: `docs/src/access.md`), so a full table is some 64 MB.
-pub const MAX_KEYS: usize = 1_000_000;
-
-/// One rule's state: GCRA cells by key. Survives reloads that keep the rule.
-#[derive(Debug, Default)]
-pub struct Table {
-    /// foldhash, seeded per process: a tenth of SipHash's cost for a 16-byte key, and a
-    /// client still cannot predict where its keys land.
-    cells: papaya::HashMap<u128, AtomicU64, foldhash::fast::RandomState>,
-}
 
 /// What a rule said about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,45 +72,6 @@ impl Gcra {
     }
 }
 
-impl Table {
-    /// Admits or refuses one request of `key` at `now` (nanoseconds on the limiter clock).
-    pub fn admit(&self, gcra: &Gcra, key: u128, now: u64) -> Decision {
-        let cells = self.cells.pin();
-        let cell = match cells.get(&key) {
-            Some(cell) => cell,
-            None if cells.len() >= MAX_KEYS => return gcra.decide(0, now).0,
-            None => cells.get_or_insert_with(key, || AtomicU64::new(0)),
-        };
-        // Relaxed: the cell is the whole state; no other memory is published through it.
-        let mut tat = cell.load(Ordering::Relaxed);
-        loop {
-            let (decision, next) = gcra.decide(tat, now);
-            let Some(next) = next else { return decision };
-            match cell.compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return decision,
-                Err(seen) => tat = seen,
-            }
-        }
-    }
-
-    /// Removes keys whose TAT has passed (they are as good as new). Returns how many remain.
-    pub fn sweep(&self, now: u64) -> usize {
-        let cells = self.cells.pin();
-        cells.retain(|_, cell| cell.load(Ordering::Relaxed) > now);
-        cells.len()
-    }
-
-    /// Keys held now.
-    pub fn len(&self) -> usize {
-        self.cells.len()
-    }
-
-    /// Whether no key is held.
-    pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
-    }
-}
-
 /// The client's address cut to its network, as a key.
 pub fn ip_key(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> u128 {
     match ip {
@@ -170,42 +122,14 @@ fn hash128(hasher: &impl BuildHasher, text: &[u8]) -> u128 {
 mod tests {
     use super::*;
 
-    const MS: u64 = 1_000_000;
+    pub(super) const MS: u64 = 1_000_000;
 
-    fn gcra(per_second: u64, burst: u64) -> Gcra {
+    pub(super) fn gcra(per_second: u64, burst: u64) -> Gcra {
         let interval = 1_000 * MS / per_second;
         Gcra {
             interval,
             window: interval * (burst + 1),
         }
-    }
-
-    #[test]
-    fn a_burst_then_the_steady_rate() {
-        let table = Table::default();
-        let g = gcra(50, 10);
-        let now = 1_000 * MS;
-        let admitted = (0..20).filter(|_| table.admit(&g, 7, now).admitted).count();
-        assert_eq!(admitted, 11, "one plus the burst at once");
-        // 20 ms later one more interval has passed: exactly one more.
-        assert!(table.admit(&g, 7, now + 20 * MS).admitted);
-        assert!(!table.admit(&g, 7, now + 20 * MS).admitted);
-        // Another key is untouched.
-        assert!(table.admit(&g, 8, now).admitted);
-    }
-
-    #[test]
-    fn over_ten_seconds_the_rate_plus_the_burst() {
-        let table = Table::default();
-        let g = gcra(50, 10);
-        let mut admitted = 0;
-        // 10 clients sharing one key, each every 5 ms, for 10 s.
-        for step in 0..2_000u64 {
-            for _ in 0..10 {
-                admitted += usize::from(table.admit(&g, 1, step * 5 * MS).admitted);
-            }
-        }
-        assert_eq!(admitted, 500 + 10);
     }
 
     #[test]
@@ -219,16 +143,6 @@ mod tests {
         assert_eq!(second.retry_after, Duration::from_millis(100));
         let (later, _) = g.decide(tat.unwrap(), 1_100 * MS);
         assert!(later.admitted);
-    }
-
-    #[test]
-    fn idle_keys_are_swept_exactly() {
-        let table = Table::default();
-        let g = gcra(1, 0);
-        table.admit(&g, 1, 0);
-        table.admit(&g, 2, 500 * MS);
-        assert_eq!(table.sweep(1_000 * MS), 1, "key 1's TAT has passed");
-        assert_eq!(table.sweep(1_500 * MS), 0);
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub struct Fetched {
 /// What the keeper looks after.
 #[derive(Debug, Default)]
 pub struct Chores {
-    /// Limiter tables to sweep, with their label.
+    /// Limiter tables, for their size gauge, with their label.
     pub tables: Vec<(String, Arc<limit::Table>)>,
     /// Key sets to fetch.
     pub key_sets: Vec<Fetched>,
