@@ -1,8 +1,10 @@
-//! Backend selection: smooth weighted round-robin and least-connections over pools of 2 to 1,024
-//! backends, on one thread and with two threads picking from the same pool.
+//! Backend selection: smooth weighted round-robin, least-connections and Maglev hashing (keys
+//! varying per pick, with and without a load bound) over pools of 2 to 1,024 backends, on one
+//! thread and with two threads picking from the same pool.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
+use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -40,6 +42,7 @@ fn bench(c: &mut Criterion) {
         let name = match algorithm {
             Algorithm::WeightedRoundRobin => "wrr_pick",
             Algorithm::LeastConnections => "least_conn_pick",
+            Algorithm::Hash => unreachable!("benched below"),
         };
         let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Elements(1));
@@ -52,13 +55,14 @@ fn bench(c: &mut Criterion) {
                 .map(|b| b.begin_request())
                 .collect();
             let weights: Vec<u32> = backends.iter().map(|b| b.effective_weight()).collect();
-            let balancer = Balancer::new(algorithm, &weights);
+            let names: Vec<&str> = backends.iter().map(|b| &*b.name).collect();
+            let balancer = Balancer::new(algorithm, &names, &weights);
             let mask = Exclusion::ALL;
             group.bench_with_input(BenchmarkId::new("one_thread", n), &n, |b, _| {
                 b.iter(|| balancer.pick(black_box(&backends), |s| s.accepts(mask)))
             });
             // A second thread picks from the same balancer all the while: contended cursors.
-            let shared = Arc::new((Balancer::new(algorithm, &weights), backends.clone()));
+            let shared = Arc::new((Balancer::new(algorithm, &names, &weights), backends.clone()));
             let stop = Arc::new(AtomicBool::new(false));
             let other = {
                 let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
@@ -78,5 +82,34 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// A keyed pick in a hashing pool, the key changing every time; with a 125 % load bound, one
+/// backend in three carrying a request.
+fn bench_hash(c: &mut Criterion) {
+    let mut group = c.benchmark_group("maglev_pick");
+    group.throughput(Throughput::Elements(1));
+    for n in SIZES {
+        let backends = pool(n);
+        let _held: Vec<_> = backends
+            .iter()
+            .step_by(3)
+            .map(|b| b.begin_request())
+            .collect();
+        let weights: Vec<u32> = backends.iter().map(|b| b.effective_weight()).collect();
+        let names: Vec<&str> = backends.iter().map(|b| &*b.name).collect();
+        let balancer = Balancer::new(Algorithm::Hash, &names, &weights);
+        let mask = Exclusion::ALL;
+        for (label, factor) in [("unbounded", None), ("bounded_125", NonZeroU16::new(125))] {
+            let mut key = 0u64;
+            group.bench_with_input(BenchmarkId::new(label, n), &n, |b, _| {
+                b.iter(|| {
+                    key = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                    balancer.pick_keyed(black_box(key), factor, &backends, |s| s.accepts(mask))
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_hash);
 criterion_main!(benches);

@@ -2,7 +2,7 @@
 //! by the control plane. Unchanged parts (the router, untouched pools) are shared by `Arc`.
 
 use crate::balance::Balancer;
-use crate::config::{Algorithm, Config, Limits, OutlierConfig, Timeouts};
+use crate::config::{Algorithm, Config, HashConfig, Limits, OutlierConfig, Timeouts};
 use crate::metrics::PoolTraffic;
 use crate::route::Router;
 use crate::upstream::{BackendState, Exclusion, RetryBudget};
@@ -62,6 +62,8 @@ impl CertificateExpiry {
 pub struct PoolPolicy {
     /// How the pool balances.
     pub algorithm: Algorithm,
+    /// What a hashing pool hashes requests by, and its load bound.
+    pub hash: Option<Arc<HashConfig>>,
     /// Further attempts after a retryable failure.
     pub retries: u32,
     /// Which failures of idempotent requests are retried.
@@ -121,9 +123,10 @@ impl Pool {
             .map(|&i| Arc::clone(&backends[i]))
             .collect();
         let weights: Vec<u32> = eligible.iter().map(|b| b.effective_weight()).collect();
+        let names: Vec<&str> = eligible.iter().map(|b| &*b.name).collect();
         Self {
+            balancer: Balancer::new(policy.algorithm, &names, &weights),
             name,
-            balancer: Balancer::new(policy.algorithm, &weights),
             backends,
             eligible,
             eligible_index,
@@ -143,13 +146,28 @@ impl Pool {
         self.eligible_index.contains(&index)
     }
 
-    /// The backend for the next request, if any can take it, with its index in `backends`.
-    /// Backends whose connections just failed are passed over while another can take it.
-    pub fn pick(&self) -> Option<(usize, &Arc<BackendState>)> {
-        self.balancer
-            .pick(&self.eligible, |b| b.accepts(self.mask) && !b.backing_off())
-            .or_else(|| self.balancer.pick(&self.eligible, |b| b.accepts(self.mask)))
+    /// The backend for the next request, if any can take it, with its index in `backends`:
+    /// by `key` (the request's key hashed) in a hashing pool. Backends whose connections just
+    /// failed are passed over while another can take it.
+    pub fn pick(&self, key: Option<u64>) -> Option<(usize, &Arc<BackendState>)> {
+        self.pick_among(key, |b| b.accepts(self.mask) && !b.backing_off())
+            .or_else(|| self.pick_among(key, |b| b.accepts(self.mask)))
             .map(|i| (self.eligible_index[i], &self.eligible[i]))
+    }
+
+    fn pick_among(
+        &self,
+        key: Option<u64>,
+        selectable: impl Fn(&Arc<BackendState>) -> bool,
+    ) -> Option<usize> {
+        match key {
+            None => self.balancer.pick(&self.eligible, selectable),
+            Some(key) => {
+                let factor = self.policy.hash.as_ref().and_then(|h| h.balance_factor);
+                self.balancer
+                    .pick_keyed(key, factor, &self.eligible, selectable)
+            }
+        }
     }
 
     /// A backend for a retry: never one already tried, chosen by the balancer's retry rule

@@ -3,11 +3,13 @@
 //! caller passes a `selectable` test, and the balancer only skips candidates failing it.
 
 mod least_conn;
+mod maglev;
 mod retry;
 pub mod slow_start;
 mod wrr;
 
 pub use least_conn::{LeastConnections, lighter};
+pub use maglev::Maglev;
 pub use wrr::SmoothWeightedRoundRobin;
 
 use crate::config::Algorithm;
@@ -37,16 +39,20 @@ pub enum Balancer {
     WeightedRoundRobin(SmoothWeightedRoundRobin),
     /// Weighted least-connections.
     LeastConnections(LeastConnections),
+    /// Consistent hashing by a Maglev table (weighted round-robin without a key).
+    Hash(Maglev),
 }
 
 impl Balancer {
-    /// Builds the balancer for candidates with these weights (same order as passed to `pick`).
-    pub fn new(algorithm: Algorithm, weights: &[u32]) -> Self {
+    /// Builds the balancer for candidates with these names and weights (same order as passed
+    /// to `pick`).
+    pub fn new(algorithm: Algorithm, names: &[&str], weights: &[u32]) -> Self {
         match algorithm {
             Algorithm::WeightedRoundRobin => {
                 Self::WeightedRoundRobin(SmoothWeightedRoundRobin::new(weights))
             }
             Algorithm::LeastConnections => Self::LeastConnections(LeastConnections::new()),
+            Algorithm::Hash => Self::Hash(Maglev::new(names, weights)),
         }
     }
 
@@ -59,6 +65,22 @@ impl Balancer {
         match self {
             Self::WeightedRoundRobin(wrr) => wrr.pick(candidates, selectable),
             Self::LeastConnections(lc) => lc.pick(candidates, selectable),
+            Self::Hash(maglev) => maglev.pick_unkeyed(candidates, selectable),
+        }
+    }
+
+    /// Index of the candidate for a request whose key hashes to `key`: by the table for a
+    /// hashing balancer (within `factor`% of its share when set), as `pick` otherwise.
+    pub fn pick_keyed<C: Candidate>(
+        &self,
+        key: u64,
+        factor: Option<std::num::NonZeroU16>,
+        candidates: &[C],
+        selectable: impl Fn(&C) -> bool,
+    ) -> Option<usize> {
+        match self {
+            Self::Hash(maglev) => maglev.pick(key, factor, candidates, selectable),
+            _ => self.pick(candidates, selectable),
         }
     }
 }

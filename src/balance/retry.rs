@@ -1,7 +1,8 @@
 //! Choosing the backend for a retry. The caller passes over the backends already tried; the
 //! pick never moves the balancer, so retries do not shift the rotation of first attempts.
-//! Round-robin pools draw one at random by weight (retries spread like first attempts, not
-//! all onto the backend after the failed one); least-connections pools take the least loaded.
+//! Round-robin and hashing pools draw one at random by weight (retries spread like first
+//! attempts, not all onto the backend after the failed one); least-connections pools take the
+//! least loaded.
 
 use super::{Balancer, Candidate, lighter};
 
@@ -13,7 +14,7 @@ impl Balancer {
         usable: impl Fn(&C) -> bool,
     ) -> Option<usize> {
         match self {
-            Self::WeightedRoundRobin(_) => {
+            Self::WeightedRoundRobin(_) | Self::Hash(_) => {
                 let total: u64 = weights(candidates, &usable).sum();
                 if total == 0 {
                     return None;
@@ -79,10 +80,14 @@ mod tests {
 
     #[test]
     fn a_retry_never_goes_to_a_candidate_the_caller_passed_over() {
-        for algorithm in [Algorithm::WeightedRoundRobin, Algorithm::LeastConnections] {
+        for algorithm in [
+            Algorithm::WeightedRoundRobin,
+            Algorithm::LeastConnections,
+            Algorithm::Hash,
+        ] {
             let c = fakes(&[1, 5, 1]);
             c[1].selectable.set(false);
-            let balancer = Balancer::new(algorithm, &[1, 5, 1]);
+            let balancer = Balancer::new(algorithm, &["a", "b", "c"], &[1, 5, 1]);
             for _ in 0..200 {
                 let pick = balancer.pick_other(&c, open);
                 assert!(matches!(pick, Some(0 | 2)), "{algorithm:?} picked {pick:?}");
@@ -99,7 +104,7 @@ mod tests {
         c[0].in_flight.set(1);
         c[1].in_flight.set(3);
         c[2].in_flight.set(2);
-        let balancer = Balancer::new(Algorithm::LeastConnections, &[1, 1, 2]);
+        let balancer = Balancer::new(Algorithm::LeastConnections, &["a", "b", "c"], &[1, 1, 2]);
         // 2 in flight on weight 2 weighs less than 1 on weight 1.
         assert_eq!(balancer.pick_other(&c, open), Some(2));
     }
@@ -107,7 +112,8 @@ mod tests {
     #[test]
     fn retries_leave_the_round_robin_rotation_where_it_was() {
         let c: Vec<Fake> = fakes(&[1, 1, 1]);
-        let with_retries = Balancer::new(Algorithm::WeightedRoundRobin, &[1, 1, 1]);
+        let with_retries =
+            Balancer::new(Algorithm::WeightedRoundRobin, &["a", "b", "c"], &[1, 1, 1]);
         let first = with_retries.pick(&c, open).expect("a pick");
         for _ in 0..10 {
             with_retries.pick_other(&c, open);

@@ -25,6 +25,7 @@ pub use model::{
     TlsVersion, TokenSource, UnderscoreHeaders, UpstreamConfig, UpstreamTls, ValueTest, Variable,
     WebhookConfig, crypto_provider,
 };
+pub use model::{HashConfig, HashKey};
 
 /// The effective default config: every option at its default value, as TOML
 /// (`switchyard config --defaults`).

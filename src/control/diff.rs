@@ -151,6 +151,7 @@ fn pool_changes(old: &PoolConfig, new: &PoolConfig, summary: &mut ReloadSummary)
         name: _,
         backends: _,
         algorithm,
+        hash,
         retries,
         retry_on,
         retry_budget,
@@ -165,6 +166,7 @@ fn pool_changes(old: &PoolConfig, new: &PoolConfig, summary: &mut ReloadSummary)
     } = old;
     let settings = [
         ("algorithm", *algorithm != new.algorithm),
+        ("hash", *hash != new.hash),
         ("retries", *retries != new.retries),
         ("retry_on", *retry_on != new.retry_on),
         ("retry_budget", *retry_budget != new.retry_budget),

@@ -330,6 +330,7 @@ fn policy(
         upstream: upstream.unwrap_or_else(|| Arc::new(Upstream::new(config.upstream.clone()))),
         traffic,
         algorithm: config.algorithm,
+        hash: config.hash.clone().map(Arc::new),
         retries: config.retries,
         retry_on: config.retry_on,
         outlier: config.outlier,

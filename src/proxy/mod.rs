@@ -190,7 +190,7 @@ impl Proxy {
             Reached::Answer(answer) => return Err(Early::Answer(answer)),
         };
         let applied = request_policy::apply(req, host, &pool, &settings, downstream, exchange)?;
-        let backend = pick::pick(&pool, exchange)?;
+        let backend = pick::pick(&pool, req, exchange)?;
         Ok(Prepared {
             pool,
             settings,

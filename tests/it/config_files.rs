@@ -824,3 +824,54 @@ fn a_proxy_protocol_mode_that_is_neither_required_nor_optional_is_refused() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn hashing_settings_are_checked_where_they_are_written() {
+    let pool = |extra: &str| {
+        format!("{LISTENER}{VALID_TAIL}").replace(
+            "[[pools.backends]]",
+            &format!("{extra}\n[[pools.backends]]"),
+        )
+    };
+    // Line 11 is the first line of the additions.
+    assert_one(
+        &pool("[pools.hash]\nkey = \"path\""),
+        "11:1:",
+        "pools[0].hash: only for algorithm = \"hash\" (this pool balances by weighted_round_robin)",
+    );
+    let hashing = |table: &str| pool(&format!("algorithm = \"hash\"\n[pools.hash]\n{table}"));
+    assert_one(
+        &hashing("key = \"host\""),
+        "13:7:",
+        "pools[0].hash.key: \"host\" is not client_ip, path",
+    );
+    assert_one(
+        &hashing("key = \"path_regex:/users/[^/]+\""),
+        "13:7:",
+        "has no capture group; the first one is the key",
+    );
+    assert_one(
+        &hashing("key = \"path_regex:/users/([^/]+\""),
+        "13:7:",
+        "pools[0].hash.key: not a regular expression",
+    );
+    assert_one(
+        &hashing("balance_factor = 80"),
+        "13:18:",
+        "pools[0].hash.balance_factor: 80 would refuse a backend its own share",
+    );
+    let valid = hashing("key = \"path_regex:/users/([^/]+)/.*\"\nbalance_factor = 125");
+    let config = config::parse(&valid, "x.toml").unwrap_or_else(|err| panic!("{err}"));
+    let hash = config.pools[0].hash.as_ref().expect("hash settings");
+    assert_eq!(hash.balance_factor.map(|f| f.get()), Some(125));
+    // A hashing pool without the table hashes by the client's address.
+    let plain = pool("algorithm = \"hash\"");
+    let config = config::parse(&plain, "x.toml").unwrap();
+    assert_eq!(
+        config.pools[0].hash.as_ref().map(|h| h.key.clone()),
+        Some(switchyard::config::HashKey::ClientIp {
+            v4_prefix: 32,
+            v6_prefix: 64
+        })
+    );
+}

@@ -26,6 +26,7 @@ mod fleet;
 mod fleet_limits;
 mod forwarding;
 mod grpc;
+mod hashing;
 mod health;
 mod jwt;
 mod observability;

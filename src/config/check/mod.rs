@@ -15,6 +15,7 @@ mod client;
 mod compress;
 mod cors;
 mod discovery;
+mod hash;
 mod health;
 mod hsts;
 mod listeners;

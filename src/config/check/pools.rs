@@ -53,10 +53,12 @@ impl Checker {
         let algorithm = match pool.algorithm.as_ref().map(|a| *a.get_ref()) {
             None | Some(AlgorithmFile::WeightedRoundRobin) => Algorithm::WeightedRoundRobin,
             Some(AlgorithmFile::LeastConnections) => Algorithm::LeastConnections,
+            Some(AlgorithmFile::Hash) => Algorithm::Hash,
         };
         let field = format!("pools[{i}]");
         Some(PoolConfig {
             name: pool.name.get_ref().clone(),
+            hash: self.hash(pool, algorithm, &field),
             algorithm,
             backends,
             request_headers: self.header_rules(

@@ -143,7 +143,17 @@ impl Checker {
 
     /// A regular expression matching a whole value, compiled once.
     pub(super) fn pattern(&mut self, source: &Spanned<String>, field: &str) -> Option<Pattern> {
-        match regex::RegexBuilder::new(&format!("^(?:{})$", source.get_ref()))
+        self.pattern_at(source.get_ref(), source.span(), field)
+    }
+
+    /// `pattern` for a source that is part of a value, reported at `span`.
+    pub(super) fn pattern_at(
+        &mut self,
+        source: &str,
+        span: std::ops::Range<usize>,
+        field: &str,
+    ) -> Option<Pattern> {
+        match regex::RegexBuilder::new(&format!("^(?:{source})$"))
             .size_limit(1 << 20)
             .build()
         {
@@ -151,10 +161,7 @@ impl Checker {
             Err(err) => {
                 let reason = err.to_string();
                 let reason = reason.lines().last().unwrap_or("invalid").trim();
-                self.report(
-                    source.span(),
-                    format!("{field}: not a regular expression: {reason}"),
-                );
+                self.report(span, format!("{field}: not a regular expression: {reason}"));
                 None
             }
         }

@@ -290,6 +290,8 @@ pub struct PoolFile {
     #[serde(default)]
     #[schemars(with = "Option<AlgorithmFile>")]
     pub algorithm: Option<Spanned<AlgorithmFile>>,
+    #[schemars(with = "Option<HashFile>")]
+    pub hash: Option<Spanned<HashFile>>,
     #[serde(default)]
     #[schemars(with = "Vec<BackendFile>")]
     pub backends: Vec<Spanned<BackendFile>>,
@@ -418,6 +420,21 @@ pub struct OutlierFile {
 pub enum AlgorithmFile {
     WeightedRoundRobin,
     LeastConnections,
+    Hash,
+}
+
+/// A pool's `[pools.hash]` table.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HashFile {
+    #[schemars(with = "Option<String>")]
+    pub key: Option<Spanned<String>>,
+    #[schemars(with = "Option<i64>")]
+    pub balance_factor: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
+    pub ipv4_prefix: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
+    pub ipv6_prefix: Option<Spanned<i64>>,
 }
 
 /// One `[[pools.backends]]` table.

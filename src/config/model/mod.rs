@@ -5,6 +5,7 @@
 
 mod access;
 mod client;
+mod hash;
 mod route;
 mod tls;
 mod upstream;
@@ -14,6 +15,7 @@ pub use access::{
     OnStoreError, RateLimitConfig,
 };
 pub use client::{IpRule, ProxyProtocol};
+pub use hash::{HashConfig, HashKey};
 use http::uri::Authority;
 pub use route::{
     Compression, Cors, Encoding, HeaderMatch, HeaderRules, HostPattern, HostRewrite, PathMatch,
@@ -339,6 +341,8 @@ pub enum Algorithm {
     WeightedRoundRobin,
     /// Fewest in-flight requests relative to weight.
     LeastConnections,
+    /// Consistent hashing of a request key (Maglev), with an optional load bound.
+    Hash,
 }
 
 impl Algorithm {
@@ -347,6 +351,7 @@ impl Algorithm {
         match self {
             Self::WeightedRoundRobin => "weighted_round_robin",
             Self::LeastConnections => "least_connections",
+            Self::Hash => "hash",
         }
     }
 }
@@ -358,6 +363,8 @@ pub struct PoolConfig {
     pub name: String,
     /// How requests are spread over the backends.
     pub algorithm: Algorithm,
+    /// The key and load bound of `algorithm = "hash"`.
+    pub hash: Option<HashConfig>,
     /// The file's backends: at least one, unless the pool has discovery.
     pub backends: Vec<BackendConfig>,
     /// Further attempts on other backends after a retryable failure.

@@ -55,7 +55,7 @@ pub(super) async fn ask(
             .ok_or_else(error)?;
         (pool, Dial::from(&snapshot.timeouts))
     };
-    let backend = Arc::clone(pool.pick().ok_or_else(error)?.1);
+    let backend = Arc::clone(pool.pick(None).ok_or_else(error)?.1);
     let protocol = pool.policy.upstream.config.protocol;
     let request = subrequest(
         req,

@@ -1,0 +1,294 @@
+//! Consistent hashing by a Maglev table (Eisenbud et al., "Maglev: A Fast and Reliable Software
+//! Network Load Balancer", NSDI 2016): 65,537 entries, each naming a backend, filled from
+//! per-backend permutations taken from the backend's *name*, so every replica with the same
+//! backends and weights builds the same table whatever order its config lists them in. A key
+//! hashes to an entry; removing a backend moves little more than its own keys.
+//!
+//! Weights: each filling round gives every backend its weight in credit, and a backend takes an
+//! entry each time its credit reaches the largest weight, so entries follow weights.
+//!
+//! Bounded load (consistent hashing with bounded loads, Mirrokni et al. 2018, as Envoy's
+//! `hash_balance_factor` and HAProxy's `hash-balance-factor`): a backend takes a keyed request
+//! only while its in-flight count stays within `factor`% of its weighted share of the pool's
+//! in-flight requests (this one included), rounded up; otherwise the walk goes on to the next
+//! entries, which name other backends in an order fixed by the key.
+
+use super::{Candidate, SmoothWeightedRoundRobin};
+use std::num::NonZeroU16;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// Entries in a table: a prime, so every skip walks all of them.
+pub const TABLE_SIZE: usize = 65_537;
+
+/// Entries a keyed pick walks before it gives up on the table's order and scans the pool.
+const WALK: usize = 64;
+
+/// A pool's Maglev table, with weighted round-robin for requests without a key.
+#[derive(Debug)]
+pub struct Maglev {
+    /// For each entry, the index of its backend among the candidates.
+    table: Box<[u32]>,
+    /// Sum of the weights the table was built with.
+    total_weight: u64,
+    /// For requests that carry no key.
+    fallback: SmoothWeightedRoundRobin,
+}
+
+impl Maglev {
+    /// The table for backends with these names and weights (in the order `pick` gets them).
+    /// A backend of weight 0 takes no entry.
+    pub fn new(names: &[&str], weights: &[u32]) -> Self {
+        Self {
+            table: fill(names, weights),
+            total_weight: weights.iter().map(|&w| u64::from(w)).sum(),
+            fallback: SmoothWeightedRoundRobin::new(weights),
+        }
+    }
+
+    /// The candidate for a request whose key hashes to `key`: the backend of its entry, or of
+    /// the next entries when that one is not selectable or (with `factor`) over its bound.
+    pub fn pick<C: Candidate>(
+        &self,
+        key: u64,
+        factor: Option<NonZeroU16>,
+        candidates: &[C],
+        selectable: impl Fn(&C) -> bool,
+    ) -> Option<usize> {
+        if self.table.is_empty() {
+            return None;
+        }
+        let size = self.table.len();
+        let start = (key % size as u64) as usize;
+        // The pool's in-flight total, read only when a bound is to be checked.
+        let mut in_flight = None;
+        let mut fits = |candidate: &C| match factor {
+            None => true,
+            Some(_) if candidate.in_flight() == 0 => true,
+            Some(factor) => {
+                let total = *in_flight.get_or_insert_with(|| {
+                    candidates.iter().map(|c| u64::from(c.in_flight())).sum()
+                });
+                within_bound(candidate, factor, total, self.total_weight)
+            }
+        };
+        for step in 0..WALK.min(size) {
+            let index = self.table[(start + step) % size] as usize;
+            let candidate = candidates.get(index)?;
+            if selectable(candidate) && fits(candidate) {
+                return Some(index);
+            }
+        }
+        // Few backends selectable or within bound: the first that is, from the key's own.
+        let first = self.table[start] as usize;
+        let n = candidates.len();
+        (0..n)
+            .map(|k| (first + k) % n)
+            .find(|&i| selectable(&candidates[i]) && fits(&candidates[i]))
+    }
+
+    /// The candidate for a request without a key: weighted round-robin.
+    pub fn pick_unkeyed<C: Candidate>(
+        &self,
+        candidates: &[C],
+        selectable: impl Fn(&C) -> bool,
+    ) -> Option<usize> {
+        self.fallback.pick(candidates, selectable)
+    }
+
+    /// The candidate index of each entry, for gauges and tests.
+    pub fn entries(&self) -> &[u32] {
+        &self.table
+    }
+}
+
+/// Whether `candidate` may take one more request: its in-flight count stays within `factor`%
+/// of its weighted share of `total` + 1, rounded up.
+fn within_bound<C: Candidate>(candidate: &C, factor: NonZeroU16, total: u64, weights: u64) -> bool {
+    // in_flight + 1 <= ceil(factor/100 × (total+1) × weight/weights)
+    //   ⇔ in_flight × 100 × weights < factor × (total+1) × weight. u128: no overflow.
+    let load = u128::from(candidate.in_flight()) * 100 * u128::from(weights.max(1));
+    let bound = u128::from(factor.get()) * u128::from(total + 1) * u128::from(candidate.weight());
+    load < bound
+}
+
+/// The table for these backends: each takes, in turn and in proportion to its weight, the
+/// next free entry of its own permutation. Backends are taken in the order of their names,
+/// so the table does not depend on the order they were given in.
+fn fill(names: &[&str], weights: &[u32]) -> Box<[u32]> {
+    let mut order: Vec<usize> = (0..names.len()).filter(|&i| weights[i] > 0).collect();
+    if order.is_empty() {
+        return Box::new([]);
+    }
+    order.sort_by_key(|&i| names[i]);
+    let size = TABLE_SIZE as u64;
+    // Each backend's permutation: entry k is (offset + k × skip) mod size.
+    let permutations: Vec<(u64, u64)> = order
+        .iter()
+        .map(|&i| {
+            let name = names[i].as_bytes();
+            let offset = xxh3_64_with_seed(name, 0) % size;
+            let skip = xxh3_64_with_seed(name, 1) % (size - 1) + 1;
+            (offset, skip)
+        })
+        .collect();
+    let most = order
+        .iter()
+        .map(|&i| u64::from(weights[i]))
+        .max()
+        .unwrap_or(1);
+    let mut next = vec![0u64; order.len()];
+    let mut credit = vec![0u64; order.len()];
+    let mut table = vec![u32::MAX; TABLE_SIZE];
+    let mut filled = 0;
+    while filled < TABLE_SIZE {
+        for (k, &i) in order.iter().enumerate() {
+            credit[k] += u64::from(weights[i]);
+            if credit[k] < most {
+                continue;
+            }
+            credit[k] -= most;
+            let (offset, skip) = permutations[k];
+            // A permutation visits every entry once, so a free one is always found.
+            loop {
+                let entry = ((offset + next[k] * skip) % size) as usize;
+                next[k] += 1;
+                if table[entry] == u32::MAX {
+                    table[entry] = i as u32;
+                    filled += 1;
+                    break;
+                }
+            }
+            if filled == TABLE_SIZE {
+                break;
+            }
+        }
+    }
+    table.into_boxed_slice()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::testing::{fakes, open};
+
+    fn owners(maglev: &Maglev, names: &[&str]) -> Vec<String> {
+        maglev
+            .entries()
+            .iter()
+            .map(|&i| names[i as usize].to_owned())
+            .collect()
+    }
+
+    fn shares(maglev: &Maglev, n: usize) -> Vec<f64> {
+        let mut counts = vec![0usize; n];
+        for &i in maglev.entries() {
+            counts[i as usize] += 1;
+        }
+        counts
+            .iter()
+            .map(|&c| c as f64 / TABLE_SIZE as f64)
+            .collect()
+    }
+
+    #[test]
+    fn the_table_does_not_depend_on_the_order_of_the_backends() {
+        let names = ["cache-a", "cache-b", "cache-c", "cache-d"];
+        let weights = [1, 2, 1, 3];
+        let reversed_names: Vec<&str> = names.iter().rev().copied().collect();
+        let reversed_weights: Vec<u32> = weights.iter().rev().copied().collect();
+        let one = Maglev::new(&names, &weights);
+        let other = Maglev::new(&reversed_names, &reversed_weights);
+        assert_eq!(owners(&one, &names), owners(&other, &reversed_names));
+    }
+
+    #[test]
+    fn entries_follow_weights_within_one_percent() {
+        // A few weight sets, skewed and even, small and large pools.
+        let sets: [&[u32]; 4] = [&[1, 1, 1, 1], &[1, 2, 3, 4], &[5, 1, 1, 10, 3], &[100; 40]];
+        for weights in sets {
+            let names: Vec<String> = (0..weights.len()).map(|i| format!("b{i}")).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let maglev = Maglev::new(&names, weights);
+            let total: u32 = weights.iter().sum();
+            for (i, share) in shares(&maglev, weights.len()).into_iter().enumerate() {
+                let want = f64::from(weights[i]) / f64::from(total);
+                assert!(
+                    (share - want).abs() <= 0.01 * want.max(0.01) + 1.0 / TABLE_SIZE as f64,
+                    "{weights:?}: backend {i} has {share:.4}, wants {want:.4}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn removing_a_backend_moves_little_more_than_its_keys() {
+        let names = ["a", "b", "c", "d"];
+        let all = Maglev::new(&names, &[1, 1, 1, 1]);
+        let without_c = Maglev::new(&["a", "b", "d"], &[1, 1, 1]);
+        let before = owners(&all, &names);
+        let after = owners(&without_c, &["a", "b", "d"]);
+        let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+        let of_c = before.iter().filter(|b| *b == "c").count();
+        assert!(moved >= of_c);
+        // Maglev trades a little disruption for even spread: a few percent beyond the removed
+        // backend's own quarter.
+        assert!(
+            moved as f64 / (TABLE_SIZE as f64) < 0.30,
+            "{moved} of {TABLE_SIZE} entries moved"
+        );
+    }
+
+    #[test]
+    fn weight_zero_takes_no_entry_and_an_empty_pool_picks_none() {
+        let maglev = Maglev::new(&["a", "b"], &[0, 1]);
+        assert!(maglev.entries().iter().all(|&i| i == 1));
+        let none = Maglev::new(&["a"], &[0]);
+        assert_eq!(none.pick(7, None, &fakes(&[1]), open), None);
+    }
+
+    #[test]
+    fn a_key_keeps_its_backend_and_moves_when_it_cannot_take_it() {
+        let c = fakes(&[1, 1, 1]);
+        let maglev = Maglev::new(&["a", "b", "c"], &[1, 1, 1]);
+        let first = maglev.pick(42, None, &c, open).unwrap();
+        for _ in 0..10 {
+            assert_eq!(maglev.pick(42, None, &c, open), Some(first));
+        }
+        c[first].selectable.set(false);
+        let second = maglev.pick(42, None, &c, open).unwrap();
+        assert_ne!(second, first);
+        c[first].selectable.set(true);
+        assert_eq!(
+            maglev.pick(42, None, &c, open),
+            Some(first),
+            "back when it is"
+        );
+    }
+
+    #[test]
+    fn bounded_load_is_never_exceeded() {
+        // One hot key sends everything; requests pile up without finishing.
+        let factor = NonZeroU16::new(125);
+        for weights in [[1u32, 1, 1, 1], [1, 2, 3, 4]] {
+            let c = fakes(&weights);
+            let maglev = Maglev::new(&["a", "b", "c", "d"], &weights);
+            let total_weight: u32 = weights.iter().sum();
+            for request in 0..500u32 {
+                let key = if request % 3 == 0 {
+                    u64::from(request)
+                } else {
+                    7
+                };
+                let i = maglev
+                    .pick(key, factor, &c, open)
+                    .expect("always one within bound");
+                let total: u32 = c.iter().map(|f| f.in_flight.get()).sum();
+                let share = f64::from(total + 1) * f64::from(weights[i]) / f64::from(total_weight);
+                let bound = (1.25 * share).ceil() as u32;
+                let now = c[i].in_flight.get() + 1;
+                assert!(now <= bound, "{weights:?}: {now} in flight over {bound}");
+                c[i].in_flight.set(now);
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! A hashing pool's `[pools.hash]`: the key a request is hashed by and the load bound.
+
+use super::Checker;
+use super::access::header_name;
+use crate::config::file::PoolFile;
+use crate::config::model::{Algorithm, HashConfig, HashKey};
+use std::num::NonZeroU16;
+
+impl Checker {
+    /// The hashing settings of a pool balancing by `algorithm`: `None` unless it hashes.
+    pub(super) fn hash(
+        &mut self,
+        pool: &PoolFile,
+        algorithm: Algorithm,
+        field: &str,
+    ) -> Option<HashConfig> {
+        let file = pool.hash.as_ref();
+        if algorithm != Algorithm::Hash {
+            if let Some(file) = file {
+                self.report(
+                    file.span(),
+                    format!(
+                        "{field}.hash: only for algorithm = \"hash\" (this pool balances by {})",
+                        algorithm.as_str()
+                    ),
+                );
+            }
+            return None;
+        }
+        let Some(file) = file.map(|f| f.get_ref()) else {
+            return Some(HashConfig {
+                key: HashKey::ClientIp {
+                    v4_prefix: 32,
+                    v6_prefix: 64,
+                },
+                balance_factor: None,
+            });
+        };
+        let v4_prefix = self.int(
+            &file.ipv4_prefix,
+            &format!("{field}.hash.ipv4_prefix"),
+            1..=32,
+            32u8,
+        );
+        let v6_prefix = self.int(
+            &file.ipv6_prefix,
+            &format!("{field}.hash.ipv6_prefix"),
+            1..=128,
+            64u8,
+        );
+        let key = match &file.key {
+            None => HashKey::ClientIp {
+                v4_prefix,
+                v6_prefix,
+            },
+            Some(key) => {
+                let field = format!("{field}.hash.key");
+                let parsed = match key.get_ref().as_str() {
+                    "client_ip" => Some(HashKey::ClientIp {
+                        v4_prefix,
+                        v6_prefix,
+                    }),
+                    "path" => Some(HashKey::Path),
+                    text => match text.split_once(':') {
+                        Some(("header", name)) => header_name(name).map(HashKey::Header),
+                        Some(("cookie", name)) if !name.is_empty() => {
+                            Some(HashKey::Cookie(name.to_owned()))
+                        }
+                        Some(("query", name)) if !name.is_empty() => {
+                            Some(HashKey::Query(name.to_owned()))
+                        }
+                        Some(("path_regex", source)) => {
+                            let pattern = self.pattern_at(source, key.span(), &field)?;
+                            if pattern.0.captures_len() < 2 {
+                                self.report(
+                                    key.span(),
+                                    format!("{field}: {source:?} has no capture group; the first one is the key"),
+                                );
+                                return None;
+                            }
+                            Some(HashKey::PathRegex(pattern))
+                        }
+                        _ => None,
+                    },
+                };
+                let Some(parsed) = parsed else {
+                    self.report(
+                        key.span(),
+                        format!(
+                            "{field}: {:?} is not client_ip, path, header:<name>, cookie:<name>, query:<name> or path_regex:<regex>",
+                            key.get_ref()
+                        ),
+                    );
+                    return None;
+                };
+                parsed
+            }
+        };
+        let factor: u16 = self.int(
+            &file.balance_factor,
+            &format!("{field}.hash.balance_factor"),
+            0..=10_000,
+            0u16,
+        );
+        if let (1..=100, Some(value)) = (factor, &file.balance_factor) {
+            self.report(
+                value.span(),
+                format!(
+                    "{field}.hash.balance_factor: {factor} would refuse a backend its own share; above 100 (125: up to 25 % above it) or 0 for no bound"
+                ),
+            );
+        }
+        Some(HashConfig {
+            key,
+            balance_factor: NonZeroU16::new(factor).filter(|f| f.get() > 100),
+        })
+    }
+}

@@ -1,0 +1,38 @@
+//! `algorithm = "hash"`: what a request is hashed by and how far a backend may be loaded.
+
+use super::route::Pattern;
+use http::HeaderName;
+use std::num::NonZeroU16;
+
+/// A hashing pool's settings (`[pools.hash]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashConfig {
+    /// What a request is hashed by; a request without it goes by weighted round-robin.
+    pub key: HashKey,
+    /// A backend takes a keyed request only while its in-flight count stays within this
+    /// percentage of its weighted share of the pool's (HAProxy's `hash-balance-factor`);
+    /// `None`: unbounded.
+    pub balance_factor: Option<NonZeroU16>,
+}
+
+/// What a hashing pool hashes a request by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client's address cut to a network.
+    ClientIp {
+        /// Prefix length for IPv4 clients.
+        v4_prefix: u8,
+        /// Prefix length for IPv6 clients.
+        v6_prefix: u8,
+    },
+    /// A request header's value.
+    Header(HeaderName),
+    /// A cookie's value.
+    Cookie(String),
+    /// A query parameter's value (as sent, not decoded).
+    Query(String),
+    /// The path.
+    Path,
+    /// The first capture group of this expression matched against the path.
+    PathRegex(Pattern),
+}

@@ -1,0 +1,157 @@
+//! Consistent hashing through the real proxy: a key keeps its backend, keys spread, requests
+//! without a key go round-robin, a drained backend moves little more than its own keys, two
+//! replicas listing backends in another order agree on every key, and a hot key spills past
+//! the load bound.
+
+use crate::support::config::ConfigBuilder;
+use crate::support::*;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use std::collections::{HashMap, HashSet};
+
+/// A proxy whose pool hashes by `X-Key` over `backends` (in this order).
+async fn hashing_proxy(backends: &[&Upstream], hash: &[(&str, toml::Value)]) -> TestProxy {
+    let list: Vec<_> = backends.iter().map(|u| (u.name, u.addr, 1)).collect();
+    let config = ConfigBuilder::single_pool(&list).with_pool(|pool| {
+        hash.iter().fold(
+            pool.set("algorithm", "hash")
+                .set("hash.key", "header:X-Key"),
+            |pool, (path, value)| pool.set(&format!("hash.{path}"), value.clone()),
+        )
+    });
+    TestProxy::start(&config.toml()).await
+}
+
+/// Which backend answered a GET of `url` with `X-Key: key`.
+async fn backend_of(client: &TestClient, url: &str, key: &str) -> String {
+    let req = Request::get(url)
+        .header("x-key", key)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = send(client, req).await;
+    assert_eq!(answer.status, 200);
+    answer.upstream().to_owned()
+}
+
+async fn mapping(proxy: &TestProxy, keys: usize) -> Vec<String> {
+    let client = client();
+    let mut owners = Vec::new();
+    for k in 0..keys {
+        owners.push(backend_of(&client, &proxy.url("/"), &format!("user-{k}")).await);
+    }
+    owners
+}
+
+async fn four() -> [Upstream; 4] {
+    [
+        Upstream::start("a").await,
+        Upstream::start("b").await,
+        Upstream::start("c").await,
+        Upstream::start("d").await,
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_keeps_its_backend_keys_spread_and_requests_without_one_go_round_robin() {
+    let u = four().await;
+    let proxy = hashing_proxy(&[&u[0], &u[1], &u[2], &u[3]], &[]).await;
+    let first = mapping(&proxy, 200).await;
+    assert_eq!(
+        mapping(&proxy, 200).await,
+        first,
+        "every key kept its backend"
+    );
+    let mut per_backend: HashMap<&str, usize> = HashMap::new();
+    for owner in &first {
+        *per_backend.entry(owner).or_default() += 1;
+    }
+    assert_eq!(per_backend.len(), 4, "{per_backend:?}");
+    assert!(per_backend.values().all(|&n| n >= 25), "{per_backend:?}");
+
+    let client = client();
+    let mut seen = HashSet::new();
+    for _ in 0..8 {
+        seen.insert(
+            get(&client, &proxy.url("/"), None)
+                .await
+                .upstream()
+                .to_owned(),
+        );
+    }
+    assert_eq!(seen.len(), 4, "without a key: round-robin, {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_one_of_four_moves_little_more_than_its_keys_and_undraining_moves_them_back() {
+    let u = four().await;
+    let proxy = hashing_proxy(&[&u[0], &u[1], &u[2], &u[3]], &[]).await;
+    let before = mapping(&proxy, 400).await;
+    let (status, view) = proxy
+        .admin("POST", "/api/pools/pool/backends/d/drain", None, None)
+        .await;
+    assert_eq!(status, 200, "{view}");
+    let during = mapping(&proxy, 400).await;
+    assert!(during.iter().all(|owner| owner != "d"));
+    let moved = before.iter().zip(&during).filter(|(b, d)| b != d).count();
+    let of_d = before.iter().filter(|owner| *owner == "d").count();
+    let others_moved = moved - of_d;
+    println!("drain d: {moved} of 400 keys moved, {of_d} of them d's");
+    assert!(moved <= 120, "{moved} of 400 keys moved (at most 30 %)");
+    assert!(
+        others_moved <= 20,
+        "{others_moved} keys of the other backends moved"
+    );
+
+    let (status, _) = proxy
+        .admin("POST", "/api/pools/pool/backends/d/undrain", None, None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        mapping(&proxy, 400).await,
+        before,
+        "every key back where it was"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_listing_the_backends_in_another_order_agree_on_every_key() {
+    let u = four().await;
+    let one = hashing_proxy(&[&u[0], &u[1], &u[2], &u[3]], &[]).await;
+    let other = hashing_proxy(&[&u[3], &u[1], &u[0], &u[2]], &[]).await;
+    assert_eq!(mapping(&one, 300).await, mapping(&other, 300).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_key_spills_past_the_load_bound() {
+    let u = four().await;
+    let proxy = hashing_proxy(
+        &[&u[0], &u[1], &u[2], &u[3]],
+        &[("balance_factor", toml::Value::Integer(125))],
+    )
+    .await;
+    // Twelve requests of one key held at once: with a bound of 125 % of the mean, no backend
+    // holds more than ceil(1.25 × 12 / 4) = 4.
+    let mut held = Vec::new();
+    for n in 1..=12 {
+        let url = proxy.url("/hold");
+        held.push(tokio::spawn(async move {
+            backend_of(&client(), &url, "hot").await
+        }));
+        let total = || u.iter().map(Upstream::held).sum::<usize>();
+        eventually(DEADLINE, "the request held", || total() == n).await;
+    }
+    let most = u.iter().map(Upstream::held).max().unwrap();
+    println!(
+        "held per backend: {:?}",
+        u.iter().map(Upstream::held).collect::<Vec<_>>()
+    );
+    assert!(most <= 4, "a backend holds {most} of 12");
+    assert!(most >= 3, "the key's own backend takes its share first");
+    for upstream in &u {
+        upstream.release_held();
+    }
+    for request in held {
+        request.await.unwrap();
+    }
+}
