@@ -79,6 +79,7 @@ ${ROUTE_EXTRA:-}
 
 [[pools]]
 name = "pool"
+${POOL_EXTRA:-}
 CONF
   local i=0
   for upstream in "$@"; do

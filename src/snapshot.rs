@@ -96,6 +96,10 @@ pub struct Pool {
     mask: u8,
     /// Whether too few backends are usable and health is being ignored.
     pub panic: bool,
+    /// A hashing pool's table entries per backend (index in `backends`).
+    pub hash_entries: Option<Box<[u32]>>,
+    /// Entries of a hashing pool's table whose backend changed from the snapshot before.
+    pub hash_moved: u32,
     /// Retry and ejection settings.
     pub policy: PoolPolicy,
 }
@@ -124,8 +128,18 @@ impl Pool {
             .collect();
         let weights: Vec<u32> = eligible.iter().map(|b| b.effective_weight()).collect();
         let names: Vec<&str> = eligible.iter().map(|b| &*b.name).collect();
+        let balancer = Balancer::new(policy.algorithm, &names, &weights);
+        let hash_entries = balancer.table().map(|table| {
+            let mut counts = vec![0u32; backends.len()];
+            for &entry in table {
+                counts[eligible_index[entry as usize]] += 1;
+            }
+            counts.into_boxed_slice()
+        });
         Self {
-            balancer: Balancer::new(policy.algorithm, &names, &weights),
+            balancer,
+            hash_entries,
+            hash_moved: 0,
             name,
             backends,
             eligible,
@@ -134,6 +148,26 @@ impl Pool {
             panic,
             policy,
         }
+    }
+
+    /// Counts the entries of this hashing pool's table whose backend differs in `before`'s
+    /// (a pool that did not hash: all of them).
+    pub fn count_moved(&mut self, before: &Pool) {
+        let Some(table) = self.balancer.table() else {
+            return;
+        };
+        let old = before.balancer.table().unwrap_or_default();
+        let moved = table
+            .iter()
+            .enumerate()
+            .filter(|&(e, &now)| {
+                old.get(e).is_none_or(|&was| {
+                    let was = &before.eligible[was as usize];
+                    !Arc::ptr_eq(was, &self.eligible[now as usize])
+                })
+            })
+            .count();
+        self.hash_moved = u32::try_from(moved).unwrap_or(u32::MAX);
     }
 
     /// How many backends the balancer chooses among.

@@ -16,9 +16,20 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot) -> String {
         metrics
             .gauge(metrics::POOL_PANIC, &[("pool", &pool.name)])
             .set(if pool.panic { 1.0 } else { 0.0 });
+        if let Some(entries) = &pool.hash_entries {
+            let table: u32 = entries.iter().sum();
+            metrics
+                .gauge(metrics::HASH_KEYS_MOVED, &[("pool", &pool.name)])
+                .set(f64::from(pool.hash_moved) / f64::from(table.max(1)));
+        }
         for (i, backend) in pool.backends.iter().enumerate() {
             backends.insert((&pool.name, &backend.name));
             let labels = [("pool", &*pool.name), ("backend", &*backend.name)];
+            if let Some(entries) = &pool.hash_entries {
+                metrics
+                    .gauge(metrics::HASH_ENTRIES, &labels)
+                    .set(f64::from(entries[i]));
+            }
             let up = pool.is_eligible(i);
             metrics
                 .gauge(metrics::BACKEND_UP, &labels)

@@ -69,6 +69,14 @@ impl Balancer {
         }
     }
 
+    /// A hashing balancer's table: the candidate index of each entry.
+    pub fn table(&self) -> Option<&[u32]> {
+        match self {
+            Self::Hash(maglev) => Some(maglev.entries()),
+            _ => None,
+        }
+    }
+
     /// Index of the candidate for a request whose key hashes to `key`: by the table for a
     /// hashing balancer (within `factor`% of its share when set), as `pick` otherwise.
     pub fn pick_keyed<C: Candidate>(

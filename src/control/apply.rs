@@ -176,15 +176,15 @@ impl Control {
     }
 
     fn build_pool(&self, runtime: &PoolRuntime) -> Arc<Pool> {
-        let pool = Arc::new(runtime.build());
+        let mut pool = runtime.build();
+        let current = self.publisher.current();
+        let before = current.pools.iter().find(|old| old.name == pool.name);
+        if let Some(before) = before {
+            pool.count_moved(before);
+        }
         // Panic mode as the data plane saw it until now: the snapshot is the one record of it.
-        let was_panic = self
-            .publisher
-            .current()
-            .pools
-            .iter()
-            .find(|old| old.name == pool.name)
-            .is_some_and(|old| old.panic);
+        let was_panic = before.is_some_and(|old| old.panic);
+        let pool = Arc::new(pool);
         self.publisher.pool_rebuilt(&pool, was_panic, self.now.wall);
         pool
     }

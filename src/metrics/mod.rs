@@ -88,6 +88,10 @@ metric_table! {
         "Fetches of a JWT key set, by result; a failed fetch keeps the keys in force.";
     NO_BACKEND: Counter, "switchyard_pool_no_backend_total",
         "Requests answered 503 because no backend of the pool could take them.";
+    HASH_ENTRIES: Gauge, "switchyard_hash_table_entries",
+        "Entries of a hashing pool's Maglev table (of 65,537) that name the backend: its share of the keys.";
+    HASH_KEYS_MOVED: Gauge, "switchyard_hash_keys_moved_ratio",
+        "Share of a hashing pool's keys whose backend changed at the table's last rebuild.";
     POOL_PANIC: Gauge, "switchyard_pool_panic",
         "1 while the pool ignores health because too few backends are usable.";
     RELOADS: Counter, "switchyard_config_reloads_total",

@@ -1,5 +1,5 @@
-//! Real proxies from Debian beside Switchyard: HAProxy and NGINX, each on a free port with a
-//! config written for the test, stopped when dropped.
+//! Real proxies from Debian beside Switchyard: HAProxy, NGINX and Varnish, each on a free port
+//! with a config written for the test, stopped when dropped.
 
 use super::{DEADLINE, poll_until, temp_dir};
 use std::net::SocketAddr;
@@ -69,6 +69,28 @@ impl Peer {
             .arg(&config)
             .spawn()
             .expect("nginx runs (tests/run.sh installs it)");
+        Self::started(child, addr, dir).await
+    }
+
+    /// A Varnish cache in front of `origin` with Debian's default caching (two minutes for a
+    /// 200 without cache headers); a hit answers `X-Varnish` with two transaction ids.
+    pub async fn varnish(origin: SocketAddr) -> Self {
+        let addr = free_port();
+        let dir = temp_dir();
+        let varnishd = ["/usr/sbin/varnishd", "varnishd"]
+            .into_iter()
+            .find(|path| !path.starts_with('/') || std::path::Path::new(path).exists())
+            .unwrap_or("varnishd");
+        let child = std::process::Command::new(varnishd)
+            .args(["-F", "-j", "none", "-s", "malloc,16m", "-a"])
+            .arg(addr.to_string())
+            .arg("-b")
+            .arg(origin.to_string())
+            .arg("-n")
+            .arg(dir.join("instance"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("varnishd runs (tests/run.sh installs varnish)");
         Self::started(child, addr, dir).await
     }
 
