@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use switchyard::balance::Balancer;
-use switchyard::config::{Algorithm, BackendConfig};
+use switchyard::config::{Algorithm, BackendConfig, HashLayout};
 use switchyard::metrics::BackendMetrics;
 use switchyard::upstream::{BackendState, Exclusion};
 
@@ -56,13 +56,16 @@ fn bench(c: &mut Criterion) {
                 .collect();
             let weights: Vec<u32> = backends.iter().map(|b| b.effective_weight()).collect();
             let names: Vec<&str> = backends.iter().map(|b| &*b.name).collect();
-            let balancer = Balancer::new(algorithm, &names, &weights);
+            let balancer = Balancer::new(algorithm, HashLayout::Maglev, &names, &weights);
             let mask = Exclusion::ALL;
             group.bench_with_input(BenchmarkId::new("one_thread", n), &n, |b, _| {
                 b.iter(|| balancer.pick(black_box(&backends), |s| s.accepts(mask)))
             });
             // A second thread picks from the same balancer all the while: contended cursors.
-            let shared = Arc::new((Balancer::new(algorithm, &names, &weights), backends.clone()));
+            let shared = Arc::new((
+                Balancer::new(algorithm, HashLayout::Maglev, &names, &weights),
+                backends.clone(),
+            ));
             let stop = Arc::new(AtomicBool::new(false));
             let other = {
                 let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
@@ -85,7 +88,16 @@ fn bench(c: &mut Criterion) {
 /// A keyed pick in a hashing pool, the key changing every time; with a 125 % load bound, one
 /// backend in three carrying a request.
 fn bench_hash(c: &mut Criterion) {
-    let mut group = c.benchmark_group("maglev_pick");
+    for (group, layout) in [
+        ("maglev_pick", HashLayout::Maglev),
+        ("ring_pick", HashLayout::Ring),
+    ] {
+        bench_layout(c, group, layout);
+    }
+}
+
+fn bench_layout(c: &mut Criterion, group: &str, layout: HashLayout) {
+    let mut group = c.benchmark_group(group);
     group.throughput(Throughput::Elements(1));
     for n in SIZES {
         let backends = pool(n);
@@ -96,7 +108,7 @@ fn bench_hash(c: &mut Criterion) {
             .collect();
         let weights: Vec<u32> = backends.iter().map(|b| b.effective_weight()).collect();
         let names: Vec<&str> = backends.iter().map(|b| &*b.name).collect();
-        let balancer = Balancer::new(Algorithm::Hash, &names, &weights);
+        let balancer = Balancer::new(Algorithm::Hash, layout, &names, &weights);
         let mask = Exclusion::ALL;
         for (label, factor) in [("unbounded", None), ("bounded_125", NonZeroU16::new(125))] {
             let mut key = 0u64;

@@ -17,8 +17,8 @@
 # - `switchyard-ratelimit` is `switchyard` with one local rate limit by client address that
 #   never refuses (every request still takes its cell); `switchyard-jwt` checks an ES256 bearer
 #   token from a key file and copies its `sub` as a header (the same token on every request,
-#   as a client sends it). `switchyard-hash` balances by consistent hashing of a header (one
-#   key, so one backend while the 125 % load bound allows).
+#   as a client sends it). `switchyard-hash` balances by consistent hashing of the client's
+#   address (one key, so one backend while the 125 % load bound allows).
 # - `nginx-gzip`, `switchyard-gzip` and `switchyard-zstd` (no access log) fetch a 10 KB JSON
 #   document compressed (zlib level 6 for both gzips, zstd level 3).
 # - `nginx-https` and `switchyard-https` (access log on) are the same over HTTPS keep-alive with
@@ -71,9 +71,10 @@ ROUTE_EXTRA='[[routes.rate_limit]]
 rate = "1000000/s"
 burst = 1000000' \
   switchyard_config $PORT "path = \"$work/switchyard-ratelimit.log\"" 18381 18382 >"$work/switchyard-ratelimit.toml"
-# A hashing pool keyed by a header, bounded at 125 % (wrk sends one key: the bound is checked).
+# A hashing pool keyed by the client's address (the default key; one client, so one key and
+# the bound checked: wrk keeps 16 requests in flight), bounded at 125 %.
 POOL_EXTRA='algorithm = "hash"
-hash = { key = "header:X-Key", balance_factor = 125 }' \
+hash = { balance_factor = 125 }' \
   switchyard_config $PORT "path = \"$work/switchyard-hash.log\"" 18381 18382 >"$work/switchyard-hash.toml"
 # An ES256 key pair, its public half the route's key file, and one token signed with it.
 openssl ecparam -genkey -name prime256v1 -noout -out "$work/jwt.key" 2>/dev/null
@@ -117,7 +118,6 @@ for name in $PROXIES; do
     *-gzip) wrk_args=(-H "Accept-Encoding: gzip") ;;
     *-zstd) wrk_args=(-H "Accept-Encoding: zstd") ;;
     *-jwt) wrk_args=(-H "Authorization: Bearer $jwt_token") ;;
-    *-hash) wrk_args=(-H "X-Key: user-42") ;;
   esac
   case $name in
     nginx) measure nginx $http nginx -p "$work" -c "$work/nginx.conf" ;;

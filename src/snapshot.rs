@@ -80,6 +80,9 @@ pub struct PoolPolicy {
     pub upstream: Arc<crate::upstream::pool::Upstream>,
 }
 
+/// Keys sampled to tell the share of a hashing pool's keys a rebuild moved.
+pub const MOVED_SAMPLES: u32 = 65_536;
+
 /// A pool of backends and the balancer built for its eligible ones.
 #[derive(Debug)]
 pub struct Pool {
@@ -98,7 +101,7 @@ pub struct Pool {
     pub panic: bool,
     /// A hashing pool's table entries per backend (index in `backends`).
     pub hash_entries: Option<Box<[u32]>>,
-    /// Entries of a hashing pool's table whose backend changed from the snapshot before.
+    /// Of `MOVED_SAMPLES` keys, those whose backend changed from the snapshot before.
     pub hash_moved: u32,
     /// Retry and ejection settings.
     pub policy: PoolPolicy,
@@ -128,10 +131,11 @@ impl Pool {
             .collect();
         let weights: Vec<u32> = eligible.iter().map(|b| b.effective_weight()).collect();
         let names: Vec<&str> = eligible.iter().map(|b| &*b.name).collect();
-        let balancer = Balancer::new(policy.algorithm, &names, &weights);
+        let layout = policy.hash.as_ref().map(|h| h.layout).unwrap_or_default();
+        let balancer = Balancer::new(policy.algorithm, layout, &names, &weights);
         let hash_entries = balancer.table().map(|table| {
             let mut counts = vec![0u32; backends.len()];
-            for &entry in table {
+            for &entry in table.entries() {
                 counts[eligible_index[entry as usize]] += 1;
             }
             counts.into_boxed_slice()
@@ -150,21 +154,26 @@ impl Pool {
         }
     }
 
-    /// Counts the entries of this hashing pool's table whose backend differs in `before`'s
-    /// (a pool that did not hash: all of them).
+    /// Counts, of `MOVED_SAMPLES` keys spread evenly over the hash space, those whose backend
+    /// in this hashing pool's table differs from `before`'s (a pool that did not hash: all).
     pub fn count_moved(&mut self, before: &Pool) {
         let Some(table) = self.balancer.table() else {
             return;
         };
-        let old = before.balancer.table().unwrap_or_default();
-        let moved = table
-            .iter()
-            .enumerate()
-            .filter(|&(e, &now)| {
-                old.get(e).is_none_or(|&was| {
-                    let was = &before.eligible[was as usize];
-                    !Arc::ptr_eq(was, &self.eligible[now as usize])
-                })
+        let old = before.balancer.table();
+        let step = u64::MAX / u64::from(MOVED_SAMPLES);
+        let moved = (0..u64::from(MOVED_SAMPLES))
+            .map(|n| n * step)
+            .filter(|&key| {
+                let now = table.owner(key).map(|i| &self.eligible[i as usize]);
+                let was = old
+                    .and_then(|old| old.owner(key))
+                    .map(|i| &before.eligible[i as usize]);
+                match (was, now) {
+                    (Some(was), Some(now)) => !Arc::ptr_eq(was, now),
+                    (None, None) => false,
+                    _ => true,
+                }
             })
             .count();
         self.hash_moved = u32::try_from(moved).unwrap_or(u32::MAX);

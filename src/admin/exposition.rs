@@ -16,11 +16,10 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot) -> String {
         metrics
             .gauge(metrics::POOL_PANIC, &[("pool", &pool.name)])
             .set(if pool.panic { 1.0 } else { 0.0 });
-        if let Some(entries) = &pool.hash_entries {
-            let table: u32 = entries.iter().sum();
+        if pool.hash_entries.is_some() {
             metrics
                 .gauge(metrics::HASH_KEYS_MOVED, &[("pool", &pool.name)])
-                .set(f64::from(pool.hash_moved) / f64::from(table.max(1)));
+                .set(f64::from(pool.hash_moved) / f64::from(crate::snapshot::MOVED_SAMPLES));
         }
         for (i, backend) in pool.backends.iter().enumerate() {
             backends.insert((&pool.name, &backend.name));

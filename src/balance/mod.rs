@@ -2,17 +2,18 @@
 //! given. Pure: no IO, no clock, no allocation per pick. Eligibility is decided elsewhere; the
 //! caller passes a `selectable` test, and the balancer only skips candidates failing it.
 
+mod hashing;
 mod least_conn;
-mod maglev;
 mod retry;
+mod ring;
 pub mod slow_start;
 mod wrr;
 
+pub use hashing::HashTable;
 pub use least_conn::{LeastConnections, lighter};
-pub use maglev::Maglev;
 pub use wrr::SmoothWeightedRoundRobin;
 
-use crate::config::Algorithm;
+use crate::config::{Algorithm, HashLayout};
 use std::sync::Arc;
 
 /// What a balancer needs to know about a backend.
@@ -39,20 +40,20 @@ pub enum Balancer {
     WeightedRoundRobin(SmoothWeightedRoundRobin),
     /// Weighted least-connections.
     LeastConnections(LeastConnections),
-    /// Consistent hashing by a Maglev table (weighted round-robin without a key).
-    Hash(Maglev),
+    /// Consistent hashing (weighted round-robin without a key).
+    Hash(HashTable),
 }
 
 impl Balancer {
     /// Builds the balancer for candidates with these names and weights (same order as passed
-    /// to `pick`).
-    pub fn new(algorithm: Algorithm, names: &[&str], weights: &[u32]) -> Self {
+    /// to `pick`); a hashing one lays its table out as `layout`.
+    pub fn new(algorithm: Algorithm, layout: HashLayout, names: &[&str], weights: &[u32]) -> Self {
         match algorithm {
             Algorithm::WeightedRoundRobin => {
                 Self::WeightedRoundRobin(SmoothWeightedRoundRobin::new(weights))
             }
             Algorithm::LeastConnections => Self::LeastConnections(LeastConnections::new()),
-            Algorithm::Hash => Self::Hash(Maglev::new(names, weights)),
+            Algorithm::Hash => Self::Hash(HashTable::new(layout, names, weights)),
         }
     }
 
@@ -69,10 +70,10 @@ impl Balancer {
         }
     }
 
-    /// A hashing balancer's table: the candidate index of each entry.
-    pub fn table(&self) -> Option<&[u32]> {
+    /// A hashing balancer's table.
+    pub fn table(&self) -> Option<&HashTable> {
         match self {
-            Self::Hash(maglev) => Some(maglev.entries()),
+            Self::Hash(table) => Some(table),
             _ => None,
         }
     }

@@ -68,7 +68,7 @@ fn by_weight<C: Candidate>(
 mod tests {
     use super::*;
     use crate::balance::testing::{Fake, fakes, open};
-    use crate::config::Algorithm;
+    use crate::config::{Algorithm, HashLayout};
 
     #[test]
     fn each_usable_candidate_owns_a_stretch_of_draws_as_long_as_its_weight() {
@@ -87,7 +87,8 @@ mod tests {
         ] {
             let c = fakes(&[1, 5, 1]);
             c[1].selectable.set(false);
-            let balancer = Balancer::new(algorithm, &["a", "b", "c"], &[1, 5, 1]);
+            let balancer =
+                Balancer::new(algorithm, HashLayout::Maglev, &["a", "b", "c"], &[1, 5, 1]);
             for _ in 0..200 {
                 let pick = balancer.pick_other(&c, open);
                 assert!(matches!(pick, Some(0 | 2)), "{algorithm:?} picked {pick:?}");
@@ -104,7 +105,12 @@ mod tests {
         c[0].in_flight.set(1);
         c[1].in_flight.set(3);
         c[2].in_flight.set(2);
-        let balancer = Balancer::new(Algorithm::LeastConnections, &["a", "b", "c"], &[1, 1, 2]);
+        let balancer = Balancer::new(
+            Algorithm::LeastConnections,
+            HashLayout::Maglev,
+            &["a", "b", "c"],
+            &[1, 1, 2],
+        );
         // 2 in flight on weight 2 weighs less than 1 on weight 1.
         assert_eq!(balancer.pick_other(&c, open), Some(2));
     }
@@ -112,8 +118,12 @@ mod tests {
     #[test]
     fn retries_leave_the_round_robin_rotation_where_it_was() {
         let c: Vec<Fake> = fakes(&[1, 1, 1]);
-        let with_retries =
-            Balancer::new(Algorithm::WeightedRoundRobin, &["a", "b", "c"], &[1, 1, 1]);
+        let with_retries = Balancer::new(
+            Algorithm::WeightedRoundRobin,
+            HashLayout::Maglev,
+            &["a", "b", "c"],
+            &[1, 1, 1],
+        );
         let first = with_retries.pick(&c, open).expect("a pick");
         for _ in 0..10 {
             with_retries.pick_other(&c, open);

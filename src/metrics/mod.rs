@@ -89,7 +89,7 @@ metric_table! {
     NO_BACKEND: Counter, "switchyard_pool_no_backend_total",
         "Requests answered 503 because no backend of the pool could take them.";
     HASH_ENTRIES: Gauge, "switchyard_hash_table_entries",
-        "Entries of a hashing pool's Maglev table (of 65,537) that name the backend: its share of the keys.";
+        "Entries of a hashing pool's table that name the backend (Maglev: of 65,537; ring: its points).";
     HASH_KEYS_MOVED: Gauge, "switchyard_hash_keys_moved_ratio",
         "Share of a hashing pool's keys whose backend changed at the table's last rebuild.";
     POOL_PANIC: Gauge, "switchyard_pool_panic",

@@ -129,6 +129,31 @@ async fn draining_one_of_four_moves_little_more_than_its_keys_and_undraining_mov
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_ring_draining_one_of_four_moves_exactly_its_keys() {
+    let u = four().await;
+    let ring = [("table", toml::Value::from("ring"))];
+    let proxy = hashing_proxy(&[&u[0], &u[1], &u[2], &u[3]], &ring).await;
+    let before = mapping(&proxy, 400).await;
+    let (status, _) = proxy
+        .admin("POST", "/api/pools/pool/backends/b/drain", None, None)
+        .await;
+    assert_eq!(status, 200);
+    let during = mapping(&proxy, 400).await;
+    for (was, now) in before.iter().zip(&during) {
+        if was == "b" {
+            assert_ne!(now, "b");
+        } else {
+            assert_eq!(was, now, "a key of {was} moved");
+        }
+    }
+    let of_b = before.iter().filter(|owner| *owner == "b").count();
+    println!("ring: draining b moved its {of_b} keys of 400, no other");
+    // Another replica, backends in another order, agrees.
+    let other = hashing_proxy(&[&u[2], &u[3], &u[0], &u[1]], &ring).await;
+    assert_eq!(mapping(&other, 400).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_listing_the_backends_in_another_order_agree_on_every_key() {
     let u = four().await;
     let one = hashing_proxy(&[&u[0], &u[1], &u[2], &u[3]], &[]).await;

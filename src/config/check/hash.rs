@@ -3,7 +3,7 @@
 use super::Checker;
 use super::access::header_name;
 use crate::config::file::PoolFile;
-use crate::config::model::{Algorithm, HashConfig, HashKey};
+use crate::config::model::{Algorithm, HashConfig, HashKey, HashLayout};
 use std::num::NonZeroU16;
 
 impl Checker {
@@ -34,6 +34,7 @@ impl Checker {
                     v6_prefix: 64,
                 },
                 balance_factor: None,
+                layout: HashLayout::Maglev,
             });
         };
         let v4_prefix = self.int(
@@ -110,9 +111,18 @@ impl Checker {
                 ),
             );
         }
+        let layout = match &file.table {
+            None => HashLayout::Maglev,
+            Some(table) => self.word(
+                table,
+                &format!("{field}.hash.table"),
+                &[("maglev", HashLayout::Maglev), ("ring", HashLayout::Ring)],
+            )?,
+        };
         Some(HashConfig {
             key,
             balance_factor: NonZeroU16::new(factor).filter(|f| f.get() > 100),
+            layout,
         })
     }
 }

@@ -431,6 +431,8 @@ pub struct HashFile {
     pub key: Option<Spanned<String>>,
     #[schemars(with = "Option<i64>")]
     pub balance_factor: Option<Spanned<i64>>,
+    #[schemars(with = "Option<String>")]
+    pub table: Option<Spanned<String>>,
     #[schemars(with = "Option<i64>")]
     pub ipv4_prefix: Option<Spanned<i64>>,
     #[schemars(with = "Option<i64>")]

@@ -13,6 +13,18 @@ pub struct HashConfig {
     /// percentage of its weighted share of the pool's (HAProxy's `hash-balance-factor`);
     /// `None`: unbounded.
     pub balance_factor: Option<NonZeroU16>,
+    /// How the table keys are looked up in is laid out.
+    pub layout: HashLayout,
+}
+
+/// How a hashing pool's table is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HashLayout {
+    /// A Maglev table of 65,537 entries: an even spread, one lookup per pick.
+    #[default]
+    Maglev,
+    /// A ketama ring: removing a backend moves exactly its keys.
+    Ring,
 }
 
 /// What a hashing pool hashes a request by.

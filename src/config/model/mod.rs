@@ -15,7 +15,7 @@ pub use access::{
     OnStoreError, RateLimitConfig,
 };
 pub use client::{IpRule, ProxyProtocol};
-pub use hash::{HashConfig, HashKey};
+pub use hash::{HashConfig, HashKey, HashLayout};
 use http::uri::Authority;
 pub use route::{
     Compression, Cors, Encoding, HeaderMatch, HeaderRules, HostPattern, HostRewrite, PathMatch,

@@ -89,6 +89,7 @@ impl Peer {
             .arg("-n")
             .arg(dir.join("instance"))
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("varnishd runs (tests/run.sh installs varnish)");
         Self::started(child, addr, dir).await

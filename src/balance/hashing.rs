@@ -1,11 +1,13 @@
-//! Consistent hashing by a Maglev table (Eisenbud et al., "Maglev: A Fast and Reliable Software
-//! Network Load Balancer", NSDI 2016): 65,537 entries, each naming a backend, filled from
-//! per-backend permutations taken from the backend's *name*, so every replica with the same
-//! backends and weights builds the same table whatever order its config lists them in. A key
-//! hashes to an entry; removing a backend moves little more than its own keys.
+//! Consistent hashing. By default a Maglev table (Eisenbud et al., "Maglev: A Fast and Reliable
+//! Software Network Load Balancer", NSDI 2016): 65,537 entries, each naming a backend, filled
+//! from per-backend permutations taken from the backend's *name*, so every replica with the
+//! same backends and weights builds the same table whatever order its config lists them in. A
+//! key hashes to an entry; removing a backend moves little more than its own keys. Or a ketama
+//! ring (`ring.rs`): removing a backend moves exactly its keys, at the cost of a less even
+//! spread and a binary search per pick.
 //!
-//! Weights: each filling round gives every backend its weight in credit, and a backend takes an
-//! entry each time its credit reaches the largest weight, so entries follow weights.
+//! Maglev weights: each filling round gives every backend its weight in credit, and a backend
+//! takes an entry each time its credit reaches the largest weight, so entries follow weights.
 //!
 //! Bounded load (consistent hashing with bounded loads, Mirrokni et al. 2018, as Envoy's
 //! `hash_balance_factor` and HAProxy's `hash-balance-factor`): a backend takes a keyed request
@@ -13,7 +15,8 @@
 //! in-flight requests (this one included), rounded up; otherwise the walk goes on to the next
 //! entries, which name other backends in an order fixed by the key.
 
-use super::{Candidate, SmoothWeightedRoundRobin};
+use super::{Candidate, SmoothWeightedRoundRobin, ring};
+use crate::config::HashLayout as Layout;
 use std::num::NonZeroU16;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -23,23 +26,30 @@ pub const TABLE_SIZE: usize = 65_537;
 /// Entries a keyed pick walks before it gives up on the table's order and scans the pool.
 const WALK: usize = 64;
 
-/// A pool's Maglev table, with weighted round-robin for requests without a key.
+/// A pool's consistent-hashing table, with weighted round-robin for requests without a key.
 #[derive(Debug)]
-pub struct Maglev {
+pub struct HashTable {
     /// For each entry, the index of its backend among the candidates.
     table: Box<[u32]>,
+    /// A ring's points, in order: where each entry sits (empty for Maglev).
+    points: Box<[u64]>,
     /// Sum of the weights the table was built with.
     total_weight: u64,
     /// For requests that carry no key.
     fallback: SmoothWeightedRoundRobin,
 }
 
-impl Maglev {
+impl HashTable {
     /// The table for backends with these names and weights (in the order `pick` gets them).
     /// A backend of weight 0 takes no entry.
-    pub fn new(names: &[&str], weights: &[u32]) -> Self {
+    pub fn new(layout: Layout, names: &[&str], weights: &[u32]) -> Self {
+        let (points, table) = match layout {
+            Layout::Maglev => (Box::default(), fill(names, weights)),
+            Layout::Ring => ring::fill(names, weights),
+        };
         Self {
-            table: fill(names, weights),
+            table,
+            points,
             total_weight: weights.iter().map(|&w| u64::from(w)).sum(),
             fallback: SmoothWeightedRoundRobin::new(weights),
         }
@@ -58,7 +68,7 @@ impl Maglev {
             return None;
         }
         let size = self.table.len();
-        let start = (key % size as u64) as usize;
+        let start = self.entry_of(key);
         // The pool's in-flight total, read only when a bound is to be checked.
         let mut in_flight = None;
         let mut fits = |candidate: &C| match factor {
@@ -86,6 +96,22 @@ impl Maglev {
             .find(|&i| selectable(&candidates[i]) && fits(&candidates[i]))
     }
 
+    /// The entry a key hashes to (the table must not be empty).
+    fn entry_of(&self, key: u64) -> usize {
+        let size = self.table.len();
+        if self.points.is_empty() {
+            (key % size as u64) as usize
+        } else {
+            // The first point at or after the key, round the ring.
+            self.points.partition_point(|&point| point < key) % size
+        }
+    }
+
+    /// The candidate `key` belongs to, whatever the candidates' state.
+    pub fn owner(&self, key: u64) -> Option<u32> {
+        (!self.table.is_empty()).then(|| self.table[self.entry_of(key)])
+    }
+
     /// The candidate for a request without a key: weighted round-robin.
     pub fn pick_unkeyed<C: Candidate>(
         &self,
@@ -95,7 +121,7 @@ impl Maglev {
         self.fallback.pick(candidates, selectable)
     }
 
-    /// The candidate index of each entry, for gauges and tests.
+    /// The candidate index of each entry (in ring order for a ring), for gauges and tests.
     pub fn entries(&self) -> &[u32] {
         &self.table
     }
@@ -171,7 +197,7 @@ mod tests {
     use super::*;
     use crate::balance::testing::{fakes, open};
 
-    fn owners(maglev: &Maglev, names: &[&str]) -> Vec<String> {
+    fn owners(maglev: &HashTable, names: &[&str]) -> Vec<String> {
         maglev
             .entries()
             .iter()
@@ -179,7 +205,7 @@ mod tests {
             .collect()
     }
 
-    fn shares(maglev: &Maglev, n: usize) -> Vec<f64> {
+    fn shares(maglev: &HashTable, n: usize) -> Vec<f64> {
         let mut counts = vec![0usize; n];
         for &i in maglev.entries() {
             counts[i as usize] += 1;
@@ -196,8 +222,8 @@ mod tests {
         let weights = [1, 2, 1, 3];
         let reversed_names: Vec<&str> = names.iter().rev().copied().collect();
         let reversed_weights: Vec<u32> = weights.iter().rev().copied().collect();
-        let one = Maglev::new(&names, &weights);
-        let other = Maglev::new(&reversed_names, &reversed_weights);
+        let one = HashTable::new(Layout::Maglev, &names, &weights);
+        let other = HashTable::new(Layout::Maglev, &reversed_names, &reversed_weights);
         assert_eq!(owners(&one, &names), owners(&other, &reversed_names));
     }
 
@@ -208,7 +234,7 @@ mod tests {
         for weights in sets {
             let names: Vec<String> = (0..weights.len()).map(|i| format!("b{i}")).collect();
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            let maglev = Maglev::new(&names, weights);
+            let maglev = HashTable::new(Layout::Maglev, &names, weights);
             let total: u32 = weights.iter().sum();
             for (i, share) in shares(&maglev, weights.len()).into_iter().enumerate() {
                 let want = f64::from(weights[i]) / f64::from(total);
@@ -223,8 +249,8 @@ mod tests {
     #[test]
     fn removing_a_backend_moves_little_more_than_its_keys() {
         let names = ["a", "b", "c", "d"];
-        let all = Maglev::new(&names, &[1, 1, 1, 1]);
-        let without_c = Maglev::new(&["a", "b", "d"], &[1, 1, 1]);
+        let all = HashTable::new(Layout::Maglev, &names, &[1, 1, 1, 1]);
+        let without_c = HashTable::new(Layout::Maglev, &["a", "b", "d"], &[1, 1, 1]);
         let before = owners(&all, &names);
         let after = owners(&without_c, &["a", "b", "d"]);
         let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
@@ -240,16 +266,16 @@ mod tests {
 
     #[test]
     fn weight_zero_takes_no_entry_and_an_empty_pool_picks_none() {
-        let maglev = Maglev::new(&["a", "b"], &[0, 1]);
+        let maglev = HashTable::new(Layout::Maglev, &["a", "b"], &[0, 1]);
         assert!(maglev.entries().iter().all(|&i| i == 1));
-        let none = Maglev::new(&["a"], &[0]);
+        let none = HashTable::new(Layout::Maglev, &["a"], &[0]);
         assert_eq!(none.pick(7, None, &fakes(&[1]), open), None);
     }
 
     #[test]
     fn a_key_keeps_its_backend_and_moves_when_it_cannot_take_it() {
         let c = fakes(&[1, 1, 1]);
-        let maglev = Maglev::new(&["a", "b", "c"], &[1, 1, 1]);
+        let maglev = HashTable::new(Layout::Maglev, &["a", "b", "c"], &[1, 1, 1]);
         let first = maglev.pick(42, None, &c, open).unwrap();
         for _ in 0..10 {
             assert_eq!(maglev.pick(42, None, &c, open), Some(first));
@@ -271,7 +297,7 @@ mod tests {
         let factor = NonZeroU16::new(125);
         for weights in [[1u32, 1, 1, 1], [1, 2, 3, 4]] {
             let c = fakes(&weights);
-            let maglev = Maglev::new(&["a", "b", "c", "d"], &weights);
+            let maglev = HashTable::new(Layout::Maglev, &["a", "b", "c", "d"], &weights);
             let total_weight: u32 = weights.iter().sum();
             for request in 0..500u32 {
                 let key = if request % 3 == 0 {
