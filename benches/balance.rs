@@ -1,4 +1,5 @@
-//! Backend selection: smooth weighted round-robin, least-connections and Maglev hashing (keys
+//! Backend selection: smooth weighted round-robin, least-connections, least-latency (power of
+//! two choices by peak-EWMA latency) and Maglev hashing (keys
 //! varying per pick, with and without a load bound) over pools of 2 to 1,024 backends, on one
 //! thread and with two threads picking from the same pool.
 
@@ -38,10 +39,15 @@ fn pool(n: usize) -> Vec<Arc<BackendState>> {
 }
 
 fn bench(c: &mut Criterion) {
-    for algorithm in [Algorithm::WeightedRoundRobin, Algorithm::LeastConnections] {
+    for algorithm in [
+        Algorithm::WeightedRoundRobin,
+        Algorithm::LeastConnections,
+        Algorithm::LeastLatency,
+    ] {
         let name = match algorithm {
             Algorithm::WeightedRoundRobin => "wrr_pick",
             Algorithm::LeastConnections => "least_conn_pick",
+            Algorithm::LeastLatency => "least_latency_pick",
             Algorithm::Hash => unreachable!("benched below"),
         };
         let mut group = c.benchmark_group(name);
@@ -58,8 +64,16 @@ fn bench(c: &mut Criterion) {
             let names: Vec<&str> = backends.iter().map(|b| &*b.name).collect();
             let balancer = Balancer::new(algorithm, HashLayout::Maglev, &names, &weights);
             let mask = Exclusion::ALL;
+            // Latency estimates of 1 to 2 ms, one second old (least-latency decays them).
+            let now = 2_000_000_000;
+            for (i, backend) in backends.iter().enumerate() {
+                let rtt = 1_000_000 + (i as u64 % 1_000) * 1_000;
+                backend
+                    .latency
+                    .observe(rtt, now - 1_000_000_000, 10_000_000_000);
+            }
             group.bench_with_input(BenchmarkId::new("one_thread", n), &n, |b, _| {
-                b.iter(|| balancer.pick(black_box(&backends), |s| s.accepts(mask)))
+                b.iter(|| balancer.pick_at(now, black_box(&backends), |s| s.accepts(mask)))
             });
             // A second thread picks from the same balancer all the while: contended cursors.
             let shared = Arc::new((

@@ -1,11 +1,11 @@
 //! The immutable view of routes and pools that the data plane reads, rebuilt and swapped whole
 //! by the control plane. Unchanged parts (the router, untouched pools) are shared by `Arc`.
 
-use crate::balance::Balancer;
+use crate::balance::{Balancer, median_estimate};
 use crate::config::{Algorithm, Config, HashConfig, Limits, OutlierConfig, Timeouts};
 use crate::metrics::PoolTraffic;
 use crate::route::Router;
-use crate::upstream::{BackendState, Exclusion, RetryBudget};
+use crate::upstream::{BackendState, Exclusion, RetryBudget, nanos_now};
 use std::sync::Arc;
 
 /// Everything one request needs to be routed and balanced.
@@ -64,6 +64,8 @@ pub struct PoolPolicy {
     pub algorithm: Algorithm,
     /// What a hashing pool hashes requests by, and its load bound.
     pub hash: Option<Arc<HashConfig>>,
+    /// How fast a least-latency pool's estimates give way.
+    pub latency_decay: std::time::Duration,
     /// Further attempts after a retryable failure.
     pub retries: u32,
     /// Which failures of idempotent requests are retried.
@@ -132,7 +134,11 @@ impl Pool {
         let weights: Vec<u32> = eligible.iter().map(|b| b.effective_weight()).collect();
         let names: Vec<&str> = eligible.iter().map(|b| &*b.name).collect();
         let layout = policy.hash.as_ref().map(|h| h.layout).unwrap_or_default();
-        let balancer = Balancer::new(policy.algorithm, layout, &names, &weights);
+        let mut balancer = Balancer::new(policy.algorithm, layout, &names, &weights);
+        if let Balancer::LeastLatency(picker) = &mut balancer {
+            picker.decay = u64::try_from(policy.latency_decay.as_nanos()).unwrap_or(u64::MAX);
+            picker.seed = median_estimate(&eligible, nanos_now(), picker.decay);
+        }
         let hash_entries = balancer.table().map(|table| {
             let mut counts = vec![0u32; backends.len()];
             for &entry in table.entries() {
@@ -193,18 +199,24 @@ impl Pool {
     /// by `key` (the request's key hashed) in a hashing pool. Backends whose connections just
     /// failed are passed over while another can take it.
     pub fn pick(&self, key: Option<u64>) -> Option<(usize, &Arc<BackendState>)> {
-        self.pick_among(key, |b| b.accepts(self.mask) && !b.backing_off())
-            .or_else(|| self.pick_among(key, |b| b.accepts(self.mask)))
+        // The clock is read for least-latency pools only.
+        let now = match self.balancer {
+            Balancer::LeastLatency(_) => nanos_now(),
+            _ => 0,
+        };
+        self.pick_among(key, now, |b| b.accepts(self.mask) && !b.backing_off())
+            .or_else(|| self.pick_among(key, now, |b| b.accepts(self.mask)))
             .map(|i| (self.eligible_index[i], &self.eligible[i]))
     }
 
     fn pick_among(
         &self,
         key: Option<u64>,
+        now: u64,
         selectable: impl Fn(&Arc<BackendState>) -> bool,
     ) -> Option<usize> {
         match key {
-            None => self.balancer.pick(&self.eligible, selectable),
+            None => self.balancer.pick_at(now, &self.eligible, selectable),
             Some(key) => {
                 let factor = self.policy.hash.as_ref().and_then(|h| h.balance_factor);
                 self.balancer

@@ -2,9 +2,10 @@
 //! text exposition without the series of backends, pools and certificates a reload removed
 //! (chosen by their labels, from the registry).
 
+use crate::config::Algorithm;
 use crate::metrics::{self, Metrics};
 use crate::snapshot::Snapshot;
-use crate::upstream::State;
+use crate::upstream::{State, nanos_now};
 use std::collections::HashSet;
 
 /// The exposition text for the current snapshot.
@@ -28,6 +29,14 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot) -> String {
                 metrics
                     .gauge(metrics::HASH_ENTRIES, &labels)
                     .set(f64::from(entries[i]));
+            }
+            if pool.policy.algorithm == Algorithm::LeastLatency {
+                let decay = u64::try_from(pool.policy.latency_decay.as_nanos()).unwrap_or(u64::MAX);
+                if let Some(estimate) = backend.latency.estimate(nanos_now(), decay) {
+                    metrics
+                        .gauge(metrics::BACKEND_LATENCY, &labels)
+                        .set(estimate / 1e9);
+                }
             }
             let up = pool.is_eligible(i);
             metrics

@@ -4,6 +4,7 @@
 
 mod hashing;
 mod least_conn;
+mod least_latency;
 mod retry;
 mod ring;
 pub mod slow_start;
@@ -11,6 +12,7 @@ mod wrr;
 
 pub use hashing::HashTable;
 pub use least_conn::{LeastConnections, lighter};
+pub use least_latency::{Latency, LeastLatency, PENALTY_CAP_NANOS, median_estimate};
 pub use wrr::SmoothWeightedRoundRobin;
 
 use crate::config::{Algorithm, HashLayout};
@@ -22,6 +24,8 @@ pub trait Candidate {
     fn weight(&self) -> u32;
     /// Requests currently in flight.
     fn in_flight(&self) -> u32;
+    /// Its latency estimate (read by least-latency pools only).
+    fn latency(&self) -> &Latency;
 }
 
 impl<T: Candidate> Candidate for Arc<T> {
@@ -30,6 +34,9 @@ impl<T: Candidate> Candidate for Arc<T> {
     }
     fn in_flight(&self) -> u32 {
         (**self).in_flight()
+    }
+    fn latency(&self) -> &Latency {
+        (**self).latency()
     }
 }
 
@@ -42,6 +49,8 @@ pub enum Balancer {
     LeastConnections(LeastConnections),
     /// Consistent hashing (weighted round-robin without a key).
     Hash(HashTable),
+    /// Power of two choices by peak-EWMA latency.
+    LeastLatency(LeastLatency),
 }
 
 impl Balancer {
@@ -54,6 +63,10 @@ impl Balancer {
             }
             Algorithm::LeastConnections => Self::LeastConnections(LeastConnections::new()),
             Algorithm::Hash => Self::Hash(HashTable::new(layout, names, weights)),
+            Algorithm::LeastLatency => Self::LeastLatency(LeastLatency {
+                decay: 10_000_000_000,
+                seed: 1_000_000.0,
+            }),
         }
     }
 
@@ -67,6 +80,22 @@ impl Balancer {
             Self::WeightedRoundRobin(wrr) => wrr.pick(candidates, selectable),
             Self::LeastConnections(lc) => lc.pick(candidates, selectable),
             Self::Hash(maglev) => maglev.pick_unkeyed(candidates, selectable),
+            // Without the time: as at its last sample.
+            Self::LeastLatency(ll) => ll.pick(candidates, selectable, 0),
+        }
+    }
+
+    /// Index of the chosen candidate at `now` (nanoseconds on the latency clock, read by the
+    /// caller for least-latency pools only).
+    pub fn pick_at<C: Candidate>(
+        &self,
+        now: u64,
+        candidates: &[C],
+        selectable: impl Fn(&C) -> bool,
+    ) -> Option<usize> {
+        match self {
+            Self::LeastLatency(ll) => ll.pick(candidates, selectable, now),
+            _ => self.pick(candidates, selectable),
         }
     }
 
@@ -117,6 +146,7 @@ pub(crate) mod testing {
         pub weight: u32,
         pub in_flight: Cell<u32>,
         pub selectable: Cell<bool>,
+        pub latency: super::Latency,
     }
 
     impl Fake {
@@ -125,6 +155,7 @@ pub(crate) mod testing {
                 weight,
                 in_flight: Cell::new(0),
                 selectable: Cell::new(true),
+                latency: super::Latency::default(),
             }
         }
     }
@@ -135,6 +166,9 @@ pub(crate) mod testing {
         }
         fn in_flight(&self) -> u32 {
             self.in_flight.get()
+        }
+        fn latency(&self) -> &super::Latency {
+            &self.latency
         }
     }
 

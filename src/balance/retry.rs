@@ -21,7 +21,7 @@ impl Balancer {
                 }
                 by_weight(candidates, &usable, fastrand::u64(..total))
             }
-            Self::LeastConnections(_) => (0..candidates.len())
+            Self::LeastConnections(_) | Self::LeastLatency(_) => (0..candidates.len())
                 .filter(|&i| usable(&candidates[i]))
                 .reduce(|best, i| {
                     if lighter(&candidates[i], &candidates[best]) {

@@ -152,6 +152,7 @@ fn pool_changes(old: &PoolConfig, new: &PoolConfig, summary: &mut ReloadSummary)
         backends: _,
         algorithm,
         hash,
+        latency_decay,
         retries,
         retry_on,
         retry_budget,
@@ -167,6 +168,7 @@ fn pool_changes(old: &PoolConfig, new: &PoolConfig, summary: &mut ReloadSummary)
     let settings = [
         ("algorithm", *algorithm != new.algorithm),
         ("hash", *hash != new.hash),
+        ("latency_decay", *latency_decay != new.latency_decay),
         ("retries", *retries != new.retries),
         ("retry_on", *retry_on != new.retry_on),
         ("retry_budget", *retry_budget != new.retry_budget),

@@ -331,6 +331,7 @@ fn policy(
         traffic,
         algorithm: config.algorithm,
         hash: config.hash.clone().map(Arc::new),
+        latency_decay: config.latency_decay,
         retries: config.retries,
         retry_on: config.retry_on,
         outlier: config.outlier,

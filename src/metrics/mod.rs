@@ -92,6 +92,8 @@ metric_table! {
         "Entries of a hashing pool's table that name the backend (Maglev: of 65,537; ring: its points).";
     HASH_KEYS_MOVED: Gauge, "switchyard_hash_keys_moved_ratio",
         "Share of a hashing pool's keys whose backend changed at the table's last rebuild.";
+    BACKEND_LATENCY: Gauge, "switchyard_backend_latency_estimate_seconds",
+        "A least-latency pool's peak-EWMA estimate of the backend's response time, decayed to now (absent before its first response).";
     POOL_PANIC: Gauge, "switchyard_pool_panic",
         "1 while the pool ignores health because too few backends are usable.";
     RELOADS: Counter, "switchyard_config_reloads_total",

@@ -10,15 +10,16 @@ use super::request_policy::Applied;
 use super::routing::RequestSettings;
 use super::upgrade::TunnelLimits;
 use crate::body::ClientFault;
-use crate::config::RetryOn;
+use crate::config::{Algorithm, RetryOn};
 use crate::error::{Failure, ProxyError, UpstreamError, UpstreamFault, is_idempotent};
 use crate::snapshot::Pool;
 use crate::upstream::pool::Lease;
-use crate::upstream::{BackendState, InFlightGuard, Mark};
+use crate::upstream::{BackendState, InFlightGuard, Mark, nanos_now};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// A response on its way to the client, with what it holds of the backend.
@@ -134,9 +135,11 @@ pub async fn forward(
                 forward::checked_response(response, &backend, upgrade.is_some())
                     .map(|response| (response, lease))
             });
-        exchange.record.upstream = Some(sent.elapsed());
+        let took = sent.elapsed();
+        exchange.record.upstream = Some(took);
         exchange.record.bytes_in = body.bytes();
         let attempt = Attempt {
+            took,
             proxy,
             pool: &pool,
             backend: &backend,
@@ -182,6 +185,8 @@ struct Attempt<'a> {
     backend: &'a Arc<BackendState>,
     /// Counts the attempt against the backend.
     in_flight: InFlightGuard,
+    /// From sending to the response's head, or to the failure.
+    took: Duration,
 }
 
 impl Attempt<'_> {
@@ -198,6 +203,9 @@ impl Attempt<'_> {
         match result {
             Ok((response, lease)) => {
                 let status = response.status();
+                if policy.algorithm == Algorithm::LeastLatency {
+                    learn(backend, &response, self.took, policy.latency_decay);
+                }
                 self.proxy
                     .report(backend.record_response(status, policy.outlier.consecutive_5xx));
                 let upgrade = (status == StatusCode::SWITCHING_PROTOCOLS)
@@ -224,6 +232,16 @@ impl Attempt<'_> {
                         if failure == Failure::Connect {
                             forward::log_connect_failure(cause, backend);
                         }
+                        if failure == Failure::Timeout
+                            && policy.algorithm == Algorithm::LeastLatency
+                        {
+                            // A timeout is a latency too: at least this long.
+                            backend.latency.observe(
+                                nanos(self.took),
+                                nanos_now(),
+                                nanos(policy.latency_decay),
+                            );
+                        }
                         let threshold = policy.outlier.consecutive_failures;
                         self.proxy
                             .report(backend.record_failure(failure, threshold));
@@ -233,6 +251,32 @@ impl Attempt<'_> {
             }
         }
     }
+}
+
+/// What a least-latency pool learns from a response: how long its head took, and a
+/// `Retry-After` (in seconds) on a 429 or 503, which keeps new requests away that long.
+fn learn(backend: &BackendState, response: &Response<Incoming>, took: Duration, decay: Duration) {
+    let now = nanos_now();
+    backend.latency.observe(nanos(took), now, nanos(decay));
+    if matches!(
+        response.status(),
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        let seconds = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.trim().parse::<u64>().ok());
+        if let Some(seconds) = seconds {
+            backend
+                .latency
+                .penalise(now, seconds.saturating_mul(1_000_000_000));
+        }
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Whose fault a failed attempt is: the client's when it broke its own body (nothing the

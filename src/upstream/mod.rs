@@ -10,6 +10,7 @@ mod status;
 
 pub use crate::error::Failure;
 pub use crate::events::{State, timestamp};
+pub use clock::nanos_now;
 pub use connect_log::ConnectFailureLog;
 pub use retry_budget::RetryBudget;
 pub use state::{BackendKey, BackendState, Exclusion, InFlightGuard, Mark, OutlierReport};

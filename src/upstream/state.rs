@@ -8,8 +8,8 @@ use super::clock::millis_now;
 use super::connect_log::ConnectFailureLog;
 use super::pool::ConnectionPool;
 use super::status::BackendStatus;
-use crate::balance::Candidate;
 use crate::balance::slow_start::SCALE;
+use crate::balance::{Candidate, Latency};
 use crate::config::BackendConfig;
 use crate::error::Failure;
 use crate::events::State;
@@ -107,6 +107,8 @@ pub struct BackendState {
     pub metrics: BackendMetrics,
     /// Connections to this backend, kept as long as the backend is.
     pub connections: Arc<ConnectionPool>,
+    /// Its latency estimate, for least-latency pools.
+    pub latency: Latency,
 }
 
 impl BackendState {
@@ -140,6 +142,7 @@ impl BackendState {
             cut: ArcSwap::from_pointee(CancellationToken::new()),
             metrics,
             connections: Arc::new(ConnectionPool::new(config.max_connections.map(|m| m.get()))),
+            latency: Latency::default(),
         }
     }
 
@@ -353,6 +356,10 @@ impl Candidate for BackendState {
 
     fn in_flight(&self) -> u32 {
         BackendState::in_flight(self)
+    }
+
+    fn latency(&self) -> &Latency {
+        &self.latency
     }
 }
 

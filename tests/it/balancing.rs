@@ -138,3 +138,108 @@ async fn least_connections_sends_new_requests_away_from_a_backend_holding_slow_o
     }
     assert_eq!(counts.len(), 3, "idle backends share ties: {counts:?}");
 }
+
+/// Responses per backend among those answered between `from` and `to`.
+fn shares(
+    answers: &[(std::time::Instant, String)],
+    from: std::time::Instant,
+    to: std::time::Instant,
+) -> HashMap<String, f64> {
+    let window: Vec<_> = answers
+        .iter()
+        .filter(|(at, _)| *at > from && *at <= to)
+        .collect();
+    let mut counts: HashMap<String, f64> = HashMap::new();
+    for (_, name) in &window {
+        *counts.entry(name.clone()).or_default() += 1.0 / window.len() as f64;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_latency_spares_a_backend_slowed_tenfold_and_comes_back_to_it() {
+    let upstreams = [
+        Upstream::start("a").await,
+        Upstream::start("b").await,
+        Upstream::start("c").await,
+        Upstream::start("d").await,
+    ];
+    for upstream in &upstreams {
+        upstream.set_delay(Duration::from_millis(5));
+    }
+    let list: Vec<_> = upstreams.iter().map(|u| (u.name, u.addr, 1)).collect();
+    let config = ConfigBuilder::single_pool(&list).with_pool(|pool| {
+        pool.set("algorithm", "least_latency")
+            .set("latency_decay", "1s")
+    });
+    let proxy = TestProxy::start(&config.toml()).await;
+
+    // Eight clients, back to back, for the whole test: when each answer came, and from where.
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (answers, stop, url) = (answers.clone(), stop.clone(), proxy.url("/"));
+        clients.push(tokio::spawn(async move {
+            let client = client();
+            while !stop.is_cancelled() {
+                let answer = get(&client, &url, None).await;
+                assert_eq!(answer.status, 200);
+                let at = std::time::Instant::now();
+                answers
+                    .lock()
+                    .unwrap()
+                    .push((at, answer.upstream().to_owned()));
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let slowed = std::time::Instant::now();
+    upstreams[2].set_delay(Duration::from_millis(50));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let recovered = std::time::Instant::now();
+    upstreams[2].set_delay(Duration::from_millis(5));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.cancel();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let answers = answers.lock().unwrap();
+    let second = Duration::from_secs(1);
+    let before = shares(&answers, slowed - second, slowed);
+    let slow = shares(&answers, slowed + second, slowed + 2 * second);
+    let back = shares(&answers, recovered + 3 * second, recovered + 4 * second);
+    println!("c's share: {before:?} before, {slow:?} slowed, {back:?} recovered");
+    let of_c = |shares: &HashMap<String, f64>| shares.get("c").copied().unwrap_or(0.0);
+    assert!(of_c(&before) > 0.10, "before: {before:?}");
+    assert!(
+        of_c(&slow) < 0.05,
+        "in the second second of the slowdown: {slow:?}"
+    );
+    assert!(of_c(&back) > 0.10, "three seconds after recovery: {back:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_latency_keeps_away_from_a_backend_that_said_retry_after() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let proxy = wrr_proxy(&[(&a, 1), (&b, 1)], "least_latency").await;
+    b.set_status(503);
+    b.set_retry_after(3);
+    let client = client();
+    // Until b has answered one request with its 503 (passed on: a 503 with a body is an answer).
+    poll_until(DEADLINE, "b's 503", || async {
+        (get(&client, &proxy.url("/"), None).await.status == 503).then_some(())
+    })
+    .await;
+    b.set_status(200);
+    b.set_retry_after(0);
+    for _ in 0..20 {
+        let answer = get(&client, &proxy.url("/"), None).await;
+        assert_eq!(answer.upstream(), "a", "b is penalised for 3 s");
+    }
+    // Once the penalty is over, b takes requests again.
+    poll_until(DEADLINE, "b again", || async {
+        (get(&client, &proxy.url("/"), None).await.upstream() == "b").then_some(())
+    })
+    .await;
+}

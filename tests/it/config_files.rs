@@ -860,6 +860,16 @@ fn hashing_settings_are_checked_where_they_are_written() {
         "13:18:",
         "pools[0].hash.balance_factor: 80 would refuse a backend its own share",
     );
+    assert_one(
+        &pool("latency_decay = \"5s\""),
+        "11:17:",
+        "pools[0].latency_decay: only for algorithm = \"least_latency\"",
+    );
+    assert_one(
+        &pool("algorithm = \"least_latency\"\nlatency_decay = \"1h\""),
+        "12:17:",
+        "pools[0].latency_decay: 3600s is outside 100ms..10m",
+    );
     let valid = hashing("key = \"path_regex:/users/([^/]+)/.*\"\nbalance_factor = 125");
     let config = config::parse(&valid, "x.toml").unwrap_or_else(|err| panic!("{err}"));
     let hash = config.pools[0].hash.as_ref().expect("hash settings");

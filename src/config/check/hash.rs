@@ -1,12 +1,46 @@
-//! A hashing pool's `[pools.hash]`: the key a request is hashed by and the load bound.
+//! The settings of the algorithms that have some: a hashing pool's `[pools.hash]` (the key a
+//! request is hashed by, the load bound, the table) and a least-latency pool's decay.
 
 use super::Checker;
 use super::access::header_name;
 use crate::config::file::PoolFile;
-use crate::config::model::{Algorithm, HashConfig, HashKey, HashLayout};
+use crate::config::model::{Algorithm, HashConfig, HashKey, HashLayout, PoolConfig};
 use std::num::NonZeroU16;
+use std::time::Duration;
 
 impl Checker {
+    /// `latency_decay`: 10 s by default, 100 ms to 10 min, only for `least_latency` pools.
+    pub(super) fn latency_decay(
+        &mut self,
+        pool: &PoolFile,
+        algorithm: Algorithm,
+        field: &str,
+    ) -> Duration {
+        let default = PoolConfig::DEFAULT_LATENCY_DECAY;
+        let Some(value) = &pool.latency_decay else {
+            return default;
+        };
+        let field = format!("{field}.latency_decay");
+        if algorithm != Algorithm::LeastLatency {
+            self.report(
+                value.span(),
+                format!(
+                    "{field}: only for algorithm = \"least_latency\" (this pool balances by {})",
+                    algorithm.as_str()
+                ),
+            );
+            return default;
+        }
+        let decay = self.duration(&pool.latency_decay, &field, default);
+        if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&decay) {
+            self.report(
+                value.span(),
+                format!("{field}: {decay:?} is outside 100ms..10m"),
+            );
+        }
+        decay
+    }
+
     /// The hashing settings of a pool balancing by `algorithm`: `None` unless it hashes.
     pub(super) fn hash(
         &mut self,

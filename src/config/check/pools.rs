@@ -54,11 +54,13 @@ impl Checker {
             None | Some(AlgorithmFile::WeightedRoundRobin) => Algorithm::WeightedRoundRobin,
             Some(AlgorithmFile::LeastConnections) => Algorithm::LeastConnections,
             Some(AlgorithmFile::Hash) => Algorithm::Hash,
+            Some(AlgorithmFile::LeastLatency) => Algorithm::LeastLatency,
         };
         let field = format!("pools[{i}]");
         Some(PoolConfig {
             name: pool.name.get_ref().clone(),
             hash: self.hash(pool, algorithm, &field),
+            latency_decay: self.latency_decay(pool, algorithm, &field),
             algorithm,
             backends,
             request_headers: self.header_rules(

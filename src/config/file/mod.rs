@@ -292,6 +292,8 @@ pub struct PoolFile {
     pub algorithm: Option<Spanned<AlgorithmFile>>,
     #[schemars(with = "Option<HashFile>")]
     pub hash: Option<Spanned<HashFile>>,
+    #[schemars(with = "Option<String>")]
+    pub latency_decay: Option<Spanned<String>>,
     #[serde(default)]
     #[schemars(with = "Vec<BackendFile>")]
     pub backends: Vec<Spanned<BackendFile>>,
@@ -421,6 +423,7 @@ pub enum AlgorithmFile {
     WeightedRoundRobin,
     LeastConnections,
     Hash,
+    LeastLatency,
 }
 
 /// A pool's `[pools.hash]` table.

@@ -343,6 +343,8 @@ pub enum Algorithm {
     LeastConnections,
     /// Consistent hashing of a request key (Maglev), with an optional load bound.
     Hash,
+    /// Power of two choices by peak-EWMA latency.
+    LeastLatency,
 }
 
 impl Algorithm {
@@ -352,6 +354,7 @@ impl Algorithm {
             Self::WeightedRoundRobin => "weighted_round_robin",
             Self::LeastConnections => "least_connections",
             Self::Hash => "hash",
+            Self::LeastLatency => "least_latency",
         }
     }
 }
@@ -365,6 +368,8 @@ pub struct PoolConfig {
     pub algorithm: Algorithm,
     /// The key and load bound of `algorithm = "hash"`.
     pub hash: Option<HashConfig>,
+    /// How fast a least-latency pool's estimates give way to new samples.
+    pub latency_decay: Duration,
     /// The file's backends: at least one, unless the pool has discovery.
     pub backends: Vec<BackendConfig>,
     /// Further attempts on other backends after a retryable failure.
@@ -518,6 +523,8 @@ impl PoolConfig {
     pub const DEFAULT_RETRIES: u32 = 2;
     /// Panic mode is off unless the file sets a threshold.
     pub const DEFAULT_PANIC_THRESHOLD: u8 = 0;
+    /// How fast least-latency estimates give way, when the file says nothing (linkerd's 10 s).
+    pub const DEFAULT_LATENCY_DECAY: Duration = Duration::from_secs(10);
 }
 
 impl DiscoveryConfig {

@@ -25,7 +25,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -66,6 +66,10 @@ struct State {
     release: watch::Sender<bool>,
     status: AtomicU16,
     health_status: AtomicU16,
+    /// Milliseconds every ordinary answer waits.
+    delay_ms: AtomicU64,
+    /// Seconds of `Retry-After` on ordinary answers (0: none).
+    retry_after: AtomicU64,
 }
 
 impl Upstream {
@@ -92,6 +96,8 @@ impl Upstream {
             release: watch::channel(false).0,
             status: AtomicU16::new(200),
             health_status: AtomicU16::new(200),
+            delay_ms: AtomicU64::new(0),
+            retry_after: AtomicU64::new(0),
         });
         let running = CancellationToken::new();
         serve(listener, Arc::clone(&state), running.clone());
@@ -125,6 +131,18 @@ impl Upstream {
     /// The status of every ordinary answer from now on.
     pub fn set_status(&self, status: u16) {
         self.state.status.store(status, Ordering::SeqCst);
+    }
+
+    /// `Retry-After: <seconds>` on every ordinary answer from now on (0: none).
+    pub fn set_retry_after(&self, seconds: u64) {
+        self.state.retry_after.store(seconds, Ordering::SeqCst);
+    }
+
+    /// How long every ordinary answer waits from now on.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.state
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// The status of `/health` answers from now on.
@@ -295,9 +313,19 @@ async fn answer(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Bo
             response
         }
         _ => {
+            let delay = state.delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
             let code = StatusCode::from_u16(state.status.load(Ordering::SeqCst)).unwrap();
             let mut response = full(state.name);
             *response.status_mut() = code;
+            let retry_after = state.retry_after.load(Ordering::SeqCst);
+            if retry_after > 0 {
+                response
+                    .headers_mut()
+                    .insert("retry-after", retry_after.into());
+            }
             response
         }
     };
