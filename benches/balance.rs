@@ -64,13 +64,14 @@ fn bench(c: &mut Criterion) {
             let names: Vec<&str> = backends.iter().map(|b| &*b.name).collect();
             let balancer = Balancer::new(algorithm, HashLayout::Maglev, &names, &weights);
             let mask = Exclusion::ALL;
-            // Latency estimates of 1 to 2 ms, one second old (least-latency decays them).
+            // Latency estimates of 1 to 2 ms, 10 ms old, as in a busy pool (least-latency
+            // decays them to now).
             let now = 2_000_000_000;
             for (i, backend) in backends.iter().enumerate() {
                 let rtt = 1_000_000 + (i as u64 % 1_000) * 1_000;
                 backend
                     .latency
-                    .observe(rtt, now - 1_000_000_000, 10_000_000_000);
+                    .observe(rtt, now - 10_000_000, 10_000_000_000);
             }
             group.bench_with_input(BenchmarkId::new("one_thread", n), &n, |b, _| {
                 b.iter(|| balancer.pick_at(now, black_box(&backends), |s| s.accepts(mask)))
