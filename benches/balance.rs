@@ -12,7 +12,7 @@ use std::thread;
 use switchyard::balance::Balancer;
 use switchyard::config::{Algorithm, BackendConfig, HashLayout};
 use switchyard::metrics::BackendMetrics;
-use switchyard::upstream::{BackendState, Exclusion};
+use switchyard::upstream::{BackendState, Exclusion, InFlightGuard};
 
 const SIZES: [usize; 4] = [2, 16, 256, 1024];
 
@@ -38,6 +38,33 @@ fn pool(n: usize) -> Vec<Arc<BackendState>> {
         .collect()
 }
 
+/// A pool of `n` backends, one in three holding a request (so least-connections and the load
+/// bound have something to compare; the guards hold them), and its balancer.
+fn loaded(
+    n: usize,
+    algorithm: Algorithm,
+    layout: HashLayout,
+) -> (Vec<Arc<BackendState>>, Vec<InFlightGuard>, Balancer) {
+    let backends = pool(n);
+    let held = backends
+        .iter()
+        .step_by(3)
+        .map(|b| b.begin_request())
+        .collect();
+    let balancer = balancer_for(&backends, algorithm, layout);
+    (backends, held, balancer)
+}
+
+fn balancer_for(
+    backends: &[Arc<BackendState>],
+    algorithm: Algorithm,
+    layout: HashLayout,
+) -> Balancer {
+    let weights: Vec<u32> = backends.iter().map(|b| b.effective_weight()).collect();
+    let names: Vec<&str> = backends.iter().map(|b| &*b.name).collect();
+    Balancer::new(algorithm, layout, &names, &weights)
+}
+
 fn bench(c: &mut Criterion) {
     for algorithm in [
         Algorithm::WeightedRoundRobin,
@@ -53,16 +80,7 @@ fn bench(c: &mut Criterion) {
         let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Elements(1));
         for n in SIZES {
-            let backends = pool(n);
-            // Some load, so least-connections has something to compare.
-            let _held: Vec<_> = backends
-                .iter()
-                .step_by(3)
-                .map(|b| b.begin_request())
-                .collect();
-            let weights: Vec<u32> = backends.iter().map(|b| b.effective_weight()).collect();
-            let names: Vec<&str> = backends.iter().map(|b| &*b.name).collect();
-            let balancer = Balancer::new(algorithm, HashLayout::Maglev, &names, &weights);
+            let (backends, _held, balancer) = loaded(n, algorithm, HashLayout::Maglev);
             let mask = Exclusion::ALL;
             // Latency estimates of 1 to 2 ms, 10 ms old, as in a busy pool (least-latency
             // decays them to now).
@@ -78,7 +96,7 @@ fn bench(c: &mut Criterion) {
             });
             // A second thread picks from the same balancer all the while: contended cursors.
             let shared = Arc::new((
-                Balancer::new(algorithm, HashLayout::Maglev, &names, &weights),
+                balancer_for(&backends, algorithm, HashLayout::Maglev),
                 backends.clone(),
             ));
             let stop = Arc::new(AtomicBool::new(false));
@@ -100,8 +118,8 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-/// A keyed pick in a hashing pool, the key changing every time; with a 125 % load bound, one
-/// backend in three carrying a request.
+/// A keyed pick in a hashing pool, the key changing every time, with and without a 125 % load
+/// bound.
 fn bench_hash(c: &mut Criterion) {
     for (group, layout) in [
         ("maglev_pick", HashLayout::Maglev),
@@ -115,15 +133,7 @@ fn bench_layout(c: &mut Criterion, group: &str, layout: HashLayout) {
     let mut group = c.benchmark_group(group);
     group.throughput(Throughput::Elements(1));
     for n in SIZES {
-        let backends = pool(n);
-        let _held: Vec<_> = backends
-            .iter()
-            .step_by(3)
-            .map(|b| b.begin_request())
-            .collect();
-        let weights: Vec<u32> = backends.iter().map(|b| b.effective_weight()).collect();
-        let names: Vec<&str> = backends.iter().map(|b| &*b.name).collect();
-        let balancer = Balancer::new(Algorithm::Hash, layout, &names, &weights);
+        let (backends, _held, balancer) = loaded(n, Algorithm::Hash, layout);
         let mask = Exclusion::ALL;
         for (label, factor) in [("unbounded", None), ("bounded_125", NonZeroU16::new(125))] {
             let mut key = 0u64;

@@ -18,7 +18,8 @@
 #   never refuses (every request still takes its cell); `switchyard-jwt` checks an ES256 bearer
 #   token from a key file and copies its `sub` as a header (the same token on every request,
 #   as a client sends it). `switchyard-hash` balances by consistent hashing of the client's
-#   address (one key, so one backend while the 125 % load bound allows).
+#   address (one key, so one backend while the 125 % load bound allows); `switchyard-latency`
+#   balances by least latency.
 # - `nginx-gzip`, `switchyard-gzip` and `switchyard-zstd` (no access log) fetch a 10 KB JSON
 #   document compressed (zlib level 6 for both gzips, zstd level 3).
 # - `nginx-https` and `switchyard-https` (access log on) are the same over HTTPS keep-alive with
@@ -33,7 +34,7 @@ cd "$(dirname "$0")/.."
 source benches/lib.sh
 
 DURATION=${DURATION:-8}
-PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog switchyard-policies switchyard-ratelimit switchyard-jwt switchyard-hash nginx-https switchyard-https nginx-gzip switchyard-gzip switchyard-zstd}
+PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog switchyard-policies switchyard-ratelimit switchyard-jwt switchyard-hash switchyard-latency nginx-https switchyard-https nginx-gzip switchyard-gzip switchyard-zstd}
 PORT=18392
 TLS_PORT=18393
 
@@ -76,6 +77,9 @@ burst = 1000000' \
 POOL_EXTRA='algorithm = "hash"
 hash = { balance_factor = 125 }' \
   switchyard_config $PORT "path = \"$work/switchyard-hash.log\"" 18381 18382 >"$work/switchyard-hash.toml"
+# A least-latency pool (the clock read at each pick and response, an estimate updated).
+POOL_EXTRA='algorithm = "least_latency"' \
+  switchyard_config $PORT "path = \"$work/switchyard-latency.log\"" 18381 18382 >"$work/switchyard-latency.toml"
 # An ES256 key pair, its public half the route's key file, and one token signed with it.
 openssl ecparam -genkey -name prime256v1 -noout -out "$work/jwt.key" 2>/dev/null
 openssl ec -in "$work/jwt.key" -pubout -out "$work/jwt.pub" 2>/dev/null
@@ -128,6 +132,7 @@ for name in $PROXIES; do
     switchyard-policies) measure switchyard-policies $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-policies.toml" --log-level warn ;;
     switchyard-ratelimit) measure switchyard-ratelimit $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-ratelimit.toml" --log-level warn ;;
     switchyard-hash) measure switchyard-hash $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-hash.toml" --log-level warn ;;
+    switchyard-latency) measure switchyard-latency $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-latency.toml" --log-level warn ;;
     switchyard-jwt) measure switchyard-jwt $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-jwt.toml" --log-level warn ;;
     nginx-https) measure nginx-https $https nginx -p "$work" -c "$work/nginx.conf" ;;
     nginx-gzip) measure nginx-gzip $json nginx -p "$work" -c "$work/nginx-gzip.conf" ;;

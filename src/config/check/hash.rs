@@ -71,17 +71,10 @@ impl Checker {
                 layout: HashLayout::Maglev,
             });
         };
-        let v4_prefix = self.int(
+        let (v4_prefix, v6_prefix) = self.prefixes(
             &file.ipv4_prefix,
-            &format!("{field}.hash.ipv4_prefix"),
-            1..=32,
-            32u8,
-        );
-        let v6_prefix = self.int(
             &file.ipv6_prefix,
-            &format!("{field}.hash.ipv6_prefix"),
-            1..=128,
-            64u8,
+            &format!("{field}.hash"),
         );
         let key = match &file.key {
             None => HashKey::ClientIp {

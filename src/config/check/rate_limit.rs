@@ -26,18 +26,7 @@ impl Checker {
             );
             return None;
         };
-        let v4_prefix = self.int(
-            &rule.ipv4_prefix,
-            &format!("{field}.ipv4_prefix"),
-            1..=32,
-            32u8,
-        );
-        let v6_prefix = self.int(
-            &rule.ipv6_prefix,
-            &format!("{field}.ipv6_prefix"),
-            1..=128,
-            64u8,
-        );
+        let (v4_prefix, v6_prefix) = self.prefixes(&rule.ipv4_prefix, &rule.ipv6_prefix, field);
         let key = match rule.key.as_ref().map(|k| k.get_ref().as_str()) {
             None | Some("client_ip") => LimitKey::ClientIp {
                 v4_prefix,
@@ -88,6 +77,20 @@ impl Checker {
             dry_run: rule.dry_run.unwrap_or(false),
             legacy_headers: rule.legacy_headers.unwrap_or(false),
         })
+    }
+
+    /// `ipv4_prefix` and `ipv6_prefix` of the table at `field`: the networks client addresses
+    /// are cut to, /32 and /64 by default.
+    pub(super) fn prefixes(
+        &mut self,
+        v4: &Option<Spanned<i64>>,
+        v6: &Option<Spanned<i64>>,
+        field: &str,
+    ) -> (u8, u8) {
+        (
+            self.int(v4, &format!("{field}.ipv4_prefix"), 1..=32, 32u8),
+            self.int(v6, &format!("{field}.ipv6_prefix"), 1..=128, 64u8),
+        )
     }
 
     fn bad_key<T>(&mut self, rule: &RateLimitFile, field: &str) -> Option<T> {
