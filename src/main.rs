@@ -318,7 +318,7 @@ fn summary(path: &Path, config: &Config) -> String {
     }
     out += "pools:\n";
     for p in &config.pools {
-        let algorithm = p.algorithm.as_str();
+        let algorithm = describe_algorithm(p);
         let protocol = match (p.upstream.protocol, p.upstream.tls.is_some()) {
             (switchyard::config::Protocol::Http1, false) => "HTTP/1.1",
             (switchyard::config::Protocol::Http1, true) => "HTTP/1.1 over TLS",
@@ -342,4 +342,38 @@ fn summary(path: &Path, config: &Config) -> String {
         }
     }
     out
+}
+
+/// A pool's algorithm with the settings that shape it, for `check`'s summary.
+fn describe_algorithm(pool: &switchyard::config::PoolConfig) -> String {
+    use switchyard::config::{Algorithm, HashKey, HashLayout};
+    let name = pool.algorithm.as_str();
+    match (&pool.algorithm, &pool.hash) {
+        (Algorithm::Hash, Some(hash)) => {
+            let key = match &hash.key {
+                HashKey::ClientIp {
+                    v4_prefix,
+                    v6_prefix,
+                } => format!("client_ip /{v4_prefix} /{v6_prefix}"),
+                HashKey::Header(name) => format!("header:{name}"),
+                HashKey::Cookie(name) => format!("cookie:{name}"),
+                HashKey::Query(name) => format!("query:{name}"),
+                HashKey::Path => "path".to_owned(),
+                HashKey::PathRegex(pattern) => format!("path_regex:{}", pattern.0.as_str()),
+            };
+            let table = match hash.layout {
+                HashLayout::Maglev => "maglev",
+                HashLayout::Ring => "ring",
+            };
+            let bound = hash
+                .balance_factor
+                .map_or(String::new(), |f| format!(", bound {f} %"));
+            format!("{name} by {key} ({table}{bound})")
+        }
+        (Algorithm::LeastLatency, _) => format!(
+            "{name} (decay {})",
+            humantime::format_duration(pool.latency_decay)
+        ),
+        _ => name.to_owned(),
+    }
 }

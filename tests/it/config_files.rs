@@ -885,3 +885,34 @@ fn hashing_settings_are_checked_where_they_are_written() {
         })
     );
 }
+
+#[test]
+fn check_names_what_shapes_a_hashing_or_least_latency_pool() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("check-algorithms");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("algorithms.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{LISTENER}[[routes]]\nname = \"r\"\npool = \"h\"\n\
+             [[pools]]\nname = \"h\"\nalgorithm = \"hash\"\n\
+             hash = {{ key = \"cookie:session\", table = \"ring\", balance_factor = 150 }}\n\
+             [[pools.backends]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n\
+             [[pools]]\nname = \"l\"\nalgorithm = \"least_latency\"\nlatency_decay = \"2s\"\n\
+             [[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:2\"\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let summary = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        summary.contains("hash by cookie:session (ring, bound 150 %)"),
+        "{summary}"
+    );
+    assert!(summary.contains("least_latency (decay 2s)"), "{summary}");
+}
