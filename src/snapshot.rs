@@ -5,7 +5,7 @@ use crate::balance::{Balancer, median_estimate};
 use crate::config::{Algorithm, Config, HashConfig, Limits, OutlierConfig, Timeouts};
 use crate::metrics::PoolTraffic;
 use crate::route::Router;
-use crate::upstream::{BackendState, Exclusion, RetryBudget, nanos_now};
+use crate::upstream::{BackendState, Exclusion, Mark, RetryBudget, nanos_now};
 use std::sync::Arc;
 
 /// Everything one request needs to be routed and balanced.
@@ -66,6 +66,8 @@ pub struct PoolPolicy {
     pub hash: Option<Arc<HashConfig>>,
     /// How fast a least-latency pool's estimates give way.
     pub latency_decay: std::time::Duration,
+    /// Sticky sessions, if the pool has them.
+    pub sticky: Option<Arc<crate::upstream::sticky::Sticky>>,
     /// Further attempts after a retryable failure.
     pub retries: u32,
     /// Which failures of idempotent requests are retried.
@@ -183,6 +185,17 @@ impl Pool {
             })
             .count();
         self.hash_moved = u32::try_from(moved).unwrap_or(u32::MAX);
+    }
+
+    /// The backend named `name`, if it may take a request bound to it: as for a pick, except
+    /// that a draining backend keeps its bound sessions until its deadline cuts it.
+    pub fn bound(&self, name: &str) -> Option<(usize, &Arc<BackendState>)> {
+        let mask = self.mask & !(Exclusion::Draining as u8);
+        self.backends
+            .iter()
+            .enumerate()
+            .find(|(_, b)| &*b.name == name)
+            .filter(|(_, b)| b.accepts(mask) && !b.has(Mark::DrainCut) && !b.backing_off())
     }
 
     /// How many backends the balancer chooses among.

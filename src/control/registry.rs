@@ -148,7 +148,7 @@ impl PoolRuntime {
         let traffic = traffic(config, &backends, all, metrics);
         Self {
             backends,
-            policy: policy(config, None, None, traffic),
+            policy: policy(config, None, None, traffic, metrics),
             config: config.clone(),
             name,
             discovered: Vec::new(),
@@ -164,7 +164,7 @@ impl PoolRuntime {
         let upstream =
             (self.config.upstream == config.upstream).then(|| Arc::clone(&self.policy.upstream));
         let traffic = traffic(config, &self.backends, all, metrics);
-        self.policy = policy(config, budget, upstream, traffic);
+        self.policy = policy(config, budget, upstream, traffic, metrics);
         self.config = config.clone();
     }
 
@@ -325,6 +325,7 @@ fn policy(
     budget: Option<Arc<RetryBudget>>,
     upstream: Option<Arc<Upstream>>,
     traffic: Arc<PoolTraffic>,
+    metrics: &Metrics,
 ) -> PoolPolicy {
     PoolPolicy {
         upstream: upstream.unwrap_or_else(|| Arc::new(Upstream::new(config.upstream.clone()))),
@@ -332,6 +333,13 @@ fn policy(
         algorithm: config.algorithm,
         hash: config.hash.clone().map(Arc::new),
         latency_decay: config.latency_decay,
+        sticky: config.sticky.as_ref().map(|sticky| {
+            Arc::new(crate::upstream::sticky::Sticky::new(
+                sticky,
+                &config.name,
+                metrics,
+            ))
+        }),
         retries: config.retries,
         retry_on: config.retry_on,
         outlier: config.outlier,

@@ -94,6 +94,8 @@ metric_table! {
         "Share of a hashing pool's keys whose backend changed at the table's last rebuild.";
     BACKEND_LATENCY: Gauge, "switchyard_backend_latency_estimate_seconds",
         "A least-latency pool's peak-EWMA estimate of the backend's response time, decayed to now (absent before its first response).";
+    STICKY_SESSIONS: Counter, "switchyard_sticky_sessions_total",
+        "Requests of a sticky pool by result: pinned (its cookie's backend took it), new (a session begun), invalid (a forged, expired or unknown-key cookie, ignored), moved (the bound backend could not take it).";
     POOL_PANIC: Gauge, "switchyard_pool_panic",
         "1 while the pool ignores health because too few backends are usable.";
     RELOADS: Counter, "switchyard_config_reloads_total",

@@ -30,6 +30,8 @@ pub struct Exchange {
     /// The access log record being filled in.
     pub record: Record,
     target: Target,
+    /// A sticky pool's cookie for the response (a session begun or refreshed).
+    pub set_cookie: Option<HeaderValue>,
 }
 
 impl Exchange {
@@ -77,6 +79,7 @@ impl Exchange {
         };
         Self {
             start: Instant::now(),
+            set_cookie: None,
             record: Record {
                 time: SystemTime::now(),
                 client,
@@ -147,6 +150,14 @@ impl Exchange {
             route: record.route.as_deref().unwrap_or(""),
             backend: record.backend.as_deref(),
         }
+    }
+
+    /// When the request began, in Unix seconds.
+    pub fn unix_seconds(&self) -> u64 {
+        self.record
+            .time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 
     /// The request is going to backend `index` of the pool.

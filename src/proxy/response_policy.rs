@@ -32,6 +32,9 @@ pub fn apply(
         exchange.record.grpc_status = crate::body::grpc_status(&parts.headers);
     }
     headers::prepare_response(&mut parts.headers, parts.version);
+    if let Some(cookie) = exchange.set_cookie.take() {
+        parts.headers.append(http::header::SET_COOKIE, cookie);
+    }
     http::Response::from_parts(parts, ProxyBody::upstream(body, in_flight, lease))
 }
 

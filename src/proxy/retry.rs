@@ -174,6 +174,11 @@ pub async fn forward(
         tracing::debug!(pool = %pool.name, from = %backend.name, to = %next.name, "retrying on another backend");
         exchange.chose(index, &next.name);
         exchange.record.retries += 1;
+        if let Some(sticky) = &pool.policy.sticky {
+            // The session moves with the request to the backend that takes it.
+            let now = exchange.unix_seconds();
+            exchange.set_cookie = sticky.cookie(&next.name, now, now);
+        }
         backend = Arc::clone(next);
     }
 }

@@ -7,6 +7,7 @@ pub mod pool;
 mod retry_budget;
 mod state;
 mod status;
+pub mod sticky;
 
 pub use crate::error::Failure;
 pub use crate::events::{State, timestamp};

@@ -916,3 +916,42 @@ fn check_names_what_shapes_a_hashing_or_least_latency_pool() {
     );
     assert!(summary.contains("least_latency (decay 2s)"), "{summary}");
 }
+
+#[test]
+fn a_sticky_secret_must_be_there_and_long_enough() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sticky-secrets");
+    std::fs::create_dir_all(&dir).unwrap();
+    let short = dir.join("short.key");
+    std::fs::write(&short, "too short").unwrap();
+    let with = |table: &str| {
+        format!("{LISTENER}{VALID_TAIL}").replace(
+            "[[pools.backends]]",
+            &format!("[pools.sticky]\n{table}\n[[pools.backends]]"),
+        )
+    };
+    assert_one(
+        &with(&format!("secret_file = \"{}\"", short.display())),
+        "12:15:",
+        "pools[0].sticky.secret_file: the secret must be at least 32 bytes",
+    );
+    assert_one(
+        &with("secret_file = \"/nonexistent/sticky.key\""),
+        "12:15:",
+        "pools[0].sticky.secret_file: No such file",
+    );
+    assert_one(
+        &with("cookie = \"a b\""),
+        "11:1:",
+        "missing field `secret_file`",
+    );
+    let good = dir.join("good.key");
+    std::fs::write(&good, "0123456789abcdef0123456789abcdef").unwrap();
+    assert_one(
+        &with(&format!(
+            "secret_file = \"{}\"\ncookie = \"a b\"",
+            good.display()
+        )),
+        "13:10:",
+        "pools[0].sticky.cookie: \"a b\" is not a cookie name",
+    );
+}

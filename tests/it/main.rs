@@ -37,6 +37,7 @@ mod route_policies;
 mod routing;
 mod signals;
 mod status_page;
+mod sticky;
 mod streaming;
 mod tls;
 mod tls_config;

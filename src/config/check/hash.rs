@@ -1,14 +1,82 @@
 //! The settings of the algorithms that have some: a hashing pool's `[pools.hash]` (the key a
-//! request is hashed by, the load bound, the table) and a least-latency pool's decay.
+//! request is hashed by, the load bound, the table), a least-latency pool's decay, and a
+//! pool's sticky sessions.
 
 use super::Checker;
 use super::access::header_name;
 use crate::config::file::PoolFile;
-use crate::config::model::{Algorithm, HashConfig, HashKey, HashLayout, PoolConfig};
+use crate::config::model::{Algorithm, HashConfig, HashKey, HashLayout, PoolConfig, StickyConfig};
 use std::num::NonZeroU16;
 use std::time::Duration;
+use toml::Spanned;
+
+/// Bytes a sticky secret holds at least (HMAC-SHA256's block of entropy).
+const MIN_SECRET: usize = 32;
 
 impl Checker {
+    /// `[pools.sticky]`: the secrets read now (and again at each reload).
+    pub(super) fn sticky(&mut self, pool: &PoolFile, field: &str) -> Option<StickyConfig> {
+        let file = pool.sticky.as_ref()?.get_ref();
+        let field = format!("{field}.sticky");
+        let mut secrets = Vec::new();
+        for (name, path) in [
+            ("secret_file", Some(&file.secret_file)),
+            ("previous_secret_file", file.previous_secret_file.as_ref()),
+        ] {
+            let Some(path) = path else { continue };
+            match std::fs::read(self.resolve(path.get_ref())) {
+                Ok(bytes) if bytes.trim_ascii().len() >= MIN_SECRET => {
+                    secrets.push(bytes.trim_ascii().to_vec());
+                }
+                Ok(_) => self.report(
+                    path.span(),
+                    format!("{field}.{name}: the secret must be at least {MIN_SECRET} bytes"),
+                ),
+                Err(err) => self.report(path.span(), format!("{field}.{name}: {err}")),
+            }
+        }
+        let cookie = file
+            .cookie
+            .as_ref()
+            .map_or("sy_backend", |c| c.get_ref().as_str());
+        if cookie.is_empty()
+            || !cookie
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            if let Some(value) = &file.cookie {
+                self.report(
+                    value.span(),
+                    format!(
+                        "{field}.cookie: {cookie:?} is not a cookie name (letters, digits, - _ .)"
+                    ),
+                );
+            }
+        }
+        let optional = |checker: &mut Self, value: &Option<Spanned<String>>, name: &str| {
+            value
+                .as_ref()
+                .map(|_| checker.duration(value, &format!("{field}.{name}"), Duration::ZERO))
+                .filter(|d| !d.is_zero())
+        };
+        let max_life = optional(self, &file.max_life, "max_life");
+        let max_idle = optional(self, &file.max_idle, "max_idle");
+        (secrets.len() == 1 + usize::from(file.previous_secret_file.is_some())).then(|| {
+            StickyConfig {
+                cookie: cookie.to_owned(),
+                secrets,
+                max_life,
+                max_idle,
+                path: file
+                    .path
+                    .as_ref()
+                    .map_or("/".to_owned(), |p| p.get_ref().clone()),
+                domain: file.domain.as_ref().map(|d| d.get_ref().clone()),
+                secure: file.secure.unwrap_or(true),
+            }
+        })
+    }
+
     /// `latency_decay`: 10 s by default, 100 ms to 10 min, only for `least_latency` pools.
     pub(super) fn latency_decay(
         &mut self,

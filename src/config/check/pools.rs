@@ -61,6 +61,7 @@ impl Checker {
             name: pool.name.get_ref().clone(),
             hash: self.hash(pool, algorithm, &field),
             latency_decay: self.latency_decay(pool, algorithm, &field),
+            sticky: self.sticky(pool, &field),
             algorithm,
             backends,
             request_headers: self.header_rules(

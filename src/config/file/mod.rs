@@ -294,6 +294,8 @@ pub struct PoolFile {
     pub hash: Option<Spanned<HashFile>>,
     #[schemars(with = "Option<String>")]
     pub latency_decay: Option<Spanned<String>>,
+    #[schemars(with = "Option<StickyFile>")]
+    pub sticky: Option<Spanned<StickyFile>>,
     #[serde(default)]
     #[schemars(with = "Vec<BackendFile>")]
     pub backends: Vec<Spanned<BackendFile>>,
@@ -424,6 +426,27 @@ pub enum AlgorithmFile {
     LeastConnections,
     Hash,
     LeastLatency,
+}
+
+/// A pool's `[pools.sticky]` table.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StickyFile {
+    #[schemars(with = "Option<String>")]
+    pub cookie: Option<Spanned<String>>,
+    #[schemars(with = "String")]
+    pub secret_file: Spanned<String>,
+    #[schemars(with = "Option<String>")]
+    pub previous_secret_file: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub max_life: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub max_idle: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub path: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub domain: Option<Spanned<String>>,
+    pub secure: Option<bool>,
 }
 
 /// A pool's `[pools.hash]` table.

@@ -1,4 +1,5 @@
-//! `algorithm = "hash"`: what a request is hashed by and how far a backend may be loaded.
+//! Requests bound to backends by a key: `algorithm = "hash"` (what a request is hashed by and
+//! how far a backend may be loaded) and sticky sessions.
 
 use super::route::Pattern;
 use http::HeaderName;
@@ -47,4 +48,24 @@ pub enum HashKey {
     Path,
     /// The first capture group of this expression matched against the path.
     PathRegex(Pattern),
+}
+
+/// Session affinity by an inserted cookie (`[pools.sticky]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyConfig {
+    /// The cookie's name.
+    pub cookie: String,
+    /// The secrets tokens are signed with: the current one first, then the previous one,
+    /// still accepted during a rotation.
+    pub secrets: Vec<Vec<u8>>,
+    /// A session ends this long after it began.
+    pub max_life: Option<std::time::Duration>,
+    /// A session ends after this long without a request.
+    pub max_idle: Option<std::time::Duration>,
+    /// The cookie's `Path`.
+    pub path: String,
+    /// The cookie's `Domain`, if any.
+    pub domain: Option<String>,
+    /// Whether the cookie carries `Secure`.
+    pub secure: bool,
 }

@@ -15,7 +15,7 @@ pub use access::{
     OnStoreError, RateLimitConfig,
 };
 pub use client::{IpRule, ProxyProtocol};
-pub use hash::{HashConfig, HashKey, HashLayout};
+pub use hash::{HashConfig, HashKey, HashLayout, StickyConfig};
 use http::uri::Authority;
 pub use route::{
     Compression, Cors, Encoding, HeaderMatch, HeaderRules, HostPattern, HostRewrite, PathMatch,
@@ -370,6 +370,8 @@ pub struct PoolConfig {
     pub hash: Option<HashConfig>,
     /// How fast a least-latency pool's estimates give way to new samples.
     pub latency_decay: Duration,
+    /// Session affinity by cookie, if any.
+    pub sticky: Option<StickyConfig>,
     /// The file's backends: at least one, unless the pool has discovery.
     pub backends: Vec<BackendConfig>,
     /// Further attempts on other backends after a retryable failure.

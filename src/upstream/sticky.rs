@@ -1,0 +1,242 @@
+//! Sticky sessions: an inserted cookie binds a client to a backend. Its value is a signed token
+//! of the backend's *name*, the session's start and its last use, and the id of the key that
+//! signed it — never an address, and unforgeable without the secret. Every replica with the
+//! same secret honours every other's cookies; during a rotation the previous secret is still
+//! accepted (and its sessions re-signed with the new one).
+//!
+//! Token: `<key id>.<backend name, base64url>.<start>.<last use>.<tag>`, times in Unix seconds,
+//! the tag the first 16 bytes of HMAC-SHA256 over everything before it.
+
+use crate::config::StickyConfig;
+use crate::metrics::{self, Metrics};
+use ::metrics::Counter;
+use aws_lc_rs::hmac;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderValue;
+
+/// Bytes of the HMAC kept in a token.
+const TAG: usize = 16;
+
+/// A pool's sticky sessions, compiled: the keys and the counters.
+#[derive(Debug)]
+pub struct Sticky {
+    /// As configured.
+    pub config: StickyConfig,
+    /// (id, key): the current key first.
+    keys: Vec<(String, hmac::Key)>,
+    /// `switchyard_sticky_sessions_total` by result: pinned, new, invalid, moved.
+    pub results: [Counter; 4],
+}
+
+/// What a request's cookie said.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// Bound to this backend, since `start`; `current` when signed by the current key.
+    Bound {
+        /// The backend's name.
+        backend: String,
+        /// When the session began (Unix seconds).
+        start: u64,
+        /// When it was last used.
+        seen: u64,
+        /// Signed by the current key (else by the previous one).
+        current: bool,
+    },
+    /// A cookie that is forged, expired, or signed by a key no longer accepted.
+    Invalid,
+}
+
+/// Indices of `Sticky::results`.
+pub const PINNED: usize = 0;
+/// A new session (no cookie, or an invalid one).
+pub const NEW: usize = 1;
+/// A cookie refused.
+pub const INVALID: usize = 2;
+/// A session whose backend could not take the request, bound anew.
+pub const MOVED: usize = 3;
+
+impl Sticky {
+    /// Compiles `config` for pool `pool`.
+    pub fn new(config: &StickyConfig, pool: &str, metrics: &Metrics) -> Self {
+        let keys = config
+            .secrets
+            .iter()
+            .map(|secret| {
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
+                let id = URL_SAFE_NO_PAD.encode(&digest.as_ref()[..6]);
+                (id, hmac::Key::new(hmac::HMAC_SHA256, secret))
+            })
+            .collect();
+        Self {
+            config: config.clone(),
+            keys,
+            results: ["pinned", "new", "invalid", "moved"].map(|result| {
+                metrics.counter(
+                    metrics::STICKY_SESSIONS,
+                    &[("pool", pool), ("result", result)],
+                )
+            }),
+        }
+    }
+
+    /// Reads a cookie's value at `now` (Unix seconds).
+    pub fn read(&self, value: &str, now: u64) -> Binding {
+        self.verify(value, now).unwrap_or(Binding::Invalid)
+    }
+
+    fn verify(&self, value: &str, now: u64) -> Option<Binding> {
+        let (signed, tag) = value.rsplit_once('.')?;
+        let mut parts = signed.split('.');
+        let (id, name, start, seen) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let position = self.keys.iter().position(|(key_id, _)| key_id == id)?;
+        let expected = hmac::sign(&self.keys[position].1, signed.as_bytes());
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        aws_lc_rs::constant_time::verify_slices_are_equal(&expected.as_ref()[..TAG], &tag).ok()?;
+        let (start, seen): (u64, u64) = (start.parse().ok()?, seen.parse().ok()?);
+        let config = &self.config;
+        let expired = |since: u64, limit: Option<std::time::Duration>| {
+            limit.is_some_and(|limit| now.saturating_sub(since) >= limit.as_secs().max(1))
+        };
+        if expired(start, config.max_life) || expired(seen, config.max_idle) || seen > now + 60 {
+            return None;
+        }
+        let backend = String::from_utf8(URL_SAFE_NO_PAD.decode(name).ok()?).ok()?;
+        Some(Binding::Bound {
+            backend,
+            start,
+            seen,
+            current: position == 0,
+        })
+    }
+
+    /// The `Set-Cookie` binding a client to `backend`, the session begun at `start`, used at
+    /// `now`.
+    pub fn cookie(&self, backend: &str, start: u64, now: u64) -> Option<HeaderValue> {
+        let (id, key) = self.keys.first()?;
+        let signed = format!("{id}.{}.{start}.{now}", URL_SAFE_NO_PAD.encode(backend));
+        let tag = hmac::sign(key, signed.as_bytes());
+        let config = &self.config;
+        let mut cookie = format!(
+            "{}={signed}.{}; Path={}; HttpOnly; SameSite=Lax",
+            config.cookie,
+            URL_SAFE_NO_PAD.encode(&tag.as_ref()[..TAG]),
+            config.path
+        );
+        if let Some(domain) = &config.domain {
+            cookie += &format!("; Domain={domain}");
+        }
+        if config.secure {
+            cookie += "; Secure";
+        }
+        if let Some(life) = config.max_life {
+            let left = life
+                .as_secs()
+                .saturating_sub(now.saturating_sub(start))
+                .max(1);
+            cookie += &format!("; Max-Age={left}");
+        }
+        HeaderValue::from_str(&cookie).ok()
+    }
+
+    /// Whether a bound session's cookie should be sent again: signed by the previous key, or
+    /// (with `max_idle`) last refreshed more than a tenth of it ago.
+    pub fn refresh(&self, seen: u64, current: bool, now: u64) -> bool {
+        !current
+            || self
+                .config
+                .max_idle
+                .is_some_and(|idle| now.saturating_sub(seen) * 10 >= idle.as_secs().max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sticky(secrets: &[&[u8]], max_life: Option<u64>, max_idle: Option<u64>) -> Sticky {
+        let config = StickyConfig {
+            cookie: "sy".into(),
+            secrets: secrets.iter().map(|s| s.to_vec()).collect(),
+            max_life: max_life.map(Duration::from_secs),
+            max_idle: max_idle.map(Duration::from_secs),
+            path: "/".into(),
+            domain: None,
+            secure: true,
+        };
+        Sticky::new(&config, "pool", &Metrics::new())
+    }
+
+    fn value(cookie: &HeaderValue) -> String {
+        let text = cookie.to_str().unwrap();
+        text["sy=".len()..text.find(';').unwrap()].to_owned()
+    }
+
+    const A: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const B: &[u8] = b"fedcba9876543210fedcba9876543210";
+
+    #[test]
+    fn tokens_round_trip_and_never_verify_under_another_key() {
+        let one = sticky(&[A], None, None);
+        let cookie = one.cookie("web-1", 1_000, 1_000).unwrap();
+        assert!(
+            cookie
+                .to_str()
+                .unwrap()
+                .contains("; Path=/; HttpOnly; SameSite=Lax; Secure")
+        );
+        let token = value(&cookie);
+        assert!(matches!(one.read(&token, 1_001),
+            Binding::Bound { ref backend, start: 1_000, current: true, .. } if backend == "web-1"));
+        assert_eq!(
+            sticky(&[B], None, None).read(&token, 1_001),
+            Binding::Invalid
+        );
+        // Every name and time round-trips; a changed byte anywhere is refused.
+        for (n, name) in ["a", "web.1", "ünï", "x".repeat(200).as_str()]
+            .iter()
+            .enumerate()
+        {
+            let token = value(&one.cookie(name, n as u64, n as u64 + 5).unwrap());
+            assert!(
+                matches!(one.read(&token, 10), Binding::Bound { ref backend, .. } if backend == name)
+            );
+            for i in 0..token.len() {
+                let mut forged = token.clone().into_bytes();
+                forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+                let forged = String::from_utf8(forged).unwrap();
+                if forged != token {
+                    assert_eq!(one.read(&forged, 10), Binding::Invalid, "{forged}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_previous_key_is_accepted_and_marked_for_re_signing() {
+        let old = sticky(&[A], None, None);
+        let rotated = sticky(&[B, A], None, None);
+        let token = value(&old.cookie("web-1", 1_000, 1_000).unwrap());
+        assert!(matches!(
+            rotated.read(&token, 1_001),
+            Binding::Bound { current: false, .. }
+        ));
+        assert!(rotated.refresh(1_000, false, 1_001));
+    }
+
+    #[test]
+    fn sessions_end_after_their_life_or_idleness() {
+        let s = sticky(&[A], Some(100), Some(10));
+        let token = value(&s.cookie("web-1", 1_000, 1_050).unwrap());
+        assert!(matches!(s.read(&token, 1_059), Binding::Bound { .. }));
+        assert_eq!(s.read(&token, 1_060), Binding::Invalid, "idle 10 s");
+        let fresh = value(&s.cookie("web-1", 1_000, 1_099).unwrap());
+        assert_eq!(s.read(&fresh, 1_100), Binding::Invalid, "100 s old");
+        assert!(!s.refresh(1_050, true, 1_050));
+        assert!(s.refresh(1_050, true, 1_051), "a tenth of max_idle");
+    }
+}
