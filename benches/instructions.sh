@@ -19,7 +19,8 @@
 #   token from a key file and copies its `sub` as a header (the same token on every request,
 #   as a client sends it). `switchyard-hash` balances by consistent hashing of the client's
 #   address (one key, so one backend while the 125 % load bound allows); `switchyard-latency`
-#   balances by least latency.
+#   balances by least latency. `switchyard-sticky` has sticky sessions, wrk sending one
+#   session's cookie; `switchyard-cookie` is `switchyard` sent the same cookie.
 # - `nginx-gzip`, `switchyard-gzip` and `switchyard-zstd` (no access log) fetch a 10 KB JSON
 #   document compressed (zlib level 6 for both gzips, zstd level 3).
 # - `nginx-https` and `switchyard-https` (access log on) are the same over HTTPS keep-alive with
@@ -34,7 +35,7 @@ cd "$(dirname "$0")/.."
 source benches/lib.sh
 
 DURATION=${DURATION:-8}
-PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog switchyard-policies switchyard-ratelimit switchyard-jwt switchyard-hash switchyard-latency nginx-https switchyard-https nginx-gzip switchyard-gzip switchyard-zstd}
+PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog switchyard-policies switchyard-ratelimit switchyard-jwt switchyard-hash switchyard-latency switchyard-cookie switchyard-sticky nginx-https switchyard-https nginx-gzip switchyard-gzip switchyard-zstd}
 PORT=18392
 TLS_PORT=18393
 
@@ -80,6 +81,12 @@ hash = { balance_factor = 125 }' \
 # A least-latency pool (the clock read at each pick and response, an estimate updated).
 POOL_EXTRA='algorithm = "least_latency"' \
   switchyard_config $PORT "path = \"$work/switchyard-latency.log\"" 18381 18382 >"$work/switchyard-latency.toml"
+# Sticky sessions: wrk sends one session's cookie (made by the first request), so every
+# request is verified and pinned; `switchyard-cookie` is `switchyard` sent the same cookie,
+# the baseline for it (a cookie header costs its parsing and forwarding).
+POOL_EXTRA="sticky = { secret_file = \"$work/sticky.key\" }" \
+  switchyard_config $PORT "path = \"$work/switchyard-sticky.log\"" 18381 18382 >"$work/switchyard-sticky.toml"
+printf '0123456789abcdef0123456789abcdef' >"$work/sticky.key"
 # An ES256 key pair, its public half the route's key file, and one token signed with it.
 openssl ecparam -genkey -name prime256v1 -noout -out "$work/jwt.key" 2>/dev/null
 openssl ec -in "$work/jwt.key" -pubout -out "$work/jwt.pub" 2>/dev/null
@@ -90,6 +97,21 @@ ROUTE_EXTRA="jwt = { keys_file = \"$work/jwt.pub\", algorithms = [\"ES256\"], is
 nginx -p "$work" -c "$work/upstreams.conf" &
 pids+=($!)
 wait_port 18381
+
+# One session's cookie, from the sticky proxy's first answer (not under valgrind).
+sticky_cookie=
+if [[ " $PROXIES " == *" switchyard-sticky "* || " $PROXIES " == *" switchyard-cookie "* ]]; then
+  "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-sticky.toml" --log-level warn >"$work/sticky-cookie.log" 2>&1 &
+  sticky_pid=$!
+  for _ in $(seq 100); do
+    sticky_cookie=$(curl -s -D - -o /dev/null "http://127.0.0.1:$PORT/" | tr -d '\r' |
+      sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p')
+    [ -n "$sticky_cookie" ] && break
+    sleep 0.1
+  done
+  kill "$sticky_pid"
+  wait "$sticky_pid" 2>/dev/null || true
+fi
 
 declare -A requests instructions
 measure() { # name url command...
@@ -122,6 +144,7 @@ for name in $PROXIES; do
     *-gzip) wrk_args=(-H "Accept-Encoding: gzip") ;;
     *-zstd) wrk_args=(-H "Accept-Encoding: zstd") ;;
     *-jwt) wrk_args=(-H "Authorization: Bearer $jwt_token") ;;
+    switchyard-cookie | switchyard-sticky) wrk_args=(-H "Cookie: $sticky_cookie") ;;
   esac
   case $name in
     nginx) measure nginx $http nginx -p "$work" -c "$work/nginx.conf" ;;
@@ -133,6 +156,8 @@ for name in $PROXIES; do
     switchyard-ratelimit) measure switchyard-ratelimit $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-ratelimit.toml" --log-level warn ;;
     switchyard-hash) measure switchyard-hash $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-hash.toml" --log-level warn ;;
     switchyard-latency) measure switchyard-latency $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-latency.toml" --log-level warn ;;
+    switchyard-cookie) measure switchyard-cookie $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
+    switchyard-sticky) measure switchyard-sticky $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-sticky.toml" --log-level warn ;;
     switchyard-jwt) measure switchyard-jwt $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-jwt.toml" --log-level warn ;;
     nginx-https) measure nginx-https $https nginx -p "$work" -c "$work/nginx.conf" ;;
     nginx-gzip) measure nginx-gzip $json nginx -p "$work" -c "$work/nginx-gzip.conf" ;;

@@ -14,9 +14,13 @@ use aws_lc_rs::hmac;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
+use std::sync::Arc;
 
 /// Bytes of the HMAC kept in a token.
 const TAG: usize = 16;
+
+/// Cookies remembered as verified at most; past it the memory is emptied and starts again.
+const REMEMBERED: usize = 100_000;
 
 /// A pool's sticky sessions, compiled: the keys and the counters.
 #[derive(Debug)]
@@ -27,6 +31,18 @@ pub struct Sticky {
     keys: Vec<(String, hmac::Key)>,
     /// `switchyard_sticky_sessions_total` by result: pinned, new, invalid, moved.
     pub results: [Counter; 4],
+    /// Cookie values whose signature verified, and what they say: a session's later requests
+    /// cost a lookup, not an HMAC (a value is only ever found by being sent exactly).
+    verified: papaya::HashMap<Box<str>, Token, foldhash::fast::RandomState>,
+}
+
+/// What a verified cookie says.
+#[derive(Debug, Clone)]
+struct Token {
+    backend: Arc<str>,
+    start: u64,
+    seen: u64,
+    current: bool,
 }
 
 /// What a request's cookie said.
@@ -35,7 +51,7 @@ pub enum Binding {
     /// Bound to this backend, since `start`; `current` when signed by the current key.
     Bound {
         /// The backend's name.
-        backend: String,
+        backend: Arc<str>,
         /// When the session began (Unix seconds).
         start: u64,
         /// When it was last used.
@@ -77,15 +93,46 @@ impl Sticky {
                     &[("pool", pool), ("result", result)],
                 )
             }),
+            verified: papaya::HashMap::default(),
         }
     }
 
     /// Reads a cookie's value at `now` (Unix seconds).
     pub fn read(&self, value: &str, now: u64) -> Binding {
-        self.verify(value, now).unwrap_or(Binding::Invalid)
+        let verified = self.verified.pin();
+        let token = match verified.get(value) {
+            Some(token) => token.clone(),
+            None => {
+                let Some(token) = self.verify(value) else {
+                    return Binding::Invalid;
+                };
+                if verified.len() >= REMEMBERED {
+                    verified.clear();
+                }
+                verified.insert(value.into(), token.clone());
+                token
+            }
+        };
+        let config = &self.config;
+        let expired = |since: u64, limit: Option<std::time::Duration>| {
+            limit.is_some_and(|limit| now.saturating_sub(since) >= limit.as_secs().max(1))
+        };
+        if expired(token.start, config.max_life)
+            || expired(token.seen, config.max_idle)
+            || token.seen > now + 60
+        {
+            return Binding::Invalid;
+        }
+        Binding::Bound {
+            backend: token.backend,
+            start: token.start,
+            seen: token.seen,
+            current: token.current,
+        }
     }
 
-    fn verify(&self, value: &str, now: u64) -> Option<Binding> {
+    /// The token a cookie's value carries, if its signature is one of ours.
+    fn verify(&self, value: &str) -> Option<Token> {
         let (signed, tag) = value.rsplit_once('.')?;
         let mut parts = signed.split('.');
         let (id, name, start, seen) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -96,19 +143,11 @@ impl Sticky {
         let expected = hmac::sign(&self.keys[position].1, signed.as_bytes());
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
         aws_lc_rs::constant_time::verify_slices_are_equal(&expected.as_ref()[..TAG], &tag).ok()?;
-        let (start, seen): (u64, u64) = (start.parse().ok()?, seen.parse().ok()?);
-        let config = &self.config;
-        let expired = |since: u64, limit: Option<std::time::Duration>| {
-            limit.is_some_and(|limit| now.saturating_sub(since) >= limit.as_secs().max(1))
-        };
-        if expired(start, config.max_life) || expired(seen, config.max_idle) || seen > now + 60 {
-            return None;
-        }
         let backend = String::from_utf8(URL_SAFE_NO_PAD.decode(name).ok()?).ok()?;
-        Some(Binding::Bound {
-            backend,
-            start,
-            seen,
+        Some(Token {
+            backend: backend.into(),
+            start: start.parse().ok()?,
+            seen: seen.parse().ok()?,
             current: position == 0,
         })
     }
@@ -191,7 +230,7 @@ mod tests {
         );
         let token = value(&cookie);
         assert!(matches!(one.read(&token, 1_001),
-            Binding::Bound { ref backend, start: 1_000, current: true, .. } if backend == "web-1"));
+            Binding::Bound { ref backend, start: 1_000, current: true, .. } if &**backend == "web-1"));
         assert_eq!(
             sticky(&[B], None, None).read(&token, 1_001),
             Binding::Invalid
@@ -203,7 +242,7 @@ mod tests {
         {
             let token = value(&one.cookie(name, n as u64, n as u64 + 5).unwrap());
             assert!(
-                matches!(one.read(&token, 10), Binding::Bound { ref backend, .. } if backend == name)
+                matches!(one.read(&token, 10), Binding::Bound { ref backend, .. } if &**backend == *name)
             );
             for i in 0..token.len() {
                 let mut forged = token.clone().into_bytes();
