@@ -216,16 +216,19 @@ impl JwtGate {
     }
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
+/// The value of cookie `name` in the request's `Cookie` headers. Byte by byte, the pairs
+/// never split into strings: sticky pools read a cookie on every request.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
+    let name = name.as_bytes();
+    for value in headers.get_all(header::COOKIE) {
+        for pair in value.as_bytes().split(|&b| b == b';') {
+            let pair = pair.trim_ascii();
+            if let Some([b'=', value @ ..]) = pair.strip_prefix(name) {
+                return std::str::from_utf8(value).ok();
+            }
+        }
+    }
+    None
 }
 
 /// A claim as a header value: strings as they are, numbers and booleans as JSON.
@@ -250,5 +253,29 @@ fn describe(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
         K::InvalidSignature => "bad signature",
         K::InvalidAlgorithm => "algorithm not allowed",
         _ => "invalid token",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cookie;
+    use http::HeaderMap;
+
+    #[test]
+    fn a_cookie_is_found_by_its_whole_name_in_any_cookie_header() {
+        let mut headers = HeaderMap::new();
+        headers.append("cookie", "ab=1; a=2;b=x=y ".parse().unwrap());
+        headers.append("cookie", "c=3".parse().unwrap());
+        assert_eq!(cookie(&headers, "a"), Some("2"));
+        assert_eq!(cookie(&headers, "ab"), Some("1"));
+        assert_eq!(cookie(&headers, "b"), Some("x=y"));
+        assert_eq!(cookie(&headers, "c"), Some("3"));
+        assert_eq!(cookie(&headers, "d"), None);
+        headers.insert("cookie", "a = 1".parse().unwrap());
+        assert_eq!(
+            cookie(&headers, "a"),
+            None,
+            "a name is not trimmed inside the pair"
+        );
     }
 }
