@@ -103,14 +103,17 @@ sticky_cookie=
 if [[ " $PROXIES " == *" switchyard-sticky "* || " $PROXIES " == *" switchyard-cookie "* ]]; then
   "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-sticky.toml" --log-level warn >"$work/sticky-cookie.log" 2>&1 &
   sticky_pid=$!
+  pids+=("$sticky_pid")
   for _ in $(seq 100); do
+    # Refused until the proxy listens: not an error here.
     sticky_cookie=$(curl -s -D - -o /dev/null "http://127.0.0.1:$PORT/" | tr -d '\r' |
-      sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p')
+      sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' || true)
     [ -n "$sticky_cookie" ] && break
     sleep 0.1
   done
   kill "$sticky_pid"
   wait "$sticky_pid" 2>/dev/null || true
+  [ -n "$sticky_cookie" ] || { echo "the sticky proxy set no cookie" >&2; exit 1; }
 fi
 
 declare -A requests instructions
