@@ -25,7 +25,7 @@ fn pool(n: usize) -> Vec<Arc<BackendState>> {
                     .parse()
                     .unwrap(),
                 weight: std::num::NonZeroU32::new(1 + (i % 5) as u32).unwrap(),
-                max_requests: None,
+                max_in_flight: None,
                 max_connections: None,
             };
             Arc::new(BackendState::new(

@@ -68,6 +68,9 @@ pub struct PoolPolicy {
     pub latency_decay: std::time::Duration,
     /// Sticky sessions, if the pool has them.
     pub sticky: Option<Arc<crate::upstream::sticky::Sticky>>,
+    /// The queue in front of full backends, if the pool has one; shared by every snapshot of
+    /// the pool while its settings stay the same.
+    pub admission: Option<Arc<crate::upstream::admission::Admission>>,
     /// Further attempts after a retryable failure.
     pub retries: u32,
     /// Which failures of idempotent requests are retried.
@@ -196,6 +199,37 @@ impl Pool {
             .enumerate()
             .find(|(_, b)| &*b.name == name)
             .filter(|(_, b)| b.accepts(mask) && !b.has(Mark::DrainCut) && !b.backing_off())
+    }
+
+    /// Whether a backend the balancer chooses among is in service but at its
+    /// `max_in_flight`: a request that found none to take it may wait for a place.
+    pub fn saturated(&self) -> bool {
+        self.eligible
+            .iter()
+            .any(|b| b.exclusions() & self.mask == 0 && b.full())
+    }
+
+    /// Whether some backend could take a request now.
+    pub fn has_room(&self) -> bool {
+        self.eligible.iter().any(|b| b.accepts(self.mask))
+    }
+
+    /// The backend a keyed request belongs to, full or not (`accepts` less the limit), with
+    /// its index in `backends`: the caller waits for it rather than spilling to another.
+    pub fn pick_held(&self, key: u64) -> Option<(usize, &Arc<BackendState>)> {
+        let open = |b: &Arc<BackendState>| b.exclusions() & self.mask == 0;
+        self.pick_among(Some(key), 0, |b| open(b) && !b.backing_off())
+            .or_else(|| self.pick_among(Some(key), 0, open))
+            .map(|i| (self.eligible_index[i], &self.eligible[i]))
+    }
+
+    /// Whether the backend named `name` would take a request bound to it but for its
+    /// `max_in_flight` (see `bound`).
+    pub fn bound_but_full(&self, name: &str) -> bool {
+        let mask = self.mask & !(Exclusion::Draining as u8);
+        self.backends.iter().any(|b| {
+            &*b.name == name && b.exclusions() & mask == 0 && !b.has(Mark::DrainCut) && b.full()
+        })
     }
 
     /// How many backends the balancer chooses among.

@@ -25,7 +25,7 @@ pub use model::{
     TlsVersion, TokenSource, UnderscoreHeaders, UpstreamConfig, UpstreamTls, ValueTest, Variable,
     WebhookConfig, crypto_provider,
 };
-pub use model::{HashConfig, HashKey, HashLayout, StickyConfig};
+pub use model::{AdmissionConfig, HashConfig, HashKey, HashLayout, StickyConfig};
 
 /// The effective default config: every option at its default value, as TOML
 /// (`switchyard config --defaults`).

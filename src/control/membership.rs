@@ -40,14 +40,18 @@ pub(super) struct Taken {
 }
 
 /// The backends a pool should have: the file's, then the discovered ones the file does not
-/// already name by address.
+/// already name by address (with the pool's `admission.max_in_flight`).
 pub(super) fn desired(config: &PoolConfig, discovered: &[BackendConfig]) -> Vec<BackendConfig> {
     let mut all = config.backends.clone();
+    let limit = config.admission.and_then(|a| a.max_in_flight);
     all.extend(
         discovered
             .iter()
             .filter(|d| !config.backends.iter().any(|b| b.address == d.address))
-            .cloned(),
+            .map(|d| BackendConfig {
+                max_in_flight: d.max_in_flight.or(limit),
+                ..d.clone()
+            }),
     );
     all
 }

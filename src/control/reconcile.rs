@@ -74,7 +74,7 @@ mod tests {
             name: name.to_owned(),
             address: format!("127.0.0.1:{port}").parse().unwrap(),
             weight: NonZeroU32::new(weight).unwrap(),
-            max_requests: None,
+            max_in_flight: None,
             max_connections: None,
         }
     }

@@ -164,7 +164,12 @@ impl PoolRuntime {
         let upstream =
             (self.config.upstream == config.upstream).then(|| Arc::clone(&self.policy.upstream));
         let traffic = traffic(config, &self.backends, all, metrics);
+        let admission = self.policy.admission.take();
         self.policy = policy(config, budget, upstream, traffic, metrics);
+        if self.config.admission == config.admission {
+            // Its waiters stay where the requests that end will wake them.
+            self.policy.admission = admission;
+        }
         self.config = config.clone();
     }
 
@@ -336,6 +341,13 @@ fn policy(
         sticky: config.sticky.as_ref().map(|sticky| {
             Arc::new(crate::upstream::sticky::Sticky::new(
                 sticky,
+                &config.name,
+                metrics,
+            ))
+        }),
+        admission: config.admission.as_ref().map(|settings| {
+            Arc::new(crate::upstream::admission::Admission::new(
+                settings,
                 &config.name,
                 metrics,
             ))

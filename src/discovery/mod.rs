@@ -119,7 +119,7 @@ fn backend(address: &str, weight: u32) -> Option<BackendConfig> {
         name: address.to_owned(),
         address: parsed,
         weight: NonZeroU32::new(weight)?,
-        max_requests: None,
+        max_in_flight: None,
         max_connections: None,
     })
 }

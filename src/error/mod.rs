@@ -35,6 +35,39 @@ pub enum ProxyError {
     /// The route does not let the client's address in (403).
     #[error("the route's ip_rules refuse the client's address")]
     Forbidden,
+    /// The pool's admission turned the request away (503).
+    #[error("pool {pool} shed the request: {}", reason.as_str())]
+    Shed {
+        /// The pool's name.
+        pool: Arc<str>,
+        /// Why.
+        reason: Shed,
+        /// Seconds the client is asked to wait.
+        retry_after: u32,
+    },
+}
+
+/// Why a pool's admission shed a request rather than admit it; the `reason` label of
+/// `switchyard_admission_shed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// The queue already held its `queue` requests.
+    QueueFull = 0,
+    /// It waited `queue_timeout` without a place freeing.
+    QueueTimeout = 1,
+}
+
+impl Shed {
+    /// Every reason, in label order.
+    pub const ALL: [Shed; 2] = [Shed::QueueFull, Shed::QueueTimeout];
+
+    /// The metric label and access-log word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::QueueTimeout => "queue_timeout",
+        }
+    }
 }
 
 impl ProxyError {
@@ -47,7 +80,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::NoBackend { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoBackend { .. } | Self::Shed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(err) => err.fault.status(),
             Self::Refused(status, _) => *status,
             Self::Forbidden => StatusCode::FORBIDDEN,
@@ -63,6 +96,7 @@ impl ProxyError {
         match self {
             Self::NoRoute => "no route for this host and path\n",
             Self::NoBackend { .. } => "no backend available, try again shortly\n",
+            Self::Shed { .. } => "server busy, try again shortly\n",
             Self::Upstream(err) => match err.fault {
                 UpstreamFault::Saturated => "no backend available, try again shortly\n",
                 UpstreamFault::Connect | UpstreamFault::Reset | UpstreamFault::Invalid(_) => {
@@ -88,6 +122,7 @@ impl ProxyError {
             Self::Upstream(err) => Some(err.fault),
             Self::NoRoute
             | Self::NoBackend { .. }
+            | Self::Shed { .. }
             | Self::ClientBody(_)
             | Self::Refused(..)
             | Self::Forbidden => None,
@@ -97,8 +132,10 @@ impl ProxyError {
     /// What went wrong upstream, as the access log's `upstream_error` says it: one fixed word
     /// per cause; `None` when no backend was at fault or involved.
     pub fn upstream_error(&self) -> Option<&'static str> {
-        let Self::Upstream(err) = self else {
-            return None;
+        let err = match self {
+            Self::Upstream(err) => err,
+            Self::Shed { reason, .. } => return Some(reason.as_str()),
+            _ => return None,
         };
         Some(match err.fault {
             UpstreamFault::Connect if err.source.as_deref().is_some_and(is_tls) => "tls_handshake",

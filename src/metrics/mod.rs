@@ -96,6 +96,18 @@ metric_table! {
         "A least-latency pool's peak-EWMA estimate of the backend's response time, decayed to now (absent before its first response).";
     STICKY_SESSIONS: Counter, "switchyard_sticky_sessions_total",
         "Requests of a sticky pool by result: pinned (its cookie's backend took it), new (a session begun), invalid (a forged, expired or unknown-key cookie, ignored), moved (the bound backend could not take it).";
+    ADMISSION_SHED: Counter, "switchyard_admission_shed_total",
+        "Requests a pool's admission answered 503, by reason: queue_full (the queue held its size), queue_timeout (no place freed within queue_timeout).";
+    ADMISSION_QUEUED: Counter, "switchyard_admission_queued_total",
+        "Requests that found every backend of the pool at max_in_flight and queued.";
+    ADMISSION_SPILLED: Counter, "switchyard_admission_spilled_total",
+        "Hashing or sticky requests whose backend was at max_in_flight and that another backend took (spill = true).";
+    ADMISSION_WAIT: Histogram, "switchyard_admission_queue_wait_seconds",
+        "How long queued requests waited for a place, admitted or shed.";
+    ADMISSION_LENGTH: Gauge, "switchyard_admission_queue_length",
+        "Requests waiting in the pool's admission queue now.";
+    BACKEND_IN_FLIGHT_LIMIT: Gauge, "switchyard_backend_in_flight_limit",
+        "The backend's max_in_flight in force: the configured one, or an adaptive pool's current limit.";
     POOL_PANIC: Gauge, "switchyard_pool_panic",
         "1 while the pool ignores health because too few backends are usable.";
     RELOADS: Counter, "switchyard_config_reloads_total",

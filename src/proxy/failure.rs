@@ -19,6 +19,7 @@ pub fn log_failure(err: &ProxyError) {
         },
         ProxyError::NoRoute
         | ProxyError::NoBackend { .. }
+        | ProxyError::Shed { .. }
         | ProxyError::ClientBody(_)
         | ProxyError::Refused(..)
         | ProxyError::Forbidden => tracing::debug!(error = %err, "request failed"),
@@ -54,7 +55,9 @@ pub fn error_response(err: &ProxyError) -> Response<ProxyBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    if status == http::StatusCode::SERVICE_UNAVAILABLE {
+    if let ProxyError::Shed { retry_after, .. } = err {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+    } else if status == http::StatusCode::SERVICE_UNAVAILABLE {
         headers.insert(
             header::RETRY_AFTER,
             HeaderValue::from_static(RETRY_AFTER_SECS),

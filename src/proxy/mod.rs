@@ -190,7 +190,11 @@ impl Proxy {
             Reached::Answer(answer) => return Err(Early::Answer(answer)),
         };
         let applied = request_policy::apply(req, host, &pool, &settings, downstream, exchange)?;
-        let backend = pick::pick(&pool, req, exchange)?;
+        let backend = match &pool.policy.admission {
+            None => pick::pick(&pool, req, exchange)?,
+            // Boxed: only pools with a queue carry its wait in the request's future.
+            Some(admission) => Box::pin(pick::admit(&pool, admission, req, exchange)).await?,
+        };
         Ok(Prepared {
             pool,
             settings,

@@ -111,7 +111,10 @@ pub async fn forward(
     loop {
         // A streamed body can be sent once only.
         let another_possible = tried.len() < policy.retries as usize && body.is_replayable();
-        let in_flight = backend.begin_request();
+        let in_flight = match &policy.admission {
+            None => backend.begin_request(),
+            Some(admission) => backend.begin_admitted(admission),
+        };
         let attempt_body = body
             .next_attempt()
             .expect("a streamed body is never retried, so it is always still there");

@@ -1,5 +1,6 @@
 //! Upstream backends: who they are and the live state the data plane reads through atomics.
 
+pub mod admission;
 mod clock;
 mod connect_log;
 pub mod endpoint;

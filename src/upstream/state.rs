@@ -4,6 +4,7 @@
 //! Longer than most files on purpose: every atomic and every accessor to it stays in one
 //! place, so the memory orderings chosen for each can be read side by side.
 
+use super::admission::Admission;
 use super::clock::millis_now;
 use super::connect_log::ConnectFailureLog;
 use super::pool::ConnectionPool;
@@ -88,7 +89,7 @@ pub struct BackendState {
     /// Where requests are sent (`host:port`).
     pub authority: Authority,
     /// Circuit breaker: at this many requests in flight the backend is skipped.
-    max_requests: AtomicU32,
+    max_in_flight: AtomicU32,
     in_flight: AtomicU32,
     exclusions: AtomicU8,
     /// Balancer weight in `1 / slow_start::SCALE` units; lower than configured while ramping.
@@ -126,7 +127,7 @@ impl BackendState {
             name: config.name.as_str().into(),
             serial: SERIALS.fetch_add(1, Ordering::Relaxed),
             authority: config.address.clone(),
-            max_requests: AtomicU32::new(max_requests(config)),
+            max_in_flight: AtomicU32::new(max_in_flight(config)),
             in_flight: AtomicU32::new(0),
             exclusions: AtomicU8::new(if healthy {
                 0
@@ -154,10 +155,27 @@ impl BackendState {
 
     /// Counts a request as in flight until the returned guard is dropped.
     pub fn begin_request(self: &Arc<Self>) -> InFlightGuard {
-        // Relaxed: see `in_flight`. The max_requests check is not atomic with this increment, so
+        // Relaxed: see `in_flight`. The max_in_flight check is not atomic with this increment, so
         // concurrent picks may overshoot by a few, as with Envoy's circuit breakers.
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlightGuard(Arc::clone(self))
+        InFlightGuard {
+            backend: Arc::clone(self),
+            admission: None,
+        }
+    }
+
+    /// As `begin_request`, in a pool with an admission queue: the request's end wakes the
+    /// request that has waited longest.
+    pub fn begin_admitted(self: &Arc<Self>, admission: &Arc<Admission>) -> InFlightGuard {
+        let mut guard = self.begin_request();
+        guard.admission = Some(Arc::clone(admission));
+        guard
+    }
+
+    /// Whether it is at its `max_in_flight`: open, but taking no new request.
+    pub fn full(&self) -> bool {
+        // Relaxed: see `in_flight`.
+        self.in_flight() >= self.max_in_flight.load(Ordering::Relaxed)
     }
 
     /// The set `Exclusion` bits.
@@ -189,7 +207,7 @@ impl BackendState {
     pub fn accepts(&self, mask: u8) -> bool {
         // Relaxed: see `exclusions`.
         self.exclusions() & mask == 0
-            && self.in_flight() < self.max_requests.load(Ordering::Relaxed)
+            && self.in_flight() < self.max_in_flight.load(Ordering::Relaxed)
     }
 
     /// Whether a connection to this backend failed moments ago: requests then go to others
@@ -203,8 +221,8 @@ impl BackendState {
 
     /// Applies a reloaded config of the same backend. Control plane only.
     pub fn update_limits(&self, config: &BackendConfig) {
-        self.max_requests
-            .store(max_requests(config), Ordering::Relaxed);
+        self.max_in_flight
+            .store(max_in_flight(config), Ordering::Relaxed);
         self.connections
             .set_max_connections(config.max_connections.map(|m| m.get()));
     }
@@ -336,8 +354,8 @@ impl BackendState {
     }
 }
 
-fn max_requests(config: &BackendConfig) -> u32 {
-    config.max_requests.map_or(u32::MAX, |m| m.get())
+fn max_in_flight(config: &BackendConfig) -> u32 {
+    config.max_in_flight.map_or(u32::MAX, |m| m.get())
 }
 
 /// Zeroes a counter, reading first so the common case (already zero) does not write a shared
@@ -365,19 +383,28 @@ impl Candidate for BackendState {
 
 /// Holds one in-flight request against a backend; dropping it ends the request.
 #[derive(Debug)]
-pub struct InFlightGuard(Arc<BackendState>);
+pub struct InFlightGuard {
+    backend: Arc<BackendState>,
+    /// The pool's queue, when it has one: a place has freed for its longest waiter.
+    admission: Option<Arc<Admission>>,
+}
 
 impl InFlightGuard {
     /// The backend the request is in flight on.
     pub fn backend(&self) -> &Arc<BackendState> {
-        &self.0
+        &self.backend
     }
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         // Relaxed: see `BackendState::in_flight`.
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(admission) = &self.admission {
+            if admission.busy() {
+                admission.wake_one();
+            }
+        }
     }
 }
 

@@ -187,7 +187,7 @@ async fn hung_upstream_gives_504_after_the_response_header_timeout() {
 async fn full_backends_give_503_with_retry_after() {
     let upstream = Upstream::start("up").await;
     let toml = ConfigBuilder::single_pool(&[("only", upstream.addr, 1)])
-        .with_pool(|pool| pool.set_backend("max_requests", 1))
+        .with_pool(|pool| pool.set_backend("max_in_flight", 1))
         .toml();
     let proxy = TestProxy::start(&toml).await;
     let url = proxy.url("/hold");

@@ -9,6 +9,7 @@ mod access;
 mod access_log_formats;
 mod admin_api;
 mod admin_guard;
+mod admission;
 mod architecture;
 mod balancing;
 mod browser_routes;

@@ -11,6 +11,7 @@ use toml::Spanned;
 use values::binds_overlap;
 
 mod access;
+mod admission;
 mod client;
 mod compress;
 mod cors;

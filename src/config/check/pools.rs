@@ -62,6 +62,7 @@ impl Checker {
             hash: self.hash(pool, algorithm, &field),
             latency_decay: self.latency_decay(pool, algorithm, &field),
             sticky: self.sticky(pool, &field),
+            admission: self.admission(pool, &mut backends, &field),
             algorithm,
             backends,
             request_headers: self.header_rules(
@@ -139,8 +140,8 @@ impl Checker {
                 }
             },
         };
-        let max_requests =
-            self.at_least_one(&backend.max_requests, &format!("{field}.max_requests"));
+        let max_in_flight =
+            self.at_least_one(&backend.max_in_flight, &format!("{field}.max_in_flight"));
         let max_connections = self.at_least_one(
             &backend.max_connections,
             &format!("{field}.max_connections"),
@@ -162,7 +163,7 @@ impl Checker {
             name: backend.name.get_ref().clone(),
             address,
             weight,
-            max_requests,
+            max_in_flight,
             max_connections,
         })
     }

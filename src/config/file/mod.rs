@@ -296,6 +296,8 @@ pub struct PoolFile {
     pub latency_decay: Option<Spanned<String>>,
     #[schemars(with = "Option<StickyFile>")]
     pub sticky: Option<Spanned<StickyFile>>,
+    #[schemars(with = "Option<AdmissionFile>")]
+    pub admission: Option<Spanned<AdmissionFile>>,
     #[serde(default)]
     #[schemars(with = "Vec<BackendFile>")]
     pub backends: Vec<Spanned<BackendFile>>,
@@ -449,6 +451,22 @@ pub struct StickyFile {
     pub secure: Option<bool>,
 }
 
+/// A pool's `[pools.admission]` table.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionFile {
+    #[schemars(with = "Option<i64>")]
+    pub max_in_flight: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
+    pub queue: Option<Spanned<i64>>,
+    #[schemars(with = "Option<String>")]
+    pub queue_timeout: Option<Spanned<String>>,
+    #[schemars(with = "Option<i64>")]
+    pub retry_after: Option<Spanned<i64>>,
+    pub spill: Option<bool>,
+    pub adaptive: Option<bool>,
+}
+
 /// A pool's `[pools.hash]` table.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -475,8 +493,10 @@ pub struct BackendFile {
     pub address: Spanned<String>,
     #[schemars(with = "Option<i64>")]
     pub weight: Option<Spanned<i64>>,
+    /// Also accepted by its earlier name, `max_requests`.
+    #[serde(alias = "max_requests")]
     #[schemars(with = "Option<i64>")]
-    pub max_requests: Option<Spanned<i64>>,
+    pub max_in_flight: Option<Spanned<i64>>,
     #[schemars(with = "Option<i64>")]
     pub max_connections: Option<Spanned<i64>>,
 }

@@ -69,3 +69,33 @@ pub struct StickyConfig {
     /// Whether the cookie carries `Secure`.
     pub secure: bool,
 }
+
+/// A pool's admission control (`[pools.admission]`): per-backend limits and a queue in front
+/// of them, as HAProxy's `maxconn` and `timeout queue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionConfig {
+    /// `max_in_flight` of every backend that does not set its own.
+    pub max_in_flight: Option<std::num::NonZeroU32>,
+    /// Requests that may wait for a place (0: a full pool sheds at once).
+    pub queue: u32,
+    /// How long a request may wait.
+    pub queue_timeout: std::time::Duration,
+    /// `Retry-After` seconds of a shed request's 503.
+    pub retry_after: u32,
+    /// A hashing or sticky request whose backend is full takes another one (counted) rather
+    /// than waiting for its own.
+    pub spill: bool,
+    /// Each backend's limit follows its latency (Gradient2), up to its `max_in_flight`.
+    pub adaptive: bool,
+}
+
+impl AdmissionConfig {
+    /// Queue size when the file says nothing.
+    pub const DEFAULT_QUEUE: u32 = 1000;
+    /// Queue timeout when the file says nothing (a common HAProxy `timeout queue`).
+    pub const DEFAULT_QUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+    /// `Retry-After` when the file says nothing: as for any other 503.
+    pub const DEFAULT_RETRY_AFTER: u32 = 2;
+    /// The ceiling of an adaptive limit for a backend without `max_in_flight`.
+    pub const ADAPTIVE_CEILING: u32 = 1000;
+}

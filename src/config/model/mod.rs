@@ -15,7 +15,7 @@ pub use access::{
     OnStoreError, RateLimitConfig,
 };
 pub use client::{IpRule, ProxyProtocol};
-pub use hash::{HashConfig, HashKey, HashLayout, StickyConfig};
+pub use hash::{AdmissionConfig, HashConfig, HashKey, HashLayout, StickyConfig};
 use http::uri::Authority;
 pub use route::{
     Compression, Cors, Encoding, HeaderMatch, HeaderRules, HostPattern, HostRewrite, PathMatch,
@@ -372,6 +372,8 @@ pub struct PoolConfig {
     pub latency_decay: Duration,
     /// Session affinity by cookie, if any.
     pub sticky: Option<StickyConfig>,
+    /// Per-backend limits and a queue, if any.
+    pub admission: Option<AdmissionConfig>,
     /// The file's backends: at least one, unless the pool has discovery.
     pub backends: Vec<BackendConfig>,
     /// Further attempts on other backends after a retryable failure.
@@ -563,7 +565,7 @@ pub struct BackendConfig {
     /// Relative share of traffic, 1 to `MAX_WEIGHT`.
     pub weight: NonZeroU32,
     /// Requests in flight at once before the backend stops being picked (a circuit breaker).
-    pub max_requests: Option<NonZeroU32>,
+    pub max_in_flight: Option<NonZeroU32>,
     /// Connections open to the backend at once; a request finding none free waits for one.
     pub max_connections: Option<NonZeroU32>,
 }
