@@ -19,8 +19,9 @@
 #   token from a key file and copies its `sub` as a header (the same token on every request,
 #   as a client sends it). `switchyard-hash` balances by consistent hashing of the client's
 #   address (one key, so one backend while the 125 % load bound allows); `switchyard-latency`
-#   balances by least latency. `switchyard-sticky` has sticky sessions, wrk sending one
-#   session's cookie; `switchyard-cookie` is `switchyard` sent the same cookie.
+#   balances by least latency; `switchyard-admission` has a pool queue its limits never
+#   fill. `switchyard-sticky` has sticky sessions, wrk sending one session's cookie;
+#   `switchyard-cookie` is `switchyard` sent the same cookie.
 # - `nginx-gzip`, `switchyard-gzip` and `switchyard-zstd` (no access log) fetch a 10 KB JSON
 #   document compressed (zlib level 6 for both gzips, zstd level 3).
 # - `nginx-https` and `switchyard-https` (access log on) are the same over HTTPS keep-alive with
@@ -35,7 +36,7 @@ cd "$(dirname "$0")/.."
 source benches/lib.sh
 
 DURATION=${DURATION:-8}
-PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog switchyard-policies switchyard-ratelimit switchyard-jwt switchyard-hash switchyard-latency switchyard-cookie switchyard-sticky nginx-https switchyard-https nginx-gzip switchyard-gzip switchyard-zstd}
+PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog switchyard-policies switchyard-ratelimit switchyard-jwt switchyard-hash switchyard-latency switchyard-admission switchyard-cookie switchyard-sticky nginx-https switchyard-https nginx-gzip switchyard-gzip switchyard-zstd}
 PORT=18392
 TLS_PORT=18393
 
@@ -78,6 +79,10 @@ burst = 1000000' \
 POOL_EXTRA='algorithm = "hash"
 hash = { balance_factor = 125 }' \
   switchyard_config $PORT "path = \"$work/switchyard-hash.log\"" 18381 18382 >"$work/switchyard-hash.toml"
+# A pool with admission control whose limit is never reached (what a request pays for the
+# queue being there: a check at the pick and one at the request's end).
+POOL_EXTRA='admission = { max_in_flight = 1000 }' \
+  switchyard_config $PORT "path = \"$work/switchyard-admission.log\"" 18381 18382 >"$work/switchyard-admission.toml"
 # A least-latency pool (the clock read at each pick and response, an estimate updated).
 POOL_EXTRA='algorithm = "least_latency"' \
   switchyard_config $PORT "path = \"$work/switchyard-latency.log\"" 18381 18382 >"$work/switchyard-latency.toml"
@@ -158,6 +163,7 @@ for name in $PROXIES; do
     switchyard-policies) measure switchyard-policies $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-policies.toml" --log-level warn ;;
     switchyard-ratelimit) measure switchyard-ratelimit $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-ratelimit.toml" --log-level warn ;;
     switchyard-hash) measure switchyard-hash $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-hash.toml" --log-level warn ;;
+    switchyard-admission) measure switchyard-admission $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-admission.toml" --log-level warn ;;
     switchyard-latency) measure switchyard-latency $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-latency.toml" --log-level warn ;;
     switchyard-cookie) measure switchyard-cookie $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
     switchyard-sticky) measure switchyard-sticky $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-sticky.toml" --log-level warn ;;
