@@ -38,6 +38,11 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot) -> String {
                         .set(estimate / 1e9);
                 }
             }
+            if let Some(limit) = backend.in_flight_limit() {
+                metrics
+                    .gauge(metrics::BACKEND_IN_FLIGHT_LIMIT, &labels)
+                    .set(f64::from(limit));
+            }
             let up = pool.is_eligible(i);
             metrics
                 .gauge(metrics::BACKEND_UP, &labels)

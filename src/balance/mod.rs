@@ -2,6 +2,7 @@
 //! given. Pure: no IO, no clock, no allocation per pick. Eligibility is decided elsewhere; the
 //! caller passes a `selectable` test, and the balancer only skips candidates failing it.
 
+mod gradient;
 mod hashing;
 mod least_conn;
 mod least_latency;
@@ -10,6 +11,7 @@ mod ring;
 pub mod slow_start;
 mod wrr;
 
+pub use gradient::Gradient;
 pub use hashing::HashTable;
 pub use least_conn::{LeastConnections, lighter};
 pub use least_latency::{Latency, LeastLatency, PENALTY_CAP_NANOS, median_estimate};

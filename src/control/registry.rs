@@ -169,6 +169,11 @@ impl PoolRuntime {
         if self.config.admission == config.admission {
             // Its waiters stay where the requests that end will wake them.
             self.policy.admission = admission;
+        } else {
+            // Adaptive limits start over, or give way to the configured ones.
+            for backend in &self.backends {
+                backend.state.update_limits(&backend.config);
+            }
         }
         self.config = config.clone();
     }

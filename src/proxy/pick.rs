@@ -5,7 +5,7 @@
 use super::exchange::Exchange;
 use crate::config::{HashConfig, HashKey};
 use crate::error::ProxyError;
-use crate::route::access::jwt::cookie;
+use crate::route::access::jwt::cookie_bytes;
 use crate::route::access::limit::ip_key;
 use crate::snapshot::Pool;
 use crate::upstream::BackendState;
@@ -96,7 +96,8 @@ enum Choice {
 
 /// The pool's choice for the request; with `queue`, a full backend is waited for rather than
 /// passed over: a keyed request's own unless the queue spills, any other one's when all are.
-#[inline]
+/// Always inlined: `pick` passes no queue, and the checks for one fold away.
+#[inline(always)]
 fn choose<B>(
     pool: &Pool,
     queue: Option<&Admission>,
@@ -170,7 +171,7 @@ fn bound<'p, B>(
 ) -> Result<Option<(usize, &'p Arc<BackendState>)>, Arc<BackendState>> {
     let now = exchange.unix_seconds();
     let (mut start, mut moved) = (now, false);
-    if let Some(value) = cookie(req.headers(), &sticky.config.cookie) {
+    if let Some(value) = cookie_bytes(req.headers(), &sticky.config.cookie) {
         match sticky.read(value, now) {
             Binding::Bound {
                 backend,
@@ -225,7 +226,7 @@ fn key<B>(hash: &HashConfig, req: &Request<B>, exchange: &Exchange) -> Option<u6
             Some(xxh3_64(&network.to_be_bytes()))
         }
         HashKey::Header(name) => Some(xxh3_64(req.headers().get(name)?.as_bytes())),
-        HashKey::Cookie(name) => Some(xxh3_64(cookie(req.headers(), name)?.as_bytes())),
+        HashKey::Cookie(name) => Some(xxh3_64(cookie_bytes(req.headers(), name)?)),
         HashKey::Query(name) => {
             let query = req.uri().query()?;
             let value = query.split('&').find_map(|pair| {

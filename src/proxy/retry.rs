@@ -214,6 +214,9 @@ impl Attempt<'_> {
                 if policy.algorithm == Algorithm::LeastLatency {
                     learn(backend, &response, self.took, policy.latency_decay);
                 }
+                if policy.admission.as_ref().is_some_and(|a| a.adaptive) {
+                    backend.adapt(nanos(self.took));
+                }
                 self.proxy
                     .report(backend.record_response(status, policy.outlier.consecutive_5xx));
                 let upgrade = (status == StatusCode::SWITCHING_PROTOCOLS)

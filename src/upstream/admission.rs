@@ -48,6 +48,8 @@ pub struct Admission {
     pub retry_after: u32,
     /// A hashing or sticky request whose backend is full takes another rather than waiting.
     pub spill: bool,
+    /// Each backend's limit follows its latency.
+    pub adaptive: bool,
     /// `switchyard_admission_shed_total` by `Shed` reason.
     pub shed: [Counter; 2],
     /// `switchyard_admission_queued_total`.
@@ -71,6 +73,7 @@ impl Admission {
             timeout: settings.queue_timeout,
             retry_after: settings.retry_after,
             spill: settings.spill,
+            adaptive: settings.adaptive,
             shed: Shed::ALL.map(|reason| {
                 metrics.counter(
                     metrics::ADMISSION_SHED,

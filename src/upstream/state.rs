@@ -10,8 +10,8 @@ use super::connect_log::ConnectFailureLog;
 use super::pool::ConnectionPool;
 use super::status::BackendStatus;
 use crate::balance::slow_start::SCALE;
-use crate::balance::{Candidate, Latency};
-use crate::config::BackendConfig;
+use crate::balance::{Candidate, Gradient, Latency};
+use crate::config::{AdmissionConfig, BackendConfig};
 use crate::error::Failure;
 use crate::events::State;
 use crate::metrics::BackendMetrics;
@@ -88,8 +88,13 @@ pub struct BackendState {
     pub serial: u64,
     /// Where requests are sent (`host:port`).
     pub authority: Authority,
-    /// Circuit breaker: at this many requests in flight the backend is skipped.
+    /// At this many requests in flight the backend is skipped: the configured limit, or an
+    /// adaptive pool's current one.
     max_in_flight: AtomicU32,
+    /// The configured limit (`u32::MAX`: none).
+    configured_limit: AtomicU32,
+    /// An adaptive pool's limit for it.
+    gradient: Gradient,
     in_flight: AtomicU32,
     exclusions: AtomicU8,
     /// Balancer weight in `1 / slow_start::SCALE` units; lower than configured while ramping.
@@ -128,6 +133,8 @@ impl BackendState {
             serial: SERIALS.fetch_add(1, Ordering::Relaxed),
             authority: config.address.clone(),
             max_in_flight: AtomicU32::new(max_in_flight(config)),
+            configured_limit: AtomicU32::new(max_in_flight(config)),
+            gradient: Gradient::default(),
             in_flight: AtomicU32::new(0),
             exclusions: AtomicU8::new(if healthy {
                 0
@@ -170,6 +177,23 @@ impl BackendState {
         let mut guard = self.begin_request();
         guard.admission = Some(Arc::clone(admission));
         guard
+    }
+
+    /// Its `max_in_flight` in force, if it has one.
+    pub fn in_flight_limit(&self) -> Option<u32> {
+        Some(self.max_in_flight.load(Ordering::Relaxed)).filter(|&limit| limit != u32::MAX)
+    }
+
+    /// An adaptive pool's sample: a response that took `nanos` sets the limit anew, up to the
+    /// configured one (`AdmissionConfig::ADAPTIVE_CEILING` without one).
+    pub fn adapt(&self, nanos: u64) {
+        // Relaxed: see `in_flight`.
+        let ceiling = match self.configured_limit.load(Ordering::Relaxed) {
+            u32::MAX => AdmissionConfig::ADAPTIVE_CEILING,
+            configured => configured,
+        };
+        let limit = self.gradient.sample(nanos, self.in_flight(), ceiling);
+        self.max_in_flight.store(limit, Ordering::Relaxed);
     }
 
     /// Whether it is at its `max_in_flight`: open, but taking no new request.
@@ -219,10 +243,13 @@ impl BackendState {
         until != 0 && millis_now() < until
     }
 
-    /// Applies a reloaded config of the same backend. Control plane only.
+    /// Applies a reloaded config of the same backend (or its pool's new admission settings):
+    /// the configured limit again, an adaptive one starting over. Control plane only.
     pub fn update_limits(&self, config: &BackendConfig) {
-        self.max_in_flight
-            .store(max_in_flight(config), Ordering::Relaxed);
+        let limit = max_in_flight(config);
+        self.max_in_flight.store(limit, Ordering::Relaxed);
+        self.configured_limit.store(limit, Ordering::Relaxed);
+        self.gradient.reset();
         self.connections
             .set_max_connections(config.max_connections.map(|m| m.get()));
     }

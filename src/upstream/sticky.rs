@@ -33,7 +33,7 @@ pub struct Sticky {
     pub results: [Counter; 4],
     /// Cookie values whose signature verified, and what they say: a session's later requests
     /// cost a lookup, not an HMAC (a value is only ever found by being sent exactly).
-    verified: papaya::HashMap<Box<str>, Token, foldhash::fast::RandomState>,
+    verified: papaya::HashMap<Box<[u8]>, Token, foldhash::fast::RandomState>,
 }
 
 /// What a verified cookie says.
@@ -98,7 +98,11 @@ impl Sticky {
     }
 
     /// Reads a cookie's value at `now` (Unix seconds).
-    pub fn read(&self, value: &str, now: u64) -> Binding {
+    pub fn read(&self, value: impl AsRef<[u8]>, now: u64) -> Binding {
+        self.read_bytes(value.as_ref(), now)
+    }
+
+    fn read_bytes(&self, value: &[u8], now: u64) -> Binding {
         let verified = self.verified.pin();
         let token = match verified.get(value) {
             Some(token) => token.clone(),
@@ -132,8 +136,8 @@ impl Sticky {
     }
 
     /// The token a cookie's value carries, if its signature is one of ours.
-    fn verify(&self, value: &str) -> Option<Token> {
-        let (signed, tag) = value.rsplit_once('.')?;
+    fn verify(&self, value: &[u8]) -> Option<Token> {
+        let (signed, tag) = std::str::from_utf8(value).ok()?.rsplit_once('.')?;
         let mut parts = signed.split('.');
         let (id, name, start, seen) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() {

@@ -277,3 +277,52 @@ async fn a_keyed_request_waits_for_its_own_full_backend_unless_the_queue_spills(
         assert_eq!(second.upstream(), if spill { "b" } else { "a" });
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adaptive_limit_follows_responses_and_a_changed_admission_restores_the_configured_one() {
+    let upstream = Upstream::start("a").await;
+    let version = |adaptive: bool| {
+        ConfigBuilder::single_pool(&[("a", upstream.addr, 1)])
+            .set("reload.watch", false)
+            .with_pool(|pool| {
+                pool.set("admission.max_in_flight", 64)
+                    .set("admission.adaptive", adaptive)
+            })
+            .toml()
+    };
+    let path = temp_config(&version(true));
+    let proxy = TestProxy::start_file(&path).await;
+    let labels = [("pool", "pool"), ("backend", "a")];
+    let limit = || sample(&proxy, "switchyard_backend_in_flight_limit", &labels);
+    // Before any response, the configured limit; from the first, Gradient2's start.
+    assert_eq!(limit().await, Some(64.0));
+    assert_eq!(get(&client(), &proxy.url("/"), None).await.status, 200);
+    assert_eq!(limit().await, Some(20.0));
+    std::fs::write(&path, version(false)).unwrap();
+    assert_eq!(proxy.admin("POST", "/api/reload", None, None).await.0, 200);
+    assert_eq!(limit().await, Some(64.0));
+}
+
+#[test]
+fn a_queue_without_a_limit_to_wait_for_is_a_config_error() {
+    let text = "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\
+                [[routes]]\nname = \"r\"\npool = \"p\"\n\
+                [[pools]]\nname = \"p\"\n[pools.admission]\nqueue = 10\n\
+                [[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:9000\"\n";
+    let err = switchyard::config::parse(text, "x.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("9:1")
+            && err.contains(
+                "pools[0].admission: no backend has max_in_flight, so nothing would ever wait"
+            ),
+        "{err}"
+    );
+    // The backend's own limit, or the pool's for every backend, makes it valid.
+    let own = text.replace("9000\"", "9000\"\nmax_requests = 4");
+    assert!(switchyard::config::parse(&own, "x.toml").is_ok());
+    let pool = text.replace("queue = 10", "queue = 10\nmax_in_flight = 4");
+    let config = switchyard::config::parse(&pool, "x.toml").unwrap();
+    assert_eq!(config.pools[0].backends[0].max_in_flight.unwrap().get(), 4);
+}

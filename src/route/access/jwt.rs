@@ -216,16 +216,28 @@ impl JwtGate {
     }
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers. Byte by byte, the pairs
-/// never split into strings: sticky pools read a cookie on every request.
+/// The value of cookie `name` in the request's `Cookie` headers, if it is text.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    std::str::from_utf8(cookie_bytes(headers, name)?).ok()
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers, as sent. The pairs are
+/// found by `memchr` and never split into strings: sticky pools read a cookie on every
+/// request.
+pub fn cookie_bytes<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
     let name = name.as_bytes();
     for value in headers.get_all(header::COOKIE) {
-        for pair in value.as_bytes().split(|&b| b == b';') {
-            let pair = pair.trim_ascii();
+        let mut rest = value.as_bytes();
+        loop {
+            let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+            let pair = rest[..end].trim_ascii_start();
             if let Some([b'=', value @ ..]) = pair.strip_prefix(name) {
-                return std::str::from_utf8(value).ok();
+                return Some(value.trim_ascii_end());
             }
+            let Some(next) = rest.get(end + 1..) else {
+                break;
+            };
+            rest = next;
         }
     }
     None
