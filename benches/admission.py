@@ -15,6 +15,8 @@ import sys
 import tempfile
 import time
 
+from loopback import wait_port
+
 BACKEND_PORT = 18541
 PROXY_PORT = 18540
 RATE = 600
@@ -59,18 +61,6 @@ async def offer(results):
             n += 1
         await asyncio.sleep(0.002)
     await asyncio.gather(*tasks)
-
-
-def wait_port(port):
-    import socket
-
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"port {port} never opened")
 
 
 def switchyard(work, binary, admission):

@@ -14,6 +14,8 @@ import sys
 import tempfile
 import time
 
+from loopback import wait_port
+
 PORTS = [18521, 18522, 18523, 18524]
 DELAYS = [0.005, 0.005, 0.005, 0.050]
 PROXY_PORT = 18530
@@ -55,18 +57,6 @@ async def client(samples, stop_at, record_from):
         if start >= record_from:
             samples.append((time.monotonic() - start, headers.get("x-upstream")))
     writer.close()
-
-
-def wait_port(port):
-    import socket
-
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"port {port} never opened")
 
 
 def switchyard(work, binary, algorithm):

@@ -16,8 +16,9 @@ fn bench(c: &mut Criterion) {
         path: "/".into(),
         domain: None,
         secure: true,
+        fleet_secret: false,
     };
-    let sticky = Sticky::new(&config, "pool", &Metrics::new());
+    let sticky = Sticky::new(&config, "pool", &Metrics::new(), &Default::default());
     let now = 1_800_000_000;
     let cookie = sticky.cookie("web-backend-17", now - 60, now - 5).unwrap();
     let text = cookie.to_str().unwrap();

@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod fleet;
 pub mod fleet_limits;
+pub mod fleet_sticky;
 pub mod gateway;
 pub mod health;
 pub mod keeper;

@@ -209,9 +209,13 @@ impl Pool {
             .any(|b| b.exclusions() & self.mask == 0 && b.full())
     }
 
-    /// Whether some backend could take a request now.
-    pub fn has_room(&self) -> bool {
-        self.eligible.iter().any(|b| b.accepts(self.mask))
+    /// How many more requests the backends in service could take now (capped at
+    /// `u32::MAX`).
+    pub fn room(&self) -> u32 {
+        self.eligible
+            .iter()
+            .filter(|b| b.exclusions() & self.mask == 0)
+            .fold(0u32, |room, b| room.saturating_add(b.room()))
     }
 
     /// The backend a keyed request belongs to, full or not (`accepts` less the limit), with

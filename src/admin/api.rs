@@ -95,6 +95,24 @@ async fn api(
             let change = BackendChange::Weight(weight_from(read_json(req).await?)?);
             change_backend(state, pool, backend, change).await
         }
+        ["sticky", "rotate"] => {
+            allow(&req, &[Method::POST])?;
+            let reply = |reply| Command::RotateStickyKey { reply };
+            let asked = state.control.ask(reply).await.ok_or_else(shutting_down)?;
+            Ok(if asked {
+                json_reply(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({ "rotation": "requested" }),
+                )
+            } else {
+                json_reply(
+                    StatusCode::CONFLICT,
+                    &serde_json::json!({
+                        "error": "not in a fleet: a pool's own sticky secret rotates with previous_secret_file and a reload"
+                    }),
+                )
+            })
+        }
         ["reload"] if req.method() == Method::GET => {
             let running = state.running.load();
             Ok(match &running.last_reload {

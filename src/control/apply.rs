@@ -31,7 +31,8 @@ impl Control {
         let mut pools = Pools::default();
         for pool_config in &config.pools {
             let Some(mut runtime) = old.remove(&pool_config.name) else {
-                let runtime = PoolRuntime::new(pool_config, &config, &self.metrics);
+                let runtime =
+                    PoolRuntime::new(pool_config, &config, &self.metrics, &self.sticky_keys);
                 needs_prober.extend(runtime.backends.iter().map(|b| runtime.key(b.state.serial)));
                 rediscover.push(Arc::clone(&runtime.name));
                 pools.insert(runtime);
@@ -56,7 +57,7 @@ impl Control {
             if probes_changed {
                 resumed_prober.extend(keys(&taken.kept));
             }
-            runtime.update_config(pool_config, &config, &self.metrics);
+            runtime.update_config(pool_config, &config, &self.metrics, &self.sticky_keys);
             if pool_config.health_check.is_none() {
                 for backend in &mut runtime.backends {
                     // Nothing would ever bring an unhealthy backend back without probes.

@@ -53,6 +53,12 @@ pub enum Command {
         /// What changed.
         reply: oneshot::Sender<ReloadSummary>,
     },
+    /// Give the fleet's sticky cookies a new key (the current one stays accepted); answers
+    /// whether this replica is in a fleet.
+    RotateStickyKey {
+        /// The answer.
+        reply: oneshot::Sender<bool>,
+    },
     /// Announce a reload that was rejected before it reached the control plane.
     Rejected {
         /// Every problem, as reported.

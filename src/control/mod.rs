@@ -42,6 +42,7 @@ use crate::metrics::Metrics;
 use crate::route::Router;
 use crate::route::access::Shelf;
 use crate::snapshot::{CertificateExpiry, Snapshot};
+use crate::upstream::sticky_keys::FleetKeys;
 use crate::upstream::{BackendKey, OutlierReport, State};
 use arc_swap::ArcSwap;
 use publish::Publisher;
@@ -78,6 +79,8 @@ pub struct Control {
     metrics: Metrics,
     /// Access policies' state that outlives a config.
     shelf: Arc<Shelf>,
+    /// The fleet's sticky-cookie keys, for pools whose secret is the fleet's.
+    sticky_keys: Arc<FleetKeys>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -90,10 +93,11 @@ impl Control {
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) -> (Self, ControlHandle) {
+        let sticky_keys = Arc::new(FleetKeys::default());
         let pools: Pools = config
             .pools
             .iter()
-            .map(|p| PoolRuntime::new(p, config, metrics))
+            .map(|p| PoolRuntime::new(p, config, metrics, &sticky_keys))
             .collect();
         let (wants, wanted) = mpsc::unbounded_channel();
         let shelf = Arc::new(Shelf::new(wants));
@@ -106,6 +110,7 @@ impl Control {
         );
         if let Some(fleet) = &config.fleet {
             crate::fleet_limits::spawn(fleet, Arc::clone(&shelf), wanted, &tasks, shutdown.clone());
+            crate::fleet_sticky::spawn(fleet, Arc::clone(&sticky_keys), &tasks, shutdown.clone());
         }
         let certificates = CertificateExpiry::of(config);
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot {
@@ -168,6 +173,7 @@ impl Control {
             publisher: Publisher::new(Arc::clone(&handle.snapshot), Arc::clone(&handle.events)),
             metrics: metrics.clone(),
             shelf,
+            sticky_keys,
             tasks,
             shutdown,
         };
@@ -270,6 +276,14 @@ impl Control {
                     changes: Some(summary.clone()),
                 });
                 respond(reply, summary);
+            }
+            Command::RotateStickyKey { reply } => {
+                // Only the fleet's key rotates here; files rotate with previous_secret_file.
+                let fleet = self.config.fleet.is_some();
+                if fleet {
+                    self.sticky_keys.request_rotation();
+                }
+                respond(reply, fleet);
             }
             Command::Rejected { problems } => self.publisher.emit(Event::Reload {
                 result: ReloadResult::Rejected,

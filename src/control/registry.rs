@@ -8,6 +8,7 @@ use crate::health::ProbeRecord;
 use crate::metrics::{self, BackendMetrics, Metrics, PoolTraffic};
 use crate::snapshot::{Pool, PoolPolicy};
 use crate::upstream::pool::Upstream;
+use crate::upstream::sticky_keys::FleetKeys;
 use crate::upstream::{BackendKey, BackendState, Failure, RetryBudget, State};
 use ::metrics::Counter;
 use arc_swap::ArcSwapOption;
@@ -137,7 +138,12 @@ pub(super) struct PoolRuntime {
 }
 
 impl PoolRuntime {
-    pub fn new(config: &PoolConfig, all: &Config, metrics: &Metrics) -> Self {
+    pub fn new(
+        config: &PoolConfig,
+        all: &Config,
+        metrics: &Metrics,
+        sticky_keys: &Arc<FleetKeys>,
+    ) -> Self {
         let name: Arc<str> = config.name.as_str().into();
         let healthy = starts_healthy(config);
         let backends: Vec<BackendRuntime> = config
@@ -148,7 +154,7 @@ impl PoolRuntime {
         let traffic = traffic(config, &backends, all, metrics);
         Self {
             backends,
-            policy: policy(config, None, None, traffic, metrics),
+            policy: policy(config, None, None, traffic, metrics, sticky_keys),
             config: config.clone(),
             name,
             discovered: Vec::new(),
@@ -158,14 +164,20 @@ impl PoolRuntime {
 
     /// Takes a reloaded config of the same pool (its backends already reconciled); the retry
     /// budget carries over when unchanged.
-    pub fn update_config(&mut self, config: &PoolConfig, all: &Config, metrics: &Metrics) {
+    pub fn update_config(
+        &mut self,
+        config: &PoolConfig,
+        all: &Config,
+        metrics: &Metrics,
+        sticky_keys: &Arc<FleetKeys>,
+    ) {
         let budget = (self.config.retry_budget == config.retry_budget)
             .then(|| Arc::clone(&self.policy.retry_budget));
         let upstream =
             (self.config.upstream == config.upstream).then(|| Arc::clone(&self.policy.upstream));
         let traffic = traffic(config, &self.backends, all, metrics);
         let admission = self.policy.admission.take();
-        self.policy = policy(config, budget, upstream, traffic, metrics);
+        self.policy = policy(config, budget, upstream, traffic, metrics, sticky_keys);
         if self.config.admission == config.admission {
             // Its waiters stay where the requests that end will wake them.
             self.policy.admission = admission;
@@ -336,6 +348,7 @@ fn policy(
     upstream: Option<Arc<Upstream>>,
     traffic: Arc<PoolTraffic>,
     metrics: &Metrics,
+    sticky_keys: &Arc<FleetKeys>,
 ) -> PoolPolicy {
     PoolPolicy {
         upstream: upstream.unwrap_or_else(|| Arc::new(Upstream::new(config.upstream.clone()))),
@@ -348,6 +361,7 @@ fn policy(
                 sticky,
                 &config.name,
                 metrics,
+                sticky_keys,
             ))
         }),
         admission: config.admission.as_ref().map(|settings| {

@@ -8,9 +8,9 @@ use crate::error::ProxyError;
 use crate::route::access::jwt::cookie_bytes;
 use crate::route::access::limit::ip_key;
 use crate::snapshot::Pool;
-use crate::upstream::BackendState;
 use crate::upstream::admission::{Admission, Shed};
 use crate::upstream::sticky::{self, Binding, Sticky};
+use crate::upstream::{BackendState, Exclusion};
 use http::Request;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -57,11 +57,13 @@ pub async fn admit<B>(
             .enqueue()
             .map_err(|reason| shed(pool, admission, reason, began))?;
         // A place that freed before the queueing woke nobody: the longest waiter takes it.
+        // Places already promised to woken requests are not promised again, or the extra
+        // waiters woken would lose the race and queue anew at the back.
         let room = match &wants {
-            None => pool.has_room(),
-            Some(backend) => !backend.full(),
+            None => pool.room(),
+            Some(backend) => backend.room(),
         };
-        if room {
+        if room > admission.promised() {
             admission.wake_one();
         }
         if tokio::time::timeout_at(deadline, &mut ticket)
@@ -181,6 +183,10 @@ fn bound<'p, B>(
             } => {
                 if let Some(found) = pool.bound(&backend) {
                     sticky.results[sticky::PINNED].increment(1);
+                    if found.1.is(Exclusion::Draining) {
+                        // Its drain completes once its sessions have stopped coming.
+                        found.1.session_seen(sticky.quiet_ms);
+                    }
                     if sticky.refresh(seen, current, now) {
                         exchange.set_cookie = sticky.cookie(&backend, began, now);
                     }

@@ -40,6 +40,8 @@ pub struct Admission {
     /// Requests queued or woken that have not picked yet: while there are any, a new request
     /// queues behind them instead of taking a place that frees.
     waiting: AtomicU32,
+    /// Requests woken that have not picked yet: places already promised.
+    woken: AtomicU32,
     /// How many may wait.
     limit: u32,
     /// How long one may wait.
@@ -69,6 +71,7 @@ impl Admission {
         Self {
             queue: ArrayQueue::new(settings.queue.max(1) as usize * 2),
             waiting: AtomicU32::new(0),
+            woken: AtomicU32::new(0),
             limit: settings.queue,
             timeout: settings.queue_timeout,
             retry_after: settings.retry_after,
@@ -92,6 +95,13 @@ impl Admission {
         // Relaxed: a hint; a request that misses a waiter by an instant takes a free place,
         // which the waiter would have had to race it for anyway.
         self.waiting.load(Ordering::Relaxed) != 0
+    }
+
+    /// How many woken requests have yet to pick: a place that freed is theirs.
+    pub fn promised(&self) -> u32 {
+        // Relaxed: a hint for whether to wake another; a wrong guess costs a wasted wake-up
+        // or a wait for the next request to end.
+        self.woken.load(Ordering::Relaxed)
     }
 
     /// A place in the queue, or `QueueFull`.
@@ -140,6 +150,7 @@ impl Admission {
                 .compare_exchange(WAITING, WOKEN, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
+                self.woken.fetch_add(1, Ordering::Relaxed);
                 waiter.waker.wake();
                 return;
             }
@@ -160,7 +171,9 @@ impl Ticket {
     /// The wake-up was used (to pick, whether or not a place was still there): it is not
     /// passed on.
     pub fn finish(self) {
-        self.waiter.state.store(GONE, Ordering::Release);
+        if self.waiter.state.swap(GONE, Ordering::AcqRel) == WOKEN {
+            self.admission.woken.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -187,6 +200,7 @@ impl Drop for Ticket {
         admission.waiting.fetch_sub(1, Ordering::Relaxed);
         admission.length.decrement(1.0);
         if self.waiter.state.swap(GONE, Ordering::AcqRel) == WOKEN {
+            admission.woken.fetch_sub(1, Ordering::Relaxed);
             admission.wake_one();
         }
     }
@@ -240,8 +254,14 @@ mod tests {
         assert!(ready(&mut second));
         // Woken but gone before picking (its client left): the third gets the wake-up.
         drop(second);
+        assert_eq!(
+            queue.promised(),
+            1,
+            "the wake-up passed on is still promised"
+        );
         assert!(ready(&mut third));
         third.finish();
+        assert_eq!(queue.promised(), 0);
         assert!(!queue.busy());
     }
 
@@ -251,8 +271,10 @@ mod tests {
         let mut first = queue.enqueue().unwrap();
         let mut second = queue.enqueue().unwrap();
         queue.wake_one();
+        assert_eq!(queue.promised(), 1);
         assert!(ready(&mut first));
         first.finish();
+        assert_eq!(queue.promised(), 0);
         assert!(!ready(&mut second));
     }
 

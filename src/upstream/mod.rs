@@ -9,6 +9,7 @@ mod retry_budget;
 mod state;
 mod status;
 pub mod sticky;
+pub mod sticky_keys;
 
 pub use crate::error::Failure;
 pub use crate::events::{State, timestamp};

@@ -104,6 +104,9 @@ pub struct BackendState {
     /// Until when (`millis_now` units) new requests avoid this backend after a refused
     /// connection; 0 when they need not.
     connect_backoff_until: AtomicU64,
+    /// While draining: until when (`millis_now` units) a sticky session that used it last
+    /// may still come back; its drain is not complete before. 0: none.
+    sessions_until: AtomicU64,
     /// How often this backend's connect failures are logged.
     pub connect_log: ConnectFailureLog,
     status: ArcSwap<BackendStatus>,
@@ -145,6 +148,7 @@ impl BackendState {
             consecutive_failures: AtomicU32::new(0),
             consecutive_5xx: AtomicU32::new(0),
             connect_backoff_until: AtomicU64::new(0),
+            sessions_until: AtomicU64::new(0),
             connect_log: ConnectFailureLog::default(),
             status: ArcSwap::from_pointee(BackendStatus::initial(!healthy)),
             cut: ArcSwap::from_pointee(CancellationToken::new()),
@@ -194,6 +198,28 @@ impl BackendState {
         };
         let limit = self.gradient.sample(nanos, self.in_flight(), ceiling);
         self.max_in_flight.store(limit, Ordering::Relaxed);
+    }
+
+    /// A sticky session bound to this draining backend used it: its drain waits `quiet_ms`
+    /// for the session's next request before it is complete.
+    pub fn session_seen(&self, quiet_ms: u64) {
+        // Relaxed: read by the control plane's periodic drain check only.
+        self.sessions_until
+            .store(millis_now().saturating_add(quiet_ms), Ordering::Relaxed);
+    }
+
+    /// Whether a sticky session may still come back to it (see `session_seen`).
+    fn sessions_held(&self) -> bool {
+        let until = self.sessions_until.load(Ordering::Relaxed);
+        until != 0 && millis_now() < until
+    }
+
+    /// How many more requests it may take before its `max_in_flight`.
+    pub fn room(&self) -> u32 {
+        // Relaxed: see `in_flight`.
+        self.max_in_flight
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.in_flight())
     }
 
     /// Whether it is at its `max_in_flight`: open, but taking no new request.
@@ -346,13 +372,14 @@ impl BackendState {
         self.flip(mark as u8, on);
     }
 
-    /// The state operators see, derived from the flags and the in-flight count alone: an
-    /// operator's drain first, then failed probes, a passive ejection, a ramp.
+    /// The state operators see, derived from the flags, the in-flight count and the sticky
+    /// sessions still using a draining backend: an operator's drain first, then failed probes,
+    /// a passive ejection, a ramp.
     pub fn state(&self) -> State {
         let flags = self.exclusions();
         let set = |bit: u8| flags & bit != 0;
         if set(Exclusion::Draining as u8) {
-            if self.in_flight() == 0 || set(Mark::DrainCut as u8) {
+            if set(Mark::DrainCut as u8) || (self.in_flight() == 0 && !self.sessions_held()) {
                 State::Drained
             } else {
                 State::Draining

@@ -7,6 +7,7 @@
 //! Token: `<key id>.<backend name, base64url>.<start>.<last use>.<tag>`, times in Unix seconds,
 //! the tag the first 16 bytes of HMAC-SHA256 over everything before it.
 
+use super::sticky_keys::{FleetKeys, Keys};
 use crate::config::StickyConfig;
 use crate::metrics::{self, Metrics};
 use ::metrics::Counter;
@@ -15,9 +16,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes of the HMAC kept in a token.
 const TAG: usize = 16;
+
+/// How long a draining backend waits for the next request of its sessions when they have no
+/// `max_idle`.
+pub const QUIET: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Cookies remembered as verified at most; past it the memory is emptied and starts again.
 const REMEMBERED: usize = 100_000;
@@ -27,13 +33,25 @@ const REMEMBERED: usize = 100_000;
 pub struct Sticky {
     /// As configured.
     pub config: StickyConfig,
-    /// (id, key): the current key first.
-    keys: Vec<(String, hmac::Key)>,
+    /// Where the keys come from.
+    keys: KeySource,
+    /// The fleet keys' generation the memory of verified cookies belongs to.
+    generation: AtomicU64,
+    /// How long a draining backend waits for a session's next request before its drain is
+    /// complete: `max_idle`, or `QUIET` without it (milliseconds).
+    pub quiet_ms: u64,
     /// `switchyard_sticky_sessions_total` by result: pinned, new, invalid, moved.
     pub results: [Counter; 4],
     /// Cookie values whose signature verified, and what they say: a session's later requests
     /// cost a lookup, not an HMAC (a value is only ever found by being sent exactly).
     verified: papaya::HashMap<Box<[u8]>, Token, foldhash::fast::RandomState>,
+}
+
+/// The pool's own keys, or the fleet's.
+#[derive(Debug)]
+enum KeySource {
+    Own(Keys),
+    Fleet(Arc<FleetKeys>),
 }
 
 /// What a verified cookie says.
@@ -73,20 +91,29 @@ pub const INVALID: usize = 2;
 pub const MOVED: usize = 3;
 
 impl Sticky {
-    /// Compiles `config` for pool `pool`.
-    pub fn new(config: &StickyConfig, pool: &str, metrics: &Metrics) -> Self {
-        let keys = config
-            .secrets
-            .iter()
-            .map(|secret| {
-                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret);
-                let id = URL_SAFE_NO_PAD.encode(&digest.as_ref()[..6]);
-                (id, hmac::Key::new(hmac::HMAC_SHA256, secret))
-            })
-            .collect();
+    /// Compiles `config` for pool `pool`; `fleet` holds the keys of a pool whose secret is
+    /// the fleet's.
+    pub fn new(
+        config: &StickyConfig,
+        pool: &str,
+        metrics: &Metrics,
+        fleet: &Arc<FleetKeys>,
+    ) -> Self {
+        let keys = if config.fleet_secret {
+            KeySource::Fleet(Arc::clone(fleet))
+        } else {
+            KeySource::Own(Keys::from_secrets(&config.secrets))
+        };
         Self {
             config: config.clone(),
             keys,
+            generation: AtomicU64::new(0),
+            quiet_ms: config
+                .max_idle
+                .unwrap_or(QUIET)
+                .as_millis()
+                .try_into()
+                .unwrap_or(u64::MAX),
             results: ["pinned", "new", "invalid", "moved"].map(|result| {
                 metrics.counter(
                     metrics::STICKY_SESSIONS,
@@ -104,6 +131,13 @@ impl Sticky {
 
     fn read_bytes(&self, value: &[u8], now: u64) -> Binding {
         let verified = self.verified.pin();
+        if let KeySource::Fleet(fleet) = &self.keys {
+            // The fleet's keys changed: what they verified may no longer be accepted.
+            let generation = fleet.generation();
+            if self.generation.swap(generation, Ordering::Relaxed) != generation {
+                verified.clear();
+            }
+        }
         let token = match verified.get(value) {
             Some(token) => token.clone(),
             None => {
@@ -143,8 +177,10 @@ impl Sticky {
         if parts.next().is_some() {
             return None;
         }
-        let position = self.keys.iter().position(|(key_id, _)| key_id == id)?;
-        let expected = hmac::sign(&self.keys[position].1, signed.as_bytes());
+        let (expected, current) = self.with_keys(|keys| {
+            let (key, current) = keys.find(id)?;
+            Some((hmac::sign(key, signed.as_bytes()), current))
+        })?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
         aws_lc_rs::constant_time::verify_slices_are_equal(&expected.as_ref()[..TAG], &tag).ok()?;
         let backend = String::from_utf8(URL_SAFE_NO_PAD.decode(name).ok()?).ok()?;
@@ -152,16 +188,19 @@ impl Sticky {
             backend: backend.into(),
             start: start.parse().ok()?,
             seen: seen.parse().ok()?,
-            current: position == 0,
+            current,
         })
     }
 
     /// The `Set-Cookie` binding a client to `backend`, the session begun at `start`, used at
     /// `now`.
     pub fn cookie(&self, backend: &str, start: u64, now: u64) -> Option<HeaderValue> {
-        let (id, key) = self.keys.first()?;
-        let signed = format!("{id}.{}.{start}.{now}", URL_SAFE_NO_PAD.encode(backend));
-        let tag = hmac::sign(key, signed.as_bytes());
+        let (signed, tag) = self.with_keys(|keys| {
+            let (id, key) = keys.current()?;
+            let signed = format!("{id}.{}.{start}.{now}", URL_SAFE_NO_PAD.encode(backend));
+            let tag = hmac::sign(key, signed.as_bytes());
+            Some((signed, tag))
+        })?;
         let config = &self.config;
         let mut cookie = format!(
             "{}={signed}.{}; Path={}; HttpOnly; SameSite=Lax",
@@ -183,6 +222,14 @@ impl Sticky {
             cookie += &format!("; Max-Age={left}");
         }
         HeaderValue::from_str(&cookie).ok()
+    }
+
+    /// Runs `f` on the keys in force.
+    fn with_keys<R>(&self, f: impl FnOnce(&Keys) -> R) -> R {
+        match &self.keys {
+            KeySource::Own(keys) => f(keys),
+            KeySource::Fleet(fleet) => f(&fleet.load()),
+        }
     }
 
     /// Whether a bound session's cookie should be sent again: signed by the previous key, or
@@ -210,8 +257,9 @@ mod tests {
             path: "/".into(),
             domain: None,
             secure: true,
+            fleet_secret: false,
         };
-        Sticky::new(&config, "pool", &Metrics::new())
+        Sticky::new(&config, "pool", &Metrics::new(), &Arc::default())
     }
 
     fn value(cookie: &HeaderValue) -> String {

@@ -127,6 +127,7 @@ const TIERS: &[(&str, u8)] = &[
     ("discovery", 4),
     ("fleet", 4),
     ("fleet_limits", 4),
+    ("fleet_sticky", 4),
     ("notify", 4),
     ("keeper", 4),
     ("control", 5),

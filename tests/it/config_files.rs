@@ -942,7 +942,12 @@ fn a_sticky_secret_must_be_there_and_long_enough() {
     assert_one(
         &with("cookie = \"a b\""),
         "11:1:",
-        "missing field `secret_file`",
+        "pools[0].sticky: needs secret_file, or fleet_secret = true",
+    );
+    assert_one(
+        &with("fleet_secret = true"),
+        "12:16:",
+        "pools[0].sticky.fleet_secret: the key is kept in the fleet's Redis: configure [fleet]",
     );
     let good = dir.join("good.key");
     std::fs::write(&good, "0123456789abcdef0123456789abcdef").unwrap();

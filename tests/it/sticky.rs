@@ -1,13 +1,15 @@
 //! Sticky sessions through the real proxy: the inserted cookie (its flags, its backend kept),
 //! forged cookies ignored and counted, a down backend's sessions moved, a draining backend
-//! keeping its sessions while taking no new ones, and two replicas with one secret honouring
-//! each other's cookies, also across a rotation.
+//! keeping its sessions while taking no new ones (drained once they stop coming, moved at its
+//! deadline), and replicas honouring each other's cookies, also across a rotation: with one
+//! secret file, or with the fleet's key in a real Redis.
 
 use crate::support::config::ConfigBuilder;
 use crate::support::*;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use switchyard::upstream::State;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-sticky";
 const NEXT_SECRET: &str = "fedcba9876543210fedcba9876543210-sticky";
@@ -175,4 +177,126 @@ async fn replicas_with_one_secret_honour_each_others_cookies_also_across_a_rotat
         let (_, fresh) = visit(&one, Some(&resigned)).await;
         assert!(fresh.is_some(), "unknown key: a new session");
     }
+}
+
+/// The key id a cookie (`name=value`) was signed with.
+fn key_id(cookie: &str) -> &str {
+    cookie.split_once('=').unwrap().1.split('.').next().unwrap()
+}
+
+/// A cookie of `from` that `to` honours: fresh ones until `to` has the key they are signed
+/// with (keys arrive from Redis in the background).
+async fn honoured(from: &TestProxy, to: &TestProxy) -> (String, String) {
+    poll_until(DEADLINE, "a cookie the other replica honours", || async {
+        let (backend, set) = visit(from, None).await;
+        let cookie = pair(&set?).to_owned();
+        let (answered, again) = visit(to, Some(&cookie)).await;
+        (answered == backend && again.is_none()).then_some((backend, cookie))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_in_a_fleet_share_the_key_kept_in_redis_and_a_rotation_keeps_old_cookies() {
+    let redis = crate::support::redis::RedisServer::start().await;
+    let u = three().await;
+    let replica = |name: &str, order: [&Upstream; 3]| {
+        let list: Vec<_> = order.iter().map(|u| (u.name, u.addr, 1)).collect();
+        ConfigBuilder::single_pool(&list)
+            .set("fleet.redis", redis.url())
+            .set("fleet.replica", name)
+            .with_pool(|pool| pool.set("sticky.fleet_secret", true))
+    };
+    let one = TestProxy::start_config(&replica("r1", [&u[0], &u[1], &u[2]])).await;
+    let other = TestProxy::start_config(&replica("r2", [&u[2], &u[0], &u[1]])).await;
+    let (backend, old) = honoured(&one, &other).await;
+    honoured(&other, &one).await;
+    let mut conn = redis.connection().await;
+    let stored: String = ::redis::AsyncCommands::get(&mut conn, "switchyard:fleet:sticky")
+        .await
+        .unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored["secrets"].as_array().unwrap().len(), 1);
+
+    // A rotation asked of one replica: new cookies on every replica carry the new key, and
+    // the old ones hold everywhere (re-signed as they are used).
+    let (status, _) = one.admin("POST", "/api/sticky/rotate", None, None).await;
+    assert_eq!(status, 202);
+    let (_, new) = poll_until(DEADLINE, "cookies signed with the new key", || async {
+        let (backend, set) = visit(&one, None).await;
+        let cookie = pair(&set?).to_owned();
+        (key_id(&cookie) != key_id(&old)).then_some((backend, cookie))
+    })
+    .await;
+    honoured(&one, &other).await;
+    for replica in [&one, &other] {
+        let (answered, resigned) = visit(replica, Some(&old)).await;
+        assert_eq!(answered, backend);
+        let resigned = pair(&resigned.expect("re-signed with the new key")).to_owned();
+        assert_eq!(key_id(&resigned), key_id(&new));
+    }
+    // Without a fleet, there is nothing to rotate.
+    let alone = sticky_proxy(&[&u[0]], &[SECRET]).await;
+    assert_eq!(
+        alone
+            .admin("POST", "/api/sticky/rotate", None, None)
+            .await
+            .0,
+        409
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_completes_once_its_sessions_stop_coming_or_at_its_deadline_which_moves_them() {
+    let u = three().await;
+    let list: Vec<_> = u.iter().map(|u| (u.name, u.addr, 1)).collect();
+    let config = ConfigBuilder::single_pool(&list).with_pool(|pool| {
+        pool.set("sticky.secret_file", secret_file(SECRET))
+            .set("sticky.max_idle", "3s")
+    });
+    let proxy = TestProxy::start_config(&config).await;
+    let state = |name: String| {
+        let proxy = &proxy;
+        async move { backend_view(proxy, "pool", &name).await.state }
+    };
+    let (bound, set) = visit(&proxy, None).await;
+    let cookie = pair(&set.unwrap()).to_owned();
+    let drain = format!("/api/pools/pool/backends/{bound}/drain");
+    assert_eq!(proxy.admin("POST", &drain, None, None).await.0, 200);
+    // Nothing in flight, but its session has just used it: still draining.
+    assert_eq!(visit(&proxy, Some(&cookie)).await.0, bound);
+    assert_eq!(state(bound.clone()).await, State::Draining);
+    // The session quiet for its max_idle: the drain is complete.
+    poll_until(DEADLINE, "drained", || async {
+        (state(bound.clone()).await == State::Drained).then_some(())
+    })
+    .await;
+
+    // Again with a deadline and a session that keeps coming (its cookie refreshed as it is
+    // used): bound until the deadline, then moved to another backend.
+    let undrain = format!("/api/pools/pool/backends/{bound}/undrain");
+    assert_eq!(proxy.admin("POST", &undrain, None, None).await.0, 200);
+    let (bound, set) = visit(&proxy, None).await;
+    let mut cookie = pair(&set.unwrap()).to_owned();
+    let drain = format!("/api/pools/pool/backends/{bound}/drain");
+    let body = r#"{"deadline": "2s"}"#;
+    assert_eq!(proxy.admin("POST", &drain, Some(body), None).await.0, 200);
+    let started = tokio::time::Instant::now();
+    let moved = loop {
+        assert!(started.elapsed() < DEADLINE, "the session never moved");
+        let (answered, set) = visit(&proxy, Some(&cookie)).await;
+        if answered != bound {
+            break set.expect("bound anew");
+        }
+        assert_eq!(state(bound.clone()).await, State::Draining);
+        if let Some(set) = set {
+            cookie = pair(&set).to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    assert_eq!(state(bound.clone()).await, State::Drained);
+    let moved = pair(&moved).to_owned();
+    let to = visit(&proxy, Some(&moved)).await.0;
+    assert_ne!(to, bound);
 }

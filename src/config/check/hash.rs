@@ -16,11 +16,38 @@ const MIN_SECRET: usize = 32;
 impl Checker {
     /// `[pools.sticky]`: the secrets read now (and again at each reload).
     pub(super) fn sticky(&mut self, pool: &PoolFile, field: &str) -> Option<StickyConfig> {
-        let file = pool.sticky.as_ref()?.get_ref();
+        let spanned = pool.sticky.as_ref()?;
+        let file = spanned.get_ref();
         let field = format!("{field}.sticky");
+        let fleet_secret = file.fleet_secret.as_ref().is_some_and(|f| *f.get_ref());
+        match (&file.secret_file, &file.fleet_secret) {
+            (Some(_), Some(fleet)) if *fleet.get_ref() => self.report(
+                fleet.span(),
+                format!("{field}: either secret_file or fleet_secret = true, not both"),
+            ),
+            (None, _) if !fleet_secret => self.report(
+                spanned.span(),
+                format!("{field}: needs secret_file, or fleet_secret = true (the key in the fleet's Redis)"),
+            ),
+            _ => {}
+        }
+        if let Some(fleet) = file.fleet_secret.as_ref().filter(|f| *f.get_ref()) {
+            self.fleet_rules.push((
+                fleet.span(),
+                format!(
+                    "{field}.fleet_secret: the key is kept in the fleet's Redis: configure [fleet]"
+                ),
+            ));
+            if let Some(previous) = &file.previous_secret_file {
+                self.report(
+                    previous.span(),
+                    format!("{field}.previous_secret_file: the fleet's key rotates through POST /api/sticky/rotate"),
+                );
+            }
+        }
         let mut secrets = Vec::new();
         for (name, path) in [
-            ("secret_file", Some(&file.secret_file)),
+            ("secret_file", file.secret_file.as_ref()),
             ("previous_secret_file", file.previous_secret_file.as_ref()),
         ] {
             let Some(path) = path else { continue };
@@ -61,19 +88,20 @@ impl Checker {
         };
         let max_life = optional(self, &file.max_life, "max_life");
         let max_idle = optional(self, &file.max_idle, "max_idle");
-        (secrets.len() == 1 + usize::from(file.previous_secret_file.is_some())).then(|| {
-            StickyConfig {
-                cookie: cookie.to_owned(),
-                secrets,
-                max_life,
-                max_idle,
-                path: file
-                    .path
-                    .as_ref()
-                    .map_or("/".to_owned(), |p| p.get_ref().clone()),
-                domain: file.domain.as_ref().map(|d| d.get_ref().clone()),
-                secure: file.secure.unwrap_or(true),
-            }
+        let expected = usize::from(file.secret_file.is_some())
+            + usize::from(file.previous_secret_file.is_some());
+        (secrets.len() == expected && (fleet_secret || expected > 0)).then(|| StickyConfig {
+            cookie: cookie.to_owned(),
+            secrets,
+            max_life,
+            max_idle,
+            path: file
+                .path
+                .as_ref()
+                .map_or("/".to_owned(), |p| p.get_ref().clone()),
+            domain: file.domain.as_ref().map(|d| d.get_ref().clone()),
+            secure: file.secure.unwrap_or(true),
+            fleet_secret,
         })
     }
 

@@ -111,7 +111,8 @@ pub(super) struct Checker {
     warnings: Vec<(usize, String)>,
     /// The config file's directory: relative paths in the file are relative to it.
     pub(super) base: std::path::PathBuf,
-    /// Where rate limits with `scope = "fleet"` are, which need `[fleet]`.
+    /// What needs `[fleet]` (rate limits with `scope = "fleet"`, fleet sticky secrets), and
+    /// the problem to report without it.
     pub(super) fleet_rules: Vec<(Range<usize>, String)>,
 }
 
@@ -178,8 +179,8 @@ impl Checker {
         let webhooks = self.webhooks(&file.notify.webhooks);
         let fleet = file.fleet.as_ref().and_then(|fleet| self.fleet(fleet));
         if file.fleet.is_none() {
-            for (span, field) in std::mem::take(&mut self.fleet_rules) {
-                self.report(span, format!("{field}: \"fleet\" shares the limit through the fleet's Redis: configure [fleet]"));
+            for (span, message) in std::mem::take(&mut self.fleet_rules) {
+                self.report(span, message);
             }
         }
         Config {

@@ -49,8 +49,10 @@ impl Checker {
                 let choices = [("local", LimitScope::Local), ("fleet", LimitScope::Fleet)];
                 let chosen = self.word(scope, &format!("{field}.scope"), &choices)?;
                 if chosen == LimitScope::Fleet {
-                    self.fleet_rules
-                        .push((scope.span(), format!("{field}.scope")));
+                    self.fleet_rules.push((
+                        scope.span(),
+                        format!("{field}.scope: \"fleet\" shares the limit through the fleet's Redis: configure [fleet]"),
+                    ));
                 }
                 chosen
             }

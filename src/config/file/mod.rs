@@ -436,8 +436,10 @@ pub enum AlgorithmFile {
 pub struct StickyFile {
     #[schemars(with = "Option<String>")]
     pub cookie: Option<Spanned<String>>,
-    #[schemars(with = "String")]
-    pub secret_file: Spanned<String>,
+    #[schemars(with = "Option<String>")]
+    pub secret_file: Option<Spanned<String>>,
+    #[schemars(with = "Option<bool>")]
+    pub fleet_secret: Option<Spanned<bool>>,
     #[schemars(with = "Option<String>")]
     pub previous_secret_file: Option<Spanned<String>>,
     #[schemars(with = "Option<String>")]

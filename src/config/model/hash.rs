@@ -68,6 +68,8 @@ pub struct StickyConfig {
     pub domain: Option<String>,
     /// Whether the cookie carries `Secure`.
     pub secure: bool,
+    /// The secrets are the fleet's, from Redis (`secrets` is then empty).
+    pub fleet_secret: bool,
 }
 
 /// A pool's admission control (`[pools.admission]`): per-backend limits and a queue in front
