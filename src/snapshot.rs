@@ -1,7 +1,7 @@
 //! The immutable view of routes and pools that the data plane reads, rebuilt and swapped whole
 //! by the control plane. Unchanged parts (the router, untouched pools) are shared by `Arc`.
 
-use crate::balance::{Balancer, median_estimate};
+use crate::balance::{Balancer, LeastLatency, median_estimate};
 use crate::config::{Algorithm, Config, HashConfig, Limits, OutlierConfig, Timeouts};
 use crate::metrics::PoolTraffic;
 use crate::route::Router;
@@ -141,8 +141,8 @@ impl Pool {
         let layout = policy.hash.as_ref().map(|h| h.layout).unwrap_or_default();
         let mut balancer = Balancer::new(policy.algorithm, layout, &names, &weights);
         if let Balancer::LeastLatency(picker) = &mut balancer {
-            picker.decay = u64::try_from(policy.latency_decay.as_nanos()).unwrap_or(u64::MAX);
-            picker.seed = median_estimate(&eligible, nanos_now(), picker.decay);
+            let decay = u64::try_from(policy.latency_decay.as_nanos()).unwrap_or(u64::MAX);
+            *picker = LeastLatency::new(decay, median_estimate(&eligible, nanos_now(), decay));
         }
         let hash_entries = balancer.table().map(|table| {
             let mut counts = vec![0u32; backends.len()];

@@ -317,4 +317,70 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Any pool, listed in any order, maps every entry to the same backend, each within
+        /// 1 % of its weight's share (or one entry).
+        #[test]
+        fn any_pool_in_any_order_maps_alike_within_one_percent_of_weights(
+            weights in proptest::collection::vec(1u32..=20, 2..12),
+            rotation in 0usize..12,
+        ) {
+            let names: Vec<String> = (0..weights.len()).map(|i| format!("backend-{i}")).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let k = rotation % names.len();
+            let (mut other_names, mut other_weights) = (names.clone(), weights.clone());
+            other_names.rotate_left(k);
+            other_weights.rotate_left(k);
+            other_names.reverse();
+            other_weights.reverse();
+            let one = HashTable::new(Layout::Maglev, &names, &weights);
+            let other = HashTable::new(Layout::Maglev, &other_names, &other_weights);
+            proptest::prop_assert_eq!(owners(&one, &names), owners(&other, &other_names));
+            let total: u32 = weights.iter().sum();
+            for (i, share) in shares(&one, weights.len()).into_iter().enumerate() {
+                let want = f64::from(weights[i]) / f64::from(total);
+                proptest::prop_assert!(
+                    (share - want).abs() <= 0.01 * want.max(0.01) + 1.0 / TABLE_SIZE as f64,
+                    "{:?}: backend {} has {:.4}, wants {:.4}", weights, i, share, want
+                );
+            }
+        }
+
+        /// Whatever the weights, keys and finishing order, no backend ever holds more than the
+        /// bound allows (`balance_factor` % of its weighted share of what is in flight, this
+        /// request included, rounded up).
+        #[test]
+        fn bounded_load_is_never_exceeded_whatever_the_traffic(
+            weights in proptest::collection::vec(1u32..=8, 2..8),
+            factor in 101u16..=300,
+            steps in proptest::collection::vec((0u64..6, proptest::bool::ANY), 1..400),
+        ) {
+            let c = fakes(&weights);
+            let names: Vec<String> = (0..weights.len()).map(|i| format!("b{i}")).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let maglev = HashTable::new(Layout::Maglev, &names, &weights);
+            let total_weight: u32 = weights.iter().sum();
+            for (key, finish) in steps {
+                if finish {
+                    // A request ends somewhere.
+                    if let Some(busy) = c.iter().find(|f| f.in_flight.get() > 0) {
+                        busy.in_flight.set(busy.in_flight.get() - 1);
+                    }
+                    continue;
+                }
+                let i = maglev
+                    .pick(key, NonZeroU16::new(factor), &c, open)
+                    .expect("always one within bound");
+                let total: u32 = c.iter().map(|f| f.in_flight.get()).sum();
+                let share = f64::from(total + 1) * f64::from(weights[i]) / f64::from(total_weight);
+                let bound = (f64::from(factor) / 100.0 * share).ceil() as u32;
+                let now = c[i].in_flight.get() + 1;
+                proptest::prop_assert!(now <= bound, "{:?}: {} in flight over {}", weights, now, bound);
+                c[i].in_flight.set(now);
+            }
+        }
+    }
 }

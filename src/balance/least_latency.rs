@@ -102,12 +102,29 @@ pub fn peak_ewma(before: f64, elapsed: u64, rtt: f64, decay: u64) -> f64 {
 #[derive(Debug)]
 pub struct LeastLatency {
     /// Nanoseconds over which an old estimate gives way.
-    pub decay: u64,
+    decay: u64,
+    /// `1 / decay`: a pick multiplies rather than divides.
+    per_decay: f64,
     /// The pool's median estimate when it was built (nanoseconds), for backends without one.
     pub seed: f64,
 }
 
 impl LeastLatency {
+    /// A picker whose estimates give way over `decay` nanoseconds, a backend without a sample
+    /// costing `seed`.
+    pub fn new(decay: u64, seed: f64) -> Self {
+        Self {
+            decay,
+            per_decay: 1.0 / decay.max(1) as f64,
+            seed,
+        }
+    }
+
+    /// Nanoseconds over which an old estimate gives way.
+    pub fn decay(&self) -> u64 {
+        self.decay
+    }
+
     /// The cheaper of two random selectable candidates at `now` (all of them in a small pool).
     pub fn pick<C: Candidate>(
         &self,
@@ -122,7 +139,9 @@ impl LeastLatency {
             let draw = fastrand::u64(..);
             let scaled = |bits: u64, range: usize| ((bits * range as u64) >> 32) as usize;
             let a = scaled(draw & 0xffff_ffff, n);
-            let b = (a + 1 + scaled(draw >> 32, n - 1)) % n;
+            // At most 2n - 2: one subtraction wraps it, where `%` would divide.
+            let b = a + 1 + scaled(draw >> 32, n - 1);
+            let b = if b >= n { b - n } else { b };
             match (selectable(&candidates[a]), selectable(&candidates[b])) {
                 (true, true) => return Some(self.cheaper(candidates, a, b, now)),
                 (true, false) => return Some(a),
@@ -151,9 +170,8 @@ impl LeastLatency {
     /// other, and otherwise the lower latency × load per unit of weight wins.
     fn cost<C: Candidate>(&self, candidate: &C, now: u64) -> (bool, f64, f64) {
         let latency = candidate.latency();
-        let per_decay = 1.0 / self.decay.max(1) as f64;
         let estimate = latency
-            .estimate_per(now, per_decay)
+            .estimate_per(now, self.per_decay)
             .unwrap_or(self.seed)
             .max(1.0);
         let load = f64::from(candidate.in_flight()) + 1.0;
@@ -218,10 +236,7 @@ mod tests {
             let rtt = if i == 2 { 50 * MS } else { 5 * MS };
             fake.latency.observe(rtt, now, DECAY);
         }
-        let picker = LeastLatency {
-            decay: DECAY,
-            seed: 5.0 * MS as f64,
-        };
+        let picker = LeastLatency::new(DECAY, 5.0 * MS as f64);
         let slow = (0..1_000)
             .filter(|_| picker.pick(&c, open, now) == Some(2))
             .count();
@@ -238,10 +253,7 @@ mod tests {
         let c = fakes(&[1, 1]);
         let now = 1_000 * MS;
         c[0].latency.observe(20 * MS, now, DECAY);
-        let picker = LeastLatency {
-            decay: DECAY,
-            seed: median_estimate(&c, now, DECAY),
-        };
+        let picker = LeastLatency::new(DECAY, median_estimate(&c, now, DECAY));
         assert_eq!(picker.seed, 20.0 * MS as f64);
         c[1].latency.observe(10 * MS, now, DECAY);
         assert_eq!(picker.pick(&c, open, now), Some(1));

@@ -65,10 +65,9 @@ impl Balancer {
             }
             Algorithm::LeastConnections => Self::LeastConnections(LeastConnections::new()),
             Algorithm::Hash => Self::Hash(HashTable::new(layout, names, weights)),
-            Algorithm::LeastLatency => Self::LeastLatency(LeastLatency {
-                decay: 10_000_000_000,
-                seed: 1_000_000.0,
-            }),
+            Algorithm::LeastLatency => {
+                Self::LeastLatency(LeastLatency::new(10_000_000_000, 1_000_000.0))
+            }
         }
     }
 

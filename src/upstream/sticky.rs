@@ -330,4 +330,34 @@ mod tests {
         assert!(!s.refresh(1_050, true, 1_050));
         assert!(s.refresh(1_050, true, 1_051), "a tenth of max_idle");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any backend name and times: the token reads back as signed, and never verifies
+        /// under another key.
+        #[test]
+        fn any_token_round_trips_and_never_verifies_under_another_key(
+            name in "\\PC{1,40}",
+            start in 0u64..4_000_000_000,
+            used in 0u64..1_000_000,
+            secret in proptest::collection::vec(proptest::num::u8::ANY, 32..64),
+            other in proptest::collection::vec(proptest::num::u8::ANY, 32..64),
+        ) {
+            proptest::prop_assume!(secret != other);
+            let signer = sticky(&[&secret], None, None);
+            let seen = start + used;
+            let cookie = signer.cookie(&name, start, seen).unwrap();
+            let token = value(&cookie);
+            let read = signer.read(&token, seen);
+            let expected = Binding::Bound {
+                backend: name.as_str().into(),
+                start,
+                seen,
+                current: true,
+            };
+            proptest::prop_assert_eq!(read, expected);
+            proptest::prop_assert_eq!(sticky(&[&other], None, None).read(&token, seen), Binding::Invalid);
+        }
+    }
 }

@@ -13,6 +13,7 @@ mod admission;
 mod architecture;
 mod balancing;
 mod browser_routes;
+mod browser_sticky;
 mod client_identity;
 mod compression;
 mod config_files;
