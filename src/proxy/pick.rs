@@ -70,10 +70,15 @@ pub async fn admit<B>(
             .await
             .is_err()
         {
+            ticket.timed_out();
             return Err(shed(pool, admission, Shed::QueueTimeout, began));
         }
+        let choice = choose(pool, Some(admission), req, exchange);
+        if let Choice::Picked(_) = choice {
+            ticket.admitted();
+        }
         ticket.finish();
-        match choose(pool, Some(admission), req, exchange) {
+        match choice {
             Choice::Picked(backend) => {
                 admission.waited.record(began.elapsed().as_secs_f64());
                 return Ok(backend);

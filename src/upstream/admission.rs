@@ -44,6 +44,10 @@ pub struct Admission {
     woken: AtomicU32,
     /// How many may wait.
     limit: u32,
+    /// How many may wait now: what drains within the timeout. A request that timed out at
+    /// position p lowers it to p; each request admitted from the queue raises it by one, up to
+    /// `limit`. Past it, a request is shed at once rather than after waiting in vain.
+    drains: AtomicU32,
     /// How long one may wait.
     pub timeout: Duration,
     /// Seconds a shed client is asked to wait (`Retry-After`).
@@ -72,6 +76,7 @@ impl Admission {
             queue: ArrayQueue::new(settings.queue.max(1) as usize * 2),
             waiting: AtomicU32::new(0),
             woken: AtomicU32::new(0),
+            drains: AtomicU32::new(settings.queue),
             limit: settings.queue,
             timeout: settings.queue_timeout,
             retry_after: settings.retry_after,
@@ -108,7 +113,10 @@ impl Admission {
     pub fn enqueue(self: &Arc<Self>) -> Result<Ticket, Shed> {
         let before = self.waiting.fetch_add(1, Ordering::Relaxed);
         let waiter = Arc::new(Waiter::default());
-        if before >= self.limit || !self.push(Arc::clone(&waiter)) {
+        // Relaxed: a bound that moves with the queue's pace; a request let in or shed by an
+        // instant's difference is as right as the other.
+        let room = self.drains.load(Ordering::Relaxed).min(self.limit);
+        if before >= room || !self.push(Arc::clone(&waiter)) {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return Err(Shed::QueueFull);
         }
@@ -117,7 +125,24 @@ impl Admission {
         Ok(Ticket {
             admission: Arc::clone(self),
             waiter,
+            position: before,
         })
+    }
+
+    /// A request waited `queue_timeout` at `position` without a place: no more than that
+    /// many drain within the timeout now.
+    fn timed_out(&self, position: u32) {
+        self.drains.fetch_min(position.max(1), Ordering::Relaxed);
+    }
+
+    /// A request left the queue for a backend: the queue may be one longer again.
+    fn admitted(&self) {
+        let limit = self.limit;
+        let _ = self
+            .drains
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |room| {
+                (room < limit).then_some(room + 1)
+            });
     }
 
     /// Adds `waiter` at the tail. When the array is full of gone waiters no wake-up has popped
@@ -165,9 +190,21 @@ impl Admission {
 pub struct Ticket {
     admission: Arc<Admission>,
     waiter: Arc<Waiter>,
+    /// How many waited before it when it queued.
+    position: u32,
 }
 
 impl Ticket {
+    /// It waited the whole `queue_timeout`: the queue shortens to what drains in time.
+    pub fn timed_out(self) {
+        self.admission.timed_out(self.position);
+    }
+
+    /// Its request took a place on a backend.
+    pub fn admitted(&self) {
+        self.admission.admitted();
+    }
+
     /// The wake-up was used (to pick, whether or not a place was still there): it is not
     /// passed on.
     pub fn finish(self) {
@@ -288,5 +325,22 @@ mod tests {
         }
         let _kept = queue.enqueue().unwrap();
         assert!(queue.enqueue().is_ok());
+    }
+
+    #[test]
+    fn the_queue_shortens_to_what_drains_in_time_and_lengthens_as_requests_leave_it() {
+        let queue = admission(10);
+        let mut tickets: Vec<Ticket> = (0..4).map(|_| queue.enqueue().unwrap()).collect();
+        // The fourth (three before it) waited in vain: from now on three may wait, and three do.
+        tickets.pop().unwrap().timed_out();
+        assert_eq!(queue.enqueue().unwrap_err(), Shed::QueueFull);
+        // The first admitted: the queue may be one longer, and it is one shorter.
+        queue.wake_one();
+        let first = tickets.remove(0);
+        first.admitted();
+        first.finish();
+        let _a = queue.enqueue().unwrap();
+        let _b = queue.enqueue().unwrap();
+        assert_eq!(queue.enqueue().unwrap_err(), Shed::QueueFull, "four wait");
     }
 }
