@@ -17,6 +17,7 @@ mod diff;
 mod ejection;
 mod handle;
 mod membership;
+mod pool_policy;
 mod publish;
 mod ramp;
 mod reconcile;

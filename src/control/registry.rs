@@ -2,14 +2,14 @@
 //! ejection and ramp timers, probe tasks. Only the control task touches it.
 
 use super::ejection::Ejection;
+use super::pool_policy::{policy, traffic};
 use super::ramp::Ramp;
 use crate::config::{BackendConfig, Config, InitialState, PoolConfig};
 use crate::health::ProbeRecord;
-use crate::metrics::{self, BackendMetrics, Metrics, PoolTraffic};
+use crate::metrics::{self, BackendMetrics, Metrics};
 use crate::snapshot::{Pool, PoolPolicy};
-use crate::upstream::pool::Upstream;
 use crate::upstream::sticky_keys::FleetKeys;
-use crate::upstream::{BackendKey, BackendState, Failure, RetryBudget, State};
+use crate::upstream::{BackendKey, BackendState, Failure, State};
 use ::metrics::Counter;
 use arc_swap::ArcSwapOption;
 use indexmap::IndexMap;
@@ -322,59 +322,4 @@ pub(super) fn starts_healthy(config: &PoolConfig) -> bool {
         .health_check
         .as_ref()
         .is_none_or(|check| check.initial_state == InitialState::Healthy)
-}
-
-/// Request metrics for the pool: one cell per route reaching it (in config order, as the
-/// router numbers them) and backend.
-fn traffic(
-    config: &PoolConfig,
-    backends: &[BackendRuntime],
-    all: &Config,
-    metrics: &Metrics,
-) -> Arc<PoolTraffic> {
-    let routes: Vec<&str> = all
-        .routes
-        .iter()
-        .filter(|r| r.pool() == Some(config.name.as_str()))
-        .map(|r| r.name.as_str())
-        .collect();
-    let backends: Vec<&str> = backends.iter().map(|b| b.config.name.as_str()).collect();
-    Arc::new(PoolTraffic::new(metrics, &config.name, &routes, &backends))
-}
-
-fn policy(
-    config: &PoolConfig,
-    budget: Option<Arc<RetryBudget>>,
-    upstream: Option<Arc<Upstream>>,
-    traffic: Arc<PoolTraffic>,
-    metrics: &Metrics,
-    sticky_keys: &Arc<FleetKeys>,
-) -> PoolPolicy {
-    PoolPolicy {
-        upstream: upstream.unwrap_or_else(|| Arc::new(Upstream::new(config.upstream.clone()))),
-        traffic,
-        algorithm: config.algorithm,
-        hash: config.hash.clone().map(Arc::new),
-        latency_decay: config.latency_decay,
-        sticky: config.sticky.as_ref().map(|sticky| {
-            Arc::new(crate::upstream::sticky::Sticky::new(
-                sticky,
-                &config.name,
-                metrics,
-                sticky_keys,
-            ))
-        }),
-        admission: config.admission.as_ref().map(|settings| {
-            Arc::new(crate::upstream::admission::Admission::new(
-                settings,
-                &config.name,
-                metrics,
-            ))
-        }),
-        retries: config.retries,
-        retry_on: config.retry_on,
-        outlier: config.outlier,
-        panic_threshold: config.panic_threshold,
-        retry_budget: budget.unwrap_or_else(|| Arc::new(RetryBudget::new(config.retry_budget))),
-    }
 }
