@@ -161,14 +161,7 @@ impl Link {
                     }
                 }
             }
-            let subscribed = self.changes.is_some();
-            let reconnect = async move {
-                if subscribed {
-                    std::future::pending().await
-                } else {
-                    tokio::time::sleep_until(retry_at).await;
-                }
-            };
+            let reconnect = redis_link::retry_due(self.changes.is_some(), retry_at);
             tokio::select! {
                 Some(change) = writes.recv() => {
                     self.pending.insert(change.field(), change);

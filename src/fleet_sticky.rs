@@ -120,14 +120,7 @@ impl Link {
                     }
                 }
             }
-            let subscribed = self.changes.is_some();
-            let reconnect = async move {
-                if subscribed {
-                    std::future::pending().await
-                } else {
-                    tokio::time::sleep_until(retry_at).await;
-                }
-            };
+            let reconnect = redis_link::retry_due(self.changes.is_some(), retry_at);
             tokio::select! {
                 message = redis_link::next_message(&mut self.changes) => match message {
                     Some(_) => {

@@ -50,6 +50,15 @@ pub async fn next_message(changes: &mut Option<PubSubStream>) -> Option<redis::M
     }
 }
 
+/// Resolves at `retry_at` while not `subscribed` (time to connect again); never while it is.
+pub async fn retry_due(subscribed: bool, retry_at: tokio::time::Instant) {
+    if subscribed {
+        std::future::pending().await
+    } else {
+        tokio::time::sleep_until(retry_at).await;
+    }
+}
+
 fn timed_out() -> redis::RedisError {
     redis::RedisError::from(std::io::Error::new(
         std::io::ErrorKind::TimedOut,

@@ -284,6 +284,10 @@ async fn pooled_connections_closed_by_the_backend_are_replaced_without_failing_a
     assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
     // The backend restarts: every idle connection in the proxy's pool is now closed.
     upstream.stop();
+    eventually(DEADLINE, "the backend's connections closed", || {
+        upstream.open_connections() == 0
+    })
+    .await;
     upstream.restart().await;
     let post = Request::post(proxy.url("/sink"))
         .body(Full::new(Bytes::from_static(b"payload")))

@@ -312,3 +312,25 @@ async fn a_drain_completes_once_its_sessions_stop_coming_or_at_its_deadline_whic
     let to = visit(&proxy, Some(&moved)).await.0;
     assert_ne!(to, bound);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_cookie_is_ignored_counted_and_its_client_bound_anew() {
+    let u = three().await;
+    let list: Vec<_> = u.iter().map(|u| (u.name, u.addr, 1)).collect();
+    let config = ConfigBuilder::single_pool(&list).with_pool(|pool| {
+        pool.set("sticky.secret_file", secret_file(SECRET))
+            .set("sticky.max_life", "1s")
+    });
+    let proxy = TestProxy::start_config(&config).await;
+    let (_, set) = visit(&proxy, None).await;
+    let set = set.unwrap();
+    assert!(set.contains("; Max-Age=1"), "{set}");
+    let cookie = pair(&set).to_owned();
+    // Honoured while it lives, refused once its second is over: a new session then.
+    let fresh = poll_until(DEADLINE, "the cookie expired", || async {
+        visit(&proxy, Some(&cookie)).await.1
+    })
+    .await;
+    assert_ne!(pair(&fresh), cookie);
+    assert_eq!(counted(&proxy, "invalid").await, 1.0);
+}

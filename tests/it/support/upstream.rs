@@ -57,6 +57,8 @@ pub struct Options {
 struct State {
     options: Options,
     connections: AtomicUsize,
+    /// Connections open now (accepted, not yet closed).
+    open: AtomicUsize,
     /// Connections closed by this side after `idle_close`.
     idle_closed: AtomicUsize,
     name: &'static str,
@@ -88,6 +90,7 @@ impl Upstream {
         let state = Arc::new(State {
             options,
             connections: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
             idle_closed: AtomicUsize::new(0),
             name,
             requests: AtomicUsize::new(0),
@@ -161,6 +164,11 @@ impl Upstream {
     }
 
     /// Connections accepted so far.
+    /// Connections open now: after `stop`, 0 once every one is closed.
+    pub fn open_connections(&self) -> usize {
+        self.state.open.load(Ordering::SeqCst)
+    }
+
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
     }
@@ -192,9 +200,11 @@ fn serve(listener: TcpListener, state: Arc<State>, running: CancellationToken) {
                 () = running.cancelled() => return,
             };
             state.connections.fetch_add(1, Ordering::SeqCst);
+            state.open.fetch_add(1, Ordering::SeqCst);
             let state = Arc::clone(&state);
             let running = running.clone();
             tokio::spawn(async move {
+                let _open = Open(Arc::clone(&state));
                 match state.options.tls.clone() {
                     None => serve_connection(stream, state, running).await,
                     Some(tls) => {
@@ -208,6 +218,15 @@ fn serve(listener: TcpListener, state: Arc<State>, running: CancellationToken) {
             });
         }
     });
+}
+
+/// Counts a connection as open until dropped.
+struct Open(Arc<State>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn serve_connection<S>(stream: S, state: Arc<State>, running: CancellationToken)
