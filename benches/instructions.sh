@@ -26,6 +26,11 @@
 #   document compressed (zlib level 6 for both gzips, zstd level 3).
 # - `nginx-https` and `switchyard-https` (access log on) are the same over HTTPS keep-alive with
 #   the certs/ ECDSA P-256 certificate (TLS 1.3, AES-256-GCM as both choose for wrk's OpenSSL).
+# - `nginx-log` and `haproxy-log` are `nginx` and `haproxy` with an access log like ours: NGINX
+#   a JSON line per request (`escape=json`) to a file, HAProxy `option httplog` to standard
+#   output (a file). The HTTP/2 rows use these, so every HTTP/2 comparison has the log on:
+#   `*-h2c` over h2c (prior knowledge), `*-h2` over TLS (h2 by ALPN), each loaded by
+#   `h2load -c16 -m10` rather than wrk.
 #
 # Usage: benches/instructions.sh   (DURATION=8, PROXIES="nginx haproxy hyper-floor switchyard
 #        switchyard-nolog switchyard-policies nginx-https switchyard-https"; a dump for
@@ -36,11 +41,12 @@ cd "$(dirname "$0")/.."
 source benches/lib.sh
 
 DURATION=${DURATION:-8}
-PROXIES=${PROXIES:-nginx haproxy hyper-floor switchyard switchyard-nolog switchyard-policies switchyard-ratelimit switchyard-jwt switchyard-hash switchyard-latency switchyard-admission switchyard-cookie switchyard-sticky nginx-https switchyard-https nginx-gzip switchyard-gzip switchyard-zstd}
+PROXIES=${PROXIES:-nginx haproxy nginx-log haproxy-log hyper-floor switchyard switchyard-nolog switchyard-policies switchyard-ratelimit switchyard-jwt switchyard-hash switchyard-latency switchyard-admission switchyard-cookie switchyard-sticky nginx-https switchyard-https nginx-h2c haproxy-h2c switchyard-h2c nginx-h2 haproxy-h2 switchyard-h2 nginx-gzip switchyard-gzip switchyard-zstd}
 PORT=18392
 TLS_PORT=18393
+H2C_PORT=18394
 
-require nginx:nginx-light haproxy:haproxy wrk:wrk valgrind:valgrind curl:curl
+require nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client valgrind:valgrind curl:curl
 # PROFILE=release measures the quick start's build; dist (fat LTO) is what ships.
 PROFILE=${PROFILE:-dist}
 cargo build --profile "$PROFILE" --quiet
@@ -60,6 +66,14 @@ ROUTE_EXTRA='compress = ["zstd", "gzip"]' \
   switchyard_config $PORT "enabled = false" 18381 18382 >"$work/switchyard-compress.toml"
 EXTRA="master_process off;" TLS_PORT=$TLS_PORT nginx_proxy_conf "$work" $PORT 18381 18382 >"$work/nginx.conf"
 haproxy_conf $PORT 18381 18382 >"$work/haproxy.cfg"
+# NGINX and HAProxy with an access log like ours (a JSON line per request to a file; HAProxy's
+# `option httplog` to standard output, which goes to a file), also serving h2c and HTTPS: the
+# like-for-like rows, HTTP/2 ones included.
+NGINX_ACCESS_LOG="log_format line escape=json '{\"time\":\"\$time_iso8601\",\"client\":\"\$remote_addr\",\"method\":\"\$request_method\",\"path\":\"\$request_uri\",\"protocol\":\"\$server_protocol\",\"status\":\$status,\"bytes\":\$body_bytes_sent,\"duration\":\$request_time,\"upstream\":\"\$upstream_addr\",\"upstream_time\":\"\$upstream_response_time\",\"user_agent\":\"\$http_user_agent\"}'; access_log $work/nginx-access.log line;" \
+  EXTRA="master_process off;" TLS_PORT=$TLS_PORT nginx_proxy_conf "$work" $PORT 18381 18382 $H2C_PORT >"$work/nginx-log.conf"
+cat certs/localhost.pem certs/localhost-key.pem >"$work/haproxy.pem"
+HAPROXY_LOG=1 HAPROXY_TLS_PORT=$TLS_PORT HAPROXY_PEM="$work/haproxy.pem" \
+  haproxy_conf $PORT 18381 18382 $H2C_PORT >"$work/haproxy-log.cfg"
 TLS_PORT=$TLS_PORT switchyard_config $PORT "path = \"$work/switchyard-access.log\"" 18381 18382 >"$work/switchyard.toml"
 switchyard_config $PORT "enabled = false" 18381 18382 >"$work/switchyard-nolog.toml"
 # A route with a prefix strip and three header rules, the access log on as in `switchyard`.
@@ -122,6 +136,16 @@ if [[ " $PROXIES " == *" switchyard-sticky "* || " $PROXIES " == *" switchyard-c
 fi
 
 declare -A requests instructions
+# `$2` under load for `$1` seconds: wrk (HTTP/1.1 keep-alive), or for the HTTP/2 rows h2load
+# (16 connections, 10 streams each; h2c by prior knowledge, h2 by ALPN over TLS).
+load() {
+  if [ "$h2" = 1 ]; then
+    h2load -c16 -m10 -t1 -D "$1" "$2" 2>&1
+  else
+    wrk -t1 -c16 -d"$1s" "${wrk_args[@]}" "$2"
+  fi
+}
+
 measure() { # name url command...
   local name=$1 url=$2
   shift 2
@@ -131,23 +155,30 @@ measure() { # name url command...
   # Until it answers, not merely until the port opens: a bound socket queues connections while
   # the proxy is still starting (under valgrind, aws-lc's entropy set-up for a TLS listener
   # can take longer than the warm-up), and start-up work must not reach the counts.
-  for _ in $(seq 600); do curl -sk -o /dev/null --max-time 5 "$url" && break; sleep 0.1; done
-  wrk -t1 -c16 -d3s "${wrk_args[@]}" "$url" >/dev/null
+  for _ in $(seq 600); do curl -sk "${curl_args[@]}" -o /dev/null --max-time 5 "$url" && break; sleep 0.1; done
+  load 3 "$url" >/dev/null
   callgrind_control -z "$pid" >/dev/null
   local out
-  out=$(wrk -t1 -c16 -d"${DURATION}s" "${wrk_args[@]}" "$url")
+  out=$(load "$DURATION" "$url")
   callgrind_control -d "$pid" >/dev/null
   kill "$pid"
   wait "$pid" 2>/dev/null || true
-  requests[$name]=$(awk '/requests in/ {print $1}' <<<"$out")
+  requests[$name]=$(awk '/requests in/ {print $1} /^requests: / {print $8}' <<<"$out")
   instructions[$name]=$(awk '/^summary:/ {print $2}' "$work/$name.callgrind.1")
 }
 
 http=http://127.0.0.1:$PORT/
 https=https://127.0.0.1:$TLS_PORT/
 json=http://127.0.0.1:$PORT/10k.json
+h2c=http://127.0.0.1:$H2C_PORT/
 for name in $PROXIES; do
   wrk_args=()
+  h2=0
+  curl_args=()
+  case $name in
+    *-h2c) h2=1 curl_args=(--http2-prior-knowledge) ;;
+    *-h2) h2=1 ;;
+  esac
   case $name in
     *-gzip) wrk_args=(-H "Accept-Encoding: gzip") ;;
     *-zstd) wrk_args=(-H "Accept-Encoding: zstd") ;;
@@ -157,6 +188,14 @@ for name in $PROXIES; do
   case $name in
     nginx) measure nginx $http nginx -p "$work" -c "$work/nginx.conf" ;;
     haproxy) measure haproxy $http haproxy -db -f "$work/haproxy.cfg" ;;
+    nginx-log) measure nginx-log $http nginx -p "$work" -c "$work/nginx-log.conf" ;;
+    haproxy-log) measure haproxy-log $http haproxy -db -f "$work/haproxy-log.cfg" ;;
+    nginx-h2c) measure nginx-h2c $h2c nginx -p "$work" -c "$work/nginx-log.conf" ;;
+    haproxy-h2c) measure haproxy-h2c $h2c haproxy -db -f "$work/haproxy-log.cfg" ;;
+    switchyard-h2c) measure switchyard-h2c $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
+    nginx-h2) measure nginx-h2 $https nginx -p "$work" -c "$work/nginx-log.conf" ;;
+    haproxy-h2) measure haproxy-h2 $https haproxy -db -f "$work/haproxy-log.cfg" ;;
+    switchyard-h2) measure switchyard-h2 $https "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
     hyper-floor) measure hyper-floor $http "$floor" 127.0.0.1:$PORT 127.0.0.1:18381 127.0.0.1:18382 ;;
     switchyard) measure switchyard $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
     switchyard-nolog) measure switchyard-nolog $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;

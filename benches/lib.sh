@@ -128,7 +128,7 @@ pid $work/nginx.pid;
 error_log $work/nginx-error.log;
 events { worker_connections 8192; }
 http {
-  access_log off;
+  ${NGINX_ACCESS_LOG:-access_log off;}
   keepalive_requests 10000000;
   keepalive_timeout 300s;
   ${HTTP_EXTRA:-}
@@ -163,15 +163,20 @@ CONF
 }
 
 # HAProxy as the proxy: 1 thread, `http-reuse always`, round-robin over upstreams $2 and $3,
-# HTTP/1.1 on port $1 and h2c on port $4 when given.
+# HTTP/1.1 on port $1 and h2c on port $4 when given; HTTPS (h2 and HTTP/1.1 by ALPN) on
+# $HAPROXY_TLS_PORT with the PEM (certificate and key) $HAPROXY_PEM when set; with
+# $HAPROXY_LOG, `option httplog` lines written to standard output.
 haproxy_conf() {
   local port=$1 up1=$2 up2=$3 h2=${4:-}
   cat <<CONF
 global
   nbthread 1
   maxconn 5000
+${HAPROXY_LOG:+  log stdout format raw local0}
 defaults
   mode http
+${HAPROXY_LOG:+  log global}
+${HAPROXY_LOG:+  option httplog}
   option http-keep-alive
   timeout connect 5s
   timeout client 300s
@@ -181,6 +186,7 @@ frontend fe
   bind 127.0.0.1:$port
 CONF
   [ -n "$h2" ] && echo "  bind 127.0.0.1:$h2 proto h2"
+  [ -n "${HAPROXY_TLS_PORT:-}" ] && echo "  bind 127.0.0.1:$HAPROXY_TLS_PORT ssl crt $HAPROXY_PEM alpn h2,http/1.1"
   cat <<CONF
   default_backend pool
 backend pool
