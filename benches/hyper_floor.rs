@@ -3,15 +3,17 @@
 //! connection, a current-thread tokio runtime, the same allocator), with round-robin over fixed
 //! upstreams and a keep-alive pool reduced to a thread-local list of connections, and nothing
 //! else: no routing, no header rewriting, no timeouts, metrics or logs.
-//! `benches/instructions.sh` runs it next to Switchyard, NGINX and HAProxy.
+//! `benches/instructions.sh` runs it next to Switchyard, NGINX and HAProxy. With `--h2` it
+//! serves clients HTTP/2 (h2c, prior knowledge) with hyper's HTTP/2 server instead: the
+//! `h2-floor` row, what hyper and h2 cost per request before anything of ours.
 //!
-//! Usage: `hyper_floor LISTEN UPSTREAM...` (addresses as `host:port`). Run without addresses
-//! (as `cargo bench` does) it measures nothing and exits.
+//! Usage: `hyper_floor [--h2] LISTEN UPSTREAM...` (addresses as `host:port`). Run without
+//! addresses (as `cargo bench` does) it measures nothing and exits.
 
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use std::sync::Arc;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    let h2 = std::env::args().any(|arg| arg == "--h2");
     let addresses: Vec<String> = std::env::args()
         .skip(1)
         .filter(|arg| !arg.starts_with("--"))
@@ -39,7 +42,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(serve(listen.clone(), upstreams));
+    runtime.block_on(serve(listen.clone(), upstreams, h2));
 }
 
 thread_local! {
@@ -48,7 +51,7 @@ thread_local! {
     static NEXT: Cell<usize> = const { Cell::new(0) };
 }
 
-async fn serve(listen: String, upstreams: Arc<Vec<http::uri::Authority>>) {
+async fn serve(listen: String, upstreams: Arc<Vec<http::uri::Authority>>, h2: bool) {
     IDLE.with(|idle| *idle.borrow_mut() = upstreams.iter().map(|_| Vec::new()).collect());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -89,10 +92,18 @@ async fn serve(listen: String, upstreams: Arc<Vec<http::uri::Authority>>) {
             }
         });
         tokio::spawn(async move {
-            hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-                .ok();
+            let io = TokioIo::new(stream);
+            if h2 {
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(io, service)
+                    .await
+                    .ok();
+            } else {
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await
+                    .ok();
+            }
         });
     }
 }

@@ -30,7 +30,8 @@
 #   a JSON line per request (`escape=json`) to a file, HAProxy `option httplog` to standard
 #   output (a file). The HTTP/2 rows use these, so every HTTP/2 comparison has the log on:
 #   `*-h2c` over h2c (prior knowledge), `*-h2` over TLS (h2 by ALPN), each loaded by
-#   `h2load -c16 -m10` rather than wrk.
+#   `h2load -c16 -m10` rather than wrk. `h2-floor` is `hyper-floor` serving HTTP/2 (h2c):
+#   what hyper's HTTP/2 server and h2 cost before anything of ours.
 #
 # Usage: benches/instructions.sh   (DURATION=8, PROXIES="nginx haproxy hyper-floor switchyard
 #        switchyard-nolog switchyard-policies nginx-https switchyard-https"; a dump for
@@ -41,7 +42,7 @@ cd "$(dirname "$0")/.."
 source benches/lib.sh
 
 DURATION=${DURATION:-8}
-PROXIES=${PROXIES:-nginx haproxy nginx-log haproxy-log hyper-floor switchyard switchyard-nolog switchyard-policies switchyard-ratelimit switchyard-jwt switchyard-hash switchyard-latency switchyard-admission switchyard-cookie switchyard-sticky nginx-https switchyard-https nginx-h2c haproxy-h2c switchyard-h2c nginx-h2 haproxy-h2 switchyard-h2 nginx-gzip switchyard-gzip switchyard-zstd}
+PROXIES=${PROXIES:-nginx haproxy nginx-log haproxy-log hyper-floor switchyard switchyard-nolog switchyard-policies switchyard-ratelimit switchyard-jwt switchyard-hash switchyard-latency switchyard-admission switchyard-cookie switchyard-sticky nginx-https switchyard-https h2-floor nginx-h2c haproxy-h2c switchyard-h2c nginx-h2 haproxy-h2 switchyard-h2 nginx-gzip switchyard-gzip switchyard-zstd}
 PORT=18392
 TLS_PORT=18393
 H2C_PORT=18394
@@ -50,7 +51,7 @@ require nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client valgrind
 # PROFILE=release measures the quick start's build; dist (fat LTO) is what ships.
 PROFILE=${PROFILE:-dist}
 cargo build --profile "$PROFILE" --quiet
-if [[ " $PROXIES " == *" hyper-floor "* ]]; then
+if [[ " $PROXIES " == *" hyper-floor "* || " $PROXIES " == *" h2-floor "* ]]; then
   floor=$(cargo build --profile "$PROFILE" --bench hyper_floor --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*hyper_floor[^"]*\)".*/\1/p' | tail -1)
 fi
@@ -176,7 +177,7 @@ for name in $PROXIES; do
   h2=0
   curl_args=()
   case $name in
-    *-h2c) h2=1 curl_args=(--http2-prior-knowledge) ;;
+    *-h2c | h2-floor) h2=1 curl_args=(--http2-prior-knowledge) ;;
     *-h2) h2=1 ;;
   esac
   case $name in
@@ -197,6 +198,7 @@ for name in $PROXIES; do
     haproxy-h2) measure haproxy-h2 $https haproxy -db -f "$work/haproxy-log.cfg" ;;
     switchyard-h2) measure switchyard-h2 $https "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
     hyper-floor) measure hyper-floor $http "$floor" 127.0.0.1:$PORT 127.0.0.1:18381 127.0.0.1:18382 ;;
+    h2-floor) measure h2-floor $http "$floor" --h2 127.0.0.1:$PORT 127.0.0.1:18381 127.0.0.1:18382 ;;
     switchyard) measure switchyard $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
     switchyard-nolog) measure switchyard-nolog $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
     switchyard-policies) measure switchyard-policies $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-policies.toml" --log-level warn ;;
