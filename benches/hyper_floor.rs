@@ -80,6 +80,14 @@ async fn serve(listen: String, upstreams: Arc<Vec<http::uri::Authority>>, h2: bo
                     Some(sender) => sender,
                     None => connect(&upstreams[n]).await?,
                 };
+                // HTTP/2 carries the host as `:authority`; an HTTP/1.1 upstream needs `Host`.
+                if let Some(authority) = req.uri().authority() {
+                    if !req.headers().contains_key(http::header::HOST) {
+                        let host = http::HeaderValue::from_str(authority.as_str())
+                            .map_err(std::io::Error::other)?;
+                        req.headers_mut().insert(http::header::HOST, host);
+                    }
+                }
                 *req.uri_mut() = req
                     .uri()
                     .path_and_query()
