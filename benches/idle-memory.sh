@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Resident memory of a proxy holding 10,000 idle keep-alive client connections: Switchyard
-# against NGINX, each as one worker in front of the same upstream.
+# Resident memory of a proxy holding idle client connections: Switchyard against NGINX, each as
+# one worker in front of the same upstream, over plain HTTP/1.1 (10,000 connections), HTTP/1.1
+# over TLS 1.3, h2c and h2 over TLS (2,000 each: the handshakes are the client's slow part).
 #
-# Method: start the proxy, read its RSS (VmRSS of the serving process), open $CONNECTIONS
-# connections from one client process, send one request on each and read the answer, keep them
-# all open and idle, read the RSS again. Reported: RSS before, with the connections open, and the
-# growth per connection. Loopback only; the client closes everything and exits by itself.
+# Method: start the proxy, read its RSS (VmRSS of the serving process), open the connections
+# from one client process, send one request on each and read the answer, keep them all open and
+# idle, read the RSS again. Reported: RSS before, with the connections open, and the growth per
+# connection. Loopback only; the client closes everything and exits by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
 
 CONNECTIONS=${CONNECTIONS:-10000}
+TLS_CONNECTIONS=${TLS_CONNECTIONS:-2000}
 require nginx:nginx-light
 # PROFILE=release measures the quick start's build; dist (fat LTO) is what ships.
 PROFILE=${PROFILE:-dist}
@@ -32,21 +34,57 @@ http {
   access_log off; keepalive_timeout 300s; keepalive_requests 1000000;
   upstream pool { server 127.0.0.1:18281; keepalive 16; }
   server { listen 127.0.0.1:18282; location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:18284 http2; location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server {
+    listen 127.0.0.1:18285 ssl http2;
+    ssl_certificate $PWD/certs/localhost.pem;
+    ssl_certificate_key $PWD/certs/localhost-key.pem;
+    location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
 }
 CONF
-switchyard_config 18283 "enabled = false" 18281 >"$work/switchyard.toml"
+TLS_PORT=18286 switchyard_config 18283 "enabled = false" 18281 >"$work/switchyard.toml"
 
 cat >"$work/client.py" <<'PY'
-import asyncio, sys
-port, count = int(sys.argv[1]), int(sys.argv[2])
+# One GET on each of `count` connections to `port`, then idle until told to close them. `mode`:
+# h1 (HTTP/1.1), tls (HTTP/1.1 over TLS), h2c (HTTP/2, prior knowledge), h2 (HTTP/2 over TLS).
+import asyncio, ssl, sys
+port, count, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
+# HPACK: :method GET, :scheme http, :path /, :authority "idle" (literal).
+GET = b"\x82\x86\x84\x41\x04idle"
+HEADERS = len(GET).to_bytes(3, "big") + b"\x01\x05\x00\x00\x00\x01" + GET
+def context(alpn):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols([alpn])
+    return ctx
+async def h1(reader, writer):
+    writer.write(b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n")
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    await reader.readexactly(length)
+async def h2(reader, writer):
+    writer.write(PREFACE + SETTINGS + HEADERS)
+    await writer.drain()
+    while True:
+        head = await reader.readexactly(9)
+        length, kind, flags = int.from_bytes(head[:3], "big"), head[3], head[4]
+        stream = int.from_bytes(head[5:], "big") & 0x7FFFFFFF
+        await reader.readexactly(length)
+        if kind == 4 and not flags & 1:
+            writer.write(SETTINGS_ACK)
+        if stream == 1 and flags & 1:
+            return
 async def one(sem):
     async with sem:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n")
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
-        await reader.readexactly(length)
+        tls = {"tls": context("http/1.1"), "h2": context("h2")}.get(mode)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
+        await (h1 if mode in ("h1", "tls") else h2)(reader, writer)
         return writer
 async def main():
     sem = asyncio.Semaphore(200)
@@ -57,32 +95,50 @@ async def main():
         w.close()
 asyncio.run(main())
 PY
-
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 nginx -p "$work" -c "$work/upstream.conf" & pids+=($!)
 wait_port 18281
 
-measure() { # name port pid
+measure() { # name port pid mode connections
   local before after
   before=$(rss_kib "$3")
-  coproc CLIENT { python3 "$work/client.py" "$2" "$CONNECTIONS"; }
+  coproc CLIENT { python3 "$work/client.py" "$2" "$5" "$4"; }
   read -r line <&"${CLIENT[0]}"
   [ "$line" = open ] || { echo "client failed" >&2; exit 1; }
   sleep 1
   after=$(rss_kib "$3")
   echo >&"${CLIENT[1]}"
   wait "$CLIENT_PID" 2>/dev/null || true
-  printf '| %s | %s | %d MiB | %d MiB | %.1f KiB |\n' "$1" "$CONNECTIONS" $((before / 1024)) $((after / 1024)) "$(awk -v a="$after" -v b="$before" -v n="$CONNECTIONS" 'BEGIN {print (a - b) / n}')"
+  printf '| %s | %s | %s | %d MiB | %d MiB | %.1f KiB |\n' "$1" "$4" "$5" $((before / 1024)) $((after / 1024)) "$(awk -v a="$after" -v b="$before" -v n="$5" 'BEGIN {print (a - b) / n}')"
 }
 
-echo "| proxy | idle connections | RSS before | RSS with them open | per connection |"
-echo "| --- | ---: | ---: | ---: | ---: |"
-nginx -p "$work" -c "$work/nginx.conf" & nginx_master=$!; pids+=($nginx_master)
-wait_port 18282
-worker=$(pgrep -P "$nginx_master" | head -1)
-measure nginx 18282 "$worker"
-kill "$nginx_master"
-"target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn & pids+=($!)
-wait_port 18283
-measure switchyard 18283 "$!"
+# Each row on a freshly started proxy, so none inherits another's memory.
+nginx_row() { # port mode connections
+  nginx -p "$work" -c "$work/nginx.conf" & local master=$!
+  pids+=("$master")
+  wait_port "$1"
+  sleep 0.5
+  measure nginx "$1" "$(pgrep -P "$master" | head -1)" "$2" "$3"
+  kill "$master"
+  wait "$master" 2>/dev/null || true
+}
+switchyard_row() { # port mode connections
+  "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn & local pid=$!
+  pids+=("$pid")
+  wait_port "$1"
+  measure switchyard "$1" "$pid" "$2" "$3"
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+}
+
+echo "| proxy | connections | count | RSS before | RSS with them open | per connection |"
+echo "| --- | --- | ---: | ---: | ---: | ---: |"
+nginx_row 18282 h1 "$CONNECTIONS"
+switchyard_row 18283 h1 "$CONNECTIONS"
+nginx_row 18285 tls "$TLS_CONNECTIONS"
+switchyard_row 18286 tls "$TLS_CONNECTIONS"
+nginx_row 18284 h2c "$TLS_CONNECTIONS"
+switchyard_row 18283 h2c "$TLS_CONNECTIONS"
+nginx_row 18285 h2 "$TLS_CONNECTIONS"
+switchyard_row 18286 h2 "$TLS_CONNECTIONS"
