@@ -80,10 +80,10 @@ async def h2(reader, writer):
             writer.write(SETTINGS_ACK)
         if stream == 1 and flags & 1:
             return
+TLS = {"tls": context("http/1.1"), "h2": context("h2")}.get(mode)
 async def one(sem):
     async with sem:
-        tls = {"tls": context("http/1.1"), "h2": context("h2")}.get(mode)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=TLS)
         await (h1 if mode in ("h1", "tls") else h2)(reader, writer)
         return writer
 async def main():
