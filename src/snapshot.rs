@@ -227,11 +227,11 @@ impl Pool {
             .map(|i| (self.eligible_index[i], &self.eligible[i]))
     }
 
-    /// Whether the backend named `name` would take a request bound to it but for its
+    /// The backend named `name`, if it would take a request bound to it but for its
     /// `max_in_flight` (see `bound`).
-    pub fn bound_but_full(&self, name: &str) -> bool {
+    pub fn bound_but_full(&self, name: &str) -> Option<&Arc<BackendState>> {
         let mask = self.mask & !(Exclusion::Draining as u8);
-        self.backends.iter().any(|b| {
+        self.backends.iter().find(|b| {
             &*b.name == name && b.exclusions() & mask == 0 && !b.has(Mark::DrainCut) && b.full()
         })
     }

@@ -74,10 +74,7 @@ pub async fn admit<B>(
             return Err(shed(pool, admission, Shed::QueueTimeout, began));
         }
         let choice = choose(pool, Some(admission), req, exchange);
-        if let Choice::Picked(_) = choice {
-            ticket.admitted();
-        }
-        ticket.finish();
+        ticket.finish(matches!(choice, Choice::Picked(_)));
         match choice {
             Choice::Picked(backend) => {
                 admission.waited.record(began.elapsed().as_secs_f64());
@@ -198,12 +195,9 @@ fn bound<'p, B>(
                     return Ok(Some(found));
                 }
                 if let Some(queue) = queue {
-                    if pool.bound_but_full(&backend) {
+                    if let Some(held) = pool.bound_but_full(&backend) {
                         if !queue.spill {
-                            let held = pool.backends.iter().find(|b| *b.name == *backend);
-                            if let Some(held) = held {
-                                return Err(Arc::clone(held));
-                            }
+                            return Err(Arc::clone(held));
                         }
                         queue.spilled.increment(1);
                     }

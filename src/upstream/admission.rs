@@ -200,14 +200,12 @@ impl Ticket {
         self.admission.timed_out(self.position);
     }
 
-    /// Its request took a place on a backend.
-    pub fn admitted(&self) {
-        self.admission.admitted();
-    }
-
-    /// The wake-up was used (to pick, whether or not a place was still there): it is not
-    /// passed on.
-    pub fn finish(self) {
+    /// The wake-up was used to pick, and the request took a place on a backend (`admitted`)
+    /// or found none after all: either way it is not passed on.
+    pub fn finish(self, admitted: bool) {
+        if admitted {
+            self.admission.admitted();
+        }
         if self.waiter.state.swap(GONE, Ordering::AcqRel) == WOKEN {
             self.admission.woken.fetch_sub(1, Ordering::Relaxed);
         }
@@ -297,7 +295,7 @@ mod tests {
             "the wake-up passed on is still promised"
         );
         assert!(ready(&mut third));
-        third.finish();
+        third.finish(false);
         assert_eq!(queue.promised(), 0);
         assert!(!queue.busy());
     }
@@ -310,7 +308,7 @@ mod tests {
         queue.wake_one();
         assert_eq!(queue.promised(), 1);
         assert!(ready(&mut first));
-        first.finish();
+        first.finish(false);
         assert_eq!(queue.promised(), 0);
         assert!(!ready(&mut second));
     }
@@ -337,8 +335,7 @@ mod tests {
         // The first admitted: the queue may be one longer, and it is one shorter.
         queue.wake_one();
         let first = tickets.remove(0);
-        first.admitted();
-        first.finish();
+        first.finish(true);
         let _a = queue.enqueue().unwrap();
         let _b = queue.enqueue().unwrap();
         assert_eq!(queue.enqueue().unwrap_err(), Shed::QueueFull, "four wait");

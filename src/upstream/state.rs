@@ -224,8 +224,7 @@ impl BackendState {
 
     /// Whether it is at its `max_in_flight`: open, but taking no new request.
     pub fn full(&self) -> bool {
-        // Relaxed: see `in_flight`.
-        self.in_flight() >= self.max_in_flight.load(Ordering::Relaxed)
+        self.room() == 0
     }
 
     /// The set `Exclusion` bits.
