@@ -40,10 +40,14 @@ pub fn upstream_request(
         }
     }
     *request.method_mut() = parts.method.clone();
+    // The client's map goes to the backend and a copy stays for a retry, not the other way:
+    // hyper reuses a sent map for the next message on its connection, and a copy has no room
+    // to spare, so every later insert into it would grow it again.
     *request.headers_mut() = if last_attempt {
         std::mem::take(&mut parts.headers)
     } else {
-        parts.headers.clone()
+        let copy = parts.headers.clone();
+        std::mem::replace(&mut parts.headers, copy)
     };
     let headers = request.headers_mut();
     if upstream.config.protocol.is_h2() {

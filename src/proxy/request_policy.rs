@@ -85,10 +85,16 @@ fn route_policies(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the route's rewrite made an invalid request target\n",
         ))?;
-        let mut parts = std::mem::take(req.uri_mut()).into_parts();
-        parts.path_and_query = Some(rewritten.target);
-        *req.uri_mut() = Uri::from_parts(parts)
-            .map_err(|_| ProxyError::bad_request("invalid request target\n"))?;
+        let uri = req.uri_mut();
+        if uri.scheme().is_none() && uri.authority().is_none() {
+            // Origin form, HTTP/1.1's: the target is the whole URI.
+            *uri = Uri::from(rewritten.target);
+        } else {
+            let mut parts = std::mem::take(uri).into_parts();
+            parts.path_and_query = Some(rewritten.target);
+            *uri = Uri::from_parts(parts)
+                .map_err(|_| ProxyError::bad_request("invalid request target\n"))?;
+        }
         if let Some(prefix) = rewritten.stripped {
             req.headers_mut().insert(X_FORWARDED_PREFIX, prefix);
         }
