@@ -80,7 +80,7 @@ impl Record {
 /// The request path's handle on the access log.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
-    lines: Option<mpsc::Sender<Record>>,
+    lines: Option<mpsc::Sender<Box<Record>>>,
     dropped: Counter,
     /// Asks the writer to reopen its file (after a rotation).
     reopen: Arc<AtomicBool>,
@@ -103,7 +103,7 @@ impl AccessLog {
     }
 
     /// Queues a record; never waits.
-    pub fn log(&self, record: Record) {
+    pub fn log(&self, record: Box<Record>) {
         if let Some(lines) = &self.lines {
             if lines.try_send(record).is_err() {
                 self.dropped.increment(1);
@@ -193,7 +193,11 @@ fn open(path: Option<&std::path::Path>) -> std::io::Result<Box<dyn Write + Send>
     })
 }
 
-fn write_lines(mut records: mpsc::Receiver<Record>, mut file: LogFile, format: AccessLogFormat) {
+fn write_lines(
+    mut records: mpsc::Receiver<Box<Record>>,
+    mut file: LogFile,
+    format: AccessLogFormat,
+) {
     let mut line = Vec::with_capacity(512);
     let mut formatter = LineFormat::new(format);
     loop {

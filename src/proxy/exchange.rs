@@ -27,8 +27,9 @@ enum Target {
 #[derive(Debug)]
 pub struct Exchange {
     start: Instant,
-    /// The access log record being filled in.
-    pub record: Record,
+    /// The access log record being filled in; boxed, as the exchange moves with the request's
+    /// future and its response body, and the record goes to the log's thread as a pointer.
+    pub record: Box<Record>,
     target: Target,
     /// A sticky pool's cookie for the response (a session begun or refreshed).
     pub set_cookie: Option<HeaderValue>,
@@ -80,7 +81,7 @@ impl Exchange {
         Self {
             start: Instant::now(),
             set_cookie: None,
-            record: Record {
+            record: Box::new(Record {
                 time: SystemTime::now(),
                 client,
                 host,
@@ -103,7 +104,7 @@ impl Exchange {
                 request_id,
                 grpc_status: None,
                 tls: downstream.tls.clone(),
-            },
+            }),
             target: Target::Direct(Arc::clone(unrouted)),
         }
     }
