@@ -203,5 +203,8 @@ fn new_request_id() -> HeaderValue {
         *byte = HEX[(bits & 0xf) as usize];
         bits >>= 4;
     }
-    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
+    let mut id = HeaderValue::from_bytes(&id).expect("hex digits are a valid header value");
+    // Never repeated: not worth a place in an HTTP/2 backend's HPACK table (see `handle`).
+    id.set_sensitive(true);
+    id
 }
