@@ -9,7 +9,7 @@ use crate::tls::{Terminator, TlsInfo};
 use arc_swap::ArcSwap;
 use closing::{Closing, until_closing};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -212,8 +212,8 @@ fn connection_builder(
     timeouts: &Timeouts,
     limits: &Limits,
     tls: Option<&TlsInfo>,
-) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+) -> auto::Builder<StreamExecutor> {
+    let mut builder = auto::Builder::new(StreamExecutor);
     let mut http1 = builder.http1();
     // A head that does not fit, or has too many fields, is answered 431 by hyper. Its own
     // field limit is 100; setting one, even 100, makes it size its parse arrays at run time
@@ -242,6 +242,23 @@ fn connection_builder(
         Some(Some("h2")) => builder.http2_only(),
         Some(Some(_)) => builder.http1_only(),
         _ => builder,
+    }
+}
+
+/// Runs hyper's HTTP/2 streams, each a task holding the request's future: boxed, as that future
+/// is a few KiB and a task moves what it runs several times (into the task, through its stages
+/// as it finishes), while a box moves as a pointer. HTTP/1.1 runs its requests in place and
+/// never comes here.
+#[derive(Clone, Copy, Debug)]
+struct StreamExecutor;
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, stream: F) {
+        tokio::spawn(Box::pin(stream));
     }
 }
 
