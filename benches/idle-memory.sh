@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Resident memory of a proxy holding idle client connections: Switchyard against NGINX, each as
 # one worker in front of the same upstream, over plain HTTP/1.1 (10,000 connections), HTTP/1.1
-# over TLS 1.3, h2c and h2 over TLS (2,000 each: the handshakes are the client's slow part).
+# over TLS 1.3, h2c and h2 over TLS (2,000 each: the handshakes are the client's slow part), and
+# WebSocket tunnels (2,000: each holds a client and an upstream connection in the proxy).
 #
 # Method: start the proxy, read its RSS (VmRSS of the serving process), open the connections
 # from one client process, send one request on each and read the answer, keep them all open and
@@ -13,6 +14,7 @@ source benches/lib.sh
 
 CONNECTIONS=${CONNECTIONS:-10000}
 TLS_CONNECTIONS=${TLS_CONNECTIONS:-2000}
+WS_CONNECTIONS=${WS_CONNECTIONS:-2000}
 require nginx:nginx-light
 # PROFILE=release measures the quick start's build; dist (fat LTO) is what ships.
 PROFILE=${PROFILE:-dist}
@@ -34,6 +36,14 @@ http {
   access_log off; keepalive_timeout 300s; keepalive_requests 1000000;
   upstream pool { server 127.0.0.1:18281; keepalive 16; }
   server { listen 127.0.0.1:18282; location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server {
+    listen 127.0.0.1:18288;
+    location / {
+      proxy_pass http://127.0.0.1:18287; proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade; proxy_set_header Connection "upgrade";
+      proxy_read_timeout 300s;
+    }
+  }
   server { listen 127.0.0.1:18284 http2; location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; } }
   server {
     listen 127.0.0.1:18285 ssl http2;
@@ -44,10 +54,35 @@ http {
 }
 CONF
 TLS_PORT=18286 switchyard_config 18283 "enabled = false" 18281 >"$work/switchyard.toml"
+switchyard_config 18289 "enabled = false" 18287 >"$work/switchyard-ws.toml"
+
+# The WebSocket upstream: answers each handshake with 101, then keeps the connection, idle.
+cat >"$work/ws-upstream.py" <<'PY'
+import asyncio, base64, hashlib, sys
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+async def serve(reader, writer):
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return  # the script's own check that the port is open
+    key = [l.split(b":", 1)[1].strip() for l in head.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key")][0]
+    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    await writer.drain()
+    await reader.read()  # until the proxy closes the tunnel
+    writer.close()
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", int(sys.argv[1]), backlog=4096)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+PY
 
 cat >"$work/client.py" <<'PY'
 # One GET on each of `count` connections to `port`, then idle until told to close them. `mode`:
-# h1 (HTTP/1.1), tls (HTTP/1.1 over TLS), h2c (HTTP/2, prior knowledge), h2 (HTTP/2 over TLS).
+# h1 (HTTP/1.1), tls (HTTP/1.1 over TLS), h2c (HTTP/2, prior knowledge), h2 (HTTP/2 over TLS),
+# ws (a WebSocket handshake, then the tunnel left idle).
 import asyncio, ssl, sys
 port, count, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -80,11 +115,17 @@ async def h2(reader, writer):
             writer.write(SETTINGS_ACK)
         if stream == 1 and flags & 1:
             return
+async def ws(reader, writer):
+    writer.write(b"GET / HTTP/1.1\r\nHost: idle\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
 TLS = {"tls": context("http/1.1"), "h2": context("h2")}.get(mode)
 async def one(sem):
     async with sem:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=TLS)
-        await (h1 if mode in ("h1", "tls") else h2)(reader, writer)
+        await {"h1": h1, "tls": h1, "ws": ws}.get(mode, h2)(reader, writer)
         return writer
 async def main():
     sem = asyncio.Semaphore(200)
@@ -99,6 +140,8 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 nginx -p "$work" -c "$work/upstream.conf" & pids+=($!)
 wait_port 18281
+python3 "$work/ws-upstream.py" 18287 & pids+=($!)
+wait_port 18287
 
 measure() { # name port pid mode connections
   local before after
@@ -123,8 +166,8 @@ nginx_row() { # port mode connections
   kill "$master"
   wait "$master" 2>/dev/null || true
 }
-switchyard_row() { # port mode connections
-  "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn & local pid=$!
+switchyard_row() { # port mode connections [config]
+  "target/$PROFILE/switchyard" run --workers 1 --config "$work/${4:-switchyard}.toml" --log-level warn & local pid=$!
   pids+=("$pid")
   wait_port "$1"
   measure switchyard "$1" "$pid" "$2" "$3"
@@ -142,3 +185,5 @@ nginx_row 18284 h2c "$TLS_CONNECTIONS"
 switchyard_row 18283 h2c "$TLS_CONNECTIONS"
 nginx_row 18285 h2 "$TLS_CONNECTIONS"
 switchyard_row 18286 h2 "$TLS_CONNECTIONS"
+nginx_row 18288 ws "$WS_CONNECTIONS"
+switchyard_row 18289 ws "$WS_CONNECTIONS" switchyard-ws
