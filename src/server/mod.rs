@@ -178,14 +178,33 @@ async fn connection(
         let downstream = downstream(peer, local, None, &settings);
         return serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
     };
+    // Boxed: a TLS connection's state (the handshake, then rustls' session and its serving
+    // future) is several KiB more than a plain one's, and this future is every connection's
+    // task: inline, each idle plain connection would hold room for it.
+    Box::pin(tls_connection(
+        tls, stream, peer, local, &settings, proxy, shutdown,
+    ))
+    .await;
+}
+
+/// A TLS client connection after `connection`'s common part: the handshake, then HTTP.
+async fn tls_connection(
+    tls: &Terminator,
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    settings: &ListenerSettings,
+    proxy: Arc<Proxy>,
+    shutdown: CancellationToken,
+) {
     let handshake = tokio::select! {
         handshake = tls.accept(stream) => handshake,
         () = shutdown.cancelled() => return,
     };
     match handshake {
         Ok((stream, info)) => {
-            let downstream = downstream(peer, local, Some(Arc::new(info)), &settings);
-            serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
+            let downstream = downstream(peer, local, Some(Arc::new(info)), settings);
+            serve_http(TokioIo::new(stream), downstream, settings, proxy, shutdown).await;
         }
         Err(failure) => tracing::debug!(%peer, %failure, "TLS handshake failed"),
     }
