@@ -7,6 +7,8 @@ use crate::error::{ProxyError, UpstreamError, UpstreamFault};
 use crate::upstream::BackendState;
 use crate::upstream::pool::proxy_header::ClientAddresses;
 use crate::upstream::pool::{self, Dial, Lease, SendError, Upstream};
+use futures_util::FutureExt as _;
+use futures_util::future::Either;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
@@ -128,7 +130,7 @@ impl ResponseWait<'_> {
     /// Runs `exchange`, which sends the streamed `body`, to its end, or `None` when the
     /// backend was silent too long or the deadline passed. A deadline that strikes while the
     /// client's body is due is the client's fault, recorded on the body.
-    async fn watch<F: Future>(&self, body: &Progress, exchange: F) -> Option<F::Output> {
+    async fn watch<F: Future>(self, body: &Progress, exchange: F) -> Option<F::Output> {
         let start = Instant::now();
         tokio::pin!(exchange);
         let timer = tokio::time::sleep_until(self.limit(start));
@@ -158,22 +160,33 @@ impl ResponseWait<'_> {
 
 /// Sends one attempt on `backend`'s pool; maps failures to connect (502), saturation (503),
 /// protocol (502) or timeout (504).
-pub async fn send(
+///
+/// Not an `async fn`, so the request is held once, in the pool's future, not here as well.
+pub fn send<'a>(
     request: Request<UpstreamBody>,
-    backend: &BackendState,
-    upstream: &Upstream,
-    dial: &Dial,
-    wait: ResponseWait<'_>,
-) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+    backend: &'a BackendState,
+    upstream: &'a Upstream,
+    dial: &'a Dial,
+    wait: ResponseWait<'a>,
+) -> impl Future<Output = Result<(Response<Incoming>, Lease), UpstreamError>> + Send + 'a {
     let exchange = pool::send(backend, upstream, dial, request);
-    let outcome = match wait.body {
+    let limited = match wait.body {
         // A buffered body: one timer, nothing to tell apart.
-        None => tokio::time::timeout_at(wait.limit(Instant::now()), exchange)
-            .await
-            .ok(),
+        None => Either::Left(
+            tokio::time::timeout_at(wait.limit(Instant::now()), exchange).map(Result::ok),
+        ),
         // Boxed: streamed uploads are the rare case; the common one's future stays small.
-        Some(body) => Box::pin(wait.watch(body, exchange)).await,
+        Some(body) => Either::Right(Box::pin(wait.watch(body, exchange))),
     };
+    // A combinator, not an `async` block, which would hold the future twice.
+    limited.map(move |outcome| classify(outcome, backend))
+}
+
+/// The attempt's result for what became of its exchange with `backend`; `None`: it timed out.
+fn classify(
+    outcome: Option<Result<(Response<Incoming>, Lease), SendError>>,
+    backend: &BackendState,
+) -> Result<(Response<Incoming>, Lease), UpstreamError> {
     // Named only on failure: a successful send takes no reference to the name.
     let name = || backend.name.clone();
     match outcome {

@@ -18,6 +18,7 @@ use crate::body::UpstreamBody;
 use crate::config::UpstreamConfig;
 use arc_swap::ArcSwap;
 use connect::OpenGuard;
+use futures_util::future::Either;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use idle::IdleStack;
@@ -179,17 +180,20 @@ impl ConnectionPool {
 
 /// Sends `request` to `backend` on a pooled connection, opening one if needed. A pooled
 /// connection that turns out closed before the request left is replaced transparently.
-pub async fn send(
-    backend: &BackendState,
-    upstream: &Upstream,
-    dial: &Dial,
+///
+/// Not an `async fn`: the request moves straight into the protocol's future, rather than
+/// being held here as well while that future runs (the request's future carries each copy).
+pub fn send<'a>(
+    backend: &'a BackendState,
+    upstream: &'a Upstream,
+    dial: &'a Dial,
     request: Request<UpstreamBody>,
-) -> Result<(Response<Incoming>, Lease), SendError> {
+) -> impl Future<Output = Result<(Response<Incoming>, Lease), SendError>> + Send + 'a {
     if upstream.config.protocol.is_h2() {
         // Boxed: HTTP/1.1 pools, the common case, keep their requests' futures small.
-        Box::pin(h2::send(backend, upstream, dial, request)).await
+        Either::Left(Box::pin(h2::send(backend, upstream, dial, request)))
     } else {
-        h1::send(backend, upstream, dial, request).await
+        Either::Right(h1::send(backend, upstream, dial, request))
     }
 }
 
