@@ -2,8 +2,8 @@
 //! second thread doing the same write all the while: the smooth weighted round-robin cursor, a
 //! backend's in-flight count (taken and released), a status counter, the duration histogram,
 //! and queueing an access log record. Beside them, what a per-worker (sharded) counter costs,
-//! the alternative for anything that turns out contended. docs/src/performance.md ("Scaling
-//! past two cores") reads these figures into a model for 16 and 64 cores.
+//! the alternative for anything that turns out contended. docs/src/scaling.md reads these
+//! figures into a model for 16 and 64 cores.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Method, StatusCode, Uri, Version};
