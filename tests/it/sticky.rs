@@ -300,7 +300,15 @@ async fn a_drain_completes_once_its_sessions_stop_coming_or_at_its_deadline_whic
         if answered != bound {
             break set.expect("bound anew");
         }
-        assert_eq!(state(bound.clone()).await, State::Draining);
+        // Draining until the deadline, drained from it on: it may strike between the answer
+        // and this look.
+        let seen = state(bound.clone()).await;
+        assert!(
+            seen == State::Draining
+                || (seen == State::Drained
+                    && started.elapsed() >= std::time::Duration::from_secs(2)),
+            "{seen:?} before the deadline"
+        );
         if let Some(set) = set {
             cookie = pair(&set).to_owned();
         }
