@@ -10,33 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use switchyard::balance::Balancer;
-use switchyard::config::{Algorithm, BackendConfig, HashLayout};
-use switchyard::metrics::BackendMetrics;
+use switchyard::config::{Algorithm, HashLayout};
 use switchyard::upstream::{BackendState, Exclusion, InFlightGuard};
 
-const SIZES: [usize; 4] = [2, 16, 256, 1024];
+#[path = "support/mod.rs"]
+mod support;
+use support::pool;
 
-fn pool(n: usize) -> Vec<Arc<BackendState>> {
-    (0..n)
-        .map(|i| {
-            let config = BackendConfig {
-                name: format!("b{i}"),
-                address: format!("10.0.{}.{}:8080", i / 250, i % 250)
-                    .parse()
-                    .unwrap(),
-                weight: std::num::NonZeroU32::new(1 + (i % 5) as u32).unwrap(),
-                max_in_flight: None,
-                max_connections: None,
-            };
-            Arc::new(BackendState::new(
-                "pool".into(),
-                &config,
-                true,
-                BackendMetrics::noop(),
-            ))
-        })
-        .collect()
-}
+const SIZES: [usize; 4] = [2, 16, 256, 1024];
 
 /// A pool of `n` backends, one in three holding a request (so least-connections and the load
 /// bound have something to compare; the guards hold them), and its balancer.

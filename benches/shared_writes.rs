@@ -14,9 +14,12 @@ use std::thread;
 use std::time::{Duration, SystemTime};
 use switchyard::access_log::{AccessLog, Record};
 use switchyard::balance::Balancer;
-use switchyard::config::{AccessLogConfig, AccessLogFormat, Algorithm, BackendConfig, HashLayout};
-use switchyard::metrics::{BackendMetrics, Metrics, RequestMetrics};
-use switchyard::upstream::{BackendState, Exclusion};
+use switchyard::config::{AccessLogConfig, AccessLogFormat, Algorithm, HashLayout};
+use switchyard::metrics::{Metrics, RequestMetrics};
+use switchyard::upstream::Exclusion;
+
+#[path = "support/mod.rs"]
+mod support;
 
 /// Times `op` alone, then while another thread runs it in a loop on the same shared state.
 fn contended<S: Send + Sync + 'static>(c: &mut Criterion, name: &str, state: Arc<S>, op: fn(&S)) {
@@ -35,26 +38,6 @@ fn contended<S: Send + Sync + 'static>(c: &mut Criterion, name: &str, state: Arc
     stop.store(true, Ordering::Relaxed);
     other.join().expect("the second thread ends");
     group.finish();
-}
-
-fn backends() -> Vec<Arc<BackendState>> {
-    (0..2)
-        .map(|i| {
-            let config = BackendConfig {
-                name: format!("b{i}"),
-                address: format!("10.0.0.{i}:8080").parse().expect("an address"),
-                weight: std::num::NonZeroU32::MIN,
-                max_in_flight: None,
-                max_connections: None,
-            };
-            Arc::new(BackendState::new(
-                "pool".into(),
-                &config,
-                true,
-                BackendMetrics::noop(),
-            ))
-        })
-        .collect()
 }
 
 fn record() -> Box<Record> {
@@ -85,7 +68,7 @@ fn record() -> Box<Record> {
 }
 
 fn bench(c: &mut Criterion) {
-    let pool = backends();
+    let pool = support::pool(2);
     let weights: Vec<u32> = pool.iter().map(|b| b.effective_weight()).collect();
     let names: Vec<&str> = pool.iter().map(|b| &*b.name).collect();
     let balancer = Balancer::new(
