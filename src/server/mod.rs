@@ -121,13 +121,21 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                tasks.spawn(connection(
-                    stream,
-                    peer,
-                    settings.load_full(),
-                    Arc::clone(&proxy),
-                    shutdown.clone(),
-                ));
+                let (settings, proxy) = (settings.load_full(), Arc::clone(&proxy));
+                // Two kinds of task: a TLS connection's state (the handshake, then rustls'
+                // session and its serving future) is several KiB more than a plain one's, and
+                // one kind of task would give every plain connection room for it.
+                if settings.tls.is_some() {
+                    tasks.spawn(tls_connection(
+                        stream,
+                        peer,
+                        settings,
+                        proxy,
+                        shutdown.clone(),
+                    ));
+                } else {
+                    tasks.spawn(connection(stream, peer, settings, proxy, shutdown.clone()));
+                }
             }
             Err(err) => {
                 // Usually EMFILE or ECONNABORTED: log, back off briefly so a full fd table does
@@ -139,14 +147,60 @@ async fn accept_loop(
     }
 }
 
-/// One client connection: the TLS handshake if the listener has TLS, then HTTP.
+/// A plain client connection.
 async fn connection(
-    mut stream: TcpStream,
-    mut peer: SocketAddr,
+    stream: TcpStream,
+    peer: SocketAddr,
     settings: Arc<ListenerSettings>,
     proxy: Arc<Proxy>,
     shutdown: CancellationToken,
 ) {
+    let Some((stream, peer, local, _open)) =
+        accepted(stream, peer, &settings, &proxy, &shutdown).await
+    else {
+        return;
+    };
+    let downstream = downstream(peer, local, None, &settings);
+    serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
+}
+
+/// A client connection on a TLS listener: the handshake, then HTTP.
+async fn tls_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    settings: Arc<ListenerSettings>,
+    proxy: Arc<Proxy>,
+    shutdown: CancellationToken,
+) {
+    let Some(tls) = &settings.tls else { return };
+    let Some((stream, peer, local, _open)) =
+        accepted(stream, peer, &settings, &proxy, &shutdown).await
+    else {
+        return;
+    };
+    let handshake = tokio::select! {
+        handshake = tls.accept(stream) => handshake,
+        () = shutdown.cancelled() => return,
+    };
+    match handshake {
+        Ok((stream, info)) => {
+            let downstream = downstream(peer, local, Some(Arc::new(info)), &settings);
+            serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
+        }
+        Err(failure) => tracing::debug!(%peer, %failure, "TLS handshake failed"),
+    }
+}
+
+/// What every client connection does first: `TCP_NODELAY`, the PROXY header if the listener
+/// takes one, counting it open. Returns the stream, the client, where it connected and the
+/// open count's guard; `None` when the connection ended or the proxy is shutting down.
+async fn accepted(
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
+    settings: &ListenerSettings,
+    proxy: &Proxy,
+    shutdown: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr, Option<SocketAddr>, OpenConnection)> {
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(%err, %peer, "cannot set TCP_NODELAY");
     }
@@ -157,7 +211,7 @@ async fn connection(
         // Before anything else: the client the balancer in front accepted becomes the peer.
         let header = tokio::select! {
             header = proxy_protocol::read(&mut stream, mode) => header,
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return None,
         };
         match header {
             Ok(Some((client, destination))) => {
@@ -167,47 +221,14 @@ async fn connection(
             Ok(None) => {}
             Err(err) => {
                 tracing::debug!(%peer, %err, "connection closed");
-                return;
+                return None;
             }
         }
     }
     proxy.connections_total.increment(1);
-    let _open = OpenConnection::count(&proxy.connections_open);
+    let open = OpenConnection::count(&proxy.connections_open);
     let local = local.or_else(|| stream.local_addr().ok());
-    let Some(tls) = &settings.tls else {
-        let downstream = downstream(peer, local, None, &settings);
-        return serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
-    };
-    // Boxed: a TLS connection's state (the handshake, then rustls' session and its serving
-    // future) is several KiB more than a plain one's, and this future is every connection's
-    // task: inline, each idle plain connection would hold room for it.
-    Box::pin(tls_connection(
-        tls, stream, peer, local, &settings, proxy, shutdown,
-    ))
-    .await;
-}
-
-/// A TLS client connection after `connection`'s common part: the handshake, then HTTP.
-async fn tls_connection(
-    tls: &Terminator,
-    stream: TcpStream,
-    peer: SocketAddr,
-    local: Option<SocketAddr>,
-    settings: &ListenerSettings,
-    proxy: Arc<Proxy>,
-    shutdown: CancellationToken,
-) {
-    let handshake = tokio::select! {
-        handshake = tls.accept(stream) => handshake,
-        () = shutdown.cancelled() => return,
-    };
-    match handshake {
-        Ok((stream, info)) => {
-            let downstream = downstream(peer, local, Some(Arc::new(info)), settings);
-            serve_http(TokioIo::new(stream), downstream, settings, proxy, shutdown).await;
-        }
-        Err(failure) => tracing::debug!(%peer, %failure, "TLS handshake failed"),
-    }
+    Some((stream, peer, local, open))
 }
 
 /// A connection from `peer` to `local` as its requests see it, under the listener's
