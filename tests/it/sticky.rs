@@ -7,7 +7,7 @@
 use crate::support::config::ConfigBuilder;
 use crate::support::*;
 use bytes::Bytes;
-use http::Request;
+use http::{Request, StatusCode};
 use http_body_util::Full;
 use switchyard::upstream::State;
 
@@ -34,19 +34,26 @@ async fn sticky_proxy(backends: &[&Upstream], secrets: &[&str]) -> TestProxy {
     TestProxy::start(&config.toml()).await
 }
 
-/// GET `/` with `cookie`, if any: the backend, and the cookie the response set, if any.
-async fn visit(proxy: &TestProxy, cookie: Option<&str>) -> (String, Option<String>) {
+/// GET `/` with `cookie`, if any: the status, the backend, and the cookie the response set,
+/// if any.
+async fn ask(proxy: &TestProxy, cookie: Option<&str>) -> (StatusCode, String, Option<String>) {
     let mut req = Request::get(proxy.url("/"));
     if let Some(cookie) = cookie {
         req = req.header("cookie", format!("other=1; {cookie}"));
     }
     let answer = send(&client(), req.body(Full::new(Bytes::new())).unwrap()).await;
-    assert_eq!(answer.status, 200);
     let set = answer
         .headers
         .get("set-cookie")
         .map(|v| v.to_str().unwrap().to_owned());
-    (answer.upstream().to_owned(), set)
+    (answer.status, answer.upstream().to_owned(), set)
+}
+
+/// `ask`, answered 200: the backend, and the cookie the response set, if any.
+async fn visit(proxy: &TestProxy, cookie: Option<&str>) -> (String, Option<String>) {
+    let (status, backend, set) = ask(proxy, cookie).await;
+    assert_eq!(status, 200);
+    (backend, set)
 }
 
 /// `name=value` of a `Set-Cookie`.
@@ -60,6 +67,18 @@ async fn three() -> [Upstream; 3] {
         Upstream::start("b").await,
         Upstream::start("c").await,
     ]
+}
+
+/// Three upstreams and a proxy with sticky sessions over them, `setting` (a `[pools.sticky]`
+/// field) set to `value`.
+async fn three_sticky(setting: &str, value: &str) -> ([Upstream; 3], TestProxy) {
+    let u = three().await;
+    let list: Vec<_> = u.iter().map(|u| (u.name, u.addr, 1)).collect();
+    let config = ConfigBuilder::single_pool(&list).with_pool(|pool| {
+        pool.set("sticky.secret_file", secret_file(SECRET))
+            .set(&format!("sticky.{setting}"), value)
+    });
+    (u, TestProxy::start_config(&config).await)
 }
 
 async fn counted(proxy: &TestProxy, result: &str) -> f64 {
@@ -248,13 +267,7 @@ async fn replicas_in_a_fleet_share_the_key_kept_in_redis_and_a_rotation_keeps_ol
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_completes_once_its_sessions_stop_coming_or_at_its_deadline_which_moves_them() {
-    let u = three().await;
-    let list: Vec<_> = u.iter().map(|u| (u.name, u.addr, 1)).collect();
-    let config = ConfigBuilder::single_pool(&list).with_pool(|pool| {
-        pool.set("sticky.secret_file", secret_file(SECRET))
-            .set("sticky.max_idle", "3s")
-    });
-    let proxy = TestProxy::start_config(&config).await;
+    let (_u, proxy) = three_sticky("max_idle", "3s").await;
     let state = |name: String| {
         let proxy = &proxy;
         async move { backend_view(proxy, "pool", &name).await.state }
@@ -284,19 +297,13 @@ async fn a_drain_completes_once_its_sessions_stop_coming_or_at_its_deadline_whic
     let started = tokio::time::Instant::now();
     let moved = loop {
         assert!(started.elapsed() < DEADLINE, "the session never moved");
-        let req = Request::get(proxy.url("/")).header("cookie", &cookie);
-        let answer = send(&client(), req.body(Full::new(Bytes::new())).unwrap()).await;
-        if answer.status == 502 {
+        let (status, answered, set) = ask(&proxy, Some(&cookie)).await;
+        if status == 502 {
             // In flight on its connection as the deadline closed it: what a deadline does.
             assert!(started.elapsed() >= std::time::Duration::from_secs(2));
             continue;
         }
-        assert_eq!(answer.status, 200);
-        let answered = answer.upstream().to_owned();
-        let set = answer
-            .headers
-            .get("set-cookie")
-            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(status, 200);
         if answered != bound {
             break set.expect("bound anew");
         }
@@ -323,13 +330,7 @@ async fn a_drain_completes_once_its_sessions_stop_coming_or_at_its_deadline_whic
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_cookie_is_ignored_counted_and_its_client_bound_anew() {
-    let u = three().await;
-    let list: Vec<_> = u.iter().map(|u| (u.name, u.addr, 1)).collect();
-    let config = ConfigBuilder::single_pool(&list).with_pool(|pool| {
-        pool.set("sticky.secret_file", secret_file(SECRET))
-            .set("sticky.max_life", "1s")
-    });
-    let proxy = TestProxy::start_config(&config).await;
+    let (_u, proxy) = three_sticky("max_life", "1s").await;
     let (_, set) = visit(&proxy, None).await;
     let set = set.unwrap();
     assert!(set.contains("; Max-Age=1"), "{set}");
