@@ -82,11 +82,7 @@ async fn weights_5_1_1_answer_in_the_smooth_order_without_bursts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_connections_sends_new_requests_away_from_a_backend_holding_slow_ones() {
-    let upstreams = [
-        Upstream::start("a").await,
-        Upstream::start("b").await,
-        Upstream::start("c").await,
-    ];
+    let upstreams = Upstream::start_all(["a", "b", "c"]).await;
     let proxy = wrr_proxy(
         &[(&upstreams[0], 1), (&upstreams[1], 1), (&upstreams[2], 1)],
         "least_connections",
@@ -158,12 +154,7 @@ fn shares(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_latency_spares_a_backend_slowed_tenfold_and_comes_back_to_it() {
-    let upstreams = [
-        Upstream::start("a").await,
-        Upstream::start("b").await,
-        Upstream::start("c").await,
-        Upstream::start("d").await,
-    ];
+    let upstreams = Upstream::start_all(["a", "b", "c", "d"]).await;
     for upstream in &upstreams {
         upstream.set_delay(Duration::from_millis(5));
     }

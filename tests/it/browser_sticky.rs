@@ -8,11 +8,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_keeps_its_backend_over_50_navigations() {
-    let u = [
-        Upstream::start("a").await,
-        Upstream::start("b").await,
-        Upstream::start("c").await,
-    ];
+    let u = Upstream::start_all(["a", "b", "c"]).await;
     let secret = temp_dir().join("sticky.key");
     std::fs::write(&secret, "0123456789abcdef0123456789abcdef-browser").unwrap();
     let list: Vec<_> = u.iter().map(|u| (u.name, u.addr, 1)).collect();

@@ -9,11 +9,7 @@ use switchyard::upstream::State;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_event_stream_shows_drain_ejection_and_panic_each_once() {
-    let [a, b, c] = [
-        Upstream::start("a").await,
-        Upstream::start("b").await,
-        Upstream::start("c").await,
-    ];
+    let [a, b, c] = Upstream::start_all(["a", "b", "c"]).await;
     // Three backends; with one drained and one ejected, one usable of three is under 50 %.
     let pool = PoolBuilder::new("pool")
         .backend("a", a.addr, 1)

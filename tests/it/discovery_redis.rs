@@ -268,11 +268,7 @@ async fn a_hundred_instances_register_at_once_and_a_malformed_entry_is_skipped()
 #[tokio::test]
 async fn redis_killed_and_restarted_under_load_fails_no_request_and_changes_are_picked_up() {
     let redis = RedisServer::start().await;
-    let ups = [
-        Upstream::start("a").await,
-        Upstream::start("b").await,
-        Upstream::start("c").await,
-    ];
+    let ups = Upstream::start_all(["a", "b", "c"]).await;
     for up in &ups[..2] {
         register(&redis, &up.addr.to_string(), Duration::from_secs(120), None).await;
     }

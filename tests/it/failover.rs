@@ -20,11 +20,7 @@ fn connect_errors(metrics: &str, backend: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_of_three_backends_killed_under_load_fail_no_get() {
-    let backends = [
-        Upstream::start("a").await,
-        Upstream::start("b").await,
-        Upstream::start("c").await,
-    ];
+    let backends = Upstream::start_all(["a", "b", "c"]).await;
     let list: Vec<_> = ["a", "b", "c"]
         .iter()
         .zip(&backends)

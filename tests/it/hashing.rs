@@ -44,12 +44,7 @@ async fn mapping(proxy: &TestProxy, keys: usize) -> Vec<String> {
 }
 
 async fn four() -> [Upstream; 4] {
-    [
-        Upstream::start("a").await,
-        Upstream::start("b").await,
-        Upstream::start("c").await,
-        Upstream::start("d").await,
-    ]
+    Upstream::start_all(["a", "b", "c", "d"]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,11 +10,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_lists_the_backends_and_shows_a_drain_within_a_second() {
-    let upstreams = [
-        Upstream::start("alpha").await,
-        Upstream::start("beta").await,
-        Upstream::start("gamma").await,
-    ];
+    let upstreams = Upstream::start_all(["alpha", "beta", "gamma"]).await;
     let backends: Vec<_> = upstreams.iter().map(|u| (u.name, u.addr, 1)).collect();
     let proxy = TestProxy::start(&ConfigBuilder::single_pool(&backends).toml()).await;
     let admin = proxy.gateway.admin_addr().unwrap();
@@ -107,10 +103,7 @@ async fn with_an_admin_token_the_page_asks_for_it_and_then_shows_the_backends() 
 /// line, and acts: its drain button drains, its undrain button undoes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_shows_past_events_a_summary_and_drains_on_a_click() {
-    let upstreams = [
-        Upstream::start("alpha").await,
-        Upstream::start("beta").await,
-    ];
+    let upstreams = Upstream::start_all(["alpha", "beta"]).await;
     let backends: Vec<_> = upstreams.iter().map(|u| (u.name, u.addr, 1)).collect();
     let proxy = TestProxy::start(&ConfigBuilder::single_pool(&backends).toml()).await;
     // Before the page opens: a weight change it must show from the history.

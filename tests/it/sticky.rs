@@ -62,11 +62,7 @@ fn pair(set_cookie: &str) -> &str {
 }
 
 async fn three() -> [Upstream; 3] {
-    [
-        Upstream::start("a").await,
-        Upstream::start("b").await,
-        Upstream::start("c").await,
-    ]
+    Upstream::start_all(["a", "b", "c"]).await
 }
 
 /// Three upstreams and a proxy with sticky sessions over them, `setting` (a `[pools.sticky]`

@@ -80,6 +80,15 @@ impl Upstream {
         Self::start_with(name, Options::default()).await
     }
 
+    /// Fixture upstreams named `names`, started one after the other.
+    pub async fn start_all<const N: usize>(names: [&'static str; N]) -> [Self; N] {
+        let mut started = Vec::with_capacity(N);
+        for name in names {
+            started.push(Self::start(name).await);
+        }
+        started.try_into().ok().expect("one upstream per name")
+    }
+
     /// Starts a fixture upstream with `options`.
     pub async fn start_with(name: &'static str, options: Options) -> Self {
         let bind = options
