@@ -59,14 +59,15 @@ impl Exchange {
             };
             slot.get_or_insert_with(|| value.clone());
         }
-        let request_id = match request_id {
-            Some(id) => id,
-            None => {
-                let id = new_request_id();
-                req.headers_mut().insert(X_REQUEST_ID, id.clone());
-                id
-            }
-        };
+        let generated = request_id.is_none();
+        let mut request_id = request_id.unwrap_or_else(new_request_id);
+        // Unique per request: sent as an HPACK never-indexed field wherever it goes over
+        // HTTP/2 (the response, a backend's request), rather than indexed after a search of
+        // the table's earlier ids. Copies of this value keep the flag.
+        request_id.set_sensitive(true);
+        if generated {
+            req.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+        }
         // Behind trusted proxies, the client they name; the peer otherwise (and for a request
         // that names none).
         let named = downstream
@@ -203,8 +204,5 @@ fn new_request_id() -> HeaderValue {
         *byte = HEX[(bits & 0xf) as usize];
         bits >>= 4;
     }
-    let mut id = HeaderValue::from_bytes(&id).expect("hex digits are a valid header value");
-    // Never repeated: not worth a place in an HTTP/2 backend's HPACK table (see `handle`).
-    id.set_sensitive(true);
-    id
+    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
 }

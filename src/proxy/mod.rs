@@ -131,11 +131,9 @@ impl Proxy {
             Err(Early::Preflight(headers)) => redirect::preflight(*headers),
             Err(Early::Reply(response)) => *response,
         };
-        let mut request_id = exchange.record.request_id.clone();
-        // Unique per request: HPACK then neither indexes it nor searches its table of earlier
-        // ids for it (over HTTP/2, a walk of every id still in the table).
-        request_id.set_sensitive(true);
-        response.headers_mut().insert(X_REQUEST_ID, request_id);
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID, exchange.record.request_id.clone());
         if let Some(hsts) = &downstream.hsts {
             response
                 .headers_mut()

@@ -210,8 +210,7 @@ impl BackendState {
 
     /// Whether a sticky session may still come back to it (see `session_seen`).
     fn sessions_held(&self) -> bool {
-        let until = self.sessions_until.load(Ordering::Relaxed);
-        until != 0 && millis_now() < until
+        millis_now() < self.sessions_until.load(Ordering::Relaxed)
     }
 
     /// How many more requests it may take before its `max_in_flight`.
