@@ -133,8 +133,10 @@ impl Sticky {
         let verified = self.verified.pin();
         if let KeySource::Fleet(fleet) = &self.keys {
             // The fleet's keys changed: what they verified may no longer be accepted.
+            // Read first: a request writes the shared number only when the keys changed.
             let generation = fleet.generation();
-            if self.generation.swap(generation, Ordering::Relaxed) != generation {
+            if self.generation.load(Ordering::Relaxed) != generation {
+                self.generation.store(generation, Ordering::Relaxed);
                 verified.clear();
             }
         }
