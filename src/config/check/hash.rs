@@ -19,19 +19,19 @@ impl Checker {
         let spanned = pool.sticky.as_ref()?;
         let file = spanned.get_ref();
         let field = format!("{field}.sticky");
-        let fleet_secret = file.fleet_secret.as_ref().is_some_and(|f| *f.get_ref());
-        match (&file.secret_file, &file.fleet_secret) {
-            (Some(_), Some(fleet)) if *fleet.get_ref() => self.report(
+        let fleet = file.fleet_secret.as_ref().filter(|f| *f.get_ref());
+        match (&file.secret_file, fleet) {
+            (Some(_), Some(fleet)) => self.report(
                 fleet.span(),
                 format!("{field}: either secret_file or fleet_secret = true, not both"),
             ),
-            (None, _) if !fleet_secret => self.report(
+            (None, None) => self.report(
                 spanned.span(),
                 format!("{field}: needs secret_file, or fleet_secret = true (the key in the fleet's Redis)"),
             ),
             _ => {}
         }
-        if let Some(fleet) = file.fleet_secret.as_ref().filter(|f| *f.get_ref()) {
+        if let Some(fleet) = fleet {
             self.fleet_rules.push((
                 fleet.span(),
                 format!(
@@ -45,6 +45,7 @@ impl Checker {
                 );
             }
         }
+        let fleet_secret = fleet.is_some();
         let mut secrets = Vec::new();
         for (name, path) in [
             ("secret_file", file.secret_file.as_ref()),
