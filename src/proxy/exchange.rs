@@ -141,14 +141,18 @@ impl Exchange {
         self.record.client.to_str().ok()?.parse().ok()
     }
 
-    /// What header templates are filled from; `tls`: whether the client connected over TLS.
-    pub fn vars(&self, tls: bool) -> Vars<'_> {
+    /// What header templates are filled from.
+    pub fn vars(&self) -> Vars<'_> {
         let record = &self.record;
         Vars {
             client_ip: &record.client,
             request_id: &record.request_id,
             host: record.host.as_ref(),
-            scheme: if tls { "https" } else { "http" },
+            scheme: if record.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             route: record.route.as_deref().unwrap_or(""),
             backend: record.backend.as_deref(),
         }

@@ -112,7 +112,7 @@ impl Proxy {
                         let mut response =
                             response_policy::apply(forwarded, &mut exchange, &self.tunnels);
                         if let Some(policies) = &policies {
-                            let vars = exchange.vars(downstream.tls.is_some());
+                            let vars = exchange.vars();
                             response_policy::route(
                                 &mut response,
                                 policies,
@@ -189,7 +189,7 @@ impl Proxy {
             Reached::Pool(routed) => routed,
             Reached::Answer(answer) => return Err(Early::Answer(answer)),
         };
-        let applied = request_policy::apply(req, host, &pool, &settings, downstream, exchange)?;
+        let applied = request_policy::apply(req, host, &pool, &settings, downstream)?;
         let backend = match &pool.policy.admission {
             None => pick::pick(&pool, req, exchange)?,
             // Boxed: only pools with a queue carry its wait in the request's future.

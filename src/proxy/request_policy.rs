@@ -1,10 +1,10 @@
 //! Phase 4, request policies: what the proxy does to a request before it goes upstream. Today
 //! the forwarding headers (`Forwarded`, `X-Forwarded-*`, hop-by-hop removal) and the
-//! WebSocket handshake; a route's own policies are compiled into its `Route` when the config
-//! is applied and run here in a fixed order, so a route without them pays nothing.
+//! WebSocket handshake; a route's own path and host rewrites are compiled into its `Route`
+//! when the config is applied and run here, so a route without them pays nothing. Its request
+//! header rules run on each attempt's copy instead (`retry`), where the backend is known.
 
 use super::downstream::Downstream;
-use super::exchange::Exchange;
 use super::headers;
 use super::routing::RequestSettings;
 use super::upgrade;
@@ -34,7 +34,6 @@ pub fn apply(
     pool: &Pool,
     settings: &RequestSettings,
     downstream: &Downstream,
-    exchange: &Exchange,
 ) -> Result<Applied, ProxyError> {
     let to_h2 = pool.policy.upstream.config.protocol.is_h2();
     if pool.policy.upstream.config.send_proxy_protocol.is_some() {
@@ -67,19 +66,14 @@ pub fn apply(
     }
     let mut hostless = hostless;
     if let Some(policies) = &settings.policies {
-        hostless |= route_policies(req, policies, exchange, downstream)?;
+        hostless |= route_policies(req, policies)?;
     }
     Ok(Applied { hostless, upgrade })
 }
 
-/// A route's own request policies, in order: the path rewritten, the headers edited, the host
-/// rewritten. Returns whether each attempt names its backend as the host.
-fn route_policies(
-    req: &mut Request<Incoming>,
-    policies: &Policies,
-    exchange: &Exchange,
-    downstream: &Downstream,
-) -> Result<bool, ProxyError> {
+/// A route's own request policies: the path rewritten, then the host. Returns whether each
+/// attempt names its backend as the host. The header rules are each attempt's (`retry`).
+fn route_policies(req: &mut Request<Incoming>, policies: &Policies) -> Result<bool, ProxyError> {
     if let Some(rewrite) = &policies.rewrite {
         let rewritten = rewrite.apply(req.uri()).ok_or(ProxyError::Refused(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -98,9 +92,6 @@ fn route_policies(
         if let Some(prefix) = rewritten.stripped {
             req.headers_mut().insert(X_FORWARDED_PREFIX, prefix);
         }
-    }
-    if let Some(edits) = &policies.request_headers {
-        edits.apply(req.headers_mut(), &exchange.vars(downstream.tls.is_some()));
     }
     Ok(match &policies.host {
         HostRewriteTo::Keep => false,

@@ -103,6 +103,10 @@ pub async fn forward(
         mut backend,
     } = prepared;
     let policy = &pool.policy;
+    let header_rules = settings
+        .policies
+        .as_deref()
+        .and_then(|p| p.request_headers.as_ref());
     policy.retry_budget.record_request();
     let (mut parts, body) = req.into_parts();
     let mut body = RequestBody::read(body, settings.request_body, settings.max_body_bytes).await?;
@@ -118,7 +122,7 @@ pub async fn forward(
         let attempt_body = body
             .next_attempt()
             .expect("a streamed body is never retried, so it is always still there");
-        let request = forward::upstream_request(
+        let mut request = forward::upstream_request(
             &mut parts,
             attempt_body,
             (&backend.authority, hostless),
@@ -126,6 +130,11 @@ pub async fn forward(
             // No attempt can follow: the headers are moved to the request, not copied.
             !another_possible,
         )?;
+        // The route's header rules edit each attempt's own headers: the copy kept for a retry
+        // stays as small as the client's, and `{backend}` is this attempt's.
+        if let Some(edits) = header_rules {
+            edits.apply(request.headers_mut(), &exchange.vars());
+        }
         let wait = forward::ResponseWait {
             silence: settings.response_header,
             deadline,

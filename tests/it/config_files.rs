@@ -703,7 +703,7 @@ fn rewrite_and_header_rule_mistakes_are_reported_at_their_place() {
         "{LISTENER}[[routes]]\nname = \"a\"\npath = \"/a\"\nstrip_prefix = true\npool = \"p\"\n\
          [[routes]]\nname = \"b\"\npool = \"p\"\nrequest_headers = {{ set = {{ connection = \"close\" }} }}\n\
          [[routes]]\nname = \"c\"\npool = \"p\"\nrequest_headers = {{ set = {{ x-a = \"{{nope}}\" }} }}\n\
-         [[routes]]\nname = \"d\"\npool = \"p\"\nrequest_headers = {{ add = {{ x-b = \"{{backend}}\" }} }}\n\
+         [[routes]]\nname = \"d\"\npool = \"p\"\nrequest_headers = {{ add = {{ x-b = \"{{route\" }} }}\n\
          [[routes]]\nname = \"e\"\npath = \"/e\"\nrespond = {{ body = \"x\" }}\nadd_prefix = \"/v2\"\n\
          [[routes]]\nname = \"f\"\npool = \"p\"\nrewrite = {{ regex = \"(\", replace = \"/x\" }}\n\
          [[routes]]\nname = \"g\"\npool = \"p\"\nhost_rewrite = \"a b\"\n\
@@ -715,7 +715,7 @@ fn rewrite_and_header_rule_mistakes_are_reported_at_their_place() {
         "routes[0].strip_prefix: only a path_prefix route has a prefix to strip",
         "routes[1].request_headers.set.connection: \"connection\" belongs to the connection or the message framing",
         "routes[2].request_headers.set.x-a: unknown variable {nope}; known: client_ip, request_id, host, scheme, route, backend",
-        "routes[3].request_headers.add.x-b: {backend} is known only for responses",
+        "routes[3].request_headers.add.x-b: '{' without '}'",
         "routes[4].add_prefix: applies to a route that forwards to a pool",
         "routes[5].rewrite.regex: not a regular expression",
         "routes[6].host_rewrite: \"a b\" is not host or host:port",

@@ -271,3 +271,37 @@ async fn a_reload_swaps_a_routes_policies_like_everything_else() {
     assert_eq!(status, 200, "{outcome}");
     assert_eq!(version().await, "two");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_attempt_gets_the_request_rules_anew_naming_its_own_backend() {
+    let recorder = Recorder::start().await;
+    let config = ConfigBuilder::new()
+        .pool(
+            PoolBuilder::new("p")
+                .backend("dead", closed_port(), 1)
+                .backend("rec", recorder.addr, 1)
+                // Never ejected: half the requests try `dead` first and are retried.
+                .set("outlier_detection.consecutive_failures", 0),
+        )
+        .push_route("r", |r| {
+            r.set("pool", "p")
+                .set("request_headers.set.x-backend", "{backend}")
+                .set("request_headers.add.x-once", "1")
+        });
+    let proxy = TestProxy::start(&config.toml()).await;
+    let client = client();
+    for _ in 0..4 {
+        assert_eq!(get(&client, &proxy.url("/"), None).await.status, 200);
+    }
+    // Round-robin over [dead, rec], retries moving the cursor too: at least one request met
+    // the dead backend first (each meeting is counted before its retry is sent).
+    let retries = sample(&proxy, "switchyard_retries_total", &[("backend", "dead")]).await;
+    assert!(retries >= Some(1.0), "{retries:?}");
+    let text = recorder.received().to_ascii_lowercase();
+    let heads: Vec<&str> = text.split("\r\n\r\n").filter(|h| !h.is_empty()).collect();
+    assert_eq!(heads.len(), 4, "{text}");
+    for head in heads {
+        assert!(head.contains("\r\nx-backend: rec"), "{head}");
+        assert_eq!(head.matches("\r\nx-once: 1").count(), 1, "{head}");
+    }
+}

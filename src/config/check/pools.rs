@@ -65,16 +65,10 @@ impl Checker {
             admission: self.admission(pool, &mut backends, &field),
             algorithm,
             backends,
-            request_headers: self.header_rules(
-                &pool.request_headers,
-                &format!("{field}.request_headers"),
-                false,
-            ),
-            response_headers: self.header_rules(
-                &pool.response_headers,
-                &format!("{field}.response_headers"),
-                true,
-            ),
+            request_headers: self
+                .header_rules(&pool.request_headers, &format!("{field}.request_headers")),
+            response_headers: self
+                .header_rules(&pool.response_headers, &format!("{field}.response_headers")),
             retries: self.int(
                 &pool.retries,
                 &format!("{field}.retries"),

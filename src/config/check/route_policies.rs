@@ -135,13 +135,8 @@ impl Checker {
         );
     }
 
-    /// `set`, `add` and `remove`; `{backend}` only where the backend is known (`responses`).
-    pub(super) fn header_rules(
-        &mut self,
-        rules: &HeaderRulesFile,
-        field: &str,
-        responses: bool,
-    ) -> HeaderRules {
+    /// `set`, `add` and `remove`.
+    pub(super) fn header_rules(&mut self, rules: &HeaderRulesFile, field: &str) -> HeaderRules {
         let mut out = HeaderRules::default();
         for (list, key, into) in [
             (&rules.set, "set", &mut out.set),
@@ -152,7 +147,7 @@ impl Checker {
                 let Some(name) = self.rule_name(name, value.span(), &field) else {
                     continue;
                 };
-                if let Some(template) = self.template(value, &field, responses) {
+                if let Some(template) = self.template(value, &field) {
                     into.push((name, template));
                 }
             }
@@ -189,12 +184,7 @@ impl Checker {
     }
 
     /// Text with `{variable}`s (`{{` and `}}` for braces), each piece a valid header value.
-    fn template(
-        &mut self,
-        value: &Spanned<String>,
-        field: &str,
-        responses: bool,
-    ) -> Option<Template> {
+    fn template(&mut self, value: &Spanned<String>, field: &str) -> Option<Template> {
         let mut pieces = Vec::new();
         let mut text = String::new();
         let mut rest = value.get_ref().as_str();
@@ -221,13 +211,6 @@ impl Checker {
                     );
                     return None;
                 };
-                if variable == Variable::Backend && !responses {
-                    self.report(
-                        value.span(),
-                        format!("{field}: {{backend}} is known only for responses: the backend is chosen after the request's rules"),
-                    );
-                    return None;
-                }
                 if !text.is_empty() {
                     pieces.push(Piece::Text(std::mem::take(&mut text)));
                 }

@@ -43,12 +43,10 @@ impl Checker {
             let request_headers = self.header_rules(
                 &route.request_headers,
                 &format!("routes[{i}].request_headers"),
-                false,
             );
             let response_headers = self.header_rules(
                 &route.response_headers,
                 &format!("routes[{i}].response_headers"),
-                true,
             );
             let cors = route.cors.as_ref().and_then(|cors| {
                 if !matches!(action, RouteAction::Pool(_)) {

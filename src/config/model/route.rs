@@ -321,7 +321,7 @@ pub enum Variable {
     Scheme,
     /// `{route}`: the route's name.
     Route,
-    /// `{backend}`: the backend's name (responses only: it is chosen after the request's rules).
+    /// `{backend}`: the name of the backend the request is sent to (on a retry, the next one).
     Backend,
 }
 
