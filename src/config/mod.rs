@@ -6,6 +6,7 @@ mod check;
 mod duration;
 mod file;
 pub mod jwt_keys;
+pub mod lasting;
 mod model;
 mod sections;
 

@@ -2,6 +2,7 @@
 //! config is applied: path and host rewrites, and header edits (the pool's, then the
 //! route's). A route with none holds no `Policies` at all, so it pays nothing for them.
 
+use crate::config::lasting;
 use crate::config::{HeaderRules, HostRewrite, Piece, PoolConfig, RouteConfig, Variable};
 use crate::metrics::Metrics;
 use bytes::BytesMut;
@@ -74,9 +75,10 @@ impl Policies {
             host: match &route.host_rewrite {
                 HostRewrite::Keep => HostRewriteTo::Keep,
                 // Checked as `host[:port]` when the config was read.
-                HostRewrite::To(host) => {
-                    HeaderValue::from_str(host).map_or(HostRewriteTo::Keep, HostRewriteTo::To)
-                }
+                HostRewrite::To(host) => HeaderValue::from_str(host)
+                    .map_or(HostRewriteTo::Keep, |v| {
+                        HostRewriteTo::To(lasting::value(&v))
+                    }),
                 HostRewrite::Backend => HostRewriteTo::Backend,
             },
             request_headers: edits(pool.map(|p| &p.request_headers), &route.request_headers),
@@ -144,7 +146,11 @@ impl PathRewrite {
         let strip = match (&route.path, route.rewrite.strip_prefix) {
             (crate::config::PathMatch::Prefix(prefix), true) => {
                 let shown = prefix.trim_end_matches('/');
-                let header = (!shown.is_empty()).then(|| HeaderValue::from_str(shown).ok());
+                let header = (!shown.is_empty()).then(|| {
+                    HeaderValue::from_str(shown)
+                        .ok()
+                        .map(|v| lasting::value(&v))
+                });
                 Some((prefix.clone(), header.flatten()))
             }
             _ => None,
@@ -247,8 +253,18 @@ impl HeaderEdits {
         let (mut set, mut add, mut remove) = (Vec::new(), Vec::new(), Vec::new());
         let value = |pieces: &[Piece]| Value::of(pieces, route);
         for rules in rules {
-            set.extend(rules.set.iter().map(|(n, t)| (n.clone(), value(&t.0))));
-            add.extend(rules.add.iter().map(|(n, t)| (n.clone(), value(&t.0))));
+            set.extend(
+                rules
+                    .set
+                    .iter()
+                    .map(|(n, t)| (lasting::name(n), value(&t.0))),
+            );
+            add.extend(
+                rules
+                    .add
+                    .iter()
+                    .map(|(n, t)| (lasting::name(n), value(&t.0))),
+            );
             remove.extend(rules.remove.iter().cloned());
         }
         let none = set.is_empty() && add.is_empty() && remove.is_empty();
@@ -295,8 +311,10 @@ impl Value {
         match known.as_slice() {
             [] => Self::Fixed(HeaderValue::from_static("")),
             // Checked as a header value when the config was read (a route name is one too).
-            [Piece::Text(text)] => HeaderValue::from_str(text)
-                .map_or_else(|_| Self::Template(known.clone().into()), Self::Fixed),
+            [Piece::Text(text)] => HeaderValue::from_str(text).map_or_else(
+                |_| Self::Template(known.clone().into()),
+                |value| Self::Fixed(lasting::value(&value)),
+            ),
             [Piece::Var(variable)] => Self::Var(*variable),
             _ => Self::Template(known.into()),
         }
