@@ -93,21 +93,16 @@ impl Proxy {
         let mut exchange = Exchange::begin(&mut req, downstream, &self.unrouted);
         let version = req.version();
         let mut response = match self.prepare(&mut req, downstream, &mut exchange).await {
-            Ok(prepared) => {
-                let policies = prepared.settings.policies.clone();
-                let origin = policies
-                    .as_ref()
-                    .and_then(|p| p.cors.as_ref())
-                    .and_then(|_| req.headers().get(header::ORIGIN).cloned());
-                // The coding the client takes, if the route compresses (and not for HEAD).
-                let encoding = policies
-                    .as_ref()
-                    .and_then(|p| p.compress.as_ref())
-                    .filter(|_| req.method() != http::Method::HEAD)
-                    .and_then(|c| {
-                        compress::negotiate(&c.config, req.headers().get(header::ACCEPT_ENCODING))
-                    });
-                match retry::forward(self, prepared, req, &mut exchange).await {
+            Ok(mut prepared) => {
+                // The route's policies, taken for the response (an attempt is lent the request
+                // header rules): no reference count touched.
+                let policies = prepared.settings.policies.take();
+                let (origin, encoding) = match &policies {
+                    Some(policies) => response_inputs(policies, &req),
+                    None => (None, None),
+                };
+                let header_rules = policies.as_deref().and_then(|p| p.request_headers.as_ref());
+                match retry::forward(self, prepared, req, header_rules, &mut exchange).await {
                     Ok(forwarded) => {
                         let mut response =
                             response_policy::apply(forwarded, &mut exchange, &self.tunnels);
@@ -211,4 +206,22 @@ impl Proxy {
             }
         }
     }
+}
+
+/// What a route's response policies need of the request: the `Origin` of a CORS request, and
+/// the coding the client takes if the route compresses (never for HEAD).
+fn response_inputs<B>(
+    policies: &crate::route::Policies,
+    req: &Request<B>,
+) -> (Option<http::HeaderValue>, Option<crate::config::Encoding>) {
+    let origin = policies
+        .cors
+        .as_ref()
+        .and_then(|_| req.headers().get(header::ORIGIN).cloned());
+    let encoding = policies
+        .compress
+        .as_ref()
+        .filter(|_| req.method() != http::Method::HEAD)
+        .and_then(|c| compress::negotiate(&c.config, req.headers().get(header::ACCEPT_ENCODING)));
+    (origin, encoding)
 }

@@ -12,6 +12,7 @@ use super::upgrade::TunnelLimits;
 use crate::body::ClientFault;
 use crate::config::{Algorithm, RetryOn};
 use crate::error::{Failure, ProxyError, UpstreamError, UpstreamFault, is_idempotent};
+use crate::route::HeaderEdits;
 use crate::snapshot::Pool;
 use crate::upstream::pool::Lease;
 use crate::upstream::{BackendState, InFlightGuard, Mark, nanos_now};
@@ -85,12 +86,14 @@ pub struct Prepared {
 }
 
 /// Sends `req` to the prepared backend, then to other backends of the pool while the
-/// failures allow. Each attempt awaits only the send: what comes before and after it is
-/// plain code, so the request's future has no layer per attempt.
+/// failures allow, each attempt's headers edited by the route's `header_rules`. Each attempt
+/// awaits only the send: what comes before and after it is plain code, so the request's future
+/// has no layer per attempt.
 pub async fn forward(
     proxy: &Proxy,
     prepared: Prepared,
     req: Request<Incoming>,
+    header_rules: Option<&HeaderEdits>,
     exchange: &mut Exchange,
 ) -> Result<Forwarded, ProxyError> {
     let Prepared {
@@ -103,10 +106,6 @@ pub async fn forward(
         mut backend,
     } = prepared;
     let policy = &pool.policy;
-    let header_rules = settings
-        .policies
-        .as_deref()
-        .and_then(|p| p.request_headers.as_ref());
     policy.retry_budget.record_request();
     let (mut parts, body) = req.into_parts();
     let mut body = RequestBody::read(body, settings.request_body, settings.max_body_bytes).await?;

@@ -7,17 +7,18 @@
 pub mod access;
 pub mod client;
 mod cors;
+mod header_rules;
 mod matching;
 pub mod normalize;
 mod policies;
 #[cfg(test)]
 mod precedence_tests;
+mod scratch;
 
 pub use cors::CorsPolicy;
+pub use header_rules::{HeaderEdits, Vars};
 pub use matching::Asked;
-pub use policies::{
-    CompressPolicy, HeaderEdits, HostRewriteTo, PathRewrite, Policies, Rewritten, Vars,
-};
+pub use policies::{CompressPolicy, HostRewriteTo, PathRewrite, Policies, Rewritten};
 
 use crate::config::{HostPattern, PoolConfig, Redirect, RouteAction, RouteConfig};
 use crate::metrics::{Metrics, RequestMetrics};

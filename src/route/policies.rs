@@ -2,29 +2,13 @@
 //! config is applied: path and host rewrites, and header edits (the pool's, then the
 //! route's). A route with none holds no `Policies` at all, so it pays nothing for them.
 
+use super::header_rules::{HeaderEdits, Vars};
+use super::scratch;
 use crate::config::lasting;
-use crate::config::{HeaderRules, HostRewrite, Piece, PoolConfig, RouteConfig, Variable};
+use crate::config::{HeaderRules, HostRewrite, PoolConfig, RouteConfig};
 use crate::metrics::Metrics;
-use bytes::BytesMut;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-
-/// What templates are filled from: the request's facts.
-#[derive(Debug)]
-pub struct Vars<'a> {
-    /// The client's address.
-    pub client_ip: &'a HeaderValue,
-    /// The request's `X-Request-Id`.
-    pub request_id: &'a HeaderValue,
-    /// The host the client asked for.
-    pub host: Option<&'a HeaderValue>,
-    /// `http` or `https`.
-    pub scheme: &'static str,
-    /// The route's name.
-    pub route: &'a str,
-    /// The backend's name, once chosen.
-    pub backend: Option<&'a str>,
-}
+use http::{HeaderMap, HeaderValue, Uri};
 
 /// A route's policies.
 #[derive(Debug)]
@@ -194,172 +178,47 @@ impl PathRewrite {
                 stripped = header.clone();
             }
         }
-        // One buffer: the added prefix, a `/` if stripping left none, the rest, the query.
+        // The added prefix, a `/` if stripping left none, the rest, then the query.
+        let mut add = self.add.as_deref().unwrap_or("");
+        let mut slash = !path.starts_with('/');
+        let reshaped;
+        if self.regex.is_some() || self.may_make_dots {
+            let joined = [add, if slash { "/" } else { "" }, path].concat();
+            reshaped = self.reshape(joined)?;
+            (add, slash, path) = ("", false, reshaped.as_str());
+        }
         let query = uri.query();
-        let capacity = path.len()
-            + self.add.as_ref().map_or(0, String::len)
-            + 1
-            + query.map_or(0, |q| q.len() + 1);
-        let mut target = String::with_capacity(capacity);
-        if let Some(prefix) = &self.add {
-            target.push_str(prefix);
-        }
-        if !path.starts_with('/') {
-            target.push('/');
-        }
-        target.push_str(path);
-        if let Some((regex, replacement)) = &self.regex {
-            if let Some(captures) = regex.captures(&target) {
-                let mut replaced = String::with_capacity(capacity);
-                captures.expand(replacement, &mut replaced);
-                target = replaced;
+        let room = add.len() + 1 + path.len() + query.map_or(0, |q| q.len() + 1);
+        let target = scratch::cut(room, |out| {
+            out.extend_from_slice(add.as_bytes());
+            if slash {
+                out.extend_from_slice(b"/");
             }
-            if !target.starts_with('/') {
+            out.extend_from_slice(path.as_bytes());
+            if let Some(query) = query {
+                out.extend_from_slice(b"?");
+                out.extend_from_slice(query.as_bytes());
+            }
+        });
+        let target = PathAndQuery::from_maybe_shared(target).ok()?;
+        Some(Rewritten { target, stripped })
+    }
+
+    /// `path` with the regex replacement made and the dot segments it may have made removed.
+    fn reshape(&self, mut path: String) -> Option<String> {
+        if let Some((regex, replacement)) = &self.regex {
+            if let Some(captures) = regex.captures(&path) {
+                let mut replaced = String::with_capacity(path.len());
+                captures.expand(replacement, &mut replaced);
+                path = replaced;
+            }
+            if !path.starts_with('/') {
                 return None;
             }
         }
-        if self.may_make_dots && super::normalize::has_dot_segment(&target) {
-            target = super::normalize::remove_dot_segments(&target);
+        if self.may_make_dots && super::normalize::has_dot_segment(&path) {
+            path = super::normalize::remove_dot_segments(&path);
         }
-        if let Some(query) = query {
-            target.push('?');
-            target.push_str(query);
-        }
-        let target = PathAndQuery::try_from(target).ok()?;
-        Some(Rewritten { target, stripped })
-    }
-}
-
-/// Header edits: set, add, remove, in that order.
-#[derive(Debug)]
-pub struct HeaderEdits {
-    set: Box<[(HeaderName, Value)]>,
-    add: Box<[(HeaderName, Value)]>,
-    remove: Box<[HeaderName]>,
-}
-
-/// A header value: fixed, one variable, or text and variables filled in per request.
-#[derive(Debug)]
-enum Value {
-    Fixed(HeaderValue),
-    Var(Variable),
-    Template(Box<[Piece]>),
-}
-
-impl HeaderEdits {
-    /// The edits of `rules`, one after the other, for route `route`; `None` when there is
-    /// none.
-    fn of<'a>(rules: impl Iterator<Item = &'a HeaderRules>, route: &str) -> Option<Self> {
-        let (mut set, mut add, mut remove) = (Vec::new(), Vec::new(), Vec::new());
-        let value = |pieces: &[Piece]| Value::of(pieces, route);
-        for rules in rules {
-            set.extend(
-                rules
-                    .set
-                    .iter()
-                    .map(|(n, t)| (lasting::name(n), value(&t.0))),
-            );
-            add.extend(
-                rules
-                    .add
-                    .iter()
-                    .map(|(n, t)| (lasting::name(n), value(&t.0))),
-            );
-            remove.extend(rules.remove.iter().cloned());
-        }
-        let none = set.is_empty() && add.is_empty() && remove.is_empty();
-        (!none).then(|| Self {
-            set: set.into(),
-            add: add.into(),
-            remove: remove.into(),
-        })
-    }
-
-    /// Applies the edits to `headers`, filling templates from `vars`.
-    pub fn apply(&self, headers: &mut HeaderMap, vars: &Vars<'_>) {
-        for (name, value) in &self.set {
-            if let Some(value) = value.fill(vars) {
-                headers.insert(name.clone(), value);
-            }
-        }
-        for (name, value) in &self.add {
-            if let Some(value) = value.fill(vars) {
-                headers.append(name.clone(), value);
-            }
-        }
-        for name in &self.remove {
-            headers.remove(name);
-        }
-    }
-}
-
-impl Value {
-    /// The value of `pieces` on route `route`: `{route}` is known already, and what is then
-    /// all text is fixed once.
-    fn of(pieces: &[Piece], route: &str) -> Self {
-        let mut known: Vec<Piece> = Vec::new();
-        for piece in pieces {
-            let piece = match piece {
-                Piece::Var(Variable::Route) => Piece::Text(route.to_owned()),
-                other => other.clone(),
-            };
-            match (known.last_mut(), piece) {
-                (Some(Piece::Text(before)), Piece::Text(text)) => before.push_str(&text),
-                (_, piece) => known.push(piece),
-            }
-        }
-        match known.as_slice() {
-            [] => Self::Fixed(HeaderValue::from_static("")),
-            // Checked as a header value when the config was read (a route name is one too).
-            [Piece::Text(text)] => HeaderValue::from_str(text).map_or_else(
-                |_| Self::Template(known.clone().into()),
-                |value| Self::Fixed(lasting::value(&value)),
-            ),
-            [Piece::Var(variable)] => Self::Var(*variable),
-            _ => Self::Template(known.into()),
-        }
-    }
-
-    /// The value for this request; `None` if a variable makes it invalid (a header is then
-    /// left out rather than sent broken).
-    fn fill(&self, vars: &Vars<'_>) -> Option<HeaderValue> {
-        let pieces = match self {
-            Self::Fixed(value) => return Some(value.clone()),
-            Self::Var(variable) => return vars.value(*variable),
-            Self::Template(pieces) => pieces,
-        };
-        let mut out = BytesMut::new();
-        for piece in pieces.iter() {
-            match piece {
-                Piece::Text(text) => out.extend_from_slice(text.as_bytes()),
-                Piece::Var(variable) => out.extend_from_slice(vars.get(*variable)),
-            }
-        }
-        HeaderValue::from_maybe_shared(out.freeze()).ok()
-    }
-}
-
-impl Vars<'_> {
-    /// One variable as a whole header value: the request's own values are shared, not copied.
-    fn value(&self, variable: Variable) -> Option<HeaderValue> {
-        match variable {
-            Variable::ClientIp => Some(self.client_ip.clone()),
-            Variable::RequestId => Some(self.request_id.clone()),
-            Variable::Host => self.host.cloned(),
-            Variable::Scheme => Some(HeaderValue::from_static(self.scheme)),
-            Variable::Route => HeaderValue::from_str(self.route).ok(),
-            Variable::Backend => self.backend.and_then(|b| HeaderValue::from_str(b).ok()),
-        }
-    }
-
-    fn get(&self, variable: Variable) -> &[u8] {
-        match variable {
-            Variable::ClientIp => self.client_ip.as_bytes(),
-            Variable::RequestId => self.request_id.as_bytes(),
-            Variable::Host => self.host.map_or(&b""[..], HeaderValue::as_bytes),
-            Variable::Scheme => self.scheme.as_bytes(),
-            Variable::Route => self.route.as_bytes(),
-            Variable::Backend => self.backend.map_or(&b""[..], str::as_bytes),
-        }
+        Some(path)
     }
 }
