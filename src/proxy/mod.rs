@@ -18,6 +18,7 @@ pub mod request_policy;
 pub mod response_policy;
 pub mod retry;
 pub mod routing;
+mod tunnel;
 pub mod upgrade;
 
 pub use body::{ProxyBody, RequestBody};

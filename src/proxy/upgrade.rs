@@ -1,7 +1,8 @@
 //! WebSocket (HTTP/1.1 `Upgrade`): the request's `Upgrade` and `Connection: upgrade` pass to
 //! the backend; after its `101` both connections are handed over by hyper and bytes are copied
-//! both ways until either side closes, the tunnel idles out, or shutdown's grace ends. The
-//! tunnel holds the request's in-flight guard, so least-connections and drain see it.
+//! both ways (`tunnel`, with no buffer held while idle) until either side closes, the tunnel
+//! idles out, or shutdown's grace ends. The tunnel holds the request's in-flight guard, so
+//! least-connections and drain see it.
 
 use crate::upstream::InFlightGuard;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -130,7 +131,7 @@ fn spawn(
             tokio::time::sleep(limits.drain).await;
         };
         tokio::select! {
-            result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            result = super::tunnel::both_ways(&mut client, &mut upstream) => {
                 if let Err(err) = result {
                     tracing::debug!(error = %err, "tunnel ended");
                 }
