@@ -88,14 +88,15 @@ pub struct Prepared {
 /// Sends `req` to the prepared backend, then to other backends of the pool while the
 /// failures allow, each attempt's headers edited by the route's `header_rules`. Each attempt
 /// awaits only the send: what comes before and after it is plain code, so the request's future
-/// has no layer per attempt.
-pub async fn forward(
-    proxy: &Proxy,
+/// has no layer per attempt. A plain function taking the request apart before its future: an
+/// `async fn` would keep its arguments whole in the future beside the parts taken out of them.
+pub fn forward<'a>(
+    proxy: &'a Proxy,
     prepared: Prepared,
     req: Request<Incoming>,
-    header_rules: Option<&HeaderEdits>,
-    exchange: &mut Exchange,
-) -> Result<Forwarded, ProxyError> {
+    header_rules: Option<&'a HeaderEdits>,
+    exchange: &'a mut Exchange,
+) -> impl Future<Output = Result<Forwarded, ProxyError>> + 'a {
     let Prepared {
         pool,
         settings,
@@ -105,92 +106,95 @@ pub async fn forward(
         },
         mut backend,
     } = prepared;
-    let policy = &pool.policy;
-    policy.retry_budget.record_request();
+    pool.policy.retry_budget.record_request();
     let (mut parts, body) = req.into_parts();
-    let mut body = RequestBody::read(body, settings.request_body, settings.max_body_bytes).await?;
-    let deadline = settings.request.map(|limit| Instant::now() + limit);
-    let mut tried: Vec<Arc<BackendState>> = Vec::new();
-    loop {
-        // A streamed body can be sent once only.
-        let another_possible = tried.len() < policy.retries as usize && body.is_replayable();
-        let in_flight = match &policy.admission {
-            None => backend.begin_request(),
-            Some(admission) => backend.begin_admitted(admission),
-        };
-        let attempt_body = body
-            .next_attempt()
-            .expect("a streamed body is never retried, so it is always still there");
-        let mut request = forward::upstream_request(
-            &mut parts,
-            attempt_body,
-            (&backend.authority, hostless),
-            &policy.upstream,
-            // No attempt can follow: the headers are moved to the request, not copied.
-            !another_possible,
-        )?;
-        // The route's header rules edit each attempt's own headers: the copy kept for a retry
-        // stays as small as the client's, and `{backend}` is this attempt's.
-        if let Some(edits) = header_rules {
-            edits.apply(request.headers_mut(), &exchange.vars());
-        }
-        let wait = forward::ResponseWait {
-            silence: settings.response_header,
-            deadline,
-            body: body.progress(),
-        };
-        let sent = Instant::now();
-        let result = forward::send(request, &backend, &policy.upstream, &settings.dial, wait)
-            .await
-            .and_then(|(response, lease)| {
-                forward::checked_response(response, &backend, upgrade.is_some())
-                    .map(|response| (response, lease))
-            });
-        let took = sent.elapsed();
-        exchange.record.upstream = Some(took);
-        exchange.record.bytes_in = body.bytes();
-        let attempt = Attempt {
-            took,
-            proxy,
-            pool: &pool,
-            backend: &backend,
-            in_flight,
-        };
-        let outcome = attempt.outcome(result, &body, &mut upgrade, settings.tunnel);
-        if let Outcome::Answered(forwarded) = outcome {
-            return Ok(forwarded);
-        }
-        let retry = another_possible
-            && deadline.is_none_or(|deadline| Instant::now() < deadline)
-            && outcome.may_retry(&parts.method, &policy.retry_on);
-        let next = if retry {
-            tried.push(Arc::clone(&backend));
-            pool.pick_other(&tried)
-        } else {
-            None
-        };
-        // The budget guards against retry storms on backends that do receive the requests.
-        let next = next.filter(|_| {
-            let spent = !outcome.sent() || policy.retry_budget.try_spend();
-            if !spent {
-                backend.metrics.budget_exhausted.increment(1);
-                tracing::debug!(pool = %pool.name, "retry budget exhausted; not retrying");
+    async move {
+        let policy = &pool.policy;
+        let mut body =
+            RequestBody::read(body, settings.request_body, settings.max_body_bytes).await?;
+        let deadline = settings.request.map(|limit| Instant::now() + limit);
+        let mut tried: Vec<Arc<BackendState>> = Vec::new();
+        loop {
+            // A streamed body can be sent once only.
+            let another_possible = tried.len() < policy.retries as usize && body.is_replayable();
+            let in_flight = match &policy.admission {
+                None => backend.begin_request(),
+                Some(admission) => backend.begin_admitted(admission),
+            };
+            let attempt_body = body
+                .next_attempt()
+                .expect("a streamed body is never retried, so it is always still there");
+            let mut request = forward::upstream_request(
+                &mut parts,
+                attempt_body,
+                (&backend.authority, hostless),
+                &policy.upstream,
+                // No attempt can follow: the headers are moved to the request, not copied.
+                !another_possible,
+            )?;
+            // The route's header rules edit each attempt's own headers: the copy kept for a retry
+            // stays as small as the client's, and `{backend}` is this attempt's.
+            if let Some(edits) = header_rules {
+                edits.apply(request.headers_mut(), &exchange.vars());
             }
-            spent
-        });
-        let Some((index, next)) = next else {
-            return outcome.give_up();
-        };
-        backend.metrics.retries.increment(1);
-        tracing::debug!(pool = %pool.name, from = %backend.name, to = %next.name, "retrying on another backend");
-        exchange.chose(index, &next.name);
-        exchange.record.retries += 1;
-        if let Some(sticky) = &pool.policy.sticky {
-            // The session moves with the request to the backend that takes it.
-            let now = exchange.unix_seconds();
-            exchange.set_cookie = sticky.cookie(&next.name, now, now);
+            let wait = forward::ResponseWait {
+                silence: settings.response_header,
+                deadline,
+                body: body.progress(),
+            };
+            let sent = Instant::now();
+            let result = forward::send(request, &backend, &policy.upstream, &settings.dial, wait)
+                .await
+                .and_then(|(response, lease)| {
+                    forward::checked_response(response, &backend, upgrade.is_some())
+                        .map(|response| (response, lease))
+                });
+            let took = sent.elapsed();
+            exchange.record.upstream = Some(took);
+            exchange.record.bytes_in = body.bytes();
+            let attempt = Attempt {
+                took,
+                proxy,
+                pool: &pool,
+                backend: &backend,
+                in_flight,
+            };
+            let outcome = attempt.outcome(result, &body, &mut upgrade, settings.tunnel);
+            if let Outcome::Answered(forwarded) = outcome {
+                return Ok(forwarded);
+            }
+            let retry = another_possible
+                && deadline.is_none_or(|deadline| Instant::now() < deadline)
+                && outcome.may_retry(&parts.method, &policy.retry_on);
+            let next = if retry {
+                tried.push(Arc::clone(&backend));
+                pool.pick_other(&tried)
+            } else {
+                None
+            };
+            // The budget guards against retry storms on backends that do receive the requests.
+            let next = next.filter(|_| {
+                let spent = !outcome.sent() || policy.retry_budget.try_spend();
+                if !spent {
+                    backend.metrics.budget_exhausted.increment(1);
+                    tracing::debug!(pool = %pool.name, "retry budget exhausted; not retrying");
+                }
+                spent
+            });
+            let Some((index, next)) = next else {
+                return outcome.give_up();
+            };
+            backend.metrics.retries.increment(1);
+            tracing::debug!(pool = %pool.name, from = %backend.name, to = %next.name, "retrying on another backend");
+            exchange.chose(index, &next.name);
+            exchange.record.retries += 1;
+            if let Some(sticky) = &pool.policy.sticky {
+                // The session moves with the request to the backend that takes it.
+                let now = exchange.unix_seconds();
+                exchange.set_cookie = sticky.cookie(&next.name, now, now);
+            }
+            backend = Arc::clone(next);
         }
-        backend = Arc::clone(next);
     }
 }
 
