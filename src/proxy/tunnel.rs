@@ -73,18 +73,12 @@ impl Direction {
             if self.done {
                 return Poll::Ready(Ok(self.copied));
             }
-            if let Some(held) = &mut self.held {
-                while held.from < held.bytes.len() {
-                    let n =
-                        ready!(Pin::new(&mut *writer).poll_write(cx, &held.bytes[held.from..]))?;
-                    if n == 0 {
-                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                    }
-                    held.from += n;
-                    self.copied += n as u64;
-                    self.unflushed = true;
+            if let Some(mut held) = self.held.take() {
+                held.from += self.write_some(cx, writer, &held.bytes[held.from..])?;
+                if held.from < held.bytes.len() {
+                    self.held = Some(held);
+                    return Poll::Pending;
                 }
-                self.held = None;
             }
             if self.ended {
                 ready!(Pin::new(&mut *writer).poll_shutdown(cx))?;
@@ -124,27 +118,39 @@ impl Direction {
                 self.ended = true;
                 return Poll::Ready(Ok(()));
             }
-            let mut from = 0;
-            while from < bytes.len() {
-                match Pin::new(&mut *writer).poll_write(cx, &bytes[from..]) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                    Poll::Ready(Ok(n)) => {
-                        from += n;
-                        self.copied += n as u64;
-                        self.unflushed = true;
-                    }
-                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                    Poll::Pending => {
-                        self.held = Some(Held {
-                            bytes: bytes[from..].into(),
-                            from: 0,
-                        });
-                        break;
-                    }
-                }
+            let written = self.write_some(cx, writer, bytes)?;
+            if written < bytes.len() {
+                self.held = Some(Held {
+                    bytes: bytes[written..].into(),
+                    from: 0,
+                });
             }
             Poll::Ready(Ok(()))
         })
+    }
+
+    /// Writes `bytes` on as far as `writer` takes them now; how many it took (fewer only when
+    /// it is behind, and then it wakes this task when it can take more).
+    fn write_some<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        writer: &mut W,
+        bytes: &[u8],
+    ) -> io::Result<usize> {
+        let mut from = 0;
+        while from < bytes.len() {
+            match Pin::new(&mut *writer).poll_write(cx, &bytes[from..]) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    from += n;
+                    self.copied += n as u64;
+                    self.unflushed = true;
+                }
+                Poll::Ready(Err(err)) => return Err(err),
+                Poll::Pending => break,
+            }
+        }
+        Ok(from)
     }
 }
 

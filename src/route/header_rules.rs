@@ -144,6 +144,12 @@ fn fill_template(pieces: &[Piece], vars: &Vars<'_>) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(bytes).ok()
 }
 
+/// `text` as a header value, written where the request's other made bytes are.
+fn copied(text: &str) -> Option<HeaderValue> {
+    let bytes = scratch::cut(text.len(), |out| out.extend_from_slice(text.as_bytes()));
+    HeaderValue::from_maybe_shared(bytes).ok()
+}
+
 impl Vars<'_> {
     /// One variable as a whole header value: the request's own values are shared, not copied.
     #[inline]
@@ -153,11 +159,9 @@ impl Vars<'_> {
             Variable::RequestId => Some(self.request_id.clone()),
             Variable::Host => self.host.cloned(),
             Variable::Scheme => Some(HeaderValue::from_static(self.scheme)),
-            Variable::Route => HeaderValue::from_str(self.route).ok(),
-            Variable::Backend => self.backend.and_then(|name| {
-                let bytes = scratch::cut(name.len(), |out| out.extend_from_slice(name.as_bytes()));
-                HeaderValue::from_maybe_shared(bytes).ok()
-            }),
+            // Names, not header values yet: copied where the request's other made bytes are.
+            Variable::Route => copied(self.route),
+            Variable::Backend => self.backend.and_then(copied),
         }
     }
 
