@@ -22,6 +22,11 @@
 #   balances by least latency; `switchyard-admission` has a pool queue its limits never
 #   fill. `switchyard-sticky` has sticky sessions, wrk sending one session's cookie;
 #   `switchyard-cookie` is `switchyard` sent the same cookie.
+# - `switchyard-paused` is `switchyard` with wrk pausing 800 ms after each response on each
+#   connection; `switchyard-parked` is the same with a 1 s header timeout, so each connection is
+#   parked 250 to 500 ms into each pause and woken by its next request. The difference is what
+#   parking and waking a connection costs (both include the runtime's own work of going idle
+#   and waking between the few requests per second).
 # - `nginx-gzip`, `switchyard-gzip` and `switchyard-zstd` (no access log) fetch a 10 KB JSON
 #   document compressed (zlib level 6 for both gzips, zstd level 3).
 # - `nginx-https` and `switchyard-https` (access log on) are the same over HTTPS keep-alive with
@@ -77,6 +82,10 @@ HAPROXY_LOG=1 HAPROXY_TLS_PORT=$TLS_PORT HAPROXY_PEM="$work/haproxy.pem" \
   haproxy_conf $PORT 18381 18382 $H2C_PORT >"$work/haproxy-log.cfg"
 TLS_PORT=$TLS_PORT switchyard_config $PORT "path = \"$work/switchyard-access.log\"" 18381 18382 >"$work/switchyard.toml"
 switchyard_config $PORT "enabled = false" 18381 18382 >"$work/switchyard-nolog.toml"
+# Idle connections parked between requests: a 1 s header timeout, and wrk pausing after each
+# response.
+sed 's/^request_header = "300s"/request_header = "1s"/' "$work/switchyard.toml" >"$work/switchyard-wake.toml"
+echo "function delay() return 800 end" >"$work/pause.lua"
 # A route with a prefix strip and three header rules, the access log on as in `switchyard`.
 ROUTE_EXTRA='strip_prefix = true
 add_prefix = "/v1"
@@ -185,6 +194,7 @@ for name in $PROXIES; do
     *-zstd) wrk_args=(-H "Accept-Encoding: zstd") ;;
     *-jwt) wrk_args=(-H "Authorization: Bearer $jwt_token") ;;
     switchyard-cookie | switchyard-sticky) wrk_args=(-H "Cookie: $sticky_cookie") ;;
+    switchyard-paused | switchyard-parked) wrk_args=(-s "$work/pause.lua") ;;
   esac
   case $name in
     nginx) measure nginx $http nginx -p "$work" -c "$work/nginx.conf" ;;
@@ -206,6 +216,8 @@ for name in $PROXIES; do
     switchyard-hash) measure switchyard-hash $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-hash.toml" --log-level warn ;;
     switchyard-admission) measure switchyard-admission $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-admission.toml" --log-level warn ;;
     switchyard-latency) measure switchyard-latency $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-latency.toml" --log-level warn ;;
+    switchyard-paused) measure switchyard-paused $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
+    switchyard-parked) measure switchyard-parked $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-wake.toml" --log-level warn ;;
     switchyard-cookie) measure switchyard-cookie $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
     switchyard-sticky) measure switchyard-sticky $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-sticky.toml" --log-level warn ;;
     switchyard-jwt) measure switchyard-jwt $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-jwt.toml" --log-level warn ;;

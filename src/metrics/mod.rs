@@ -122,6 +122,8 @@ metric_table! {
         "Client connections open now.";
     DOWNSTREAM_CONNECTIONS_TOTAL: Counter, "switchyard_downstream_connections_total",
         "Client connections accepted.";
+    DOWNSTREAM_CONNECTIONS_PARKED: Gauge, "switchyard_downstream_connections_parked",
+        "Idle HTTP/1.1 client connections parked now: holding no buffers until the client sends again.";
     ACCESS_LOG_DROPPED: Counter, "switchyard_access_log_dropped_total",
         "Access log lines dropped because the log buffer was full.";
     TLS_HANDSHAKES: Counter, "switchyard_tls_handshakes_total",

@@ -25,7 +25,7 @@ pub use body::{ProxyBody, RequestBody};
 pub use downstream::{ActiveRequest, ConnActivity, Downstream};
 pub use failure::error_response;
 use failure::failed;
-pub use upgrade::Tunnels;
+pub use upgrade::{ClientUpgrade, Tunnels};
 
 use crate::access_log::AccessLog;
 use crate::metrics::{Metrics, RequestMetrics};
@@ -54,6 +54,8 @@ pub struct Proxy {
     pub connections_open: Gauge,
     /// `switchyard_downstream_connections_total`.
     pub connections_total: Counter,
+    /// `switchyard_downstream_connections_parked`.
+    pub connections_parked: Gauge,
 }
 
 impl Proxy {
@@ -75,6 +77,7 @@ impl Proxy {
             unrouted: Arc::new(RequestMetrics::new(metrics, "", "", "")),
             connections_open: metrics.gauge(crate::metrics::DOWNSTREAM_CONNECTIONS, &[]),
             connections_total: metrics.counter(crate::metrics::DOWNSTREAM_CONNECTIONS_TOTAL, &[]),
+            connections_parked: metrics.gauge(crate::metrics::DOWNSTREAM_CONNECTIONS_PARKED, &[]),
         }
     }
 

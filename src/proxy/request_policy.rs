@@ -8,13 +8,13 @@ use super::downstream::Downstream;
 use super::headers;
 use super::routing::RequestSettings;
 use super::upgrade;
+use super::upgrade::ClientUpgrade;
 use crate::error::ProxyError;
 use crate::route::{HostRewriteTo, Policies};
 use crate::snapshot::Pool;
 use crate::upstream::pool::proxy_header::ClientAddresses;
 use http::{HeaderValue, Request, StatusCode, Uri, header};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 
 /// What the request policies leave for the attempts besides the rewritten request.
 pub struct Applied {
@@ -22,7 +22,7 @@ pub struct Applied {
     /// names its backend.
     pub hostless: bool,
     /// The client's side of a WebSocket handshake the route lets through.
-    pub upgrade: Option<OnUpgrade>,
+    pub upgrade: Option<ClientUpgrade>,
 }
 
 /// Applies the request policies to `req` (in place: the request is not moved), bound for

@@ -8,6 +8,7 @@ use super::exchange::Exchange;
 use super::forward;
 use super::request_policy::Applied;
 use super::routing::RequestSettings;
+use super::upgrade::ClientUpgrade;
 use super::upgrade::TunnelLimits;
 use crate::body::ClientFault;
 use crate::config::{Algorithm, RetryOn};
@@ -18,7 +19,6 @@ use crate::upstream::pool::Lease;
 use crate::upstream::{BackendState, InFlightGuard, Mark, nanos_now};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -32,7 +32,7 @@ pub struct Forwarded {
     /// The connection, returned to the pool when the response ends cleanly.
     pub lease: Lease,
     /// For a `101`: the client's side of the upgrade and the tunnel's limits.
-    pub upgrade: Option<(OnUpgrade, TunnelLimits)>,
+    pub upgrade: Option<(ClientUpgrade, TunnelLimits)>,
 }
 
 /// How one attempt ended.
@@ -216,7 +216,7 @@ impl Attempt<'_> {
         self,
         result: Result<(Response<Incoming>, Lease), UpstreamError>,
         body: &RequestBody,
-        upgrade: &mut Option<OnUpgrade>,
+        upgrade: &mut Option<ClientUpgrade>,
         tunnel: TunnelLimits,
     ) -> Outcome {
         let (backend, policy) = (self.backend, &self.pool.policy);

@@ -1,5 +1,6 @@
 //! WebSocket (HTTP/1.1 `Upgrade`): the request's `Upgrade` and `Connection: upgrade` pass to
-//! the backend; after its `101` both connections are handed over by hyper and bytes are copied
+//! the backend; after its `101` both connections are handed over (the backend's by hyper, the
+//! client's by the connection that served the handshake: `ClientUpgrade`) and bytes are copied
 //! both ways (`tunnel`, with no buffer held while idle) until either side closes, the tunnel
 //! idles out, or shutdown's grace ends. The tunnel holds the request's in-flight guard, so
 //! least-connections and drain see it.
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,12 +38,41 @@ pub struct TunnelLimits {
     pub drain: Duration,
 }
 
+/// A client connection as a tunnel takes it over.
+pub trait ClientIo: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> ClientIo for T {}
+
+/// The client's side of an upgrade: the connection, once the `101` has been written to it.
+/// The server attaches one to every HTTP/1.1 request that asks to upgrade and hands the
+/// connection over through it when hyper lets go of it; dropped unused, nothing is handed.
+/// (Shared only because request extensions must be `Clone`; it is never cloned.)
+#[derive(Debug, Clone)]
+pub struct ClientUpgrade(Arc<oneshot::Receiver<Box<dyn ClientIo>>>);
+
+impl ClientUpgrade {
+    /// The client's side of an upgrade that comes through `receiver`.
+    pub fn new(receiver: oneshot::Receiver<Box<dyn ClientIo>>) -> Self {
+        Self(Arc::new(receiver))
+    }
+}
+
+impl std::fmt::Debug for dyn ClientIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientIo")
+    }
+}
+
 /// The client's side of the upgrade, taken from `req`, if it is a WebSocket handshake.
-pub fn handshake<B>(req: &mut http::Request<B>) -> Option<OnUpgrade> {
-    // hyper attaches an upgrade only to HTTP/1.1 requests carrying `Upgrade` (or CONNECT, which
-    // never gets this far): every other request is settled by one look at the extensions.
-    req.extensions().get::<OnUpgrade>()?;
-    websocket(req.headers()).then(|| hyper::upgrade::on(req))
+pub fn handshake<B>(req: &mut http::Request<B>) -> Option<ClientUpgrade> {
+    // Only HTTP/1.1 requests carrying `Upgrade` have one: every other request is settled by
+    // one look at the extensions.
+    req.extensions().get::<ClientUpgrade>()?;
+    if websocket(req.headers()) {
+        req.extensions_mut().remove::<ClientUpgrade>()
+    } else {
+        None
+    }
 }
 
 /// Whether `headers` are a WebSocket handshake's. Whatever else the client's `Upgrade` lists,
@@ -91,7 +122,7 @@ pub fn restore(headers: &mut HeaderMap) {
 /// no body; the tunnel starts once both sides have switched.
 pub fn switch(
     mut response: http::Response<hyper::body::Incoming>,
-    client: OnUpgrade,
+    client: ClientUpgrade,
     in_flight: InFlightGuard,
     limits: TunnelLimits,
     tunnels: &Tunnels,
@@ -107,7 +138,7 @@ pub fn switch(
 
 /// Copies between the two upgraded connections in a task of its own.
 fn spawn(
-    client: OnUpgrade,
+    client: ClientUpgrade,
     upstream: OnUpgrade,
     in_flight: InFlightGuard,
     limits: TunnelLimits,
@@ -116,15 +147,22 @@ fn spawn(
     let shutdown = tunnels.shutdown.clone();
     let cut = in_flight.backend().cut_signal();
     tunnels.tasks.spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(both) => both,
-            Err(err) => {
+        let Some(client) = Arc::into_inner(client.0) else {
+            return;
+        };
+        let (client, upstream) = match tokio::join!(client, upstream) {
+            (Ok(client), Ok(upstream)) => (client, upstream),
+            (Err(_), _) => {
+                tracing::debug!("upgrade did not complete: the client connection ended");
+                return;
+            }
+            (_, Err(err)) => {
                 tracing::debug!(error = %err, "upgrade did not complete");
                 return;
             }
         };
         let activity = Activity::new();
-        let mut client = Tracked(TokioIo::new(client), Arc::clone(&activity));
+        let mut client = Tracked(client, Arc::clone(&activity));
         let mut upstream = Tracked(TokioIo::new(upstream), Arc::clone(&activity));
         let draining = async {
             shutdown.cancelled().await;

@@ -1,14 +1,16 @@
-//! When a client connection closes on its own: shutdown, no first request, or quiet too long.
-//! One coarse check per connection, rather than a timer per request: it is what bounds slow and
-//! missing HTTP/1 request heads (hyper's header-read timer is left off).
+//! When a client connection closes on its own (shutdown, no first request, or quiet too long),
+//! and when an HTTP/1 one has been quiet long enough to be parked. One coarse check per
+//! connection, rather than a timer per request: it is what bounds slow and missing HTTP/1
+//! request heads (hyper's header-read timer is left off).
 
 use crate::config::Timeouts;
 use crate::proxy::ConnActivity;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-/// Why a client connection is being closed.
+/// Why a client connection is being closed, or parked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Closing {
     /// The proxy is shutting down.
@@ -19,47 +21,99 @@ pub(super) enum Closing {
     /// No request began within `timeouts.request_header` of the connection's start: a silent
     /// client, one stuck inside its first request head, or inside the HTTP/2 preface.
     NoRequest,
+    /// HTTP/1 with nothing in progress and nothing begun or finished for a whole check period:
+    /// time to let go of its buffers until the client sends again.
+    Quiet,
 }
 
-/// Resolves when the connection should close, and why: on shutdown; when no request began
-/// within `request_header` of its start; once no request has been in progress for `idle`, or
-/// on HTTP/1 (no HTTP/2 request seen) for `min(idle, request_header)`, since an HTTP/1
-/// connection between requests is waiting for a request head. Quiet is checked four times per
-/// limit, so a connection closes between 1 and 1.25 times its limit after its last request.
-pub(super) async fn until_closing(
-    activity: &ConnActivity,
-    timeouts: &Timeouts,
-    shutdown: &CancellationToken,
+/// A connection's closing conditions: what has been seen of its requests, and since when
+/// nothing has changed. Quiet is checked four times per limit, so a connection closes between 1
+/// and 1.25 times its limit after its last request, and an HTTP/1 one is parked between one and
+/// two check periods after it.
+pub(super) struct Watch<'a> {
+    activity: &'a ConnActivity,
+    timeouts: &'a Timeouts,
+    shutdown: &'a CancellationToken,
     peer: SocketAddr,
-) -> Closing {
-    let http1_limit = timeouts.idle.min(timeouts.request_header);
-    let mut tick = tokio::time::interval(http1_limit / 4);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut last_seen = (0, 0);
-    let mut quiet_since = Instant::now();
-    let first_request = tokio::time::sleep(timeouts.request_header);
-    tokio::pin!(first_request);
-    let mut awaiting_first = true;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return Closing::Shutdown,
-            () = first_request.as_mut(), if awaiting_first => {
-                if activity.counts().0 == 0 {
-                    tracing::debug!(%peer, "no request within the header timeout: closing");
-                    return Closing::NoRequest;
+    first_request: Instant,
+    last_seen: (u64, u64),
+    quiet_since: Instant,
+}
+
+impl<'a> Watch<'a> {
+    /// The closing conditions of a connection from `peer` starting now.
+    pub(super) fn new(
+        activity: &'a ConnActivity,
+        timeouts: &'a Timeouts,
+        shutdown: &'a CancellationToken,
+        peer: SocketAddr,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            activity,
+            timeouts,
+            shutdown,
+            peer,
+            first_request: now + timeouts.request_header,
+            last_seen: (0, 0),
+            quiet_since: now,
+        }
+    }
+
+    /// How long an HTTP/1 connection waits for its next request head.
+    fn http1_limit(&self) -> Duration {
+        self.timeouts.idle.min(self.timeouts.request_header)
+    }
+
+    /// Resolves, while hyper serves the connection, when it should close, and why: on shutdown;
+    /// when no request began within `request_header` of its start; once no request has been
+    /// in progress for `idle`, or on HTTP/1 (no HTTP/2 request seen) for
+    /// `min(idle, request_header)`. With `may_park`, an HTTP/1 connection with a request behind
+    /// it and nothing else for a whole period resolves `Quiet`.
+    pub(super) async fn serving(&mut self, may_park: bool) -> Closing {
+        let period = self.http1_limit() / 4;
+        let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let first_request = tokio::time::sleep_until(self.first_request);
+        tokio::pin!(first_request);
+        let mut awaiting_first = self.activity.counts().0 == 0;
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Closing::Shutdown,
+                () = first_request.as_mut(), if awaiting_first => {
+                    if self.activity.counts().0 == 0 {
+                        tracing::debug!(peer = %self.peer, "no request within the header timeout: closing");
+                        return Closing::NoRequest;
+                    }
+                    awaiting_first = false;
                 }
-                awaiting_first = false;
+                now = tick.tick() => {
+                    let seen = self.activity.counts();
+                    let http2 = self.activity.is_http2();
+                    let limit = if http2 { self.timeouts.idle } else { self.http1_limit() };
+                    if seen != self.last_seen || seen.0 != seen.1 {
+                        self.last_seen = seen;
+                        self.quiet_since = now;
+                    } else if seen.0 > 0 && now.duration_since(self.quiet_since) >= limit {
+                        tracing::debug!(peer = %self.peer, "closing idle client connection");
+                        return Closing::Idle;
+                    } else if may_park && seen.0 > 0 && !http2 {
+                        return Closing::Quiet;
+                    }
+                }
             }
-            now = tick.tick() => {
-                let seen = activity.counts();
-                let limit = if activity.is_http2() { timeouts.idle } else { http1_limit };
-                if seen != last_seen || seen.0 != seen.1 {
-                    last_seen = seen;
-                    quiet_since = now;
-                } else if seen.0 > 0 && now.duration_since(quiet_since) >= limit {
-                    tracing::debug!(%peer, "closing idle client connection");
-                    return Closing::Idle;
-                }
+        }
+    }
+
+    /// Resolves, while the connection is parked (no request in progress, nothing read), when it
+    /// should close: on shutdown, or when its quiet reaches the HTTP/1 limit.
+    pub(super) async fn parked(&mut self) -> Closing {
+        let deadline = self.quiet_since + self.http1_limit();
+        tokio::select! {
+            () = self.shutdown.cancelled() => Closing::Shutdown,
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::debug!(peer = %self.peer, "closing idle client connection");
+                Closing::Idle
             }
         }
     }
@@ -85,7 +139,9 @@ mod tests {
         let start = Instant::now();
         let peer = "127.0.0.1:1".parse().unwrap();
         let shutdown = CancellationToken::new();
-        let why = until_closing(activity, timeouts, &shutdown, peer).await;
+        let why = Watch::new(activity, timeouts, &shutdown, peer)
+            .serving(false)
+            .await;
         (start.elapsed(), why)
     }
 
@@ -127,8 +183,76 @@ mod tests {
         let peer = "127.0.0.1:1".parse().unwrap();
         let shutdown = CancellationToken::new();
         let timeouts = timeouts(10, 60);
-        let closing = until_closing(&activity, &timeouts, &shutdown, peer);
+        let mut watch = Watch::new(&activity, &timeouts, &shutdown, peer);
+        let closing = watch.serving(true);
         let waited = tokio::time::timeout(Duration::from_secs(3600), closing).await;
         assert!(waited.is_err(), "closed: {waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_http1_connection_parks_after_one_to_two_periods_then_closes_on_time() {
+        let activity = Arc::new(ConnActivity::default());
+        drop(activity.begin(Version::HTTP_11));
+        let (peer, shutdown) = ("127.0.0.1:1".parse().unwrap(), CancellationToken::new());
+        let timeouts = timeouts(8, 60);
+        let start = Instant::now();
+        let mut watch = Watch::new(&activity, &timeouts, &shutdown, peer);
+        // Periods of 2 s: the first tick sees the request, the second sees nothing new.
+        assert_eq!(watch.serving(true).await, Closing::Quiet);
+        assert_eq!(start.elapsed(), Duration::from_secs(4));
+        // Parked, it closes when its quiet since the first tick reaches the 8 s limit.
+        assert_eq!(watch.parked().await, Closing::Idle);
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_woken_connection_that_serves_a_request_parks_again_later() {
+        let activity = Arc::new(ConnActivity::default());
+        drop(activity.begin(Version::HTTP_11));
+        let (peer, shutdown) = ("127.0.0.1:1".parse().unwrap(), CancellationToken::new());
+        let timeouts = timeouts(8, 60);
+        let mut watch = Watch::new(&activity, &timeouts, &shutdown, peer);
+        assert_eq!(watch.serving(true).await, Closing::Quiet);
+        // Woken at 6 s by a request that lasts 3 s.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let request = activity.begin(Version::HTTP_11);
+        let serving = watch.serving(true);
+        tokio::pin!(serving);
+        let early = tokio::time::timeout(Duration::from_secs(3), serving.as_mut()).await;
+        assert!(
+            early.is_err(),
+            "a request in progress is never parked: {early:?}"
+        );
+        drop(request);
+        let start = Instant::now();
+        assert_eq!(serving.await, Closing::Quiet);
+        assert!(
+            start.elapsed() <= Duration::from_secs(4),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http2_and_first_requests_are_never_parked() {
+        let (peer, shutdown) = ("127.0.0.1:1".parse().unwrap(), CancellationToken::new());
+        let timeouts = timeouts(8, 60);
+        let activity = Arc::new(ConnActivity::default());
+        let mut watch = Watch::new(&activity, &timeouts, &shutdown, peer);
+        assert_eq!(watch.serving(true).await, Closing::NoRequest);
+        drop(activity.begin(Version::HTTP_2));
+        let mut watch = Watch::new(&activity, &timeouts, &shutdown, peer);
+        assert_eq!(watch.serving(true).await, Closing::Idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_a_parked_connection() {
+        let activity = Arc::new(ConnActivity::default());
+        drop(activity.begin(Version::HTTP_11));
+        let (peer, shutdown) = ("127.0.0.1:1".parse().unwrap(), CancellationToken::new());
+        let timeouts = timeouts(8, 60);
+        let mut watch = Watch::new(&activity, &timeouts, &shutdown, peer);
+        shutdown.cancel();
+        assert_eq!(watch.parked().await, Closing::Shutdown);
     }
 }

@@ -5,7 +5,6 @@ use crate::config::ListenerConfig;
 use crate::proxy::{Downstream, Proxy};
 use crate::tls::{Terminator, TlsInfo};
 use arc_swap::ArcSwap;
-use hyper_util::rt::TokioIo;
 use serving::serve_http;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod closing;
+mod prefixed;
 pub mod proxy_protocol;
 mod serving;
 
@@ -157,7 +157,7 @@ async fn connection(
         return;
     };
     let downstream = downstream(peer, local, None, &settings);
-    serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
+    serve_http(stream, downstream, &settings, proxy, shutdown).await;
 }
 
 /// A client connection on a TLS listener: the handshake, then HTTP.
@@ -181,7 +181,7 @@ async fn tls_connection(
     match handshake {
         Ok((stream, info)) => {
             let downstream = downstream(peer, local, Some(Arc::new(info)), &settings);
-            serve_http(TokioIo::new(stream), downstream, &settings, proxy, shutdown).await;
+            serve_http(stream, downstream, &settings, proxy, shutdown).await;
         }
         Err(failure) => tracing::debug!(%peer, %failure, "TLS handshake failed"),
     }
@@ -196,7 +196,7 @@ async fn accepted(
     settings: &ListenerSettings,
     proxy: &Proxy,
     shutdown: &CancellationToken,
-) -> Option<(TcpStream, SocketAddr, Option<SocketAddr>, OpenConnection)> {
+) -> Option<(TcpStream, SocketAddr, Option<SocketAddr>, Counted)> {
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(%err, %peer, "cannot set TCP_NODELAY");
     }
@@ -222,7 +222,7 @@ async fn accepted(
         }
     }
     proxy.connections_total.increment(1);
-    let open = OpenConnection::count(&proxy.connections_open);
+    let open = Counted::count(&proxy.connections_open);
     let local = local.or_else(|| stream.local_addr().ok());
     Some((stream, peer, local, open))
 }
@@ -241,17 +241,17 @@ fn downstream(
     downstream
 }
 
-/// Counts a client connection as open until dropped.
-struct OpenConnection(metrics::Gauge);
+/// Counts a client connection in a gauge (open, parked) until dropped.
+struct Counted(metrics::Gauge);
 
-impl OpenConnection {
+impl Counted {
     fn count(gauge: &metrics::Gauge) -> Self {
         gauge.increment(1.0);
         Self(gauge.clone())
     }
 }
 
-impl Drop for OpenConnection {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }

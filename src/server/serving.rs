@@ -1,30 +1,42 @@
-//! Serving HTTP on one client connection: HTTP/1.1 or HTTP/2 as ALPN or the first bytes say,
-//! with the connection's closing conditions.
+//! Serving HTTP on one client connection: HTTP/2 when ALPN or the first bytes say so, else
+//! HTTP/1.1, with the connection's closing conditions (`closing`).
+//!
+//! An HTTP/1.1 connection quiet for a while is parked: hyper's connection, with its read and
+//! write buffers (8 KiB each, kept for a connection's life), is taken apart, the socket alone is
+//! waited on, and a fresh one serves the next request with whatever bytes were already read. A
+//! WebSocket handshake's connection is taken apart the same way and handed to its tunnel.
 
 use super::ListenerSettings;
-use super::closing::{Closing, until_closing};
+use super::closing::{Closing, Watch};
+use super::prefixed::{Prefixed, Socket};
 use crate::config::{Limits, Timeouts};
 use crate::dormant::Dormant;
-use crate::proxy::{ConnActivity, Downstream, Proxy, redirect};
-use crate::tls::TlsInfo;
+use crate::proxy::upgrade::ClientIo;
+use crate::proxy::{ClientUpgrade, ConnActivity, Downstream, Proxy, ProxyBody, redirect};
+use arc_swap::ArcSwapOption;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use std::convert::Infallible;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 /// hyper's own limit on HTTP/1 header fields.
 const DEFAULT_MAX_HEADERS: usize = 100;
 
-fn connection_builder(
-    timeouts: &Timeouts,
-    limits: &Limits,
-    tls: Option<&TlsInfo>,
-) -> auto::Builder<StreamExecutor> {
-    let mut builder = auto::Builder::new(StreamExecutor);
-    let mut http1 = builder.http1();
+/// What a client speaking HTTP/2 with prior knowledge sends first.
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn http1_builder(limits: &Limits) -> http1::Builder {
+    let mut http1 = http1::Builder::new();
     // A head that does not fit, or has too many fields, is answered 431 by hyper. Its own
     // field limit is 100; setting one, even 100, makes it size its parse arrays at run time
     // (~2.5k instructions per request), so only another value is set.
@@ -32,27 +44,26 @@ fn connection_builder(
         http1.max_headers(limits.max_headers);
     }
     // No timer for HTTP/1: hyper's header-read timer is a timer per request (~600 instructions);
-    // `closing::until_closing` bounds slow and missing request heads per connection instead.
+    // `closing::Watch` bounds slow and missing request heads per connection instead.
     http1
         .max_buf_size(limits.max_header_bytes)
         // Copy bodies into the header buffer and write once, instead of queueing buffers for a
         // vectored write: cheaper for the small responses that dominate gateway traffic, and
         // still one system call.
         .writev(false);
-    builder
-        .http2()
+    http1
+}
+
+fn http2_builder(timeouts: &Timeouts, limits: &Limits) -> http2::Builder<StreamExecutor> {
+    let mut http2 = http2::Builder::new(StreamExecutor);
+    http2
         .timer(TokioTimer::new())
         // PINGs find peers that vanished without closing; one unanswered in time closes the
         // connection.
         .keep_alive_interval(timeouts.http2_ping_interval)
         .keep_alive_timeout(timeouts.http2_ping_timeout)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    // Over TLS, ALPN has already chosen the protocol; without it, the preface tells.
-    match tls.map(|tls| tls.alpn) {
-        Some(Some("h2")) => builder.http2_only(),
-        Some(Some(_)) => builder.http1_only(),
-        _ => builder,
-    }
+    http2
 }
 
 /// Runs hyper's HTTP/2 streams, each a task holding the request's future: boxed, as that future
@@ -79,49 +90,147 @@ struct ConnShared {
     downstream: Downstream,
     redirect_to_https: Option<u16>,
     activity: Arc<ConnActivity>,
+    /// Where the connection goes if the request asking to upgrade it gets a `101`.
+    tunnel: ArcSwapOption<oneshot::Sender<Box<dyn ClientIo>>>,
+}
+
+impl ConnShared {
+    /// The response to `req`, counted as in progress until its body ends.
+    fn respond(
+        self: Arc<Self>,
+        mut req: http::Request<Incoming>,
+    ) -> impl Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send + 'static {
+        let active = self.activity.begin(req.version());
+        // hyper marks HTTP/1.1 requests asking to upgrade; the connection is handed over if
+        // the answer is a `101`.
+        if req.extensions().get::<OnUpgrade>().is_some() && req.version() == http::Version::HTTP_11
+        {
+            let (sender, receiver) = oneshot::channel();
+            self.tunnel.store(Some(Arc::new(sender)));
+            req.extensions_mut().insert(ClientUpgrade::new(receiver));
+        }
+        async move {
+            let response = match self.redirect_to_https {
+                Some(port) => redirect::to_https(&req, port),
+                None => self.proxy.handle(req, &self.downstream).await,
+            };
+            Ok(response.map(|body| body.counted(active)))
+        }
+    }
+
+    /// The tunnel waiting for this connection, if its last request was answered `101`.
+    fn waiting_tunnel(&self) -> Option<oneshot::Sender<Box<dyn ClientIo>>> {
+        let sender = Arc::into_inner(self.tunnel.swap(None)?)?;
+        (!sender.is_closed()).then_some(sender)
+    }
+}
+
+/// The future of one HTTP/1.1 request, boxed: hyper takes a connection apart only when its
+/// requests' futures can move, and a boxed one moves as a pointer. (hyper boxes it in any case;
+/// then the box it keeps for the connection's life is a pointer, not the future's few KiB.)
+type Http1Response =
+    Pin<Box<dyn Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send>>;
+
+/// The requests of an HTTP/1.1 connection.
+struct Http1Service(Arc<ConnShared>);
+
+impl hyper::service::Service<http::Request<Incoming>> for Http1Service {
+    type Response = http::Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Http1Response;
+
+    fn call(&self, req: http::Request<Incoming>) -> Http1Response {
+        Box::pin(Arc::clone(&self.0).respond(req))
+    }
 }
 
 /// Serves HTTP on one client connection, plain or TLS: the one serving path of every listener.
 pub(super) async fn serve_http<S>(
-    io: TokioIo<S>,
+    io: S,
     downstream: Downstream,
     settings: &ListenerSettings,
     proxy: Arc<Proxy>,
     shutdown: CancellationToken,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Socket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // Timeouts and limits as of this connection's start, so a reload applies to new connections.
     let (timeouts, limits) = proxy.connection_settings();
-    let builder = connection_builder(&timeouts, &limits, downstream.tls.as_deref());
     let peer = downstream.peer;
+    let alpn = downstream.tls.as_ref().map(|tls| tls.alpn);
     // Everything a request of this connection needs, behind one `Arc`: one clone per request.
     let shared = Arc::new(ConnShared {
         proxy,
         downstream,
         redirect_to_https: settings.redirect_to_https,
         activity: Arc::default(),
+        tunnel: ArcSwapOption::empty(),
     });
-    let service = {
-        let shared = Arc::clone(&shared);
-        service_fn(move |req| {
-            let shared = Arc::clone(&shared);
-            let active = shared.activity.begin(req.version());
-            async move {
-                let response = match shared.redirect_to_https {
-                    Some(port) => redirect::to_https(&req, port),
-                    None => shared.proxy.handle(req, &shared.downstream).await,
-                };
-                Ok::<_, Infallible>(response.map(|body| body.counted(active)))
+    let mut watch = Watch::new(&shared.activity, &timeouts, &shutdown, peer);
+    let mut io = Prefixed::new(io);
+    // Over TLS, ALPN has already chosen the protocol; without it, the preface tells.
+    let http2 = match alpn {
+        Some(Some(alpn)) => alpn == "h2",
+        _ => {
+            let sniffed = tokio::select! {
+                sniffed = sniff(&mut io) => sniffed,
+                _ = watch.serving(false) => return,
+            };
+            match sniffed {
+                Ok(http2) => http2,
+                Err(err) => return tracing::debug!(%peer, %err, "client connection ended"),
             }
-        })
+        }
     };
-    // With upgrades: a WebSocket handshake hands the connection over to a tunnel.
-    let connection = builder.serve_connection_with_upgrades(io, service);
+    if http2 {
+        let service = {
+            let shared = Arc::clone(&shared);
+            service_fn(move |req| Arc::clone(&shared).respond(req))
+        };
+        let connection =
+            http2_builder(&timeouts, &limits).serve_connection(TokioIo::new(io), service);
+        serve_http2(connection, &mut watch, &timeouts, peer).await;
+    } else {
+        let service = Http1Service(Arc::clone(&shared));
+        serve_http1(
+            io,
+            service,
+            &http1_builder(&limits),
+            &shared,
+            &mut watch,
+            &timeouts,
+        )
+        .await;
+    }
+}
+
+/// Whether the connection starts with HTTP/2's preface; what was read is put back.
+async fn sniff<S: AsyncRead + Unpin>(io: &mut Prefixed<S>) -> std::io::Result<bool> {
+    let mut first = [0u8; PREFACE.len()];
+    let mut read = 0;
+    while read < first.len() {
+        let n = io.read(&mut first[read..]).await?;
+        if n == 0 {
+            break; // hyper sees the end of the stream next
+        }
+        read += n;
+        if first[..read] != PREFACE[..read] {
+            break;
+        }
+    }
+    io.unread(&first[..read]);
+    Ok(&first[..read] == PREFACE)
+}
+
+/// HTTP/2 until the peer closes or the closing conditions say so.
+async fn serve_http2<C>(connection: C, watch: &mut Watch<'_>, timeouts: &Timeouts, peer: SocketAddr)
+where
+    C: Future<Output = hyper::Result<()>> + GracefulShutdown,
+{
     tokio::pin!(connection);
     // The closing conditions are polled only when one of them wakes, not on each of the several
     // wake-ups every request causes.
-    let closing = Dormant::new(until_closing(&shared.activity, &timeouts, &shutdown, peer));
+    let closing = Dormant::new(watch.serving(false));
     let reason = tokio::select! {
         biased;
         result = connection.as_mut() => return log_end(result, peer),
@@ -130,19 +239,152 @@ pub(super) async fn serve_http<S>(
     if reason == Closing::NoRequest {
         return; // nothing in progress: dropping the connection closes it
     }
-    connection.as_mut().graceful_shutdown();
+    connection.as_mut().shut_down();
     if reason == Closing::Shutdown {
         // In-flight requests finish within the shutdown grace period, bounded by the gateway.
         return log_end(connection.await, peer);
     }
-    // Idle: HTTP/2 sends GOAWAY and waits for the peer; one that never answers is closed anyway.
+    // Idle: GOAWAY, then wait for the peer; one that never answers is closed anyway.
     match tokio::time::timeout(timeouts.request_header, connection).await {
         Ok(result) => log_end(result, peer),
         Err(_) => tracing::debug!(%peer, "idle client connection did not close after GOAWAY"),
     }
 }
 
-fn log_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>, peer: SocketAddr) {
+/// A hyper connection that can be asked to finish what it is doing and close.
+trait GracefulShutdown {
+    fn shut_down(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> GracefulShutdown for http2::Connection<I, S, StreamExecutor>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    StreamExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// What stopped an HTTP/1.1 connection's hyper.
+enum Stopped {
+    /// hyper finished: the client closed, asked to close, or upgraded.
+    Finished(hyper::Result<()>),
+    /// A closing condition.
+    Closing(Closing),
+}
+
+/// HTTP/1.1 on one connection: hyper serves it until it is quiet, then it is parked until the
+/// client sends again, as many times as it takes, until it closes or is upgraded.
+async fn serve_http1<S>(
+    mut io: Prefixed<S>,
+    mut service: Http1Service,
+    builder: &http1::Builder,
+    shared: &ConnShared,
+    watch: &mut Watch<'_>,
+    timeouts: &Timeouts,
+) where
+    S: Socket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = shared.downstream.peer;
+    loop {
+        let mut connection = builder.serve_connection(TokioIo::new(io), service);
+        let stopped = {
+            let serving = poll_fn(|cx| connection.poll_without_shutdown(cx));
+            // As for HTTP/2: the closing conditions are polled only when one of them wakes.
+            let closing = Dormant::new(watch.serving(true));
+            tokio::select! {
+                biased;
+                result = serving => Stopped::Finished(result),
+                reason = closing => Stopped::Closing(reason),
+            }
+        };
+        let finished = match stopped {
+            Stopped::Finished(result) => result,
+            Stopped::Closing(Closing::NoRequest) => return,
+            Stopped::Closing(reason) => {
+                Pin::new(&mut connection).graceful_shutdown();
+                // Quiet and idle, hyper closes at once and the connection is parked. Busy after
+                // all (a next head begun on a connection fresh from parking, or a request still
+                // arriving after its response went out), it is left to finish as when idle.
+                if reason == Closing::Quiet {
+                    let once = poll_fn(|cx| Poll::Ready(connection.poll_without_shutdown(cx)));
+                    match once.await {
+                        Poll::Ready(Ok(())) => {
+                            (io, service) = take_apart(connection);
+                            if io.has_unread() || park(&io, watch, shared).await {
+                                continue;
+                            }
+                            return close(io, timeouts, peer).await;
+                        }
+                        Poll::Ready(Err(err)) => return log_end(Err(err), peer),
+                        Poll::Pending => {}
+                    }
+                }
+                let finishing = poll_fn(|cx| connection.poll_without_shutdown(cx));
+                if reason == Closing::Shutdown {
+                    // In-flight requests finish within the shutdown grace period, bounded by
+                    // the gateway.
+                    finishing.await
+                } else {
+                    match tokio::time::timeout(timeouts.request_header, finishing).await {
+                        Ok(result) => result,
+                        Err(_) => return,
+                    }
+                }
+            }
+        };
+        if let Err(err) = finished {
+            return log_end(Err(err), peer);
+        }
+        let (io, _) = take_apart(connection);
+        if let Some(tunnel) = shared.waiting_tunnel() {
+            // The `101` is out: the rest of the connection is the tunnel's.
+            let _ = tunnel.send(Box::new(io));
+            return;
+        }
+        return close(io, timeouts, peer).await;
+    }
+}
+
+/// The connection under a finished hyper one, with what hyper had read and not used put back,
+/// and the service; the rest (hyper's buffers) is freed here.
+fn take_apart<S>(
+    connection: http1::Connection<TokioIo<Prefixed<S>>, Http1Service>,
+) -> (Prefixed<S>, Http1Service)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let parts = connection.into_parts();
+    let mut io = parts.io.into_inner();
+    io.unread(&parts.read_buf);
+    (io, parts.service)
+}
+
+/// Waits, holding nothing but the socket, until the client sends again (`true`) or the
+/// connection should close (`false`).
+async fn park<S: Socket>(io: &Prefixed<S>, watch: &mut Watch<'_>, shared: &ConnShared) -> bool {
+    let _parked = super::Counted::count(&shared.proxy.connections_parked);
+    tokio::select! {
+        ready = io.get_ref().tcp().readable() => ready.is_ok(),
+        _ = watch.parked() => false,
+    }
+}
+
+/// Closes a connection hyper has finished with: TLS's `close_notify`, then the TCP FIN, given
+/// at most the header timeout to go out.
+async fn close<S: AsyncWrite + Unpin>(mut io: Prefixed<S>, timeouts: &Timeouts, peer: SocketAddr) {
+    let closed = tokio::time::timeout(timeouts.request_header, io.shutdown()).await;
+    if let Ok(Err(err)) = closed {
+        tracing::debug!(%peer, %err, "client connection did not close cleanly");
+    }
+}
+
+fn log_end(result: hyper::Result<()>, peer: SocketAddr) {
     if let Err(err) = result {
         tracing::debug!(%peer, error = %err, "client connection ended with an error");
     }

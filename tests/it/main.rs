@@ -32,6 +32,7 @@ mod hashing;
 mod health;
 mod jwt;
 mod observability;
+mod parking;
 mod proxy_protocol_out;
 mod rate_limits;
 mod reload;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 /// A WebSocket server echoing every message until the client closes.
-async fn start_echo() -> SocketAddr {
+pub(crate) async fn start_echo() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind echo server");
