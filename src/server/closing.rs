@@ -68,9 +68,9 @@ impl<'a> Watch<'a> {
     /// Resolves, while hyper serves the connection, when it should close, and why: on shutdown;
     /// when no request began within `request_header` of its start; once no request has been
     /// in progress for `idle`, or on HTTP/1 (no HTTP/2 request seen) for
-    /// `min(idle, request_header)`. With `may_park`, an HTTP/1 connection with a request behind
-    /// it and nothing else for a whole period resolves `Quiet`.
-    pub(super) async fn serving(&mut self, may_park: bool) -> Closing {
+    /// `min(idle, request_header)`. An HTTP/1 connection with a request behind it and nothing
+    /// else for a whole period resolves `Quiet`.
+    pub(super) async fn serving(&mut self) -> Closing {
         let period = self.http1_limit() / 4;
         let mut tick = tokio::time::interval_at(Instant::now() + period, period);
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -97,7 +97,7 @@ impl<'a> Watch<'a> {
                     } else if seen.0 > 0 && now.duration_since(self.quiet_since) >= limit {
                         tracing::debug!(peer = %self.peer, "closing idle client connection");
                         return Closing::Idle;
-                    } else if may_park && seen.0 > 0 && !http2 {
+                    } else if seen.0 > 0 && !http2 {
                         return Closing::Quiet;
                     }
                 }
@@ -134,15 +134,28 @@ mod tests {
         }
     }
 
-    /// How long after the start `until_closing` resolves, and why.
+    const PEER: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
+
+    /// How long after the start a connection closes, and why: served, and parked when quiet,
+    /// as the serving loop does.
     async fn closes_after(activity: &ConnActivity, timeouts: &Timeouts) -> (Duration, Closing) {
         let start = Instant::now();
-        let peer = "127.0.0.1:1".parse().unwrap();
         let shutdown = CancellationToken::new();
-        let why = Watch::new(activity, timeouts, &shutdown, peer)
-            .serving(false)
-            .await;
+        let mut watch = Watch::new(activity, timeouts, &shutdown, PEER);
+        let why = match watch.serving().await {
+            Closing::Quiet => watch.parked().await,
+            why => why,
+        };
         (start.elapsed(), why)
+    }
+
+    /// A connection that has served one HTTP/1.1 request, the shutdown signal, and timeouts of
+    /// 8 s for a head and 60 s idle.
+    fn after_one_request() -> (Arc<ConnActivity>, CancellationToken, Timeouts) {
+        let activity = Arc::new(ConnActivity::default());
+        drop(activity.begin(Version::HTTP_11));
+        (activity, CancellationToken::new(), timeouts(8, 60))
     }
 
     #[tokio::test(start_paused = true)]
@@ -180,25 +193,21 @@ mod tests {
     async fn a_request_in_progress_keeps_its_connection_however_long_it_takes() {
         let activity = Arc::new(ConnActivity::default());
         let _streaming = activity.begin(Version::HTTP_11);
-        let peer = "127.0.0.1:1".parse().unwrap();
         let shutdown = CancellationToken::new();
         let timeouts = timeouts(10, 60);
-        let mut watch = Watch::new(&activity, &timeouts, &shutdown, peer);
-        let closing = watch.serving(true);
+        let mut watch = Watch::new(&activity, &timeouts, &shutdown, PEER);
+        let closing = watch.serving();
         let waited = tokio::time::timeout(Duration::from_secs(3600), closing).await;
         assert!(waited.is_err(), "closed: {waited:?}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_quiet_http1_connection_parks_after_one_to_two_periods_then_closes_on_time() {
-        let activity = Arc::new(ConnActivity::default());
-        drop(activity.begin(Version::HTTP_11));
-        let (peer, shutdown) = ("127.0.0.1:1".parse().unwrap(), CancellationToken::new());
-        let timeouts = timeouts(8, 60);
+        let (activity, shutdown, timeouts) = after_one_request();
         let start = Instant::now();
-        let mut watch = Watch::new(&activity, &timeouts, &shutdown, peer);
+        let mut watch = Watch::new(&activity, &timeouts, &shutdown, PEER);
         // Periods of 2 s: the first tick sees the request, the second sees nothing new.
-        assert_eq!(watch.serving(true).await, Closing::Quiet);
+        assert_eq!(watch.serving().await, Closing::Quiet);
         assert_eq!(start.elapsed(), Duration::from_secs(4));
         // Parked, it closes when its quiet since the first tick reaches the 8 s limit.
         assert_eq!(watch.parked().await, Closing::Idle);
@@ -207,16 +216,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_woken_connection_that_serves_a_request_parks_again_later() {
-        let activity = Arc::new(ConnActivity::default());
-        drop(activity.begin(Version::HTTP_11));
-        let (peer, shutdown) = ("127.0.0.1:1".parse().unwrap(), CancellationToken::new());
-        let timeouts = timeouts(8, 60);
-        let mut watch = Watch::new(&activity, &timeouts, &shutdown, peer);
-        assert_eq!(watch.serving(true).await, Closing::Quiet);
+        let (activity, shutdown, timeouts) = after_one_request();
+        let mut watch = Watch::new(&activity, &timeouts, &shutdown, PEER);
+        assert_eq!(watch.serving().await, Closing::Quiet);
         // Woken at 6 s by a request that lasts 3 s.
         tokio::time::advance(Duration::from_secs(2)).await;
         let request = activity.begin(Version::HTTP_11);
-        let serving = watch.serving(true);
+        let serving = watch.serving();
         tokio::pin!(serving);
         let early = tokio::time::timeout(Duration::from_secs(3), serving.as_mut()).await;
         assert!(
@@ -235,23 +241,20 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn http2_and_first_requests_are_never_parked() {
-        let (peer, shutdown) = ("127.0.0.1:1".parse().unwrap(), CancellationToken::new());
+        let shutdown = CancellationToken::new();
         let timeouts = timeouts(8, 60);
         let activity = Arc::new(ConnActivity::default());
-        let mut watch = Watch::new(&activity, &timeouts, &shutdown, peer);
-        assert_eq!(watch.serving(true).await, Closing::NoRequest);
+        let mut watch = Watch::new(&activity, &timeouts, &shutdown, PEER);
+        assert_eq!(watch.serving().await, Closing::NoRequest);
         drop(activity.begin(Version::HTTP_2));
-        let mut watch = Watch::new(&activity, &timeouts, &shutdown, peer);
-        assert_eq!(watch.serving(true).await, Closing::Idle);
+        let mut watch = Watch::new(&activity, &timeouts, &shutdown, PEER);
+        assert_eq!(watch.serving().await, Closing::Idle);
     }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_ends_a_parked_connection() {
-        let activity = Arc::new(ConnActivity::default());
-        drop(activity.begin(Version::HTTP_11));
-        let (peer, shutdown) = ("127.0.0.1:1".parse().unwrap(), CancellationToken::new());
-        let timeouts = timeouts(8, 60);
-        let mut watch = Watch::new(&activity, &timeouts, &shutdown, peer);
+        let (activity, shutdown, timeouts) = after_one_request();
+        let mut watch = Watch::new(&activity, &timeouts, &shutdown, PEER);
         shutdown.cancel();
         assert_eq!(watch.parked().await, Closing::Shutdown);
     }

@@ -7,18 +7,19 @@
 //! WebSocket handshake's connection is taken apart the same way and handed to its tunnel.
 
 use super::ListenerSettings;
+use super::builders::{http1_builder, http2_builder};
 use super::closing::{Closing, Watch};
 use super::prefixed::{Prefixed, Socket};
-use crate::config::{Limits, Timeouts};
+use crate::config::Timeouts;
 use crate::dormant::Dormant;
 use crate::proxy::upgrade::ClientIo;
 use crate::proxy::{ClientUpgrade, ConnActivity, Downstream, Proxy, ProxyBody, redirect};
-use arc_swap::ArcSwapOption;
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
@@ -29,59 +30,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-/// hyper's own limit on HTTP/1 header fields.
-const DEFAULT_MAX_HEADERS: usize = 100;
-
 /// What a client speaking HTTP/2 with prior knowledge sends first.
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-fn http1_builder(limits: &Limits) -> http1::Builder {
-    let mut http1 = http1::Builder::new();
-    // A head that does not fit, or has too many fields, is answered 431 by hyper. Its own
-    // field limit is 100; setting one, even 100, makes it size its parse arrays at run time
-    // (~2.5k instructions per request), so only another value is set.
-    if limits.max_headers != DEFAULT_MAX_HEADERS {
-        http1.max_headers(limits.max_headers);
-    }
-    // No timer for HTTP/1: hyper's header-read timer is a timer per request (~600 instructions);
-    // `closing::Watch` bounds slow and missing request heads per connection instead.
-    http1
-        .max_buf_size(limits.max_header_bytes)
-        // Copy bodies into the header buffer and write once, instead of queueing buffers for a
-        // vectored write: cheaper for the small responses that dominate gateway traffic, and
-        // still one system call.
-        .writev(false);
-    http1
-}
-
-fn http2_builder(timeouts: &Timeouts, limits: &Limits) -> http2::Builder<StreamExecutor> {
-    let mut http2 = http2::Builder::new(StreamExecutor);
-    http2
-        .timer(TokioTimer::new())
-        // PINGs find peers that vanished without closing; one unanswered in time closes the
-        // connection.
-        .keep_alive_interval(timeouts.http2_ping_interval)
-        .keep_alive_timeout(timeouts.http2_ping_timeout)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    http2
-}
-
-/// Runs hyper's HTTP/2 streams, each a task holding the request's future: boxed, as that future
-/// is a few KiB and a task moves what it runs several times (into the task, through its stages
-/// as it finishes), while a box moves as a pointer. HTTP/1.1 runs its requests in place and
-/// never comes here.
-#[derive(Clone, Copy, Debug)]
-struct StreamExecutor;
-
-impl<F> hyper::rt::Executor<F> for StreamExecutor
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, stream: F) {
-        tokio::spawn(Box::pin(stream));
-    }
-}
 
 /// What the requests of one client connection share.
 #[derive(Debug)]
@@ -90,25 +40,15 @@ struct ConnShared {
     downstream: Downstream,
     redirect_to_https: Option<u16>,
     activity: Arc<ConnActivity>,
-    /// Where the connection goes if the request asking to upgrade it gets a `101`.
-    tunnel: ArcSwapOption<oneshot::Sender<Box<dyn ClientIo>>>,
 }
 
 impl ConnShared {
     /// The response to `req`, counted as in progress until its body ends.
     fn respond(
         self: Arc<Self>,
-        mut req: http::Request<Incoming>,
+        req: http::Request<Incoming>,
     ) -> impl Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send + 'static {
         let active = self.activity.begin(req.version());
-        // hyper marks HTTP/1.1 requests asking to upgrade; the connection is handed over if
-        // the answer is a `101`.
-        if req.extensions().get::<OnUpgrade>().is_some() && req.version() == http::Version::HTTP_11
-        {
-            let (sender, receiver) = oneshot::channel();
-            self.tunnel.store(Some(Arc::new(sender)));
-            req.extensions_mut().insert(ClientUpgrade::new(receiver));
-        }
         async move {
             let response = match self.redirect_to_https {
                 Some(port) => redirect::to_https(&req, port),
@@ -116,12 +56,6 @@ impl ConnShared {
             };
             Ok(response.map(|body| body.counted(active)))
         }
-    }
-
-    /// The tunnel waiting for this connection, if its last request was answered `101`.
-    fn waiting_tunnel(&self) -> Option<oneshot::Sender<Box<dyn ClientIo>>> {
-        let sender = Arc::into_inner(self.tunnel.swap(None)?)?;
-        (!sender.is_closed()).then_some(sender)
     }
 }
 
@@ -131,16 +65,37 @@ impl ConnShared {
 type Http1Response =
     Pin<Box<dyn Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send>>;
 
-/// The requests of an HTTP/1.1 connection.
-struct Http1Service(Arc<ConnShared>);
+/// The requests of an HTTP/1.1 connection, and where the connection goes if the last one that
+/// asked to upgrade it is answered `101`. Given back with the connection when hyper lets go of
+/// it, so the one task that serves the connection reads what its requests left here.
+struct Http1Service {
+    shared: Arc<ConnShared>,
+    tunnel: Cell<Option<oneshot::Sender<Box<dyn ClientIo>>>>,
+}
+
+impl Http1Service {
+    /// The tunnel waiting for this connection, if its last upgrade request was answered `101`.
+    fn waiting_tunnel(self) -> Option<oneshot::Sender<Box<dyn ClientIo>>> {
+        self.tunnel
+            .into_inner()
+            .filter(|tunnel| !tunnel.is_closed())
+    }
+}
 
 impl hyper::service::Service<http::Request<Incoming>> for Http1Service {
     type Response = http::Response<ProxyBody>;
     type Error = Infallible;
     type Future = Http1Response;
 
-    fn call(&self, req: http::Request<Incoming>) -> Http1Response {
-        Box::pin(Arc::clone(&self.0).respond(req))
+    fn call(&self, mut req: http::Request<Incoming>) -> Http1Response {
+        // hyper marks the requests asking to upgrade: the connection is handed over through
+        // this if the answer is a `101` (an earlier offer, never taken, is dropped).
+        if req.extensions().get::<OnUpgrade>().is_some() {
+            let (sender, receiver) = oneshot::channel();
+            self.tunnel.set(Some(sender));
+            req.extensions_mut().insert(ClientUpgrade::new(receiver));
+        }
+        Box::pin(Arc::clone(&self.shared).respond(req))
     }
 }
 
@@ -157,24 +112,23 @@ pub(super) async fn serve_http<S>(
     // Timeouts and limits as of this connection's start, so a reload applies to new connections.
     let (timeouts, limits) = proxy.connection_settings();
     let peer = downstream.peer;
-    let alpn = downstream.tls.as_ref().map(|tls| tls.alpn);
+    let alpn = downstream.tls.as_ref().and_then(|tls| tls.alpn);
     // Everything a request of this connection needs, behind one `Arc`: one clone per request.
     let shared = Arc::new(ConnShared {
         proxy,
         downstream,
         redirect_to_https: settings.redirect_to_https,
         activity: Arc::default(),
-        tunnel: ArcSwapOption::empty(),
     });
     let mut watch = Watch::new(&shared.activity, &timeouts, &shutdown, peer);
     let mut io = Prefixed::new(io);
     // Over TLS, ALPN has already chosen the protocol; without it, the preface tells.
     let http2 = match alpn {
-        Some(Some(alpn)) => alpn == "h2",
+        Some(alpn) => alpn == "h2",
         _ => {
             let sniffed = tokio::select! {
                 sniffed = sniff(&mut io) => sniffed,
-                _ = watch.serving(false) => return,
+                _ = watch.serving() => return,
             };
             match sniffed {
                 Ok(http2) => http2,
@@ -189,9 +143,33 @@ pub(super) async fn serve_http<S>(
         };
         let connection =
             http2_builder(&timeouts, &limits).serve_connection(TokioIo::new(io), service);
-        serve_http2(connection, &mut watch, &timeouts, peer).await;
+        tokio::pin!(connection);
+        // The closing conditions are polled only when one of them wakes, not on each of the
+        // several wake-ups every request causes.
+        let reason = tokio::select! {
+            biased;
+            result = connection.as_mut() => return log_end(result, peer),
+            reason = Dormant::new(watch.serving()) => reason,
+        };
+        if reason == Closing::NoRequest {
+            return; // nothing in progress: dropping the connection closes it
+        }
+        connection.as_mut().graceful_shutdown();
+        if reason == Closing::Shutdown {
+            // In-flight requests finish within the shutdown grace period, bounded by the
+            // gateway.
+            return log_end(connection.await, peer);
+        }
+        // Idle: GOAWAY, then wait for the peer; one that never answers is closed anyway.
+        match tokio::time::timeout(timeouts.request_header, connection).await {
+            Ok(result) => log_end(result, peer),
+            Err(_) => tracing::debug!(%peer, "idle client connection did not close after GOAWAY"),
+        }
     } else {
-        let service = Http1Service(Arc::clone(&shared));
+        let service = Http1Service {
+            shared: Arc::clone(&shared),
+            tunnel: Cell::new(None),
+        };
         serve_http1(
             io,
             service,
@@ -222,54 +200,6 @@ async fn sniff<S: AsyncRead + Unpin>(io: &mut Prefixed<S>) -> std::io::Result<bo
     Ok(&first[..read] == PREFACE)
 }
 
-/// HTTP/2 until the peer closes or the closing conditions say so.
-async fn serve_http2<C>(connection: C, watch: &mut Watch<'_>, timeouts: &Timeouts, peer: SocketAddr)
-where
-    C: Future<Output = hyper::Result<()>> + GracefulShutdown,
-{
-    tokio::pin!(connection);
-    // The closing conditions are polled only when one of them wakes, not on each of the several
-    // wake-ups every request causes.
-    let closing = Dormant::new(watch.serving(false));
-    let reason = tokio::select! {
-        biased;
-        result = connection.as_mut() => return log_end(result, peer),
-        reason = closing => reason,
-    };
-    if reason == Closing::NoRequest {
-        return; // nothing in progress: dropping the connection closes it
-    }
-    connection.as_mut().shut_down();
-    if reason == Closing::Shutdown {
-        // In-flight requests finish within the shutdown grace period, bounded by the gateway.
-        return log_end(connection.await, peer);
-    }
-    // Idle: GOAWAY, then wait for the peer; one that never answers is closed anyway.
-    match tokio::time::timeout(timeouts.request_header, connection).await {
-        Ok(result) => log_end(result, peer),
-        Err(_) => tracing::debug!(%peer, "idle client connection did not close after GOAWAY"),
-    }
-}
-
-/// A hyper connection that can be asked to finish what it is doing and close.
-trait GracefulShutdown {
-    fn shut_down(self: Pin<&mut Self>);
-}
-
-impl<I, S, B> GracefulShutdown for http2::Connection<I, S, StreamExecutor>
-where
-    S: hyper::service::HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    StreamExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
-{
-    fn shut_down(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
-
 /// What stopped an HTTP/1.1 connection's hyper.
 enum Stopped {
     /// hyper finished: the client closed, asked to close, or upgraded.
@@ -296,7 +226,7 @@ async fn serve_http1<S>(
         let stopped = {
             let serving = poll_fn(|cx| connection.poll_without_shutdown(cx));
             // As for HTTP/2: the closing conditions are polled only when one of them wakes.
-            let closing = Dormant::new(watch.serving(true));
+            let closing = Dormant::new(watch.serving());
             tokio::select! {
                 biased;
                 result = serving => Stopped::Finished(result),
@@ -308,32 +238,31 @@ async fn serve_http1<S>(
             Stopped::Closing(Closing::NoRequest) => return,
             Stopped::Closing(reason) => {
                 Pin::new(&mut connection).graceful_shutdown();
-                // Quiet and idle, hyper closes at once and the connection is parked. Busy after
-                // all (a next head begun on a connection fresh from parking, or a request still
-                // arriving after its response went out), it is left to finish as when idle.
-                if reason == Closing::Quiet {
-                    let once = poll_fn(|cx| Poll::Ready(connection.poll_without_shutdown(cx)));
-                    match once.await {
-                        Poll::Ready(Ok(())) => {
-                            (io, service) = take_apart(connection);
-                            if io.has_unread() || park(&io, watch, shared).await {
-                                continue;
-                            }
-                            return close(io, timeouts, peer).await;
+                let at_once = poll_fn(|cx| Poll::Ready(connection.poll_without_shutdown(cx)));
+                match (reason, at_once.await) {
+                    // Quiet and idle: hyper stopped at once, and the connection is parked.
+                    (Closing::Quiet, Poll::Ready(Ok(()))) => {
+                        (io, service) = take_apart(connection);
+                        if io.has_unread() || park(&io, watch, shared).await {
+                            continue;
                         }
-                        Poll::Ready(Err(err)) => return log_end(Err(err), peer),
-                        Poll::Pending => {}
+                        return close(io, timeouts, peer).await;
                     }
-                }
-                let finishing = poll_fn(|cx| connection.poll_without_shutdown(cx));
-                if reason == Closing::Shutdown {
+                    (_, Poll::Ready(result)) => result,
                     // In-flight requests finish within the shutdown grace period, bounded by
                     // the gateway.
-                    finishing.await
-                } else {
-                    match tokio::time::timeout(timeouts.request_header, finishing).await {
-                        Ok(result) => result,
-                        Err(_) => return,
+                    (Closing::Shutdown, Poll::Pending) => {
+                        poll_fn(|cx| connection.poll_without_shutdown(cx)).await
+                    }
+                    // Idle, or quiet but busy after all (a next head begun on a connection
+                    // fresh from parking, or a request still arriving after its response went
+                    // out): left to finish within the header timeout.
+                    (_, Poll::Pending) => {
+                        let finishing = poll_fn(|cx| connection.poll_without_shutdown(cx));
+                        match tokio::time::timeout(timeouts.request_header, finishing).await {
+                            Ok(result) => result,
+                            Err(_) => return,
+                        }
                     }
                 }
             }
@@ -341,8 +270,8 @@ async fn serve_http1<S>(
         if let Err(err) = finished {
             return log_end(Err(err), peer);
         }
-        let (io, _) = take_apart(connection);
-        if let Some(tunnel) = shared.waiting_tunnel() {
+        let (io, service) = take_apart(connection);
+        if let Some(tunnel) = service.waiting_tunnel() {
             // The `101` is out: the rest of the connection is the tunnel's.
             let _ = tunnel.send(Box::new(io));
             return;

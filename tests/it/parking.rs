@@ -14,6 +14,22 @@ use tokio_tungstenite::tungstenite::Message;
 /// is parked 100 to 200 ms after its last request, and closed 400 to 500 ms after it.
 const REQUEST_HEADER: &str = "400ms";
 
+/// `config` with a header timeout of `request_header`, and an idle one long enough that the
+/// header timeout is what bounds an HTTP/1.1 connection's quiet.
+fn with_header_timeout(config: ConfigBuilder, request_header: &str) -> ConfigBuilder {
+    config
+        .set("timeouts.request_header", request_header)
+        .set("timeouts.idle", "60s")
+}
+
+/// A proxy to one upstream, `a`, with a header timeout of `request_header`.
+async fn proxy_to_a(request_header: &str) -> (Upstream, TestProxy) {
+    let a = Upstream::start("a").await;
+    let config = ConfigBuilder::single_pool(&[("a", a.addr, 1)]);
+    let proxy = TestProxy::start(&with_header_timeout(config, request_header).toml()).await;
+    (a, proxy)
+}
+
 async fn parked(proxy: &TestProxy) -> f64 {
     metric(proxy, "switchyard_downstream_connections_parked")
         .await
@@ -64,11 +80,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_connection_is_parked_and_its_next_request_wakes_it() {
-    let a = Upstream::start("a").await;
-    let config = ConfigBuilder::single_pool(&[("a", a.addr, 1)])
-        .set("timeouts.request_header", REQUEST_HEADER)
-        .set("timeouts.idle", "60s");
-    let proxy = TestProxy::start(&config.toml()).await;
+    let (_a, proxy) = proxy_to_a(REQUEST_HEADER).await;
     let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     two_requests_with_a_park_between(&proxy, stream).await;
 }
@@ -78,9 +90,7 @@ async fn a_quiet_tls_connection_is_parked_and_its_next_request_wakes_it() {
     let a = Upstream::start("a").await;
     let pki = tls::Pki::new();
     let leaf = pki.leaf("localhost", &["localhost"]);
-    let config = tls::tls_config(a.addr, &[&leaf])
-        .set("timeouts.request_header", REQUEST_HEADER)
-        .set("timeouts.idle", "60s");
+    let config = with_header_timeout(tls::tls_config(a.addr, &[&leaf]), REQUEST_HEADER);
     let proxy = TestProxy::start(&config.toml()).await;
     let client = tls::client_config(rustls::ALL_VERSIONS, &["http/1.1"]);
     let stream = tls::connect(proxy.addr, Some("localhost"), &client)
@@ -91,13 +101,9 @@ async fn a_quiet_tls_connection_is_parked_and_its_next_request_wakes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_begun_before_the_quiet_check_and_finished_after_it_is_served_whole() {
-    let a = Upstream::start("a").await;
     // 1 s: checked every 250 ms, so the connection's hyper is taken apart, holding half a head,
     // before the rest comes 700 ms later, and the 1 s limit on a head has not yet run out.
-    let config = ConfigBuilder::single_pool(&[("a", a.addr, 1)])
-        .set("timeouts.request_header", "1s")
-        .set("timeouts.idle", "60s");
-    let proxy = TestProxy::start(&config.toml()).await;
+    let (_a, proxy) = proxy_to_a("1s").await;
     let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHo")
@@ -115,11 +121,7 @@ async fn a_head_begun_before_the_quiet_check_and_finished_after_it_is_served_who
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_connection_closes_at_the_idle_limit() {
-    let a = Upstream::start("a").await;
-    let config = ConfigBuilder::single_pool(&[("a", a.addr, 1)])
-        .set("timeouts.request_header", REQUEST_HEADER)
-        .set("timeouts.idle", "60s");
-    let proxy = TestProxy::start(&config.toml()).await;
+    let (_a, proxy) = proxy_to_a(REQUEST_HEADER).await;
     let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -134,13 +136,10 @@ async fn a_parked_connection_closes_at_the_idle_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_handshake_on_a_connection_woken_from_parking_opens_its_tunnel() {
     let echo = crate::websocket::start_echo().await;
-    let config = ConfigBuilder::single_pool(&[("ws", echo, 1)])
-        .push_route("plain", |r| {
-            r.set("path_prefix", "/plain").set("respond.body", "plain")
-        })
-        .set("timeouts.request_header", REQUEST_HEADER)
-        .set("timeouts.idle", "60s");
-    let proxy = TestProxy::start(&config.toml()).await;
+    let config = ConfigBuilder::single_pool(&[("ws", echo, 1)]).push_route("plain", |r| {
+        r.set("path_prefix", "/plain").set("respond.body", "plain")
+    });
+    let proxy = TestProxy::start(&with_header_timeout(config, REQUEST_HEADER).toml()).await;
     let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     stream
         .write_all(b"GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
