@@ -12,8 +12,10 @@
 #   $DURATION s, counters dumped: instructions of every thread of the proxy (kernel work, the
 #   system calls, is not counted) divided by the requests wrk completed.
 # - Under valgrind each proxy runs ~50x slower, so request rates here mean nothing.
-# - `switchyard-policies` is `switchyard` with a route that strips a prefix, adds another and
-#   has three header rules (one a template): what per-route policies cost.
+# - `switchyard-policies` is `switchyard` with a route on `/api/` that strips it (so also sets
+#   `X-Forwarded-Prefix`) and has three header rules (one a template), requested at
+#   `/api/items`: what per-route policies cost. `switchyard-path` is `switchyard` requested at
+#   the same path, its baseline (a path other than `/` costs http's parse of it, ~180).
 # - `switchyard-ratelimit` is `switchyard` with one local rate limit by client address that
 #   never refuses (every request still takes its cell); `switchyard-jwt` checks an ES256 bearer
 #   token from a key file and copies its `sub` as a header (the same token on every request,
@@ -39,7 +41,7 @@
 #   what hyper's HTTP/2 server and h2 cost before anything of ours.
 #
 # Usage: benches/instructions.sh   (DURATION=8, PROXIES="nginx haproxy hyper-floor switchyard
-#        switchyard-nolog switchyard-policies nginx-https switchyard-https"; a dump for
+#        switchyard-nolog switchyard-path switchyard-policies nginx-https switchyard-https"; a dump for
 #        callgrind_annotate stays in
 #        the printed directory)
 set -euo pipefail
@@ -47,7 +49,7 @@ cd "$(dirname "$0")/.."
 source benches/lib.sh
 
 DURATION=${DURATION:-8}
-PROXIES=${PROXIES:-nginx haproxy nginx-log haproxy-log hyper-floor switchyard switchyard-nolog switchyard-policies switchyard-ratelimit switchyard-jwt switchyard-hash switchyard-latency switchyard-admission switchyard-cookie switchyard-sticky nginx-https switchyard-https h2-floor nginx-h2c haproxy-h2c switchyard-h2c nginx-h2 haproxy-h2 switchyard-h2 nginx-gzip switchyard-gzip switchyard-zstd}
+PROXIES=${PROXIES:-nginx haproxy nginx-log haproxy-log hyper-floor switchyard switchyard-nolog switchyard-path switchyard-policies switchyard-ratelimit switchyard-jwt switchyard-hash switchyard-latency switchyard-admission switchyard-cookie switchyard-sticky nginx-https switchyard-https h2-floor nginx-h2c haproxy-h2c switchyard-h2c nginx-h2 haproxy-h2 switchyard-h2 nginx-gzip switchyard-gzip switchyard-zstd}
 PORT=18392
 TLS_PORT=18393
 H2C_PORT=18394
@@ -87,8 +89,8 @@ switchyard_config $PORT "enabled = false" 18381 18382 >"$work/switchyard-nolog.t
 sed 's/^request_header = "300s"/request_header = "1s"/' "$work/switchyard.toml" >"$work/switchyard-wake.toml"
 echo "function delay() return 800 end" >"$work/pause.lua"
 # A route with a prefix strip and three header rules, the access log on as in `switchyard`.
-ROUTE_EXTRA='strip_prefix = true
-add_prefix = "/v1"
+ROUTE_EXTRA='path_prefix = "/api/"
+strip_prefix = true
 request_headers = { set = { x-env = "bench" }, add = { x-request = "{request_id}" } }
 response_headers = { set = { x-proxy = "switchyard" } }' \
   switchyard_config $PORT "path = \"$work/switchyard-policies.log\"" 18381 18382 >"$work/switchyard-policies.toml"
@@ -180,6 +182,7 @@ measure() { # name url command...
 http=http://127.0.0.1:$PORT/
 https=https://127.0.0.1:$TLS_PORT/
 json=http://127.0.0.1:$PORT/10k.json
+api=http://127.0.0.1:$PORT/api/items
 h2c=http://127.0.0.1:$H2C_PORT/
 for name in $PROXIES; do
   wrk_args=()
@@ -211,7 +214,8 @@ for name in $PROXIES; do
     h2-floor) measure h2-floor $http "$floor" --h2 127.0.0.1:$PORT 127.0.0.1:18381 127.0.0.1:18382 ;;
     switchyard) measure switchyard $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
     switchyard-nolog) measure switchyard-nolog $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
-    switchyard-policies) measure switchyard-policies $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-policies.toml" --log-level warn ;;
+    switchyard-path) measure switchyard-path $api "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
+    switchyard-policies) measure switchyard-policies $api "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-policies.toml" --log-level warn ;;
     switchyard-ratelimit) measure switchyard-ratelimit $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-ratelimit.toml" --log-level warn ;;
     switchyard-hash) measure switchyard-hash $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-hash.toml" --log-level warn ;;
     switchyard-admission) measure switchyard-admission $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-admission.toml" --log-level warn ;;
