@@ -147,6 +147,35 @@ pub enum Event {
         /// When (RFC 3339).
         time: String,
     },
+    /// A certificate was obtained by ACME for names that had none from it.
+    CertificateObtained {
+        /// The certificate's names.
+        names: Vec<String>,
+        /// When it expires (RFC 3339).
+        not_after: String,
+        /// When (RFC 3339).
+        time: String,
+    },
+    /// An ACME certificate was replaced by a newer one.
+    CertificateRenewed {
+        /// The certificate's names.
+        names: Vec<String>,
+        /// When the new one expires (RFC 3339).
+        not_after: String,
+        /// When (RFC 3339).
+        time: String,
+    },
+    /// Obtaining or renewing an ACME certificate failed; the one served (if any) stays.
+    CertificateFailed {
+        /// The certificate's names.
+        names: Vec<String>,
+        /// What went wrong: the CA's problem document when it sent one.
+        error: String,
+        /// When the next attempt is made (RFC 3339).
+        retry_at: String,
+        /// When (RFC 3339).
+        time: String,
+    },
     /// A reload was attempted.
     Reload {
         /// `applied` or `rejected`.
@@ -179,6 +208,9 @@ impl Event {
             Self::Panic { .. } => "panic",
             Self::Membership { .. } => "membership",
             Self::Reload { .. } => "reload",
+            Self::CertificateObtained { .. } => "certificate_obtained",
+            Self::CertificateRenewed { .. } => "certificate_renewed",
+            Self::CertificateFailed { .. } => "certificate_failed",
         }
     }
 }

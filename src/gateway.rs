@@ -139,7 +139,14 @@ impl Gateway {
             access_log,
             &metrics,
         ));
-        let mut listeners = Listeners::new(proxy, metrics.clone(), shutdown.clone(), tasks.clone());
+        let live = Arc::new(crate::live_certs::LiveCerts::default());
+        let mut listeners = Listeners::new(
+            proxy,
+            Arc::clone(&live),
+            metrics.clone(),
+            shutdown.clone(),
+            tasks.clone(),
+        );
         let prepared = listeners.prepare(&config.listeners).await?;
         let admin_listener = match &config.admin {
             Some(admin) => {
@@ -169,6 +176,23 @@ impl Gateway {
             shutdown.clone(),
         ));
         listeners.commit(prepared);
+        // Read at start, like [fleet]: the certificates every listener asks ACME for.
+        if let Some(acme) = &config.acme {
+            let wanted = config
+                .listeners
+                .iter()
+                .filter_map(|l| l.tls.as_ref())
+                .flat_map(|tls| tls.acme.iter().cloned())
+                .collect();
+            tasks.spawn(crate::acme::start(
+                acme.clone(),
+                config.fleet.clone(),
+                wanted,
+                live,
+                Arc::clone(&handle.events),
+                shutdown.clone(),
+            ));
+        }
         let local_addrs = listeners.addrs();
         let (path, text) = source.map(|s| (s.path, s.text)).unzip();
         let (reloader, reload, running) = Reloader::new(

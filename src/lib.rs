@@ -4,6 +4,7 @@
 //! `arc-swap` and per-backend atomics; nothing on the request path takes a lock.
 
 pub mod access_log;
+pub mod acme;
 pub mod admin;
 pub mod balance;
 pub mod body;
@@ -21,6 +22,7 @@ pub mod gateway;
 pub mod health;
 pub mod keeper;
 pub mod listeners;
+pub mod live_certs;
 pub mod metrics;
 pub mod notify;
 pub mod proxy;

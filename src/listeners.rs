@@ -3,7 +3,8 @@
 //! (TLS, certificates, redirect) are swapped for new connections; new ones are bound, removed
 //! ones stop accepting and drain their connections.
 
-use crate::config::ListenerConfig;
+use crate::config::{Challenge, ListenerConfig};
+use crate::live_certs::LiveCerts;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::server::{self, BindError, ListenerSettings};
@@ -45,6 +46,8 @@ pub struct Prepared {
 pub struct Listeners {
     active: Vec<Active>,
     proxy: Arc<Proxy>,
+    /// Certificates obtained while running, and the ACME challenges being answered.
+    live: Arc<LiveCerts>,
     metrics: Metrics,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -54,6 +57,7 @@ impl Listeners {
     /// No listeners yet; `shutdown` stops them all.
     pub fn new(
         proxy: Arc<Proxy>,
+        live: Arc<LiveCerts>,
         metrics: Metrics,
         shutdown: CancellationToken,
         tasks: TaskTracker,
@@ -61,6 +65,7 @@ impl Listeners {
         Self {
             active: Vec::new(),
             proxy,
+            live,
             metrics,
             shutdown,
             tasks,
@@ -74,12 +79,19 @@ impl Listeners {
             keep: Vec::new(),
             bound: Vec::new(),
         };
+        // The CA fetches http-01 answers from port 80, so every plain listener answers them.
+        let http01 = wanted
+            .iter()
+            .filter_map(|l| l.tls.as_ref())
+            .flat_map(|tls| &tls.acme)
+            .any(|c| c.challenge == Challenge::Http01);
         for config in wanted {
             let running = self
                 .active
                 .iter()
                 .find(|a| a.config.name == config.name && a.config.bind == config.bind);
-            let staged = self.stage(config, running.and_then(|a| a.resumption.clone()))?;
+            let resumption = running.and_then(|a| a.resumption.clone());
+            let staged = self.stage(config, resumption, http01)?;
             if running.is_some() {
                 prepared.keep.push(staged);
                 continue;
@@ -99,6 +111,7 @@ impl Listeners {
         &self,
         config: &ListenerConfig,
         resumption: Option<Resumption>,
+        http01: bool,
     ) -> Result<Staged, BindError> {
         let tls_error = |source| BindError::Tls {
             name: config.name.clone(),
@@ -110,8 +123,9 @@ impl Listeners {
                     Some(resumption) => resumption,
                     None => Resumption::new().map_err(tls_error)?,
                 };
-                let terminator = Terminator::new(&config.name, tls, &resumption, &self.metrics)
-                    .map_err(tls_error)?;
+                let terminator =
+                    Terminator::new(&config.name, tls, &resumption, &self.live, &self.metrics)
+                        .map_err(tls_error)?;
                 (Some(terminator), Some(resumption))
             }
             None => (None, None),
@@ -129,6 +143,7 @@ impl Listeners {
                     .and_then(|hsts| http::HeaderValue::from_str(hsts).ok()),
                 trusted_proxies: config.trusted_proxies.as_slice().into(),
                 proxy_protocol: config.proxy_protocol,
+                acme_http01: (http01 && config.tls.is_none()).then(|| Arc::clone(&self.live)),
             },
             resumption,
         })

@@ -1,14 +1,16 @@
 //! TLS termination: a listener's rustls `ServerConfig` with its SNI resolver, the handshake
 //! under a timeout, and what a finished or failed handshake tells the access log and metrics.
 
-use crate::config::{ListenerTls, TlsVersion, crypto_provider};
+use crate::config::{Challenge, ListenerTls, TlsVersion, crypto_provider};
+use crate::live_certs::{ACME_TLS_ALPN, LiveCerts};
 use crate::metrics::{self, Metrics};
 use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 use rustls::{ProtocolVersion, ServerConfig};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -43,11 +45,13 @@ pub struct Terminator {
 }
 
 impl Terminator {
-    /// Builds the rustls config for `tls` on listener `listener`.
+    /// Builds the rustls config for `tls` on listener `listener`, serving ACME certificates
+    /// from `live` once obtained.
     pub fn new(
         listener: &str,
         tls: &ListenerTls,
         resumption: &Resumption,
+        live: &Arc<LiveCerts>,
         metrics: &Metrics,
     ) -> Result<Self, rustls::Error> {
         let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version {
@@ -57,8 +61,12 @@ impl Terminator {
         let mut config = ServerConfig::builder_with_provider(crypto_provider())
             .with_protocol_versions(versions)?
             .with_no_client_auth()
-            .with_cert_resolver(Arc::new(SniResolver::new(tls)));
+            .with_cert_resolver(Arc::new(SniResolver::new(tls, live)));
         config.alpn_protocols = tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        // Last: only an ACME server's validation asks for it, and asks for nothing else.
+        if tls.acme.iter().any(|c| c.challenge == Challenge::TlsAlpn01) {
+            config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+        }
         config.ticketer = Arc::clone(&resumption.tickets);
         config.session_storage = Arc::clone(&resumption.cache);
         Ok(Self {
@@ -76,6 +84,11 @@ impl Terminator {
         let outcome =
             tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream)).await;
         let failure = match outcome {
+            Ok(Ok(mut stream)) if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {
+                // The validation was the handshake itself (RFC 8737): nothing is served.
+                let _ = stream.shutdown().await;
+                return Err(HandshakeFailure::AcmeValidation);
+            }
             Ok(Ok(stream)) => {
                 let info = TlsInfo::of(stream.get_ref().1);
                 self.metrics.handshake(&info).increment(1);
@@ -151,6 +164,9 @@ pub enum HandshakeFailure {
     ClientAlert,
     /// The client sent something that is not TLS, or broken TLS.
     BadMessage,
+    /// Not a failure: an ACME server's tls-alpn-01 validation, closed after its handshake
+    /// (not counted).
+    AcmeValidation,
 }
 
 impl HandshakeFailure {
@@ -176,6 +192,7 @@ impl HandshakeFailure {
             Self::UnknownServerName => "unknown_server_name",
             Self::ClientAlert => "client_alert",
             Self::BadMessage => "bad_message",
+            Self::AcmeValidation => "acme_validation",
         }
     }
 
@@ -252,18 +269,24 @@ impl HandshakeMetrics {
     }
 }
 
-/// Chooses a certificate by SNI: an exact name, then a `*.` wildcard for the first label, then
-/// the default (the listener's first certificate) unless SNI is strict. Names are compared
-/// without regard to case.
+/// Chooses a certificate by SNI: the listener's ACME certificate for the name once obtained,
+/// then an exact name, then a `*.` wildcard for the first label, then the default (the
+/// listener's first certificate file) unless SNI is strict. Names are compared without regard to
+/// case. An ACME server's `acme-tls/1` handshake gets the validation certificate for its name.
 #[derive(Debug)]
 struct SniResolver {
     exact: HashMap<String, Arc<CertifiedKey>>,
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Option<Arc<CertifiedKey>>,
+    /// The names this listener's ACME certificates are for, served from `live`.
+    acme: HashSet<String>,
+    /// Whether tls-alpn-01 validations are answered here.
+    tls_alpn01: bool,
+    live: Arc<LiveCerts>,
 }
 
 impl SniResolver {
-    fn new(tls: &ListenerTls) -> Self {
+    fn new(tls: &ListenerTls, live: &Arc<LiveCerts>) -> Self {
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
         // The first certificate to claim a name keeps it, as the first one listed is preferred.
@@ -282,27 +305,46 @@ impl SniResolver {
             default: (!tls.strict_sni)
                 .then(|| tls.certificates.first().map(|c| Arc::clone(&c.key)))
                 .flatten(),
+            acme: tls.acme.iter().flat_map(|c| c.names.clone()).collect(),
+            tls_alpn01: tls.acme.iter().any(|c| c.challenge == Challenge::TlsAlpn01),
+            live: Arc::clone(live),
         }
     }
 
-    fn find(&self, name: &str) -> Option<&Arc<CertifiedKey>> {
-        self.exact.get(name).or_else(|| {
-            let (_, parent) = name.split_once('.')?;
-            self.wildcard.get(parent)
-        })
+    fn find(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        if self.acme.contains(name) {
+            if let Some(obtained) = self.live.cert(name) {
+                return Some(obtained);
+            }
+        }
+        self.exact
+            .get(name)
+            .or_else(|| {
+                let (_, parent) = name.split_once('.')?;
+                self.wildcard.get(parent)
+            })
+            .cloned()
     }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let found = hello.server_name().and_then(|name| {
+        let name = hello.server_name().map(|name| {
             let name = name.trim_end_matches('.');
             if name.bytes().any(|b| b.is_ascii_uppercase()) {
-                self.find(&name.to_ascii_lowercase())
+                std::borrow::Cow::Owned(name.to_ascii_lowercase())
             } else {
-                self.find(name)
+                std::borrow::Cow::Borrowed(name)
             }
         });
-        found.or(self.default.as_ref()).cloned()
+        if self.tls_alpn01
+            && hello
+                .alpn()
+                .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN))
+        {
+            return name.and_then(|name| self.live.tls_alpn01(&name));
+        }
+        let found = name.and_then(|name| self.find(&name));
+        found.or_else(|| self.default.clone())
     }
 }

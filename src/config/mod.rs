@@ -10,7 +10,7 @@ pub mod lasting;
 mod model;
 mod sections;
 
-pub use check::{ConfigError, Problem, is_name};
+pub use check::{ConfigError, Problem, certificate_names, is_name};
 pub use duration::parse_duration;
 pub use model::{
     AccessConfig, BasicAuthConfig, ForwardAuthConfig, JwtConfig, JwtKeys, LimitKey, LimitScope,
@@ -26,6 +26,7 @@ pub use model::{
     TlsVersion, TokenSource, UnderscoreHeaders, UpstreamConfig, UpstreamTls, ValueTest, Variable,
     WebhookConfig, crypto_provider,
 };
+pub use model::{AcmeCertificate, AcmeConfig, AcmeStorage, Challenge, Eab, KeyType};
 pub use model::{AdmissionConfig, HashConfig, HashKey, HashLayout, StickyConfig};
 
 /// The effective default config: every option at its default value, as TOML

@@ -7,7 +7,7 @@ use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
 /// The top-level keys of a config file.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "listeners",
     "timeouts",
     "limits",
@@ -18,6 +18,7 @@ const SECTIONS: [&str; 10] = [
     "access_log",
     "notify",
     "fleet",
+    "acme",
 ];
 
 /// Every type error found reading the file, as (byte offset, message), and whether a section
@@ -49,6 +50,7 @@ pub(super) fn read(text: &str) -> Result<(FileConfig, TypeErrors), toml::de::Err
             "access_log" => file.access_log = section(value, found).unwrap_or_default(),
             "notify" => file.notify = section(value, found).unwrap_or_default(),
             "fleet" => file.fleet = section(value, found),
+            "acme" => file.acme = section(value, found),
             other => found.errors.push((
                 key.span().start,
                 format!(

@@ -76,6 +76,7 @@ pub fn diff(old: &Config, new: &Config) -> ReloadSummary {
         reload,
         access_log,
         fleet,
+        acme,
         warnings: _,
     } = old;
     let mut changed = |name: &str, differs: bool| {
@@ -93,6 +94,7 @@ pub fn diff(old: &Config, new: &Config) -> ReloadSummary {
         ("reload", *reload != new.reload),
         ("access_log", *access_log != new.access_log),
         ("fleet", *fleet != new.fleet),
+        ("acme", *acme != new.acme),
     ] {
         if differs {
             summary.not_applied.push(NotApplied {
@@ -119,6 +121,7 @@ fn tls_settings(listener: &ListenerConfig) -> Option<impl PartialEq + use<'_>> {
             tls.min_version,
             tls.alpn.clone(),
             tls.handshake_timeout,
+            tls.acme.clone(),
         )
     })
 }

@@ -6,10 +6,24 @@
 use super::ProxyBody;
 use crate::config::Redirect;
 use crate::error::ProxyError;
+use crate::live_certs::{HTTP01_PREFIX, LiveCerts};
 use crate::route::{Answer, AnswerKind};
 use bytes::Bytes;
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response, StatusCode, header};
+
+/// The answer to an ACME http-01 validation of one of the tokens in `live`, before routing and
+/// redirects; `None` for every other request (an unknown token too: it may be a backend's own).
+pub fn acme_http01<B>(req: &Request<B>, live: &LiveCerts) -> Option<Response<ProxyBody>> {
+    let token = req.uri().path().strip_prefix(HTTP01_PREFIX)?;
+    let answer = live.http01(token)?;
+    let mut response = Response::new(ProxyBody::local(Bytes::from(answer)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Some(response)
+}
 
 /// The 308 that sends `req` to `https://host[:port]/path?query`; 400 without a usable host.
 pub fn to_https<B>(req: &Request<B>, port: u16) -> Response<ProxyBody> {

@@ -89,6 +89,8 @@ pub struct ListenerSettings {
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// Whether connections start with a PROXY protocol header naming the client.
     pub proxy_protocol: Option<crate::config::ProxyProtocol>,
+    /// Where ACME http-01 answers are, on a plain listener while some certificate uses it.
+    pub acme_http01: Option<Arc<crate::live_certs::LiveCerts>>,
 }
 
 /// Accepts and serves client connections on `listener` until `stop`, which also drains its

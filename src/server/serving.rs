@@ -39,6 +39,7 @@ struct ConnShared {
     proxy: Arc<Proxy>,
     downstream: Downstream,
     redirect_to_https: Option<u16>,
+    acme_http01: Option<Arc<crate::live_certs::LiveCerts>>,
     activity: Arc<ConnActivity>,
 }
 
@@ -50,9 +51,13 @@ impl ConnShared {
     ) -> impl Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send + 'static {
         let active = self.activity.begin(req.version());
         async move {
-            let response = match self.redirect_to_https {
-                Some(port) => redirect::to_https(&req, port),
-                None => self.proxy.handle(req, &self.downstream).await,
+            let acme = self.acme_http01.as_ref();
+            let response = match acme.and_then(|live| redirect::acme_http01(&req, live)) {
+                Some(answer) => answer,
+                None => match self.redirect_to_https {
+                    Some(port) => redirect::to_https(&req, port),
+                    None => self.proxy.handle(req, &self.downstream).await,
+                },
             };
             Ok(response.map(|body| body.counted(active)))
         }
@@ -118,6 +123,7 @@ pub(super) async fn serve_http<S>(
         proxy,
         downstream,
         redirect_to_https: settings.redirect_to_https,
+        acme_http01: settings.acme_http01.clone(),
         activity: Arc::default(),
     });
     let mut watch = Watch::new(&shared.activity, &timeouts, &shutdown, peer);

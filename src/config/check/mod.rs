@@ -11,6 +11,7 @@ use toml::Spanned;
 use values::binds_overlap;
 
 mod access;
+mod acme;
 mod admission;
 mod client;
 mod compress;
@@ -32,6 +33,7 @@ mod tls;
 mod values;
 
 pub use report::{ConfigError, Problem};
+pub use tls::certificate_names;
 pub use values::is_name;
 
 /// Parses `text` and validates it; `origin` is used in error messages.
@@ -114,6 +116,14 @@ pub(super) struct Checker {
     /// What needs `[fleet]` (rate limits with `scope = "fleet"`, fleet sticky secrets), and
     /// the problem to report without it.
     pub(super) fleet_rules: Vec<(Range<usize>, String)>,
+    /// What `[acme]` gives the ACME certificates that do not say.
+    acme_defaults: acme::AcmeDefaults,
+    /// The ACME certificates answered by http-01, which needs a plain listener.
+    acme_http01: Vec<Range<usize>>,
+    /// The names of ACME certificates so far: each may be ordered once.
+    acme_seen: HashSet<String>,
+    /// Whether a listener without TLS was seen.
+    plain_listener: bool,
 }
 
 impl Checker {
@@ -131,7 +141,9 @@ impl Checker {
     }
 
     pub(super) fn config(&mut self, file: FileConfig) -> Config {
+        self.acme_defaults = self.acme_defaults(file.acme.as_ref());
         let listeners = self.listeners(&file.listeners);
+        self.plain_listener = listeners.iter().any(|l| l.tls.is_none());
         let timeouts = self.timeouts(&file.timeouts);
         let limits = self.limits(&file.limits);
         let pools: Vec<PoolConfig> = file
@@ -183,7 +195,9 @@ impl Checker {
                 self.report(span, message);
             }
         }
+        let acme = self.acme(file.acme.as_ref(), fleet.is_some());
         Config {
+            acme,
             fleet,
             listeners,
             timeouts,

@@ -18,9 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use toml::Spanned;
 
 /// The DNS names of a certificate's subjectAltName, or its common name when it has none.
-pub(super) fn certificate_names(
-    leaf: &x509_parser::certificate::X509Certificate<'_>,
-) -> Vec<String> {
+pub fn certificate_names(leaf: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
     use x509_parser::extensions::GeneralName;
     let from_san: Vec<String> = leaf
         .subject_alternative_name()
@@ -62,11 +60,11 @@ impl Checker {
     ) -> Option<ListenerTls> {
         let span = tls.span();
         let tls = tls.get_ref();
-        if tls.certificates.is_empty() {
+        if tls.certificates.is_empty() && tls.acme.is_empty() {
             self.report(
                 span,
                 format!(
-                    "{field}.certificates: a TLS listener needs at least one [[{field}.certificates]] table"
+                    "{field}.certificates: a TLS listener needs at least one [[{field}.certificates]] or [[{field}.acme]] table"
                 ),
             );
         }
@@ -112,15 +110,16 @@ impl Checker {
             ListenerTls::DEFAULT_HANDSHAKE_TIMEOUT,
         );
         let hsts = tls.hsts.as_ref().and_then(|hsts| self.hsts(hsts, field));
-        (certificates.len() == tls.certificates.len() && !certificates.is_empty()).then(|| {
-            ListenerTls {
-                hsts,
-                certificates,
-                strict_sni: tls.strict_sni.unwrap_or(false),
-                min_version,
-                alpn,
-                handshake_timeout,
-            }
+        let acme = self.acme_certificates(&tls.acme, field);
+        let complete = certificates.len() == tls.certificates.len() && acme.len() == tls.acme.len();
+        (complete && !(certificates.is_empty() && acme.is_empty())).then(|| ListenerTls {
+            acme,
+            hsts,
+            certificates,
+            strict_sni: tls.strict_sni.unwrap_or(false),
+            min_version,
+            alpn,
+            handshake_timeout,
         })
     }
 

@@ -39,6 +39,38 @@ pub struct FileConfig {
     #[serde(default)]
     pub notify: NotifyFile,
     pub fleet: Option<FleetFile>,
+    pub acme: Option<AcmeFile>,
+}
+
+/// The `[acme]` table: the ACME account every `[[listeners.tls.acme]]` certificate is ordered
+/// with, and where what it obtains is kept.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeFile {
+    #[schemars(with = "Option<String>")]
+    pub directory: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub contact: Option<Spanned<String>>,
+    #[schemars(with = "Option<EabFile>")]
+    pub eab: Option<Spanned<EabFile>>,
+    #[schemars(with = "Option<String>")]
+    pub ca: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub storage: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub challenge: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub key_type: Option<Spanned<String>>,
+}
+
+/// `[acme.eab]`: external account binding, for CAs that require one (ZeroSSL, Google).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EabFile {
+    #[schemars(with = "String")]
+    pub kid: Spanned<String>,
+    #[schemars(with = "String")]
+    pub hmac_key: Spanned<String>,
 }
 
 /// The `[fleet]` table: operator state shared with other replicas through Redis.
@@ -205,6 +237,22 @@ pub struct ListenerTlsFile {
     pub handshake_timeout: Option<Spanned<String>>,
     #[schemars(with = "Option<HstsFile>")]
     pub hsts: Option<Spanned<HstsFile>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<AcmeCertificateFile>")]
+    pub acme: Vec<Spanned<AcmeCertificateFile>>,
+}
+
+/// One `[[listeners.tls.acme]]` table: a certificate for these names, obtained and renewed by
+/// ACME with the `[acme]` account.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeCertificateFile {
+    #[schemars(with = "Vec<String>")]
+    pub names: Spanned<Vec<Spanned<String>>>,
+    #[schemars(with = "Option<String>")]
+    pub challenge: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
+    pub key_type: Option<Spanned<String>>,
 }
 
 /// `[listeners.tls.hsts]`: `Strict-Transport-Security` on every response of the listener.

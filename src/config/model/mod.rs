@@ -26,7 +26,10 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
-pub use tls::{Certificate, ListenerTls, TlsVersion, crypto_provider};
+pub use tls::{
+    AcmeCertificate, AcmeConfig, AcmeStorage, Certificate, Challenge, Eab, KeyType, ListenerTls,
+    TlsVersion, crypto_provider,
+};
 pub(in crate::config) use upstream::system_roots;
 pub use upstream::{Protocol, ProxyVersion, SkipVerify, UpstreamConfig, UpstreamTls};
 
@@ -53,6 +56,8 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// Operator state shared with other replicas, if enabled.
     pub fleet: Option<FleetConfig>,
+    /// The ACME account, when a listener has ACME certificates.
+    pub acme: Option<AcmeConfig>,
     /// What is allowed but probably not meant (a route that can never match), each as
     /// `file:line:col: message`.
     pub warnings: Vec<String>,

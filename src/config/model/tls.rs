@@ -28,6 +28,8 @@ pub struct ListenerTls {
     pub handshake_timeout: Duration,
     /// The `Strict-Transport-Security` value every response of the listener carries, if any.
     pub hsts: Option<String>,
+    /// Certificates obtained by ACME, served after they are obtained.
+    pub acme: Vec<AcmeCertificate>,
 }
 
 impl ListenerTls {
@@ -67,4 +69,88 @@ impl Certificate {
     pub fn label(&self) -> &str {
         self.names.first().map_or("-", String::as_str)
     }
+}
+
+/// `[acme]`: the ACME account certificates are ordered with, and where they are kept.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AcmeConfig {
+    /// The CA's directory URL.
+    pub directory: String,
+    /// `mailto:` contacts for the account.
+    pub contact: Vec<String>,
+    /// External account binding, for CAs that require one.
+    pub eab: Option<Eab>,
+    /// PEM certificates trusted for the directory's HTTPS instead of the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Where the account, certificates and order locks are kept.
+    pub storage: AcmeStorage,
+}
+
+impl AcmeConfig {
+    /// Let's Encrypt's production directory, the default.
+    pub const LETSENCRYPT: &'static str = "https://acme-v02.api.letsencrypt.org/directory";
+    /// Let's Encrypt's staging directory (untrusted certificates, generous rate limits).
+    pub const LETSENCRYPT_STAGING: &'static str =
+        "https://acme-staging-v02.api.letsencrypt.org/directory";
+    /// Where ACME state is kept without `[fleet]` when the file does not say.
+    pub const DEFAULT_STORAGE: &'static str = "/var/lib/switchyard/acme";
+}
+
+impl std::fmt::Debug for AcmeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcmeConfig")
+            .field("directory", &self.directory)
+            .field("contact", &self.contact)
+            .field("eab", &self.eab.as_ref().map(|eab| &eab.kid))
+            .field("ca", &self.ca)
+            .field("storage", &self.storage)
+            .finish()
+    }
+}
+
+/// An external account binding: the key id and MAC key the CA gave.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Eab {
+    /// The key identifier.
+    pub kid: String,
+    /// The MAC key, decoded from base64url.
+    pub hmac_key: Vec<u8>,
+}
+
+/// Where ACME state is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcmeStorage {
+    /// Files in this directory (mode 0600), for one replica.
+    Directory(PathBuf),
+    /// The fleet's Redis: one order per name for the whole fleet.
+    Redis,
+}
+
+/// One `[[listeners.tls.acme]]` certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AcmeCertificate {
+    /// Lower-case DNS names, the first one naming the certificate.
+    pub names: Vec<String>,
+    /// How the CA checks that we control the names.
+    pub challenge: Challenge,
+    /// The certificate's key.
+    pub key_type: KeyType,
+}
+
+/// ACME challenge types answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Challenge {
+    /// A token fetched over HTTP on port 80, answered by every plain listener.
+    Http01,
+    /// A certificate presented for ALPN `acme-tls/1` on port 443, answered by the TLS listener.
+    TlsAlpn01,
+}
+
+/// Key types of obtained certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyType {
+    /// ECDSA on P-256 (the default: small, fast handshakes).
+    EcdsaP256,
+    /// RSA, 2048 bits (for old clients).
+    Rsa2048,
 }
