@@ -9,11 +9,11 @@ cd "$(dirname "$0")/.."
 # fleet tests; chromium: the status page, CORS and redirects; ss: listen backlogs; curl:
 # redirects followed; haproxy: PROXY protocol headers from a real balancer; htpasswd: basic
 # auth users files made as an operator makes them; openssl: RSA keys for JWT tests; varnishd:
-# real caches behind a hashing pool. Python's brotli and
+# real caches behind a hashing pool; pebble (and pebble-challtestsrv): a real ACME CA. Python's brotli and
 # zstandard (Debian's interpreter, which the tests call) decode compressed responses.
 missing=()
 for need in nginx:nginx-light redis-server:redis-server chromium:chromium ss:iproute2 curl:curl \
-  haproxy:haproxy htpasswd:apache2-utils openssl:openssl varnishd:varnish; do
+  haproxy:haproxy htpasswd:apache2-utils openssl:openssl varnishd:varnish pebble:pebble; do
   command -v "${need%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${need%%:*}" ] || missing+=("${need#*:}")
 done
 python=python3

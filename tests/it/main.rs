@@ -7,6 +7,7 @@ mod support;
 
 mod access;
 mod access_log_formats;
+mod acme;
 mod admin_api;
 mod admin_guard;
 mod admission;
