@@ -7,6 +7,7 @@
 
 mod client;
 mod order;
+mod solver;
 mod storage;
 
 use crate::config::{AcmeCertificate, AcmeConfig, AcmeStorage, FleetConfig, crypto_provider};
@@ -64,20 +65,32 @@ async fn run(
     config: AcmeConfig,
     fleet: Option<FleetConfig>,
     certificates: Vec<AcmeCertificate>,
-    live: &LiveCerts,
+    live: &Arc<LiveCerts>,
     events: &EventLog,
 ) {
     let storage = open_storage(&config, fleet.as_ref()).await;
+    // In fleet mode, other replicas' answers are served here, and their new certificates
+    // taken at once.
+    let stored = Arc::new(tokio::sync::Notify::new());
+    let watching = storage.watch(Arc::clone(live), Arc::clone(&stored));
+    tokio::pin!(watching);
     let account = {
         let mut failures = 0;
         loop {
-            match account(&config, &storage).await {
+            let attempt = tokio::select! {
+                attempt = account(&config, &storage) => attempt,
+                () = &mut watching => continue,
+            };
+            match attempt {
                 Ok(account) => break account,
                 Err(err) => {
                     failures += 1;
                     let wait = backoff(failures, false);
                     tracing::warn!(%err, retry_in = ?wait, "ACME account unavailable");
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = &mut watching => {}
+                    }
                 }
             }
         }
@@ -95,7 +108,11 @@ async fn run(
     loop {
         for cert in &mut managed {
             if cert.due <= SystemTime::now() {
-                look_at(cert, &account, &storage, live, events).await;
+                let looked = look_at(cert, &account, &storage, live, events);
+                tokio::select! {
+                    () = looked => {}
+                    () = &mut watching => {}
+                }
             }
         }
         let next = managed
@@ -107,7 +124,17 @@ async fn run(
             .duration_since(SystemTime::now())
             .unwrap_or_default()
             .min(LOOK_AGAIN);
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stored.notified() => {
+                // Another replica stored one: look at every certificate now.
+                let now = SystemTime::now();
+                for cert in &mut managed {
+                    cert.due = cert.due.min(now);
+                }
+            }
+            () = &mut watching => {}
+        }
     }
 }
 
@@ -159,7 +186,9 @@ async fn look_at(
         }
     }
     tracing::info!(certificate = %name, names = ?cert.wanted.names, "ordering an ACME certificate");
-    let outcome = order::obtain(account, &cert.wanted, live).await;
+    let mut solver = solver::Solver::new(live, storage);
+    let outcome = order::obtain(account, &cert.wanted, &mut solver).await;
+    solver.finish().await;
     let result = match outcome {
         Ok(issued) => match parse(&issued, &cert.wanted.names) {
             Ok(parsed) => match storage.save_certificate(&name, &issued).await {
@@ -324,11 +353,13 @@ async fn open_storage(config: &AcmeConfig, fleet: Option<&FleetConfig>) -> Stora
         (AcmeStorage::Redis, Some(fleet)) => loop {
             let connected = async {
                 let client = redis::Client::open(fleet.redis.as_str())?;
-                redis::aio::ConnectionManager::new(client).await
+                let conn = crate::redis_link::manager(&client).await?;
+                Ok::<_, redis::RedisError>((client, conn))
             };
             match connected.await {
-                Ok(conn) => {
+                Ok((client, conn)) => {
                     break Storage::Redis {
+                        client,
                         conn,
                         prefix: format!("switchyard:acme:{}", config.directory),
                         replica: fleet.replica.clone(),

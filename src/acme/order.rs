@@ -1,15 +1,12 @@
-//! One ACME order: the CA's challenges answered through the listeners, a fresh key and its
-//! CSR, the certificate fetched. Answers are withdrawn when the order ends, however it ends.
+//! One ACME order: the CA's challenges answered (`solver`), a fresh key and its CSR, the
+//! certificate fetched.
 
-use crate::config::{AcmeCertificate, Challenge, KeyType, crypto_provider};
-use crate::live_certs::LiveCerts;
+use super::solver::{Answer, Solver};
+use crate::config::{AcmeCertificate, Challenge, KeyType};
 use instant_acme::{
     Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
 };
-use rcgen::{CertificateParams, CustomExtension, DistinguishedName, KeyPair};
-use rustls::sign::CertifiedKey;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use std::sync::Arc;
+use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 use std::time::Duration;
 
 /// A certificate just obtained: the chain as the CA sent it and its key, both PEM.
@@ -59,23 +56,21 @@ fn patience() -> RetryPolicy {
         .timeout(Duration::from_secs(90))
 }
 
-/// Orders a certificate for `cert` with `account`, answering its challenges through `live`.
+/// Orders a certificate for `cert` with `account`, answering its challenges through `solver`
+/// (withdrawn by the caller, however the order ends).
 pub async fn obtain(
     account: &Account,
     cert: &AcmeCertificate,
-    live: &LiveCerts,
+    solver: &mut Solver<'_>,
 ) -> Result<Issued, OrderError> {
     let identifiers: Vec<Identifier> = cert.names.iter().cloned().map(Identifier::Dns).collect();
     let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
-    let mut answers = Answers {
-        live,
-        tokens: Vec::new(),
-        names: Vec::new(),
-    };
     let kind = match cert.challenge {
         Challenge::Http01 => ChallengeType::Http01,
         Challenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
     };
+    // Every answer in place (here and across the fleet) before the CA is told to look.
+    let mut pending = 0;
     let mut authorizations = order.authorizations();
     while let Some(authorization) = authorizations.next().await {
         let mut authorization = authorization?;
@@ -90,22 +85,38 @@ pub async fn obtain(
             }
         }
         let name = authorization.identifier().to_string();
-        let mut challenge = authorization.challenge(kind.clone()).ok_or_else(|| {
+        let challenge = authorization.challenge(kind.clone()).ok_or_else(|| {
             OrderError::Authorization(format!("the CA offers no {kind:?} challenge for {name}"))
         })?;
-        let key_authorization = challenge.key_authorization();
-        match cert.challenge {
-            Challenge::Http01 => {
-                live.answer_http01(&challenge.token, key_authorization.as_str());
-                answers.tokens.push(challenge.token.clone());
+        let key_authorization = challenge.key_authorization().as_str().to_owned();
+        let answer = match cert.challenge {
+            Challenge::Http01 => Answer::Http01 {
+                token: challenge.token.clone(),
+                key_authorization,
+            },
+            Challenge::TlsAlpn01 => Answer::TlsAlpn01 {
+                name,
+                key_authorization,
+            },
+        };
+        solver.add(answer).map_err(OrderError::Authorization)?;
+        pending += 1;
+    }
+    if pending > 0 {
+        solver
+            .publish()
+            .await
+            .map_err(|e| OrderError::Authorization(format!("sharing the answers: {e}")))?;
+        let mut authorizations = order.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization = authorization?;
+            if authorization.status != AuthorizationStatus::Pending {
+                continue;
             }
-            Challenge::TlsAlpn01 => {
-                let validation = validation_certificate(&name, key_authorization.digest())?;
-                live.answer_tls_alpn01(&name, validation);
-                answers.names.push(name);
+            if let Some(mut challenge) = authorization.challenge(kind.clone()) {
+                challenge.set_ready().await?;
             }
         }
-        challenge.set_ready().await?;
     }
     match order.poll_ready(&patience()).await? {
         OrderStatus::Ready => {}
@@ -118,7 +129,6 @@ pub async fn obtain(
             return Err(OrderError::Order(status, detail));
         }
     }
-    drop(answers);
     let key = match cert.key_type {
         KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
         KeyType::Rsa2048 => KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?,
@@ -132,43 +142,4 @@ pub async fn obtain(
         chain_pem,
         key_pem: key.serialize_pem(),
     })
-}
-
-/// The self-signed certificate a tls-alpn-01 validation of `name` is answered with: the name
-/// and the key authorization's digest in a critical `acmeIdentifier` extension (RFC 8737).
-fn validation_certificate(
-    name: &str,
-    digest: impl AsRef<[u8]>,
-) -> Result<Arc<CertifiedKey>, OrderError> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let mut params = CertificateParams::new(vec![name.to_owned()])?;
-    params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest.as_ref())];
-    let cert = params.self_signed(&key)?;
-    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let signing = crypto_provider()
-        .key_provider
-        .load_private_key(der)
-        .map_err(|e| OrderError::Authorization(format!("validation key: {e}")))?;
-    Ok(Arc::new(CertifiedKey::new(
-        vec![CertificateDer::from(cert.der().to_vec())],
-        signing,
-    )))
-}
-
-/// The challenges an order answers, withdrawn when it is dropped.
-struct Answers<'a> {
-    live: &'a LiveCerts,
-    tokens: Vec<String>,
-    names: Vec<String>,
-}
-
-impl Drop for Answers<'_> {
-    fn drop(&mut self) {
-        for token in &self.tokens {
-            self.live.forget_http01(token);
-        }
-        for name in &self.names {
-            self.live.forget_tls_alpn01(name);
-        }
-    }
 }

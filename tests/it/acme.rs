@@ -153,3 +153,79 @@ async fn a_restart_with_the_directory_storage_serves_the_stored_certificates_wit
     assert_eq!(pebble.orders(), 2, "no new order");
     drop(second);
 }
+
+/// Two replicas on one Redis, only the first reachable by the CA (it listens where pebble
+/// validates): the second holds the order locks (set here, as if it had taken them first), so
+/// it orders, and its answers reach the CA through the first. One order per certificate; both
+/// serve it; a third replica started later takes it from Redis without ordering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_orders_each_certificate_once_and_every_replica_serves_it() {
+    let pebble = Pebble::start(&[]).await;
+    let redis = crate::support::redis::RedisServer::start().await;
+    let root = pebble.root_file();
+    let fleet = |replica: &str| {
+        format!(
+            "[fleet]\nredis = \"{}\"\nreplica = \"{replica}\"\n",
+            redis.url()
+        )
+    };
+    let mut conn = redis.connection().await;
+    for name in ["a.test", "c.test"] {
+        let key = format!("switchyard:acme:{}:lock:{name}", pebble.directory);
+        let _: () = redis::AsyncCommands::set(&mut conn, key, "replica-b")
+            .await
+            .unwrap();
+    }
+    // `storage` is left out: in fleet mode it is the fleet's Redis.
+    let without_storage = |text: String| text.replace("storage = \"-\"\n", "");
+    let a = TestProxy::start(&without_storage(config(&pebble, "-", &fleet("replica-a")))).await;
+    let elsewhere = |text: String| {
+        text.replace(&format!(":{}\"", pebble.http_port), ":0\"")
+            .replace(&format!(":{}\"", pebble.tls_port), ":0\"")
+    };
+    let b = TestProxy::start(&elsewhere(without_storage(config(
+        &pebble,
+        "-",
+        &fleet("replica-b"),
+    ))))
+    .await;
+    let b_tls = b.gateway.addr_of("tls").unwrap();
+    assert_ne!(b_tls.port(), pebble.tls_port);
+
+    served_and_verified(tls_addr(&pebble), &["a.test", "b.test", "c.test"], &root).await;
+    served_and_verified(b_tls, &["a.test", "b.test", "c.test"], &root).await;
+    for name in ["a.test", "c.test"] {
+        assert_eq!(
+            presented(tls_addr(&pebble), Some(name)).await.unwrap(),
+            presented(b_tls, Some(name)).await.unwrap(),
+            "both replicas serve the one certificate for {name}"
+        );
+    }
+    assert_eq!(
+        pebble.orders(),
+        2,
+        "one order per certificate for the fleet"
+    );
+    let obtained = |proxy: &TestProxy| {
+        let (kept, _, _) = proxy.gateway.control().events.subscribe(Some(0));
+        kept.iter()
+            .filter(|e| e.event.kind() == "certificate_obtained")
+            .count()
+    };
+    assert_eq!(obtained(&b), 2, "the replica holding the locks ordered");
+    assert_eq!(obtained(&a), 0, "the other took them from Redis");
+
+    let c = TestProxy::start(&elsewhere(without_storage(config(
+        &pebble,
+        "-",
+        &fleet("replica-c"),
+    ))))
+    .await;
+    served_and_verified(
+        c.gateway.addr_of("tls").unwrap(),
+        &["a.test", "c.test"],
+        &root,
+    )
+    .await;
+    assert_eq!(pebble.orders(), 2, "a replica started later orders nothing");
+}
