@@ -181,15 +181,16 @@ impl Gateway {
             let wanted = config
                 .listeners
                 .iter()
-                .filter_map(|l| l.tls.as_ref())
-                .flat_map(|tls| tls.acme.iter().cloned())
+                .filter_map(|l| Some((&l.name, l.tls.as_ref()?)))
+                .flat_map(|(name, tls)| tls.acme.iter().map(|c| (name.clone(), c.clone())))
                 .collect();
             tasks.spawn(crate::acme::start(
                 acme.clone(),
                 config.fleet.clone(),
                 wanted,
-                live,
+                Arc::clone(&live),
                 Arc::clone(&handle.events),
+                crate::acme::OrderCounters::new(&metrics),
                 shutdown.clone(),
             ));
         }
@@ -223,6 +224,7 @@ impl Gateway {
                     metrics: metrics.clone(),
                     lame_duck: Arc::clone(&lame_duck),
                     control_failed: control_failed.clone(),
+                    live,
                 },
                 &admin_tasks,
             );

@@ -3,9 +3,12 @@
 //! a challenge request, never per proxied request.
 
 use arc_swap::ArcSwap;
+use crossbeam_queue::SegQueue;
 use rustls::sign::CertifiedKey;
+use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// The path under which the CA fetches http-01 answers (RFC 8555, section 8.3).
 pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -22,9 +25,68 @@ pub struct LiveCerts {
     http01: ArcSwap<HashMap<String, String>>,
     /// tls-alpn-01 certificates, by the name being validated.
     tls_alpn01: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
+    /// What the ACME task says of each certificate, for the admin API.
+    status: ArcSwap<Vec<AcmeStatus>>,
+    /// Renewals an operator asked for (a certificate's first name), taken by the ACME task.
+    renewals: SegQueue<String>,
+    renewal_asked: Notify,
+}
+
+/// One ACME certificate as the admin API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AcmeStatus {
+    /// The listener serving it.
+    pub listener: String,
+    /// Its names, the first naming it.
+    pub names: Vec<String>,
+    /// `http-01` or `tls-alpn-01`.
+    pub challenge: &'static str,
+    /// When the one served expires (RFC 3339), if one is.
+    pub not_after: Option<String>,
+    /// When it is renewed (RFC 3339), if one is served.
+    pub renew_at: Option<String>,
+    /// When the next attempt is made after a failure (RFC 3339).
+    pub retry_at: Option<String>,
+    /// The last failure, until a success.
+    pub last_error: Option<String>,
+    /// Unix times of `not_after` and `renew_at`, for the metrics.
+    #[serde(skip)]
+    pub unix: Option<(f64, f64)>,
 }
 
 impl LiveCerts {
+    /// Every ACME certificate's state.
+    pub fn status(&self) -> Arc<Vec<AcmeStatus>> {
+        self.status.load_full()
+    }
+
+    /// Replaces the ACME certificates' state (the ACME task's).
+    pub fn set_status(&self, status: Vec<AcmeStatus>) {
+        self.status.store(Arc::new(status));
+    }
+
+    /// Asks for the certificate with `name` among its names to be renewed now; `false` when
+    /// no ACME certificate has that name.
+    pub fn ask_renewal(&self, name: &str) -> bool {
+        let status = self.status.load();
+        let Some(cert) = status.iter().find(|c| c.names.iter().any(|n| n == name)) else {
+            return false;
+        };
+        self.renewals.push(cert.names[0].clone());
+        self.renewal_asked.notify_one();
+        true
+    }
+
+    /// Renewals asked for since the last call.
+    pub fn take_renewals(&self) -> Vec<String> {
+        std::iter::from_fn(|| self.renewals.pop()).collect()
+    }
+
+    /// Resolves when a renewal is asked for.
+    pub async fn renewal_asked(&self) {
+        self.renewal_asked.notified().await;
+    }
+
     /// The obtained certificate for `name` (lower case), if any.
     pub fn cert(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         self.certs.load().get(name).cloned()

@@ -10,9 +10,11 @@ mod order;
 mod solver;
 mod storage;
 
-use crate::config::{AcmeCertificate, AcmeConfig, AcmeStorage, FleetConfig, crypto_provider};
+use crate::config::{
+    AcmeCertificate, AcmeConfig, AcmeStorage, Challenge, FleetConfig, crypto_provider,
+};
 use crate::events::{Event, EventLog, timestamp};
-use crate::live_certs::LiveCerts;
+use crate::live_certs::{AcmeStatus, LiveCerts};
 use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
 use order::Issued;
 use rustls::sign::CertifiedKey;
@@ -33,40 +35,100 @@ const RATE_LIMITED: Duration = Duration::from_secs(3600);
 /// replica obtained is taken from storage within this time.
 const LOOK_AGAIN: Duration = Duration::from_secs(60);
 
-/// Starts obtaining and renewing `certificates` with the `[acme]` account, answering their
-/// challenges and serving them through `live`, until `shutdown`.
+/// Orders this replica made, by result.
+#[derive(Clone)]
+pub struct OrderCounters {
+    obtained: metrics::Counter,
+    failed: metrics::Counter,
+}
+
+impl OrderCounters {
+    /// Registers `switchyard_acme_orders_total`.
+    pub fn new(metrics: &crate::metrics::Metrics) -> Self {
+        let counter = |result| metrics.counter(crate::metrics::ACME_ORDERS, &[("result", result)]);
+        Self {
+            obtained: counter("obtained"),
+            failed: counter("failed"),
+        }
+    }
+}
+
+/// Starts obtaining and renewing `certificates` (each with the listener serving it) with the
+/// `[acme]` account, answering their challenges and serving them through `live`, until
+/// `shutdown`.
 pub fn start(
     config: AcmeConfig,
     fleet: Option<FleetConfig>,
-    certificates: Vec<AcmeCertificate>,
+    certificates: Vec<(String, AcmeCertificate)>,
     live: Arc<LiveCerts>,
     events: Arc<EventLog>,
+    orders: OrderCounters,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let reporting = Reporting {
+            events: &events,
+            orders,
+        };
         tokio::select! {
-            () = run(config, fleet, certificates, &live, &events) => {}
+            () = run(config, fleet, certificates, &live, &reporting) => {}
             () = shutdown.cancelled() => {}
         }
     })
 }
 
+/// Where the outcomes go: the event stream and the order counters.
+struct Reporting<'a> {
+    events: &'a EventLog,
+    orders: OrderCounters,
+}
+
 /// One managed certificate.
 struct Managed {
+    listener: String,
     wanted: AcmeCertificate,
     /// What is served now: its expiry and when to renew it.
     served: Option<(SystemTime, SystemTime)>,
     /// When to look at it next.
     due: SystemTime,
     failures: u32,
+    /// The last failure and when the next attempt is, until a success.
+    failed: Option<(String, SystemTime)>,
+    /// An operator asked for a renewal now.
+    forced: bool,
+}
+
+impl Managed {
+    fn status(&self) -> AcmeStatus {
+        let unix = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
+        };
+        AcmeStatus {
+            listener: self.listener.clone(),
+            names: self.wanted.names.clone(),
+            challenge: match self.wanted.challenge {
+                Challenge::Http01 => "http-01",
+                Challenge::TlsAlpn01 => "tls-alpn-01",
+            },
+            not_after: self.served.map(|(not_after, _)| timestamp(not_after)),
+            renew_at: self.served.map(|(_, renew_at)| timestamp(renew_at)),
+            retry_at: self.failed.as_ref().map(|(_, at)| timestamp(*at)),
+            last_error: self.failed.as_ref().map(|(err, _)| err.clone()),
+            unix: self
+                .served
+                .map(|(not_after, renew_at)| (unix(not_after), unix(renew_at))),
+        }
+    }
 }
 
 async fn run(
     config: AcmeConfig,
     fleet: Option<FleetConfig>,
-    certificates: Vec<AcmeCertificate>,
+    certificates: Vec<(String, AcmeCertificate)>,
     live: &Arc<LiveCerts>,
-    events: &EventLog,
+    events: &Reporting<'_>,
 ) {
     let storage = open_storage(&config, fleet.as_ref()).await;
     // In fleet mode, other replicas' answers are served here, and their new certificates
@@ -98,21 +160,26 @@ async fn run(
     let now = SystemTime::now();
     let mut managed: Vec<Managed> = certificates
         .into_iter()
-        .map(|wanted| Managed {
+        .map(|(listener, wanted)| Managed {
+            listener,
             wanted,
             served: None,
             due: now,
             failures: 0,
+            failed: None,
+            forced: false,
         })
         .collect();
+    live.set_status(managed.iter().map(Managed::status).collect());
     loop {
-        for cert in &mut managed {
-            if cert.due <= SystemTime::now() {
-                let looked = look_at(cert, &account, &storage, live, events);
+        for i in 0..managed.len() {
+            if managed[i].due <= SystemTime::now() {
+                let looked = look_at(&mut managed[i], &account, &storage, live, events);
                 tokio::select! {
                     () = looked => {}
                     () = &mut watching => {}
                 }
+                live.set_status(managed.iter().map(Managed::status).collect());
             }
         }
         let next = managed
@@ -133,6 +200,15 @@ async fn run(
                     cert.due = cert.due.min(now);
                 }
             }
+            () = live.renewal_asked() => {
+                for name in live.take_renewals() {
+                    if let Some(cert) = managed.iter_mut().find(|c| c.wanted.names[0] == name) {
+                        tracing::info!(certificate = %name, "ACME renewal asked for");
+                        cert.forced = true;
+                        cert.due = SystemTime::now();
+                    }
+                }
+            }
             () = &mut watching => {}
         }
     }
@@ -143,8 +219,8 @@ async fn look_at(
     cert: &mut Managed,
     account: &Account,
     storage: &Storage,
-    live: &LiveCerts,
-    events: &EventLog,
+    live: &Arc<LiveCerts>,
+    events: &Reporting<'_>,
 ) {
     let name = cert.wanted.names[0].clone();
     let now = SystemTime::now();
@@ -157,7 +233,7 @@ async fn look_at(
                         .served
                         .is_none_or(|(not_after, _)| parsed.not_after > not_after) =>
             {
-                serve(cert, &parsed, live, events, false);
+                serve(cert, &parsed, live, events.events, false);
             }
             Ok(_) => {}
             Err(err) => {
@@ -167,7 +243,7 @@ async fn look_at(
         Ok(None) => {}
         Err(err) => tracing::warn!(certificate = %name, %err, "ACME storage unreadable"),
     }
-    if let Some((_, renew_at)) = cert.served {
+    if let Some((_, renew_at)) = cert.served.filter(|_| !cert.forced) {
         if renew_at > now {
             cert.due = renew_at.min(now + LOOK_AGAIN);
             return;
@@ -181,7 +257,7 @@ async fn look_at(
             return;
         }
         Err(err) => {
-            fail(cert, &err, false, events);
+            fail(cert, &err, false, events.events);
             return;
         }
     }
@@ -201,9 +277,16 @@ async fn look_at(
     };
     storage.unlock(&name).await;
     match result {
-        Ok(parsed) => serve(cert, &parsed, live, events, true),
-        Err((err, rate_limited)) => fail(cert, &err, rate_limited, events),
+        Ok(parsed) => {
+            events.orders.obtained.increment(1);
+            serve(cert, &parsed, live, events.events, true);
+        }
+        Err((err, rate_limited)) => {
+            events.orders.failed.increment(1);
+            fail(cert, &err, rate_limited, events.events);
+        }
     }
+    cert.forced = false;
 }
 
 /// Serves `parsed` for `cert`'s names from now on; `ordered` when this replica just obtained
@@ -213,6 +296,7 @@ fn serve(cert: &mut Managed, parsed: &Parsed, live: &LiveCerts, events: &EventLo
     let before = cert.served.replace((parsed.not_after, parsed.renew_at));
     cert.due = parsed.renew_at.min(SystemTime::now() + LOOK_AGAIN);
     cert.failures = 0;
+    cert.failed = None;
     let names = cert.wanted.names.clone();
     let not_after = timestamp(parsed.not_after);
     tracing::info!(certificate = %names[0], %not_after, ordered, "ACME certificate served");
@@ -238,6 +322,7 @@ fn fail(cert: &mut Managed, err: &str, rate_limited: bool, events: &EventLog) {
     let wait = backoff(cert.failures, rate_limited);
     let retry_at = SystemTime::now() + wait;
     cert.due = retry_at;
+    cert.failed = Some((err.to_owned(), retry_at));
     tracing::warn!(certificate = %cert.wanted.names[0], %err, retry_in = ?wait, "ACME order failed");
     events.publish(Event::CertificateFailed {
         names: cert.wanted.names.clone(),
@@ -330,10 +415,16 @@ async fn account(config: &AcmeConfig, storage: &Storage) -> Result<Account, Stri
         terms_of_service_agreed: true,
         only_return_existing: false,
     };
-    let (account, credentials) = builder()?
-        .create(&new, config.directory.clone(), eab.as_ref())
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut tries = 0;
+    let (account, credentials) = loop {
+        let created = builder()?
+            .create(&new, config.directory.clone(), eab.as_ref())
+            .await;
+        match created {
+            Err(err) if order::bad_nonce(&err) && tries < order::NONCE_TRIES => tries += 1,
+            other => break other.map_err(|e| e.to_string())?,
+        }
+    };
     let json = serde_json::to_string(&credentials).map_err(|e| e.to_string())?;
     let kept = storage.save_account(&json).await?;
     if kept == json {

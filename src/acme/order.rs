@@ -56,6 +56,30 @@ fn patience() -> RetryPolicy {
         .timeout(Duration::from_secs(90))
 }
 
+/// How many times a step is tried again after the CA refused its nonce (`badNonce`), on top of
+/// the client's own three tries: CAs reject nonces now and then (RFC 8555, section 6.5), and
+/// an order must not fail for it.
+pub(super) const NONCE_TRIES: u32 = 5;
+
+/// Whether the CA refused the request's nonce.
+pub(super) fn bad_nonce(err: &instant_acme::Error) -> bool {
+    matches!(err, instant_acme::Error::Api(problem)
+        if problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:badNonce"))
+}
+
+/// `$call` (an `.await`ed request), tried again while the CA refuses the nonce.
+macro_rules! patiently {
+    ($call:expr) => {{
+        let mut tries = 0;
+        loop {
+            match $call {
+                Err(err) if bad_nonce(&err) && tries < NONCE_TRIES => tries += 1,
+                other => break other,
+            }
+        }
+    }};
+}
+
 /// Orders a certificate for `cert` with `account`, answering its challenges through `solver`
 /// (withdrawn by the caller, however the order ends).
 pub async fn obtain(
@@ -64,61 +88,85 @@ pub async fn obtain(
     solver: &mut Solver<'_>,
 ) -> Result<Issued, OrderError> {
     let identifiers: Vec<Identifier> = cert.names.iter().cloned().map(Identifier::Dns).collect();
-    let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+    let mut order = patiently!(account.new_order(&NewOrder::new(&identifiers)).await)?;
     let kind = match cert.challenge {
         Challenge::Http01 => ChallengeType::Http01,
         Challenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
     };
-    // Every answer in place (here and across the fleet) before the CA is told to look.
-    let mut pending = 0;
-    let mut authorizations = order.authorizations();
-    while let Some(authorization) = authorizations.next().await {
-        let mut authorization = authorization?;
-        match authorization.status {
-            AuthorizationStatus::Pending => {}
-            AuthorizationStatus::Valid => continue,
-            other => {
-                return Err(OrderError::Authorization(format!(
-                    "authorization for {} is {other:?}",
-                    authorization.identifier()
-                )));
+    // Every answer in place (here and across the fleet) before the CA is told to look. A pass
+    // over the authorizations that meets a refused nonce starts again: the ones fetched are
+    // kept, and the ones answered are skipped.
+    let mut answered: Vec<String> = Vec::new();
+    let mut tries = 0;
+    'answering: loop {
+        let mut authorizations = order.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization = match authorization {
+                Err(err) if bad_nonce(&err) && tries < NONCE_TRIES => {
+                    tries += 1;
+                    continue 'answering;
+                }
+                other => other?,
+            };
+            let name = authorization.identifier().to_string();
+            match authorization.status {
+                AuthorizationStatus::Pending if !answered.contains(&name) => {}
+                AuthorizationStatus::Pending | AuthorizationStatus::Valid => continue,
+                other => {
+                    return Err(OrderError::Authorization(format!(
+                        "authorization for {name} is {other:?}"
+                    )));
+                }
             }
+            let challenge = authorization.challenge(kind.clone()).ok_or_else(|| {
+                OrderError::Authorization(format!("the CA offers no {kind:?} challenge for {name}"))
+            })?;
+            let key_authorization = challenge.key_authorization().as_str().to_owned();
+            let answer = match cert.challenge {
+                Challenge::Http01 => Answer::Http01 {
+                    token: challenge.token.clone(),
+                    key_authorization,
+                },
+                Challenge::TlsAlpn01 => Answer::TlsAlpn01 {
+                    name: name.clone(),
+                    key_authorization,
+                },
+            };
+            solver.add(answer).map_err(OrderError::Authorization)?;
+            answered.push(name);
         }
-        let name = authorization.identifier().to_string();
-        let challenge = authorization.challenge(kind.clone()).ok_or_else(|| {
-            OrderError::Authorization(format!("the CA offers no {kind:?} challenge for {name}"))
-        })?;
-        let key_authorization = challenge.key_authorization().as_str().to_owned();
-        let answer = match cert.challenge {
-            Challenge::Http01 => Answer::Http01 {
-                token: challenge.token.clone(),
-                key_authorization,
-            },
-            Challenge::TlsAlpn01 => Answer::TlsAlpn01 {
-                name,
-                key_authorization,
-            },
-        };
-        solver.add(answer).map_err(OrderError::Authorization)?;
-        pending += 1;
+        break;
     }
-    if pending > 0 {
+    if !answered.is_empty() {
         solver
             .publish()
             .await
             .map_err(|e| OrderError::Authorization(format!("sharing the answers: {e}")))?;
-        let mut authorizations = order.authorizations();
-        while let Some(authorization) = authorizations.next().await {
-            let mut authorization = authorization?;
-            if authorization.status != AuthorizationStatus::Pending {
-                continue;
+        let mut told: Vec<String> = Vec::new();
+        let mut tries = 0;
+        'telling: loop {
+            let mut authorizations = order.authorizations();
+            while let Some(authorization) = authorizations.next().await {
+                let mut authorization = authorization?;
+                let name = authorization.identifier().to_string();
+                if !answered.contains(&name) || told.contains(&name) {
+                    continue;
+                }
+                if let Some(mut challenge) = authorization.challenge(kind.clone()) {
+                    match challenge.set_ready().await {
+                        Err(err) if bad_nonce(&err) && tries < NONCE_TRIES => {
+                            tries += 1;
+                            continue 'telling;
+                        }
+                        other => other?,
+                    }
+                }
+                told.push(name);
             }
-            if let Some(mut challenge) = authorization.challenge(kind.clone()) {
-                challenge.set_ready().await?;
-            }
+            break;
         }
     }
-    match order.poll_ready(&patience()).await? {
+    match patiently!(order.poll_ready(&patience()).await)? {
         OrderStatus::Ready => {}
         status => {
             let detail = order
@@ -136,8 +184,8 @@ pub async fn obtain(
     let mut params = CertificateParams::new(cert.names.clone())?;
     params.distinguished_name = DistinguishedName::new();
     let csr = params.serialize_request(&key)?;
-    order.finalize_csr(csr.der()).await?;
-    let chain_pem = order.poll_certificate(&patience()).await?;
+    patiently!(order.finalize_csr(csr.der()).await)?;
+    let chain_pem = patiently!(order.poll_certificate(&patience()).await)?;
     Ok(Issued {
         chain_pem,
         key_pem: key.serialize_pem(),

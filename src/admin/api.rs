@@ -42,7 +42,11 @@ pub async fn handle(req: Request<Incoming>, state: &AdminState) -> Reply {
             {
                 return rejection.into_reply();
             }
-            let text = super::exposition::render(&state.metrics, &state.control.snapshot.load());
+            let text = super::exposition::render(
+                &state.metrics,
+                &state.control.snapshot.load(),
+                &state.live.status(),
+            );
             let mut reply = Response::new(AdminBody::Full(Some(Bytes::from(text))));
             reply.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -181,6 +185,14 @@ async fn api(
                 );
             }
             Ok(json_reply(StatusCode::OK, &json!({ "lame_duck": on })))
+        }
+        ["certificates"] => {
+            allow(&req, &[Method::GET])?;
+            Ok(super::certificates::list(state))
+        }
+        ["certificates", name, "renew"] => {
+            allow(&req, &[Method::POST])?;
+            super::certificates::renew(state, name)
         }
         ["events"] => {
             allow(&req, &[Method::GET])?;

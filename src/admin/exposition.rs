@@ -3,13 +3,14 @@
 //! (chosen by their labels, from the registry).
 
 use crate::config::Algorithm;
+use crate::live_certs::AcmeStatus;
 use crate::metrics::{self, Metrics};
 use crate::snapshot::Snapshot;
 use crate::upstream::{State, nanos_now};
 use std::collections::HashSet;
 
 /// The exposition text for the current snapshot.
-pub fn render(metrics: &Metrics, snapshot: &Snapshot) -> String {
+pub fn render(metrics: &Metrics, snapshot: &Snapshot, acme: &[AcmeStatus]) -> String {
     let mut pools: HashSet<&str> = HashSet::new();
     let mut backends: HashSet<(&str, &str)> = HashSet::new();
     for pool in &snapshot.pools {
@@ -76,13 +77,33 @@ pub fn render(metrics: &Metrics, snapshot: &Snapshot) -> String {
             )
             .set(certificate.expires);
     }
+    // ACME certificates under the same expiry gauge (and its alert) as file ones.
+    for certificate in acme {
+        if let Some((expires, renews)) = certificate.unix {
+            let name = certificate.names[0].as_str();
+            metrics
+                .gauge(
+                    metrics::TLS_CERTIFICATE_EXPIRY,
+                    &[("listener", &certificate.listener), ("name", name)],
+                )
+                .set(expires);
+            metrics
+                .gauge(metrics::ACME_RENEWAL, &[("name", name)])
+                .set(renews);
+        }
+    }
     metrics.render(|key| {
         let label = |name| key.labels().find(|l| l.key() == name).map(|l| l.value());
         if key.name() == metrics::TLS_CERTIFICATE_EXPIRY {
+            let listener = label("listener");
+            let name = label("name");
             return snapshot
                 .certificates
                 .iter()
-                .any(|c| label("listener") == Some(&c.listener) && label("name") == Some(&c.name));
+                .any(|c| listener == Some(&c.listener) && name == Some(&c.name))
+                || acme
+                    .iter()
+                    .any(|c| listener == Some(&c.listener) && name == Some(c.names[0].as_str()));
         }
         is_live(label("pool"), label("backend"), &pools, &backends)
     })

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod body;
+mod certificates;
 mod events;
 mod exposition;
 mod guard;
@@ -53,6 +54,8 @@ pub struct AdminState {
     pub lame_duck: Arc<std::sync::atomic::AtomicBool>,
     /// Fired if the control plane has stopped: `/healthz` answers 503.
     pub control_failed: CancellationToken,
+    /// ACME certificates' state, and where renewals are asked for.
+    pub live: Arc<crate::live_certs::LiveCerts>,
 }
 
 /// Serves the admin API on `listener` until shutdown.

@@ -132,6 +132,10 @@ metric_table! {
         "TLS handshakes that failed, by listener and reason.";
     TLS_CERTIFICATE_EXPIRY: Gauge, "switchyard_tls_certificate_expiry_timestamp_seconds",
         "Unix time at which a served certificate expires, by listener and name.";
+    ACME_ORDERS: Counter, "switchyard_acme_orders_total",
+        "ACME orders this replica made, by result (obtained, failed).";
+    ACME_RENEWAL: Gauge, "switchyard_acme_renewal_timestamp_seconds",
+        "Unix time at which an ACME certificate is renewed, by name (its first).";
     DISCOVERY_ERRORS: Counter, "switchyard_discovery_errors_total",
         "Discovery lookups or registry reads that failed; the pool keeps its last known set.";
     DISCOVERED_BACKENDS: Gauge, "switchyard_discovery_backends",

@@ -3,9 +3,12 @@
 //! against pebble's root, announced on the event stream, and taken from storage on a restart
 //! without a new order.
 
+use crate::support::events::EventStream;
 use crate::support::pebble::{Pebble, openssl_verifies};
-use crate::support::tls::presented;
-use crate::support::{TestProxy, closed_port, poll_until, temp_dir};
+use crate::support::tls::{Http, connect, default_client, presented, presented_by};
+use crate::support::{
+    DEADLINE, TestProxy, Upstream, closed_port, eventually, poll_until, sample, temp_dir,
+};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -17,6 +20,11 @@ const OBTAINED_WITHIN: Duration = Duration::from_secs(30);
 /// listener has a certificate for a.test and b.test by http-01 and one for c.test by
 /// tls-alpn-01, and nothing else.
 fn config(pebble: &Pebble, storage: &str, extra: &str) -> String {
+    config_to(pebble, storage, extra, closed_port())
+}
+
+/// `config`, its pool's one backend at `backend`.
+fn config_to(pebble: &Pebble, storage: &str, extra: &str, backend: SocketAddr) -> String {
     format!(
         r#"
 [[listeners]]
@@ -58,7 +66,7 @@ bind = "127.0.0.1:0"
         tls = pebble.tls_port,
         directory = pebble.directory,
         ca = pebble.ca.display(),
-        nowhere = closed_port(),
+        nowhere = backend,
     )
 }
 
@@ -228,4 +236,152 @@ async fn a_fleet_orders_each_certificate_once_and_every_replica_serves_it() {
     )
     .await;
     assert_eq!(pebble.orders(), 2, "a replica started later orders nothing");
+}
+
+/// An operator's renewal (`POST /api/certificates/{name}/renew`) swaps the certificate for new
+/// handshakes while an HTTP/2 stream that began before it stays open and completes on its
+/// connection; `GET /api/certificates` and the metrics show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_asked_for_swaps_the_certificate_while_an_http2_stream_stays_open() {
+    let pebble = Pebble::start(&[]).await;
+    let upstream = Upstream::start("held").await;
+    let storage = temp_dir().join("acme").display().to_string();
+    let proxy = TestProxy::start(&config_to(&pebble, &storage, "", upstream.addr)).await;
+    let addr = tls_addr(&pebble);
+    served_and_verified(addr, &["a.test"], &pebble.root_file()).await;
+    let before = presented(addr, Some("a.test")).await.unwrap();
+
+    let stream = connect(addr, Some("a.test"), &default_client())
+        .await
+        .unwrap();
+    assert_eq!(presented_by(&stream), before);
+    let mut h2 = Http::over(stream).await;
+    assert!(matches!(h2, Http::Two(_)), "HTTP/2 by ALPN");
+    let held = tokio::spawn(async move {
+        let answer = h2.get("a.test", "/hold").await;
+        (answer, h2)
+    });
+    eventually(DEADLINE, "the stream held upstream", || {
+        upstream.held() == 1
+    })
+    .await;
+
+    let (status, listing) = proxy.admin("GET", "/api/certificates", None, None).await;
+    assert_eq!(status, 200);
+    let entry = listing["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["names"][0] == "a.test")
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["source"], "acme");
+    assert_eq!(entry["names"], serde_json::json!(["a.test", "b.test"]));
+    assert!(entry["not_after"].is_string() && entry["renew_at"].is_string());
+    assert!(entry["last_error"].is_null());
+    let expiry = [("listener", "tls"), ("name", "a.test")];
+    assert!(
+        sample(
+            &proxy,
+            "switchyard_tls_certificate_expiry_timestamp_seconds",
+            &expiry
+        )
+        .await
+        .unwrap()
+            > 0.0
+    );
+
+    let (status, _) = proxy
+        .admin("POST", "/api/certificates/nope.test/renew", None, None)
+        .await;
+    assert_eq!(status, 404);
+    let mut events = EventStream::open(proxy.gateway.admin_addr().unwrap(), None).await;
+    let (status, _) = proxy
+        .admin("POST", "/api/certificates/B.TEST/renew", None, None)
+        .await;
+    assert_eq!(status, 202, "renewed by any of its names");
+    let renewed = events
+        .next_matching(|e| e["type"] == "certificate_renewed")
+        .await;
+    assert_eq!(renewed["names"][0], "a.test");
+    let after = presented(addr, Some("a.test")).await.unwrap();
+    assert_ne!(after, before, "new handshakes get the new certificate");
+    assert_eq!(pebble.orders(), 3);
+
+    upstream.release_held();
+    let ((status, version, body), mut h2) = held.await.unwrap();
+    assert_eq!(
+        (status.as_u16(), version, body.as_str()),
+        (200, http::Version::HTTP_2, "released")
+    );
+    let (status, _, _) = h2.get("a.test", "/").await;
+    assert_eq!(
+        status, 200,
+        "the connection serves on with its own certificate"
+    );
+    let obtained = [("result", "obtained")];
+    assert_eq!(
+        sample(&proxy, "switchyard_acme_orders_total", &obtained).await,
+        Some(3.0)
+    );
+}
+
+/// With `PEBBLE_WFE_NONCEREJECT=50` pebble refuses half the nonces it gave: orders still
+/// succeed, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_succeed_when_the_ca_refuses_half_its_nonces() {
+    let pebble = Pebble::start(&[("PEBBLE_WFE_NONCEREJECT", "50")]).await;
+    let storage = temp_dir().join("acme").display().to_string();
+    let _proxy = TestProxy::start(&config(&pebble, &storage, "")).await;
+    served_and_verified(
+        tls_addr(&pebble),
+        &["a.test", "c.test"],
+        &pebble.root_file(),
+    )
+    .await;
+    assert_eq!(pebble.orders(), 2, "no order failed and was made again");
+}
+
+/// With the CA gone, a renewal fails, reaches the event stream with its error and a retry
+/// some seconds later (backed off, not at once), and the old certificate keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_ca_gone_a_renewal_backs_off_and_the_old_certificate_serves_on() {
+    let pebble = Pebble::start(&[]).await;
+    let storage = temp_dir().join("acme").display().to_string();
+    let proxy = TestProxy::start(&config(&pebble, &storage, "")).await;
+    let addr = tls_addr(&pebble);
+    served_and_verified(addr, &["a.test"], &pebble.root_file()).await;
+    let before = presented(addr, Some("a.test")).await.unwrap();
+    pebble.stop();
+
+    let mut events = EventStream::open(proxy.gateway.admin_addr().unwrap(), None).await;
+    let (status, _) = proxy
+        .admin("POST", "/api/certificates/a.test/renew", None, None)
+        .await;
+    assert_eq!(status, 202);
+    let failed = events
+        .next_matching(|e| e["type"] == "certificate_failed")
+        .await;
+    assert_eq!(failed["names"][0], "a.test");
+    assert!(!failed["error"].as_str().unwrap().is_empty());
+    let parse = |t: &serde_json::Value| humantime::parse_rfc3339(t.as_str().unwrap()).unwrap();
+    let wait = parse(&failed["retry_at"])
+        .duration_since(parse(&failed["time"]))
+        .unwrap();
+    assert!(wait >= Duration::from_secs(7), "backed off: {wait:?}");
+    assert_eq!(
+        presented(addr, Some("a.test")).await.unwrap(),
+        before,
+        "the old one serves on"
+    );
+    let (_, listing) = proxy.admin("GET", "/api/certificates", None, None).await;
+    let entry = listing["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["names"][0] == "a.test")
+        .cloned()
+        .unwrap();
+    assert!(entry["last_error"].is_string() && entry["retry_at"].is_string());
+    assert!(entry["not_after"].is_string(), "still served");
 }
