@@ -5,21 +5,23 @@
 //! through `LiveCerts` (new handshakes get it, open connections keep theirs) and the event
 //! stream.
 
+mod account;
+mod certificate;
 mod client;
 mod order;
+mod outcome;
 mod solver;
 mod storage;
+mod watch;
 
-use crate::config::{
-    AcmeCertificate, AcmeConfig, AcmeStorage, Challenge, FleetConfig, crypto_provider,
-};
-use crate::events::{Event, EventLog, timestamp};
+use crate::config::{AcmeCertificate, AcmeConfig, Challenge, FleetConfig};
+use crate::events::{EventLog, timestamp};
 use crate::live_certs::{AcmeStatus, LiveCerts};
-use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
-use order::Issued;
-use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use account::{account, open_storage};
+use certificate::{ARI_AGAIN, ari, parse};
+use instant_acme::Account;
+use outcome::{backoff, fail, serve};
+use rustls_pki_types::CertificateDer;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use storage::Storage;
@@ -96,6 +98,9 @@ struct Managed {
     failed: Option<(String, SystemTime)>,
     /// An operator asked for a renewal now.
     forced: bool,
+    /// The leaf served, for the CA's renewal information (ARI), and when to ask for it next.
+    leaf: Option<CertificateDer<'static>>,
+    ari_next: SystemTime,
 }
 
 impl Managed {
@@ -168,6 +173,8 @@ async fn run(
             failures: 0,
             failed: None,
             forced: false,
+            leaf: None,
+            ari_next: now,
         })
         .collect();
     live.set_status(managed.iter().map(Managed::status).collect());
@@ -243,6 +250,18 @@ async fn look_at(
         Ok(None) => {}
         Err(err) => tracing::warn!(certificate = %name, %err, "ACME storage unreadable"),
     }
+    // Where the CA offers renewal information (RFC 9773), its window decides when to renew.
+    if let (Some(leaf), Some((not_after, _))) = (&cert.leaf, cert.served) {
+        if cert.ari_next <= now {
+            match ari(account, leaf, now).await {
+                Some((pick, again)) => {
+                    cert.served = Some((not_after, pick.min(not_after)));
+                    cert.ari_next = now + again;
+                }
+                None => cert.ari_next = now + ARI_AGAIN,
+            }
+        }
+    }
     if let Some((_, renew_at)) = cert.served.filter(|_| !cert.forced) {
         if renew_at > now {
             cert.due = renew_at.min(now + LOOK_AGAIN);
@@ -287,202 +306,4 @@ async fn look_at(
         }
     }
     cert.forced = false;
-}
-
-/// Serves `parsed` for `cert`'s names from now on; `ordered` when this replica just obtained
-/// it (a certificate found in storage at start is not news; one replacing another is).
-fn serve(cert: &mut Managed, parsed: &Parsed, live: &LiveCerts, events: &EventLog, ordered: bool) {
-    live.install(&cert.wanted.names, &parsed.key);
-    let before = cert.served.replace((parsed.not_after, parsed.renew_at));
-    cert.due = parsed.renew_at.min(SystemTime::now() + LOOK_AGAIN);
-    cert.failures = 0;
-    cert.failed = None;
-    let names = cert.wanted.names.clone();
-    let not_after = timestamp(parsed.not_after);
-    tracing::info!(certificate = %names[0], %not_after, ordered, "ACME certificate served");
-    let time = timestamp(SystemTime::now());
-    match (before, ordered) {
-        (Some(_), _) => events.publish(Event::CertificateRenewed {
-            names,
-            not_after,
-            time,
-        }),
-        (None, true) => events.publish(Event::CertificateObtained {
-            names,
-            not_after,
-            time,
-        }),
-        (None, false) => {}
-    }
-}
-
-/// Counts a failure of `cert` and sets its next attempt.
-fn fail(cert: &mut Managed, err: &str, rate_limited: bool, events: &EventLog) {
-    cert.failures = cert.failures.saturating_add(1);
-    let wait = backoff(cert.failures, rate_limited);
-    let retry_at = SystemTime::now() + wait;
-    cert.due = retry_at;
-    cert.failed = Some((err.to_owned(), retry_at));
-    tracing::warn!(certificate = %cert.wanted.names[0], %err, retry_in = ?wait, "ACME order failed");
-    events.publish(Event::CertificateFailed {
-        names: cert.wanted.names.clone(),
-        error: err.to_owned(),
-        retry_at: timestamp(retry_at),
-        time: timestamp(SystemTime::now()),
-    });
-}
-
-/// The wait before attempt `failures + 1`: doubling from `FIRST_BACKOFF` up to `MAX_BACKOFF`,
-/// at least `RATE_LIMITED` after a rate limit, less up to a quarter at random so replicas and
-/// certificates that failed together do not retry together.
-fn backoff(failures: u32, rate_limited: bool) -> Duration {
-    let doubled = FIRST_BACKOFF
-        .checked_mul(1u32 << failures.saturating_sub(1).min(20))
-        .unwrap_or(MAX_BACKOFF)
-        .min(MAX_BACKOFF);
-    let wait = if rate_limited {
-        doubled.max(RATE_LIMITED)
-    } else {
-        doubled
-    };
-    wait.mul_f64(1.0 - fastrand::f64() / 4.0)
-}
-
-/// A certificate ready to serve, with its dates.
-struct Parsed {
-    key: Arc<CertifiedKey>,
-    not_after: SystemTime,
-    /// When a third of its lifetime is left.
-    renew_at: SystemTime,
-}
-
-/// `issued` as rustls serves it, if it covers `names` and its key matches.
-fn parse(issued: &Issued, names: &[String]) -> Result<Parsed, String> {
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("chain: {e}"))?;
-    let leaf = chain.first().ok_or("an empty chain")?;
-    let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())
-        .map_err(|e| format!("key: {e}"))?;
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| format!("leaf: {e}"))?;
-    let covered = crate::config::certificate_names(&cert);
-    if let Some(missing) = names.iter().find(|n| !covered.contains(n)) {
-        return Err(format!("it does not cover {missing}"));
-    }
-    let at = |seconds: i64| UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
-    let not_before = at(cert.validity().not_before.timestamp());
-    let not_after = at(cert.validity().not_after.timestamp());
-    let lifetime = not_after.duration_since(not_before).unwrap_or_default();
-    let renew_at = not_after
-        .checked_sub(lifetime / 3)
-        .ok_or("an impossible validity")?;
-    let signing = crypto_provider()
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| format!("key: {e}"))?;
-    let key = CertifiedKey::new(chain, signing);
-    key.keys_match().map_err(|e| format!("key: {e}"))?;
-    Ok(Parsed {
-        key: Arc::new(key),
-        not_after,
-        renew_at,
-    })
-}
-
-/// The account: from storage, else created (and stored).
-async fn account(config: &AcmeConfig, storage: &Storage) -> Result<Account, String> {
-    let builder = || {
-        client::for_directory(config.ca.as_deref())
-            .map(Account::builder_with_http)
-            .map_err(|e| format!("ACME client: {e}"))
-    };
-    if let Some(json) = storage.account().await? {
-        let credentials: AccountCredentials =
-            serde_json::from_str(&json).map_err(|e| format!("stored account: {e}"))?;
-        return builder()?
-            .from_credentials(credentials)
-            .await
-            .map_err(|e| e.to_string());
-    }
-    let contact: Vec<&str> = config.contact.iter().map(String::as_str).collect();
-    let eab = config
-        .eab
-        .as_ref()
-        .map(|eab| ExternalAccountKey::new(eab.kid.clone(), &eab.hmac_key));
-    let new = NewAccount {
-        contact: &contact,
-        terms_of_service_agreed: true,
-        only_return_existing: false,
-    };
-    let mut tries = 0;
-    let (account, credentials) = loop {
-        let created = builder()?
-            .create(&new, config.directory.clone(), eab.as_ref())
-            .await;
-        match created {
-            Err(err) if order::bad_nonce(&err) && tries < order::NONCE_TRIES => tries += 1,
-            other => break other.map_err(|e| e.to_string())?,
-        }
-    };
-    let json = serde_json::to_string(&credentials).map_err(|e| e.to_string())?;
-    let kept = storage.save_account(&json).await?;
-    if kept == json {
-        return Ok(account);
-    }
-    // Another replica created and stored one first: use that one, as the fleet's.
-    let credentials: AccountCredentials =
-        serde_json::from_str(&kept).map_err(|e| format!("stored account: {e}"))?;
-    builder()?
-        .from_credentials(credentials)
-        .await
-        .map_err(|e| e.to_string())
-}
-
-async fn open_storage(config: &AcmeConfig, fleet: Option<&FleetConfig>) -> Storage {
-    match (&config.storage, fleet) {
-        (AcmeStorage::Redis, Some(fleet)) => loop {
-            let connected = async {
-                let client = redis::Client::open(fleet.redis.as_str())?;
-                let conn = crate::redis_link::manager(&client).await?;
-                Ok::<_, redis::RedisError>((client, conn))
-            };
-            match connected.await {
-                Ok((client, conn)) => {
-                    break Storage::Redis {
-                        client,
-                        conn,
-                        prefix: format!("switchyard:acme:{}", config.directory),
-                        replica: fleet.replica.clone(),
-                    };
-                }
-                Err(err) => {
-                    tracing::warn!(%err, "ACME storage: Redis unreachable, retrying");
-                    tokio::time::sleep(FIRST_BACKOFF).await;
-                }
-            }
-        },
-        (AcmeStorage::Directory(root), _) => Storage::directory(root, &config.directory),
-        // Checked when the config was read: Redis storage needs [fleet].
-        (AcmeStorage::Redis, None) => {
-            Storage::directory(AcmeConfig::DEFAULT_STORAGE.as_ref(), &config.directory)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_its_cap_and_waits_long_after_a_rate_limit() {
-        for _ in 0..50 {
-            let first = backoff(1, false);
-            assert!(first <= FIRST_BACKOFF && first >= FIRST_BACKOFF.mul_f64(0.75));
-            let third = backoff(3, false);
-            assert!(third <= FIRST_BACKOFF * 4 && third >= FIRST_BACKOFF * 3);
-            assert!(backoff(u32::MAX, false) <= MAX_BACKOFF);
-            assert!(backoff(1, true) >= RATE_LIMITED.mul_f64(0.75));
-        }
-    }
 }

@@ -58,6 +58,20 @@ pub fn diff(old: &Config, new: &Config) -> ReloadSummary {
             }
         }
     }
+    // The ACME task is given its certificates at start.
+    let acme = |config: &'_ Config| {
+        let listeners = config.listeners.iter();
+        listeners
+            .filter_map(|l| Some((l.name.clone(), l.tls.as_ref()?.acme.clone())))
+            .filter(|(_, acme)| !acme.is_empty())
+            .collect::<Vec<_>>()
+    };
+    if acme(old) != acme(new) {
+        summary.not_applied.push(NotApplied {
+            setting: "listeners.tls.acme".to_owned(),
+            reason: "read at start: certificates are ordered for the names the proxy started with; takes effect when the proxy restarts".to_owned(),
+        });
+    }
     for listener in &old.listeners {
         if !new.listeners.iter().any(|l| l.name == listener.name) {
             summary.listeners_removed.push(listener.name.clone());

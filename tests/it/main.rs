@@ -8,6 +8,7 @@ mod support;
 mod access;
 mod access_log_formats;
 mod acme;
+mod acme_config;
 mod admin_api;
 mod admin_guard;
 mod admission;

@@ -136,8 +136,16 @@ pub struct WebhookConfig {
 
 impl WebhookConfig {
     /// The event types a webhook may filter on.
-    pub const EVENT_TYPES: [&'static str; 5] =
-        ["backend", "panic", "weight", "membership", "reload"];
+    pub const EVENT_TYPES: [&'static str; 8] = [
+        "backend",
+        "panic",
+        "weight",
+        "membership",
+        "reload",
+        "certificate_obtained",
+        "certificate_renewed",
+        "certificate_failed",
+    ];
     /// Deliveries retried after the first fails, when the file says nothing.
     pub const DEFAULT_RETRIES: u32 = 3;
     /// The wait before the first retry (doubling after), when the file says nothing.
