@@ -176,6 +176,11 @@ impl Gateway {
             shutdown.clone(),
         ));
         listeners.commit(prepared);
+        tasks.spawn(crate::ocsp::run(
+            Arc::clone(&live),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
         // Read at start, like [fleet]: the certificates every listener asks ACME for.
         if let Some(acme) = &config.acme {
             let wanted = config

@@ -25,6 +25,7 @@ pub mod listeners;
 pub mod live_certs;
 pub mod metrics;
 pub mod notify;
+pub mod ocsp;
 pub mod proxy;
 mod redis_link;
 pub mod reload;

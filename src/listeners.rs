@@ -189,6 +189,14 @@ impl Listeners {
                 resumption: staged.resumption,
             });
         }
+        // What OCSP stapling looks after: every file certificate served now.
+        let files = self
+            .active
+            .iter()
+            .filter_map(|a| a.config.tls.as_ref())
+            .flat_map(|tls| tls.certificates.iter().map(|c| Arc::clone(&c.key)))
+            .collect();
+        self.live.set_files(files);
         (added, removed)
     }
 

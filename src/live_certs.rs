@@ -30,7 +30,14 @@ pub struct LiveCerts {
     /// Renewals an operator asked for (a certificate's first name), taken by the ACME task.
     renewals: SegQueue<String>,
     renewal_asked: Notify,
+    /// The certificates the listeners serve from files, for OCSP stapling.
+    files: ArcSwap<Vec<Arc<CertifiedKey>>>,
+    /// Stapled copies of served certificates, by their leaf (DER).
+    staples: ArcSwap<Staples>,
 }
+
+/// Stapled certificates by leaf.
+pub type Staples = HashMap<Box<[u8]>, Arc<CertifiedKey>, foldhash::fast::RandomState>;
 
 /// One ACME certificate as the admin API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -55,6 +62,40 @@ pub struct AcmeStatus {
 }
 
 impl LiveCerts {
+    /// `key` with its OCSP response stapled, if one is fetched; `key` itself otherwise (without
+    /// hashing anything while nothing is stapled).
+    pub fn stapled(&self, key: Arc<CertifiedKey>) -> Arc<CertifiedKey> {
+        let staples = self.staples.load();
+        if staples.is_empty() {
+            return key;
+        }
+        key.cert
+            .first()
+            .and_then(|leaf| staples.get(leaf.as_ref()).cloned())
+            .unwrap_or(key)
+    }
+
+    /// Every certificate served: from files and by ACME, each once.
+    pub fn served(&self) -> Vec<Arc<CertifiedKey>> {
+        let mut served: Vec<Arc<CertifiedKey>> = self.files.load().iter().cloned().collect();
+        for key in self.certs.load().values() {
+            if !served.iter().any(|k| Arc::ptr_eq(k, key)) {
+                served.push(Arc::clone(key));
+            }
+        }
+        served
+    }
+
+    /// The certificates the listeners serve from files now (the listeners', at each change).
+    pub fn set_files(&self, files: Vec<Arc<CertifiedKey>>) {
+        self.files.store(Arc::new(files));
+    }
+
+    /// Replaces the stapled certificates (the OCSP task's).
+    pub fn set_staples(&self, staples: Staples) {
+        self.staples.store(Arc::new(staples));
+    }
+
     /// Every ACME certificate's state.
     pub fn status(&self) -> Arc<Vec<AcmeStatus>> {
         self.status.load_full()

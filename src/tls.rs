@@ -345,6 +345,7 @@ impl ResolvesServerCert for SniResolver {
             return name.and_then(|name| self.live.tls_alpn01(&name));
         }
         let found = name.and_then(|name| self.find(&name));
-        found.or_else(|| self.default.clone())
+        let key = found.or_else(|| self.default.clone())?;
+        Some(self.live.stapled(key))
     }
 }

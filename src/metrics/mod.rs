@@ -136,6 +136,8 @@ metric_table! {
         "ACME orders this replica made, by result (obtained, failed).";
     ACME_RENEWAL: Gauge, "switchyard_acme_renewal_timestamp_seconds",
         "Unix time at which an ACME certificate is renewed, by name (its first).";
+    OCSP_FETCHES: Counter, "switchyard_ocsp_fetches_total",
+        "OCSP responses fetched for stapling, by result (stapled, refused: not a current good answer, failed: no answer).";
     DISCOVERY_ERRORS: Counter, "switchyard_discovery_errors_total",
         "Discovery lookups or registry reads that failed; the pool keeps its last known set.";
     DISCOVERED_BACKENDS: Gauge, "switchyard_discovery_backends",

@@ -124,6 +124,7 @@ const TIERS: &[(&str, u8)] = &[
     ("snapshot", 2),
     ("live_certs", 2),
     ("acme", 4),
+    ("ocsp", 4),
     ("server", 3),
     ("tls", 3),
     ("proxy", 3),

@@ -34,6 +34,7 @@ mod hashing;
 mod health;
 mod jwt;
 mod observability;
+mod ocsp;
 mod parking;
 mod proxy_protocol_out;
 mod rate_limits;
