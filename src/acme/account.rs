@@ -9,9 +9,13 @@ use crate::config::{AcmeConfig, AcmeStorage, FleetConfig};
 use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
 
 /// The account: from storage, else created (and stored).
-pub(super) async fn account(config: &AcmeConfig, storage: &Storage) -> Result<Account, String> {
+pub(super) async fn account(
+    config: &AcmeConfig,
+    storage: &Storage,
+    retry_after: &client::RetryAfter,
+) -> Result<Account, String> {
     let builder = || {
-        client::for_directory(config.ca.as_deref())
+        client::for_directory(config.ca.as_deref(), retry_after)
             .map(Account::builder_with_http)
             .map_err(|e| format!("ACME client: {e}"))
     };

@@ -71,6 +71,7 @@ pub fn start(
         let reporting = Reporting {
             events: &events,
             orders,
+            retry_after: client::RetryAfter::default(),
         };
         tokio::select! {
             () = run(config, fleet, certificates, &live, &reporting) => {}
@@ -79,10 +80,12 @@ pub fn start(
     })
 }
 
-/// Where the outcomes go: the event stream and the order counters.
+/// Where the outcomes go (the event stream and the order counters), and what the CA said of
+/// when to come back.
 struct Reporting<'a> {
     events: &'a EventLog,
     orders: OrderCounters,
+    retry_after: client::RetryAfter,
 }
 
 /// One managed certificate.
@@ -145,7 +148,7 @@ async fn run(
         let mut failures = 0;
         loop {
             let attempt = tokio::select! {
-                attempt = account(&config, &storage) => attempt,
+                attempt = account(&config, &storage, &events.retry_after) => attempt,
                 () = &mut watching => continue,
             };
             match attempt {
@@ -276,7 +279,7 @@ async fn look_at(
             return;
         }
         Err(err) => {
-            fail(cert, &err, false, events.events);
+            fail(cert, &err, false, None, events.events);
             return;
         }
     }
@@ -302,7 +305,8 @@ async fn look_at(
         }
         Err((err, rate_limited)) => {
             events.orders.failed.increment(1);
-            fail(cert, &err, rate_limited, events.events);
+            let asked = events.retry_after.take(SystemTime::now());
+            fail(cert, &err, rate_limited, asked, events.events);
         }
     }
     cert.forced = false;

@@ -43,9 +43,16 @@ pub(super) fn serve(
 }
 
 /// Counts a failure of `cert` and sets its next attempt.
-pub(super) fn fail(cert: &mut Managed, err: &str, rate_limited: bool, events: &EventLog) {
+pub(super) fn fail(
+    cert: &mut Managed,
+    err: &str,
+    rate_limited: bool,
+    asked: Option<Duration>,
+    events: &EventLog,
+) {
     cert.failures = cert.failures.saturating_add(1);
-    let wait = backoff(cert.failures, rate_limited);
+    // Never sooner than the CA asked (its `Retry-After`).
+    let wait = backoff(cert.failures, rate_limited).max(asked.unwrap_or_default());
     let retry_at = SystemTime::now() + wait;
     cert.due = retry_at;
     cert.failed = Some((err.to_owned(), retry_at));
