@@ -90,6 +90,19 @@ async fn served_and_verified(addr: SocketAddr, names: &[&str], root: &Path) {
     }
 }
 
+/// The certificate named `name` in `GET /api/certificates`.
+async fn listed(proxy: &TestProxy, name: &str) -> serde_json::Value {
+    let (status, listing) = proxy.admin("GET", "/api/certificates", None, None).await;
+    assert_eq!(status, 200);
+    listing["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["names"][0] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} listed in {listing}"))
+}
+
 fn tls_addr(pebble: &Pebble) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], pebble.tls_port))
 }
@@ -266,15 +279,7 @@ async fn a_renewal_asked_for_swaps_the_certificate_while_an_http2_stream_stays_o
     })
     .await;
 
-    let (status, listing) = proxy.admin("GET", "/api/certificates", None, None).await;
-    assert_eq!(status, 200);
-    let entry = listing["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["names"][0] == "a.test")
-        .cloned()
-        .unwrap();
+    let entry = listed(&proxy, "a.test").await;
     assert_eq!(entry["source"], "acme");
     assert_eq!(entry["names"], serde_json::json!(["a.test", "b.test"]));
     assert!(entry["not_after"].is_string() && entry["renew_at"].is_string());
@@ -374,14 +379,7 @@ async fn with_the_ca_gone_a_renewal_backs_off_and_the_old_certificate_serves_on(
         before,
         "the old one serves on"
     );
-    let (_, listing) = proxy.admin("GET", "/api/certificates", None, None).await;
-    let entry = listing["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["names"][0] == "a.test")
-        .cloned()
-        .unwrap();
+    let entry = listed(&proxy, "a.test").await;
     assert!(entry["last_error"].is_string() && entry["retry_at"].is_string());
     assert!(entry["not_after"].is_string(), "still served");
 }

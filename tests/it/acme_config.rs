@@ -1,7 +1,8 @@
 //! ACME settings checked without contacting the CA: each mistake reported at its line and
 //! column, naming the field.
 
-use switchyard::config::{self, AcmeStorage, Challenge, ConfigError, KeyType};
+use crate::support::config::assert_problem;
+use switchyard::config::{self, AcmeStorage, Challenge, KeyType};
 
 const TAIL: &str = r#"
 [[routes]]
@@ -20,27 +21,6 @@ fn with_acme(acme: &str, extra: &str) -> String {
     format!(
         "[[listeners]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\n\n[[listeners]]\nname = \"tls\"\nbind = \"127.0.0.1:0\"\n[listeners.tls]\n{acme}\n{extra}\n{TAIL}"
     )
-}
-
-fn problems(text: &str) -> Vec<String> {
-    match config::parse(text, "x.toml") {
-        Ok(_) => panic!("config unexpectedly valid:\n{text}"),
-        Err(ConfigError::Invalid { problems, .. }) => problems
-            .iter()
-            .map(|p| format!("{}:{}: {}", p.line, p.col, p.message))
-            .collect(),
-        Err(other) => panic!("unexpected error {other}"),
-    }
-}
-
-fn assert_problem(text: &str, at: &str, needle: &str) {
-    let found = problems(text);
-    assert!(
-        found
-            .iter()
-            .any(|p| p.starts_with(at) && p.contains(needle)),
-        "expected a problem at {at} containing {needle:?}, got {found:#?}\n---\n{text}"
-    );
 }
 
 #[test]

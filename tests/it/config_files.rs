@@ -2,7 +2,7 @@
 //! with a message naming the field; all problems in a file are reported together.
 
 use std::path::Path;
-use switchyard::config::{self, ConfigError};
+use switchyard::config;
 
 #[test]
 fn every_toml_file_in_conf_parses_and_validates() {
@@ -46,34 +46,11 @@ address = "127.0.0.1:9000"
 
 const LISTENER: &str = "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n";
 
-/// Problems as `line:col: message`.
-fn problems(text: &str) -> Vec<String> {
-    match config::parse(text, "x.toml") {
-        Ok(_) => panic!("config unexpectedly valid:\n{text}"),
-        Err(ConfigError::Invalid { origin, problems }) => {
-            assert_eq!(origin, "x.toml");
-            problems
-                .iter()
-                .map(|p| format!("{}:{}: {}", p.line, p.col, p.message))
-                .collect()
-        }
-        Err(other) => panic!("unexpected error {other}"),
-    }
-}
-
-fn assert_one(text: &str, at: &str, needle: &str) {
-    let found = problems(text);
-    assert!(
-        found
-            .iter()
-            .any(|p| p.starts_with(at) && p.contains(needle)),
-        "expected a problem at {at} containing {needle:?}, got {found:#?}\n---\n{text}"
-    );
-}
+use crate::support::config::{assert_problem, problems};
 
 #[test]
 fn toml_syntax_error_is_located() {
-    assert_one(
+    assert_problem(
         &format!("{LISTENER}[timeouts\nconnect = \"1s\"\n"),
         "4:10:",
         "",
@@ -82,12 +59,12 @@ fn toml_syntax_error_is_located() {
 
 #[test]
 fn unknown_key_is_an_error_naming_it() {
-    assert_one(
+    assert_problem(
         &format!("{LISTENER}colour = \"blue\"\n{VALID_TAIL}"),
         "4:1:",
         "unknown field `colour`",
     );
-    assert_one(
+    assert_problem(
         &format!("{LISTENER}{VALID_TAIL}weigth = 3\n"),
         "14:1:",
         "unknown field `weigth`",
@@ -96,7 +73,7 @@ fn unknown_key_is_an_error_naming_it() {
 
 #[test]
 fn wrong_type_is_an_error_naming_the_expectation() {
-    assert_one(
+    assert_problem(
         &format!("{LISTENER}{VALID_TAIL}weight = \"heavy\"\n"),
         "14:10:",
         "pools.backends.weight: invalid type: string \"heavy\", expected i64",
@@ -105,7 +82,7 @@ fn wrong_type_is_an_error_naming_the_expectation() {
 
 #[test]
 fn bad_listener_address_is_located() {
-    assert_one(
+    assert_problem(
         &format!("[[listeners]]\nname = \"l\"\nbind = \"localhost\"\n{VALID_TAIL}"),
         "3:8:",
         "listeners[0].bind",
@@ -114,17 +91,17 @@ fn bad_listener_address_is_located() {
 
 #[test]
 fn missing_listener_is_reported() {
-    assert_one(VALID_TAIL, "1:1:", "listeners");
+    assert_problem(VALID_TAIL, "1:1:", "listeners");
 }
 
 #[test]
 fn zero_and_oversized_weights_are_rejected() {
-    assert_one(
+    assert_problem(
         &format!("{LISTENER}{VALID_TAIL}weight = 0\n"),
         "14:10:",
         "pools[0].backends[0].weight: must be between 1 and 256, got 0",
     );
-    assert_one(
+    assert_problem(
         &format!("{LISTENER}{VALID_TAIL}weight = 1000\n"),
         "14:10:",
         "got 1000",
@@ -134,17 +111,17 @@ fn zero_and_oversized_weights_are_rejected() {
 #[test]
 fn bad_backend_address_is_rejected() {
     let text = format!("{LISTENER}{VALID_TAIL}").replace("127.0.0.1:9000", "127.0.0.1");
-    assert_one(&text, "13:11:", "pools[0].backends[0].address");
+    assert_problem(&text, "13:11:", "pools[0].backends[0].address");
 }
 
 #[test]
 fn bad_duration_is_rejected() {
-    assert_one(
+    assert_problem(
         &format!("{LISTENER}[timeouts]\nconnect = \"soon\"\n{VALID_TAIL}"),
         "5:11:",
         "timeouts.connect",
     );
-    assert_one(
+    assert_problem(
         &format!("{LISTENER}[timeouts]\nidle = \"0s\"\n{VALID_TAIL}"),
         "5:8:",
         "timeouts.idle: must be greater than zero",
@@ -154,7 +131,7 @@ fn bad_duration_is_rejected() {
 #[test]
 fn route_to_missing_pool_is_rejected() {
     let text = format!("{LISTENER}{VALID_TAIL}").replace("pool = \"p\"", "pool = \"nope\"");
-    assert_one(&text, "7:8:", "routes[0].pool: no pool named \"nope\"");
+    assert_problem(&text, "7:8:", "routes[0].pool: no pool named \"nope\"");
 }
 
 #[test]
@@ -163,14 +140,14 @@ fn bad_route_host_and_prefix_are_rejected() {
         "pool = \"p\"\n",
         "pool = \"p\"\nhost = \"bad host\"\npath_prefix = \"api\"\n",
     );
-    assert_one(&text, "8:8:", "routes[0].host");
-    assert_one(&text, "9:15:", "routes[0].path_prefix");
+    assert_problem(&text, "8:8:", "routes[0].host");
+    assert_problem(&text, "9:15:", "routes[0].path_prefix");
 }
 
 #[test]
 fn empty_pool_is_rejected() {
     let text = format!("{LISTENER}{VALID_TAIL}\n[[pools]]\nname = \"empty\"\n");
-    assert_one(
+    assert_problem(
         &text,
         "15:1:",
         "pools[1].backends: pool \"empty\" has no backends",
@@ -181,7 +158,7 @@ fn empty_pool_is_rejected() {
 fn unknown_algorithm_is_rejected() {
     let text = format!("{LISTENER}{VALID_TAIL}")
         .replace("name = \"p\"\n", "name = \"p\"\nalgorithm = \"random\"\n");
-    assert_one(&text, "11:13:", "unknown variant `random`");
+    assert_problem(&text, "11:13:", "unknown variant `random`");
 }
 
 #[test]
@@ -189,7 +166,7 @@ fn duplicate_names_are_rejected() {
     let dup_backend = format!(
         "{LISTENER}{VALID_TAIL}[[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:9001\"\n"
     );
-    assert_one(
+    assert_problem(
         &dup_backend,
         "15:8:",
         "pools[0].backends.name: duplicate backend name \"b\"",
@@ -197,9 +174,9 @@ fn duplicate_names_are_rejected() {
     let dup_pool = format!(
         "{LISTENER}{VALID_TAIL}\n[[pools]]\nname = \"p\"\n[[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:9001\"\n"
     );
-    assert_one(&dup_pool, "16:8:", "pools.name: duplicate pool name \"p\"");
+    assert_problem(&dup_pool, "16:8:", "pools.name: duplicate pool name \"p\"");
     let dup_listener = format!("{LISTENER}{LISTENER}{VALID_TAIL}");
-    assert_one(
+    assert_problem(
         &dup_listener,
         "5:8:",
         "listeners.name: duplicate listener name \"l\"",
@@ -330,27 +307,27 @@ fn what_used_to_fail_only_at_start_is_caught_by_check() {
     // Two listeners that cannot both be bound: a wildcard address takes the port everywhere.
     let listeners = "[[listeners]]\nname = \"a\"\nbind = \"0.0.0.0:8080\"\n\
                      [[listeners]]\nname = \"b\"\nbind = \"127.0.0.1:8080\"\n";
-    assert_one(
+    assert_problem(
         &format!("{listeners}{pool}"),
         "6:8",
         "overlaps 0.0.0.0:8080",
     );
     let admin = "[admin]\nbind = \"127.0.0.1:9901\"\n\
                  [[listeners]]\nname = \"a\"\nbind = \"127.0.0.1:9901\"\n";
-    assert_one(
+    assert_problem(
         &format!("{admin}{pool}"),
         "2:8",
         "admin.bind: 127.0.0.1:9901 overlaps listener",
     );
     // A probe Host header with a control character: every probe would fail.
     let probe = format!("{LISTENER}{pool}[pools.health_check]\nhost = \"web\\u0001.internal\"\n");
-    assert_one(&probe, "13:8", "is not a host name");
+    assert_problem(&probe, "13:8", "is not a host name");
     // A backend host no resolver takes.
     let bad_host = format!(
         "{LISTENER}{}",
         pool.replace("127.0.0.1:1", "-web.internal:80")
     );
-    assert_one(&bad_host, "11:11", "is not host:port");
+    assert_problem(&bad_host, "11:11", "is not host:port");
 }
 
 #[test]
@@ -391,13 +368,13 @@ fn check_diff_prints_what_a_reload_would_change() {
 fn keys_of_another_probe_type_are_located() {
     let with_check = |check: &str| format!("{LISTENER}{VALID_TAIL}[pools.health_check]\n{check}");
     let tcp = with_check("type = \"tcp\"\npath = \"/up\"\n");
-    assert_one(
+    assert_problem(
         &tcp,
         "16:8",
         "pools[0].health_check.path: does not apply to this probe type",
     );
     let http = with_check("service = \"api\"\n");
-    assert_one(
+    assert_problem(
         &http,
         "15:11",
         "pools[0].health_check.service: does not apply to this probe type",
@@ -409,7 +386,7 @@ fn keys_of_another_probe_type_are_located() {
             .any(|p| p.contains("health_check.host")),
         "gRPC probes take a host"
     );
-    assert_one(
+    assert_problem(
         &grpc,
         "16:10",
         "pools[0].health_check.method: does not apply to this probe type",
@@ -834,38 +811,38 @@ fn hashing_settings_are_checked_where_they_are_written() {
         )
     };
     // Line 11 is the first line of the additions.
-    assert_one(
+    assert_problem(
         &pool("[pools.hash]\nkey = \"path\""),
         "11:1:",
         "pools[0].hash: only for algorithm = \"hash\" (this pool balances by weighted_round_robin)",
     );
     let hashing = |table: &str| pool(&format!("algorithm = \"hash\"\n[pools.hash]\n{table}"));
-    assert_one(
+    assert_problem(
         &hashing("key = \"host\""),
         "13:7:",
         "pools[0].hash.key: \"host\" is not client_ip, path",
     );
-    assert_one(
+    assert_problem(
         &hashing("key = \"path_regex:/users/[^/]+\""),
         "13:7:",
         "has no capture group; the first one is the key",
     );
-    assert_one(
+    assert_problem(
         &hashing("key = \"path_regex:/users/([^/]+\""),
         "13:7:",
         "pools[0].hash.key: not a regular expression",
     );
-    assert_one(
+    assert_problem(
         &hashing("balance_factor = 80"),
         "13:18:",
         "pools[0].hash.balance_factor: 80 would refuse a backend its own share",
     );
-    assert_one(
+    assert_problem(
         &pool("latency_decay = \"5s\""),
         "11:17:",
         "pools[0].latency_decay: only for algorithm = \"least_latency\"",
     );
-    assert_one(
+    assert_problem(
         &pool("algorithm = \"least_latency\"\nlatency_decay = \"1h\""),
         "12:17:",
         "pools[0].latency_decay: 3600s is outside 100ms..10m",
@@ -929,29 +906,29 @@ fn a_sticky_secret_must_be_there_and_long_enough() {
             &format!("[pools.sticky]\n{table}\n[[pools.backends]]"),
         )
     };
-    assert_one(
+    assert_problem(
         &with(&format!("secret_file = \"{}\"", short.display())),
         "12:15:",
         "pools[0].sticky.secret_file: the secret must be at least 32 bytes",
     );
-    assert_one(
+    assert_problem(
         &with("secret_file = \"/nonexistent/sticky.key\""),
         "12:15:",
         "pools[0].sticky.secret_file: No such file",
     );
-    assert_one(
+    assert_problem(
         &with("cookie = \"a b\""),
         "11:1:",
         "pools[0].sticky: needs secret_file, or fleet_secret = true",
     );
-    assert_one(
+    assert_problem(
         &with("fleet_secret = true"),
         "12:16:",
         "pools[0].sticky.fleet_secret: the key is kept in the fleet's Redis: configure [fleet]",
     );
     let good = dir.join("good.key");
     std::fs::write(&good, "0123456789abcdef0123456789abcdef").unwrap();
-    assert_one(
+    assert_problem(
         &with(&format!(
             "secret_file = \"{}\"\ncookie = \"a b\"",
             good.display()

@@ -129,8 +129,10 @@ fn pki(dir: &Path, responder: SocketAddr, status: char) {
     .unwrap();
 }
 
+/// Starts the responder and waits until it says it listens. (Not by connecting to it: it serves
+/// one connection at a time, and one closed without a request stalls it.)
 fn responder(dir: &Path, addr: SocketAddr) -> Responder {
-    let child = Command::new("openssl")
+    let mut child = Command::new("openssl")
         .args([
             "ocsp",
             "-index",
@@ -150,27 +152,33 @@ fn responder(dir: &Path, addr: SocketAddr) -> Responder {
         ])
         .current_dir(dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("openssl ocsp runs");
-    Responder(child)
+    let stderr = child.stderr.take().expect("stderr");
+    let (said, heard) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            said.send(line).ok();
+        }
+    });
+    loop {
+        let line = heard
+            .recv_timeout(DEADLINE)
+            .expect("the responder says it listens");
+        if line.contains("waiting for OCSP client connections") {
+            return Responder(child);
+        }
+    }
 }
 
 /// What `openssl s_client -status` says of the stapled response.
 fn status_seen(addr: SocketAddr) -> String {
-    let output = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &addr.to_string(),
-            "-servername",
-            "a.test",
-            "-status",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl runs");
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    crate::support::pebble::s_client(addr, "a.test", &["-status"])
 }
 
 fn proxy_config(dir: &Path) -> String {

@@ -4,7 +4,7 @@
 
 use crate::support::tls::{Leaf, Pki};
 use std::path::Path;
-use switchyard::config::{self, ConfigError};
+use switchyard::config;
 
 const TAIL: &str = "[[routes]]\nname = \"r\"\npool = \"p\"\n\n[[pools]]\nname = \"p\"\n[[pools.backends]]\nname = \"b\"\naddress = \"127.0.0.1:9000\"\n";
 
@@ -22,16 +22,7 @@ fn config_with(certificates: &[(&Path, &Path)], tls_settings: &str) -> String {
     out + TAIL
 }
 
-fn problems(text: &str) -> Vec<String> {
-    match config::parse(text, "x.toml") {
-        Ok(_) => panic!("config unexpectedly valid:\n{text}"),
-        Err(ConfigError::Invalid { problems, .. }) => problems
-            .iter()
-            .map(|p| format!("{}:{}: {}", p.line, p.col, p.message))
-            .collect(),
-        Err(other) => panic!("unexpected error {other}"),
-    }
-}
+use crate::support::config::problems;
 
 #[test]
 fn missing_malformed_and_mismatched_files_are_reported_with_position_field_and_reason() {

@@ -269,3 +269,30 @@ fn set(table: &mut Table, path: &str, value: Value) {
         }
     }
 }
+
+/// The problems `switchyard::config::parse` finds in `text`, as `line:col: message`; fails the
+/// test if there are none.
+pub fn problems(text: &str) -> Vec<String> {
+    match switchyard::config::parse(text, "x.toml") {
+        Ok(_) => panic!("config unexpectedly valid:\n{text}"),
+        Err(switchyard::config::ConfigError::Invalid { origin, problems }) => {
+            assert_eq!(origin, "x.toml");
+            problems
+                .iter()
+                .map(|p| format!("{}:{}: {}", p.line, p.col, p.message))
+                .collect()
+        }
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+/// Fails the test unless `text` has a problem at `at` (`line:col:`) containing `needle`.
+pub fn assert_problem(text: &str, at: &str, needle: &str) {
+    let found = problems(text);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with(at) && p.contains(needle)),
+        "expected a problem at {at} containing {needle:?}, got {found:#?}\n---\n{text}"
+    );
+}

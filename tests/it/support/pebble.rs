@@ -159,6 +159,28 @@ pub fn openssl_verifies(
     name: &str,
     root: &std::path::Path,
 ) -> Result<(), String> {
+    let root = root.display().to_string();
+    let text = s_client(
+        addr,
+        name,
+        &[
+            "-verify_hostname",
+            name,
+            "-verify_return_error",
+            "-CAfile",
+            &root,
+        ],
+    );
+    if text.contains(&format!("Verified peername: {name}")) && text.contains("Verification: OK") {
+        Ok(())
+    } else {
+        Err(text)
+    }
+}
+
+/// What `openssl s_client` prints of a handshake with `addr` asking for `name`, with `extra`
+/// options.
+pub fn s_client(addr: SocketAddr, name: &str, extra: &[&str]) -> String {
     let output = Command::new("openssl")
         .args([
             "s_client",
@@ -167,15 +189,9 @@ pub fn openssl_verifies(
             "-servername",
             name,
         ])
-        .args(["-verify_hostname", name, "-verify_return_error", "-CAfile"])
-        .arg(root)
+        .args(extra)
         .stdin(Stdio::null())
         .output()
         .expect("openssl runs");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    if text.contains(&format!("Verified peername: {name}")) && text.contains("Verification: OK") {
-        Ok(())
-    } else {
-        Err(text)
-    }
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
