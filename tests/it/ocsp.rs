@@ -156,6 +156,8 @@ fn responder(dir: &Path, addr: SocketAddr) -> Responder {
         .spawn()
         .expect("openssl ocsp runs");
     let stderr = child.stderr.take().expect("stderr");
+    // Killed and reaped when dropped, should the wait below fail.
+    let responder = Responder(child);
     let (said, heard) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
@@ -171,7 +173,7 @@ fn responder(dir: &Path, addr: SocketAddr) -> Responder {
             .recv_timeout(DEADLINE)
             .expect("the responder says it listens");
         if line.contains("waiting for OCSP client connections") {
-            return Responder(child);
+            return responder;
         }
     }
 }
