@@ -147,9 +147,10 @@ pub(super) async fn serve_http<S>(
             let shared = Arc::clone(&shared);
             service_fn(move |req| Arc::clone(&shared).respond(req))
         };
-        let connection =
-            http2_builder(&timeouts, &limits).serve_connection(TokioIo::new(io), service);
-        tokio::pin!(connection);
+        // Boxed: h2's connection state is several KiB, and inline it would size every
+        // connection's task, HTTP/1.1 and idle ones too, to it.
+        let mut connection =
+            Box::pin(http2_builder(&timeouts, &limits).serve_connection(TokioIo::new(io), service));
         // The closing conditions are polled only when one of them wakes, not on each of the
         // several wake-ups every request causes.
         let reason = tokio::select! {
@@ -228,7 +229,9 @@ async fn serve_http1<S>(
 {
     let peer = shared.downstream.peer;
     loop {
-        let mut connection = builder.serve_connection(TokioIo::new(io), service);
+        // Boxed, so a parked connection's task does not keep room for hyper's connection
+        // state (freed when it is taken apart).
+        let mut connection = Box::new(builder.serve_connection(TokioIo::new(io), service));
         let stopped = {
             let serving = poll_fn(|cx| connection.poll_without_shutdown(cx));
             // As for HTTP/2: the closing conditions are polled only when one of them wakes.
@@ -243,12 +246,12 @@ async fn serve_http1<S>(
             Stopped::Finished(result) => result,
             Stopped::Closing(Closing::NoRequest) => return,
             Stopped::Closing(reason) => {
-                Pin::new(&mut connection).graceful_shutdown();
+                Pin::new(&mut *connection).graceful_shutdown();
                 let at_once = poll_fn(|cx| Poll::Ready(connection.poll_without_shutdown(cx)));
                 match (reason, at_once.await) {
                     // Quiet and idle: hyper stopped at once, and the connection is parked.
                     (Closing::Quiet, Poll::Ready(Ok(()))) => {
-                        (io, service) = take_apart(connection);
+                        (io, service) = take_apart(*connection);
                         if io.has_unread() || park(&io, watch, shared).await {
                             continue;
                         }
@@ -276,7 +279,7 @@ async fn serve_http1<S>(
         if let Err(err) = finished {
             return log_end(Err(err), peer);
         }
-        let (io, service) = take_apart(connection);
+        let (io, service) = take_apart(*connection);
         if let Some(tunnel) = service.waiting_tunnel() {
             // The `101` is out: the rest of the connection is the tunnel's.
             let _ = tunnel.send(Box::new(io));
