@@ -76,11 +76,13 @@ impl Terminator {
         })
     }
 
-    /// Completes the handshake within the timeout; a failure is counted by reason.
+    /// Completes the handshake within the timeout; a failure is counted by reason. The stream
+    /// comes boxed: rustls' connection state is a few KiB, and a connection's task holds the
+    /// stream in several places.
     pub async fn accept(
         &self,
         stream: TcpStream,
-    ) -> Result<(TlsStream<TcpStream>, TlsInfo), HandshakeFailure> {
+    ) -> Result<(Box<TlsStream<TcpStream>>, TlsInfo), HandshakeFailure> {
         let outcome =
             tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream)).await;
         let failure = match outcome {
@@ -92,7 +94,7 @@ impl Terminator {
             Ok(Ok(stream)) => {
                 let info = TlsInfo::of(stream.get_ref().1);
                 self.metrics.handshake(&info).increment(1);
-                return Ok((stream, info));
+                return Ok((Box::new(stream), info));
             }
             Ok(Err(err)) => HandshakeFailure::of(&err),
             Err(_) => HandshakeFailure::Timeout,

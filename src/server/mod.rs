@@ -177,8 +177,10 @@ async fn tls_connection(
     else {
         return;
     };
+    // Boxed: the handshake's state (rustls' connection inside) would otherwise be room kept in
+    // the task for the connection's whole life.
     let handshake = tokio::select! {
-        handshake = tls.accept(stream) => handshake,
+        handshake = Box::pin(tls.accept(stream)) => handshake,
         () = shutdown.cancelled() => return,
     };
     match handshake {
