@@ -210,8 +210,9 @@ async fn accepted(
     let mut local = None;
     if let Some(mode) = settings.proxy_protocol {
         // Before anything else: the client the balancer in front accepted becomes the peer.
+        // Boxed: its 1 KiB buffer would otherwise be room kept in every connection's task.
         let header = tokio::select! {
-            header = proxy_protocol::read(&mut stream, mode) => header,
+            header = Box::pin(proxy_protocol::read(&mut stream, mode)) => header,
             () = shutdown.cancelled() => return None,
         };
         match header {

@@ -41,6 +41,8 @@ struct ConnShared {
     redirect_to_https: Option<u16>,
     acme_http01: Option<Arc<crate::live_certs::LiveCerts>>,
     activity: Arc<ConnActivity>,
+    timeouts: Timeouts,
+    limits: crate::config::Limits,
 }
 
 impl ConnShared {
@@ -105,28 +107,41 @@ impl hyper::service::Service<http::Request<Incoming>> for Http1Service {
 }
 
 /// Serves HTTP on one client connection, plain or TLS: the one serving path of every listener.
-pub(super) async fn serve_http<S>(
+pub(super) fn serve_http<S>(
     io: S,
     downstream: Downstream,
     settings: &ListenerSettings,
     proxy: Arc<Proxy>,
     shutdown: CancellationToken,
-) where
+) -> impl Future<Output = ()> + 'static
+where
     S: Socket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // Timeouts and limits as of this connection's start, so a reload applies to new connections.
     let (timeouts, limits) = proxy.connection_settings();
-    let peer = downstream.peer;
-    let alpn = downstream.tls.as_ref().and_then(|tls| tls.alpn);
     // Everything a request of this connection needs, behind one `Arc`: one clone per request.
+    // Made before the connection's future, which then holds a pointer, not a copy of each
+    // part beside its argument's (the future lives as long as the connection, parked too).
     let shared = Arc::new(ConnShared {
         proxy,
         downstream,
         redirect_to_https: settings.redirect_to_https,
         acme_http01: settings.acme_http01.clone(),
         activity: Arc::default(),
+        timeouts,
+        limits,
     });
-    let mut watch = Watch::new(&shared.activity, &timeouts, &shutdown, peer);
+    serve(io, shared, shutdown)
+}
+
+async fn serve<S>(io: S, shared: Arc<ConnShared>, shutdown: CancellationToken)
+where
+    S: Socket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (timeouts, limits) = (&shared.timeouts, &shared.limits);
+    let peer = shared.downstream.peer;
+    let alpn = shared.downstream.tls.as_ref().and_then(|tls| tls.alpn);
+    let mut watch = Watch::new(&shared.activity, timeouts, &shutdown, peer);
     let mut io = Prefixed::new(io);
     // Over TLS, ALPN has already chosen the protocol; without it, the preface tells.
     let http2 = match alpn {
@@ -180,10 +195,10 @@ pub(super) async fn serve_http<S>(
         serve_http1(
             io,
             service,
-            &http1_builder(&limits),
+            &http1_builder(limits),
             &shared,
             &mut watch,
-            &timeouts,
+            timeouts,
         )
         .await;
     }
