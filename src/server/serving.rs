@@ -165,7 +165,7 @@ where
         // Boxed: h2's connection state is several KiB, and inline it would size every
         // connection's task, HTTP/1.1 and idle ones too, to it.
         let mut connection =
-            Box::pin(http2_builder(&timeouts, &limits).serve_connection(TokioIo::new(io), service));
+            Box::pin(http2_builder(timeouts, limits).serve_connection(TokioIo::new(io), service));
         // The closing conditions are polled only when one of them wakes, not on each of the
         // several wake-ups every request causes.
         let reason = tokio::select! {
