@@ -4,17 +4,7 @@
 use crate::support::config::assert_problem;
 use switchyard::config::{self, AcmeStorage, Challenge, KeyType};
 
-const TAIL: &str = r#"
-[[routes]]
-name = "r"
-pool = "p"
-
-[[pools]]
-name = "p"
-[[pools.backends]]
-name = "b"
-address = "127.0.0.1:9000"
-"#;
+use crate::support::config::VALID_TAIL as TAIL;
 
 /// A plain listener and a TLS one with the ACME entries in `acme`, then `extra`.
 fn with_acme(acme: &str, extra: &str) -> String {

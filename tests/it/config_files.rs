@@ -32,17 +32,7 @@ fn built_in_demo_config_is_the_shipped_file() {
     assert!(demo.pools.iter().all(|pool| pool.health_check.is_some()));
 }
 
-const VALID_TAIL: &str = r#"
-[[routes]]
-name = "r"
-pool = "p"
-
-[[pools]]
-name = "p"
-[[pools.backends]]
-name = "b"
-address = "127.0.0.1:9000"
-"#;
+use crate::support::config::VALID_TAIL;
 
 const LISTENER: &str = "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n";
 

@@ -296,3 +296,17 @@ pub fn assert_problem(text: &str, at: &str, needle: &str) {
         "expected a problem at {at} containing {needle:?}, got {found:#?}\n---\n{text}"
     );
 }
+
+/// A route to a pool of one backend: what a config needs besides its listeners, for tests of
+/// the other sections.
+pub const VALID_TAIL: &str = r#"
+[[routes]]
+name = "r"
+pool = "p"
+
+[[pools]]
+name = "p"
+[[pools.backends]]
+name = "b"
+address = "127.0.0.1:9000"
+"#;
