@@ -1,6 +1,9 @@
 //! The event vocabulary: what a backend's state is called, what the control plane announces,
 //! and the numbered log that the event stream, webhooks and the fleet read. Words only: no
 //! part of the proxy is imported here.
+//!
+//! Longer than most files on purpose: every event type with a documented field per line, read
+//! as the event stream's reference, beside the log that numbers them.
 
 use serde::Serialize;
 use std::collections::VecDeque;
