@@ -311,6 +311,16 @@ fn summary(path: &Path, config: &Config) -> String {
                 humantime::format_rfc3339_seconds(c.not_after)
             );
         }
+        for c in l.tls.iter().flat_map(|tls| &tls.acme) {
+            let challenge = match c.challenge {
+                switchyard::config::Challenge::Http01 => "http-01",
+                switchyard::config::Challenge::TlsAlpn01 => "tls-alpn-01",
+            };
+            out += &format!("    acme {} by {challenge}\n", c.names.join(", "));
+        }
+    }
+    if let Some(acme) = &config.acme {
+        out += &format!("acme: {}\n", acme.directory);
     }
     out += "routes:\n";
     for r in &config.routes {

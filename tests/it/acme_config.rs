@@ -145,3 +145,27 @@ fn http01_without_a_plain_listener_is_an_error_and_tls_alpn01_is_not() {
     config::parse(&tls_only("challenge = \"tls-alpn-01\"\n"), "x.toml")
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn check_lists_each_acme_certificate_and_the_directory() {
+    let text = with_acme(
+        "[[listeners.tls.acme]]\nnames = [\"a.example.com\", \"b.example.com\"]\nchallenge = \"tls-alpn-01\"\n",
+        "[acme]\ndirectory = \"letsencrypt-staging\"\n",
+    );
+    let path = crate::support::temp_config(&text);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("check")
+        .arg(&path)
+        .output()
+        .expect("switchyard runs");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}");
+    assert!(
+        printed.contains("    acme a.example.com, b.example.com by tls-alpn-01\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("acme: https://acme-staging-v02.api.letsencrypt.org/directory\n"),
+        "{printed}"
+    );
+}
