@@ -25,6 +25,9 @@ const RETRY: Duration = Duration::from_secs(300);
 const FETCH_WITHIN: Duration = Duration::from_secs(10);
 /// The largest response read (a response is a few KiB).
 const MAX_RESPONSE: usize = 64 * 1024;
+/// A certificate that cannot be stapled (no responder named, no issuer in its chain) is looked
+/// at again after this.
+const UNSTAPLEABLE_AGAIN: Duration = Duration::from_secs(3600);
 /// A response without `nextUpdate` is fetched again after this.
 const NO_NEXT_UPDATE: Duration = Duration::from_secs(3600);
 
@@ -59,7 +62,7 @@ pub async fn run(live: Arc<LiveCerts>, metrics: Metrics, shutdown: CancellationT
                 continue;
             }
             match staple(key).await {
-                Ok(None) => entry.fetch_at = now + LOOK_EVERY * 60,
+                Ok(None) => entry.fetch_at = now + UNSTAPLEABLE_AGAIN,
                 Ok(Some((key, next_update, fetch_at))) => {
                     stapled.increment(1);
                     entry.stapled = Some((key, next_update));

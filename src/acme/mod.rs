@@ -136,7 +136,7 @@ async fn run(
     fleet: Option<FleetConfig>,
     certificates: Vec<(String, AcmeCertificate)>,
     live: &Arc<LiveCerts>,
-    events: &Reporting<'_>,
+    report: &Reporting<'_>,
 ) {
     let storage = open_storage(&config, fleet.as_ref()).await;
     // In fleet mode, other replicas' answers are served here, and their new certificates
@@ -148,7 +148,7 @@ async fn run(
         let mut failures = 0;
         loop {
             let attempt = tokio::select! {
-                attempt = account(&config, &storage, &events.retry_after) => attempt,
+                attempt = account(&config, &storage, &report.retry_after) => attempt,
                 () = &mut watching => continue,
             };
             match attempt {
@@ -184,7 +184,7 @@ async fn run(
     loop {
         for i in 0..managed.len() {
             if managed[i].due <= SystemTime::now() {
-                let looked = look_at(&mut managed[i], &account, &storage, live, events);
+                let looked = look_at(&mut managed[i], &account, &storage, live, report);
                 tokio::select! {
                     () = looked => {}
                     () = &mut watching => {}
@@ -230,7 +230,7 @@ async fn look_at(
     account: &Account,
     storage: &Storage,
     live: &Arc<LiveCerts>,
-    events: &Reporting<'_>,
+    report: &Reporting<'_>,
 ) {
     let name = cert.wanted.names[0].clone();
     let now = SystemTime::now();
@@ -243,7 +243,7 @@ async fn look_at(
                         .served
                         .is_none_or(|(not_after, _)| parsed.not_after > not_after) =>
             {
-                serve(cert, &parsed, live, events.events, false);
+                serve(cert, &parsed, live, report.events, false);
             }
             Ok(_) => {}
             Err(err) => {
@@ -279,7 +279,7 @@ async fn look_at(
             return;
         }
         Err(err) => {
-            fail(cert, &err, false, None, events.events);
+            fail(cert, &err, false, None, report.events);
             return;
         }
     }
@@ -300,13 +300,13 @@ async fn look_at(
     storage.unlock(&name).await;
     match result {
         Ok(parsed) => {
-            events.orders.obtained.increment(1);
-            serve(cert, &parsed, live, events.events, true);
+            report.orders.obtained.increment(1);
+            serve(cert, &parsed, live, report.events, true);
         }
         Err((err, rate_limited)) => {
-            events.orders.failed.increment(1);
-            let asked = events.retry_after.take(SystemTime::now());
-            fail(cert, &err, rate_limited, asked, events.events);
+            report.orders.failed.increment(1);
+            let asked = report.retry_after.take(SystemTime::now());
+            fail(cert, &err, rate_limited, asked, report.events);
         }
     }
     cert.forced = false;
