@@ -207,13 +207,14 @@ async fn state_gauges_follow_a_health_transition_and_a_drain() {
     };
 
     b.set_health_status(500);
-    let samples =
-        eventually_metric(&proxy, "b unhealthy", |s| state(s, "b", "unhealthy") == 1.0).await;
+    // The state gauge reads the backend's state and `up` the published snapshot, which follows
+    // a moment later: a scrape in between sees the one before the other, so wait for both.
+    let up = |s: &[Sample]| sum(s, "switchyard_backend_up", &[("backend", "b")]);
+    let samples = eventually_metric(&proxy, "b unhealthy and down", |s| {
+        state(s, "b", "unhealthy") == 1.0 && up(s) == 0.0
+    })
+    .await;
     assert_eq!(state(&samples, "b", "healthy"), 0.0);
-    assert_eq!(
-        sum(&samples, "switchyard_backend_up", &[("backend", "b")]),
-        0.0
-    );
     b.set_health_status(200);
     eventually_metric(&proxy, "b healthy", |s| state(s, "b", "healthy") == 1.0).await;
 
