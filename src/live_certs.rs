@@ -135,12 +135,10 @@ impl LiveCerts {
 
     /// Serves `key` for each of `names` from now on (new handshakes only).
     pub fn install(&self, names: &[String], key: &Arc<CertifiedKey>) {
-        self.certs.rcu(|certs| {
-            let mut certs = HashMap::clone(certs);
+        edit(&self.certs, |certs| {
             for name in names {
                 certs.insert(name.clone(), Arc::clone(key));
             }
-            certs
         });
     }
 
@@ -151,19 +149,15 @@ impl LiveCerts {
 
     /// Answers `token` with `key_authorization` until `forget_http01`.
     pub fn answer_http01(&self, token: &str, key_authorization: &str) {
-        self.http01.rcu(|answers| {
-            let mut answers = HashMap::clone(answers);
+        edit(&self.http01, |answers| {
             answers.insert(token.to_owned(), key_authorization.to_owned());
-            answers
         });
     }
 
     /// Stops answering `token`.
     pub fn forget_http01(&self, token: &str) {
-        self.http01.rcu(|answers| {
-            let mut answers = HashMap::clone(answers);
+        edit(&self.http01, |answers| {
             answers.remove(token);
-            answers
         });
     }
 
@@ -174,19 +168,24 @@ impl LiveCerts {
 
     /// Presents `key` to `acme-tls/1` handshakes for `name` until `forget_tls_alpn01`.
     pub fn answer_tls_alpn01(&self, name: &str, key: Arc<CertifiedKey>) {
-        self.tls_alpn01.rcu(|answers| {
-            let mut answers = HashMap::clone(answers);
+        edit(&self.tls_alpn01, |answers| {
             answers.insert(name.to_owned(), Arc::clone(&key));
-            answers
         });
     }
 
     /// Stops presenting a tls-alpn-01 certificate for `name`.
     pub fn forget_tls_alpn01(&self, name: &str) {
-        self.tls_alpn01.rcu(|answers| {
-            let mut answers = HashMap::clone(answers);
+        edit(&self.tls_alpn01, |answers| {
             answers.remove(name);
-            answers
         });
     }
+}
+
+/// Swaps in a copy of `map` changed by `change` (retried if another writer swapped first).
+fn edit<V: Clone>(map: &ArcSwap<HashMap<String, V>>, change: impl Fn(&mut HashMap<String, V>)) {
+    map.rcu(|current| {
+        let mut next = HashMap::clone(current);
+        change(&mut next);
+        next
+    });
 }

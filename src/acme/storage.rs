@@ -105,13 +105,9 @@ impl Storage {
                     .get(format!("{prefix}:cert:{name}"))
                     .await
                     .map_err(|e| format!("redis: {e}"))?;
-                Ok(json.and_then(|json| {
-                    let value: serde_json::Value = serde_json::from_str(&json).ok()?;
-                    Some(Issued {
-                        chain_pem: value.get("chain")?.as_str()?.to_owned(),
-                        key_pem: value.get("key")?.as_str()?.to_owned(),
-                    })
-                }))
+                // Checked again by the caller (the chain parsed, the key matched) before use.
+                Ok(json.and_then(|json| serde_json::from_str::<Stored>(&json).ok()))
+                    .map(|stored| stored.map(Issued::from))
             }
         }
     }
@@ -127,8 +123,9 @@ impl Storage {
             }
             Self::Redis { conn, prefix, .. } => {
                 let mut conn = conn.clone();
-                let json = serde_json::json!({"chain": issued.chain_pem, "key": issued.key_pem});
-                conn.set::<_, _, ()>(format!("{prefix}:cert:{name}"), json.to_string())
+                let json = serde_json::to_string(&Stored::from(issued))
+                    .map_err(|e| format!("encoding the certificate: {e}"))?;
+                conn.set::<_, _, ()>(format!("{prefix}:cert:{name}"), json)
                     .await
                     .map_err(|e| format!("redis: {e}"))?;
                 // Every replica takes it now rather than at its next look.
@@ -195,6 +192,31 @@ impl Storage {
             if let Err(err) = released {
                 tracing::warn!(%err, certificate = name, "ACME order lock not released: it expires by itself");
             }
+        }
+    }
+}
+
+/// A certificate as Redis keeps it: its chain and key, PEM.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    chain: String,
+    key: String,
+}
+
+impl From<&Issued> for Stored {
+    fn from(issued: &Issued) -> Self {
+        Self {
+            chain: issued.chain_pem.clone(),
+            key: issued.key_pem.clone(),
+        }
+    }
+}
+
+impl From<Stored> for Issued {
+    fn from(stored: Stored) -> Self {
+        Self {
+            chain_pem: stored.chain,
+            key_pem: stored.key,
         }
     }
 }
