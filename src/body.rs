@@ -50,7 +50,13 @@ impl ClientFault {
 
     /// A body that ended early (EOF before the declared length or the last chunk) or on a
     /// reset was abandoned; anything else hyper refuses is malformed framing.
-    fn of(err: &hyper::Error) -> Self {
+    fn of(err: &InboundError) -> Self {
+        match err {
+            InboundError::Hyper(err) => Self::of_hyper(err),
+        }
+    }
+
+    fn of_hyper(err: &hyper::Error) -> Self {
         use std::error::Error as _;
         use std::io::ErrorKind;
         let io = err
@@ -76,7 +82,7 @@ impl ClientFault {
 pub enum BodyError {
     /// Reading the client's body failed.
     #[error("client request body: {0}")]
-    Client(#[source] hyper::Error),
+    Client(#[source] InboundError),
     /// The client sent nothing for the request-body timeout.
     #[error("client request body: no data for {0:?}")]
     Timeout(Duration),
@@ -149,10 +155,59 @@ impl Progress {
     }
 }
 
+/// A client's request, whichever protocol carried it.
+pub type ClientRequest = http::Request<Inbound>;
+
+/// A client's request body as its protocol's server reads it.
+#[derive(Debug)]
+pub enum Inbound {
+    /// HTTP/1.1 or HTTP/2, read by hyper.
+    Hyper(Incoming),
+}
+
+/// Why reading a client's request body failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    /// hyper's HTTP/1.1 or HTTP/2 reading.
+    #[error(transparent)]
+    Hyper(hyper::Error),
+}
+
+impl Body for Inbound {
+    type Data = Bytes;
+    type Error = InboundError;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, InboundError>>> {
+        match self.get_mut() {
+            Self::Hyper(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(InboundError::Hyper))),
+        }
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Hyper(body) => body.is_end_stream(),
+        }
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Hyper(body) => body.size_hint(),
+        }
+    }
+}
+
 /// A client request body with an idle timer between reads.
 #[derive(Debug)]
 pub struct ClientBody {
-    inner: Incoming,
+    inner: Inbound,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
     /// The route's limit, and the bytes still allowed under it.
@@ -164,7 +219,7 @@ impl ClientBody {
     /// Wraps `inner`; a wait of `idle` for the next piece, or more than `limit` bytes, fails
     /// the body.
     pub fn new(
-        inner: Incoming,
+        inner: Inbound,
         idle: Duration,
         limit: Option<u64>,
         progress: Arc<Progress>,

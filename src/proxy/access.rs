@@ -5,14 +5,14 @@
 
 use super::routing::Early;
 use super::{Downstream, Exchange, Proxy, ProxyBody};
+use crate::body::ClientRequest;
 use crate::config::LimitKey;
 use crate::route::access::basic::Verdict;
 use crate::route::access::jwt::{Claims, Refusal, claim_value, cookie};
 use crate::route::access::limit::{self, Decision};
 use crate::route::access::{Failure, Gate, LimitRule, clock_at};
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use std::sync::Arc;
 
 mod forward;
@@ -21,7 +21,7 @@ mod forward;
 pub async fn admit(
     proxy: &Proxy,
     gate: &Arc<Gate>,
-    req: &mut Request<Incoming>,
+    req: &mut ClientRequest,
     downstream: &Downstream,
     exchange: &Exchange,
 ) -> Result<(), Early> {
@@ -58,7 +58,7 @@ pub async fn admit(
 #[inline]
 pub fn admit_now(
     gate: &Gate,
-    req: &mut Request<Incoming>,
+    req: &mut ClientRequest,
     downstream: &Downstream,
     exchange: &Exchange,
 ) -> Result<(), Early> {
@@ -68,7 +68,7 @@ pub fn admit_now(
 
 /// The JWT policy: the token's claims (their headers set on `req`), or a 401.
 #[inline]
-fn verify_token(gate: &Gate, req: &mut Request<Incoming>) -> Result<Option<Arc<Claims>>, Early> {
+fn verify_token(gate: &Gate, req: &mut ClientRequest) -> Result<Option<Arc<Claims>>, Early> {
     let Some(jwt) = &gate.jwt else {
         return Ok(None);
     };
@@ -97,7 +97,7 @@ fn verify_token(gate: &Gate, req: &mut Request<Incoming>) -> Result<Option<Arc<C
 /// Every rate-limit rule, in order: the first that refuses answers 429.
 fn limit(
     gate: &Gate,
-    req: &Request<Incoming>,
+    req: &ClientRequest,
     downstream: &Downstream,
     exchange: &Exchange,
     claims: Option<&Claims>,
@@ -127,7 +127,7 @@ fn limit(
 /// The key `rule` counts this request by.
 fn key_of(
     rule: &LimitRule,
-    req: &Request<Incoming>,
+    req: &ClientRequest,
     downstream: &Downstream,
     exchange: &Exchange,
     claims: Option<&Claims>,

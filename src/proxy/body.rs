@@ -233,7 +233,7 @@ impl RequestBody {
     /// that sends nothing for `idle` is cut off, and a body over `limit` bytes is refused (by
     /// its declared length before any of it is read, so no `100 Continue` goes out).
     pub async fn read(
-        body: Incoming,
+        body: crate::body::Inbound,
         idle: std::time::Duration,
         limit: Option<u64>,
     ) -> Result<Self, crate::error::ProxyError> {

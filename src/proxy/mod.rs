@@ -28,13 +28,13 @@ use failure::failed;
 pub use upgrade::{ClientUpgrade, Tunnels};
 
 use crate::access_log::AccessLog;
+use crate::body::ClientRequest;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::snapshot::Snapshot;
 use crate::upstream::OutlierReport;
 use arc_swap::ArcSwap;
 use exchange::{Exchange, X_REQUEST_ID};
 use http::{Request, Response, header};
-use hyper::body::Incoming;
 use metrics::{Counter, Gauge};
 use retry::Prepared;
 use routing::{Early, Reached, Routed};
@@ -91,7 +91,7 @@ impl Proxy {
     /// goes through the phases in order (DESIGN.md, "One request: the phases").
     pub async fn handle(
         &self,
-        mut req: Request<Incoming>,
+        mut req: ClientRequest,
         downstream: &Downstream,
     ) -> Response<ProxyBody> {
         let mut exchange = Exchange::begin(&mut req, downstream, &self.unrouted);
@@ -147,7 +147,7 @@ impl Proxy {
     /// route with access policies may wait here (basic auth's hash, forward auth).
     async fn prepare(
         &self,
-        req: &mut Request<Incoming>,
+        req: &mut ClientRequest,
         downstream: &Downstream,
         exchange: &mut Exchange,
     ) -> Result<Prepared, Early> {

@@ -9,12 +9,12 @@ use super::headers;
 use super::routing::RequestSettings;
 use super::upgrade;
 use super::upgrade::ClientUpgrade;
+use crate::body::ClientRequest;
 use crate::error::ProxyError;
 use crate::route::{HostRewriteTo, Policies};
 use crate::snapshot::Pool;
 use crate::upstream::pool::proxy_header::ClientAddresses;
-use http::{HeaderValue, Request, StatusCode, Uri, header};
-use hyper::body::Incoming;
+use http::{HeaderValue, StatusCode, Uri, header};
 
 /// What the request policies leave for the attempts besides the rewritten request.
 pub struct Applied {
@@ -29,7 +29,7 @@ pub struct Applied {
 /// `pool`.
 #[inline]
 pub fn apply(
-    req: &mut Request<Incoming>,
+    req: &mut ClientRequest,
     host: Option<HeaderValue>,
     pool: &Pool,
     settings: &RequestSettings,
@@ -73,7 +73,7 @@ pub fn apply(
 
 /// A route's own request policies: the path rewritten, then the host. Returns whether each
 /// attempt names its backend as the host. The header rules are each attempt's (`retry`).
-fn route_policies(req: &mut Request<Incoming>, policies: &Policies) -> Result<bool, ProxyError> {
+fn route_policies(req: &mut ClientRequest, policies: &Policies) -> Result<bool, ProxyError> {
     if let Some(rewrite) = &policies.rewrite {
         let rewritten = rewrite.apply(req.uri()).ok_or(ProxyError::Refused(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -11,13 +11,14 @@ use super::routing::RequestSettings;
 use super::upgrade::ClientUpgrade;
 use super::upgrade::TunnelLimits;
 use crate::body::ClientFault;
+use crate::body::ClientRequest;
 use crate::config::{Algorithm, RetryOn};
 use crate::error::{Failure, ProxyError, UpstreamError, UpstreamFault, is_idempotent};
 use crate::route::HeaderEdits;
 use crate::snapshot::Pool;
 use crate::upstream::pool::Lease;
 use crate::upstream::{BackendState, InFlightGuard, Mark, nanos_now};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,7 +94,7 @@ pub struct Prepared {
 pub fn forward<'a>(
     proxy: &'a Proxy,
     prepared: Prepared,
-    req: Request<Incoming>,
+    req: ClientRequest,
     header_rules: Option<&'a HeaderEdits>,
     exchange: &'a mut Exchange,
 ) -> impl Future<Output = Result<Forwarded, ProxyError>> + 'a {

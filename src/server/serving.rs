@@ -10,6 +10,7 @@ use super::ListenerSettings;
 use super::builders::{http1_builder, http2_builder};
 use super::closing::{Closing, Watch};
 use super::prefixed::{Prefixed, Socket};
+use crate::body::Inbound;
 use crate::config::Timeouts;
 use crate::dormant::Dormant;
 use crate::proxy::upgrade::ClientIo;
@@ -58,7 +59,11 @@ impl ConnShared {
                 Some(answer) => answer,
                 None => match self.redirect_to_https {
                     Some(port) => redirect::to_https(&req, port),
-                    None => self.proxy.handle(req, &self.downstream).await,
+                    None => {
+                        self.proxy
+                            .handle(req.map(Inbound::Hyper), &self.downstream)
+                            .await
+                    }
                 },
             };
             Ok(response.map(|body| body.counted(active)))

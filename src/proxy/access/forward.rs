@@ -8,12 +8,12 @@ use super::super::headers::strip_hop_by_hop;
 use super::super::routing::Early;
 use super::super::{Downstream, Exchange, Proxy, ProxyBody};
 use super::short;
+use crate::body::ClientRequest;
 use crate::body::UpstreamBody;
 use crate::route::access::{Failure, ForwardGate, Gate, REMEMBERED_ANSWERS, clock};
 use crate::upstream::pool::Dial;
 use http::{HeaderName, HeaderValue, Request, header};
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
 use std::sync::Arc;
 
 /// Asks the auth service about `req`; copies what it allows onto `req`.
@@ -21,7 +21,7 @@ pub(super) async fn ask(
     proxy: &Proxy,
     gate: &Gate,
     forward: &ForwardGate,
-    req: &mut Request<Incoming>,
+    req: &mut ClientRequest,
     downstream: &Downstream,
     exchange: &Exchange,
 ) -> Result<(), Early> {
@@ -117,7 +117,7 @@ pub(super) async fn ask(
 /// The subrequest: the client's method, URI (or the configured path) and headers, no body, in
 /// the auth pool's protocol (an HTTP/2 pool takes the host as `:authority`).
 fn subrequest(
-    req: &Request<Incoming>,
+    req: &ClientRequest,
     path: Option<&http::uri::PathAndQuery>,
     downstream: &Downstream,
     exchange: &Exchange,
@@ -199,7 +199,7 @@ fn subrequest(
 }
 
 /// Puts the auth service's headers on the request, never the client's own values for them.
-fn copy(req: &mut Request<Incoming>, names: &[HeaderName], copied: &[(HeaderName, HeaderValue)]) {
+fn copy(req: &mut ClientRequest, names: &[HeaderName], copied: &[(HeaderName, HeaderValue)]) {
     let headers = req.headers_mut();
     for name in names {
         headers.remove(name);
