@@ -147,7 +147,9 @@ impl Gateway {
             shutdown.clone(),
             tasks.clone(),
         );
-        let prepared = listeners.prepare(&config.listeners).await?;
+        let prepared = listeners
+            .prepare(&config.listeners, &config.timeouts)
+            .await?;
         let admin_listener = match &config.admin {
             Some(admin) => {
                 let listener =

@@ -3,10 +3,11 @@
 //! (TLS, certificates, redirect) are swapped for new connections; new ones are bound, removed
 //! ones stop accepting and drain their connections.
 
-use crate::config::{Challenge, ListenerConfig};
+use crate::config::{Challenge, ListenerConfig, Timeouts};
 use crate::live_certs::LiveCerts;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::server::http3::{self, Http3Settings};
 use crate::server::{self, BindError, ListenerSettings};
 use crate::tls::{Resumption, Terminator};
 use arc_swap::ArcSwap;
@@ -24,6 +25,39 @@ struct Active {
     settings: Arc<ArcSwap<ListenerSettings>>,
     /// Session tickets and cache, kept while the listener lives.
     resumption: Option<Resumption>,
+    /// The HTTP/3 endpoint beside it, if on.
+    quic: Option<Quic>,
+}
+
+/// A listener's HTTP/3 endpoint: kept across reloads while its address stays.
+#[derive(Debug)]
+struct Quic {
+    endpoint: quinn::Endpoint,
+    addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+/// Starts serving HTTP/3 on `endpoint`, stopped with its listener.
+fn serve_quic(
+    (proxy, tasks): (&Arc<Proxy>, &TaskTracker),
+    (endpoint, addr): (quinn::Endpoint, SocketAddr),
+    settings: &Arc<ArcSwap<ListenerSettings>>,
+    listener_stop: &CancellationToken,
+) -> Quic {
+    tracing::info!(%addr, "listening for HTTP/3");
+    let stop = listener_stop.child_token();
+    http3::serve(
+        endpoint.clone(),
+        Arc::clone(settings),
+        Arc::clone(proxy),
+        stop.clone(),
+        tasks,
+    );
+    Quic {
+        endpoint,
+        addr,
+        stop,
+    }
 }
 
 /// What a listener will serve with once the reload is committed.
@@ -32,6 +66,8 @@ struct Staged {
     config: ListenerConfig,
     settings: ListenerSettings,
     resumption: Option<Resumption>,
+    /// A new HTTP/3 endpoint to serve, bound at `prepare`.
+    quic: Option<(quinn::Endpoint, SocketAddr)>,
 }
 
 /// Listeners bound and set up by `prepare`, not yet serving.
@@ -73,8 +109,12 @@ impl Listeners {
     }
 
     /// Binds the listeners `wanted` adds and builds every listener's settings, so a bind or TLS
-    /// failure can reject a reload before anything changes.
-    pub async fn prepare(&self, wanted: &[ListenerConfig]) -> Result<Prepared, BindError> {
+    /// failure can reject a reload before anything changes. `timeouts` are the new config's.
+    pub async fn prepare(
+        &self,
+        wanted: &[ListenerConfig],
+        timeouts: &Timeouts,
+    ) -> Result<Prepared, BindError> {
         let mut prepared = Prepared {
             keep: Vec::new(),
             bound: Vec::new(),
@@ -91,8 +131,9 @@ impl Listeners {
                 .iter()
                 .find(|a| a.config.name == config.name && a.config.bind == config.bind);
             let resumption = running.and_then(|a| a.resumption.clone());
-            let staged = self.stage(config, resumption, http01)?;
-            if running.is_some() {
+            let mut staged = self.stage(config, resumption, http01)?;
+            if let Some(running) = running {
+                self.stage_http3(&mut staged, running.addr, running.quic.as_ref(), timeouts)?;
                 prepared.keep.push(staged);
                 continue;
             }
@@ -102,6 +143,7 @@ impl Listeners {
                 bind: config.bind,
                 source,
             })?;
+            self.stage_http3(&mut staged, addr, None, timeouts)?;
             prepared.bound.push((staged, listener, addr));
         }
         Ok(prepared)
@@ -144,9 +186,54 @@ impl Listeners {
                 trusted_proxies: config.trusted_proxies.as_slice().into(),
                 proxy_protocol: config.proxy_protocol,
                 acme_http01: (http01 && config.tls.is_none()).then(|| Arc::clone(&self.live)),
+                http3: None,
+                http3_port: 0,
+                alt_svc: None,
             },
             resumption,
+            quic: None,
         })
+    }
+
+    /// A TLS listener's HTTP/3, on the UDP port of `tcp`'s address unless configured: its
+    /// settings, and its endpoint bound unless `running` is one on that address already.
+    fn stage_http3(
+        &self,
+        staged: &mut Staged,
+        tcp: SocketAddr,
+        running: Option<&Quic>,
+        timeouts: &Timeouts,
+    ) -> Result<(), BindError> {
+        let config = &staged.config;
+        let (Some(http3), Some(terminator)) = (&config.http3, &staged.settings.tls) else {
+            return Ok(());
+        };
+        let settings = Http3Settings::new(&config.name, terminator, http3, timeouts, &self.metrics)
+            .map_err(|source| BindError::Tls {
+                name: config.name.clone(),
+                source,
+            })?;
+        let wanted = SocketAddr::new(tcp.ip(), http3.port.unwrap_or(tcp.port()));
+        if running.is_none_or(|quic| quic.addr != wanted) {
+            let endpoint =
+                http3::endpoint(wanted, &settings).map_err(|source| BindError::Bind {
+                    name: format!("{} (HTTP/3, UDP)", config.name),
+                    bind: wanted,
+                    source,
+                })?;
+            let addr = endpoint.local_addr().unwrap_or(wanted);
+            staged.quic = Some((endpoint, addr));
+        }
+        let port = staged
+            .quic
+            .as_ref()
+            .map_or(wanted.port(), |(_, addr)| addr.port());
+        let advertised = http3.advertised_port.unwrap_or(port);
+        staged.settings.alt_svc =
+            http::HeaderValue::try_from(format!("h3=\":{advertised}\"; ma=86400")).ok();
+        staged.settings.http3_port = port;
+        staged.settings.http3 = Some(settings);
+        Ok(())
     }
 
     /// Starts serving the newly bound listeners, gives the kept ones their new settings and
@@ -154,6 +241,7 @@ impl Listeners {
     pub fn commit(&mut self, prepared: Prepared) -> (Vec<String>, Vec<String>) {
         let mut removed = Vec::new();
         let mut keep = prepared.keep;
+        let serving = (&self.proxy, &self.tasks);
         self.active.retain_mut(|a| {
             let Some(at) = keep.iter().position(|s| s.config.name == a.config.name) else {
                 tracing::info!(listener = %a.config.name, addr = %a.addr, "listener removed: draining");
@@ -162,9 +250,32 @@ impl Listeners {
                 return false;
             };
             let staged = keep.swap_remove(at);
+            let quic_config = staged.settings.http3.as_ref().map(|h| h.server_config.clone());
             a.settings.store(Arc::new(staged.settings));
             a.config = staged.config;
             a.resumption = staged.resumption;
+            match (staged.quic, quic_config) {
+                // A new address: the old endpoint drains, the new one serves.
+                (Some(bound), _) => {
+                    if let Some(old) = a.quic.take() {
+                        old.stop.cancel();
+                    }
+                    a.quic = Some(serve_quic(serving, bound, &a.settings, &a.stop));
+                }
+                // The same address: new handshakes get the new TLS and limits; connections
+                // keep theirs.
+                (None, Some(config)) => {
+                    if let Some(quic) = &a.quic {
+                        quic.endpoint.set_server_config(Some(config));
+                    }
+                }
+                (None, None) => {
+                    if let Some(old) = a.quic.take() {
+                        tracing::info!(listener = %a.config.name, addr = %old.addr, "HTTP/3 off: draining");
+                        old.stop.cancel();
+                    }
+                }
+            }
             true
         });
         let mut added = Vec::new();
@@ -180,6 +291,9 @@ impl Listeners {
                 stop.clone(),
                 &self.tasks,
             );
+            let quic = staged
+                .quic
+                .map(|bound| serve_quic(serving, bound, &settings, &stop));
             added.push(name);
             self.active.push(Active {
                 config: staged.config,
@@ -187,6 +301,7 @@ impl Listeners {
                 stop,
                 settings,
                 resumption: staged.resumption,
+                quic,
             });
         }
         // What OCSP stapling looks after: every file certificate served now.

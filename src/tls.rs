@@ -104,6 +104,18 @@ impl Terminator {
     }
 }
 
+impl Terminator {
+    /// The rustls config, for QUIC's own copy.
+    pub fn rustls_config(&self) -> &Arc<ServerConfig> {
+        self.acceptor.config()
+    }
+
+    /// How long a handshake may take.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+}
+
 impl std::fmt::Debug for Terminator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Terminator")
@@ -172,7 +184,8 @@ pub enum HandshakeFailure {
 }
 
 impl HandshakeFailure {
-    const ALL: [Self; 8] = [
+    /// Every counted failure, in the order of their counters.
+    pub const ALL: [Self; 8] = [
         Self::Timeout,
         Self::ClientClosed,
         Self::ProtocolVersion,

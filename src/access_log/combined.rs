@@ -20,7 +20,7 @@ impl LineFormat {
         // NGINX writes its path and query (origin form), not the URI built from pseudo-headers.
         match record.uri.path_and_query() {
             Some(target)
-                if record.version == http::Version::HTTP_2 || record.uri.scheme().is_none() =>
+                if record.version >= http::Version::HTTP_2 || record.uri.scheme().is_none() =>
             {
                 escaped(out, target.as_str().as_bytes());
             }

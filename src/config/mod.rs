@@ -27,7 +27,7 @@ pub use model::{
     WebhookConfig, crypto_provider,
 };
 pub use model::{AcmeCertificate, AcmeConfig, AcmeStorage, Challenge, Eab, KeyType};
-pub use model::{AdmissionConfig, HashConfig, HashKey, HashLayout, StickyConfig};
+pub use model::{AdmissionConfig, HashConfig, HashKey, HashLayout, Http3, StickyConfig};
 
 /// The effective default config: every option at its default value, as TOML
 /// (`switchyard config --defaults`).

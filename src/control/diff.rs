@@ -38,8 +38,10 @@ pub fn diff(old: &Config, new: &Config) -> ReloadSummary {
                     backlog,
                     trusted_proxies,
                     proxy_protocol,
+                    http3,
                 } = before;
                 let changed = *redirect_to_https != listener.redirect_to_https
+                    || *http3 != listener.http3
                     || *trusted_proxies != listener.trusted_proxies
                     || *proxy_protocol != listener.proxy_protocol
                     || tls_settings(before) != tls_settings(listener);

@@ -132,6 +132,18 @@ metric_table! {
         "TLS handshakes that failed, by listener and reason.";
     TLS_CERTIFICATE_EXPIRY: Gauge, "switchyard_tls_certificate_expiry_timestamp_seconds",
         "Unix time at which a served certificate expires, by listener and name.";
+    QUIC_HANDSHAKES: Counter, "switchyard_quic_handshakes_total",
+        "QUIC handshakes completed on an HTTP/3 listener.";
+    QUIC_HANDSHAKE_FAILURES: Counter, "switchyard_quic_handshake_failures_total",
+        "QUIC handshakes that failed, by listener and reason (the TLS handshake's reasons).";
+    QUIC_RETRIES: Counter, "switchyard_quic_retries_total",
+        "Retry packets sent to validate a client's address while many handshakes were in progress.";
+    QUIC_CONNECTIONS: Gauge, "switchyard_quic_connections",
+        "QUIC connections open now.";
+    QUIC_STREAMS: Counter, "switchyard_quic_streams_total",
+        "HTTP/3 request streams accepted.";
+    QUIC_LOST_PACKETS: Counter, "switchyard_quic_lost_packets_total",
+        "Packets QUIC connections declared lost (counted when each connection ends).";
     ACME_ORDERS: Counter, "switchyard_acme_orders_total",
         "ACME orders this replica made, by result (obtained, failed).";
     ACME_RENEWAL: Gauge, "switchyard_acme_renewal_timestamp_seconds",

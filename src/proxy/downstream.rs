@@ -18,6 +18,8 @@ pub struct Downstream {
     pub forwarded_for: HeaderValue,
     /// `Strict-Transport-Security` for every response, when the listener sends it.
     pub hsts: Option<HeaderValue>,
+    /// `Alt-Svc` for every response, when the listener serves HTTP/3 too.
+    pub alt_svc: Option<HeaderValue>,
     /// The listener's trusted proxies, when the peer is one of them: its requests' forwarding
     /// headers then name the client.
     pub trusted_proxies: Option<Arc<[ipnet::IpNet]>>,
@@ -44,6 +46,7 @@ impl Downstream {
             tls,
             forwarded_for,
             hsts: None,
+            alt_svc: None,
             trusted_proxies: None,
             local: None,
         }

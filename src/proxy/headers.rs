@@ -48,7 +48,7 @@ pub fn prepare_request(
             UnderscoreHeaders::Drop => drop_underscore_aliases(headers),
         }
     }
-    if version == Version::HTTP_2 && !keep_te_trailers {
+    if version >= Version::HTTP_2 && !keep_te_trailers {
         join_cookies(headers);
     }
     append_forwarded_for(headers, &downstream.forwarded_for);

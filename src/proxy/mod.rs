@@ -96,7 +96,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let mut exchange = Exchange::begin(&mut req, downstream, &self.unrouted);
         let version = req.version();
-        let mut response = match self.prepare(&mut req, downstream, &mut exchange).await {
+        let response = match self.prepare(&mut req, downstream, &mut exchange).await {
             Ok(mut prepared) => {
                 // The route's policies, taken for the response (an attempt is lent the request
                 // header rules): no reference count touched.
@@ -130,6 +130,30 @@ impl Proxy {
             Err(Early::Preflight(headers)) => redirect::preflight(*headers),
             Err(Early::Reply(response)) => *response,
         };
+        self.answer(response, exchange, downstream)
+    }
+
+    /// Answers `req` with `refusal` without routing it, logged and counted as any request
+    /// refused at its check.
+    pub fn refuse(
+        &self,
+        mut req: ClientRequest,
+        downstream: &Downstream,
+        refusal: &crate::error::ProxyError,
+    ) -> Response<ProxyBody> {
+        let mut exchange = Exchange::begin(&mut req, downstream, &self.unrouted);
+        let response = failed(refusal, req.version(), &mut exchange);
+        self.answer(response, exchange, downstream)
+    }
+
+    /// The headers every response gets, then the record finished when its body ends.
+    #[inline(always)]
+    fn answer(
+        &self,
+        mut response: Response<ProxyBody>,
+        mut exchange: Exchange,
+        downstream: &Downstream,
+    ) -> Response<ProxyBody> {
         response
             .headers_mut()
             .insert(X_REQUEST_ID, exchange.record.request_id.clone());
@@ -137,6 +161,11 @@ impl Proxy {
             response
                 .headers_mut()
                 .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+        if let Some(alt_svc) = &downstream.alt_svc {
+            response
+                .headers_mut()
+                .insert(http::header::ALT_SVC, alt_svc.clone());
         }
         // Log and count: the record is finished when the response body ends.
         exchange.respond(response.status());

@@ -27,9 +27,9 @@ pub fn check<B: hyper::body::Body>(
             "request target too long\n",
         ));
     }
-    if req.version() == Version::HTTP_2 {
-        // HTTP/1 heads are bounded by hyper (buffer size and field count); HTTP/2 field counts
-        // are not.
+    if req.version() >= Version::HTTP_2 {
+        // HTTP/1 heads are bounded by hyper (buffer size and field count); HTTP/2 and HTTP/3
+        // field counts are not.
         if req.headers().len() > limits.max_headers {
             return Err(ProxyError::Refused(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

@@ -290,7 +290,11 @@ impl Reloader {
         for warning in &config.warnings {
             tracing::warn!(%warning, "config warning");
         }
-        let prepared = match self.listeners.prepare(&config.listeners).await {
+        let prepared = match self
+            .listeners
+            .prepare(&config.listeners, &config.timeouts)
+            .await
+        {
             Ok(prepared) => prepared,
             Err(err) => {
                 self.rejected = Some(text);

@@ -3,7 +3,7 @@
 use super::Checker;
 use super::values::binds_overlap;
 use crate::config::file::TimeoutsFile;
-use crate::config::model::{ListenerConfig, Timeouts};
+use crate::config::model::{Http3, ListenerConfig, Timeouts};
 use std::net::SocketAddr;
 use std::time::Duration;
 use toml::Spanned;
@@ -56,6 +56,7 @@ impl Checker {
                         .filter_map(|net| self.network(net, &format!("{field}.trusted_proxies")))
                         .collect();
                     let proxy_protocol = self.proxy_protocol(listener, &field);
+                    let http3 = self.http3(listener, &field);
                     out.push(ListenerConfig {
                         name: listener.name.get_ref().clone(),
                         bind,
@@ -64,6 +65,7 @@ impl Checker {
                         backlog,
                         trusted_proxies,
                         proxy_protocol,
+                        http3,
                     });
                 }
                 Err(_) => self.report(
@@ -110,6 +112,55 @@ impl Checker {
             }
             _ => None,
         }
+    }
+
+    /// A listener's HTTP/3, if on: only beside TLS (QUIC is always encrypted), and its
+    /// options only with it, so a listener never silently lacks what its config names.
+    fn http3(
+        &mut self,
+        listener: &crate::config::file::ListenerFile,
+        field: &str,
+    ) -> Option<Http3> {
+        let on = listener.http3.as_ref().filter(|on| *on.get_ref());
+        let mut port = |value: &Option<Spanned<i64>>, name: &str| {
+            value.as_ref().map(|p| {
+                let port = u16::try_from(*p.get_ref()).ok().filter(|&port| port != 0);
+                if port.is_none() {
+                    self.report(
+                        p.span(),
+                        format!("{field}.{name}: must be a port from 1 to 65535"),
+                    );
+                }
+                if on.is_none() {
+                    self.report(p.span(), format!("{field}.{name}: needs http3 = true"));
+                }
+                port
+            })
+        };
+        let http3_port = port(&listener.http3_port, "http3_port").flatten();
+        let advertised_port = port(&listener.advertised_port, "advertised_port").flatten();
+        let early_data = listener.early_data.as_ref();
+        if let (Some(early), None) = (early_data, on) {
+            self.report(
+                early.span(),
+                format!("{field}.early_data: needs http3 = true (0-RTT is HTTP/3's here)"),
+            );
+        }
+        let on = on?;
+        if listener.tls.is_none() {
+            self.report(
+                on.span(),
+                format!(
+                    "{field}.http3: needs [listeners.tls]: HTTP/3 runs over QUIC, which is always TLS"
+                ),
+            );
+            return None;
+        }
+        Some(Http3 {
+            port: http3_port,
+            advertised_port,
+            early_data: early_data.is_some_and(|e| *e.get_ref()),
+        })
     }
 
     pub(super) fn timeouts(&mut self, file: &TimeoutsFile) -> Timeouts {

@@ -219,6 +219,14 @@ pub struct ListenerFile {
     pub proxy_protocol: Option<Spanned<String>>,
     #[schemars(with = "Option<String>")]
     pub proxy_protocol_timeout: Option<Spanned<String>>,
+    #[schemars(with = "Option<bool>")]
+    pub http3: Option<Spanned<bool>>,
+    #[schemars(with = "Option<i64>")]
+    pub http3_port: Option<Spanned<i64>>,
+    #[schemars(with = "Option<i64>")]
+    pub advertised_port: Option<Spanned<i64>>,
+    #[schemars(with = "Option<bool>")]
+    pub early_data: Option<Spanned<bool>>,
 }
 
 /// A listener's `[listeners.tls]` table: terminate TLS on it.

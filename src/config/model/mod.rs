@@ -243,6 +243,19 @@ pub struct ListenerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Whether connections start with a PROXY protocol header naming the client.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// HTTP/3 over QUIC beside the TLS listener, if on.
+    pub http3: Option<Http3>,
+}
+
+/// A TLS listener's HTTP/3: a UDP socket on the listener's address, with its certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http3 {
+    /// The UDP port; `None`: the listener's own (TCP) port.
+    pub port: Option<u16>,
+    /// The port `Alt-Svc` names, for a NAT or port map in front; `None`: the UDP port.
+    pub advertised_port: Option<u16>,
+    /// Whether 0-RTT early data is accepted (safe methods only; others get `425`).
+    pub early_data: bool,
 }
 
 impl ListenerConfig {
@@ -259,6 +272,7 @@ impl ListenerConfig {
             backlog: None,
             trusted_proxies: Vec::new(),
             proxy_protocol: None,
+            http3: None,
         }
     }
 }

@@ -1,0 +1,469 @@
+//! HTTP/3 on a TLS listener: a QUIC endpoint on a UDP socket beside the TCP one, with the
+//! listener's certificates, SNI and session tickets. Each request goes through the same phases
+//! as over HTTP/1.1 and HTTP/2 (`Proxy::handle`); only reading the request and writing the
+//! response are HTTP/3's own. A stop sends GOAWAY and lets the requests in flight finish.
+
+use super::ListenerSettings;
+use crate::body::{Http3Body, Inbound};
+use crate::config::{Http3, Timeouts};
+use crate::error::ProxyError;
+use crate::metrics::{self, Metrics};
+use crate::proxy::{Downstream, Proxy, ProxyBody};
+use crate::tls::{HandshakeFailure, Terminator, TlsInfo};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use quinn::crypto::rustls::QuicServerConfig;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Above this many handshakes in progress, a client whose address is not yet validated is sent
+/// a Retry first (RFC 9000 §8.1): a flood of spoofed Initials then costs one stateless packet
+/// each, not a handshake's state.
+const HANDSHAKES_BEFORE_RETRY: usize = 64;
+
+/// A listener's HTTP/3 settings, built with its TLS settings on every reload.
+pub struct Http3Settings {
+    /// quinn's config: the listener's rustls config with ALPN `h3`, and the transport limits.
+    pub server_config: quinn::ServerConfig,
+    /// Whether 0-RTT is on.
+    pub early_data: bool,
+    handshake_timeout: Duration,
+    metrics: QuicMetrics,
+}
+
+impl std::fmt::Debug for Http3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http3Settings")
+            .field("early_data", &self.early_data)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Http3Settings {
+    /// HTTP/3 on listener `listener` with the TLS of `terminator`.
+    pub fn new(
+        listener: &str,
+        terminator: &Terminator,
+        http3: &Http3,
+        timeouts: &Timeouts,
+        metrics: &Metrics,
+    ) -> Result<Self, rustls::Error> {
+        let mut tls = (**terminator.rustls_config()).clone();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        // quinn takes early data all or nothing; which requests may use it is decided per
+        // request (`early_data_refused`).
+        tls.max_early_data_size = if http3.early_data { u32::MAX } else { 0 };
+        let crypto = QuicServerConfig::try_from(tls)
+            .map_err(|err| rustls::Error::General(format!("QUIC needs TLS 1.3: {err}")))?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        // As hyper's HTTP/2 server: 1 MiB per stream; a connection buffers at most 8 MiB of
+        // request bodies, however many streams (so a 1 GiB upload stays a few MiB here).
+        transport
+            .max_concurrent_bidi_streams(100u32.into())
+            .max_concurrent_uni_streams(8u32.into())
+            .stream_receive_window((1u32 << 20).into())
+            .receive_window((8u32 << 20).into())
+            .send_window(8 << 20)
+            .max_idle_timeout(quinn::IdleTimeout::try_from(timeouts.idle).ok());
+        server_config.transport_config(Arc::new(transport));
+        Ok(Self {
+            server_config,
+            early_data: http3.early_data,
+            handshake_timeout: terminator.handshake_timeout(),
+            metrics: QuicMetrics::new(metrics, listener),
+        })
+    }
+}
+
+/// QUIC counters of one listener.
+struct QuicMetrics {
+    handshakes: ::metrics::Counter,
+    failures: [::metrics::Counter; HandshakeFailure::ALL.len()],
+    retries: ::metrics::Counter,
+    connections: ::metrics::Gauge,
+    streams: ::metrics::Counter,
+    lost_packets: ::metrics::Counter,
+}
+
+impl QuicMetrics {
+    fn new(metrics: &Metrics, listener: &str) -> Self {
+        let labels = [("listener", listener)];
+        Self {
+            handshakes: metrics.counter(metrics::QUIC_HANDSHAKES, &labels),
+            failures: HandshakeFailure::ALL.map(|f| {
+                metrics.counter(
+                    metrics::QUIC_HANDSHAKE_FAILURES,
+                    &[("listener", listener), ("reason", f.reason())],
+                )
+            }),
+            retries: metrics.counter(metrics::QUIC_RETRIES, &labels),
+            connections: metrics.gauge(metrics::QUIC_CONNECTIONS, &labels),
+            streams: metrics.counter(metrics::QUIC_STREAMS, &labels),
+            lost_packets: metrics.counter(metrics::QUIC_LOST_PACKETS, &labels),
+        }
+    }
+}
+
+/// Binds the UDP socket of a listener's HTTP/3 and makes its endpoint.
+pub fn endpoint(addr: SocketAddr, settings: &Http3Settings) -> std::io::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(settings.server_config.clone()),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
+/// Accepts and serves QUIC connections on `endpoint` until `stop`; every connection and request
+/// joins `tasks`, so shutdown waits for requests in flight.
+pub fn serve(
+    endpoint: quinn::Endpoint,
+    settings: Arc<ArcSwap<ListenerSettings>>,
+    proxy: Arc<Proxy>,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+) {
+    tasks.spawn(accept_loop(endpoint, settings, proxy, stop, tasks.clone()));
+}
+
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    settings: Arc<ArcSwap<ListenerSettings>>,
+    proxy: Arc<Proxy>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let handshaking = Arc::new(AtomicUsize::new(0));
+    let connections = TaskTracker::new();
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            () = stop.cancelled() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let settings = settings.load_full();
+        let Some(http3) = &settings.http3 else {
+            incoming.refuse();
+            continue;
+        };
+        if handshaking.load(Ordering::Relaxed) >= HANDSHAKES_BEFORE_RETRY
+            && !incoming.remote_address_validated()
+            && incoming.may_retry()
+        {
+            http3.metrics.retries.increment(1);
+            let _ = incoming.retry();
+            continue;
+        }
+        let connection = connection(
+            incoming,
+            Arc::clone(&settings),
+            Arc::clone(&proxy),
+            stop.clone(),
+            Arc::clone(&handshaking),
+            tasks.clone(),
+        );
+        tasks.spawn(connections.track_future(connection));
+    }
+    // Every connection has been told GOAWAY (they watch `stop` too): wait for them, then for
+    // their closing frames to go out.
+    connections.close();
+    connections.wait().await;
+    endpoint.wait_idle().await;
+}
+
+/// Counts a handshake in progress until dropped.
+struct Handshaking(Arc<AtomicUsize>);
+
+impl Handshaking {
+    fn begin(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One QUIC connection: the handshake, then its requests, each in a task of its own.
+async fn connection(
+    incoming: quinn::Incoming,
+    settings: Arc<ListenerSettings>,
+    proxy: Arc<Proxy>,
+    stop: CancellationToken,
+    handshaking: Arc<AtomicUsize>,
+    tasks: TaskTracker,
+) {
+    let Some(http3) = &settings.http3 else { return };
+    let peer = incoming.remote_address();
+    let counted = Handshaking::begin(&handshaking);
+    let connecting = match incoming.accept() {
+        Ok(connecting) => connecting,
+        Err(err) => {
+            tracing::debug!(%peer, %err, "QUIC connection refused");
+            return;
+        }
+    };
+    // With 0-RTT on, requests may come before the handshake ends; until `pending` resolves,
+    // they came in early data.
+    let early = if http3.early_data {
+        connecting.into_0rtt()
+    } else {
+        Err(connecting)
+    };
+    let (conn, pending) = match early {
+        Ok((conn, accepted)) => (conn, Some((accepted, counted))),
+        Err(connecting) => match handshake(connecting, http3).await {
+            Some(conn) => (conn, None),
+            None => return,
+        },
+    };
+    let quic = &http3.metrics;
+    if pending.is_none() {
+        quic.handshakes.increment(1);
+    }
+    quic.connections.increment(1.0);
+    let downstream = Arc::new(downstream(&conn, &settings));
+    let served = Connection {
+        conn: &conn,
+        settings: &settings,
+        proxy: &proxy,
+        downstream: &downstream,
+        tasks: &tasks,
+    }
+    .serve(pending, &stop)
+    .await;
+    quic.connections.decrement(1.0);
+    quic.lost_packets.increment(conn.stats().path.lost_packets);
+    if let Err(err) = served {
+        tracing::debug!(%peer, %err, "HTTP/3 connection ended");
+    }
+}
+
+/// The handshake within the listener's timeout, counted; `None` if it failed.
+async fn handshake(
+    connecting: quinn::Connecting,
+    http3: &Http3Settings,
+) -> Option<quinn::Connection> {
+    let failure = match tokio::time::timeout(http3.handshake_timeout, connecting).await {
+        Ok(Ok(conn)) => return Some(conn),
+        Ok(Err(err)) => failure(&err),
+        Err(_) => HandshakeFailure::Timeout,
+    };
+    http3.metrics.failures[failure as usize].increment(1);
+    None
+}
+
+/// Why a QUIC handshake failed, in the TLS handshake's terms: a TLS alert travels as a QUIC
+/// `CRYPTO_ERROR`, 0x100 plus the alert's number (RFC 9001 §4.8).
+fn failure(err: &quinn::ConnectionError) -> HandshakeFailure {
+    use quinn::ConnectionError as E;
+    let alert = |code: u64| match code.checked_sub(0x100) {
+        Some(70) => HandshakeFailure::ProtocolVersion,
+        Some(40 | 71) => HandshakeFailure::NoSharedParameters,
+        Some(112) => HandshakeFailure::UnknownServerName,
+        Some(120) => HandshakeFailure::NoApplicationProtocol,
+        _ => HandshakeFailure::BadMessage,
+    };
+    match err {
+        E::TimedOut => HandshakeFailure::Timeout,
+        E::TransportError(err) => alert(u64::from(err.code)),
+        E::ConnectionClosed(close) if u64::from(close.error_code) >= 0x100 => {
+            HandshakeFailure::ClientAlert
+        }
+        _ => HandshakeFailure::ClientClosed,
+    }
+}
+
+/// How the requests of a connection see it.
+fn downstream(conn: &quinn::Connection, settings: &ListenerSettings) -> Downstream {
+    let sni = conn
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.server_name)
+        .map(Box::from);
+    let info = TlsInfo {
+        version: "TLSv1.3",
+        // quinn does not say which suite it negotiated.
+        cipher: "-",
+        sni,
+        alpn: Some("h3"),
+    };
+    let peer = unmapped(conn.remote_address());
+    let mut downstream = super::downstream(peer, None, Some(Arc::new(info)), settings);
+    downstream.local = conn
+        .local_ip()
+        .map(|ip| SocketAddr::new(ip, settings.http3_port));
+    // HTTP/3 clients are where `Alt-Svc` sends them already.
+    downstream.alt_svc = None;
+    downstream
+}
+
+/// An IPv4 client of a dual-stack socket, seen as `::ffff:a.b.c.d`, as itself.
+fn unmapped(peer: SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V6(v6) => v6
+            .ip()
+            .to_ipv4_mapped()
+            .map_or(peer, |v4| SocketAddr::new(v4.into(), v6.port())),
+        SocketAddr::V4(_) => peer,
+    }
+}
+
+/// What the requests of one connection share.
+struct Connection<'a> {
+    conn: &'a quinn::Connection,
+    settings: &'a ListenerSettings,
+    proxy: &'a Arc<Proxy>,
+    downstream: &'a Arc<Downstream>,
+    tasks: &'a TaskTracker,
+}
+
+/// The handshake of a 0-RTT connection, still to be confirmed, and its place in the count.
+type Pending = (quinn::ZeroRttAccepted, Handshaking);
+
+impl Connection<'_> {
+    /// Serves requests until the client closes, or `stop`: then GOAWAY, the requests in flight
+    /// finish, and the connection closes.
+    async fn serve(
+        self,
+        mut pending: Option<Pending>,
+        stop: &CancellationToken,
+    ) -> Result<(), h3::error::ConnectionError> {
+        let Some(http3) = &self.settings.http3 else {
+            return Ok(());
+        };
+        let limits = self.proxy.connection_settings().1;
+        let mut h3 = h3::server::builder()
+            .max_field_section_size(limits.max_header_bytes as u64)
+            .build(h3_quinn::Connection::new(self.conn.clone()))
+            .await?;
+        let requests = TaskTracker::new();
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                _ = async { pending.as_mut().map(|(accepted, _)| accepted).expect("guarded").await },
+                    if pending.is_some() =>
+                {
+                    pending = None;
+                    http3.metrics.handshakes.increment(1);
+                }
+                () = stop.cancelled(), if !closing => {
+                    closing = true;
+                    // The requests accepted so far are served; later ones the client retries.
+                    h3.shutdown(1).await?;
+                    requests.close();
+                }
+                () = requests.wait(), if closing => break,
+                accepted = h3.accept() => match accepted? {
+                    Some(resolver) => {
+                        http3.metrics.streams.increment(1);
+                        let request = request(
+                            resolver,
+                            pending.is_some(),
+                            Arc::clone(self.proxy),
+                            Arc::clone(self.downstream),
+                        );
+                        self.tasks.spawn(requests.track_future(request));
+                    }
+                    None => break,
+                },
+            }
+        }
+        requests.close();
+        requests.wait().await;
+        self.conn.close(0u32.into(), b"");
+        Ok(())
+    }
+}
+
+/// `Early-Data: 1` on a request forwarded from early data (RFC 8470 §5.1): a backend that
+/// cannot risk a replay answers `425`.
+const EARLY_DATA: http::HeaderName = http::HeaderName::from_static("early-data");
+
+/// One request: read, handed to the proxy's phases, answered on its stream.
+async fn request(
+    resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>,
+    early: bool,
+    proxy: Arc<Proxy>,
+    downstream: Arc<Downstream>,
+) {
+    let (req, stream) = match resolver.resolve_request().await {
+        Ok(resolved) => resolved,
+        Err(err) => {
+            tracing::debug!(%err, "HTTP/3 request refused");
+            return;
+        }
+    };
+    let (mut send, recv) = stream.split();
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let mut body = Http3Body::new(recv, declared);
+    body.look_ahead();
+    let mut req = req.map(|()| Inbound::Http3(Box::new(body)));
+    let response = if early && !req.method().is_safe() {
+        // A replayable request that is not safe: the client sends it again after the
+        // handshake (RFC 8470 §5.2).
+        let refusal = ProxyError::Refused(StatusCode::TOO_EARLY, "sent in early data\n");
+        proxy.refuse(req, &downstream, &refusal)
+    } else {
+        if early {
+            req.headers_mut()
+                .insert(EARLY_DATA, HeaderValue::from_static("1"));
+        }
+        proxy.handle(req, &downstream).await
+    };
+    if let Err(err) = respond(&mut send, response).await {
+        tracing::debug!(%err, "HTTP/3 response not sent whole");
+    }
+}
+
+/// Sends `response` on `send`: the head, the body as it streams, any trailers.
+async fn respond(
+    send: &mut h3::server::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>,
+    response: Response<ProxyBody>,
+) -> Result<(), h3::error::StreamError> {
+    let (mut parts, mut body) = response.into_parts();
+    // Connection-specific fields are malformed in HTTP/3 (RFC 9114 §4.2).
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+    ] {
+        parts.headers.remove(name);
+    }
+    send.send_response(Response::from_parts(parts, ())).await?;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            // The backend broke its body: the client must not take a cut one as whole.
+            send.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
+            return Ok(());
+        };
+        match frame.into_data() {
+            Ok(data) => send.send_data(data).await?,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    send.send_trailers(trailers).await?;
+                }
+            }
+        }
+    }
+    send.finish().await
+}
+
+const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: http::HeaderName = http::HeaderName::from_static("proxy-connection");
