@@ -56,9 +56,13 @@ impl Http3Settings {
     ) -> Result<Self, rustls::Error> {
         let mut tls = (**terminator.rustls_config()).clone();
         tls.alpn_protocols = vec![b"h3".to_vec()];
-        // quinn takes early data all or nothing; which requests may use it is decided per
-        // request (`early_data_refused`).
-        tls.max_early_data_size = if http3.early_data { u32::MAX } else { 0 };
+        if http3.early_data {
+            // quinn takes early data all or nothing; which requests may use it is decided per
+            // request. rustls accepts it only on stateful resumption, whose single-use session
+            // cache keeps a ticket from being replayed against this proxy.
+            tls.max_early_data_size = u32::MAX;
+            tls.ticketer = Arc::new(NoTickets);
+        }
         let crypto = QuicServerConfig::try_from(tls)
             .map_err(|err| rustls::Error::General(format!("QUIC needs TLS 1.3: {err}")))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -79,6 +83,28 @@ impl Http3Settings {
             handshake_timeout: terminator.handshake_timeout(),
             metrics: QuicMetrics::new(metrics, listener),
         })
+    }
+}
+
+/// Session resumption by the listener's cache only, no stateless tickets.
+#[derive(Debug)]
+struct NoTickets;
+
+impl rustls::server::ProducesTickets for NoTickets {
+    fn enabled(&self) -> bool {
+        false
+    }
+
+    fn lifetime(&self) -> u32 {
+        0
+    }
+
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn decrypt(&self, _cipher: &[u8]) -> Option<Vec<u8>> {
+        None
     }
 }
 
@@ -352,6 +378,8 @@ impl Connection<'_> {
         let mut closing = false;
         loop {
             tokio::select! {
+                // The handshake's end first: a request that comes with it is not early data.
+                biased;
                 _ = async { pending.as_mut().map(|(accepted, _)| accepted).expect("guarded").await },
                     if pending.is_some() =>
                 {
