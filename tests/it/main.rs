@@ -32,6 +32,7 @@ mod forwarding;
 mod grpc;
 mod hashing;
 mod health;
+mod http3;
 mod jwt;
 mod observability;
 mod ocsp;

@@ -279,6 +279,14 @@ impl Http {
 /// A config whose first listener terminates TLS with `certificates` (the first is the
 /// default), in front of one pool over `upstream`; `set_listener("tls.…", …)` adds settings.
 pub fn tls_config(upstream: SocketAddr, certificates: &[&Leaf]) -> super::config::ConfigBuilder {
+    tls_config_over(&[("a", upstream, 1)], certificates)
+}
+
+/// `tls_config` over a pool of `backends`.
+pub fn tls_config_over(
+    backends: &[(&str, SocketAddr, u32)],
+    certificates: &[&Leaf],
+) -> super::config::ConfigBuilder {
     let certificates: Vec<toml::Value> = certificates
         .iter()
         .map(|leaf| {
@@ -290,7 +298,7 @@ pub fn tls_config(upstream: SocketAddr, certificates: &[&Leaf]) -> super::config
         .collect();
     let mut tls = toml::Table::new();
     tls.insert("certificates".into(), toml::Value::Array(certificates));
-    super::config::ConfigBuilder::single_pool(&[("a", upstream, 1)]).with_listener(|listener| {
+    super::config::ConfigBuilder::single_pool(backends).with_listener(|listener| {
         listener.insert("name".into(), "https".into());
         listener.insert("tls".into(), toml::Value::Table(tls));
     })

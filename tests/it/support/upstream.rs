@@ -4,6 +4,9 @@
 //! - `/hold`: waits until `release_held()` is called;
 //! - `/sink`: reads the request body as a stream and answers with its length;
 //! - `/big?bytes=N`: streams N bytes back;
+//! - `/pattern?bytes=N`: N bytes of `pattern(N)`, whose order matters (a swapped or lost chunk
+//!   shows in its hash);
+//! - `/sha256`: answers with the hex SHA-256 of the request body;
 //! - `/hop`: answers with hop-by-hop headers that a proxy must remove;
 //! - `/health`: answers with the status set by `set_health_status` (200 at first);
 //! - anything else: answers with the status set by `set_status` (200 at first).
@@ -321,15 +324,12 @@ async fn answer(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Bo
             }
             full(total.to_string())
         }
-        "/big" => {
-            let bytes: usize = req
-                .uri()
-                .query()
-                .and_then(|q| q.strip_prefix("bytes="))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            Response::new(repeat_body(bytes))
-        }
+        "/big" => Response::new(repeat_body(query_bytes(&req))),
+        "/pattern" => full_bytes(pattern(query_bytes(&req))),
+        "/sha256" => match req.into_body().collect().await {
+            Ok(body) => full(sha256_hex(&body.to_bytes())),
+            Err(_) => status(StatusCode::BAD_REQUEST),
+        },
         "/hop" => {
             let mut response = full("hop");
             let h = response.headers_mut();
@@ -361,6 +361,35 @@ async fn answer(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Bo
         .headers_mut()
         .insert("x-upstream", state.name.parse().unwrap());
     Ok(response)
+}
+
+/// The `N` of a `?bytes=N` query; 0 if none.
+fn query_bytes<B>(req: &Request<B>) -> usize {
+    req.uri()
+        .query()
+        .and_then(|q| q.strip_prefix("bytes="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `len` bytes no two 251-byte stretches of which are alike.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ ((i / 251) % 256) as u8)
+        .collect()
+}
+
+/// The hex SHA-256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn full_bytes(bytes: Vec<u8>) -> Response<Body> {
+    Response::new(Full::new(Bytes::from(bytes)).boxed())
 }
 
 fn full(text: impl Into<String>) -> Response<Body> {
