@@ -410,7 +410,16 @@ impl Connection<'_> {
         }
         requests.close();
         requests.wait().await;
-        self.conn.close(0u32.into(), b"");
+        // The last responses may still be in quinn's buffers, and a close discards them: the
+        // client closes first, or gets ten round trips (a second at least) to acknowledge them.
+        let linger = (self.conn.rtt() * 10).max(Duration::from_secs(1));
+        if tokio::time::timeout(linger, self.conn.closed())
+            .await
+            .is_err()
+        {
+            // H3_NO_ERROR: a graceful close.
+            self.conn.close(0x100u32.into(), b"");
+        }
         Ok(())
     }
 }

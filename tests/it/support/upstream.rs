@@ -7,6 +7,7 @@
 //! - `/pattern?bytes=N`: N bytes of `pattern(N)`, whose order matters (a swapped or lost chunk
 //!   shows in its hash);
 //! - `/sha256`: answers with the hex SHA-256 of the request body;
+//! - `/held-body?bytes=N`: `/pattern` whose second half waits for `release_held()`;
 //! - `/hop`: answers with hop-by-hop headers that a proxy must remove;
 //! - `/health`: answers with the status set by `set_health_status` (200 at first);
 //! - anything else: answers with the status set by `set_status` (200 at first).
@@ -326,6 +327,24 @@ async fn answer(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Bo
         }
         "/big" => Response::new(repeat_body(query_bytes(&req))),
         "/pattern" => full_bytes(pattern(query_bytes(&req))),
+        "/held-body" => {
+            let len = query_bytes(&req);
+            let mut data = Bytes::from(pattern(len));
+            let first = data.split_to(data.len() / 2);
+            let (mut sender, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(1);
+            let mut release = state.release.subscribe();
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                let _ = sender.send_data(first).await;
+                state.held.fetch_add(1, Ordering::SeqCst);
+                let _ = release.wait_for(|released| *released).await;
+                state.held.fetch_sub(1, Ordering::SeqCst);
+                let _ = sender.send_data(data).await;
+            });
+            let mut response = Response::new(body.boxed());
+            response.headers_mut().insert("content-length", len.into());
+            response
+        }
         "/sha256" => match req.into_body().collect().await {
             Ok(body) => full(sha256_hex(&body.to_bytes())),
             Err(_) => status(StatusCode::BAD_REQUEST),
