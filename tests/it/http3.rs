@@ -2,6 +2,7 @@
 //! ngtcp2-client), Python's niquests (following `Alt-Svc`) and Chromium. Downloads and uploads
 //! hash-checked, 0-RTT, retries when a backend dies, reloads and shutdown during a download.
 
+use crate::support::browser::{Browser, Page};
 use crate::support::config::ConfigBuilder;
 use crate::support::tls::{Pki, tls_config_over};
 use crate::support::upstream::{pattern, sha256_hex};
@@ -397,4 +398,44 @@ async fn shutdown_sends_goaway_and_the_request_in_flight_finishes() {
     );
     let closed = driving.await.expect("driver");
     assert!(closed.is_h3_no_error(), "closed gracefully: {closed}");
+}
+
+#[tokio::test]
+async fn chromium_loads_a_page_over_http3() {
+    let upstream = Upstream::start("u").await;
+    let pki = Pki::new();
+    let leaf = pki.leaf("localhost", &["localhost"]);
+    let config = tls_config_over(&[("u", upstream.addr, 1)], &[&leaf]).set_listener("http3", true);
+    let proxy = TestProxy::start(&config.toml()).await;
+    let port = proxy.addr.port();
+    // Chromium speaks QUIC only to a certificate it trusts: this one's key, by its hash.
+    let flags = [
+        format!("--origin-to-force-quic-on=localhost:{port}"),
+        format!(
+            "--ignore-certificate-errors-spki-list={}",
+            spki_hash(&leaf.der)
+        ),
+        "--host-resolver-rules=MAP localhost 127.0.0.1".to_owned(),
+    ];
+    let browser = Browser::open_with(&format!("https://localhost:{port}/"), &flags);
+    let mut page = Page::attach(&browser).await;
+    let protocol = page
+        .wait_for(
+            "the page loaded",
+            "(performance.getEntries()[0] || {}).nextHopProtocol || ''",
+            |p| !p.is_empty(),
+        )
+        .await;
+    assert_eq!(protocol, "h3");
+    let text = page.eval("document.body.innerText").await;
+    assert_eq!(text.trim(), "u");
+}
+
+/// base64(SHA-256(SubjectPublicKeyInfo)) of a DER certificate, as Chromium's
+/// `--ignore-certificate-errors-spki-list` takes it.
+fn spki_hash(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).expect("certificate");
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.public_key().raw);
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }

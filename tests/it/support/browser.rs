@@ -17,6 +17,11 @@ pub struct Browser {
 
 impl Browser {
     pub fn open(url: &str) -> Self {
+        Self::open_with(url, &[])
+    }
+
+    /// Headless Chromium with `flags` besides the usual ones, showing `url`.
+    pub fn open_with(url: &str, flags: &[String]) -> Self {
         let profile = temp_dir();
         let mut child = Command::new("chromium")
             .args([
@@ -28,6 +33,7 @@ impl Browser {
                 "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
+            .args(flags)
             .arg(url)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
