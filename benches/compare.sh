@@ -27,12 +27,20 @@
 #   proxy's CPU per response and the JSON bytes it compressed per CPU-second of the proxy
 #   (everything it did for the request included, as a user would pay for it), and the size of
 #   one compressed response.
-# - Ratios are against NGINX. Everything runs on loopback, bounded in time, and stops by itself.
+# - HTTP/3, for Caddy 2.6 (Debian's; GOMAXPROCS=1, no access log) and Switchyard (access log on)
+#   with the same certificate, each reverse proxying to the same upstreams: benches/h3_load.rs
+#   (quinn and h3; h2load has no HTTP/3 in Debian 12) keeps $H3_CONNS connections with 10
+#   requests in flight each for $DURATION s (requests/s and the proxy's CPU per request), then
+#   opens new connections with full handshakes, one GET each, 4 at a time for $TLS_SECONDS s
+#   (handshakes per CPU-second of the proxy).
+# - Ratios are against NGINX (Caddy for HTTP/3). Everything runs on loopback, bounded in time,
+#   and stops by itself.
 #
 # Usage: benches/compare.sh   (tune with DURATION=10 H2_REQUESTS=200000 STRACE_SECONDS=3 CONNS=64
 #        TLS_SECONDS=10, PROXIES="nginx haproxy switchyard switchyard-nolog" to pick which to
 #        run, TLS_PROXIES="nginx switchyard" for the TLS runs and GZIP_PROXIES="nginx-gzip
-#        switchyard-gzip switchyard-zstd" for the compression runs; set either empty to skip it)
+#        switchyard-gzip switchyard-zstd" for the compression runs and H3_PROXIES="caddy
+#        switchyard" for the HTTP/3 runs; set any empty to skip it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
@@ -43,6 +51,8 @@ STRACE_SECONDS=${STRACE_SECONDS:-3}
 TLS_SECONDS=${TLS_SECONDS:-10}
 TLS_PROXIES=${TLS_PROXIES-nginx switchyard}
 GZIP_PROXIES=${GZIP_PROXIES-nginx-gzip switchyard-gzip switchyard-zstd}
+H3_PROXIES=${H3_PROXIES-caddy switchyard}
+H3_CONNS=${H3_CONNS:-16}
 CONNS=${CONNS:-64}
 LOAD_CORE=0
 PROXY_CORE=1
@@ -51,6 +61,11 @@ require nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client strace:s
 # PROFILE=release measures the quick start's build; dist (fat LTO) is what ships.
 PROFILE=${PROFILE:-dist}
 cargo build --profile "$PROFILE" --quiet
+if [ -n "$H3_PROXIES" ]; then
+  require caddy:caddy
+  h3_load=$(cargo build --profile "$PROFILE" --bench h3_load --message-format=json 2>/dev/null |
+    sed -n 's/.*"executable":"\([^"]*h3_load[^"]*\)".*/\1/p' | tail -1)
+fi
 
 start_work
 ulimit -n 65536 2>/dev/null || true
@@ -65,6 +80,22 @@ TLS_PORT=18290 nginx_proxy_conf "$work" 18090 18081 18082 18190 >"$work/nginx.co
 haproxy_conf 18091 18081 18082 18191 >"$work/haproxy.cfg"
 TLS_PORT=18292 switchyard_config 18092 "path = \"$work/switchyard-access.log\"" 18081 18082 >"$work/switchyard.toml"
 switchyard_config 18092 "enabled = false" 18081 18082 >"$work/switchyard-nolog.toml"
+H3=1 TLS_PORT=18296 switchyard_config 18095 "path = \"$work/switchyard-h3.log\"" 18081 18082 >"$work/switchyard-h3.toml"
+cat >"$work/Caddyfile" <<CONF
+{
+	admin off
+	auto_https off
+	servers :18297 {
+		protocols h1 h2 h3
+	}
+}
+https://localhost:18297 {
+	tls $PWD/certs/localhost.pem $PWD/certs/localhost-key.pem
+	reverse_proxy 127.0.0.1:18081 127.0.0.1:18082 {
+		lb_policy round_robin
+	}
+}
+CONF
 
 
 taskset -c $LOAD_CORE nginx -p "$work" -c "$work/upstreams.conf" &
@@ -174,6 +205,27 @@ gzip_measure() { # name pid port encoding
   result[$name,gz_size]=$size
 }
 
+h3_measure() { # name pid port
+  local name=$1 pid=$2 port=$3 out u0 s0 u1 s1
+  read -r u0 s0 < <(cpu "$pid")
+  out=$(taskset -c $LOAD_CORE "$h3_load" requests "127.0.0.1:$port" "localhost:$port" / "$H3_CONNS" 10 "$DURATION")
+  read -r u1 s1 < <(cpu "$pid")
+  echo "$out" >"$work/$name-h3-requests.txt"
+  local requests=${out#requests=}
+  requests=${requests%% *}
+  result[$name,h3_rps]=$(awk -v r="$requests" -v d="$DURATION" 'BEGIN {printf "%.0f", r / d}')
+  result[$name,h3_failed]=${out##*failed=}
+  result[$name,h3_cpu]=$(awk -v t=$((u1 - u0 + s1 - s0)) -v r="${requests:-1}" -v hz="$hz" 'BEGIN {printf "%.2f", t * 1e6 / hz / (r ? r : 1)}')
+  read -r u0 s0 < <(cpu "$pid")
+  out=$(taskset -c $LOAD_CORE "$h3_load" handshakes "127.0.0.1:$port" "localhost:$port" / 4 1 "$TLS_SECONDS")
+  read -r u1 s1 < <(cpu "$pid")
+  echo "$out" >"$work/$name-h3-handshakes.txt"
+  local handshakes=${out#handshakes=}
+  handshakes=${handshakes%% *}
+  result[$name,h3_hs]=$(per_cpu_second "$handshakes" $((u1 - u0 + s1 - s0)))
+  result[$name,h3_hs_failed]=${out##*failed=}
+}
+
 run_proxy() { # name h1 h2 command...
   local name=$1 h1=$2 h2=$3
   shift 3
@@ -187,6 +239,7 @@ run_proxy() { # name h1 h2 command...
     for _ in $(seq 50); do serving=$(pgrep -P "$pid" | head -1) && [ -n "$serving" ] && break; sleep 0.1; done
   fi
   case $name in
+    *-h3) h3_measure "${name%-h3}" "$serving" "$h1" ;;
     *-gzip) gzip_measure "$name" "$serving" "$h1" gzip ;;
     *-zstd) gzip_measure "$name" "$serving" "$h1" zstd ;;
     *) measure "$name" "$serving" "$h1" "$h2" ;;
@@ -212,6 +265,13 @@ for name in $GZIP_PROXIES; do
   case $name in
     nginx-gzip) run_proxy nginx-gzip 18093 - nginx -p "$work" -c "$work/nginx-gzip.conf" ;;
     switchyard-gzip | switchyard-zstd) run_proxy "$name" 18094 - "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-compress.toml" --log-level warn ;;
+  esac
+done
+
+for name in $H3_PROXIES; do
+  case $name in
+    caddy) GOMAXPROCS=1 run_proxy caddy-h3 18297 - caddy run --config "$work/Caddyfile" --adapter caddyfile ;;
+    switchyard) run_proxy switchyard-h3 18296 - "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-h3.toml" --log-level warn ;;
   esac
 done
 
@@ -255,5 +315,19 @@ if [ -n "$GZIP_PROXIES" ]; then
   if [ -n "${result[nginx-gzip,gz_mb]:-}" ] && [ -n "${result[switchyard-gzip,gz_mb]:-}" ]; then
     echo
     echo "Against NGINX's gzip: bytes per CPU-second ×$(ratio "${result[switchyard-gzip,gz_mb]}" "${result[nginx-gzip,gz_mb]}") (gzip), ×$(ratio "${result[switchyard-zstd,gz_mb]:-}" "${result[nginx-gzip,gz_mb]}") (zstd)."
+  fi
+fi
+if [ -n "$H3_PROXIES" ]; then
+  echo
+  echo "HTTP/3 (benches/h3_load.rs: $H3_CONNS connections × 10 requests in flight for ${DURATION}s; then full handshakes, one GET each, 4 at a time for ${TLS_SECONDS}s):"
+  echo
+  echo "| proxy | req/s | failed | CPU µs/req | full handshakes per CPU-second | failed |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+  for name in $H3_PROXIES; do
+    echo "| $name | ${result[$name,h3_rps]:-} | ${result[$name,h3_failed]:-} | ${result[$name,h3_cpu]:-} | ${result[$name,h3_hs]:-} | ${result[$name,h3_hs_failed]:-} |"
+  done
+  if [ -n "${result[caddy,h3_cpu]:-}" ] && [ -n "${result[switchyard,h3_cpu]:-}" ]; then
+    echo
+    echo "Against Caddy: HTTP/3 req/s ×$(ratio "${result[switchyard,h3_rps]}" "${result[caddy,h3_rps]}"), CPU/req ×$(ratio "${result[switchyard,h3_cpu]}" "${result[caddy,h3_cpu]}"), full handshakes per CPU-second ×$(ratio "${result[switchyard,h3_hs]}" "${result[caddy,h3_hs]}")."
   fi
 fi

@@ -39,7 +39,7 @@ wait_port() {
 # A Switchyard config listening on 127.0.0.1:$1, with the access log table contents $2, balancing
 # round-robin over upstreams on 127.0.0.1 at the remaining ports. Client timeouts are long so
 # idle benchmark connections stay open. With TLS_PORT set, a second listener there terminates TLS
-# with the development certificate (ECDSA P-256) of certs/.
+# with the development certificate (ECDSA P-256) of certs/, and serves HTTP/3 too with H3=1.
 switchyard_config() {
   local port=$1 access_log=$2
   shift 2
@@ -53,6 +53,7 @@ CONF
 [[listeners]]
 name = "bench-tls"
 bind = "127.0.0.1:$TLS_PORT"
+http3 = $([ -n "${H3:-}" ] && echo true || echo false)
 [[listeners.tls.certificates]]
 cert = "$PWD/certs/localhost.pem"
 key = "$PWD/certs/localhost-key.pem"
