@@ -40,6 +40,8 @@ pub enum Kind {
 metric_table! {
     REQUESTS: Counter, "switchyard_requests_total",
         "Requests answered, by route, pool, backend and status code.";
+    REQUESTS_BY_PROTOCOL: Counter, "switchyard_requests_by_protocol_total",
+        "Requests answered, by the client's protocol: HTTP/1.0, HTTP/1.1, HTTP/2, HTTP/3.";
     REQUEST_DURATION: Histogram, "switchyard_request_duration_seconds",
         "Time from receiving a request to the end of its response body.";
     CONNECT_ERRORS: Counter, "switchyard_upstream_connect_errors_total",

@@ -56,6 +56,18 @@ pub struct Proxy {
     pub connections_total: Counter,
     /// `switchyard_downstream_connections_parked`.
     pub connections_parked: Gauge,
+    /// `switchyard_requests_by_protocol_total`, indexed by `protocol_index`.
+    by_protocol: [Counter; 4],
+}
+
+/// The place of a client's protocol in `Proxy::by_protocol`.
+fn protocol_index(version: http::Version) -> usize {
+    match version {
+        http::Version::HTTP_2 => 2,
+        http::Version::HTTP_3 => 3,
+        http::Version::HTTP_09 | http::Version::HTTP_10 => 0,
+        _ => 1,
+    }
 }
 
 impl Proxy {
@@ -78,6 +90,12 @@ impl Proxy {
             connections_open: metrics.gauge(crate::metrics::DOWNSTREAM_CONNECTIONS, &[]),
             connections_total: metrics.counter(crate::metrics::DOWNSTREAM_CONNECTIONS_TOTAL, &[]),
             connections_parked: metrics.gauge(crate::metrics::DOWNSTREAM_CONNECTIONS_PARKED, &[]),
+            by_protocol: ["HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/3"].map(|protocol| {
+                metrics.counter(
+                    crate::metrics::REQUESTS_BY_PROTOCOL,
+                    &[("protocol", protocol)],
+                )
+            }),
         }
     }
 
@@ -167,6 +185,7 @@ impl Proxy {
                 .headers_mut()
                 .insert(http::header::ALT_SVC, alt_svc.clone());
         }
+        self.by_protocol[protocol_index(exchange.record.version)].increment(1);
         // Log and count: the record is finished when the response body ends.
         exchange.respond(response.status());
         response.map(|body| body.finishing(exchange, &self.access_log))

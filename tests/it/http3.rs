@@ -125,6 +125,7 @@ async fn gtlsclient_downloads_a_mebibyte_and_uploads_a_body_intact() {
     for line in [
         "switchyard_quic_handshakes_total{listener=\"https\"} 2",
         "switchyard_quic_streams_total{listener=\"https\"} 2",
+        "switchyard_requests_by_protocol_total{protocol=\"HTTP/3\"} 2",
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
