@@ -10,7 +10,7 @@ use super::ListenerSettings;
 use super::builders::{http1_builder, http2_builder};
 use super::closing::{Closing, Watch};
 use super::prefixed::{Prefixed, Socket};
-use crate::body::Inbound;
+use crate::body::{ClientRequest, Inbound};
 use crate::config::Timeouts;
 use crate::dormant::Dormant;
 use crate::proxy::upgrade::ClientIo;
@@ -50,7 +50,7 @@ impl ConnShared {
     /// The response to `req`, counted as in progress until its body ends.
     fn respond(
         self: Arc<Self>,
-        req: http::Request<Incoming>,
+        req: ClientRequest,
     ) -> impl Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send + 'static {
         let active = self.activity.begin(req.version());
         async move {
@@ -59,11 +59,7 @@ impl ConnShared {
                 Some(answer) => answer,
                 None => match self.redirect_to_https {
                     Some(port) => redirect::to_https(&req, port),
-                    None => {
-                        self.proxy
-                            .handle(req.map(Inbound::Hyper), &self.downstream)
-                            .await
-                    }
+                    None => self.proxy.handle(req, &self.downstream).await,
                 },
             };
             Ok(response.map(|body| body.counted(active)))
@@ -107,7 +103,7 @@ impl hyper::service::Service<http::Request<Incoming>> for Http1Service {
             self.tunnel.set(Some(sender));
             req.extensions_mut().insert(ClientUpgrade::new(receiver));
         }
-        Box::pin(Arc::clone(&self.shared).respond(req))
+        Box::pin(Arc::clone(&self.shared).respond(req.map(Inbound::Hyper)))
     }
 }
 
@@ -165,7 +161,9 @@ where
     if http2 {
         let service = {
             let shared = Arc::clone(&shared);
-            service_fn(move |req| Arc::clone(&shared).respond(req))
+            service_fn(move |req: http::Request<Incoming>| {
+                Arc::clone(&shared).respond(req.map(Inbound::Hyper))
+            })
         };
         // Boxed: h2's connection state is several KiB, and inline it would size every
         // connection's task, HTTP/1.1 and idle ones too, to it.

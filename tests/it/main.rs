@@ -33,6 +33,7 @@ mod grpc;
 mod hashing;
 mod health;
 mod http3;
+mod http3_lifecycle;
 mod jwt;
 mod observability;
 mod ocsp;

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod config;
 pub mod dns;
 pub mod events;
+pub mod h3;
 pub mod pebble;
 pub mod peer;
 pub mod process;

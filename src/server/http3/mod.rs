@@ -2,19 +2,18 @@
 //! listener's certificates, SNI and session tickets. Each request goes through the same phases
 //! as over HTTP/1.1 and HTTP/2 (`Proxy::handle`); only reading the request and writing the
 //! response are HTTP/3's own. A stop sends GOAWAY and lets the requests in flight finish.
+//!
+//! `settings` builds a listener's QUIC config, `request` serves one request stream.
+
+mod request;
+mod settings;
+
+pub use settings::Http3Settings;
 
 use super::ListenerSettings;
-use crate::body::{Http3Body, Inbound};
-use crate::config::{Http3, Timeouts};
-use crate::error::ProxyError;
-use crate::metrics::{self, Metrics};
-use crate::proxy::{Downstream, Proxy, ProxyBody};
-use crate::tls::{HandshakeFailure, Terminator, TlsInfo};
+use crate::proxy::{Downstream, Proxy};
+use crate::tls::{HandshakeFailure, TlsInfo};
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::BodyExt;
-use quinn::crypto::rustls::QuicServerConfig;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,116 +25,6 @@ use tokio_util::task::TaskTracker;
 /// a Retry first (RFC 9000 §8.1): a flood of spoofed Initials then costs one stateless packet
 /// each, not a handshake's state.
 const HANDSHAKES_BEFORE_RETRY: usize = 64;
-
-/// A listener's HTTP/3 settings, built with its TLS settings on every reload.
-pub struct Http3Settings {
-    /// quinn's config: the listener's rustls config with ALPN `h3`, and the transport limits.
-    pub server_config: quinn::ServerConfig,
-    /// Whether 0-RTT is on.
-    pub early_data: bool,
-    handshake_timeout: Duration,
-    metrics: QuicMetrics,
-}
-
-impl std::fmt::Debug for Http3Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Http3Settings")
-            .field("early_data", &self.early_data)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Http3Settings {
-    /// HTTP/3 on listener `listener` with the TLS of `terminator`.
-    pub fn new(
-        listener: &str,
-        terminator: &Terminator,
-        http3: &Http3,
-        timeouts: &Timeouts,
-        metrics: &Metrics,
-    ) -> Result<Self, rustls::Error> {
-        let mut tls = (**terminator.rustls_config()).clone();
-        tls.alpn_protocols = vec![b"h3".to_vec()];
-        if http3.early_data {
-            // quinn takes early data all or nothing; which requests may use it is decided per
-            // request. rustls accepts it only on stateful resumption, whose single-use session
-            // cache keeps a ticket from being replayed against this proxy.
-            tls.max_early_data_size = u32::MAX;
-            tls.ticketer = Arc::new(NoTickets);
-        }
-        let crypto = QuicServerConfig::try_from(tls)
-            .map_err(|err| rustls::Error::General(format!("QUIC needs TLS 1.3: {err}")))?;
-        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
-        // As hyper's HTTP/2 server: 1 MiB per stream; a connection buffers at most 8 MiB of
-        // request bodies, however many streams (so a 1 GiB upload stays a few MiB here).
-        transport
-            .max_concurrent_bidi_streams(100u32.into())
-            .max_concurrent_uni_streams(8u32.into())
-            .stream_receive_window((1u32 << 20).into())
-            .receive_window((8u32 << 20).into())
-            .send_window(8 << 20)
-            .max_idle_timeout(quinn::IdleTimeout::try_from(timeouts.idle).ok());
-        server_config.transport_config(Arc::new(transport));
-        Ok(Self {
-            server_config,
-            early_data: http3.early_data,
-            handshake_timeout: terminator.handshake_timeout(),
-            metrics: QuicMetrics::new(metrics, listener),
-        })
-    }
-}
-
-/// Session resumption by the listener's cache only, no stateless tickets.
-#[derive(Debug)]
-struct NoTickets;
-
-impl rustls::server::ProducesTickets for NoTickets {
-    fn enabled(&self) -> bool {
-        false
-    }
-
-    fn lifetime(&self) -> u32 {
-        0
-    }
-
-    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
-        None
-    }
-
-    fn decrypt(&self, _cipher: &[u8]) -> Option<Vec<u8>> {
-        None
-    }
-}
-
-/// QUIC counters of one listener.
-struct QuicMetrics {
-    handshakes: ::metrics::Counter,
-    failures: [::metrics::Counter; HandshakeFailure::ALL.len()],
-    retries: ::metrics::Counter,
-    connections: ::metrics::Gauge,
-    streams: ::metrics::Counter,
-    lost_packets: ::metrics::Counter,
-}
-
-impl QuicMetrics {
-    fn new(metrics: &Metrics, listener: &str) -> Self {
-        let labels = [("listener", listener)];
-        Self {
-            handshakes: metrics.counter(metrics::QUIC_HANDSHAKES, &labels),
-            failures: HandshakeFailure::ALL.map(|f| {
-                metrics.counter(
-                    metrics::QUIC_HANDSHAKE_FAILURES,
-                    &[("listener", listener), ("reason", f.reason())],
-                )
-            }),
-            retries: metrics.counter(metrics::QUIC_RETRIES, &labels),
-            connections: metrics.gauge(metrics::QUIC_CONNECTIONS, &labels),
-            streams: metrics.counter(metrics::QUIC_STREAMS, &labels),
-            lost_packets: metrics.counter(metrics::QUIC_LOST_PACKETS, &labels),
-        }
-    }
-}
 
 /// Binds the UDP socket of a listener's HTTP/3 and makes its endpoint.
 pub fn endpoint(addr: SocketAddr, settings: &Http3Settings) -> std::io::Result<quinn::Endpoint> {
@@ -396,7 +285,7 @@ impl Connection<'_> {
                 accepted = h3.accept() => match accepted? {
                     Some(resolver) => {
                         http3.metrics.streams.increment(1);
-                        let request = request(
+                        let request = request::serve(
                             resolver,
                             pending.is_some(),
                             Arc::clone(self.proxy),
@@ -423,84 +312,3 @@ impl Connection<'_> {
         Ok(())
     }
 }
-
-/// `Early-Data: 1` on a request forwarded from early data (RFC 8470 §5.1): a backend that
-/// cannot risk a replay answers `425`.
-const EARLY_DATA: http::HeaderName = http::HeaderName::from_static("early-data");
-
-/// One request: read, handed to the proxy's phases, answered on its stream.
-async fn request(
-    resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>,
-    early: bool,
-    proxy: Arc<Proxy>,
-    downstream: Arc<Downstream>,
-) {
-    let (req, stream) = match resolver.resolve_request().await {
-        Ok(resolved) => resolved,
-        Err(err) => {
-            tracing::debug!(%err, "HTTP/3 request refused");
-            return;
-        }
-    };
-    let (mut send, recv) = stream.split();
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let mut body = Http3Body::new(recv, declared);
-    body.look_ahead();
-    let mut req = req.map(|()| Inbound::Http3(Box::new(body)));
-    let response = if early && !req.method().is_safe() {
-        // A replayable request that is not safe: the client sends it again after the
-        // handshake (RFC 8470 §5.2).
-        let refusal = ProxyError::Refused(StatusCode::TOO_EARLY, "sent in early data\n");
-        proxy.refuse(req, &downstream, &refusal)
-    } else {
-        if early {
-            req.headers_mut()
-                .insert(EARLY_DATA, HeaderValue::from_static("1"));
-        }
-        proxy.handle(req, &downstream).await
-    };
-    if let Err(err) = respond(&mut send, response).await {
-        tracing::debug!(%err, "HTTP/3 response not sent whole");
-    }
-}
-
-/// Sends `response` on `send`: the head, the body as it streams, any trailers.
-async fn respond(
-    send: &mut h3::server::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>,
-    response: Response<ProxyBody>,
-) -> Result<(), h3::error::StreamError> {
-    let (mut parts, mut body) = response.into_parts();
-    // Connection-specific fields are malformed in HTTP/3 (RFC 9114 §4.2).
-    for name in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-    ] {
-        parts.headers.remove(name);
-    }
-    send.send_response(Response::from_parts(parts, ())).await?;
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            // The backend broke its body: the client must not take a cut one as whole.
-            send.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
-            return Ok(());
-        };
-        match frame.into_data() {
-            Ok(data) => send.send_data(data).await?,
-            Err(frame) => {
-                if let Ok(trailers) = frame.into_trailers() {
-                    send.send_trailers(trailers).await?;
-                }
-            }
-        }
-    }
-    send.finish().await
-}
-
-const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: http::HeaderName = http::HeaderName::from_static("proxy-connection");

@@ -1,0 +1,172 @@
+//! HTTP/3 connections over their life, with real clients: 0-RTT (`gtlsclient` resuming a
+//! session), a backend killed under HTTP/3 load, a download across 100 reloads and certificate
+//! rotations, and shutdown as quinn and h3's own client sees it.
+
+use crate::support::h3::{gtlsclient, h3_proxy};
+use crate::support::tls::{Pki, tls_config_over};
+use crate::support::upstream::{pattern, sha256_hex};
+use crate::support::{
+    DEADLINE, TestProxy, Upstream, eventually, poll_until, temp_config, temp_dir,
+};
+use std::sync::Arc;
+
+#[tokio::test]
+async fn early_data_takes_safe_methods_and_answers_425_to_others() {
+    let upstream = Upstream::start("u").await;
+    let (proxy, _ca) = h3_proxy(&[&upstream], |c| c.set_listener("early_data", true)).await;
+    let dir = temp_dir();
+    let session = format!("--session-file={}", dir.join("session").display());
+    let params = format!("--tp-file={}", dir.join("params").display());
+    let resume = [session.as_str(), params.as_str()];
+    // A first connection leaves a ticket; each later one spends it in 0-RTT.
+    let first = gtlsclient(proxy.addr, &resume, &["/"]).await;
+    assert_eq!(first.statuses(), [200], "{}", first.output);
+    let post = gtlsclient(
+        proxy.addr,
+        &[resume[0], resume[1], "--http-method=POST"],
+        &["/sha256"],
+    )
+    .await;
+    assert!(
+        !post.output.contains("Early data was rejected"),
+        "{}",
+        post.output
+    );
+    assert_eq!(post.statuses(), [425], "{}", post.output);
+    let get = gtlsclient(proxy.addr, &resume, &["/headers"]).await;
+    assert!(
+        !get.output.contains("Early data was rejected"),
+        "{}",
+        get.output
+    );
+    assert_eq!(get.statuses(), [200], "{}", get.output);
+    let seen = String::from_utf8_lossy(&get.body("headers")).into_owned();
+    assert!(
+        seen.contains("early-data: 1"),
+        "the backend is told: {seen}"
+    );
+    // Without a ticket there is no early data, and a POST goes through.
+    let post = gtlsclient(proxy.addr, &["--http-method=POST"], &["/sha256"]).await;
+    assert_eq!(post.statuses(), [200], "{}", post.output);
+}
+
+#[tokio::test]
+async fn a_backend_killed_under_http3_load_loses_no_get() {
+    let upstreams = Upstream::start_all(["a", "b", "c"]).await;
+    let refs: Vec<&Upstream> = upstreams.iter().collect();
+    let (proxy, _ca) = h3_proxy(&refs, |c| c).await;
+    let paths = vec!["/"; 300];
+    let addr = proxy.addr;
+    let client = tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        for _ in 0..10 {
+            statuses.extend(gtlsclient(addr, &[], &paths).await.statuses());
+        }
+        statuses
+    });
+    eventually(DEADLINE, "requests reach b", || {
+        upstreams[1].requests() >= 100
+    })
+    .await;
+    upstreams[1].stop();
+    let statuses = client.await.expect("client");
+    assert_eq!(statuses.len(), 3000);
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // b died a tenth of the way in, and the others took the rest.
+    assert!(
+        upstreams[1].requests() < 1000,
+        "{}",
+        upstreams[1].requests()
+    );
+}
+
+#[tokio::test]
+async fn a_download_survives_100_reloads_and_certificate_rotations() {
+    let upstream = Upstream::start("u").await;
+    let pki = Pki::new();
+    let leaves = [
+        pki.leaf("one", &["localhost"]),
+        pki.leaf("two", &["localhost"]),
+    ];
+    let version = |i: usize| {
+        tls_config_over(&[("u", upstream.addr, 1)], &[&leaves[i % 2]])
+            .set_listener("http3", true)
+            .set("reload.watch", false)
+            .toml()
+    };
+    let path = temp_config(&version(0));
+    let proxy = TestProxy::start_file(&path).await;
+    let addr = proxy.addr;
+    let download =
+        tokio::spawn(async move { gtlsclient(addr, &[], &["/held-body?bytes=4000000"]).await });
+    eventually(DEADLINE, "the first half sent", || upstream.held() == 1).await;
+    for i in 1..=100 {
+        std::fs::write(&path, version(i)).expect("write config");
+        let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
+        assert_eq!(status, 200, "reload {i}: {outcome}");
+    }
+    // New handshakes still succeed...
+    let fresh = gtlsclient(addr, &[], &["/"]).await;
+    assert_eq!(fresh.statuses(), [200], "{}", fresh.output);
+    // ...and the download that began before them all completes intact.
+    upstream.release_held();
+    let run = download.await.expect("download");
+    assert_eq!(run.statuses(), [200], "{}", run.output);
+    let body = run.body("held-body?bytes=4000000");
+    assert_eq!(sha256_hex(&body), sha256_hex(&pattern(4_000_000)));
+}
+
+#[tokio::test]
+async fn shutdown_sends_goaway_and_the_request_in_flight_finishes() {
+    let upstream = Upstream::start("u").await;
+    let (proxy, _ca) = h3_proxy(&[&upstream], |c| c).await;
+    // quinn and h3's own client: it tells when the server's GOAWAY has come.
+    let mut tls = crate::support::tls::client_config(&[&rustls::version::TLS13], &["h3"]);
+    Arc::get_mut(&mut tls).expect("fresh").enable_early_data = false;
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC client");
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("UDP");
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let conn = endpoint
+        .connect(proxy.addr, "localhost")
+        .expect("connect")
+        .await
+        .expect("handshake");
+    let (mut driver, mut sender) = h3::client::new(h3_quinn::Connection::new(conn))
+        .await
+        .expect("HTTP/3 connection");
+    let driving =
+        tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+    let url = format!(
+        "https://localhost:{}/held-body?bytes=1000000",
+        proxy.addr.port()
+    );
+    let request = http::Request::get(url).body(()).expect("request");
+    let mut stream = sender.send_request(request.clone()).await.expect("sent");
+    stream.finish().await.expect("request end");
+    let response = stream.recv_response().await.expect("response head");
+    assert_eq!(response.status(), 200);
+    eventually(DEADLINE, "the first half sent", || upstream.held() == 1).await;
+
+    let shutdown = tokio::spawn(proxy.gateway.shutdown(DEADLINE));
+    // Once the GOAWAY has come, the client opens no more requests on this connection...
+    poll_until(DEADLINE, "the GOAWAY", || {
+        let (mut sender, request) = (sender.clone(), request.clone());
+        async move { sender.send_request(request).await.err() }
+    })
+    .await;
+    // ...while the request in flight is still served, to its end.
+    assert!(!shutdown.is_finished());
+    upstream.release_held();
+    let mut body = Vec::new();
+    while let Some(mut chunk) = stream.recv_data().await.expect("body") {
+        use bytes::Buf;
+        body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+    }
+    assert_eq!(body, pattern(1_000_000));
+    assert!(
+        shutdown.await.expect("shutdown"),
+        "drained within the grace period"
+    );
+    let closed = driving.await.expect("driver");
+    assert!(closed.is_h3_no_error(), "closed gracefully: {closed}");
+}
