@@ -170,3 +170,64 @@ async fn shutdown_sends_goaway_and_the_request_in_flight_finishes() {
     let closed = driving.await.expect("driver");
     assert!(closed.is_h3_no_error(), "closed gracefully: {closed}");
 }
+
+#[tokio::test]
+async fn quic_retry_validates_every_new_client_first() {
+    let upstream = Upstream::start("u").await;
+    let (proxy, _ca) = h3_proxy(&[&upstream], |c| c.set_listener("quic_retry", true)).await;
+    for round in 1..=2 {
+        let run = gtlsclient(proxy.addr, &[], &["/"]).await;
+        assert_eq!(run.statuses(), [200], "{}", run.output);
+        let line = format!("switchyard_quic_retries_total{{listener=\"https\"}} {round}");
+        let metrics = crate::support::h3::metrics(&proxy).await;
+        assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_reload_moves_http3_to_a_new_port_and_turns_it_off() {
+    let upstream = Upstream::start("u").await;
+    let pki = Pki::new();
+    let leaf = pki.leaf("localhost", &["localhost"]);
+    let free_udp = || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP port");
+        socket.local_addr().expect("address").port()
+    };
+    let (first, second) = (free_udp(), free_udp());
+    let version = |port: Option<u16>| {
+        let config =
+            tls_config_over(&[("u", upstream.addr, 1)], &[&leaf]).set("reload.watch", false);
+        match port {
+            Some(port) => config
+                .set_listener("http3", true)
+                .set_listener("http3_port", i64::from(port)),
+            None => config,
+        }
+        .toml()
+    };
+    let path = temp_config(&version(Some(first)));
+    let proxy = TestProxy::start_file(&path).await;
+    let at = |port: u16| std::net::SocketAddr::new(proxy.addr.ip(), port);
+    let served = |port: u16| async move {
+        gtlsclient(at(port), &["--timeout=1s"], &["/"])
+            .await
+            .statuses()
+            == [200]
+    };
+    assert!(served(first).await);
+    std::fs::write(&path, version(Some(second))).expect("write config");
+    let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert!(served(second).await, "the new port serves");
+    eventually(DEADLINE, "the old port closed", || {
+        std::net::UdpSocket::bind(at(first)).is_ok()
+    })
+    .await;
+    std::fs::write(&path, version(None)).expect("write config");
+    let (status, outcome) = proxy.admin("POST", "/api/reload", None, None).await;
+    assert_eq!(status, 200, "{outcome}");
+    eventually(DEADLINE, "HTTP/3 off", || {
+        std::net::UdpSocket::bind(at(second)).is_ok()
+    })
+    .await;
+}

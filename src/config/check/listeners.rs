@@ -146,6 +146,13 @@ impl Checker {
                 format!("{field}.early_data: needs http3 = true (0-RTT is HTTP/3's here)"),
             );
         }
+        let retry = listener.quic_retry.as_ref();
+        if let (Some(retry), None) = (retry, on) {
+            self.report(
+                retry.span(),
+                format!("{field}.quic_retry: needs http3 = true"),
+            );
+        }
         let on = on?;
         if listener.tls.is_none() {
             self.report(
@@ -160,6 +167,7 @@ impl Checker {
             port: http3_port,
             advertised_port,
             early_data: early_data.is_some_and(|e| *e.get_ref()),
+            retry: retry.is_some_and(|r| *r.get_ref()),
         })
     }
 

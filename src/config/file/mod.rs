@@ -227,6 +227,8 @@ pub struct ListenerFile {
     pub advertised_port: Option<Spanned<i64>>,
     #[schemars(with = "Option<bool>")]
     pub early_data: Option<Spanned<bool>>,
+    #[schemars(with = "Option<bool>")]
+    pub quic_retry: Option<Spanned<bool>>,
 }
 
 /// A listener's `[listeners.tls]` table: terminate TLS on it.

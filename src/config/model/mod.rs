@@ -256,6 +256,9 @@ pub struct Http3 {
     pub advertised_port: Option<u16>,
     /// Whether 0-RTT early data is accepted (safe methods only; others get `425`).
     pub early_data: bool,
+    /// Whether every new client is sent a Retry to validate its address, not only while many
+    /// handshakes are in progress (NGINX's `quic_retry on`).
+    pub retry: bool,
 }
 
 impl ListenerConfig {

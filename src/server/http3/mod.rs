@@ -69,7 +69,8 @@ async fn accept_loop(
             incoming.refuse();
             continue;
         };
-        if handshaking.load(Ordering::Relaxed) >= HANDSHAKES_BEFORE_RETRY
+        let busy = handshaking.load(Ordering::Relaxed) >= HANDSHAKES_BEFORE_RETRY;
+        if (busy || http3.always_retry)
             && !incoming.remote_address_validated()
             && incoming.may_retry()
         {

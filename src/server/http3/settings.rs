@@ -14,6 +14,8 @@ pub struct Http3Settings {
     pub server_config: quinn::ServerConfig,
     /// Whether 0-RTT is on.
     pub early_data: bool,
+    /// Whether every new client is sent a Retry first.
+    pub(super) always_retry: bool,
     pub(super) handshake_timeout: Duration,
     pub(super) metrics: QuicMetrics,
 }
@@ -61,6 +63,7 @@ impl Http3Settings {
         Ok(Self {
             server_config,
             early_data: http3.early_data,
+            always_retry: http3.retry,
             handshake_timeout: terminator.handshake_timeout(),
             metrics: QuicMetrics::new(metrics, listener),
         })
