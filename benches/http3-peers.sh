@@ -25,7 +25,7 @@ python=python3
 }
 
 start_work
-UP=18480 SY=18481 CA=18482
+UP=18480 SY=18481 CA=18482 PLAIN=18483
 mkdir -p "$work/www"
 head -c 1048576 /dev/urandom >"$work/www/big.bin"
 head -c 300000 /dev/urandom >"$work/upload.bin"
@@ -67,30 +67,9 @@ python3 "$work/upstream.py" $UP "$work/www" &
 pids+=($!)
 wait_port $UP
 
-cat >"$work/switchyard.toml" <<CONF
-[[listeners]]
-name = "h3"
-bind = "127.0.0.1:$SY"
-http3 = true
-early_data = true
-[[listeners.tls.certificates]]
-cert = "$PWD/certs/localhost.pem"
-key = "$PWD/certs/localhost-key.pem"
-[admin]
-enabled = false
-[access_log]
-enabled = false
-[reload]
-watch = false
-[[routes]]
-name = "all"
-pool = "up"
-[[pools]]
-name = "up"
-[[pools.backends]]
-name = "python"
-address = "127.0.0.1:$UP"
-CONF
+# benches/lib.sh's config (a plain listener on $PLAIN too), with 0-RTT on.
+H3=1 TLS_PORT=$SY switchyard_config $PLAIN "enabled = false" $UP |
+  sed 's/^http3 = true$/http3 = true\nearly_data = true/' >"$work/switchyard.toml"
 cat >"$work/Caddyfile" <<CONF
 {
 	admin off
