@@ -30,6 +30,8 @@ pub struct Http3Body {
     first: Option<Frame<Bytes>>,
     /// The request's `Content-Length`, if it declared one.
     declared: Option<u64>,
+    /// Body bytes received so far.
+    received: u64,
 }
 
 impl Http3Body {
@@ -44,6 +46,7 @@ impl Http3Body {
             ended: false,
             first: None,
             declared,
+            received: 0,
         }
     }
 
@@ -89,6 +92,14 @@ pub enum InboundError {
     /// h3's reading of an HTTP/3 request stream.
     #[error(transparent)]
     Http3(h3::error::StreamError),
+    /// An HTTP/3 body longer or shorter than its `Content-Length` (malformed, RFC 9114 §4.1.2).
+    #[error("HTTP/3 request body of {received}+ bytes against a Content-Length of {declared}")]
+    Length {
+        /// The length declared.
+        declared: u64,
+        /// The bytes received when the mismatch showed.
+        received: u64,
+    },
 }
 
 impl Body for Inbound {
@@ -151,9 +162,18 @@ impl Http3Body {
             match ready!(self.stream.poll_recv_data(cx)) {
                 Ok(Some(mut data)) => {
                     let bytes = data.copy_to_bytes(data.remaining());
+                    self.received = self.received.saturating_add(bytes.len() as u64);
+                    if let Some(declared) = self.declared.filter(|&d| self.received > d) {
+                        return Poll::Ready(Some(Err(self.length_error(declared))));
+                    }
                     return Poll::Ready(Some(Ok(Frame::data(bytes))));
                 }
-                Ok(None) => self.data_done = true,
+                Ok(None) => {
+                    self.data_done = true;
+                    if let Some(declared) = self.declared.filter(|&d| self.received != d) {
+                        return Poll::Ready(Some(Err(self.length_error(declared))));
+                    }
+                }
                 Err(err) => return Poll::Ready(Some(Err(InboundError::Http3(err)))),
             }
         }
@@ -161,6 +181,15 @@ impl Http3Body {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
             Err(err) => Poll::Ready(Some(Err(InboundError::Http3(err)))),
+        }
+    }
+}
+
+impl Http3Body {
+    fn length_error(&self, declared: u64) -> InboundError {
+        InboundError::Length {
+            declared,
+            received: self.received,
         }
     }
 }
@@ -173,7 +202,7 @@ impl InboundError {
             // A stream the client reset or a connection it lost: it stopped sending. Anything
             // else h3 refuses (a bad frame, a field section too large) is malformed.
             Self::Http3(err) if err.is_h3_no_error() || is_abandoned(err) => ClientFault::Abandoned,
-            Self::Http3(_) => ClientFault::Malformed,
+            Self::Http3(_) | Self::Length { .. } => ClientFault::Malformed,
         }
     }
 }

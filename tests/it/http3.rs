@@ -4,7 +4,7 @@
 
 use crate::support::browser::{Browser, Page};
 use crate::support::config::ConfigBuilder;
-use crate::support::h3::{gtlsclient, h3_proxy, metrics};
+use crate::support::h3::{gtlsclient, h3_client, h3_proxy, metrics};
 use crate::support::tls::{Pki, tls_config_over};
 use crate::support::upstream::{pattern, sha256_hex};
 use crate::support::{TestProxy, Upstream, temp_dir};
@@ -195,4 +195,36 @@ fn spki_hash(der: &[u8]) -> String {
     let (_, cert) = x509_parser::parse_x509_certificate(der).expect("certificate");
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.public_key().raw);
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
+#[tokio::test]
+async fn a_body_unlike_its_content_length_is_the_client_s_fault() {
+    let upstream = Upstream::start("u").await;
+    let (proxy, _ca) = h3_proxy(&[&upstream], |c| c).await;
+    let (mut sender, _driving) = h3_client(proxy.addr).await;
+    let url = format!("https://localhost:{}/sha256", proxy.addr.port());
+    for (declared, sent) in [(5, 10), (20, 10), (10, 10)] {
+        let request = http::Request::post(&url)
+            .header("content-length", declared)
+            .body(())
+            .expect("request");
+        let mut stream = sender.send_request(request).await.expect("sent");
+        stream
+            .send_data(bytes::Bytes::from(vec![b'x'; sent]))
+            .await
+            .expect("body sent");
+        stream.finish().await.expect("request end");
+        let response = stream.recv_response().await.expect("response");
+        let expected = if declared == sent { 200 } else { 400 };
+        assert_eq!(
+            response.status(),
+            expected,
+            "{declared} declared, {sent} sent"
+        );
+    }
+    assert_eq!(
+        upstream.requests(),
+        1,
+        "only the whole body reached the backend"
+    );
 }

@@ -2,13 +2,12 @@
 //! session), a backend killed under HTTP/3 load, a download across 100 reloads and certificate
 //! rotations, and shutdown as quinn and h3's own client sees it.
 
-use crate::support::h3::{gtlsclient, h3_proxy};
+use crate::support::h3::{gtlsclient, h3_client, h3_proxy};
 use crate::support::tls::{Pki, tls_config_over};
 use crate::support::upstream::{pattern, sha256_hex};
 use crate::support::{
     DEADLINE, TestProxy, Upstream, eventually, poll_until, temp_config, temp_dir,
 };
-use std::sync::Arc;
 
 #[tokio::test]
 async fn early_data_takes_safe_methods_and_answers_425_to_others() {
@@ -121,21 +120,7 @@ async fn shutdown_sends_goaway_and_the_request_in_flight_finishes() {
     let upstream = Upstream::start("u").await;
     let (proxy, _ca) = h3_proxy(&[&upstream], |c| c).await;
     // quinn and h3's own client: it tells when the server's GOAWAY has come.
-    let mut tls = crate::support::tls::client_config(&[&rustls::version::TLS13], &["h3"]);
-    Arc::get_mut(&mut tls).expect("fresh").enable_early_data = false;
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC client");
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("UDP");
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
-    let conn = endpoint
-        .connect(proxy.addr, "localhost")
-        .expect("connect")
-        .await
-        .expect("handshake");
-    let (mut driver, mut sender) = h3::client::new(h3_quinn::Connection::new(conn))
-        .await
-        .expect("HTTP/3 connection");
-    let driving =
-        tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+    let (mut sender, driving) = h3_client(proxy.addr).await;
     let url = format!(
         "https://localhost:{}/held-body?bytes=1000000",
         proxy.addr.port()

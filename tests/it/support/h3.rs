@@ -86,3 +86,28 @@ pub async fn gtlsclient(addr: SocketAddr, args: &[&str], paths: &[&str]) -> H3Ru
         downloads,
     }
 }
+
+/// A connection by quinn and h3's own client (TLS 1.3, certificates not checked): its request
+/// sender, and its driver's task, which ends with the connection's closing error.
+pub async fn h3_client(
+    addr: SocketAddr,
+) -> (
+    h3::client::SendRequest<h3_quinn::OpenStreams, bytes::Bytes>,
+    tokio::task::JoinHandle<h3::error::ConnectionError>,
+) {
+    let tls = super::tls::client_config(&[&rustls::version::TLS13], &["h3"]);
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC client");
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("UDP");
+    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(quic)));
+    let conn = endpoint
+        .connect(addr, "localhost")
+        .expect("connect")
+        .await
+        .expect("handshake");
+    let (mut driver, sender) = h3::client::new(h3_quinn::Connection::new(conn))
+        .await
+        .expect("HTTP/3 connection");
+    let driving =
+        tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+    (sender, driving)
+}
