@@ -4,7 +4,7 @@
 
 use crate::support::browser::{Browser, Page};
 use crate::support::config::ConfigBuilder;
-use crate::support::h3::{gtlsclient, h3_client, h3_proxy, metrics};
+use crate::support::h3::{gtlsclient, h3_client, h3_proxy, metrics, quic_connect};
 use crate::support::tls::{Pki, tls_config_over};
 use crate::support::upstream::{pattern, sha256_hex};
 use crate::support::{TestProxy, Upstream, temp_dir};
@@ -227,4 +227,21 @@ async fn a_body_unlike_its_content_length_is_the_client_s_fault() {
         1,
         "only the whole body reached the backend"
     );
+}
+
+#[tokio::test]
+async fn a_failed_quic_handshake_is_counted_by_reason() {
+    let upstream = Upstream::start("u").await;
+    let (proxy, _ca) = h3_proxy(&[&upstream], |c| c).await;
+    let refused = quic_connect(proxy.addr, "h2").await;
+    assert!(
+        refused.is_err(),
+        "a client offering only h2 over QUIC is refused"
+    );
+    let line = "switchyard_quic_handshake_failures_total{listener=\"https\",reason=\"no_application_protocol\"} 1";
+    crate::support::poll_until(crate::support::DEADLINE, "the failure counted", || async {
+        metrics(&proxy).await.contains(line).then_some(())
+    })
+    .await;
+    assert!(quic_connect(proxy.addr, "h3").await.is_ok());
 }

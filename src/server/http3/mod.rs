@@ -125,8 +125,11 @@ async fn connection(
     let counted = Handshaking::begin(&handshaking);
     let connecting = match incoming.accept() {
         Ok(connecting) => connecting,
+        // The client's first flight is read here: a handshake it cannot complete (no `h3` in
+        // its ALPN, no shared cipher) fails at once.
         Err(err) => {
-            tracing::debug!(%peer, %err, "QUIC connection refused");
+            tracing::debug!(%peer, %err, "QUIC handshake failed");
+            http3.metrics.failures[failure(&err) as usize].increment(1);
             return;
         }
     };

@@ -95,19 +95,23 @@ pub async fn h3_client(
     h3::client::SendRequest<h3_quinn::OpenStreams, bytes::Bytes>,
     tokio::task::JoinHandle<h3::error::ConnectionError>,
 ) {
-    let tls = super::tls::client_config(&[&rustls::version::TLS13], &["h3"]);
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC client");
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("UDP");
-    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(quic)));
-    let conn = endpoint
-        .connect(addr, "localhost")
-        .expect("connect")
-        .await
-        .expect("handshake");
+    let conn = quic_connect(addr, "h3").await.expect("handshake");
     let (mut driver, sender) = h3::client::new(h3_quinn::Connection::new(conn))
         .await
         .expect("HTTP/3 connection");
     let driving =
         tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
     (sender, driving)
+}
+
+/// A QUIC connection to `addr` offering ALPN `alpn` (TLS 1.3, certificates not checked).
+pub async fn quic_connect(
+    addr: SocketAddr,
+    alpn: &str,
+) -> Result<quinn::Connection, quinn::ConnectionError> {
+    let tls = super::tls::client_config(&[&rustls::version::TLS13], &[alpn]);
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC client");
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("UDP");
+    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(quic)));
+    endpoint.connect(addr, "localhost").expect("connect").await
 }
