@@ -140,6 +140,8 @@ metric_table! {
         "QUIC handshakes that failed, by listener and reason (the TLS handshake's reasons).";
     QUIC_RETRIES: Counter, "switchyard_quic_retries_total",
         "Retry packets sent to validate a client's address while many handshakes were in progress.";
+    QUIC_HANDSHAKES_IN_PROGRESS: Gauge, "switchyard_quic_handshakes_in_progress",
+        "QUIC handshakes begun and not finished; above 64, new clients are sent a Retry first.";
     QUIC_CONNECTIONS: Gauge, "switchyard_quic_connections",
         "QUIC connections open now.";
     QUIC_STREAMS: Counter, "switchyard_quic_streams_total",

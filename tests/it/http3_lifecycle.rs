@@ -216,3 +216,68 @@ async fn a_reload_moves_http3_to_a_new_port_and_turns_it_off() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_handshake_flood_sends_new_clients_a_retry_first() {
+    let upstream = Upstream::start("u").await;
+    let (proxy, _ca) = h3_proxy(&[&upstream], |c| c).await;
+    // 70 clients' first packets, each caught on a socket of ours, then sent to the proxy from
+    // sockets that never answer: 70 handshakes stay in progress (until the handshake timeout).
+    let mut silent = Vec::new();
+    for _ in 0..70 {
+        let catcher = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("UDP");
+        let client = quinn_client();
+        let _connecting = client
+            .connect(catcher.local_addr().unwrap(), "localhost")
+            .expect("connect");
+        let mut initial = vec![0u8; 2048];
+        let (len, _) = tokio::time::timeout(DEADLINE, catcher.recv_from(&mut initial))
+            .await
+            .expect("an Initial packet")
+            .expect("received");
+        let sender = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("UDP");
+        sender
+            .send_to(&initial[..len], proxy.addr)
+            .await
+            .expect("sent");
+        silent.push(sender);
+    }
+    let gauge = "switchyard_quic_handshakes_in_progress{listener=\"https\"} ";
+    poll_until(DEADLINE, "the flood's handshakes in progress", || async {
+        let metrics = crate::support::h3::metrics(&proxy).await;
+        let value: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(gauge))?
+            .parse()
+            .ok()?;
+        (value >= 64.0).then_some(())
+    })
+    .await;
+    // (The flood's packets past the 64th were sent a Retry already, which nobody answered.)
+    // A real client now gets a Retry first, answers it, and is served.
+    let retries = || async {
+        let metrics = crate::support::h3::metrics(&proxy).await;
+        let counter = "switchyard_quic_retries_total{listener=\"https\"} ";
+        let value = metrics.lines().find_map(|l| l.strip_prefix(counter));
+        value
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("the Retry counter")
+    };
+    let before = retries().await;
+    let run = gtlsclient(proxy.addr, &[], &["/"]).await;
+    assert_eq!(run.statuses(), [200], "{}", run.output);
+    assert_eq!(retries().await, before + 1);
+}
+
+/// A quinn client endpoint offering `h3`, certificates not checked.
+fn quinn_client() -> quinn::Endpoint {
+    let tls = crate::support::tls::client_config(&[&rustls::version::TLS13], &["h3"]);
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC client");
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("UDP");
+    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(quic)));
+    endpoint
+}

@@ -78,12 +78,14 @@ async fn accept_loop(
             let _ = incoming.retry();
             continue;
         }
+        // Counted from here, so a burst of first packets is seen before its tasks run.
+        let counted = Handshaking::begin(&handshaking, &http3.metrics.in_progress);
         let connection = connection(
             incoming,
             Arc::clone(&settings),
             Arc::clone(&proxy),
             stop.clone(),
-            Arc::clone(&handshaking),
+            counted,
             tasks.clone(),
         );
         tasks.spawn(connections.track_future(connection));
@@ -95,19 +97,21 @@ async fn accept_loop(
     endpoint.wait_idle().await;
 }
 
-/// Counts a handshake in progress until dropped.
-struct Handshaking(Arc<AtomicUsize>);
+/// Counts a handshake in progress, in the listener's count and gauge, until dropped.
+struct Handshaking(Arc<AtomicUsize>, ::metrics::Gauge);
 
 impl Handshaking {
-    fn begin(count: &Arc<AtomicUsize>) -> Self {
+    fn begin(count: &Arc<AtomicUsize>, gauge: &::metrics::Gauge) -> Self {
         count.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(count))
+        gauge.increment(1.0);
+        Self(Arc::clone(count), gauge.clone())
     }
 }
 
 impl Drop for Handshaking {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.decrement(1.0);
     }
 }
 
@@ -117,12 +121,11 @@ async fn connection(
     settings: Arc<ListenerSettings>,
     proxy: Arc<Proxy>,
     stop: CancellationToken,
-    handshaking: Arc<AtomicUsize>,
+    counted: Handshaking,
     tasks: TaskTracker,
 ) {
     let Some(http3) = &settings.http3 else { return };
     let peer = incoming.remote_address();
-    let counted = Handshaking::begin(&handshaking);
     let connecting = match incoming.accept() {
         Ok(connecting) => connecting,
         // The client's first flight is read here: a handshake it cannot complete (no `h3` in
@@ -142,10 +145,15 @@ async fn connection(
     };
     let (conn, pending) = match early {
         Ok((conn, accepted)) => (conn, Some((accepted, counted))),
-        Err(connecting) => match handshake(connecting, http3).await {
-            Some(conn) => (conn, None),
-            None => return,
-        },
+        Err(connecting) => {
+            let conn = handshake(connecting, http3).await;
+            // The handshake is over, however it ended.
+            drop(counted);
+            match conn {
+                Some(conn) => (conn, None),
+                None => return,
+            }
+        }
     };
     let quic = &http3.metrics;
     if pending.is_none() {

@@ -98,6 +98,7 @@ pub(super) struct QuicMetrics {
     pub(super) failures: [::metrics::Counter; HandshakeFailure::ALL.len()],
     pub(super) retries: ::metrics::Counter,
     pub(super) connections: ::metrics::Gauge,
+    pub(super) in_progress: ::metrics::Gauge,
     pub(super) streams: ::metrics::Counter,
     pub(super) lost_packets: ::metrics::Counter,
 }
@@ -115,6 +116,7 @@ impl QuicMetrics {
             }),
             retries: metrics.counter(metrics::QUIC_RETRIES, &labels),
             connections: metrics.gauge(metrics::QUIC_CONNECTIONS, &labels),
+            in_progress: metrics.gauge(metrics::QUIC_HANDSHAKES_IN_PROGRESS, &labels),
             streams: metrics.counter(metrics::QUIC_STREAMS, &labels),
             lost_packets: metrics.counter(metrics::QUIC_LOST_PACKETS, &labels),
         }
