@@ -2,7 +2,7 @@
 //! session), a backend killed under HTTP/3 load, a download across 100 reloads and certificate
 //! rotations, and shutdown as quinn and h3's own client sees it.
 
-use crate::support::h3::{gtlsclient, h3_client, h3_proxy};
+use crate::support::h3::{gtlsclient, h3_client, h3_proxy, quinn_client};
 use crate::support::tls::{Pki, tls_config_over};
 use crate::support::upstream::{pattern, sha256_hex};
 use crate::support::{
@@ -228,7 +228,7 @@ async fn a_handshake_flood_sends_new_clients_a_retry_first() {
         let catcher = tokio::net::UdpSocket::bind("127.0.0.1:0")
             .await
             .expect("UDP");
-        let client = quinn_client();
+        let client = quinn_client("h3");
         let _connecting = client
             .connect(catcher.local_addr().unwrap(), "localhost")
             .expect("connect");
@@ -271,13 +271,4 @@ async fn a_handshake_flood_sends_new_clients_a_retry_first() {
     let run = gtlsclient(proxy.addr, &[], &["/"]).await;
     assert_eq!(run.statuses(), [200], "{}", run.output);
     assert_eq!(retries().await, before + 1);
-}
-
-/// A quinn client endpoint offering `h3`, certificates not checked.
-fn quinn_client() -> quinn::Endpoint {
-    let tls = crate::support::tls::client_config(&[&rustls::version::TLS13], &["h3"]);
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC client");
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("UDP");
-    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(quic)));
-    endpoint
 }

@@ -109,9 +109,17 @@ pub async fn quic_connect(
     addr: SocketAddr,
     alpn: &str,
 ) -> Result<quinn::Connection, quinn::ConnectionError> {
+    quinn_client(alpn)
+        .connect(addr, "localhost")
+        .expect("connect")
+        .await
+}
+
+/// A quinn client endpoint offering ALPN `alpn` (TLS 1.3, certificates not checked).
+pub fn quinn_client(alpn: &str) -> quinn::Endpoint {
     let tls = super::tls::client_config(&[&rustls::version::TLS13], &[alpn]);
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC client");
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("UDP");
     endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(quic)));
-    endpoint.connect(addr, "localhost").expect("connect").await
+    endpoint
 }
