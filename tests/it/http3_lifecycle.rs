@@ -221,31 +221,8 @@ async fn a_reload_moves_http3_to_a_new_port_and_turns_it_off() {
 async fn a_handshake_flood_sends_new_clients_a_retry_first() {
     let upstream = Upstream::start("u").await;
     let (proxy, _ca) = h3_proxy(&[&upstream], |c| c).await;
-    // 70 clients' first packets, each caught on a socket of ours, then sent to the proxy from
-    // sockets that never answer: 70 handshakes stay in progress (until the handshake timeout).
-    let mut silent = Vec::new();
-    for _ in 0..70 {
-        let catcher = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("UDP");
-        let client = quinn_client("h3");
-        let _connecting = client
-            .connect(catcher.local_addr().unwrap(), "localhost")
-            .expect("connect");
-        let mut initial = vec![0u8; 2048];
-        let (len, _) = tokio::time::timeout(DEADLINE, catcher.recv_from(&mut initial))
-            .await
-            .expect("an Initial packet")
-            .expect("received");
-        let sender = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("UDP");
-        sender
-            .send_to(&initial[..len], proxy.addr)
-            .await
-            .expect("sent");
-        silent.push(sender);
-    }
+    // 70 handshakes begun from sockets that never answer: in progress until the timeout.
+    let _silent = silent_initials(proxy.addr, 70).await;
     let gauge = "switchyard_quic_handshakes_in_progress{listener=\"https\"} ";
     poll_until(DEADLINE, "the flood's handshakes in progress", || async {
         let metrics = crate::support::h3::metrics(&proxy).await;
@@ -271,4 +248,52 @@ async fn a_handshake_flood_sends_new_clients_a_retry_first() {
     let run = gtlsclient(proxy.addr, &[], &["/"]).await;
     assert_eq!(run.statuses(), [200], "{}", run.output);
     assert_eq!(retries().await, before + 1);
+}
+
+#[tokio::test]
+async fn an_unfinished_handshake_times_out_with_early_data_on_too() {
+    let upstream = Upstream::start("u").await;
+    for early_data in [false, true] {
+        let (proxy, _ca) = h3_proxy(&[&upstream], |c| {
+            c.set_listener("early_data", early_data)
+                .set_listener("tls.handshake_timeout", "1s")
+        })
+        .await;
+        let _silent = silent_initials(proxy.addr, 1).await;
+        let line =
+            "switchyard_quic_handshake_failures_total{listener=\"https\",reason=\"timeout\"} 1";
+        poll_until(DEADLINE, "the handshake timed out", || async {
+            let metrics = crate::support::h3::metrics(&proxy).await;
+            let idle = "switchyard_quic_handshakes_in_progress{listener=\"https\"} 0";
+            (metrics.contains(line) && metrics.contains(idle)).then_some(())
+        })
+        .await;
+    }
+}
+
+/// `count` real clients' first packets, each caught on a socket of ours, then sent to `addr` from
+/// sockets that never answer (returned, to keep them open): that many handshakes begun and
+/// never finished.
+async fn silent_initials(addr: std::net::SocketAddr, count: usize) -> Vec<tokio::net::UdpSocket> {
+    let mut silent = Vec::new();
+    for _ in 0..count {
+        let catcher = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("UDP");
+        let client = quinn_client("h3");
+        let _connecting = client
+            .connect(catcher.local_addr().unwrap(), "localhost")
+            .expect("connect");
+        let mut initial = vec![0u8; 2048];
+        let (len, _) = tokio::time::timeout(DEADLINE, catcher.recv_from(&mut initial))
+            .await
+            .expect("an Initial packet")
+            .expect("received");
+        let sender = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("UDP");
+        sender.send_to(&initial[..len], addr).await.expect("sent");
+        silent.push(sender);
+    }
+    silent
 }

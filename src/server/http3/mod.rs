@@ -277,6 +277,8 @@ impl Connection<'_> {
             .await?;
         let requests = TaskTracker::new();
         let mut closing = false;
+        // A 0-RTT handshake still has the listener's time to finish.
+        let handshake_deadline = tokio::time::Instant::now() + http3.handshake_timeout;
         loop {
             tokio::select! {
                 // The handshake's end first: a request that comes with it is not early data.
@@ -286,6 +288,11 @@ impl Connection<'_> {
                 {
                     pending = None;
                     http3.metrics.handshakes.increment(1);
+                }
+                () = tokio::time::sleep_until(handshake_deadline), if pending.is_some() => {
+                    http3.metrics.failures[HandshakeFailure::Timeout as usize].increment(1);
+                    self.conn.close(0u32.into(), b"handshake timeout");
+                    return Ok(());
                 }
                 () = stop.cancelled(), if !closing => {
                     closing = true;
