@@ -27,14 +27,22 @@ pub(super) async fn serve(
         }
     };
     let (mut send, recv) = stream.split();
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let mut body = Http3Body::new(recv, declared);
+    // One length, in digits, or none: anything else is malformed (as h2 refuses it for HTTP/2).
+    let mut lengths = req.headers().get_all(header::CONTENT_LENGTH).iter();
+    let declared = lengths.next().map(|v| {
+        let digits = v.as_bytes();
+        (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
+            .then(|| std::str::from_utf8(digits).ok()?.parse::<u64>().ok())
+            .flatten()
+    });
+    let malformed = matches!(declared, Some(None)) || lengths.next().is_some();
+    let mut body = Http3Body::new(recv, declared.flatten());
     body.look_ahead();
     let mut req = req.map(|()| Inbound::Http3(Box::new(body)));
-    let response = if early && !req.method().is_safe() {
+    let response = if malformed {
+        let refusal = ProxyError::bad_request("invalid Content-Length\n");
+        proxy.refuse(req, &downstream, &refusal)
+    } else if early && !req.method().is_safe() {
         // A replayable request that is not safe: the client sends it again after the
         // handshake (RFC 8470 §5.2).
         let refusal = ProxyError::Refused(StatusCode::TOO_EARLY, "sent in early data\n");
