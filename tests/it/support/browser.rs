@@ -23,7 +23,9 @@ impl Browser {
     /// Headless Chromium with `flags` besides the usual ones, showing `url`.
     pub fn open_with(url: &str, flags: &[String]) -> Self {
         let profile = temp_dir();
+        // Chromium's own temporary files go in the profile, under target/, not /tmp.
         let mut child = Command::new("chromium")
+            .env("TMPDIR", &profile)
             .args([
                 "--headless=new",
                 "--no-sandbox",
