@@ -187,8 +187,6 @@ impl Listeners {
                 proxy_protocol: config.proxy_protocol,
                 acme_http01: (http01 && config.tls.is_none()).then(|| Arc::clone(&self.live)),
                 http3: None,
-                http3_port: 0,
-                alt_svc: None,
             },
             resumption,
             quic: None,
@@ -208,12 +206,20 @@ impl Listeners {
         let (Some(http3), Some(terminator)) = (&config.http3, &staged.settings.tls) else {
             return Ok(());
         };
-        let settings = Http3Settings::new(&config.name, terminator, http3, timeouts, &self.metrics)
-            .map_err(|source| BindError::Tls {
-                name: config.name.clone(),
-                source,
-            })?;
+        // `tcp` is the bound address, so the port is never 0 (nor is a configured one).
         let wanted = SocketAddr::new(tcp.ip(), http3.port.unwrap_or(tcp.port()));
+        let settings = Http3Settings::new(
+            &config.name,
+            wanted.port(),
+            terminator,
+            http3,
+            timeouts,
+            &self.metrics,
+        )
+        .map_err(|source| BindError::Tls {
+            name: config.name.clone(),
+            source,
+        })?;
         if running.is_none_or(|quic| quic.addr != wanted) {
             let endpoint =
                 http3::endpoint(wanted, &settings).map_err(|source| BindError::Bind {
@@ -221,17 +227,8 @@ impl Listeners {
                     bind: wanted,
                     source,
                 })?;
-            let addr = endpoint.local_addr().unwrap_or(wanted);
-            staged.quic = Some((endpoint, addr));
+            staged.quic = Some((endpoint, wanted));
         }
-        let port = staged
-            .quic
-            .as_ref()
-            .map_or(wanted.port(), |(_, addr)| addr.port());
-        let advertised = http3.advertised_port.unwrap_or(port);
-        staged.settings.alt_svc =
-            http::HeaderValue::try_from(format!("h3=\":{advertised}\"; ma=86400")).ok();
-        staged.settings.http3_port = port;
         staged.settings.http3 = Some(settings);
         Ok(())
     }

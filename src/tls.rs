@@ -102,9 +102,7 @@ impl Terminator {
         self.metrics.failures[failure as usize].increment(1);
         Err(failure)
     }
-}
 
-impl Terminator {
     /// The rustls config, for QUIC's own copy.
     pub fn rustls_config(&self) -> &Arc<ServerConfig> {
         self.acceptor.config()

@@ -62,6 +62,58 @@ impl Http3Body {
             Poll::Ready(Some(Err(_))) | Poll::Pending => {}
         }
     }
+
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, InboundError>>> {
+        if let Some(frame) = self.first.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        self.poll_next(cx)
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, InboundError>>> {
+        use bytes::Buf;
+        use std::task::ready;
+        if !self.data_done {
+            match ready!(self.stream.poll_recv_data(cx)) {
+                Ok(Some(mut data)) => {
+                    let bytes = data.copy_to_bytes(data.remaining());
+                    self.received = self.received.saturating_add(bytes.len() as u64);
+                    if let Some(declared) = self.declared.filter(|&d| self.received > d) {
+                        return Poll::Ready(Some(Err(self.length_error(declared))));
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                }
+                Ok(None) => {
+                    self.data_done = true;
+                    if let Some(declared) = self.declared.filter(|&d| self.received != d) {
+                        return Poll::Ready(Some(Err(self.length_error(declared))));
+                    }
+                }
+                Err(err) => return Poll::Ready(Some(Err(InboundError::Http3(err)))),
+            }
+        }
+        match ready!(self.stream.poll_recv_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(err) => Poll::Ready(Some(Err(InboundError::Http3(err)))),
+        }
+    }
+
+    fn length_error(&self, declared: u64) -> InboundError {
+        InboundError::Length {
+            declared,
+            received: self.received,
+        }
+    }
 }
 
 impl std::fmt::Debug for Http3Body {
@@ -134,62 +186,6 @@ impl Body for Inbound {
             Self::Http3(body) => body
                 .declared
                 .map_or_else(SizeHint::new, SizeHint::with_exact),
-        }
-    }
-}
-
-impl Http3Body {
-    fn poll_frame(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, InboundError>>> {
-        if let Some(frame) = self.first.take() {
-            return Poll::Ready(Some(Ok(frame)));
-        }
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        self.poll_next(cx)
-    }
-
-    fn poll_next(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, InboundError>>> {
-        use bytes::Buf;
-        use std::task::ready;
-        if !self.data_done {
-            match ready!(self.stream.poll_recv_data(cx)) {
-                Ok(Some(mut data)) => {
-                    let bytes = data.copy_to_bytes(data.remaining());
-                    self.received = self.received.saturating_add(bytes.len() as u64);
-                    if let Some(declared) = self.declared.filter(|&d| self.received > d) {
-                        return Poll::Ready(Some(Err(self.length_error(declared))));
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
-                }
-                Ok(None) => {
-                    self.data_done = true;
-                    if let Some(declared) = self.declared.filter(|&d| self.received != d) {
-                        return Poll::Ready(Some(Err(self.length_error(declared))));
-                    }
-                }
-                Err(err) => return Poll::Ready(Some(Err(InboundError::Http3(err)))),
-            }
-        }
-        match ready!(self.stream.poll_recv_trailers(cx)) {
-            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-            Ok(None) => Poll::Ready(None),
-            Err(err) => Poll::Ready(Some(Err(InboundError::Http3(err)))),
-        }
-    }
-}
-
-impl Http3Body {
-    fn length_error(&self, declared: u64) -> InboundError {
-        InboundError::Length {
-            declared,
-            received: self.received,
         }
     }
 }

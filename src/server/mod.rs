@@ -94,10 +94,6 @@ pub struct ListenerSettings {
     pub acme_http01: Option<Arc<crate::live_certs::LiveCerts>>,
     /// HTTP/3 beside this TLS listener, if on.
     pub http3: Option<http3::Http3Settings>,
-    /// The UDP port HTTP/3 is served on (when on).
-    pub http3_port: u16,
-    /// `Alt-Svc` for the listener's HTTP/1.1 and HTTP/2 responses, when HTTP/3 is on.
-    pub alt_svc: Option<http::HeaderValue>,
 }
 
 /// Accepts and serves client connections on `listener` until `stop`, which also drains its
@@ -250,7 +246,7 @@ fn downstream(
 ) -> Downstream {
     let mut downstream = Downstream::new(peer, tls).trusting(&settings.trusted_proxies);
     downstream.hsts = settings.hsts.clone();
-    downstream.alt_svc = settings.alt_svc.clone();
+    downstream.alt_svc = settings.http3.as_ref().map(|h3| h3.alt_svc.clone());
     downstream.local = local;
     downstream
 }

@@ -160,7 +160,7 @@ async fn connection(
         quic.handshakes.increment(1);
     }
     quic.connections.increment(1.0);
-    let downstream = Arc::new(downstream(&conn, &settings));
+    let downstream = Arc::new(downstream(&conn, &settings, http3.port));
     let served = Connection {
         conn: &conn,
         settings: &settings,
@@ -212,8 +212,8 @@ fn failure(err: &quinn::ConnectionError) -> HandshakeFailure {
     }
 }
 
-/// How the requests of a connection see it.
-fn downstream(conn: &quinn::Connection, settings: &ListenerSettings) -> Downstream {
+/// How the requests of a connection to UDP port `port` see it.
+fn downstream(conn: &quinn::Connection, settings: &ListenerSettings, port: u16) -> Downstream {
     let sni = conn
         .handshake_data()
         .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
@@ -228,9 +228,7 @@ fn downstream(conn: &quinn::Connection, settings: &ListenerSettings) -> Downstre
     };
     let peer = unmapped(conn.remote_address());
     let mut downstream = super::downstream(peer, None, Some(Arc::new(info)), settings);
-    downstream.local = conn
-        .local_ip()
-        .map(|ip| SocketAddr::new(ip, settings.http3_port));
+    downstream.local = conn.local_ip().map(|ip| SocketAddr::new(ip, port));
     // HTTP/3 clients are where `Alt-Svc` sends them already.
     downstream.alt_svc = None;
     downstream

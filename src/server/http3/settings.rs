@@ -12,6 +12,10 @@ use std::time::Duration;
 pub struct Http3Settings {
     /// quinn's config: the listener's rustls config with ALPN `h3`, and the transport limits.
     pub server_config: quinn::ServerConfig,
+    /// The UDP port.
+    pub port: u16,
+    /// `Alt-Svc` for the listener's HTTP/1.1 and HTTP/2 responses.
+    pub alt_svc: http::HeaderValue,
     /// Whether 0-RTT is on.
     pub early_data: bool,
     /// Whether every new client is sent a Retry first.
@@ -29,9 +33,10 @@ impl std::fmt::Debug for Http3Settings {
 }
 
 impl Http3Settings {
-    /// HTTP/3 on listener `listener` with the TLS of `terminator`.
+    /// HTTP/3 on listener `listener`, UDP port `port`, with the TLS of `terminator`.
     pub fn new(
         listener: &str,
+        port: u16,
         terminator: &Terminator,
         http3: &Http3,
         timeouts: &Timeouts,
@@ -60,8 +65,12 @@ impl Http3Settings {
             .send_window(8 << 20)
             .max_idle_timeout(quinn::IdleTimeout::try_from(timeouts.idle).ok());
         server_config.transport_config(Arc::new(transport));
+        let advertised = http3.advertised_port.unwrap_or(port);
         Ok(Self {
             server_config,
+            port,
+            alt_svc: http::HeaderValue::try_from(format!("h3=\":{advertised}\"; ma=86400"))
+                .expect("digits and quotes are a valid header value"),
             early_data: http3.early_data,
             always_retry: http3.retry,
             handshake_timeout: terminator.handshake_timeout(),
