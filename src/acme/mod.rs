@@ -15,7 +15,7 @@ mod storage;
 mod watch;
 
 use crate::config::{AcmeCertificate, AcmeConfig, Challenge, FleetConfig};
-use crate::events::{EventLog, timestamp};
+use crate::events::{Event, EventLog, timestamp};
 use crate::live_certs::{AcmeStatus, LiveCerts};
 use account::{account, open_storage};
 use certificate::{ARI_AGAIN, ari, parse};
@@ -184,12 +184,17 @@ async fn run(
     loop {
         for i in 0..managed.len() {
             if managed[i].due <= SystemTime::now() {
-                let looked = look_at(&mut managed[i], &account, &storage, live, report);
+                let mut news = Vec::new();
+                let looked = look_at(&mut managed[i], &account, &storage, live, report, &mut news);
                 tokio::select! {
                     () = looked => {}
                     () = &mut watching => {}
                 }
+                // The listing shows what an event announces by the time it is announced.
                 live.set_status(managed.iter().map(Managed::status).collect());
+                for event in news {
+                    report.events.publish(event);
+                }
             }
         }
         let next = managed
@@ -231,6 +236,7 @@ async fn look_at(
     storage: &Storage,
     live: &Arc<LiveCerts>,
     report: &Reporting<'_>,
+    news: &mut Vec<Event>,
 ) {
     let name = cert.wanted.names[0].clone();
     let now = SystemTime::now();
@@ -243,7 +249,7 @@ async fn look_at(
                         .served
                         .is_none_or(|(not_after, _)| parsed.not_after > not_after) =>
             {
-                serve(cert, &parsed, live, report.events, false);
+                serve(cert, &parsed, live, news, false);
             }
             Ok(_) => {}
             Err(err) => {
@@ -279,7 +285,7 @@ async fn look_at(
             return;
         }
         Err(err) => {
-            fail(cert, &err, false, None, report.events);
+            fail(cert, &err, false, None, news);
             return;
         }
     }
@@ -301,12 +307,12 @@ async fn look_at(
     match result {
         Ok(parsed) => {
             report.orders.obtained.increment(1);
-            serve(cert, &parsed, live, report.events, true);
+            serve(cert, &parsed, live, news, true);
         }
         Err((err, rate_limited)) => {
             report.orders.failed.increment(1);
             let asked = report.retry_after.take(SystemTime::now());
-            fail(cert, &err, rate_limited, asked, report.events);
+            fail(cert, &err, rate_limited, asked, news);
         }
     }
     cert.forced = false;

@@ -3,17 +3,18 @@
 
 use super::certificate::Parsed;
 use super::{FIRST_BACKOFF, LOOK_AGAIN, MAX_BACKOFF, Managed, RATE_LIMITED};
-use crate::events::{Event, EventLog, timestamp};
+use crate::events::{Event, timestamp};
 use crate::live_certs::LiveCerts;
 use std::time::{Duration, SystemTime};
 
 /// Serves `parsed` for `cert`'s names from now on; `ordered` when this replica just obtained
-/// it (a certificate found in storage at start is not news; one replacing another is).
+/// it (a certificate found in storage at start is not news; one replacing another is). The
+/// news is pushed to `news`, published once the listing shows it.
 pub(super) fn serve(
     cert: &mut Managed,
     parsed: &Parsed,
     live: &LiveCerts,
-    events: &EventLog,
+    news: &mut Vec<Event>,
     ordered: bool,
 ) {
     live.install(&cert.wanted.names, &parsed.key);
@@ -28,12 +29,12 @@ pub(super) fn serve(
     tracing::info!(certificate = %names[0], %not_after, ordered, "ACME certificate served");
     let time = timestamp(SystemTime::now());
     match (before, ordered) {
-        (Some(_), _) => events.publish(Event::CertificateRenewed {
+        (Some(_), _) => news.push(Event::CertificateRenewed {
             names,
             not_after,
             time,
         }),
-        (None, true) => events.publish(Event::CertificateObtained {
+        (None, true) => news.push(Event::CertificateObtained {
             names,
             not_after,
             time,
@@ -42,13 +43,13 @@ pub(super) fn serve(
     }
 }
 
-/// Counts a failure of `cert` and sets its next attempt.
+/// Counts a failure of `cert`, sets its next attempt and pushes the news to `news`.
 pub(super) fn fail(
     cert: &mut Managed,
     err: &str,
     rate_limited: bool,
     asked: Option<Duration>,
-    events: &EventLog,
+    news: &mut Vec<Event>,
 ) {
     cert.failures = cert.failures.saturating_add(1);
     // Never sooner than the CA asked (its `Retry-After`).
@@ -57,7 +58,7 @@ pub(super) fn fail(
     cert.due = retry_at;
     cert.failed = Some((err.to_owned(), retry_at));
     tracing::warn!(certificate = %cert.wanted.names[0], %err, retry_in = ?wait, "ACME order failed");
-    events.publish(Event::CertificateFailed {
+    news.push(Event::CertificateFailed {
         names: cert.wanted.names.clone(),
         error: err.to_owned(),
         retry_at: timestamp(retry_at),
