@@ -15,8 +15,8 @@ pub struct Snapshot {
     pub router: Arc<Router>,
     /// Pools, indexed by `Route::pool`.
     pub pools: Vec<Arc<Pool>>,
-    /// Timeouts in force.
-    pub timeouts: Timeouts,
+    /// Timeouts in force: shared, as every client connection keeps the ones it started with.
+    pub timeouts: Arc<Timeouts>,
     /// Request limits in force.
     pub limits: Limits,
     /// The certificates the listeners serve, for their expiry metric.

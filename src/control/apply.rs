@@ -195,7 +195,7 @@ impl Control {
         self.publisher.store(Snapshot {
             router: Arc::clone(&self.router),
             pools,
-            timeouts: self.config.timeouts,
+            timeouts: Arc::new(self.config.timeouts),
             limits: self.config.limits,
             certificates: Arc::clone(&self.certificates),
         });

@@ -117,7 +117,7 @@ impl Control {
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot {
             router: Arc::clone(&router),
             pools: pools.iter().map(|p| Arc::new(p.build())).collect(),
-            timeouts: config.timeouts,
+            timeouts: Arc::new(config.timeouts),
             limits: config.limits,
             certificates: Arc::clone(&certificates),
         }));

@@ -100,9 +100,9 @@ impl Proxy {
     }
 
     /// The timeouts and request limits of the current snapshot.
-    pub fn connection_settings(&self) -> (crate::config::Timeouts, crate::config::Limits) {
+    pub fn connection_settings(&self) -> (Arc<crate::config::Timeouts>, crate::config::Limits) {
         let snapshot = self.snapshot.load();
-        (snapshot.timeouts, snapshot.limits)
+        (Arc::clone(&snapshot.timeouts), snapshot.limits)
     }
 
     /// Answers one request: the upstream's response, or a short error response. The request

@@ -42,7 +42,7 @@ struct ConnShared {
     redirect_to_https: Option<u16>,
     acme_http01: Option<Arc<crate::live_certs::LiveCerts>>,
     activity: Arc<ConnActivity>,
-    timeouts: Timeouts,
+    timeouts: Arc<Timeouts>,
     limits: crate::config::Limits,
 }
 
@@ -132,78 +132,82 @@ where
         timeouts,
         limits,
     });
-    serve(io, shared, shutdown)
+    serve(Prefixed::new(io), shared, shutdown)
 }
 
-async fn serve<S>(io: S, shared: Arc<ConnShared>, shutdown: CancellationToken)
+/// The connection's future. A plain function returning an `async` block, here and in
+/// `serve_http1`: an `async fn` keeps its arguments in its future beside the copies its body
+/// moves them into, and this future is the room an idle connection keeps.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn serve<S>(
+    mut io: Prefixed<S>,
+    shared: Arc<ConnShared>,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + 'static
 where
     S: Socket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (timeouts, limits) = (&shared.timeouts, &shared.limits);
-    let peer = shared.downstream.peer;
-    let alpn = shared.downstream.tls.as_ref().and_then(|tls| tls.alpn);
-    let mut watch = Watch::new(&shared.activity, timeouts, &shutdown, peer);
-    let mut io = Prefixed::new(io);
-    // Over TLS, ALPN has already chosen the protocol; without it, the preface tells.
-    let http2 = match alpn {
-        Some(alpn) => alpn == "h2",
-        _ => {
-            let sniffed = tokio::select! {
-                sniffed = sniff(&mut io) => sniffed,
-                _ = watch.serving() => return,
-            };
-            match sniffed {
-                Ok(http2) => http2,
-                Err(err) => return tracing::debug!(%peer, %err, "client connection ended"),
+    async move {
+        let (timeouts, limits) = (&shared.timeouts, &shared.limits);
+        let peer = shared.downstream.peer;
+        let alpn = shared.downstream.tls.as_ref().and_then(|tls| tls.alpn);
+        let mut watch = Watch::new(&shared.activity, timeouts, &shutdown, peer);
+        // Over TLS, ALPN has already chosen the protocol; without it, the preface tells.
+        let http2 = match alpn {
+            Some(alpn) => alpn == "h2",
+            _ => {
+                let sniffed = tokio::select! {
+                    sniffed = sniff(&mut io) => sniffed,
+                    _ = watch.serving() => return,
+                };
+                match sniffed {
+                    Ok(http2) => http2,
+                    Err(err) => return tracing::debug!(%peer, %err, "client connection ended"),
+                }
             }
-        }
-    };
-    if http2 {
-        let service = {
-            let shared = Arc::clone(&shared);
-            service_fn(move |req: http::Request<Incoming>| {
-                Arc::clone(&shared).respond(req.map(Inbound::Hyper))
-            })
         };
-        // Boxed: h2's connection state is several KiB, and inline it would size every
-        // connection's task, HTTP/1.1 and idle ones too, to it.
-        let mut connection =
-            Box::pin(http2_builder(timeouts, limits).serve_connection(TokioIo::new(io), service));
-        // The closing conditions are polled only when one of them wakes, not on each of the
-        // several wake-ups every request causes.
-        let reason = tokio::select! {
-            biased;
-            result = connection.as_mut() => return log_end(result, peer),
-            reason = Dormant::new(watch.serving()) => reason,
-        };
-        if reason == Closing::NoRequest {
-            return; // nothing in progress: dropping the connection closes it
+        if http2 {
+            let service = {
+                let shared = Arc::clone(&shared);
+                service_fn(move |req: http::Request<Incoming>| {
+                    Arc::clone(&shared).respond(req.map(Inbound::Hyper))
+                })
+            };
+            // Boxed: h2's connection state is several KiB, and inline it would size every
+            // connection's task, HTTP/1.1 and idle ones too, to it.
+            let mut connection = Box::pin(
+                http2_builder(timeouts, limits).serve_connection(TokioIo::new(io), service),
+            );
+            // The closing conditions are polled only when one of them wakes, not on each of the
+            // several wake-ups every request causes.
+            let reason = tokio::select! {
+                biased;
+                result = connection.as_mut() => return log_end(result, peer),
+                reason = Dormant::new(watch.serving()) => reason,
+            };
+            if reason == Closing::NoRequest {
+                return; // nothing in progress: dropping the connection closes it
+            }
+            connection.as_mut().graceful_shutdown();
+            if reason == Closing::Shutdown {
+                // In-flight requests finish within the shutdown grace period, bounded by the
+                // gateway.
+                return log_end(connection.await, peer);
+            }
+            // Idle: GOAWAY, then wait for the peer; one that never answers is closed anyway.
+            match tokio::time::timeout(timeouts.request_header, connection).await {
+                Ok(result) => log_end(result, peer),
+                Err(_) => {
+                    tracing::debug!(%peer, "idle client connection did not close after GOAWAY")
+                }
+            }
+        } else {
+            let service = Http1Service {
+                shared: Arc::clone(&shared),
+                tunnel: Cell::new(None),
+            };
+            serve_http1(io, service, &shared, &mut watch).await;
         }
-        connection.as_mut().graceful_shutdown();
-        if reason == Closing::Shutdown {
-            // In-flight requests finish within the shutdown grace period, bounded by the
-            // gateway.
-            return log_end(connection.await, peer);
-        }
-        // Idle: GOAWAY, then wait for the peer; one that never answers is closed anyway.
-        match tokio::time::timeout(timeouts.request_header, connection).await {
-            Ok(result) => log_end(result, peer),
-            Err(_) => tracing::debug!(%peer, "idle client connection did not close after GOAWAY"),
-        }
-    } else {
-        let service = Http1Service {
-            shared: Arc::clone(&shared),
-            tunnel: Cell::new(None),
-        };
-        serve_http1(
-            io,
-            service,
-            &http1_builder(limits),
-            &shared,
-            &mut watch,
-            timeouts,
-        )
-        .await;
     }
 }
 
@@ -235,100 +239,111 @@ enum Stopped {
 
 /// HTTP/1.1 on one connection: hyper serves it until it is quiet, then it is parked until the
 /// client sends again, as many times as it takes, until it closes or is upgraded.
-async fn serve_http1<S>(
+#[allow(clippy::manual_async_fn)] // on purpose: see `serve`
+fn serve_http1<'a, S>(
     mut io: Prefixed<S>,
     mut service: Http1Service,
-    builder: &http1::Builder,
-    shared: &ConnShared,
-    watch: &mut Watch<'_>,
-    timeouts: &Timeouts,
-) where
+    shared: &'a ConnShared,
+    watch: &'a mut Watch<'_>,
+) -> impl Future<Output = ()> + 'a
+where
     S: Socket + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = shared.downstream.peer;
-    loop {
-        // Boxed, so a parked connection's task does not keep room for hyper's connection
-        // state (freed when it is taken apart).
-        let mut connection = Box::new(builder.serve_connection(TokioIo::new(io), service));
-        let stopped = {
-            let serving = poll_fn(|cx| connection.poll_without_shutdown(cx));
-            // As for HTTP/2: the closing conditions are polled only when one of them wakes.
-            let closing = Dormant::new(watch.serving());
-            tokio::select! {
-                biased;
-                result = serving => Stopped::Finished(result),
-                reason = closing => Stopped::Closing(reason),
-            }
-        };
-        let finished = match stopped {
-            Stopped::Finished(result) => result,
-            Stopped::Closing(Closing::NoRequest) => return,
-            Stopped::Closing(reason) => {
-                Pin::new(&mut *connection).graceful_shutdown();
-                let at_once = poll_fn(|cx| Poll::Ready(connection.poll_without_shutdown(cx)));
-                match (reason, at_once.await) {
-                    // Quiet and idle: hyper stopped at once, and the connection is parked.
-                    (Closing::Quiet, Poll::Ready(Ok(()))) => {
-                        (io, service) = take_apart(*connection);
-                        if io.has_unread() || park(&io, watch, shared).await {
-                            continue;
+    async move {
+        let (peer, timeouts) = (shared.downstream.peer, &*shared.timeouts);
+        loop {
+            // Boxed, so a parked connection's task does not keep room for hyper's connection
+            // state (freed when it is taken apart). The builder is made here rather than kept:
+            // it is a hundred bytes, and a few instructions per connection and wake-up.
+            let builder = http1_builder(&shared.limits);
+            let mut connection = Box::new(builder.serve_connection(TokioIo::new(io), service));
+            let stopped = {
+                let serving = poll_fn(|cx| connection.poll_without_shutdown(cx));
+                // As for HTTP/2: the closing conditions are polled only when one of them wakes.
+                let closing = Dormant::new(watch.serving());
+                tokio::select! {
+                    biased;
+                    result = serving => Stopped::Finished(result),
+                    reason = closing => Stopped::Closing(reason),
+                }
+            };
+            let finished = match stopped {
+                Stopped::Finished(result) => result,
+                Stopped::Closing(Closing::NoRequest) => return,
+                Stopped::Closing(reason) => {
+                    Pin::new(&mut *connection).graceful_shutdown();
+                    let at_once = poll_fn(|cx| Poll::Ready(connection.poll_without_shutdown(cx)));
+                    match (reason, at_once.await) {
+                        // Quiet and idle: hyper stopped at once, and the connection is parked.
+                        (Closing::Quiet, Poll::Ready(Ok(()))) => {
+                            (io, service) = take_apart(connection);
+                            if io.has_unread() || park(&io, watch, shared).await {
+                                continue;
+                            }
+                            return close(io, timeouts, peer).await;
                         }
-                        return close(io, timeouts, peer).await;
-                    }
-                    (_, Poll::Ready(result)) => result,
-                    // In-flight requests finish within the shutdown grace period, bounded by
-                    // the gateway.
-                    (Closing::Shutdown, Poll::Pending) => {
-                        poll_fn(|cx| connection.poll_without_shutdown(cx)).await
-                    }
-                    // Idle, or quiet but busy after all (a next head begun on a connection
-                    // fresh from parking, or a request still arriving after its response went
-                    // out): left to finish within the header timeout.
-                    (_, Poll::Pending) => {
-                        let finishing = poll_fn(|cx| connection.poll_without_shutdown(cx));
-                        match tokio::time::timeout(timeouts.request_header, finishing).await {
-                            Ok(result) => result,
-                            Err(_) => return,
+                        (_, Poll::Ready(result)) => result,
+                        // In-flight requests finish within the shutdown grace period, bounded by
+                        // the gateway.
+                        (Closing::Shutdown, Poll::Pending) => {
+                            poll_fn(|cx| connection.poll_without_shutdown(cx)).await
+                        }
+                        // Idle, or quiet but busy after all (a next head begun on a connection
+                        // fresh from parking, or a request still arriving after its response went
+                        // out): left to finish within the header timeout.
+                        (_, Poll::Pending) => {
+                            let finishing = poll_fn(|cx| connection.poll_without_shutdown(cx));
+                            match tokio::time::timeout(timeouts.request_header, finishing).await {
+                                Ok(result) => result,
+                                Err(_) => return,
+                            }
                         }
                     }
                 }
+            };
+            if let Err(err) = finished {
+                return log_end(Err(err), peer);
             }
-        };
-        if let Err(err) = finished {
-            return log_end(Err(err), peer);
+            let (io, service) = take_apart(connection);
+            if let Some(tunnel) = service.waiting_tunnel() {
+                // The `101` is out: the rest of the connection is the tunnel's.
+                let _ = tunnel.send(Box::new(io));
+                return;
+            }
+            return close(io, timeouts, peer).await;
         }
-        let (io, service) = take_apart(*connection);
-        if let Some(tunnel) = service.waiting_tunnel() {
-            // The `101` is out: the rest of the connection is the tunnel's.
-            let _ = tunnel.send(Box::new(io));
-            return;
-        }
-        return close(io, timeouts, peer).await;
     }
 }
 
 /// The connection under a finished hyper one, with what hyper had read and not used put back,
-/// and the service; the rest (hyper's buffers) is freed here.
+/// and the service; the rest (hyper's buffers, and the box itself, which a caller moving out of
+/// it would keep until its scope ends: through a whole parking) is freed here.
+#[allow(clippy::boxed_local)] // on purpose: see above
 fn take_apart<S>(
-    connection: http1::Connection<TokioIo<Prefixed<S>>, Http1Service>,
+    connection: Box<http1::Connection<TokioIo<Prefixed<S>>, Http1Service>>,
 ) -> (Prefixed<S>, Http1Service)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let parts = connection.into_parts();
+    let parts = (*connection).into_parts();
     let mut io = parts.io.into_inner();
     io.unread(&parts.read_buf);
     (io, parts.service)
 }
 
 /// Waits, holding nothing but the socket, until the client sends again (`true`) or the
-/// connection should close (`false`).
+/// connection should close (`false`). The socket's readiness is polled, not awaited: its
+/// future would be room kept in every parked connection.
 async fn park<S: Socket>(io: &Prefixed<S>, watch: &mut Watch<'_>, shared: &ConnShared) -> bool {
     let _parked = super::Counted::count(&shared.proxy.connections_parked);
-    tokio::select! {
-        ready = io.get_ref().tcp().readable() => ready.is_ok(),
-        _ = watch.parked() => false,
-    }
+    let mut closing = std::pin::pin!(watch.parked());
+    poll_fn(|cx| {
+        if let Poll::Ready(ready) = io.get_ref().tcp().poll_read_ready(cx) {
+            return Poll::Ready(ready.is_ok());
+        }
+        closing.as_mut().poll(cx).map(|_| false)
+    })
+    .await
 }
 
 /// Closes a connection hyper has finished with: TLS's `close_notify`, then the TCP FIN, given

@@ -53,7 +53,7 @@ pub(super) async fn ask(
             .get(forward.pool)
             .cloned()
             .ok_or_else(error)?;
-        (pool, Dial::from(&snapshot.timeouts))
+        (pool, Dial::from(&*snapshot.timeouts))
     };
     let backend = Arc::clone(pool.pick(None).ok_or_else(error)?.1);
     let protocol = pool.policy.upstream.config.protocol;
