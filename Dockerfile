@@ -15,6 +15,10 @@ RUN apt-get update \
 COPY --from=build /src/target/dist/switchyard /usr/local/bin/switchyard
 COPY conf/switchyard.toml /etc/switchyard/switchyard.toml
 USER 10001:10001
+# Freed pages go back to the kernel as soon as they empty, not 10 ms later when something next
+# touches them: a proxy gone quiet with thousands of parked keep-alive connections otherwise keeps
+# their freed buffers resident (6 KiB per idle connection instead of 3.5; docs: Idle connections).
+ENV MIMALLOC_PURGE_DELAY=0
 # The proxy and the admin API (which needs [admin] bind on 0.0.0.0 and a token to be reachable).
 EXPOSE 8080 9901
 STOPSIGNAL SIGTERM

@@ -7,8 +7,13 @@
 # Method: start the proxy, read its RSS (VmRSS of the serving process), open the connections
 # from one client process, send one request on each and read the answer, keep them all open and
 # idle for 16 s (long enough for Switchyard to park idle HTTP/1.1 connections), read the RSS
-# again. Reported: RSS before, with the connections open, and the growth per
-# connection. Loopback only; the client closes everything and exits by itself.
+# again. Reported: RSS before, with the connections open, and the growth per connection. The
+# plain and TLS rows are measured twice for Switchyard: as the binary runs by default, and as
+# packaged (MIMALLOC_PURGE_DELAY=0, see the Dockerfile). Loopback only; the client closes
+# everything and exits by itself.
+#
+# Usage: benches/idle-memory.sh   (ROWS="h1 tls h2c h2 ws", CONNECTIONS=10000, TLS_CONNECTIONS=2000,
+#        WS_CONNECTIONS=2000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
@@ -16,6 +21,8 @@ source benches/lib.sh
 CONNECTIONS=${CONNECTIONS:-10000}
 TLS_CONNECTIONS=${TLS_CONNECTIONS:-2000}
 WS_CONNECTIONS=${WS_CONNECTIONS:-2000}
+# Which kinds of connection to measure (all by default).
+ROWS=${ROWS:-h1 tls h2c h2 ws}
 require nginx:nginx-light
 # PROFILE=release measures the quick start's build; dist (fat LTO) is what ships.
 PROFILE=${PROFILE:-dist}
@@ -176,20 +183,37 @@ switchyard_row() { # port mode connections [config]
   "target/$PROFILE/switchyard" run --workers 1 --config "$work/${4:-switchyard}.toml" --log-level warn & local pid=$!
   pids+=("$pid")
   wait_port "$1"
-  measure switchyard "$1" "$pid" "$2" "$3"
+  measure "${NAME:-switchyard}" "$1" "$pid" "$2" "$3"
   kill "$pid"
   wait "$pid" 2>/dev/null || true
+}
+# As packaged (Dockerfile, conf/systemd): mimalloc returns each freed page at once.
+packaged_row() { # port mode connections [config]
+  MIMALLOC_PURGE_DELAY=0 NAME="switchyard, packaged" switchyard_row "$@"
 }
 
 echo "| proxy | connections | count | RSS before | RSS with them open | per connection |"
 echo "| --- | --- | ---: | ---: | ---: | ---: |"
-nginx_row 18282 h1 "$CONNECTIONS"
-switchyard_row 18283 h1 "$CONNECTIONS"
-nginx_row 18285 tls "$TLS_CONNECTIONS"
-switchyard_row 18286 tls "$TLS_CONNECTIONS"
-nginx_row 18284 h2c "$TLS_CONNECTIONS"
-switchyard_row 18283 h2c "$TLS_CONNECTIONS"
-nginx_row 18285 h2 "$TLS_CONNECTIONS"
-switchyard_row 18286 h2 "$TLS_CONNECTIONS"
-nginx_row 18288 ws "$WS_CONNECTIONS"
-switchyard_row 18289 ws "$WS_CONNECTIONS" switchyard-ws
+want() { [[ " $ROWS " == *" $1 "* ]]; }
+if want h1; then
+  nginx_row 18282 h1 "$CONNECTIONS"
+  switchyard_row 18283 h1 "$CONNECTIONS"
+  packaged_row 18283 h1 "$CONNECTIONS"
+fi
+if want tls; then
+  nginx_row 18285 tls "$TLS_CONNECTIONS"
+  switchyard_row 18286 tls "$TLS_CONNECTIONS"
+  packaged_row 18286 tls "$TLS_CONNECTIONS"
+fi
+if want h2c; then
+  nginx_row 18284 h2c "$TLS_CONNECTIONS"
+  switchyard_row 18283 h2c "$TLS_CONNECTIONS"
+fi
+if want h2; then
+  nginx_row 18285 h2 "$TLS_CONNECTIONS"
+  switchyard_row 18286 h2 "$TLS_CONNECTIONS"
+fi
+if want ws; then
+  nginx_row 18288 ws "$WS_CONNECTIONS"
+  switchyard_row 18289 ws "$WS_CONNECTIONS" switchyard-ws
+fi
