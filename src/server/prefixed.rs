@@ -6,8 +6,11 @@ use bytes::{Buf, Bytes};
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+/// What a client speaking HTTP/2 with prior knowledge sends first.
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// A stream read from `prefix` first, then from `io`.
 #[derive(Debug)]
@@ -39,6 +42,26 @@ impl<S> Prefixed<S> {
 
     pub(super) fn get_ref(&self) -> &S {
         &self.io
+    }
+}
+
+impl<S: AsyncRead + Unpin> Prefixed<S> {
+    /// Whether the connection starts with HTTP/2's preface; what was read is put back.
+    pub(super) async fn sniff_http2(&mut self) -> std::io::Result<bool> {
+        let mut first = [0u8; PREFACE.len()];
+        let mut read = 0;
+        while read < first.len() {
+            let n = self.read(&mut first[read..]).await?;
+            if n == 0 {
+                break; // hyper sees the end of the stream next
+            }
+            read += n;
+            if first[..read] != PREFACE[..read] {
+                break;
+            }
+        }
+        self.unread(&first[..read]);
+        Ok(&first[..read] == PREFACE)
     }
 }
 

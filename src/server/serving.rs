@@ -27,12 +27,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-
-/// What a client speaking HTTP/2 with prior knowledge sends first.
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What the requests of one client connection share.
 #[derive(Debug)]
@@ -157,7 +154,7 @@ where
             Some(alpn) => alpn == "h2",
             _ => {
                 let sniffed = tokio::select! {
-                    sniffed = sniff(&mut io) => sniffed,
+                    sniffed = io.sniff_http2() => sniffed,
                     _ = watch.serving() => return,
                 };
                 match sniffed {
@@ -209,24 +206,6 @@ where
             serve_http1(io, service, &shared, &mut watch).await;
         }
     }
-}
-
-/// Whether the connection starts with HTTP/2's preface; what was read is put back.
-async fn sniff<S: AsyncRead + Unpin>(io: &mut Prefixed<S>) -> std::io::Result<bool> {
-    let mut first = [0u8; PREFACE.len()];
-    let mut read = 0;
-    while read < first.len() {
-        let n = io.read(&mut first[read..]).await?;
-        if n == 0 {
-            break; // hyper sees the end of the stream next
-        }
-        read += n;
-        if first[..read] != PREFACE[..read] {
-            break;
-        }
-    }
-    io.unread(&first[..read]);
-    Ok(&first[..read] == PREFACE)
 }
 
 /// What stopped an HTTP/1.1 connection's hyper.
