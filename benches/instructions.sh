@@ -38,7 +38,9 @@
 #   output (a file). The HTTP/2 rows use these, so every HTTP/2 comparison has the log on:
 #   `*-h2c` over h2c (prior knowledge), `*-h2` over TLS (h2 by ALPN), each loaded by
 #   `h2load -c16 -m10` rather than wrk. `h2-floor` is `hyper-floor` serving HTTP/2 (h2c):
-#   what hyper's HTTP/2 server and h2 cost before anything of ours.
+#   what hyper's HTTP/2 server and h2 cost before anything of ours. `h2-direct` serves the same
+#   with h2's own server API, a connection's streams polled in its task (no task per stream):
+#   what hyper's HTTP/2 layer adds to h2.
 #
 # Usage: benches/instructions.sh   (DURATION=8, PROXIES="nginx haproxy hyper-floor switchyard
 #        switchyard-nolog switchyard-path switchyard-policies nginx-https switchyard-https"; a dump for
@@ -58,7 +60,7 @@ require nginx:nginx-light haproxy:haproxy wrk:wrk h2load:nghttp2-client valgrind
 # PROFILE=release measures the quick start's build; dist (fat LTO) is what ships.
 PROFILE=${PROFILE:-dist}
 cargo build --profile "$PROFILE" --quiet
-if [[ " $PROXIES " == *" hyper-floor "* || " $PROXIES " == *" h2-floor "* ]]; then
+if [[ " $PROXIES " =~ " "(hyper-floor|h2-floor|h2-direct)" " ]]; then
   floor=$(cargo build --profile "$PROFILE" --bench hyper_floor --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*hyper_floor[^"]*\)".*/\1/p' | tail -1)
 fi
@@ -189,7 +191,7 @@ for name in $PROXIES; do
   h2=0
   curl_args=()
   case $name in
-    *-h2c | h2-floor) h2=1 curl_args=(--http2-prior-knowledge) ;;
+    *-h2c | h2-floor | h2-direct) h2=1 curl_args=(--http2-prior-knowledge) ;;
     *-h2) h2=1 ;;
   esac
   case $name in
@@ -212,6 +214,7 @@ for name in $PROXIES; do
     switchyard-h2) measure switchyard-h2 $https "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
     hyper-floor) measure hyper-floor $http "$floor" 127.0.0.1:$PORT 127.0.0.1:18381 127.0.0.1:18382 ;;
     h2-floor) measure h2-floor $http "$floor" --h2 127.0.0.1:$PORT 127.0.0.1:18381 127.0.0.1:18382 ;;
+    h2-direct) measure h2-direct $http "$floor" --h2-direct 127.0.0.1:$PORT 127.0.0.1:18381 127.0.0.1:18382 ;;
     switchyard) measure switchyard $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
     switchyard-nolog) measure switchyard-nolog $http "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard-nolog.toml" --log-level warn ;;
     switchyard-path) measure switchyard-path $api "target/$PROFILE/switchyard" run --workers 1 --config "$work/switchyard.toml" --log-level warn ;;
