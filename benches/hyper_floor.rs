@@ -24,6 +24,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
+use std::thread::LocalKey;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -66,6 +67,19 @@ thread_local! {
     static IDLE_EMPTY: RefCell<Vec<Vec<SendRequest<Empty<Bytes>>>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// A ready idle connection to upstream `n`, taken from `idle`.
+fn take_ready<B>(
+    idle: &'static LocalKey<RefCell<Vec<Vec<SendRequest<B>>>>>,
+    n: usize,
+) -> Option<SendRequest<B>> {
+    idle.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let list = &mut idle[n];
+        let ready = list.iter().rposition(SendRequest::is_ready)?;
+        Some(list.swap_remove(ready))
+    })
+}
+
 /// The next upstream in round-robin order.
 fn next_upstream(count: usize) -> usize {
     NEXT.with(|next| {
@@ -90,13 +104,7 @@ async fn serve(listen: String, upstreams: Arc<Vec<http::uri::Authority>>, h2: bo
             let upstreams = Arc::clone(&upstreams);
             async move {
                 let n = next_upstream(upstreams.len());
-                let pooled = IDLE.with(|idle| {
-                    let mut idle = idle.borrow_mut();
-                    let list = &mut idle[n];
-                    let ready = list.iter().rposition(SendRequest::is_ready)?;
-                    Some(list.swap_remove(ready))
-                });
-                let mut sender = match pooled {
+                let mut sender = match take_ready(&IDLE, n) {
                     Some(sender) => sender,
                     None => connect(&upstreams[n]).await?,
                 };
@@ -175,13 +183,7 @@ async fn relay_h2(
     upstreams: Arc<Vec<http::uri::Authority>>,
 ) -> std::io::Result<()> {
     let n = next_upstream(upstreams.len());
-    let pooled = IDLE_EMPTY.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = &mut idle[n];
-        let ready = list.iter().rposition(SendRequest::is_ready)?;
-        Some(list.swap_remove(ready))
-    });
-    let mut sender = match pooled {
+    let mut sender = match take_ready(&IDLE_EMPTY, n) {
         Some(sender) => sender,
         None => connect(&upstreams[n]).await?,
     };
