@@ -147,7 +147,7 @@ const TIERS: &[(&str, u8)] = &[
 ];
 
 /// The binary's own files: their `crate::` is the binary, which uses the library as a whole.
-const BINARY: &[&str] = &["main", "cli", "register"];
+const BINARY: &[&str] = &["main", "check", "cli", "register"];
 
 /// The top-level module a source file belongs to (`src/control/apply.rs` → `control`).
 fn module_of(path: &Path) -> String {
