@@ -1,5 +1,8 @@
 //! Assembles a running proxy: control plane, data plane, listeners, admin API and reloads, and
 //! the shutdown that drains them.
+//!
+//! Longer than most files on purpose: the start order of every part, and the shutdown order
+//! that mirrors it, read best in one place.
 
 use crate::access_log::AccessLog;
 use crate::admin::{self, AdminState, Token, TokenError};

@@ -1,5 +1,8 @@
 //! TLS termination: a listener's rustls `ServerConfig` with its SNI resolver, the handshake
 //! under a timeout, and what a finished or failed handshake tells the access log and metrics.
+//!
+//! Longer than most files on purpose: a listener's rustls setup, its SNI resolver and its
+//! handshake accounting change together.
 
 use crate::config::{Challenge, ListenerTls, TlsVersion, crypto_provider};
 use crate::live_certs::{ACME_TLS_ALPN, LiveCerts};

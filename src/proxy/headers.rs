@@ -1,5 +1,8 @@
 //! Header rewriting: hop-by-hop headers removed both ways, `X-Forwarded-*` and `Via` added.
 //! Framing headers (`Content-Length`, chunking) are left to hyper.
+//!
+//! Longer than most files on purpose: a quarter of it is the tests of each rewriting rule, kept
+//! next to the rules.
 
 use super::Downstream;
 use crate::config::UnderscoreHeaders;

@@ -2,6 +2,9 @@
 //! plain listener that otherwise redirects to HTTPS) and tls-alpn-01, verified with OpenSSL
 //! against pebble's root, announced on the event stream, and taken from storage on a restart
 //! without a new order.
+//!
+//! Longer than most files on purpose: each scenario runs a real CA and up to three replicas,
+//! and its checks read best next to its setup.
 
 use crate::support::events::EventStream;
 use crate::support::pebble::{Pebble, openssl_verifies};

@@ -1,5 +1,8 @@
 //! Every shipped config validates, and each kind of mistake is reported at its line and column
 //! with a message naming the field; all problems in a file are reported together.
+//!
+//! Longer than most files on purpose: it is the catalogue of config mistakes, one short test
+//! for each.
 
 use std::path::Path;
 use switchyard::config;

@@ -1,6 +1,9 @@
 //! Failure handling through the real proxy: active probes, passive ejection with backoff,
 //! retries on another backend, the all-down answer and panic mode, and what is never retried.
 //! Every wait polls with a deadline; bounds are generous for a noisy 2-core machine.
+//!
+//! Longer than most files on purpose: each failure scenario keeps its backends, waits and
+//! checks together.
 
 use crate::support::config::{ConfigBuilder, PoolBuilder};
 use crate::support::upstream::{start_hung, start_raw};

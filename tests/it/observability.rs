@@ -2,6 +2,9 @@
 //! (parsed with an independent parser), state gauges following health and drains, series of
 //! removed backends gone after reload, access log lines with every field, and a full log buffer
 //! that drops lines instead of blocking requests.
+//!
+//! Longer than most files on purpose: each scenario keeps its traffic and the exposition or
+//! log lines it expects together.
 
 use crate::support::config::{ConfigBuilder, PoolBuilder};
 use crate::support::*;

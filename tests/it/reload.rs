@@ -2,6 +2,9 @@
 //! are reported with line and column while the old one serves, runtime state (weights, health,
 //! probe counts) survives reloads that do not touch it, a broken file is reported once per
 //! content, and the summary names what changed and what waits for a restart.
+//!
+//! Longer than most files on purpose: each reload scenario keeps its configs, traffic and checks
+//! together.
 
 use crate::support::config::{ConfigBuilder, PoolBuilder};
 use crate::support::events::EventStream;

@@ -1,6 +1,9 @@
 //! TLS termination through the real proxy and a real rustls client: certificates by SNI, TLS
 //! versions, ALPN, the handshake timeout, key formats, session resumption, the access log and
 //! metrics, and the plain-HTTP redirect.
+//!
+//! Longer than most files on purpose: each TLS behaviour is tested with a real client, next to
+//! its setup.
 
 use crate::support::config::ConfigBuilder;
 use crate::support::tls::{self, Http, KeyFormat, Leaf, Pki, presented, tls_config};

@@ -1,6 +1,9 @@
 //! TLS fixtures: a CA and leaf certificates made at test time (so no test breaks on a date),
 //! written as PEM files in the key formats operators meet, and a rustls client that reports
 //! which certificate the proxy presented.
+//!
+//! Longer than most files on purpose: every certificate and key format the tests need is made
+//! here.
 
 use bytes::Bytes;
 use http::{Request, StatusCode};

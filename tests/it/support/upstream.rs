@@ -17,6 +17,9 @@
 //!
 //! Longer than most files on purpose: every fixture server the tests start (the echoing
 //! upstream, hung, raw and scripted ones, small services), so each behaves alike.
+//!
+//! Longer than most files on purpose: this is the one fixture upstream every test uses, with
+//! all its paths.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
