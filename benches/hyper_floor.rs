@@ -67,17 +67,70 @@ thread_local! {
     static IDLE_EMPTY: RefCell<Vec<Vec<SendRequest<Empty<Bytes>>>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A ready idle connection to upstream `n`, taken from `idle`.
-fn take_ready<B>(
-    idle: &'static LocalKey<RefCell<Vec<Vec<SendRequest<B>>>>>,
-    n: usize,
-) -> Option<SendRequest<B>> {
-    idle.with(|idle| {
+/// Idle connections per upstream, for requests with bodies of type `B`.
+type Idle<B> = LocalKey<RefCell<Vec<Vec<SendRequest<B>>>>>;
+
+/// Binds `listen` and hands each client connection accepted there to `serve`, once `idle` has
+/// a list for each of `upstreams`.
+async fn accept_each<B>(
+    listen: &str,
+    idle: &'static Idle<B>,
+    upstreams: &[http::uri::Authority],
+    mut serve: impl FnMut(tokio::net::TcpStream),
+) {
+    idle.with(|idle| *idle.borrow_mut() = upstreams.iter().map(|_| Vec::new()).collect());
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .expect("bind the listen address");
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        stream.set_nodelay(true).ok();
+        serve(stream);
+    }
+}
+
+/// Sends `req` to the next upstream in round-robin order, over a ready connection from `idle` or
+/// a new one, which goes back to `idle` at once: it is ready again when its response has been
+/// read.
+async fn send<B>(
+    idle: &'static Idle<B>,
+    upstreams: &[http::uri::Authority],
+    mut req: http::Request<B>,
+) -> std::io::Result<http::Response<Incoming>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let n = next_upstream(upstreams.len());
+    let ready = idle.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = &mut idle[n];
         let ready = list.iter().rposition(SendRequest::is_ready)?;
         Some(list.swap_remove(ready))
-    })
+    });
+    let mut sender = match ready {
+        Some(sender) => sender,
+        None => connect(&upstreams[n]).await?,
+    };
+    // HTTP/2 carries the host as `:authority`; an HTTP/1.1 upstream needs `Host`.
+    if let Some(authority) = req.uri().authority() {
+        if !req.headers().contains_key(http::header::HOST) {
+            let host =
+                http::HeaderValue::from_str(authority.as_str()).map_err(std::io::Error::other)?;
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+    *req.uri_mut() = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .map_or_else(|| http::Uri::from_static("/"), http::Uri::from);
+    let response = sender.send_request(req).await;
+    idle.with(|idle| idle.borrow_mut()[n].push(sender));
+    response.map_err(std::io::Error::other)
 }
 
 /// The next upstream in round-robin order.
@@ -90,42 +143,11 @@ fn next_upstream(count: usize) -> usize {
 }
 
 async fn serve(listen: String, upstreams: Arc<Vec<http::uri::Authority>>, h2: bool) {
-    IDLE.with(|idle| *idle.borrow_mut() = upstreams.iter().map(|_| Vec::new()).collect());
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .expect("bind the listen address");
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        stream.set_nodelay(true).ok();
+    accept_each(&listen, &IDLE, &upstreams, |stream| {
         let upstreams = Arc::clone(&upstreams);
-        let service = service_fn(move |mut req: http::Request<Incoming>| {
+        let service = service_fn(move |req: http::Request<Incoming>| {
             let upstreams = Arc::clone(&upstreams);
-            async move {
-                let n = next_upstream(upstreams.len());
-                let mut sender = match take_ready(&IDLE, n) {
-                    Some(sender) => sender,
-                    None => connect(&upstreams[n]).await?,
-                };
-                // HTTP/2 carries the host as `:authority`; an HTTP/1.1 upstream needs `Host`.
-                if let Some(authority) = req.uri().authority() {
-                    if !req.headers().contains_key(http::header::HOST) {
-                        let host = http::HeaderValue::from_str(authority.as_str())
-                            .map_err(std::io::Error::other)?;
-                        req.headers_mut().insert(http::header::HOST, host);
-                    }
-                }
-                *req.uri_mut() = req
-                    .uri()
-                    .path_and_query()
-                    .cloned()
-                    .map_or_else(|| http::Uri::from_static("/"), http::Uri::from);
-                let response = sender.send_request(req).await;
-                // Back in the list at once: it is ready again when its response has been read.
-                IDLE.with(|idle| idle.borrow_mut()[n].push(sender));
-                response.map_err(std::io::Error::other)
-            }
+            async move { send(&IDLE, &upstreams, req).await }
         });
         tokio::spawn(async move {
             let io = TokioIo::new(stream);
@@ -141,20 +163,13 @@ async fn serve(listen: String, upstreams: Arc<Vec<http::uri::Authority>>, h2: bo
                     .ok();
             }
         });
-    }
+    })
+    .await;
 }
 
 /// `--h2-direct`: h2's server API, every stream of a connection polled by the connection's task.
 async fn serve_h2_direct(listen: String, upstreams: Arc<Vec<http::uri::Authority>>) {
-    IDLE_EMPTY.with(|idle| *idle.borrow_mut() = upstreams.iter().map(|_| Vec::new()).collect());
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .expect("bind the listen address");
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        stream.set_nodelay(true).ok();
+    accept_each(&listen, &IDLE_EMPTY, &upstreams, |stream| {
         let upstreams = Arc::clone(&upstreams);
         tokio::spawn(async move {
             let Ok(mut connection) = h2::server::handshake(stream).await else {
@@ -173,7 +188,8 @@ async fn serve_h2_direct(listen: String, upstreams: Arc<Vec<http::uri::Authority
                 }
             }
         });
-    }
+    })
+    .await;
 }
 
 /// One HTTP/2 GET relayed to an HTTP/1.1 upstream, its response body sent frame by frame.
@@ -182,28 +198,12 @@ async fn relay_h2(
     mut respond: h2::server::SendResponse<Bytes>,
     upstreams: Arc<Vec<http::uri::Authority>>,
 ) -> std::io::Result<()> {
-    let n = next_upstream(upstreams.len());
-    let mut sender = match take_ready(&IDLE_EMPTY, n) {
-        Some(sender) => sender,
-        None => connect(&upstreams[n]).await?,
-    };
     let (parts, _) = req.into_parts();
     let mut upstream = http::Request::new(Empty::<Bytes>::new());
     *upstream.method_mut() = parts.method;
+    *upstream.uri_mut() = parts.uri;
     *upstream.headers_mut() = parts.headers;
-    if let Some(authority) = parts.uri.authority() {
-        let host =
-            http::HeaderValue::from_str(authority.as_str()).map_err(std::io::Error::other)?;
-        upstream.headers_mut().insert(http::header::HOST, host);
-    }
-    *upstream.uri_mut() = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .map_or_else(|| http::Uri::from_static("/"), http::Uri::from);
-    let response = sender.send_request(upstream).await;
-    IDLE_EMPTY.with(|idle| idle.borrow_mut()[n].push(sender));
-    let (mut head, mut body) = response.map_err(std::io::Error::other)?.into_parts();
+    let (mut head, mut body) = send(&IDLE_EMPTY, &upstreams, upstream).await?.into_parts();
     // HTTP/2 forbids connection-specific fields; nginx sends `Connection: keep-alive`.
     head.headers.remove(http::header::CONNECTION);
     let end = body.is_end_stream();
