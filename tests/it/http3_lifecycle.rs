@@ -6,7 +6,7 @@ use crate::support::h3::{gtlsclient, h3_client, h3_proxy, quinn_client};
 use crate::support::tls::{Pki, tls_config_over};
 use crate::support::upstream::{pattern, sha256_hex};
 use crate::support::{
-    DEADLINE, TestProxy, Upstream, eventually, poll_until, temp_config, temp_dir,
+    DEADLINE, TestProxy, Upstream, eventually, metric, poll_until, temp_config, temp_dir,
 };
 
 #[tokio::test]
@@ -223,31 +223,22 @@ async fn a_handshake_flood_sends_new_clients_a_retry_first() {
     let (proxy, _ca) = h3_proxy(&[&upstream], |c| c).await;
     // 70 handshakes begun from sockets that never answer: in progress until the timeout.
     let _silent = silent_initials(proxy.addr, 70).await;
-    let gauge = "switchyard_quic_handshakes_in_progress{listener=\"https\"} ";
+    let gauge = "switchyard_quic_handshakes_in_progress{listener=\"https\"}";
     poll_until(DEADLINE, "the flood's handshakes in progress", || async {
-        let metrics = crate::support::h3::metrics(&proxy).await;
-        let value: f64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(gauge))?
-            .parse()
-            .ok()?;
-        (value >= 64.0).then_some(())
+        (metric(&proxy, gauge).await? >= 64.0).then_some(())
     })
     .await;
     // (The flood's packets past the 64th were sent a Retry already, which nobody answered.)
     // A real client now gets a Retry first, answers it, and is served.
     let retries = || async {
-        let metrics = crate::support::h3::metrics(&proxy).await;
-        let counter = "switchyard_quic_retries_total{listener=\"https\"} ";
-        let value = metrics.lines().find_map(|l| l.strip_prefix(counter));
-        value
-            .and_then(|v| v.parse::<u64>().ok())
+        metric(&proxy, "switchyard_quic_retries_total{listener=\"https\"}")
+            .await
             .expect("the Retry counter")
     };
     let before = retries().await;
     let run = gtlsclient(proxy.addr, &[], &["/"]).await;
     assert_eq!(run.statuses(), [200], "{}", run.output);
-    assert_eq!(retries().await, before + 1);
+    assert_eq!(retries().await, before + 1.0);
 }
 
 #[tokio::test]
