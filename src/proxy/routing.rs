@@ -116,7 +116,7 @@ pub fn route<'s, B>(
     };
     let pool = Arc::clone(&snapshot.pools[pool]);
     exchange.routed(&route.name, slot, &pool.name, &pool.policy.traffic);
-    let timeouts: &crate::config::Timeouts = &snapshot.timeouts;
+    let timeouts = &*snapshot.timeouts;
     let settings = RequestSettings {
         request: timeouts.request,
         response_header: timeouts.response_header,

@@ -12,6 +12,23 @@ use std::sync::Arc;
 /// cannot risk a replay answers `425`.
 const EARLY_DATA: http::HeaderName = http::HeaderName::from_static("early-data");
 
+/// The request's `Content-Length`: none, or one value of digits alone. Anything else (a sign, a
+/// separator, two values, a number past `u64`) is malformed, as h2 holds it for HTTP/2.
+fn content_length(headers: &http::HeaderMap) -> Result<Option<u64>, ()> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let digits = value.as_bytes();
+    if values.next().is_some() || digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(());
+    }
+    let length = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse().ok());
+    length.map(Some).ok_or(())
+}
+
 /// One request: read, handed to the proxy's phases, answered on its stream.
 pub(super) async fn serve(
     resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>,
@@ -27,19 +44,11 @@ pub(super) async fn serve(
         }
     };
     let (mut send, recv) = stream.split();
-    // One length, in digits, or none: anything else is malformed (as h2 refuses it for HTTP/2).
-    let mut lengths = req.headers().get_all(header::CONTENT_LENGTH).iter();
-    let declared = lengths.next().map(|v| {
-        let digits = v.as_bytes();
-        (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
-            .then(|| std::str::from_utf8(digits).ok()?.parse::<u64>().ok())
-            .flatten()
-    });
-    let malformed = matches!(declared, Some(None)) || lengths.next().is_some();
-    let mut body = Http3Body::new(recv, declared.flatten());
+    let declared = content_length(req.headers());
+    let mut body = Http3Body::new(recv, declared.unwrap_or(None));
     body.look_ahead();
     let mut req = req.map(|()| Inbound::Http3(Box::new(body)));
-    let response = if malformed {
+    let response = if declared.is_err() {
         let refusal = ProxyError::bad_request("invalid Content-Length\n");
         proxy.refuse(req, &downstream, &refusal)
     } else if early && !req.method().is_safe() {
