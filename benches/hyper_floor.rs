@@ -91,31 +91,19 @@ async fn accept_each<B>(
     }
 }
 
-/// Sends `req` to the next upstream in round-robin order, over a ready connection from `idle` or
-/// a new one, which goes back to `idle` at once: it is ready again when its response has been
-/// read.
-async fn send<B>(
-    idle: &'static Idle<B>,
-    upstreams: &[http::uri::Authority],
-    mut req: http::Request<B>,
-) -> std::io::Result<http::Response<Incoming>>
-where
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let n = next_upstream(upstreams.len());
-    let ready = idle.with(|idle| {
+/// A ready idle connection to upstream `n`, taken from `idle`.
+fn take_ready<B>(idle: &'static Idle<B>, n: usize) -> Option<SendRequest<B>> {
+    idle.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = &mut idle[n];
         let ready = list.iter().rposition(SendRequest::is_ready)?;
         Some(list.swap_remove(ready))
-    });
-    let mut sender = match ready {
-        Some(sender) => sender,
-        None => connect(&upstreams[n]).await?,
-    };
-    // HTTP/2 carries the host as `:authority`; an HTTP/1.1 upstream needs `Host`.
+    })
+}
+
+/// `req` made an HTTP/1.1 request: `Host` from the authority (HTTP/2's `:authority`) when it
+/// has none, the target in origin form.
+fn origin_form<B>(req: &mut http::Request<B>) -> std::io::Result<()> {
     if let Some(authority) = req.uri().authority() {
         if !req.headers().contains_key(http::header::HOST) {
             let host =
@@ -128,9 +116,7 @@ where
         .path_and_query()
         .cloned()
         .map_or_else(|| http::Uri::from_static("/"), http::Uri::from);
-    let response = sender.send_request(req).await;
-    idle.with(|idle| idle.borrow_mut()[n].push(sender));
-    response.map_err(std::io::Error::other)
+    Ok(())
 }
 
 /// The next upstream in round-robin order.
@@ -145,9 +131,20 @@ fn next_upstream(count: usize) -> usize {
 async fn serve(listen: String, upstreams: Arc<Vec<http::uri::Authority>>, h2: bool) {
     accept_each(&listen, &IDLE, &upstreams, |stream| {
         let upstreams = Arc::clone(&upstreams);
-        let service = service_fn(move |req: http::Request<Incoming>| {
+        let service = service_fn(move |mut req: http::Request<Incoming>| {
             let upstreams = Arc::clone(&upstreams);
-            async move { send(&IDLE, &upstreams, req).await }
+            async move {
+                let n = next_upstream(upstreams.len());
+                let mut sender = match take_ready(&IDLE, n) {
+                    Some(sender) => sender,
+                    None => connect(&upstreams[n]).await?,
+                };
+                origin_form(&mut req)?;
+                let response = sender.send_request(req).await;
+                // Back in the list at once: it is ready again when its response has been read.
+                IDLE.with(|idle| idle.borrow_mut()[n].push(sender));
+                response.map_err(std::io::Error::other)
+            }
         });
         tokio::spawn(async move {
             let io = TokioIo::new(stream);
@@ -198,12 +195,20 @@ async fn relay_h2(
     mut respond: h2::server::SendResponse<Bytes>,
     upstreams: Arc<Vec<http::uri::Authority>>,
 ) -> std::io::Result<()> {
+    let n = next_upstream(upstreams.len());
+    let mut sender = match take_ready(&IDLE_EMPTY, n) {
+        Some(sender) => sender,
+        None => connect(&upstreams[n]).await?,
+    };
     let (parts, _) = req.into_parts();
     let mut upstream = http::Request::new(Empty::<Bytes>::new());
     *upstream.method_mut() = parts.method;
     *upstream.uri_mut() = parts.uri;
     *upstream.headers_mut() = parts.headers;
-    let (mut head, mut body) = send(&IDLE_EMPTY, &upstreams, upstream).await?.into_parts();
+    origin_form(&mut upstream)?;
+    let response = sender.send_request(upstream).await;
+    IDLE_EMPTY.with(|idle| idle.borrow_mut()[n].push(sender));
+    let (mut head, mut body) = response.map_err(std::io::Error::other)?.into_parts();
     // HTTP/2 forbids connection-specific fields; nginx sends `Connection: keep-alive`.
     head.headers.remove(http::header::CONNECTION);
     let end = body.is_end_stream();
